@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One GPU-machine session: install flash-attn (from .whl/) and the plugin, then run the named stages.
+# Usage (on the device machine, from the repo root): bash benchmarks/gpu_session.sh STAGE...
+# Every log and result lands under $OUT (default ./out).
+set -uo pipefail
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+
+stage_env() {
+  attnperf env 2>&1 | tee "$OUT/env.txt"
+}
+
+stage_baseline() {
+  # Record the H100 baselines from the suite, then gate against them (must pass).
+  pytest --attnperf --attnperf-update -p no:cacheprovider -q tests/suite 2>&1 | tee "$OUT/suite-update.log"
+  cp baselines/*.yaml "$OUT/"
+  pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q tests/suite \
+    --attnperf-json="$OUT/suite-gate.json" --junitxml="$OUT/suite-gate.xml" 2>&1 | tee "$OUT/suite-gate.log"
+}
+
+stage_slowdown() {
+  # The same sdpa-flash kernel plus a sleep kernel of known length must fail its latency gate.
+  ATTNPERF_SLOWDOWN="sdpa-flash=${SLOWDOWN:-200us}" pytest --attnperf --attnperf-backends=sdpa-flash \
+    -p no:cacheprovider -q tests/suite 2>&1 | tee "$OUT/slowdown.log"
+  echo "slowdown run exit status: ${PIPESTATUS[0]}" | tee -a "$OUT/slowdown.log"
+}
+
+for stage in "$@"; do
+  echo "=== stage $stage ($(date -u +%H:%M:%S))"
+  "stage_$stage"
+done

@@ -1,0 +1,208 @@
+"""The ``attnperf`` command: env, update, show, diff, memory, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
+from .options import add_argparse_options, to_command_line
+from .units import format_bytes, format_ms
+
+
+def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
+    """Run a tiny case to prove the backend really works here (catches ABI or driver mismatches)."""
+    import torch
+
+    from .backends import REGISTRY, Unsupported
+    from .inputs import AttnShape, make_qkv
+
+    backend = REGISTRY.get(name)
+    reason = backend.unavailable_reason(info)
+    if reason:
+        return False, reason
+    dtype = "float16" if info.is_cuda else "float32"
+    shape = AttnShape(q_len=256, k_len=256, batch=1, heads=4, kv_heads=4, head_dim=64, dtype=dtype)
+    reason = backend.unsupported_reason(shape, info)
+    if reason:
+        return False, reason
+    qkv = make_qkv(shape, device=device)
+    try:
+        with torch.no_grad():
+            output = backend.run(*qkv.in_layout(backend.layout), shape)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    except Unsupported as unsupported:
+        return False, str(unsupported)
+    except Exception as error:  # report the failure itself: that is what env is for
+        return False, f"installed but failed a {shape.label()} run: {type(error).__name__}: {str(error).splitlines()[0]}"
+    finite = bool(torch.isfinite(output).all())
+    return finite, "ok" if finite else "ran but produced NaN/Inf"
+
+
+def environment_report(device_spec: str, baselines_dir: Path) -> dict[str, Any]:
+    """Everything `attnperf env` prints, as data."""
+    from .backends import REGISTRY
+    from .gpu import describe_device, resolve_device
+
+    device = resolve_device(device_spec)
+    info = describe_device(device)
+    backends = {}
+    for name in REGISTRY.names():
+        ok, reason = _probe_backend(name, device, info)
+        backends[name] = {"available": ok, "reason": reason, "description": REGISTRY.get(name).description}
+    path = baseline_path(baselines_dir, info.slug)
+    baseline_info: dict[str, Any] = {"path": str(path), "exists": path.exists()}
+    try:
+        baseline = load_baseline(path)
+    except BaselineFileError as error:
+        baseline_info["error"] = str(error)
+        baseline = None
+    if baseline is not None:
+        baseline_info["entries"] = len(baseline.entries)
+        baseline_info["recorded_with"] = baseline.environment
+        baseline_info["differences"] = {
+            key: {"baseline": baseline.environment.get(key), "now": value}
+            for key, value in info.software().items()
+            if key in baseline.environment and baseline.environment.get(key) != value
+        }
+    return {"device": info.as_dict(), "backends": backends, "baseline": baseline_info}
+
+
+def _print_environment(report: dict[str, Any]) -> None:
+    device = report["device"]
+    capability = ".".join(map(str, device["capability"])) if device["capability"] else "-"
+    print(f"device       {device['name']} ({device['device']}), capability {capability}, {device['generation']}")
+    print(f"memory       {format_bytes(device['memory_bytes'])}, {device['sm_count']} {'SMs' if device['capability'] else 'cores'}")
+    for key in ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers"):
+        print(f"{key:<13}{device[key] or 'not installed'}")
+    print("\nbackends")
+    for name, entry in report["backends"].items():
+        mark = "available  " if entry["available"] else "unavailable"
+        print(f"  {name:<15} {mark}  {entry['reason'] if not entry['available'] else entry['description']}")
+    baseline = report["baseline"]
+    print(f"\nbaseline    {baseline['path']} ({'exists' if baseline['exists'] else 'missing: record it with `attnperf update`'})")
+    if "error" in baseline:
+        print(f"            ERROR: {baseline['error']}")
+    if "entries" in baseline:
+        print(f"            {baseline['entries']} entries, recorded {baseline['recorded_with'].get('recorded_at', '?')}")
+        for key, change in baseline["differences"].items():
+            print(f"            differs: {key} {change['baseline']} (baseline) vs {change['now']} (now)")
+        if not baseline["differences"]:
+            print("            same software as when the baseline was recorded")
+
+
+def command_env(arguments: argparse.Namespace) -> int:
+    report = environment_report(arguments.attnperf_device or "auto", Path(arguments.attnperf_baselines or "baselines"))
+    if arguments.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_environment(report)
+    usable = any(entry["available"] for entry in report["backends"].values())
+    if "error" in report["baseline"]:
+        return 2
+    return 0 if usable else 1
+
+
+def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    forwarded = to_command_line({k: v for k, v in vars(arguments).items() if k.startswith("attnperf_")})
+    return int(pytest.main(["--attnperf", "--attnperf-update", *forwarded, *extra]))
+
+
+def _entry_rows(baseline: BaselineFile) -> list[tuple[str, ...]]:
+    rows = []
+    for test_id, entry in sorted(baseline.entries.items()):
+        rows.append((test_id.split("::", 1)[-1], entry.backend or "-", format_ms(entry.median_ms),
+                     format_bytes(entry.peak_bytes), "yes" if entry.fits else "no", entry.recorded_at))
+    return rows
+
+
+def _load_or_exit(path: Path) -> BaselineFile:
+    try:
+        baseline = load_baseline(path)
+    except BaselineFileError as error:
+        raise SystemExit(f"attnperf: {error}") from None
+    if baseline is None:
+        raise SystemExit(f"attnperf: no baseline file at {path}")
+    return baseline
+
+
+def command_show(arguments: argparse.Namespace) -> int:
+    from .report import format_table
+
+    baseline = _load_or_exit(Path(arguments.file))
+    print(f"{baseline.path}: {baseline.device.get('name')}, {len(baseline.entries)} entries")
+    recorded = ", ".join(f"{key} {value}" for key, value in baseline.environment.items() if value)
+    print(f"recorded with: {recorded}\n")
+    for line in format_table(("test", "backend", "median", "peak mem", "fits", "recorded"), _entry_rows(baseline)):
+        print(line)
+    return 0
+
+
+def diff_rows(old: BaselineFile, new: BaselineFile) -> list[tuple[str, ...]]:
+    """Per-entry old -> new, with the ratio; entries only on one side are marked added/removed."""
+    rows = []
+    for test_id in sorted(set(old.entries) | set(new.entries)):
+        before, after = old.entries.get(test_id), new.entries.get(test_id)
+        name = test_id.split("::", 1)[-1]
+        if before is None or after is None:
+            rows.append((name, "added" if before is None else "removed", "", "", ""))
+            continue
+        ratio = after.median_ms / before.median_ms if before.median_ms and after.median_ms else None
+        memory_ratio = after.peak_bytes / before.peak_bytes if before.peak_bytes and after.peak_bytes else None
+        rows.append((name, f"{format_ms(before.median_ms)} -> {format_ms(after.median_ms)}",
+                     "-" if ratio is None else f"x{ratio:.3f}",
+                     f"{format_bytes(before.peak_bytes)} -> {format_bytes(after.peak_bytes)}",
+                     "-" if memory_ratio is None else f"x{memory_ratio:.3f}"))
+    return rows
+
+
+def command_diff(arguments: argparse.Namespace) -> int:
+    from .report import format_table
+
+    old, new = _load_or_exit(Path(arguments.old)), _load_or_exit(Path(arguments.new))
+    for line in format_table(("test", "median", "ratio", "peak memory", "ratio"), diff_rows(old, new)):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnperf", description="Attention performance gate (pytest-attnperf).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    env = commands.add_parser("env", help="check this runner: GPU, versions, backends, baseline file")
+    env.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_argparse_options(env, ("device", "baselines"))
+    update = commands.add_parser(
+        "update", help="run the suite and refresh this GPU's baselines (extra arguments go to pytest)"
+    )
+    add_argparse_options(update, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
+    show = commands.add_parser("show", help="print a baseline file")
+    show.add_argument("file", help="a baselines/<gpu>.yaml file")
+    diff = commands.add_parser("diff", help="compare two baseline files entry by entry")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments, extra = parser.parse_known_args(argv)
+    if extra and arguments.command != "update":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if arguments.command == "env":
+        return command_env(arguments)
+    if arguments.command == "update":
+        return command_update(arguments, extra)
+    if arguments.command == "show":
+        return command_show(arguments)
+    return command_diff(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The markers: each is a plain function whose signature *is* the marker's API.
+
+A marker's arguments are evaluated into frozen specs at collection; a bad argument becomes a
+:class:`MarkerError` naming the test, the marker, what was wrong and the accepted form.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .checks import EquivalenceSpec, LatencySpec, MemorySpec
+from .inputs import MODES, SHORT_DTYPE, parse_dtype
+from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_positive_int, parse_size
+
+
+class MarkerError(ValueError):
+    """A marker used with arguments it does not accept."""
+
+
+def attnperf_latency(*, tolerance: float | str | None = None, budget: float | str | None = None, baseline: bool = True) -> LatencySpec:
+    """Median latency within baseline * (1 + tolerance) and/or under an absolute budget ('2.5 ms')."""
+    if not isinstance(baseline, bool):
+        raise ValueError(f"baseline must be True or False, not {baseline!r}")
+    tolerance_value = parse_fraction(tolerance) if tolerance is not None else None
+    budget_ms = parse_duration_ms(budget) if budget is not None else None
+    if not baseline and tolerance_value is not None:
+        raise ValueError("tolerance compares with the baseline, but baseline=False: drop one of them")
+    if not baseline and budget_ms is None:
+        raise ValueError("baseline=False and no budget: nothing would be checked")
+    return LatencySpec(tolerance=tolerance_value, budget_ms=budget_ms, use_baseline=baseline)
+
+
+def attnperf_memory(*, tolerance: float | str | None = None, ceiling: int | str | None = None, baseline: bool = True) -> MemorySpec:
+    """Peak memory within baseline * (1 + tolerance) and/or under an absolute ceiling ('2 GiB')."""
+    if not isinstance(baseline, bool):
+        raise ValueError(f"baseline must be True or False, not {baseline!r}")
+    tolerance_value = parse_fraction(tolerance) if tolerance is not None else None
+    ceiling_bytes = parse_size(ceiling) if ceiling is not None else None
+    if ceiling_bytes == 0:
+        raise ValueError("a ceiling of 0 bytes can never hold: give a positive size")
+    if not baseline and tolerance_value is not None:
+        raise ValueError("tolerance compares with the baseline, but baseline=False: drop one of them")
+    if not baseline and ceiling_bytes is None:
+        raise ValueError("baseline=False and no ceiling: nothing would be checked")
+    return MemorySpec(tolerance=tolerance_value, ceiling_bytes=ceiling_bytes, use_baseline=baseline)
+
+
+def attnperf_equivalence(*, rule: str = "fa2", factor: float = 2.0, rtol: float = 1e-2, atol: float = 2e-2) -> EquivalenceSpec:
+    """Output agrees with a high-precision reference: rule 'fa2' (default), 'fa3' or 'allclose'."""
+    if rule not in ("fa2", "fa3", "allclose"):
+        raise ValueError(f"rule {rule!r} is not one of 'fa2', 'fa3', 'allclose'")
+    for name, value in (("factor", factor), ("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise ValueError(f"{name} must be a finite non-negative number, not {value!r}")
+    if factor < 1:
+        raise ValueError(f"factor {factor!r} below 1 would demand the kernel beat the reference's own error")
+    return EquivalenceSpec(rule=rule, factor=float(factor), rtol=float(rtol), atol=float(atol))  # type: ignore[arg-type]
+
+
+def attnperf_backends(*names: str) -> tuple[str, ...]:
+    """Run this test only with these backends, in this order."""
+    if not names:
+        raise ValueError("give at least one backend name")
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"backend names are strings, not {name!r}")
+    return names
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """attnperf_shape: per-test shape settings; a list value parametrizes the test over it."""
+
+    values: dict[str, tuple[Any, ...]]
+
+    def variants(self) -> list[dict[str, Any]]:
+        """The cartesian product of the listed values, one dict per test variant."""
+        keys = [key for key in self.values if key != "seqlens"]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.values[key] for key in keys))]
+
+    def varying(self) -> list[str]:
+        return [key for key, values in self.values.items() if len(values) > 1 and key != "seqlens"]
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, (list, tuple)) and not _is_window(value) else (value,)
+
+
+def _is_window(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def _window(value: Any) -> tuple[int, int]:
+    if value is None:
+        return (-1, -1)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= -1 for v in value):
+        return (int(value[0]), int(value[1]))
+    raise ValueError(f"window {value!r} must be a (left, right) pair of ints >= -1, e.g. (256, 0); -1 means unbounded")
+
+
+def _causal(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"causal must be True or False, not {value!r}")
+    return value
+
+
+def _scale(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"scale must be a positive finite number or None, not {value!r}")
+    return float(value)
+
+
+def _mode(value: Any) -> str:
+    if value not in MODES:
+        raise ValueError(f"mode {value!r} is not one of {', '.join(MODES)}")
+    return str(value)
+
+
+_SHAPE_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "batch": lambda v: parse_positive_int(v, what="batch"),
+    "heads": lambda v: parse_positive_int(v, what="heads"),
+    "kv_heads": lambda v: parse_positive_int(v, what="kv_heads"),
+    "head_dim": lambda v: parse_positive_int(v, what="head_dim"),
+    "dtype": parse_dtype,
+    "causal": _causal,
+    "window": _window,
+    "scale": _scale,
+    "mode": _mode,
+}
+
+
+def attnperf_shape(
+    *,
+    batch: Any = None,
+    heads: Any = None,
+    kv_heads: Any = None,
+    head_dim: Any = None,
+    dtype: Any = None,
+    causal: Any = None,
+    window: Any = None,
+    scale: Any = None,
+    mode: Any = None,
+    seqlens: Any = None,
+) -> ShapeSpec:
+    """Shape of this test's inputs; a list (e.g. dtype=['float16', 'bfloat16']) parametrizes over it."""
+    given = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype,
+             "causal": causal, "window": window, "scale": scale, "mode": mode}
+    values: dict[str, tuple[Any, ...]] = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        options = _as_tuple(value)
+        if not options:
+            raise ValueError(f"{key} is an empty list")
+        values[key] = tuple(_SHAPE_PARSERS[key](option) for option in options)
+    if seqlens is not None:
+        values["seqlens"] = parse_int_list(seqlens, what="context length")
+    return ShapeSpec(values)
+
+
+def variant_id(variant: dict[str, Any], varying: list[str]) -> str:
+    """Readable id for a shape variant: only the keys that vary, e.g. 'bf16-full'."""
+    parts = []
+    for key in varying:
+        value = variant[key]
+        if key == "dtype":
+            parts.append(SHORT_DTYPE[value])
+        elif key == "causal":
+            parts.append("causal" if value else "full")
+        elif key == "window":
+            parts.append("nowin" if value == (-1, -1) else f"win{value[0]}_{value[1]}")
+        else:
+            parts.append(f"{key}{value}".replace("+", "-"))
+    return "-".join(parts) or "default"
+
+
+MARKERS: dict[str, Callable[..., Any]] = {
+    "attnperf_latency": attnperf_latency,
+    "attnperf_memory": attnperf_memory,
+    "attnperf_equivalence": attnperf_equivalence,
+    "attnperf_backends": attnperf_backends,
+    "attnperf_shape": attnperf_shape,
+}
+MARKER_USAGE = {
+    "attnperf_latency": "attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', baseline=True)",
+    "attnperf_memory": "attnperf_memory(tolerance=0.05 | '5%', ceiling=2147483648 | '2 GiB' | '512 MiB', baseline=True)",
+    "attnperf_equivalence": "attnperf_equivalence(rule='fa2' | 'fa3' | 'allclose', factor=2.0, rtol=1e-2, atol=2e-2)",
+    "attnperf_backends": "attnperf_backends('sdpa-flash', 'flash-attn', ...)",
+    "attnperf_shape": "attnperf_shape(batch=1, heads=32, kv_heads=8, head_dim=128, dtype='float16' | ['float16', "
+    "'bfloat16'], causal=True, window=(256, 0), scale=None, mode='forward', seqlens=[1024, 4096])",
+}
+MARKER_HELP = {
+    "attnperf_latency": "gate the median latency against the per-GPU baseline and/or an absolute budget",
+    "attnperf_memory": "gate the peak memory against the per-GPU baseline and/or an absolute ceiling",
+    "attnperf_equivalence": "check the output against a high-precision reference (FlashAttention's rule by default)",
+    "attnperf_backends": "restrict the attn_backend parametrization of this test",
+    "attnperf_shape": "set (or parametrize) the shape of the qkv inputs of this test",
+}
+
+
+def evaluate_marker(mark: pytest.Mark, where: str) -> Any:
+    """Call the marker's function with the mark's arguments; a bad argument becomes a MarkerError."""
+    function = MARKERS[mark.name]
+    arguments = ", ".join([repr(arg) for arg in mark.args] + [f"{key}={value!r}" for key, value in mark.kwargs.items()])
+    try:
+        return function(*mark.args, **mark.kwargs)
+    except (TypeError, ValueError) as error:
+        problem = str(error).replace(f"{function.__name__}() ", "")
+        raise MarkerError(
+            f"{where}: @pytest.mark.{mark.name}({arguments}): {problem}\n    accepted: @pytest.mark.{MARKER_USAGE[mark.name]}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class GateMarks:
+    """The three check markers of one test, evaluated."""
+
+    latency: LatencySpec | None
+    memory: MemorySpec | None
+    equivalence: EquivalenceSpec | None
+
+    @property
+    def any(self) -> bool:
+        return any((self.latency, self.memory, self.equivalence))
+
+
+def evaluate_gate_marks(item: pytest.Item) -> GateMarks:
+    """Evaluate the closest attnperf_latency/memory/equivalence marks of ``item``."""
+    specs: dict[str, Any] = {}
+    for name in ("attnperf_latency", "attnperf_memory", "attnperf_equivalence"):
+        mark = item.get_closest_marker(name)
+        specs[name] = evaluate_marker(mark, item.nodeid) if mark is not None else None
+    return GateMarks(specs["attnperf_latency"], specs["attnperf_memory"], specs["attnperf_equivalence"])

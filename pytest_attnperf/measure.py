@@ -1,0 +1,295 @@
+"""Timing and peak memory of a workload. No pass/fail logic lives here.
+
+CUDA: CUDA events around each sample, an L2 flush before each sample outside the timed span,
+a warm-up, at least ``min_samples`` samples whatever the kernel length, and the peak as the rise
+of ``max_memory_allocated`` over what was allocated before. CPU: a monotonic clock, and the
+peak as the rise of the process's resident-set high-water mark (reset through
+/proc/self/clear_refs). An out-of-memory becomes :class:`DoesNotFit` with the memory handed back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Workload = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """How long to warm up and sample; the minimum sample count holds even for long kernels."""
+
+    warmup_ms: float = 25.0
+    rep_ms: float = 100.0
+    min_samples: int = 10
+    max_samples: int = 500
+    flush_l2: bool = True
+    cuda_graph: bool = False
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-sample durations in milliseconds and their summary statistics."""
+
+    samples_ms: tuple[float, ...]
+    clock: str
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples_ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.samples_ms)
+
+    @property
+    def iqr_ms(self) -> float:
+        if len(self.samples_ms) < 2:
+            return 0.0
+        quartiles = statistics.quantiles(self.samples_ms, n=4, method="inclusive")
+        return quartiles[2] - quartiles[0]
+
+    @property
+    def stdev_ms(self) -> float:
+        return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "median": self.median_ms,
+            "iqr": self.iqr_ms,
+            "mean": self.mean_ms,
+            "stdev": self.stdev_ms,
+            "min": self.min_ms,
+            "max": self.max_ms,
+            "samples": len(self.samples_ms),
+        }
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one workload cost: timing, peak memory above its inputs, and its output."""
+
+    timing: Timing
+    peak_bytes: int | None
+    memory_note: str | None
+    output: Any
+
+
+class DoesNotFit(Exception):
+    """The workload ran out of device memory; the memory has been handed back."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for torch's OutOfMemoryError and for libraries that raise it as a plain RuntimeError."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "cudnn_status_alloc_failed" in text)
+
+
+def release_memory(device: torch.device) -> None:
+    """Hand cached memory back so the next case starts where this one started."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------- memory
+
+
+_libc: Any = None
+
+
+def _trim_heap() -> None:
+    """Return freed heap pages to the OS so new allocations raise the resident set again."""
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL("libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _read_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_peak_memory(workload: Workload) -> tuple[Any, int | None, str | None]:
+    """Run once; return (output, rise of the resident-set peak in bytes, note if unmeasurable)."""
+    gc.collect()
+    _trim_heap()
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")  # resets VmHWM to the current resident set
+    except OSError:
+        return workload(), None, "peak memory on the CPU needs Linux's /proc/self/clear_refs"
+    resident_before = _read_status_kib("VmRSS")
+    output = workload()
+    peak = _read_status_kib("VmHWM")
+    if resident_before is None or peak is None:
+        return output, None, "could not read VmRSS/VmHWM from /proc/self/status"
+    return output, max(0, peak - resident_before) * 1024, None
+
+
+def cuda_peak_memory(workload: Workload, device: torch.device) -> tuple[Any, int]:
+    """Run once; return (output, rise of max_memory_allocated over what was allocated before)."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    allocated_before = torch.cuda.memory_allocated(device)
+    output = workload()
+    torch.cuda.synchronize(device)
+    return output, torch.cuda.max_memory_allocated(device) - allocated_before
+
+
+# ---------------------------------------------------------------- time
+
+
+_flush_buffers: dict[torch.device, torch.Tensor] = {}
+
+
+def l2_flush_buffer(device: torch.device) -> torch.Tensor:
+    """A buffer twice the L2 size (at least 64 MiB); zeroing it evicts the inputs from L2."""
+    if device not in _flush_buffers:
+        properties = torch.cuda.get_device_properties(device)
+        size = max(2 * int(getattr(properties, "L2_cache_size", 0)), 64 << 20)
+        _flush_buffers[device] = torch.empty(size, dtype=torch.int8, device=device)
+    return _flush_buffers[device]
+
+
+def free_flush_buffers() -> None:
+    _flush_buffers.clear()
+
+
+def _sample_count(estimate_ms: float, config: TimingConfig) -> int:
+    wanted = int(config.rep_ms / max(estimate_ms, 1e-6))
+    return max(config.min_samples, min(config.max_samples, wanted))
+
+
+def time_cuda(workload: Workload, device: torch.device, config: TimingConfig) -> Timing:
+    """CUDA-event timing with an L2 flush before every sample (outside the timed span)."""
+    flush = l2_flush_buffer(device) if config.flush_l2 else None
+    stream = torch.cuda.current_stream(device)
+    target: Workload = workload
+    if config.cuda_graph:
+        target = _capture_graph(workload, device)
+
+    def run_once() -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if flush is not None:
+            flush.zero_()
+        start.record(stream)
+        target()
+        end.record(stream)
+        end.synchronize()
+        return float(start.elapsed_time(end))
+
+    # Warm up: compilation, autotuning and handle creation stay out of the numbers.
+    warmup_deadline = time.perf_counter() + config.warmup_ms / 1e3
+    estimate_ms = run_once()
+    while time.perf_counter() < warmup_deadline:
+        estimate_ms = run_once()
+    count = _sample_count(estimate_ms, config)
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+    for start, end in zip(starts, ends):
+        if flush is not None:
+            flush.zero_()
+        start.record(stream)
+        target()
+        end.record(stream)
+    torch.cuda.synchronize(device)
+    samples = tuple(float(start.elapsed_time(end)) for start, end in zip(starts, ends))
+    return Timing(samples, clock="cuda-graph-events" if config.cuda_graph else "cuda-events")
+
+
+def _capture_graph(workload: Workload, device: torch.device) -> Workload:
+    """Capture one call in a CUDA graph so replays carry no launch overhead."""
+    side_stream = torch.cuda.Stream(device)
+    side_stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side_stream):
+        for _ in range(2):
+            workload()  # graph capture needs allocations and lazy init done beforehand
+    torch.cuda.current_stream(device).wait_stream(side_stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        keep_alive = workload()
+    torch.cuda.synchronize(device)
+
+    def replay() -> Any:
+        graph.replay()
+        return keep_alive
+
+    return replay
+
+
+def time_cpu(workload: Workload, config: TimingConfig) -> Timing:
+    """Monotonic-clock timing of whole calls (CPU work is synchronous)."""
+    warmup_deadline = time.perf_counter() + config.warmup_ms / 1e3
+    start = time.perf_counter_ns()
+    workload()
+    estimate_ms = (time.perf_counter_ns() - start) / 1e6
+    while time.perf_counter() < warmup_deadline:
+        start = time.perf_counter_ns()
+        workload()
+        estimate_ms = (time.perf_counter_ns() - start) / 1e6
+    samples = []
+    for _ in range(_sample_count(estimate_ms, config)):
+        start = time.perf_counter_ns()
+        workload()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return Timing(tuple(samples), clock="perf_counter")
+
+
+def measure(workload: Workload, device: torch.device, config: TimingConfig) -> Measurement:
+    """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit."""
+    failure: str | None = None
+    try:
+        workload()  # first call: compile/autotune, so it is not counted as the workload's peak
+        if device.type == "cuda":
+            output, peak_bytes = cuda_peak_memory(workload, device)
+            memory_note = None
+        else:
+            output, cpu_peak, memory_note = cpu_peak_memory(workload)
+            peak_bytes = cpu_peak
+        timing = time_cuda(workload, device, config) if device.type == "cuda" else time_cpu(workload, config)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        failure = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    if failure is not None:
+        # The traceback (and every tensor its frames held) is gone once the except block ends.
+        release_memory(device)
+        raise DoesNotFit(failure)
+    return Measurement(timing=timing, peak_bytes=peak_bytes, memory_note=memory_note, output=output)

@@ -1,0 +1,260 @@
+"""Every setting, defined once: its command-line flag, ini key, parser and default.
+
+The same definitions feed pytest's option group and the ``attnperf`` command's argparse
+parser, and are resolved once per run into a frozen :class:`Settings`:
+command line > ini file > default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .inputs import MODES, Mode, parse_dtype
+from .measure import TimingConfig
+from .units import (
+    argparse_type,
+    parse_duration_ms,
+    parse_fraction,
+    parse_int_list,
+    parse_name_list,
+    parse_positive_int,
+)
+
+MissingPolicy = Literal["fail", "skip", "warn"]
+MISSING_POLICIES: tuple[MissingPolicy, ...] = ("fail", "skip", "warn")
+# Full-size problems on a GPU; a CPU run shrinks them so a laptop finishes in about a minute.
+GPU_SEQLENS = (1024, 4096, 16384, 32768)
+CPU_SEQLENS = (128, 256, 512, 1024)
+GPU_SHAPE = {"batch": 1, "heads": 32, "head_dim": 128, "dtype": "float16"}
+CPU_SHAPE = {"batch": 1, "heads": 8, "head_dim": 64, "dtype": "float32"}
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        text = str(value).strip()
+        if text not in choices:
+            raise ValueError(f"{name} {value!r} is not one of: {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean; expected true/false, yes/no, on/off or 1/0")
+
+
+def _seed(value: object) -> int:
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise ValueError(f"seed {value!r} must be a non-negative integer")
+    return int(str(value).strip())
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: ``--attnperf-<name>`` on the command line and ``attnperf_<name>`` in the ini file."""
+
+    name: str
+    help: str
+    parse: Callable[[object], Any] | None = None  # None: an on/off flag
+    metavar: str | None = None
+    ini: bool = True
+
+    @property
+    def flag(self) -> str:
+        return f"--attnperf-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return "attnperf_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("backends", "comma-separated backends to run (default: all registered)", parse_name_list, "NAMES"),
+    Option("seqlens", "context lengths, e.g. 1K,4K,16K,32K (default: those on a GPU, 128..1024 on a CPU)",
+           lambda v: parse_int_list(v, what="context length"), "LENGTHS"),
+    Option("device", "torch device to measure on: auto, cpu, cuda, cuda:N (default auto)", str, "DEVICE"),
+    Option("batch", "batch size of the seeded inputs", lambda v: parse_positive_int(v, what="batch"), "N"),
+    Option("heads", "query heads of the seeded inputs", lambda v: parse_positive_int(v, what="heads"), "N"),
+    Option("kv-heads", "key/value heads (fewer than heads: grouped-query attention)",
+           lambda v: parse_positive_int(v, what="kv-heads"), "N"),
+    Option("head-dim", "head dimension of the seeded inputs", lambda v: parse_positive_int(v, what="head-dim"), "N"),
+    Option("dtype", "dtype of the seeded inputs: float16, bfloat16, float32", parse_dtype, "DTYPE"),
+    Option("causal", "causal masking (true/false, default true)", _bool, "BOOL"),
+    Option("seed", "seed of the inputs (default 0)", _seed, "N"),
+    Option("mode", f"what to time: {', '.join(MODES)} (default forward)", _choice("mode", MODES), "MODE"),
+    Option("baselines", "folder of per-GPU baseline YAML files (default: baselines/ under the rootdir)", str, "DIR"),
+    Option("missing", "when a test or this GPU has no baseline: fail, skip or warn (default warn)",
+           _choice("missing-baseline policy", MISSING_POLICIES), "POLICY"),
+    Option("update", "write or refresh the baselines of the tests that ran and passed equivalence", None, ini=False),
+    Option("latency-tolerance", "allowed slowdown over the baseline median, e.g. 0.1 or 10% (default 10%)",
+           parse_fraction, "FRACTION"),
+    Option("memory-tolerance", "allowed growth over the baseline peak memory (default 5%)", parse_fraction, "FRACTION"),
+    Option("warmup", "warm-up time per case, e.g. 25 ms (default)", parse_duration_ms, "DURATION"),
+    Option("rep", "target sampling time per case, e.g. 100 ms (default)", parse_duration_ms, "DURATION"),
+    Option("min-samples", "samples per case at least, however long the kernel (default 10)",
+           lambda v: parse_positive_int(v, what="min-samples"), "N"),
+    Option("cuda-graph", "replay each case from a CUDA graph (removes launch overhead for short kernels)", _bool, "BOOL"),
+    Option("json", "write every case's result as JSON to this path", str, "PATH", ini=False),
+    Option("markdown", "write the Markdown summary to this path (default: $GITHUB_STEP_SUMMARY when set)",
+           str, "PATH", ini=False),
+    Option("report", "write the FlashAttention study (tables, plots, frontier) of this run to this folder",
+           str, "DIR", ini=False),
+)
+OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
+
+
+def add_pytest_options(parser: Any) -> None:
+    """Register the --attnperf* options and attnperf_* ini keys on pytest's parser."""
+    group = parser.getgroup("attnperf", "attention performance gate (pytest-attnperf)")
+    group.addoption("--attnperf", action="store_true", default=None, dest="attnperf",
+                    help="run the attention benchmarks (tests using attnperf markers or fixtures); skipped without it")
+    for option in OPTIONS:
+        if option.parse is None:
+            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
+        else:
+            # default=None, so an unset flag lets the ini key take effect.
+            group.addoption(option.flag, dest=option.dest, default=None, metavar=option.metavar,
+                            type=argparse_type(option.parse, option.name), help=option.help)
+        if option.ini:
+            parser.addini(option.dest, help=option.help, type="string", default=None)
+
+
+def add_argparse_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """Add the named options to an argparse parser (the ``attnperf`` command shares pytest's definitions)."""
+    by_name = {option.name: option for option in OPTIONS}
+    for name in names:
+        option = by_name[name]
+        if option.parse is None:
+            parser.add_argument(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
+        else:
+            parser.add_argument(option.flag, dest=option.dest, default=None, metavar=option.metavar,
+                                type=argparse_type(option.parse, option.name), help=option.help)
+
+
+def to_command_line(values: Mapping[str, Any]) -> list[str]:
+    """Turn {dest: raw text} back into --attnperf-* arguments (the CLI forwards to pytest this way)."""
+    arguments = []
+    for dest, value in values.items():
+        option = OPTIONS_BY_DEST.get(dest)
+        if option is None or value is None:
+            continue
+        if option.parse is None:
+            if value:
+                arguments.append(option.flag)
+        else:
+            arguments.append(f"{option.flag}={value}")
+    return arguments
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one run."""
+
+    enabled: bool
+    backends: tuple[str, ...] | None
+    seqlens: tuple[int, ...] | None
+    device: str
+    batch: int | None
+    heads: int | None
+    kv_heads: int | None
+    head_dim: int | None
+    dtype: str | None
+    causal: bool
+    seed: int
+    mode: Mode
+    baselines_dir: Path
+    missing: MissingPolicy
+    update: bool
+    latency_tolerance: float
+    memory_tolerance: float
+    timing: TimingConfig
+    json_path: Path | None
+    markdown_path: Path | None
+    report_dir: Path | None
+
+    def seqlens_for(self, is_cuda: bool) -> tuple[int, ...]:
+        return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
+
+    def shape_defaults(self, is_cuda: bool) -> dict[str, Any]:
+        """Batch, heads, kv_heads, head_dim, dtype, causal for this device, options applied."""
+        defaults: dict[str, Any] = dict(GPU_SHAPE if is_cuda else CPU_SHAPE)
+        for key in ("batch", "heads", "head_dim", "dtype"):
+            if getattr(self, key) is not None:
+                defaults[key] = getattr(self, key)
+        defaults["kv_heads"] = self.kv_heads or defaults["heads"]
+        defaults["causal"] = self.causal
+        return defaults
+
+
+class SettingsError(ValueError):
+    """A bad option or ini value; the message names where it came from and the accepted forms."""
+
+
+def resolve_settings(
+    cli: Mapping[str, Any], ini: Mapping[str, str | None], *, rootdir: Path, inifile: Path | None = None
+) -> Settings:
+    """Command line > ini > default, each value parsed by its option's parser."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        cli_value = cli.get(option.dest)
+        if cli_value is not None:
+            values[option.dest] = cli_value
+            continue
+        raw = ini.get(option.dest) if option.ini else None
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            values[option.dest] = None
+            continue
+        try:
+            values[option.dest] = option.parse(raw) if option.parse else _bool(raw)
+        except ValueError as error:
+            where = f" in {inifile}" if inifile else ""
+            raise SettingsError(f"ini key {option.dest}{where}: {error}") from None
+
+    def pick(dest: str, default: Any) -> Any:
+        value = values.get(dest)
+        return default if value is None else value
+
+    baselines = Path(pick("attnperf_baselines", "baselines"))
+    min_samples = pick("attnperf_min_samples", 10)
+    timing = TimingConfig(
+        warmup_ms=pick("attnperf_warmup", 25.0),
+        rep_ms=pick("attnperf_rep", 100.0),
+        min_samples=min_samples,
+        max_samples=max(500, min_samples),
+        cuda_graph=pick("attnperf_cuda_graph", False),
+    )
+    optional_path = lambda dest: Path(values[dest]) if values.get(dest) else None  # noqa: E731
+    return Settings(
+        enabled=bool(cli.get("attnperf")),
+        backends=values.get("attnperf_backends"),
+        seqlens=values.get("attnperf_seqlens"),
+        device=pick("attnperf_device", "auto"),
+        batch=values.get("attnperf_batch"),
+        heads=values.get("attnperf_heads"),
+        kv_heads=values.get("attnperf_kv_heads"),
+        head_dim=values.get("attnperf_head_dim"),
+        dtype=values.get("attnperf_dtype"),
+        causal=pick("attnperf_causal", True),
+        seed=pick("attnperf_seed", 0),
+        mode=pick("attnperf_mode", "forward"),
+        baselines_dir=baselines if baselines.is_absolute() else rootdir / baselines,
+        missing=pick("attnperf_missing", "warn"),
+        update=bool(values.get("attnperf_update")),
+        latency_tolerance=pick("attnperf_latency_tolerance", 0.10),
+        memory_tolerance=pick("attnperf_memory_tolerance", 0.05),
+        timing=timing,
+        json_path=optional_path("attnperf_json"),
+        markdown_path=optional_path("attnperf_markdown"),
+        report_dir=optional_path("attnperf_report"),
+    )

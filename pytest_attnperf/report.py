@@ -1,0 +1,150 @@
+"""What a run shows and writes: the terminal table, old -> new updates, JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .baselines import Change
+from .results import CaseResult
+from .units import format_bytes, format_ms
+
+if TYPE_CHECKING:
+    from .session import AttnPerfSession
+
+COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "peak mem", "baseline", "ratio", "verdict")
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"x{value:.3f}"
+
+
+def _short_id(test_id: str) -> str:
+    return test_id.split("::", 1)[-1]
+
+
+def result_rows(results: Sequence[CaseResult]) -> list[tuple[str, ...]]:
+    """One row per case, in run order."""
+    return [
+        (
+            _short_id(result.test_id),
+            result.backend or "-",
+            str(result.seqlen or "-"),
+            format_ms(result.median_ms),
+            f"{result.tflops:.3g}" if result.tflops else "-",
+            format_bytes(result.peak_bytes),
+            format_ms(result.baseline_median_ms),
+            _ratio(result.latency_ratio),
+            result.verdict(),
+        )
+        for result in results
+    ]
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return lines
+
+
+def change_lines(changes: Sequence[Change]) -> list[str]:
+    """'old -> new' for every updated entry."""
+    lines = []
+    for change in changes:
+        new_median = change.new.median_ms
+        old_median = change.old.median_ms if change.old else None
+        if change.old is None:
+            what = "new"
+        elif old_median and new_median:
+            what = f"{format_ms(old_median)} -> {format_ms(new_median)} (x{new_median / old_median:.3f})"
+        else:
+            what = f"{format_ms(old_median)} -> {format_ms(new_median)}"
+        memory = f"peak {format_bytes(change.old.peak_bytes if change.old else None)} -> {format_bytes(change.new.peak_bytes)}"
+        fit = "" if change.new.fits else " [does not fit]"
+        lines.append(f"{_short_id(change.test_id)}: median {what if change.old else format_ms(new_median) + ' (new)'}, {memory}{fit}")
+    return lines
+
+
+def terminal_summary(terminalreporter: Any, state: AttnPerfSession) -> None:
+    """The attnperf section at the end of the pytest output."""
+    write = terminalreporter.write_line
+    if state.results:
+        terminalreporter.section(f"attnperf: {state.info.name} ({state.info.generation})")
+        for line in format_table(COLUMNS, result_rows(state.results)):
+            write(line)
+        write(f"baselines: {state.baseline_file_label()}; clock: {state.results[0].clock or '-'}")
+        changed = state.environment_changes()
+        if changed:
+            write(f"environment changed since the baseline: {', '.join(changed)}", yellow=True)
+        missing = sum(1 for result in state.results if "NO BASELINE" in result.verdicts.values())
+        if missing and not state.settings.update:
+            write(f"{missing} case(s) have no baseline in {state.baseline_file_label()}: record them with "
+                  "`attnperf update` (policy: --attnperf-missing=" + state.settings.missing + ")", yellow=True)
+    if state.settings.update:
+        terminalreporter.section("attnperf: baseline update")
+        if not state.changes and not state.update_errors:
+            write("nothing to update: no test measured anything")
+        for line in change_lines(state.changes):
+            write(line)
+        if state.changes:
+            write(f"wrote {len(state.changes)} entries to {state.settings.baselines_dir}")
+        for error in state.update_errors:
+            write(f"baseline update failed: {error}", red=True)
+    for path in state.written_paths:
+        write(f"attnperf: wrote {path}")
+
+
+def results_document(state: AttnPerfSession) -> dict[str, Any]:
+    """The JSON report: device, environment and every case."""
+    return {
+        "schema": "attnperf-results/1",
+        "device": state.info.as_dict(),
+        "baselines": state.baseline_file_label(),
+        "environment_changes": list(state.environment_changes()),
+        "results": [
+            {**json.loads(result.to_json()), "latency_ratio": result.latency_ratio, "memory_ratio": result.memory_ratio,
+             "verdict": result.verdict()}
+            for result in state.results
+        ],
+    }
+
+
+def markdown_summary(state: AttnPerfSession) -> str:
+    """A Markdown table for CI job summaries ($GITHUB_STEP_SUMMARY)."""
+    regressions = [result for result in state.results if result.verdict() in ("REGRESSION", "MISMATCH")]
+    verdict = f"**{len(regressions)} regression(s)**" if regressions else "no regressions"
+    lines = [
+        f"## attnperf on {state.info.name}",
+        "",
+        f"{len(state.results)} cases, {verdict}; baselines `{state.baseline_file_label()}`.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in result_rows(state.results):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    changed = state.environment_changes()
+    if changed:
+        lines += ["", f"Environment changed since the baseline: {', '.join(changed)}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(state: AttnPerfSession) -> None:
+    """Write the JSON and Markdown reports the options ask for."""
+    written: list[Path] = []
+    settings = state.settings
+    if settings.json_path is not None:
+        settings.json_path.parent.mkdir(parents=True, exist_ok=True)
+        settings.json_path.write_text(json.dumps(results_document(state), indent=2, allow_nan=False), encoding="utf-8")
+        written.append(settings.json_path)
+    markdown_target = settings.markdown_path or (Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None)
+    if markdown_target is not None and state.results:
+        markdown_target.parent.mkdir(parents=True, exist_ok=True)
+        with open(markdown_target, "a", encoding="utf-8") as handle:  # the step summary is shared: append
+            handle.write(markdown_summary(state))
+        written.append(markdown_target)
+    state.written_paths = written

@@ -1,0 +1,190 @@
+"""Running one case: backend + seeded inputs -> measurement, output check and a CaseResult.
+
+The ``attnperf`` fixture hands tests an :class:`AttnPerf`; the verdicts are decided later by
+the gate (``gate.py``) from what this records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+
+from .backends import Backend, Unsupported
+from .checks import Equivalence, EquivalenceSpec, describe_mismatch, measure_equivalence
+from .gpu import DeviceInfo
+from .inputs import QKV, AttnShape, Mode, seeded_normal
+from .measure import DoesNotFit, Measurement, TimingConfig, measure, release_memory
+from .results import CaseResult
+from .standard_attention import reference_attention
+
+
+class ReferenceCache:
+    """The high- and input-precision references of the last shape, shared by every backend of it."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._value: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def get(self, qkv: QKV) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (qkv.shape, qkv.seed, str(qkv.device))
+        if self._key != key or self._value is None:
+            self.clear()
+            shape = qkv.shape
+            # fp32 inputs need a float64 reference, or the input-dtype reference would equal it.
+            high = torch.float64 if shape.torch_dtype == torch.float32 else torch.float32
+            arguments: dict[str, Any] = {"causal": shape.causal, "window": shape.window, "scale": shape.scale}
+            reference = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=high, **arguments)
+            low = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=shape.torch_dtype, **arguments)
+            self._key, self._value = key, (reference, low)
+        return self._value
+
+    def clear(self) -> None:
+        self._key, self._value = None, None
+
+
+REFERENCES = ReferenceCache()
+
+
+def _canonical(output: torch.Tensor, backend: Backend) -> torch.Tensor:
+    return output.transpose(1, 2) if backend.layout == "bshd" else output
+
+
+def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
+    """A no-argument callable doing one forward, backward or forward+backward of ``backend``."""
+    shape = qkv.shape
+    q, k, v = qkv.in_layout(backend.layout)
+    if mode == "forward":
+
+        def forward() -> torch.Tensor:
+            with torch.no_grad():
+                return backend.run(q, k, v, shape)
+
+        return forward
+    leaves = tuple(t.detach().requires_grad_(True) for t in (q, k, v))
+    probe = backend.run(*leaves, shape)
+    grad_output = seeded_normal(tuple(probe.shape), seed=qkv.seed, stream=3, dtype=probe.dtype, device=probe.device)
+    if mode == "backward":
+
+        def backward() -> tuple[torch.Tensor, ...]:
+            return torch.autograd.grad(probe, leaves, grad_output, retain_graph=True)
+
+        return backward
+    del probe
+
+    def forward_backward() -> tuple[torch.Tensor, ...]:
+        return torch.autograd.grad(backend.run(*leaves, shape), leaves, grad_output)
+
+    return forward_backward
+
+
+@dataclass
+class AttnPerf:
+    """What a test gets from the ``attnperf`` fixture: measure a backend on seeded inputs."""
+
+    test_id: str
+    device: torch.device
+    info: DeviceInfo
+    timing: TimingConfig
+    mode: Mode
+    equivalence: EquivalenceSpec | None
+    finish: Callable[[CaseResult], None]  # the gate: decides the verdict, may fail or skip the test
+    benchmark: Any = None  # pytest-benchmark's fixture, when its output was asked for
+    result: CaseResult | None = None
+
+    def measure(self, backend: Backend, qkv: QKV, *, mode: Mode | None = None) -> CaseResult:
+        """Time ``backend`` on ``qkv``, measure its peak memory, check its output; skip if unsupported."""
+        run_mode: Mode = mode or self.mode
+        shape = qkv.shape
+        reason = backend.unsupported_reason(shape, self.info)
+        if reason:
+            pytest.skip(reason)
+        result = self._new_result(backend.name, shape, run_mode)
+        try:
+            measurement = measure(make_workload(backend, qkv, run_mode), self.device, self.timing)
+        except Unsupported as unsupported:
+            pytest.skip(str(unsupported))
+        except DoesNotFit as oom:
+            qkv.release_layouts()
+            result.fits, result.reason = False, str(oom)
+            self._store(result)
+            return result
+        self._fill(result, measurement, shape.flops(run_mode))
+        del measurement
+        if self.equivalence is not None:
+            equivalence = self.check_output(backend, qkv)
+            result.max_error, result.error_budget = equivalence.max_error, equivalence.budget
+            result.equivalence_passed = equivalence.passed
+            result.mismatch = describe_mismatch(equivalence)
+        qkv.release_layouts()
+        release_memory(self.device)
+        self._store(result)
+        return result
+
+    def check_output(self, backend: Backend, qkv: QKV) -> Equivalence:
+        """Run one forward and compare it with the high-precision reference under the spec."""
+        assert self.equivalence is not None
+        q, k, v = qkv.in_layout(backend.layout)
+        with torch.no_grad():
+            output = _canonical(backend.run(q, k, v, qkv.shape), backend)
+        reference, low = REFERENCES.get(qkv)
+        return measure_equivalence(output, reference, low, self.equivalence)
+
+    def measure_workload(self, workload: Callable[[], Any], *, name: str, flops: float | None = None,
+                         shape: dict[str, Any] | None = None, seqlen: int | None = None) -> CaseResult:
+        """Time any callable (a transformers model step, a custom kernel) under the same gate."""
+        result = CaseResult(
+            test_id=self.test_id, backend=name, device=self.info.name, device_slug=self.info.slug,
+            mode=self.mode, shape=shape, seqlen=seqlen, environment=self.info.software(),
+        )
+        try:
+            measurement = measure(workload, self.device, self.timing)
+        except DoesNotFit as oom:
+            result.fits, result.reason = False, str(oom)
+            self._store(result)
+            return result
+        self._fill(result, measurement, flops)
+        release_memory(self.device)
+        self._store(result)
+        return result
+
+    # ------------------------------------------------------------ internals
+
+    def _new_result(self, backend: str, shape: AttnShape, mode: Mode) -> CaseResult:
+        return CaseResult(
+            test_id=self.test_id, backend=backend, device=self.info.name, device_slug=self.info.slug, mode=mode,
+            shape=shape.as_dict(), seqlen=shape.q_len, environment=self.info.software(),
+        )
+
+    def _fill(self, result: CaseResult, measurement: Measurement, flops: float | None) -> None:
+        timing = measurement.timing
+        result.median_ms, result.iqr_ms = timing.median_ms, timing.iqr_ms
+        result.latency = {key: float(value) for key, value in timing.summary().items()}
+        result.clock = timing.clock
+        result.peak_bytes = measurement.peak_bytes
+        if measurement.memory_note:
+            result.reason = measurement.memory_note
+        if flops:
+            result.tflops = flops / (timing.median_ms * 1e-3) / 1e12
+        if self.benchmark is not None:
+            _feed_pytest_benchmark(self.benchmark, timing.samples_ms, result)
+
+    def _store(self, result: CaseResult) -> None:
+        if self.result is not None:
+            raise RuntimeError(f"{self.test_id} measured twice: one attnperf measurement per test (parametrize instead)")
+        self.result = result
+        self.finish(result)
+
+
+def _feed_pytest_benchmark(benchmark: Any, samples_ms: tuple[float, ...], result: CaseResult) -> None:
+    """Put our CUDA-event samples into pytest-benchmark's statistics (its own timer never runs)."""
+    stats = benchmark._make_stats(1)  # pytest-benchmark's per-test statistics holder
+    for sample in samples_ms:
+        stats.update(sample / 1e3)
+    benchmark.extra_info.update(
+        {"attnperf_clock": result.clock, "attnperf_backend": result.backend, "attnperf_peak_bytes": result.peak_bytes,
+         "attnperf_tflops": result.tflops}
+    )

@@ -1,0 +1,175 @@
+"""The state of one pytest-attnperf run: settings, device, baselines, results, baseline updates."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from . import report
+from .baselines import BaselineEntry, BaselineFile, BaselineFileError, Change, baseline_path, load_baseline, merge_entries, now_iso, round_significant
+from .gpu import DeviceInfo, describe_device, resolve_device
+from .inputs import QKV, AttnShape
+from .options import Settings
+from .results import CaseResult
+
+
+def worker_device(spec: str) -> str:
+    """Under pytest-xdist, 'auto' binds worker gwN to GPU N (one timing process per GPU)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if spec != "auto" or not worker.startswith("gw") or not torch.cuda.is_available():
+        return spec
+    index = int(worker[2:])
+    count = torch.cuda.device_count()
+    if index >= count and os.environ.get("ATTNPERF_SHARE_GPUS") != "1":
+        raise ValueError(
+            f"pytest-xdist worker {worker} has no GPU of its own: this host has {count} GPU(s). Use -n {count} "
+            "(or -n auto, which pytest-attnperf caps at the GPU count), or set ATTNPERF_SHARE_GPUS=1 to time "
+            "several workers on one GPU, which makes their timings interfere"
+        )
+    return f"cuda:{index % count}"
+
+
+class AttnPerfSession:
+    """Everything one run knows; hooks and fixtures read it, plain functions do the work."""
+
+    def __init__(self, settings: Settings, *, is_worker: bool) -> None:
+        self.settings = settings
+        self.is_worker = is_worker
+        self._device: torch.device | None = None
+        self._baselines: dict[str, BaselineFile | None] = {}
+        self.results: list[CaseResult] = []
+        self.changes: list[Change] = []
+        self.update_errors: list[str] = []
+        self.written_paths: list[Path] = []
+        self._inputs_key: tuple[Any, ...] | None = None
+        self._inputs: QKV | None = None
+
+    # ------------------------------------------------------------ device
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is None:
+            self._device = resolve_device(worker_device(self.settings.device))
+            if self._device.type == "cuda":
+                torch.cuda.set_device(self._device)
+        return self._device
+
+    @property
+    def info(self) -> DeviceInfo:
+        return describe_device(self.device)
+
+    @property
+    def is_cuda(self) -> bool:
+        """Whether this run measures on a GPU (False when not enabled: nothing is probed then)."""
+        return self.settings.enabled and self.device.type == "cuda"
+
+    def start(self) -> None:
+        """Resolve the device and load its baseline file; a bad file raises BaselineFileError."""
+        self.baseline_for(self.info.slug)
+
+    # ------------------------------------------------------------ baselines
+
+    def baseline_path(self, slug: str | None = None) -> Path:
+        return baseline_path(self.settings.baselines_dir, slug or self.info.slug)
+
+    def baseline_for(self, slug: str) -> BaselineFile | None:
+        if slug not in self._baselines:
+            self._baselines[slug] = load_baseline(self.baseline_path(slug))
+        return self._baselines[slug]
+
+    def baseline_entry(self, test_id: str) -> BaselineEntry | None:
+        baseline = self.baseline_for(self.info.slug)
+        return baseline.entries.get(test_id) if baseline else None
+
+    def baseline_file_label(self, slug: str | None = None) -> str:
+        path = self.baseline_path(slug)
+        try:
+            return os.path.relpath(path)
+        except ValueError:
+            return str(path)
+
+    def baseline_status(self) -> str:
+        baseline = self.baseline_for(self.info.slug)
+        if baseline is None:
+            return "no baseline file for this GPU yet"
+        recorded = baseline.environment.get("recorded_at", "?")
+        return f"{len(baseline.entries)} entries, last recorded {recorded}"
+
+    def environment_changes(self) -> tuple[str, ...]:
+        """Versions that differ from the ones the baseline file was recorded with."""
+        baseline = self.baseline_for(self.info.slug)
+        if baseline is None:
+            return ()
+        changes = []
+        for key, value in self.info.software().items():
+            recorded = baseline.environment.get(key)
+            if key in baseline.environment and recorded != value:
+                changes.append(f"{key} {recorded} -> {value}")
+        return tuple(changes)
+
+    # ------------------------------------------------------------ inputs
+
+    def inputs(self, shape: AttnShape, make: Callable[[], QKV]) -> QKV:
+        """Seeded inputs, reused while consecutive tests share a shape (backends of one case)."""
+        key = (shape, self.settings.seed, str(self.device))
+        if self._inputs_key != key or self._inputs is None:
+            self._inputs = None  # free the previous tensors before making the next
+            self._inputs = make()
+            self._inputs_key = key
+        return self._inputs
+
+    # ------------------------------------------------------------ results and updates
+
+    def add_result(self, result: CaseResult) -> None:
+        self.results.append(result)
+
+    def finish(self, session: pytest.Session) -> None:
+        if self.settings.update:
+            self._update_baselines(session)
+        report.write_outputs(self)
+
+    def _update_baselines(self, session: pytest.Session) -> None:
+        by_slug: dict[str, dict[str, BaselineEntry]] = {}
+        names: dict[str, str] = {}
+        for result in self.results:
+            if result.equivalence_passed is False or result.outcome == "error":
+                continue  # only outputs that agree with the reference become baselines
+            by_slug.setdefault(result.device_slug, {})[result.test_id] = entry_from_result(result)
+            names[result.device_slug] = result.device
+        environment = {**self.info.software(), "recorded_at": now_iso(), "command": "pytest --attnperf --attnperf-update"}
+        for slug, entries in by_slug.items():
+            device = {"name": names[slug], "slug": slug}
+            if slug == self.info.slug:
+                device.update(self.info.as_dict())
+                device.pop("device", None)
+                device = {key: value for key, value in device.items() if key not in self.info.software()}
+            try:
+                self.changes.extend(merge_entries(self.baseline_path(slug), device, environment, entries))
+            except (BaselineFileError, OSError, ValueError) as error:
+                self.update_errors.append(str(error))
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def entry_from_result(result: CaseResult) -> BaselineEntry:
+    """The baseline entry a result becomes on update (rounded so diffs show real changes)."""
+    latency = None
+    if result.latency:
+        latency = {
+            key: int(value) if key == "samples" else round_significant(float(value))
+            for key, value in result.latency.items()
+        }
+    return BaselineEntry(
+        backend=result.backend,
+        shape=result.shape,
+        mode=result.mode,
+        latency_ms=latency,
+        peak_bytes=result.peak_bytes,
+        fits=result.fits,
+        recorded_at=now_iso(),
+        environment=dict(result.environment),
+    )

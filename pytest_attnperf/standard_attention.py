@@ -1,0 +1,123 @@
+"""Materialised ("standard") attention: the eager backend and the high-precision reference.
+
+Tensors are (batch, heads, seqlen, head_dim). ``window`` is FlashAttention's ``(left, right)``
+sliding window, ``-1`` meaning unbounded on that side; query row i sees key j when
+``i + offset - left <= j <= i + offset + right`` with ``offset = k_len - q_len`` (bottom-right
+aligned, as FlashAttention does when the lengths differ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+Window = tuple[int, int]
+NO_WINDOW: Window = (-1, -1)
+
+
+def band_mask(
+    q_len: int,
+    k_len: int,
+    *,
+    causal: bool,
+    window: Window,
+    device: torch.device,
+    row_start: int = 0,
+    row_stop: int | None = None,
+) -> torch.Tensor | None:
+    """Boolean (rows, k_len) mask of the keys each query may attend to, or None when all may."""
+    left, right = window
+    if causal:
+        right = 0
+    if left < 0 and right < 0:
+        return None
+    stop = q_len if row_stop is None else row_stop
+    offset = k_len - q_len
+    rows = torch.arange(row_start, stop, device=device).unsqueeze(1) + offset
+    cols = torch.arange(k_len, device=device).unsqueeze(0)
+    allowed = torch.ones(stop - row_start, k_len, dtype=torch.bool, device=device)
+    if right >= 0:
+        allowed &= cols <= rows + right
+    if left >= 0:
+        allowed &= cols >= rows - left
+    return allowed
+
+
+def expand_kv_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
+    """Repeat grouped key/value heads so every query head has its own (GQA -> MHA)."""
+    kv_heads = tensor.shape[1]
+    if kv_heads == heads:
+        return tensor
+    return tensor.repeat_interleave(heads // kv_heads, dim=1)
+
+
+def eager_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    window: Window = NO_WINDOW,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """matmul, softmax, matmul in the input dtype: the full score matrix lives in memory."""
+    heads, q_len, k_len = q.shape[1], q.shape[2], k.shape[2]
+    k = expand_kv_heads(k, heads)
+    v = expand_kv_heads(v, heads)
+    softmax_scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    scores = torch.matmul(q, k.transpose(-2, -1)) * softmax_scale
+    allowed = band_mask(q_len, k_len, causal=causal, window=window, device=q.device)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    # A query that sees no key gets a row of NaN; FlashAttention returns zeros there.
+    if allowed is not None and not bool(allowed.any(dim=-1).all()):
+        weights = weights.nan_to_num(0.0)
+    return torch.matmul(weights, v)
+
+
+def reference_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = False,
+    window: Window = NO_WINDOW,
+    scale: float | None = None,
+    compute_dtype: torch.dtype = torch.float32,
+    max_chunk_bytes: int = 1 << 30,
+) -> torch.Tensor:
+    """Attention computed in ``compute_dtype`` a block of query rows at a time, returned in that dtype.
+
+    Chunking keeps the reference's memory bounded (a 32K fp32 score matrix would be 128 GiB for
+    32 heads) without changing any row's arithmetic.
+    """
+    batch, heads, q_len, _ = q.shape
+    k_len = k.shape[2]
+    softmax_scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    k = expand_kv_heads(k, heads).to(compute_dtype)
+    v = expand_kv_heads(v, heads).to(compute_dtype)
+    bytes_per_row = batch * heads * k_len * torch.finfo(compute_dtype).bits // 8 * 3
+    rows_per_chunk = max(1, min(q_len, max_chunk_bytes // max(1, bytes_per_row)))
+    output = torch.empty(q.shape, dtype=compute_dtype, device=q.device)
+    # TF32 would make an fp32 reference only as precise as the kernels it judges.
+    previous_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for start in range(0, q_len, rows_per_chunk):
+            stop = min(q_len, start + rows_per_chunk)
+            q_rows = q[:, :, start:stop].to(compute_dtype)
+            scores = torch.matmul(q_rows, k.transpose(-2, -1)) * softmax_scale
+            allowed = band_mask(
+                q_len, k_len, causal=causal, window=window, device=q.device, row_start=start, row_stop=stop
+            )
+            if allowed is not None:
+                scores.masked_fill_(~allowed, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            if allowed is not None:
+                weights = weights.nan_to_num_(0.0)
+            output[:, :, start:stop] = torch.matmul(weights, v)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous_tf32
+    return output
