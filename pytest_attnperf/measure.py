@@ -197,39 +197,80 @@ def _sample_count(estimate_ms: float, config: TimingConfig) -> int:
     return max(config.min_samples, min(config.max_samples, wanted))
 
 
+def _cycles_per_ms(device: torch.device) -> float:
+    """Clock rate of torch.cuda._sleep's spin kernel, measured (the SM clock varies)."""
+    if device not in _sleep_rates:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(100_000)
+        start.record()
+        torch.cuda._sleep(2_000_000)
+        end.record()
+        end.synchronize()
+        _sleep_rates[device] = 2_000_000 / max(start.elapsed_time(end), 1e-3)
+    return _sleep_rates[device]
+
+
+_sleep_rates: dict[torch.device, float] = {}
+
+
+def spin_up(device: torch.device, seconds: float = 0.3) -> None:
+    """Run dense matmuls so an idle GPU's clocks ramp up before the first measurement."""
+    a = torch.randn(4096, 4096, device=device, dtype=torch.float16)
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(10):
+            a @ a
+        torch.cuda.synchronize(device)
+
+
 def time_cuda(workload: Workload, device: torch.device, config: TimingConfig) -> Timing:
-    """CUDA-event timing with an L2 flush before every sample (outside the timed span)."""
+    """CUDA-event timing with an L2 flush before every sample (outside the timed span).
+
+    A short spin kernel is queued ahead of each sample, so the GPU is still busy while the host
+    launches the workload: the events then bracket the kernels, not Python's launch overhead.
+    """
     flush = l2_flush_buffer(device) if config.flush_l2 else None
     stream = torch.cuda.current_stream(device)
     target: Workload = workload
     if config.cuda_graph:
         target = _capture_graph(workload, device)
+    cycles_per_ms = _cycles_per_ms(device)
+    lead_cycles = 0
 
-    def run_once() -> float:
+    def run_once() -> tuple[float, float]:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
         if flush is not None:
             flush.zero_()
+        if lead_cycles:
+            torch.cuda._sleep(lead_cycles)
         start.record(stream)
+        host_start = time.perf_counter()
         target()
+        host_ms = (time.perf_counter() - host_start) * 1e3
         end.record(stream)
         end.synchronize()
-        return float(start.elapsed_time(end))
+        return float(start.elapsed_time(end)), host_ms
 
     # Warm up: compilation, autotuning and handle creation stay out of the numbers.
     warmup_deadline = time.perf_counter() + config.warmup_ms / 1e3
-    estimate_ms = run_once()
+    estimate_ms, host_ms = run_once()
     while time.perf_counter() < warmup_deadline:
-        estimate_ms = run_once()
+        estimate_ms, host_ms = run_once()
+    # Enough lead to cover the host's launch time, with margin; capped so long kernels pay little.
+    lead_cycles = int(min(max(2.0 * host_ms, 0.02), 5.0) * cycles_per_ms)
     count = _sample_count(estimate_ms, config)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
     for start, end in zip(starts, ends):
         if flush is not None:
             flush.zero_()
+        torch.cuda._sleep(lead_cycles)
         start.record(stream)
         target()
         end.record(stream)
-    torch.cuda.synchronize(device)
+        # Keep the host from running ahead by more than one sample: the lead stays a lead.
+        end.synchronize()
     samples = tuple(float(start.elapsed_time(end)) for start, end in zip(starts, ends))
     return Timing(samples, clock="cuda-graph-events" if config.cuda_graph else "cuda-events")
 

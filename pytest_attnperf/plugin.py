@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Generator
 from typing import Any
@@ -60,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = session_of(session.config)
     if state.settings.enabled:
+        # torch's structured-trace logger emits DEBUG records meant for TORCH_TRACE files; through
+        # pytest's log capture they would bury every failure report under hundreds of lines.
+        logging.getLogger("torch.__trace").propagate = False
         try:
             state.start()  # device, its description and its baseline file: bad ones stop the run here
         except ValueError as error:

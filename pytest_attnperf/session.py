@@ -14,6 +14,7 @@ from . import report
 from .baselines import BaselineEntry, BaselineFile, BaselineFileError, Change, baseline_path, load_baseline, merge_entries, now_iso, round_significant
 from .gpu import DeviceInfo, describe_device, resolve_device
 from .inputs import QKV, AttnShape
+from .measure import spin_up
 from .options import Settings
 from .results import CaseResult
 
@@ -69,8 +70,10 @@ class AttnPerfSession:
         return self.settings.enabled and self.device.type == "cuda"
 
     def start(self) -> None:
-        """Resolve the device and load its baseline file; a bad file raises BaselineFileError."""
+        """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
         self.baseline_for(self.info.slug)
+        if self.device.type == "cuda":
+            spin_up(self.device)
 
     # ------------------------------------------------------------ baselines
 
