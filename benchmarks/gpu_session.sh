@@ -30,6 +30,16 @@ stage_slowdown() {
   echo "slowdown run exit status: ${PIPESTATUS[0]}" | tee -a "$OUT/slowdown.log"
 }
 
+stage_study() {
+  # The FlashAttention study: every config x backend x 1K..32K, the frontier, plots.
+  attnperf report --out "$OUT/study" 2>&1 | tee "$OUT/study.log"
+  (cd "$OUT" && tar czf study.tgz study && rm -rf study)
+}
+
+stage_fidelity() {
+  python3 benchmarks/fidelity.py 2>&1 | tee "$OUT/fidelity.md"
+}
+
 for stage in "$@"; do
   echo "=== stage $stage ($(date -u +%H:%M:%S))"
   "stage_$stage"

@@ -11,7 +11,7 @@ from typing import Any
 
 from .baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .options import add_argparse_options, to_command_line
-from .units import format_bytes, format_ms
+from .units import argparse_type, format_bytes, format_ms, parse_positive_int
 
 
 def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
@@ -172,6 +172,41 @@ def command_diff(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(arguments: argparse.Namespace) -> int:
+    from .gpu import describe_device, resolve_device
+    from .measure import TimingConfig
+    from .options import CPU_SEQLENS, GPU_SEQLENS
+    from .study import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress, write_study
+
+    device = resolve_device(arguments.attnperf_device or "auto")
+    info = describe_device(device)
+    configs = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
+    if arguments.quick:
+        configs = configs[:1]
+    seqlens = arguments.attnperf_seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_SEQLENS)
+    timing = TimingConfig(min_samples=arguments.attnperf_min_samples or 10)
+    command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
+    study = run_study(device, info, configs=configs, seqlens=seqlens, backends=arguments.attnperf_backends,
+                      timing=timing, command=command, progress=stderr_progress())
+    for path in write_study(study, Path(arguments.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def command_memory(arguments: argparse.Namespace) -> int:
+    from .memory_model import format_model_memory, model_memory
+
+    try:
+        memory = model_memory(
+            arguments.model, context_len=arguments.context, batch=arguments.batch, dtype=arguments.dtype,
+            layers=arguments.layers, heads=arguments.heads, kv_heads=arguments.kv_heads, head_dim=arguments.head_dim,
+        )
+    except ValueError as error:
+        raise SystemExit(f"attnperf memory: {error}") from None
+    print(format_model_memory(memory))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnperf", description="Attention performance gate (pytest-attnperf).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
     diff = commands.add_parser("diff", help="compare two baseline files entry by entry")
     diff.add_argument("old")
     diff.add_argument("new")
+    report = commands.add_parser("report", help="measure the FlashAttention study on this GPU: tables, plots, frontier")
+    report.add_argument("--out", default="attnperf-report", help="folder for README.md, study.json and the plots")
+    report.add_argument("--quick", action="store_true", help="only the first configuration (fp16 causal d128)")
+    add_argparse_options(report, ("backends", "seqlens", "device", "min-samples"))
+    memory = commands.add_parser("memory", help="memory of a model shape: KV cache, score matrix, FlashAttention state")
+    memory.add_argument("--model", default=None, help="a preset name, e.g. llama-2-70b (or give the shape below)")
+    memory.add_argument("--context", type=argparse_type(lambda v: parse_positive_int(v, what="context")), default=32768,
+                        help="context length in tokens (default 32768)")
+    memory.add_argument("--batch", type=argparse_type(lambda v: parse_positive_int(v, what="batch")), default=1)
+    memory.add_argument("--dtype", default="float16", help="float16, bfloat16 or float32")
+    for name in ("layers", "heads", "kv-heads", "head-dim"):
+        memory.add_argument(f"--{name}", type=argparse_type(lambda v, n=name: parse_positive_int(v, what=n)), default=None)
     return parser
 
 
@@ -201,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command_update(arguments, extra)
     if arguments.command == "show":
         return command_show(arguments)
+    if arguments.command == "report":
+        return command_report(arguments)
+    if arguments.command == "memory":
+        return command_memory(arguments)
     return command_diff(arguments)
 
 

@@ -135,6 +135,20 @@ class AttnPerfSession:
         if self.settings.update:
             self._update_baselines(session)
         report.write_outputs(self)
+        if self.settings.report_dir is not None:
+            self._write_study(self.settings.report_dir)
+
+    def _write_study(self, out_dir: Path) -> None:
+        """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""
+        from .study import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress, write_study
+
+        study = run_study(
+            self.device, self.info, configs=GPU_CONFIGS if self.is_cuda else CPU_CONFIGS,
+            seqlens=self.settings.seqlens_for(self.is_cuda), backends=self.settings.backends,
+            timing=self.settings.timing, seed=self.settings.seed, command="pytest --attnperf --attnperf-report",
+            progress=stderr_progress(),
+        )
+        self.written_paths.extend(write_study(study, out_dir))
 
     def _update_baselines(self, session: pytest.Session) -> None:
         by_slug: dict[str, dict[str, BaselineEntry]] = {}

@@ -1,0 +1,255 @@
+"""The FlashAttention study: every backend at 1K-32K per configuration, and the memory frontier.
+
+``run_study`` measures and returns the study document (a JSON-able dict) that
+``study_render`` turns into Markdown, plots and JSON.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import torch
+
+from . import memory_model
+from .backends import REGISTRY, Backend, Unsupported
+from .gpu import DeviceInfo
+from .inputs import AttnShape, make_qkv
+from .measure import DoesNotFit, TimingConfig, cuda_peak_memory, is_out_of_memory, measure, release_memory
+from .runner import make_workload
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One table of the study: a dtype, masking, head dim and head grouping."""
+
+    name: str
+    dtype: str
+    causal: bool
+    head_dim: int
+    heads: int = 32
+    kv_heads: int = 32
+    batch: int = 1
+
+    def shape(self, seqlen: int) -> AttnShape:
+        return AttnShape(q_len=seqlen, k_len=seqlen, batch=self.batch, heads=self.heads, kv_heads=self.kv_heads,
+                         head_dim=self.head_dim, dtype=self.dtype, causal=self.causal)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "causal": self.causal, "batch": self.batch,
+                "heads": self.heads, "kv_heads": self.kv_heads, "head_dim": self.head_dim}
+
+
+GPU_CONFIGS = (
+    StudyConfig("fp16 causal d128", "float16", True, 128),
+    StudyConfig("bf16 causal d128", "bfloat16", True, 128),
+    StudyConfig("fp16 non-causal d128", "float16", False, 128),
+    StudyConfig("fp16 causal d64", "float16", True, 64, heads=64, kv_heads=64),
+    StudyConfig("fp16 causal d128 GQA 32:8", "float16", True, 128, kv_heads=8),
+)
+CPU_CONFIGS = (
+    StudyConfig("fp32 causal d64", "float32", True, 64, heads=8, kv_heads=8),
+    StudyConfig("fp32 non-causal d64", "float32", False, 64, heads=8, kv_heads=8),
+    StudyConfig("fp32 causal d64 GQA 8:2", "float32", True, 64, heads=8, kv_heads=2),
+)
+
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(stream: TextIO = sys.stderr) -> Progress:
+    def show(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    return show
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: int = 8192) -> float:
+    """Dense matmul TFLOP/s on this device: the ceiling each attention kernel is compared with."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    timing = measure(lambda: a @ b, device, TimingConfig(warmup_ms=50, rep_ms=200, min_samples=10))
+    return 2 * size**3 / (timing.timing.median_ms * 1e-3) / 1e12
+
+
+def measure_case(backend: Backend, shape: AttnShape, info: DeviceInfo, device: torch.device,
+                 timing: TimingConfig, seed: int) -> dict[str, Any]:
+    """One cell of a table: ok with numbers, does_not_fit, unavailable or error, with the reason."""
+    case: dict[str, Any] = {"backend": backend.name, "seqlen": shape.q_len, "status": "ok", "reason": None,
+                            "median_ms": None, "iqr_ms": None, "min_ms": None, "max_ms": None, "samples": None,
+                            "tflops": None, "peak_share": None, "peak_bytes": None, "speedup_vs_eager": None}
+    reason = backend.unsupported_reason(shape, info)
+    if reason:
+        return {**case, "status": "unavailable", "reason": reason}
+    try:
+        qkv = make_qkv(shape, seed=seed, device=device)
+        measurement = measure(make_workload(backend, qkv, "forward"), device, timing)
+    except Unsupported as unsupported:
+        return {**case, "status": "unavailable", "reason": str(unsupported)}
+    except DoesNotFit as oom:
+        return {**case, "status": "does_not_fit", "reason": str(oom)}
+    except Exception as error:  # a crash is a result of the study, reported with its cause
+        release_memory(device)
+        return {**case, "status": "error", "reason": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+    finally:
+        qkv = None  # noqa: F841 -- drop the inputs before the next case allocates its own
+    summary = measurement.timing
+    release_memory(device)
+    return {**case, "median_ms": summary.median_ms, "iqr_ms": summary.iqr_ms, "min_ms": summary.min_ms,
+            "max_ms": summary.max_ms, "samples": len(summary.samples_ms),
+            "tflops": shape.flops() / (summary.median_ms * 1e-3) / 1e12, "peak_bytes": measurement.peak_bytes}
+
+
+def fits_once(backend: Backend, shape: AttnShape, device: torch.device) -> bool:
+    """Does one forward call (inputs included) fit? Memory is handed back either way."""
+    failed = False
+    try:
+        qkv = make_qkv(shape, device=device)
+        workload = make_workload(backend, qkv, "forward")
+        if device.type == "cuda":
+            cuda_peak_memory(workload, device)
+        else:
+            workload()
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        failed = True
+    qkv = None  # noqa: F841
+    workload = None  # noqa: F841
+    release_memory(device)
+    return not failed
+
+
+def measured_frontier(backend: Backend, config: StudyConfig, device: torch.device, *, low: int, high: int,
+                      granularity: int = 256) -> tuple[int, int]:
+    """Bisect the largest multiple of ``granularity`` that fits: (last fitting, first failing)."""
+    low_steps, high_steps = low // granularity, high // granularity
+    while high_steps - low_steps > 1:
+        middle = (low_steps + high_steps) // 2
+        if fits_once(backend, config.shape(middle * granularity), device):
+            low_steps = middle
+        else:
+            high_steps = middle
+    return low_steps * granularity, high_steps * granularity
+
+
+def frontier_entry(backend: Backend, config: StudyConfig, device: torch.device, free_bytes: int,
+                   cases: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Predicted (memory model) and measured (bisection) largest context of a materialising backend."""
+    fitting = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "ok"]
+    failing = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "does_not_fit"]
+    if not fitting or not failing:
+        return None  # the sweep never crossed the frontier: nothing to bisect between
+    shape_arguments = {"batch": config.batch, "heads": config.heads, "kv_heads": config.kv_heads,
+                       "head_dim": config.head_dim, "dtype": config.dtype, "causal": config.causal}
+    measured, first_failure = measured_frontier(backend, config, device, low=max(fitting), high=min(failing))
+    # The caching-allocator model: a live-tensor count alone misses the split blocks that strand memory.
+    predicted = memory_model.predict_max_context(backend.name, free_bytes, allocator="cuda-caching", **shape_arguments)
+    naive = memory_model.predict_max_context("naive", free_bytes, **shape_arguments)
+    peak = memory_model.predict_peak(backend.name, q_len=measured, k_len=measured, **shape_arguments)
+    explanation = memory_model.explain_gap(backend.name, predicted, measured, free_bytes=free_bytes, **shape_arguments)
+    return {"backend": backend.name, "config": config.name, "measured_tokens": measured,
+            "first_failure_tokens": first_failure, "predicted_tokens": predicted, "naive_tokens": naive,
+            "gap_fraction": predicted / measured - 1, "free_bytes": free_bytes, "explanation": explanation,
+            "predicted_items": [list(item) for item in peak.items]}
+
+
+def fused_limit(backend: Backend, config: StudyConfig, free_bytes: int, cases: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """How far a fused backend goes: its memory is inputs + output + O(N) row statistics."""
+    ran = [c for c in cases if c["backend"] == backend.name and c["status"] == "ok" and c["peak_bytes"]]
+    if not ran:
+        return None
+    largest = max(ran, key=lambda c: c["seqlen"])
+    shape = config.shape(largest["seqlen"])
+    per_token = (shape.input_bytes() + largest["peak_bytes"]) / largest["seqlen"]  # inputs + measured rise
+    max_tokens = int(free_bytes / per_token) // 256 * 256
+    statement = (
+        f"{backend.name}: at {largest['seqlen']:,} tokens it needs {largest['peak_bytes'] / 2**20:.0f} MiB above "
+        f"its inputs (the output and O(N) row statistics, no score matrix); memory grows linearly, so inputs plus "
+        f"output would fill {free_bytes / 2**30:.1f} GiB only at about {max_tokens:,} tokens "
+        f"(batch {config.batch}, {config.heads} heads); time, not memory, limits it (quadratic FLOPs)."
+    )
+    return {"backend": backend.name, "config": config.name, "max_tokens": max_tokens, "statement": statement}
+
+
+def run_study(
+    device: torch.device,
+    info: DeviceInfo,
+    *,
+    configs: Sequence[StudyConfig],
+    seqlens: Sequence[int],
+    backends: Sequence[str] | None = None,
+    timing: TimingConfig = TimingConfig(),
+    seed: int = 0,
+    frontier: bool = True,
+    command: str = "attnperf report",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure every backend x context length x configuration; add the frontier and the fused limits."""
+    show = progress or (lambda line: None)
+    selected = REGISTRY.select(tuple(backends) if backends else None)
+    study: dict[str, Any] = {
+        "schema": "attnperf-study/1", "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "gpu": info.as_dict(), "configs": [], "frontier": [], "fused_limits": [], "matmul_peak_tflops": {},
+    }
+    if device.type == "cuda":
+        for dtype in sorted({config.dtype for config in configs} - {"float32"}):
+            study["matmul_peak_tflops"][dtype] = matmul_peak_tflops(device, getattr(torch, dtype))
+            show(f"matmul peak {dtype}: {study['matmul_peak_tflops'][dtype]:.0f} TFLOP/s")
+    total = len(configs) * len(seqlens) * len(selected)
+    done = 0
+    for config in configs:
+        cases = []
+        for seqlen in seqlens:
+            for backend in selected:
+                done += 1
+                case = measure_case(backend, config.shape(seqlen), info, device, timing, seed)
+                cases.append(case)
+                value = f"{case['median_ms']:.3g} ms" if case["status"] == "ok" else case["status"]
+                show(f"[{done:>3}/{total}] {config.name} | {backend.name} | {seqlen:,}: {value}")
+        _add_relative_numbers(cases, study["matmul_peak_tflops"].get(config.dtype))
+        study["configs"].append({**config.as_dict(), "cases": cases})
+        release_memory(device)
+        free_bytes = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else info.memory_bytes
+        for backend in selected:
+            if frontier and backend.materializes_scores and device.type == "cuda":
+                entry = frontier_entry(backend, config, device, free_bytes, cases)
+                if entry:
+                    study["frontier"].append(entry)
+                    show(f"frontier {config.name} | {backend.name}: {entry['measured_tokens']:,} tokens "
+                         f"(predicted {entry['predicted_tokens']:,})")
+            elif not backend.materializes_scores:
+                limit = fused_limit(backend, config, free_bytes, cases)
+                if limit:
+                    study["fused_limits"].append(limit)
+    return study
+
+
+def _add_relative_numbers(cases: list[dict[str, Any]], peak_tflops: float | None) -> None:
+    eager = {c["seqlen"]: c["median_ms"] for c in cases if c["backend"] == "eager" and c["status"] == "ok"}
+    for case in cases:
+        if case["status"] != "ok":
+            continue
+        if case["seqlen"] in eager:
+            case["speedup_vs_eager"] = eager[case["seqlen"]] / case["median_ms"]
+        if peak_tflops:
+            case["peak_share"] = case["tflops"] / peak_tflops
+
+
+def write_study(study: dict[str, Any], out_dir: Any) -> list[Any]:
+    """Write study.json, README.md (the Markdown summary) and the PNG plots into ``out_dir``."""
+    from pathlib import Path
+
+    from .study_render import render_json, render_markdown, render_plots
+
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "study.json").write_text(render_json(study), encoding="utf-8")
+    (folder / "README.md").write_text(render_markdown(study), encoding="utf-8")
+    return [folder / "study.json", folder / "README.md", *render_plots(study, folder)]
