@@ -200,7 +200,12 @@ def _sdpa_call(backend_enum: Any) -> AttentionFn:
             warnings.simplefilter("always")
             try:
                 return F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=mask, is_causal=is_causal, scale=shape.scale,
+                    q,
+                    k,
+                    v,
+                    attn_mask=mask,
+                    is_causal=is_causal,
+                    scale=shape.scale,
                     enable_gqa=shape.kv_heads != shape.heads,
                 )
             except RuntimeError as error:
@@ -237,7 +242,7 @@ def _compiled_flex() -> Callable[..., torch.Tensor]:
     for option, value in (("recompile_limit", 256), ("cache_size_limit", 256), ("fail_on_recompile_limit_hit", True)):
         if hasattr(torch._dynamo.config, option):
             setattr(torch._dynamo.config, option, value)
-    return torch.compile(flex_attention, dynamic=False)  # type: ignore[no-any-return]
+    return torch.compile(flex_attention, dynamic=False)
 
 
 @functools.lru_cache(maxsize=32)
@@ -265,9 +270,7 @@ def _flex_block_mask(q_len: int, k_len: int, causal: bool, window: tuple[int, in
 
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
     block_mask = _flex_block_mask(shape.q_len, shape.k_len, shape.causal, shape.window, str(q.device))
-    return _compiled_flex()(
-        q, k, v, block_mask=block_mask, scale=shape.scale, enable_gqa=shape.kv_heads != shape.heads
-    )
+    return _compiled_flex()(q, k, v, block_mask=block_mask, scale=shape.scale, enable_gqa=shape.kv_heads != shape.heads)
 
 
 def _register_builtins(registry: BackendRegistry) -> None:
@@ -275,58 +278,90 @@ def _register_builtins(registry: BackendRegistry) -> None:
 
     registry.register(
         Backend(
-            "eager", _eager, description="matmul, softmax, matmul in the input dtype (materialises scores)",
+            "eager",
+            _eager,
+            description="matmul, softmax, matmul in the input dtype (materialises scores)",
             materializes_scores=True,
         )
     )
     registry.register(
         Backend(
-            "sdpa-math", _sdpa_call(SDPBackend.MATH), description="PyTorch SDPA, math backend (fp32 compute)",
+            "sdpa-math",
+            _sdpa_call(SDPBackend.MATH),
+            description="PyTorch SDPA, math backend (fp32 compute)",
             materializes_scores=True,
         )
     )
     registry.register(
         Backend(
-            "sdpa-flash", _sdpa_call(SDPBackend.FLASH_ATTENTION),
-            description="PyTorch SDPA, FlashAttention-2 backend", min_capability=(8, 0), max_head_dim=256,
-            dtypes=HALF_DTYPES | {"float32"}, flash=True,
-        )
-    )
-    registry.register(
-        Backend(
-            "sdpa-efficient", _sdpa_call(SDPBackend.EFFICIENT_ATTENTION),
-            description="PyTorch SDPA, memory-efficient (xFormers) backend", devices=frozenset({"cuda"}),
-            min_capability=(5, 0),
-        )
-    )
-    registry.register(
-        Backend(
-            "sdpa-cudnn", _sdpa_call(SDPBackend.CUDNN_ATTENTION),
-            description="PyTorch SDPA, cuDNN backend", devices=frozenset({"cuda"}), min_capability=(8, 0),
-            dtypes=HALF_DTYPES, flash=True,
-        )
-    )
-    registry.register(
-        Backend(
-            "flash-attn", _flash_attn, layout="bshd", description="flash_attn.flash_attn_func (FlashAttention-2)",
-            devices=frozenset({"cuda"}), dtypes=HALF_DTYPES, max_head_dim=256, head_dim_multiple=8,
-            min_capability=(8, 0), requires=("flash_attn",), install_hint="pip install 'pytest-attnperf[flash]'",
+            "sdpa-flash",
+            _sdpa_call(SDPBackend.FLASH_ATTENTION),
+            description="PyTorch SDPA, FlashAttention-2 backend",
+            min_capability=(8, 0),
+            max_head_dim=256,
+            dtypes=HALF_DTYPES | {"float32"},
             flash=True,
         )
     )
     registry.register(
         Backend(
-            "flash-attn-3", _flash_attn_3, layout="bshd",
-            description="flash_attn_interface.flash_attn_func (FlashAttention-3, Hopper)",
-            devices=frozenset({"cuda"}), dtypes=HALF_DTYPES, max_head_dim=256, head_dim_multiple=8,
-            only_capabilities=frozenset({(9, 0)}), requires=("flash_attn_interface",),
-            install_hint="build it from flash-attention's hopper/ directory", flash=True,
+            "sdpa-efficient",
+            _sdpa_call(SDPBackend.EFFICIENT_ATTENTION),
+            description="PyTorch SDPA, memory-efficient (xFormers) backend",
+            devices=frozenset({"cuda"}),
+            min_capability=(5, 0),
         )
     )
     registry.register(
         Backend(
-            "flex", _flex, description="torch.compile'd FlexAttention with cached block masks",
-            cuda_requires=("triton",), install_hint="pip install triton",
+            "sdpa-cudnn",
+            _sdpa_call(SDPBackend.CUDNN_ATTENTION),
+            description="PyTorch SDPA, cuDNN backend",
+            devices=frozenset({"cuda"}),
+            min_capability=(8, 0),
+            dtypes=HALF_DTYPES,
+            flash=True,
+        )
+    )
+    registry.register(
+        Backend(
+            "flash-attn",
+            _flash_attn,
+            layout="bshd",
+            description="flash_attn.flash_attn_func (FlashAttention-2)",
+            devices=frozenset({"cuda"}),
+            dtypes=HALF_DTYPES,
+            max_head_dim=256,
+            head_dim_multiple=8,
+            min_capability=(8, 0),
+            requires=("flash_attn",),
+            install_hint="pip install 'pytest-attnperf[flash]'",
+            flash=True,
+        )
+    )
+    registry.register(
+        Backend(
+            "flash-attn-3",
+            _flash_attn_3,
+            layout="bshd",
+            description="flash_attn_interface.flash_attn_func (FlashAttention-3, Hopper)",
+            devices=frozenset({"cuda"}),
+            dtypes=HALF_DTYPES,
+            max_head_dim=256,
+            head_dim_multiple=8,
+            only_capabilities=frozenset({(9, 0)}),
+            requires=("flash_attn_interface",),
+            install_hint="build it from flash-attention's hopper/ directory",
+            flash=True,
+        )
+    )
+    registry.register(
+        Backend(
+            "flex",
+            _flex,
+            description="torch.compile'd FlexAttention with cached block masks",
+            cuda_requires=("triton",),
+            install_hint="pip install triton",
         )
     )
 

@@ -136,7 +136,9 @@ class _Validator:
                 raise self.fail(keys, f"keys must be strings, found {key!r}")
         return value
 
-    def known_keys(self, value: dict[str, Any], keys: tuple[str, ...], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+    def known_keys(
+        self, value: dict[str, Any], keys: tuple[str, ...], allowed: tuple[str, ...], required: tuple[str, ...]
+    ) -> None:
         for key in value:
             if key not in allowed:
                 raise self.fail((*keys, key), f"unknown key {key!r}; expected only: {', '.join(allowed)}")
@@ -149,7 +151,10 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             raise self.fail(keys, f"expected {kind}, found {value!r}")
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise self.fail(keys, f"expected a finite {'positive' if positive else 'non-negative'} {kind[2:].strip()}, found {value!r}")
+            raise self.fail(
+                keys,
+                f"expected a finite {'positive' if positive else 'non-negative'} {kind[2:].strip()}, found {value!r}",
+            )
         return value
 
     def text(self, value: Any, keys: tuple[str, ...], *, optional: bool = False) -> str | None:
@@ -164,22 +169,29 @@ def parse_baseline_text(text: str, path: Path) -> BaselineFile:
     """Validate ``text`` as a baseline file; raise BaselineFileError naming line, key and expectation."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        document = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 -- SafeLoader: no object construction
+        document = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error)
         raise BaselineFileError(path, f"not valid YAML: {problem}", line=mark.line + 1 if mark else None) from None
     check = _Validator(path, root)
     if document is None:
-        raise BaselineFileError(path, "the file is empty; expected a mapping with schema_version, device, environment, entries")
+        raise BaselineFileError(
+            path, "the file is empty; expected a mapping with schema_version, device, environment, entries"
+        )
     top = check.mapping(document, (), "a baseline document")
     version = top.get("schema_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-        raise check.fail(("schema_version",), f"schema version {version} was written by a newer pytest-attnperf; "
-                         f"this one reads version {SCHEMA_VERSION}: upgrade pytest-attnperf")
+        raise check.fail(
+            ("schema_version",),
+            f"schema version {version} was written by a newer pytest-attnperf; "
+            f"this one reads version {SCHEMA_VERSION}: upgrade pytest-attnperf",
+        )
     if version != SCHEMA_VERSION:
         raise check.fail(("schema_version",), f"expected schema_version: {SCHEMA_VERSION}, found {version!r}")
-    check.known_keys(top, (), ("schema_version", "device", "environment", "entries"), ("schema_version", "device", "entries"))
+    check.known_keys(
+        top, (), ("schema_version", "device", "environment", "entries"), ("schema_version", "device", "entries")
+    )
     device = check.mapping(top["device"], ("device",), "the device description")
     check.text(device.get("name"), ("device", "name"))
     environment = check.mapping(top.get("environment") or {}, ("environment",), "the recording environment")
@@ -203,7 +215,9 @@ def _parse_entry(check: _Validator, test_id: str, raw: Any) -> BaselineEntry:
         latency_raw = check.mapping(entry["latency_ms"], (*keys, "latency_ms"), "latency statistics")
         check.known_keys(latency_raw, (*keys, "latency_ms"), LATENCY_KEYS, ("median",))
         latency = {
-            key: check.number(value, (*keys, "latency_ms", key), integer=key == "samples", positive=key in ("median", "samples"))
+            key: check.number(
+                value, (*keys, "latency_ms", key), integer=key == "samples", positive=key in ("median", "samples")
+            )
             for key, value in latency_raw.items()
         }
     peak = entry["peak_bytes"]
@@ -237,7 +251,9 @@ def read_baseline_text(path: Path) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise BaselineFileError(path, f"is not UTF-8 text (byte {error.start}: {data[error.start:error.start + 1]!r})", line=line) from None
+        raise BaselineFileError(
+            path, f"is not UTF-8 text (byte {error.start}: {data[error.start : error.start + 1]!r})", line=line
+        ) from None
 
 
 def load_baseline(path: Path) -> BaselineFile | None:
@@ -313,7 +329,9 @@ def merge_entries(
         current = load_baseline(path)  # a bad file raises here, before anything is written
         if current is None:
             current = BaselineFile(path=path, device=dict(device), environment={})
-        changes = [Change(test_id, current.entries.get(test_id), entry) for test_id, entry in sorted(new_entries.items())]
+        changes = [
+            Change(test_id, current.entries.get(test_id), entry) for test_id, entry in sorted(new_entries.items())
+        ]
         current.entries.update(new_entries)
         current.device = dict(device)
         current.environment = dict(environment)

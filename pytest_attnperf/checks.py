@@ -51,7 +51,9 @@ class GateContext:
     environment_changes: tuple[str, ...] = ()
 
     def where(self) -> str:
-        changed = f"; changed since the baseline: {', '.join(self.environment_changes)}" if self.environment_changes else ""
+        changed = (
+            f"; changed since the baseline: {', '.join(self.environment_changes)}" if self.environment_changes else ""
+        )
         return f"on {self.device_name}, baseline file {self.baseline_file}{changed}"
 
 
@@ -157,7 +159,9 @@ def measure_equivalence(
     reference = reference.to(torch.float64) if reference.dtype == torch.float64 else reference.float()
     difference = (output.to(reference.dtype) - reference).abs()
     max_error = float(difference.nan_to_num(nan=math.inf).max()) if output.numel() else 0.0
-    reference_error = float((low_precision_reference.to(reference.dtype) - reference).abs().max()) if output.numel() else 0.0
+    reference_error = (
+        float((low_precision_reference.to(reference.dtype) - reference).abs().max()) if output.numel() else 0.0
+    )
     if spec.rule == "allclose":
         # assert_close semantics: every element within atol + rtol*|ref|.
         within = bool((difference <= spec.atol + spec.rtol * reference.abs()).all())

@@ -11,7 +11,7 @@ from typing import Any
 
 from .baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .options import add_argparse_options, to_command_line
-from .units import argparse_type, format_bytes, format_ms, parse_positive_int
+from .units import argparse_type, format_bytes, format_ms, positive_int
 
 
 def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
@@ -39,7 +39,10 @@ def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
     except Unsupported as unsupported:
         return False, str(unsupported)
     except Exception as error:  # report the failure itself: that is what env is for
-        return False, f"installed but failed a {shape.label()} run: {type(error).__name__}: {str(error).splitlines()[0]}"
+        return (
+            False,
+            f"installed but failed a {shape.label()} run: {type(error).__name__}: {str(error).splitlines()[0]}",
+        )
     finite = bool(torch.isfinite(output).all())
     return finite, "ok" if finite else "ran but produced NaN/Inf"
 
@@ -77,7 +80,9 @@ def _print_environment(report: dict[str, Any]) -> None:
     device = report["device"]
     capability = ".".join(map(str, device["capability"])) if device["capability"] else "-"
     print(f"device       {device['name']} ({device['device']}), capability {capability}, {device['generation']}")
-    print(f"memory       {format_bytes(device['memory_bytes'])}, {device['sm_count']} {'SMs' if device['capability'] else 'cores'}")
+    print(
+        f"memory       {format_bytes(device['memory_bytes'])}, {device['sm_count']} {'SMs' if device['capability'] else 'cores'}"
+    )
     for key in ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers"):
         print(f"{key:<13}{device[key] or 'not installed'}")
     print("\nbackends")
@@ -85,11 +90,15 @@ def _print_environment(report: dict[str, Any]) -> None:
         mark = "available  " if entry["available"] else "unavailable"
         print(f"  {name:<15} {mark}  {entry['reason'] if not entry['available'] else entry['description']}")
     baseline = report["baseline"]
-    print(f"\nbaseline    {baseline['path']} ({'exists' if baseline['exists'] else 'missing: record it with `attnperf update`'})")
+    print(
+        f"\nbaseline    {baseline['path']} ({'exists' if baseline['exists'] else 'missing: record it with `attnperf update`'})"
+    )
     if "error" in baseline:
         print(f"            ERROR: {baseline['error']}")
     if "entries" in baseline:
-        print(f"            {baseline['entries']} entries, recorded {baseline['recorded_with'].get('recorded_at', '?')}")
+        print(
+            f"            {baseline['entries']} entries, recorded {baseline['recorded_with'].get('recorded_at', '?')}"
+        )
         for key, change in baseline["differences"].items():
             print(f"            differs: {key} {change['baseline']} (baseline) vs {change['now']} (now)")
         if not baseline["differences"]:
@@ -116,10 +125,18 @@ def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _entry_rows(baseline: BaselineFile) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for test_id, entry in sorted(baseline.entries.items()):
-        rows.append((test_id.split("::", 1)[-1], entry.backend or "-", format_ms(entry.median_ms),
-                     format_bytes(entry.peak_bytes), "yes" if entry.fits else "no", entry.recorded_at))
+        rows.append(
+            (
+                test_id.split("::", 1)[-1],
+                entry.backend or "-",
+                format_ms(entry.median_ms),
+                format_bytes(entry.peak_bytes),
+                "yes" if entry.fits else "no",
+                entry.recorded_at,
+            )
+        )
     return rows
 
 
@@ -147,7 +164,7 @@ def command_show(arguments: argparse.Namespace) -> int:
 
 def diff_rows(old: BaselineFile, new: BaselineFile) -> list[tuple[str, ...]]:
     """Per-entry old -> new, with the ratio; entries only on one side are marked added/removed."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for test_id in sorted(set(old.entries) | set(new.entries)):
         before, after = old.entries.get(test_id), new.entries.get(test_id)
         name = test_id.split("::", 1)[-1]
@@ -156,10 +173,15 @@ def diff_rows(old: BaselineFile, new: BaselineFile) -> list[tuple[str, ...]]:
             continue
         ratio = after.median_ms / before.median_ms if before.median_ms and after.median_ms else None
         memory_ratio = after.peak_bytes / before.peak_bytes if before.peak_bytes and after.peak_bytes else None
-        rows.append((name, f"{format_ms(before.median_ms)} -> {format_ms(after.median_ms)}",
-                     "-" if ratio is None else f"x{ratio:.3f}",
-                     f"{format_bytes(before.peak_bytes)} -> {format_bytes(after.peak_bytes)}",
-                     "-" if memory_ratio is None else f"x{memory_ratio:.3f}"))
+        rows.append(
+            (
+                name,
+                f"{format_ms(before.median_ms)} -> {format_ms(after.median_ms)}",
+                "-" if ratio is None else f"x{ratio:.3f}",
+                f"{format_bytes(before.peak_bytes)} -> {format_bytes(after.peak_bytes)}",
+                "-" if memory_ratio is None else f"x{memory_ratio:.3f}",
+            )
+        )
     return rows
 
 
@@ -176,18 +198,26 @@ def command_report(arguments: argparse.Namespace) -> int:
     from .gpu import describe_device, resolve_device
     from .measure import TimingConfig
     from .options import CPU_SEQLENS, GPU_SEQLENS
-    from .study import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress, write_study
+    from .study import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress, write_study
 
     device = resolve_device(arguments.attnperf_device or "auto")
     info = describe_device(device)
-    configs = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
+    configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
     if arguments.quick:
         configs = configs[:1]
     seqlens = arguments.attnperf_seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_SEQLENS)
     timing = TimingConfig(min_samples=arguments.attnperf_min_samples or 10)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
-    study = run_study(device, info, configs=configs, seqlens=seqlens, backends=arguments.attnperf_backends,
-                      timing=timing, command=command, progress=stderr_progress())
+    study = run_study(
+        device,
+        info,
+        configs=configs,
+        seqlens=seqlens,
+        backends=arguments.attnperf_backends,
+        timing=timing,
+        command=command,
+        progress=stderr_progress(),
+    )
     for path in write_study(study, Path(arguments.out)):
         print(f"wrote {path}")
     return 0
@@ -198,8 +228,14 @@ def command_memory(arguments: argparse.Namespace) -> int:
 
     try:
         memory = model_memory(
-            arguments.model, context_len=arguments.context, batch=arguments.batch, dtype=arguments.dtype,
-            layers=arguments.layers, heads=arguments.heads, kv_heads=arguments.kv_heads, head_dim=arguments.head_dim,
+            arguments.model,
+            context_len=arguments.context,
+            batch=arguments.batch,
+            dtype=arguments.dtype,
+            layers=arguments.layers,
+            heads=arguments.heads,
+            kv_heads=arguments.kv_heads,
+            head_dim=arguments.head_dim,
         )
     except ValueError as error:
         raise SystemExit(f"attnperf memory: {error}") from None
@@ -228,12 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_argparse_options(report, ("backends", "seqlens", "device", "min-samples"))
     memory = commands.add_parser("memory", help="memory of a model shape: KV cache, score matrix, FlashAttention state")
     memory.add_argument("--model", default=None, help="a preset name, e.g. llama-2-70b (or give the shape below)")
-    memory.add_argument("--context", type=argparse_type(lambda v: parse_positive_int(v, what="context")), default=32768,
-                        help="context length in tokens (default 32768)")
-    memory.add_argument("--batch", type=argparse_type(lambda v: parse_positive_int(v, what="batch")), default=1)
+    memory.add_argument(
+        "--context",
+        type=argparse_type(positive_int("context")),
+        default=32768,
+        help="context length in tokens (default 32768)",
+    )
+    memory.add_argument("--batch", type=argparse_type(positive_int("batch")), default=1)
     memory.add_argument("--dtype", default="float16", help="float16, bfloat16 or float32")
     for name in ("layers", "heads", "kv-heads", "head-dim"):
-        memory.add_argument(f"--{name}", type=argparse_type(lambda v, n=name: parse_positive_int(v, what=n)), default=None)
+        memory.add_argument(f"--{name}", type=argparse_type(positive_int(name)), default=None)
     return parser
 
 

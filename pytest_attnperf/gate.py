@@ -55,9 +55,13 @@ def evaluate_gate(
         result.baseline_peak_bytes = baseline.peak_bytes
     if not result.fits:
         if baseline is not None and baseline.fits and not policy.updating:
-            outcome.violations.append(Violation(
-                "memory", f"{result.test_id} no longer fits in memory ({result.reason}); its baseline ran with a peak "
-                f"of {baseline.peak_bytes} bytes {context.where()}"))
+            outcome.violations.append(
+                Violation(
+                    "memory",
+                    f"{result.test_id} no longer fits in memory ({result.reason}); its baseline ran with a peak "
+                    f"of {baseline.peak_bytes} bytes {context.where()}",
+                )
+            )
             result.verdicts["memory"] = "REGRESSION"
         else:
             outcome.skip_reason = f"does not fit on {result.device}: {result.reason}"
@@ -81,7 +85,9 @@ def evaluate_gate(
     if marks.memory is not None:
         spec_memory = marks.memory
         if result.peak_bytes is None:
-            outcome.warnings.append(f"{result.test_id}: peak memory not measured ({result.reason}); memory check skipped")
+            outcome.warnings.append(
+                f"{result.test_id}: peak memory not measured ({result.reason}); memory check skipped"
+            )
             result.verdicts["memory"] = "not measured"
         else:
             tolerance = spec_memory.tolerance if spec_memory.tolerance is not None else policy.memory_tolerance

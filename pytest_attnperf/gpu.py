@@ -168,11 +168,11 @@ def _cpu_memory_bytes() -> int:
         return 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def describe_device(device: torch.device) -> DeviceInfo:
     """Describe ``device`` (CUDA or CPU) with the versions of everything that can move a number."""
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    common = {
+    common: dict[str, Any] = {
         "torch": str(torch.__version__),
         "triton": package_version("triton"),
         "flash_attn": package_version("flash_attn") or package_version("flash-attn"),

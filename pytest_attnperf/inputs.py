@@ -198,7 +198,9 @@ def make_qkv(shape: AttnShape, *, seed: int = 0, device: torch.device | str = "c
     """Seeded Q/K/V for ``shape`` on ``device``; the same (shape, seed) gives the same bits anywhere."""
     target = torch.device(device)
     dtype = shape.torch_dtype
-    q = seeded_normal((shape.batch, shape.heads, shape.q_len, shape.head_dim), seed=seed, stream=0, dtype=dtype, device=target)
+    q = seeded_normal(
+        (shape.batch, shape.heads, shape.q_len, shape.head_dim), seed=seed, stream=0, dtype=dtype, device=target
+    )
     kv_shape = (shape.batch, shape.kv_heads, shape.k_len, shape.head_dim)
     k = seeded_normal(kv_shape, seed=seed, stream=1, dtype=dtype, device=target)
     v = seeded_normal(kv_shape, seed=seed, stream=2, dtype=dtype, device=target)

@@ -15,14 +15,16 @@ import pytest
 
 from .checks import EquivalenceSpec, LatencySpec, MemorySpec
 from .inputs import MODES, SHORT_DTYPE, parse_dtype
-from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_positive_int, parse_size
+from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_size, positive_int
 
 
 class MarkerError(ValueError):
     """A marker used with arguments it does not accept."""
 
 
-def attnperf_latency(*, tolerance: float | str | None = None, budget: float | str | None = None, baseline: bool = True) -> LatencySpec:
+def attnperf_latency(
+    *, tolerance: float | str | None = None, budget: float | str | None = None, baseline: bool = True
+) -> LatencySpec:
     """Median latency within baseline * (1 + tolerance) and/or under an absolute budget ('2.5 ms')."""
     if not isinstance(baseline, bool):
         raise ValueError(f"baseline must be True or False, not {baseline!r}")
@@ -35,7 +37,9 @@ def attnperf_latency(*, tolerance: float | str | None = None, budget: float | st
     return LatencySpec(tolerance=tolerance_value, budget_ms=budget_ms, use_baseline=baseline)
 
 
-def attnperf_memory(*, tolerance: float | str | None = None, ceiling: int | str | None = None, baseline: bool = True) -> MemorySpec:
+def attnperf_memory(
+    *, tolerance: float | str | None = None, ceiling: int | str | None = None, baseline: bool = True
+) -> MemorySpec:
     """Peak memory within baseline * (1 + tolerance) and/or under an absolute ceiling ('2 GiB')."""
     if not isinstance(baseline, bool):
         raise ValueError(f"baseline must be True or False, not {baseline!r}")
@@ -50,7 +54,9 @@ def attnperf_memory(*, tolerance: float | str | None = None, ceiling: int | str 
     return MemorySpec(tolerance=tolerance_value, ceiling_bytes=ceiling_bytes, use_baseline=baseline)
 
 
-def attnperf_equivalence(*, rule: str = "fa2", factor: float = 2.0, rtol: float = 1e-2, atol: float = 2e-2) -> EquivalenceSpec:
+def attnperf_equivalence(
+    *, rule: str = "fa2", factor: float = 2.0, rtol: float = 1e-2, atol: float = 2e-2
+) -> EquivalenceSpec:
     """Output agrees with a high-precision reference: rule 'fa2' (default), 'fa3' or 'allclose'."""
     if rule not in ("fa2", "fa3", "allclose"):
         raise ValueError(f"rule {rule!r} is not one of 'fa2', 'fa3', 'allclose'")
@@ -81,7 +87,7 @@ class ShapeSpec:
     def variants(self) -> list[dict[str, Any]]:
         """The cartesian product of the listed values, one dict per test variant."""
         keys = [key for key in self.values if key != "seqlens"]
-        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.values[key] for key in keys))]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.values[key] for key in keys))]
 
     def varying(self) -> list[str]:
         return [key for key, values in self.values.items() if len(values) > 1 and key != "seqlens"]
@@ -92,13 +98,21 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
 
 
 def _is_window(value: Any) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    )
 
 
 def _window(value: Any) -> tuple[int, int]:
     if value is None:
         return (-1, -1)
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= -1 for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= -1 for v in value)
+    ):
         return (int(value[0]), int(value[1]))
     raise ValueError(f"window {value!r} must be a (left, right) pair of ints >= -1, e.g. (256, 0); -1 means unbounded")
 
@@ -124,10 +138,10 @@ def _mode(value: Any) -> str:
 
 
 _SHAPE_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "batch": lambda v: parse_positive_int(v, what="batch"),
-    "heads": lambda v: parse_positive_int(v, what="heads"),
-    "kv_heads": lambda v: parse_positive_int(v, what="kv_heads"),
-    "head_dim": lambda v: parse_positive_int(v, what="head_dim"),
+    "batch": positive_int("batch"),
+    "heads": positive_int("heads"),
+    "kv_heads": positive_int("kv_heads"),
+    "head_dim": positive_int("head_dim"),
     "dtype": parse_dtype,
     "causal": _causal,
     "window": _window,
@@ -150,8 +164,17 @@ def attnperf_shape(
     seqlens: Any = None,
 ) -> ShapeSpec:
     """Shape of this test's inputs; a list (e.g. dtype=['float16', 'bfloat16']) parametrizes over it."""
-    given = {"batch": batch, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "dtype": dtype,
-             "causal": causal, "window": window, "scale": scale, "mode": mode}
+    given = {
+        "batch": batch,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "dtype": dtype,
+        "causal": causal,
+        "window": window,
+        "scale": scale,
+        "mode": mode,
+    }
     values: dict[str, tuple[Any, ...]] = {}
     for key, value in given.items():
         if value is None:

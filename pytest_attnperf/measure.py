@@ -262,7 +262,7 @@ def time_cuda(workload: Workload, device: torch.device, config: TimingConfig) ->
     count = _sample_count(estimate_ms, config)
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-    for start, end in zip(starts, ends):
+    for start, end in zip(starts, ends, strict=True):
         if flush is not None:
             flush.zero_()
         torch.cuda._sleep(lead_cycles)
@@ -271,7 +271,7 @@ def time_cuda(workload: Workload, device: torch.device, config: TimingConfig) ->
         end.record(stream)
         # Keep the host from running ahead by more than one sample: the lead stays a lead.
         end.synchronize()
-    samples = tuple(float(start.elapsed_time(end)) for start, end in zip(starts, ends))
+    samples = tuple(float(start.elapsed_time(end)) for start, end in zip(starts, ends, strict=True))
     return Timing(samples, clock="cuda-graph-events" if config.cuda_graph else "cuda-events")
 
 
@@ -316,6 +316,7 @@ def time_cpu(workload: Workload, config: TimingConfig) -> Timing:
 def measure(workload: Workload, device: torch.device, config: TimingConfig) -> Measurement:
     """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit."""
     failure: str | None = None
+    peak_bytes: int | None
     try:
         workload()  # first call: compile/autotune, so it is not counted as the workload's peak
         if device.type == "cuda":

@@ -21,7 +21,7 @@ from .units import (
     parse_fraction,
     parse_int_list,
     parse_name_list,
-    parse_positive_int,
+    positive_int,
 )
 
 MissingPolicy = Literal["fail", "skip", "warn"]
@@ -81,35 +81,67 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("backends", "comma-separated backends to run (default: all registered)", parse_name_list, "NAMES"),
-    Option("seqlens", "context lengths, e.g. 1K,4K,16K,32K (default: those on a GPU, 128..1024 on a CPU)",
-           lambda v: parse_int_list(v, what="context length"), "LENGTHS"),
+    Option(
+        "seqlens",
+        "context lengths, e.g. 1K,4K,16K,32K (default: those on a GPU, 128..1024 on a CPU)",
+        lambda v: parse_int_list(v, what="context length"),
+        "LENGTHS",
+    ),
     Option("device", "torch device to measure on: auto, cpu, cuda, cuda:N (default auto)", str, "DEVICE"),
-    Option("batch", "batch size of the seeded inputs", lambda v: parse_positive_int(v, what="batch"), "N"),
-    Option("heads", "query heads of the seeded inputs", lambda v: parse_positive_int(v, what="heads"), "N"),
-    Option("kv-heads", "key/value heads (fewer than heads: grouped-query attention)",
-           lambda v: parse_positive_int(v, what="kv-heads"), "N"),
-    Option("head-dim", "head dimension of the seeded inputs", lambda v: parse_positive_int(v, what="head-dim"), "N"),
+    Option("batch", "batch size of the seeded inputs", positive_int("batch"), "N"),
+    Option("heads", "query heads of the seeded inputs", positive_int("heads"), "N"),
+    Option(
+        "kv-heads",
+        "key/value heads (fewer than heads: grouped-query attention)",
+        positive_int("kv-heads"),
+        "N",
+    ),
+    Option("head-dim", "head dimension of the seeded inputs", positive_int("head-dim"), "N"),
     Option("dtype", "dtype of the seeded inputs: float16, bfloat16, float32", parse_dtype, "DTYPE"),
     Option("causal", "causal masking (true/false, default true)", _bool, "BOOL"),
     Option("seed", "seed of the inputs (default 0)", _seed, "N"),
     Option("mode", f"what to time: {', '.join(MODES)} (default forward)", _choice("mode", MODES), "MODE"),
     Option("baselines", "folder of per-GPU baseline YAML files (default: baselines/ under the rootdir)", str, "DIR"),
-    Option("missing", "when a test or this GPU has no baseline: fail, skip or warn (default warn)",
-           _choice("missing-baseline policy", MISSING_POLICIES), "POLICY"),
+    Option(
+        "missing",
+        "when a test or this GPU has no baseline: fail, skip or warn (default warn)",
+        _choice("missing-baseline policy", MISSING_POLICIES),
+        "POLICY",
+    ),
     Option("update", "write or refresh the baselines of the tests that ran and passed equivalence", None, ini=False),
-    Option("latency-tolerance", "allowed slowdown over the baseline median, e.g. 0.1 or 10% (default 10%)",
-           parse_fraction, "FRACTION"),
+    Option(
+        "latency-tolerance",
+        "allowed slowdown over the baseline median, e.g. 0.1 or 10% (default 10%)",
+        parse_fraction,
+        "FRACTION",
+    ),
     Option("memory-tolerance", "allowed growth over the baseline peak memory (default 5%)", parse_fraction, "FRACTION"),
     Option("warmup", "warm-up time per case, e.g. 25 ms (default)", parse_duration_ms, "DURATION"),
     Option("rep", "target sampling time per case, e.g. 100 ms (default)", parse_duration_ms, "DURATION"),
-    Option("min-samples", "samples per case at least, however long the kernel (default 10)",
-           lambda v: parse_positive_int(v, what="min-samples"), "N"),
-    Option("cuda-graph", "replay each case from a CUDA graph (removes launch overhead for short kernels)", _bool, "BOOL"),
+    Option(
+        "min-samples",
+        "samples per case at least, however long the kernel (default 10)",
+        positive_int("min-samples"),
+        "N",
+    ),
+    Option(
+        "cuda-graph", "replay each case from a CUDA graph (removes launch overhead for short kernels)", _bool, "BOOL"
+    ),
     Option("json", "write every case's result as JSON to this path", str, "PATH", ini=False),
-    Option("markdown", "write the Markdown summary to this path (default: $GITHUB_STEP_SUMMARY when set)",
-           str, "PATH", ini=False),
-    Option("report", "write the FlashAttention study (tables, plots, frontier) of this run to this folder",
-           str, "DIR", ini=False),
+    Option(
+        "markdown",
+        "write the Markdown summary to this path (default: $GITHUB_STEP_SUMMARY when set)",
+        str,
+        "PATH",
+        ini=False,
+    ),
+    Option(
+        "report",
+        "write the FlashAttention study (tables, plots, frontier) of this run to this folder",
+        str,
+        "DIR",
+        ini=False,
+    ),
 )
 OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
 
@@ -117,15 +149,26 @@ OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
 def add_pytest_options(parser: Any) -> None:
     """Register the --attnperf* options and attnperf_* ini keys on pytest's parser."""
     group = parser.getgroup("attnperf", "attention performance gate (pytest-attnperf)")
-    group.addoption("--attnperf", action="store_true", default=None, dest="attnperf",
-                    help="run the attention benchmarks (tests using attnperf markers or fixtures); skipped without it")
+    group.addoption(
+        "--attnperf",
+        action="store_true",
+        default=None,
+        dest="attnperf",
+        help="run the attention benchmarks (tests using attnperf markers or fixtures); skipped without it",
+    )
     for option in OPTIONS:
         if option.parse is None:
             group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
         else:
             # default=None, so an unset flag lets the ini key take effect.
-            group.addoption(option.flag, dest=option.dest, default=None, metavar=option.metavar,
-                            type=argparse_type(option.parse, option.name), help=option.help)
+            group.addoption(
+                option.flag,
+                dest=option.dest,
+                default=None,
+                metavar=option.metavar,
+                type=argparse_type(option.parse, option.name),
+                help=option.help,
+            )
         if option.ini:
             parser.addini(option.dest, help=option.help, type="string", default=None)
 
@@ -138,8 +181,14 @@ def add_argparse_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
         if option.parse is None:
             parser.add_argument(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
         else:
-            parser.add_argument(option.flag, dest=option.dest, default=None, metavar=option.metavar,
-                                type=argparse_type(option.parse, option.name), help=option.help)
+            parser.add_argument(
+                option.flag,
+                dest=option.dest,
+                default=None,
+                metavar=option.metavar,
+                type=argparse_type(option.parse, option.name),
+                help=option.help,
+            )
 
 
 def to_command_line(values: Mapping[str, Any]) -> list[str]:
@@ -234,7 +283,10 @@ def resolve_settings(
         max_samples=max(500, min_samples),
         cuda_graph=pick("attnperf_cuda_graph", False),
     )
-    optional_path = lambda dest: Path(values[dest]) if values.get(dest) else None  # noqa: E731
+
+    def optional_path(dest: str) -> Path | None:
+        return Path(values[dest]) if values.get(dest) else None
+
     return Settings(
         enabled=bool(cli.get("attnperf")),
         backends=values.get("attnperf_backends"),

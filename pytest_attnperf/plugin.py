@@ -97,7 +97,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "attn_backend" in names and "context_len" in names:
         pairs = [(length, backend) for length in seqlens for backend in backends]
         metafunc.parametrize(
-            ["context_len", "attn_backend"], pairs, indirect=["attn_backend"],
+            ["context_len", "attn_backend"],
+            pairs,
+            indirect=["attn_backend"],
             ids=[f"{backend}-{_length_id(length)}" for length, backend in pairs],
         )
     elif "attn_backend" in names:
@@ -196,12 +198,19 @@ def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) 
     item = request.node
     marks = item.stash.get(GATE_MARKS_KEY, None) or evaluate_gate_marks(item)
     shape_mark = item.get_closest_marker("attnperf_shape")
-    mode: Mode = _attnperf_variant.get("mode") or (
-        evaluate_marker(shape_mark, item.nodeid).values.get("mode", (None,))[0] if shape_mark else None
-    ) or state.settings.mode
+    mode: Mode = (
+        _attnperf_variant.get("mode")
+        or (evaluate_marker(shape_mark, item.nodeid).values.get("mode", (None,))[0] if shape_mark else None)
+        or state.settings.mode
+    )
     runner = AttnPerf(
-        test_id=item.nodeid, device=state.device, info=state.info, timing=state.settings.timing, mode=mode,
-        equivalence=marks.equivalence, finish=lambda result: _finish(item, marks, result),
+        test_id=item.nodeid,
+        device=state.device,
+        info=state.info,
+        timing=state.settings.timing,
+        mode=mode,
+        equivalence=marks.equivalence,
+        finish=lambda result: _finish(item, marks, result),
         benchmark=request.getfixturevalue("benchmark") if _benchmark_output_requested(request.config) else None,
     )
     item.stash[RUNNER_KEY] = runner
@@ -221,12 +230,16 @@ def _finish(item: pytest.Item, marks: GateMarks, result: CaseResult) -> None:
     """Decide this case's verdict now, so a regression fails its own test."""
     state = session_of(item.config)
     context = GateContext(
-        test_id=item.nodeid, device_name=result.device, baseline_file=state.baseline_file_label(),
+        test_id=item.nodeid,
+        device_name=result.device,
+        baseline_file=state.baseline_file_label(),
         environment_changes=state.environment_changes(),
     )
     policy = GatePolicy(
-        latency_tolerance=state.settings.latency_tolerance, memory_tolerance=state.settings.memory_tolerance,
-        missing=state.settings.missing, updating=state.settings.update,
+        latency_tolerance=state.settings.latency_tolerance,
+        memory_tolerance=state.settings.memory_tolerance,
+        missing=state.settings.missing,
+        updating=state.settings.update,
     )
     result.baseline_file = context.baseline_file
     outcome = evaluate_gate(result, marks, state.baseline_entry(item.nodeid), policy, context)
@@ -295,6 +308,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     info = state.info
     versions = ", ".join(f"{key} {value}" for key, value in info.software().items() if value)
-    return [f"attnperf: {info.name} ({info.device}, {info.generation}); {versions}",
-            f"attnperf: baselines {state.baseline_file_label()} ({state.baseline_status()})"]
-
+    return [
+        f"attnperf: {info.name} ({info.device}, {info.generation}); {versions}",
+        f"attnperf: baselines {state.baseline_file_label()} ({state.baseline_status()})",
+    ]

@@ -45,8 +45,8 @@ def result_rows(results: Sequence[CaseResult]) -> list[tuple[str, ...]]:
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return lines
 
@@ -65,7 +65,9 @@ def change_lines(changes: Sequence[Change]) -> list[str]:
             what = f"{format_ms(old_median)} -> {format_ms(new_median)}"
         memory = f"peak {format_bytes(change.old.peak_bytes if change.old else None)} -> {format_bytes(change.new.peak_bytes)}"
         fit = "" if change.new.fits else " [does not fit]"
-        lines.append(f"{_short_id(change.test_id)}: median {what if change.old else format_ms(new_median) + ' (new)'}, {memory}{fit}")
+        lines.append(
+            f"{_short_id(change.test_id)}: median {what if change.old else format_ms(new_median) + ' (new)'}, {memory}{fit}"
+        )
     return lines
 
 
@@ -82,8 +84,11 @@ def terminal_summary(terminalreporter: Any, state: AttnPerfSession) -> None:
             write(f"environment changed since the baseline: {', '.join(changed)}", yellow=True)
         missing = sum(1 for result in state.results if "NO BASELINE" in result.verdicts.values())
         if missing and not state.settings.update:
-            write(f"{missing} case(s) have no baseline in {state.baseline_file_label()}: record them with "
-                  "`attnperf update` (policy: --attnperf-missing=" + state.settings.missing + ")", yellow=True)
+            write(
+                f"{missing} case(s) have no baseline in {state.baseline_file_label()}: record them with "
+                "`attnperf update` (policy: --attnperf-missing=" + state.settings.missing + ")",
+                yellow=True,
+            )
     if state.settings.update:
         terminalreporter.section("attnperf: baseline update")
         if not state.changes and not state.update_errors:
@@ -106,8 +111,12 @@ def results_document(state: AttnPerfSession) -> dict[str, Any]:
         "baselines": state.baseline_file_label(),
         "environment_changes": list(state.environment_changes()),
         "results": [
-            {**json.loads(result.to_json()), "latency_ratio": result.latency_ratio, "memory_ratio": result.memory_ratio,
-             "verdict": result.verdict()}
+            {
+                **json.loads(result.to_json()),
+                "latency_ratio": result.latency_ratio,
+                "memory_ratio": result.memory_ratio,
+                "verdict": result.verdict(),
+            }
             for result in state.results
         ],
     }
@@ -141,7 +150,9 @@ def write_outputs(state: AttnPerfSession) -> None:
         settings.json_path.parent.mkdir(parents=True, exist_ok=True)
         settings.json_path.write_text(json.dumps(results_document(state), indent=2, allow_nan=False), encoding="utf-8")
         written.append(settings.json_path)
-    markdown_target = settings.markdown_path or (Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None)
+    markdown_target = settings.markdown_path or (
+        Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None
+    )
     if markdown_target is not None and state.results:
         markdown_target.parent.mkdir(parents=True, exist_ok=True)
         with open(markdown_target, "a", encoding="utf-8") as handle:  # the step summary is shared: append

@@ -6,6 +6,7 @@ the gate (``gate.py``) from what this records.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,19 +65,19 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
                 return backend.run(q, k, v, shape)
 
         return forward
-    leaves = tuple(t.detach().requires_grad_(True) for t in (q, k, v))
-    probe = backend.run(*leaves, shape)
-    grad_output = seeded_normal(tuple(probe.shape), seed=qkv.seed, stream=3, dtype=probe.dtype, device=probe.device)
+    q_leaf, k_leaf, v_leaf = (t.detach().requires_grad_(True) for t in (q, k, v))
+    leaves = (q_leaf, k_leaf, v_leaf)
+    first_output = backend.run(q_leaf, k_leaf, v_leaf, shape)
+    grad_output = seeded_normal(
+        tuple(first_output.shape), seed=qkv.seed, stream=3, dtype=first_output.dtype, device=first_output.device
+    )
     if mode == "backward":
-
-        def backward() -> tuple[torch.Tensor, ...]:
-            return torch.autograd.grad(probe, leaves, grad_output, retain_graph=True)
-
-        return backward
-    del probe
+        # The graph of one forward is kept and differentiated again and again.
+        return functools.partial(torch.autograd.grad, first_output, leaves, grad_output, retain_graph=True)
+    del first_output
 
     def forward_backward() -> tuple[torch.Tensor, ...]:
-        return torch.autograd.grad(backend.run(*leaves, shape), leaves, grad_output)
+        return torch.autograd.grad(backend.run(q_leaf, k_leaf, v_leaf, shape), leaves, grad_output)
 
     return forward_backward
 
@@ -133,12 +134,25 @@ class AttnPerf:
         reference, low = REFERENCES.get(qkv)
         return measure_equivalence(output, reference, low, self.equivalence)
 
-    def measure_workload(self, workload: Callable[[], Any], *, name: str, flops: float | None = None,
-                         shape: dict[str, Any] | None = None, seqlen: int | None = None) -> CaseResult:
+    def measure_workload(
+        self,
+        workload: Callable[[], Any],
+        *,
+        name: str,
+        flops: float | None = None,
+        shape: dict[str, Any] | None = None,
+        seqlen: int | None = None,
+    ) -> CaseResult:
         """Time any callable (a transformers model step, a custom kernel) under the same gate."""
         result = CaseResult(
-            test_id=self.test_id, backend=name, device=self.info.name, device_slug=self.info.slug,
-            mode=self.mode, shape=shape, seqlen=seqlen, environment=self.info.software(),
+            test_id=self.test_id,
+            backend=name,
+            device=self.info.name,
+            device_slug=self.info.slug,
+            mode=self.mode,
+            shape=shape,
+            seqlen=seqlen,
+            environment=self.info.software(),
         )
         try:
             measurement = measure(workload, self.device, self.timing)
@@ -155,8 +169,14 @@ class AttnPerf:
 
     def _new_result(self, backend: str, shape: AttnShape, mode: Mode) -> CaseResult:
         return CaseResult(
-            test_id=self.test_id, backend=backend, device=self.info.name, device_slug=self.info.slug, mode=mode,
-            shape=shape.as_dict(), seqlen=shape.q_len, environment=self.info.software(),
+            test_id=self.test_id,
+            backend=backend,
+            device=self.info.name,
+            device_slug=self.info.slug,
+            mode=mode,
+            shape=shape.as_dict(),
+            seqlen=shape.q_len,
+            environment=self.info.software(),
         )
 
     def _fill(self, result: CaseResult, measurement: Measurement, flops: float | None) -> None:
@@ -174,7 +194,9 @@ class AttnPerf:
 
     def _store(self, result: CaseResult) -> None:
         if self.result is not None:
-            raise RuntimeError(f"{self.test_id} measured twice: one attnperf measurement per test (parametrize instead)")
+            raise RuntimeError(
+                f"{self.test_id} measured twice: one attnperf measurement per test (parametrize instead)"
+            )
         self.result = result
         self.finish(result)
 
@@ -185,6 +207,10 @@ def _feed_pytest_benchmark(benchmark: Any, samples_ms: tuple[float, ...], result
     for sample in samples_ms:
         stats.update(sample / 1e3)
     benchmark.extra_info.update(
-        {"attnperf_clock": result.clock, "attnperf_backend": result.backend, "attnperf_peak_bytes": result.peak_bytes,
-         "attnperf_tflops": result.tflops}
+        {
+            "attnperf_clock": result.clock,
+            "attnperf_backend": result.backend,
+            "attnperf_peak_bytes": result.peak_bytes,
+            "attnperf_tflops": result.tflops,
+        }
     )

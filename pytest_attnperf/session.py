@@ -11,7 +11,17 @@ import pytest
 import torch
 
 from . import report
-from .baselines import BaselineEntry, BaselineFile, BaselineFileError, Change, baseline_path, load_baseline, merge_entries, now_iso, round_significant
+from .baselines import (
+    BaselineEntry,
+    BaselineFile,
+    BaselineFileError,
+    Change,
+    baseline_path,
+    load_baseline,
+    merge_entries,
+    now_iso,
+    round_significant,
+)
 from .gpu import DeviceInfo, describe_device, resolve_device
 from .inputs import QKV, AttnShape
 from .measure import spin_up
@@ -143,9 +153,14 @@ class AttnPerfSession:
         from .study import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress, write_study
 
         study = run_study(
-            self.device, self.info, configs=GPU_CONFIGS if self.is_cuda else CPU_CONFIGS,
-            seqlens=self.settings.seqlens_for(self.is_cuda), backends=self.settings.backends,
-            timing=self.settings.timing, seed=self.settings.seed, command="pytest --attnperf --attnperf-report",
+            self.device,
+            self.info,
+            configs=GPU_CONFIGS if self.is_cuda else CPU_CONFIGS,
+            seqlens=self.settings.seqlens_for(self.is_cuda),
+            backends=self.settings.backends,
+            timing=self.settings.timing,
+            seed=self.settings.seed,
+            command="pytest --attnperf --attnperf-report",
             progress=stderr_progress(),
         )
         self.written_paths.extend(write_study(study, out_dir))
@@ -158,7 +173,11 @@ class AttnPerfSession:
                 continue  # only outputs that agree with the reference become baselines
             by_slug.setdefault(result.device_slug, {})[result.test_id] = entry_from_result(result)
             names[result.device_slug] = result.device
-        environment = {**self.info.software(), "recorded_at": now_iso(), "command": "pytest --attnperf --attnperf-update"}
+        environment = {
+            **self.info.software(),
+            "recorded_at": now_iso(),
+            "command": "pytest --attnperf --attnperf-update",
+        }
         for slug, entries in by_slug.items():
             device = {"name": names[slug], "slug": slug}
             if slug == self.info.slug:

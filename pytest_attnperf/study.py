@@ -35,12 +35,27 @@ class StudyConfig:
     batch: int = 1
 
     def shape(self, seqlen: int) -> AttnShape:
-        return AttnShape(q_len=seqlen, k_len=seqlen, batch=self.batch, heads=self.heads, kv_heads=self.kv_heads,
-                         head_dim=self.head_dim, dtype=self.dtype, causal=self.causal)
+        return AttnShape(
+            q_len=seqlen,
+            k_len=seqlen,
+            batch=self.batch,
+            heads=self.heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            dtype=self.dtype,
+            causal=self.causal,
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "causal": self.causal, "batch": self.batch,
-                "heads": self.heads, "kv_heads": self.kv_heads, "head_dim": self.head_dim}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "causal": self.causal,
+            "batch": self.batch,
+            "heads": self.heads,
+            "kv_heads": self.kv_heads,
+            "head_dim": self.head_dim,
+        }
 
 
 GPU_CONFIGS = (
@@ -58,6 +73,7 @@ CPU_CONFIGS = (
 
 
 Progress = Callable[[str], None]
+DEFAULT_TIMING = TimingConfig()
 
 
 def stderr_progress(stream: TextIO = sys.stderr) -> Progress:
@@ -77,12 +93,25 @@ def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, size: int = 819
     return 2 * size**3 / (timing.timing.median_ms * 1e-3) / 1e12
 
 
-def measure_case(backend: Backend, shape: AttnShape, info: DeviceInfo, device: torch.device,
-                 timing: TimingConfig, seed: int) -> dict[str, Any]:
+def measure_case(
+    backend: Backend, shape: AttnShape, info: DeviceInfo, device: torch.device, timing: TimingConfig, seed: int
+) -> dict[str, Any]:
     """One cell of a table: ok with numbers, does_not_fit, unavailable or error, with the reason."""
-    case: dict[str, Any] = {"backend": backend.name, "seqlen": shape.q_len, "status": "ok", "reason": None,
-                            "median_ms": None, "iqr_ms": None, "min_ms": None, "max_ms": None, "samples": None,
-                            "tflops": None, "peak_share": None, "peak_bytes": None, "speedup_vs_eager": None}
+    case: dict[str, Any] = {
+        "backend": backend.name,
+        "seqlen": shape.q_len,
+        "status": "ok",
+        "reason": None,
+        "median_ms": None,
+        "iqr_ms": None,
+        "min_ms": None,
+        "max_ms": None,
+        "samples": None,
+        "tflops": None,
+        "peak_share": None,
+        "peak_bytes": None,
+        "speedup_vs_eager": None,
+    }
     reason = backend.unsupported_reason(shape, info)
     if reason:
         return {**case, "status": "unavailable", "reason": reason}
@@ -96,37 +125,44 @@ def measure_case(backend: Backend, shape: AttnShape, info: DeviceInfo, device: t
     except Exception as error:  # a crash is a result of the study, reported with its cause
         release_memory(device)
         return {**case, "status": "error", "reason": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
-    finally:
-        qkv = None  # noqa: F841 -- drop the inputs before the next case allocates its own
     summary = measurement.timing
     release_memory(device)
-    return {**case, "median_ms": summary.median_ms, "iqr_ms": summary.iqr_ms, "min_ms": summary.min_ms,
-            "max_ms": summary.max_ms, "samples": len(summary.samples_ms),
-            "tflops": shape.flops() / (summary.median_ms * 1e-3) / 1e12, "peak_bytes": measurement.peak_bytes}
+    return {
+        **case,
+        "median_ms": summary.median_ms,
+        "iqr_ms": summary.iqr_ms,
+        "min_ms": summary.min_ms,
+        "max_ms": summary.max_ms,
+        "samples": len(summary.samples_ms),
+        "tflops": shape.flops() / (summary.median_ms * 1e-3) / 1e12,
+        "peak_bytes": measurement.peak_bytes,
+    }
+
+
+def _forward_once(backend: Backend, shape: AttnShape, device: torch.device) -> None:
+    workload = make_workload(backend, make_qkv(shape, device=device), "forward")
+    if device.type == "cuda":
+        cuda_peak_memory(workload, device)
+    else:
+        workload()
 
 
 def fits_once(backend: Backend, shape: AttnShape, device: torch.device) -> bool:
     """Does one forward call (inputs included) fit? Memory is handed back either way."""
-    failed = False
     try:
-        qkv = make_qkv(shape, device=device)
-        workload = make_workload(backend, qkv, "forward")
-        if device.type == "cuda":
-            cuda_peak_memory(workload, device)
-        else:
-            workload()
+        _forward_once(backend, shape, device)  # its tensors die with its frame
+        fits = True
     except Exception as error:
         if not is_out_of_memory(error):
             raise
-        failed = True
-    qkv = None  # noqa: F841
-    workload = None  # noqa: F841
+        fits = False
     release_memory(device)
-    return not failed
+    return fits
 
 
-def measured_frontier(backend: Backend, config: StudyConfig, device: torch.device, *, low: int, high: int,
-                      granularity: int = 256) -> tuple[int, int]:
+def measured_frontier(
+    backend: Backend, config: StudyConfig, device: torch.device, *, low: int, high: int, granularity: int = 256
+) -> tuple[int, int]:
     """Bisect the largest multiple of ``granularity`` that fits: (last fitting, first failing)."""
     low_steps, high_steps = low // granularity, high // granularity
     while high_steps - low_steps > 1:
@@ -138,28 +174,45 @@ def measured_frontier(backend: Backend, config: StudyConfig, device: torch.devic
     return low_steps * granularity, high_steps * granularity
 
 
-def frontier_entry(backend: Backend, config: StudyConfig, device: torch.device, free_bytes: int,
-                   cases: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def frontier_entry(
+    backend: Backend, config: StudyConfig, device: torch.device, free_bytes: int, cases: Sequence[dict[str, Any]]
+) -> dict[str, Any] | None:
     """Predicted (memory model) and measured (bisection) largest context of a materialising backend."""
     fitting = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "ok"]
     failing = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "does_not_fit"]
     if not fitting or not failing:
         return None  # the sweep never crossed the frontier: nothing to bisect between
-    shape_arguments = {"batch": config.batch, "heads": config.heads, "kv_heads": config.kv_heads,
-                       "head_dim": config.head_dim, "dtype": config.dtype, "causal": config.causal}
+    shape_arguments: dict[str, Any] = {
+        "batch": config.batch,
+        "heads": config.heads,
+        "kv_heads": config.kv_heads,
+        "head_dim": config.head_dim,
+        "dtype": config.dtype,
+        "causal": config.causal,
+    }
     measured, first_failure = measured_frontier(backend, config, device, low=max(fitting), high=min(failing))
     # The caching-allocator model: a live-tensor count alone misses the split blocks that strand memory.
     predicted = memory_model.predict_max_context(backend.name, free_bytes, allocator="cuda-caching", **shape_arguments)
     naive = memory_model.predict_max_context("naive", free_bytes, **shape_arguments)
     peak = memory_model.predict_peak(backend.name, q_len=measured, k_len=measured, **shape_arguments)
     explanation = memory_model.explain_gap(backend.name, predicted, measured, free_bytes=free_bytes, **shape_arguments)
-    return {"backend": backend.name, "config": config.name, "measured_tokens": measured,
-            "first_failure_tokens": first_failure, "predicted_tokens": predicted, "naive_tokens": naive,
-            "gap_fraction": predicted / measured - 1, "free_bytes": free_bytes, "explanation": explanation,
-            "predicted_items": [list(item) for item in peak.items]}
+    return {
+        "backend": backend.name,
+        "config": config.name,
+        "measured_tokens": measured,
+        "first_failure_tokens": first_failure,
+        "predicted_tokens": predicted,
+        "naive_tokens": naive,
+        "gap_fraction": predicted / measured - 1,
+        "free_bytes": free_bytes,
+        "explanation": explanation,
+        "predicted_items": [list(item) for item in peak.items],
+    }
 
 
-def fused_limit(backend: Backend, config: StudyConfig, free_bytes: int, cases: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def fused_limit(
+    backend: Backend, config: StudyConfig, free_bytes: int, cases: Sequence[dict[str, Any]]
+) -> dict[str, Any] | None:
     """How far a fused backend goes: its memory is inputs + output + O(N) row statistics."""
     ran = [c for c in cases if c["backend"] == backend.name and c["status"] == "ok" and c["peak_bytes"]]
     if not ran:
@@ -184,7 +237,7 @@ def run_study(
     configs: Sequence[StudyConfig],
     seqlens: Sequence[int],
     backends: Sequence[str] | None = None,
-    timing: TimingConfig = TimingConfig(),
+    timing: TimingConfig = DEFAULT_TIMING,
     seed: int = 0,
     frontier: bool = True,
     command: str = "attnperf report",
@@ -194,9 +247,14 @@ def run_study(
     show = progress or (lambda line: None)
     selected = REGISTRY.select(tuple(backends) if backends else None)
     study: dict[str, Any] = {
-        "schema": "attnperf-study/1", "command": command,
+        "schema": "attnperf-study/1",
+        "command": command,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "gpu": info.as_dict(), "configs": [], "frontier": [], "fused_limits": [], "matmul_peak_tflops": {},
+        "gpu": info.as_dict(),
+        "configs": [],
+        "frontier": [],
+        "fused_limits": [],
+        "matmul_peak_tflops": {},
     }
     if device.type == "cuda":
         for dtype in sorted({config.dtype for config in configs} - {"float32"}):
@@ -222,8 +280,10 @@ def run_study(
                 entry = frontier_entry(backend, config, device, free_bytes, cases)
                 if entry:
                     study["frontier"].append(entry)
-                    show(f"frontier {config.name} | {backend.name}: {entry['measured_tokens']:,} tokens "
-                         f"(predicted {entry['predicted_tokens']:,})")
+                    show(
+                        f"frontier {config.name} | {backend.name}: {entry['measured_tokens']:,} tokens "
+                        f"(predicted {entry['predicted_tokens']:,})"
+                    )
             elif not backend.materializes_scores:
                 limit = fused_limit(backend, config, free_bytes, cases)
                 if limit:

@@ -17,7 +17,10 @@ T = TypeVar("T")
 _BINARY_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 _DECIMAL_UNITS = {"kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _SIZE_UNITS = {**_BINARY_UNITS, **_DECIMAL_UNITS}
-SIZE_FORMS = "a byte count such as 2147483648, or a number and a unit: '512 MiB', '2 GiB', '1.5 GB' (units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB; case matters)"
+SIZE_FORMS = (
+    "a byte count such as 2147483648, or a number and a unit: '512 MiB', '2 GiB', '1.5 GB' "
+    "(units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB; case matters)"
+)
 _SIZE_RE = re.compile(r"^\s*(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[A-Za-z]+)?\s*$")
 
 _DURATION_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}
@@ -43,7 +46,7 @@ def parse_size(value: object) -> int:
         hint = next((u for u in _SIZE_UNITS if u.lower() == unit.lower()), None)
         did_you_mean = f" (did you mean {hint!r}?)" if hint else ""
         raise ValueError(f"unknown size unit {unit!r} in {value!r}{did_you_mean}; expected {SIZE_FORMS}")
-    return int(round(float(match.group("number")) * _SIZE_UNITS[unit]))
+    return round(float(match.group("number")) * _SIZE_UNITS[unit])
 
 
 def format_bytes(num_bytes: float | None) -> str:
@@ -127,6 +130,16 @@ def parse_positive_int(value: object, *, what: str = "value") -> int:
     return number
 
 
+def positive_int(what: str) -> Callable[[object], int]:
+    """A parser of positive integers whose errors name ``what``."""
+
+    def parse(value: object) -> int:
+        return parse_positive_int(value, what=what)
+
+    parse.__name__ = what
+    return parse
+
+
 def parse_int_list(value: object, *, what: str = "value") -> tuple[int, ...]:
     """Parse '1024,4K,16384' (or a list) into positive integers, keeping order, dropping repeats."""
     items: list[object]
@@ -160,5 +173,5 @@ def argparse_type(parser: Callable[[str], T], name: str | None = None) -> Callab
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
-    parse.__name__ = name or getattr(parser, "__name__", "value")
+    parse.__name__ = name or str(getattr(parser, "__name__", "value"))
     return parse

@@ -10,11 +10,12 @@ import pytest
 from pytest_attnperf import QKV, AttnPerf, Backend
 
 
-@pytest.mark.attnperf_equivalence()
-@pytest.mark.attnperf_latency()
-@pytest.mark.attnperf_memory()
+@pytest.mark.attnperf_equivalence
+@pytest.mark.attnperf_latency
+@pytest.mark.attnperf_memory
 def test_forward(attnperf: AttnPerf, attn_backend: Backend, qkv: QKV) -> None:
     result = attnperf.measure(attn_backend, qkv)
     if result.fits:
-        assert result.median_ms is not None and result.median_ms > 0
+        assert result.median_ms is not None
+        assert result.median_ms > 0
         assert result.equivalence_passed is True
