@@ -75,6 +75,11 @@ class Option:
         return f"--attnperf-{self.name}"
 
     @property
+    def help_text(self) -> str:
+        """The help with '%' escaped: argparse formats help strings with the % operator."""
+        return self.help.replace("%", "%%")
+
+    @property
     def dest(self) -> str:
         return "attnperf_" + self.name.replace("-", "_")
 
@@ -158,7 +163,7 @@ def add_pytest_options(parser: Any) -> None:
     )
     for option in OPTIONS:
         if option.parse is None:
-            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
+            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help_text)
         else:
             # default=None, so an unset flag lets the ini key take effect.
             group.addoption(
@@ -167,10 +172,10 @@ def add_pytest_options(parser: Any) -> None:
                 default=None,
                 metavar=option.metavar,
                 type=argparse_type(option.parse, option.name),
-                help=option.help,
+                help=option.help_text,
             )
         if option.ini:
-            parser.addini(option.dest, help=option.help, type="string", default=None)
+            parser.addini(option.dest, help=option.help_text, type="string", default=None)
 
 
 def add_argparse_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -179,7 +184,7 @@ def add_argparse_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
     for name in names:
         option = by_name[name]
         if option.parse is None:
-            parser.add_argument(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
+            parser.add_argument(option.flag, action="store_true", default=None, dest=option.dest, help=option.help_text)
         else:
             parser.add_argument(
                 option.flag,
@@ -187,7 +192,7 @@ def add_argparse_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
                 default=None,
                 metavar=option.metavar,
                 type=argparse_type(option.parse, option.name),
-                help=option.help,
+                help=option.help_text,
             )
 
 

