@@ -28,7 +28,8 @@ HEADER = (
     "# pytest-attnperf baselines for one GPU model. Written by `pytest --attnperf --attnperf-update`\n"
     "# (or `attnperf update`); review changes like code. Times in milliseconds, memory in bytes.\n"
 )
-LATENCY_KEYS = ("median", "iqr", "mean", "stdev", "min", "max", "samples")
+LATENCY_KEYS = ("median", "iqr", "mean", "stdev", "min", "max", "samples", "quantiles")
+QUANTILE_COUNT = 25  # the sample distribution the noise-aware gate compares with
 
 
 class BaselineFileError(ValueError):
@@ -48,7 +49,7 @@ class BaselineEntry:
     backend: str | None
     shape: Mapping[str, Any] | None
     mode: str
-    latency_ms: Mapping[str, float] | None
+    latency_ms: Mapping[str, Any] | None
     peak_bytes: int | None
     fits: bool
     recorded_at: str
@@ -71,6 +72,10 @@ class BaselineEntry:
     @property
     def median_ms(self) -> float | None:
         return float(self.latency_ms["median"]) if self.latency_ms else None
+
+    @property
+    def quantiles_ms(self) -> tuple[float, ...]:
+        return tuple(self.latency_ms.get("quantiles", ())) if self.latency_ms else ()
 
 
 @dataclass
@@ -210,7 +215,7 @@ def _parse_entry(check: _Validator, test_id: str, raw: Any) -> BaselineEntry:
         raise check.fail((*keys, "mode"), f"expected one of {', '.join(MODES)}, found {mode!r}")
     if not isinstance(entry["fits"], bool):
         raise check.fail((*keys, "fits"), f"expected true or false, found {entry['fits']!r}")
-    latency = None
+    latency: dict[str, Any] | None = None
     if entry["latency_ms"] is not None:
         latency_raw = check.mapping(entry["latency_ms"], (*keys, "latency_ms"), "latency statistics")
         check.known_keys(latency_raw, (*keys, "latency_ms"), LATENCY_KEYS, ("median",))
@@ -219,7 +224,15 @@ def _parse_entry(check: _Validator, test_id: str, raw: Any) -> BaselineEntry:
                 value, (*keys, "latency_ms", key), integer=key == "samples", positive=key in ("median", "samples")
             )
             for key, value in latency_raw.items()
+            if key != "quantiles"
         }
+        if "quantiles" in latency_raw:
+            quantiles = latency_raw["quantiles"]
+            if not isinstance(quantiles, list) or not quantiles:
+                raise check.fail((*keys, "latency_ms", "quantiles"), f"expected a list of numbers, found {quantiles!r}")
+            latency["quantiles"] = [
+                check.number(value, (*keys, "latency_ms", "quantiles"), positive=True) for value in quantiles
+            ]
     peak = entry["peak_bytes"]
     if peak is not None:
         peak = int(check.number(peak, (*keys, "peak_bytes"), integer=True))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from .stats import mann_whitney_greater
 from .units import format_bytes, format_ms
 
 EquivalenceRule = Literal["fa2", "fa3", "allclose"]
@@ -73,8 +75,16 @@ def check_latency(
     tolerance: float,
     baseline_ms: float | None,
     context: GateContext,
+    samples_ms: Sequence[float] = (),
+    baseline_quantiles_ms: Sequence[float] = (),
+    alpha: float = 0.01,
 ) -> Violation | None:
-    """Median over baseline*(1+tolerance), or over the absolute budget, is a violation."""
+    """Median over baseline*(1+tolerance), or over the absolute budget, is a violation.
+
+    With the current samples and the baseline's stored quantiles, a median over the tolerance
+    must also be significant: a one-sided Mann-Whitney U test of the samples against the
+    baseline scaled by (1+tolerance), at level ``alpha``. Noise alone rarely passes both.
+    """
     problems = []
     if spec.budget_ms is not None and median_ms > spec.budget_ms:
         problems.append(
@@ -83,10 +93,18 @@ def check_latency(
         )
     if baseline_ms is not None and median_ms > baseline_ms * (1.0 + tolerance):
         ratio = median_ms / baseline_ms
-        problems.append(
-            f"median {format_ms(median_ms)} vs baseline {format_ms(baseline_ms)}: x{ratio:.3f} "
-            f"({(ratio - 1) * 100:+.1f} %), over the tolerance of {tolerance * 100:.1f} %"
-        )
+        evidence = ""
+        significant = True
+        if samples_ms and baseline_quantiles_ms:
+            limit = [value * (1.0 + tolerance) for value in baseline_quantiles_ms]
+            p_value = mann_whitney_greater(samples_ms, limit)
+            significant = p_value < alpha
+            evidence = f"; Mann-Whitney p = {p_value:.2g} that the samples exceed baseline x{1 + tolerance:.2f}"
+        if significant:
+            problems.append(
+                f"median {format_ms(median_ms)} vs baseline {format_ms(baseline_ms)}: x{ratio:.3f} "
+                f"({(ratio - 1) * 100:+.1f} %), over the tolerance of {tolerance * 100:.1f} %{evidence}"
+            )
     if not problems:
         return None
     return Violation("latency", f"latency regression in {context.test_id}: {'; '.join(problems)} {context.where()}")

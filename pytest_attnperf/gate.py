@@ -77,7 +77,15 @@ def evaluate_gate(
         baseline_ms = baseline.median_ms if (baseline and spec.use_baseline and enforce_baseline) else None
         if spec.use_baseline and enforce_baseline and baseline_ms is None:
             _missing(result, "latency", policy, outcome)
-        violation = check_latency(result.median_ms, spec, tolerance=tolerance, baseline_ms=baseline_ms, context=context)
+        violation = check_latency(
+            result.median_ms,
+            spec,
+            tolerance=tolerance,
+            baseline_ms=baseline_ms,
+            context=context,
+            samples_ms=result.quantiles_ms or (),
+            baseline_quantiles_ms=baseline.quantiles_ms if baseline and baseline_ms is not None else (),
+        )
         if violation:
             outcome.violations.append(violation)
         result.verdicts.setdefault("latency", "REGRESSION" if violation else "ok")

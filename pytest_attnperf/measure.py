@@ -69,6 +69,12 @@ class Timing:
     def stdev_ms(self) -> float:
         return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
 
+    def quantiles(self, count: int) -> list[float]:
+        """``count`` evenly spaced quantiles: the shape of the distribution in a few numbers."""
+        ordered = sorted(self.samples_ms)
+        last = len(ordered) - 1
+        return [ordered[round((index + 0.5) / count * last)] for index in range(count)]
+
     def summary(self) -> dict[str, float | int]:
         return {
             "median": self.median_ms,

@@ -211,6 +211,7 @@ def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) 
         mode=mode,
         equivalence=marks.equivalence,
         finish=lambda result: _finish(item, marks, result),
+        suspect=lambda result: _suspect(item, marks, result),
         benchmark=request.getfixturevalue("benchmark") if _benchmark_output_requested(request.config) else None,
     )
     item.stash[RUNNER_KEY] = runner
@@ -224,6 +225,16 @@ def _benchmark_output_requested(config: pytest.Config) -> bool:
 
 
 # ---------------------------------------------------------------- the gate
+
+
+def _suspect(item: pytest.Item, marks: GateMarks, result: CaseResult) -> bool:
+    """A median over its baseline's tolerance is measured again before the test may fail."""
+    state = session_of(item.config)
+    baseline = state.baseline_entry(item.nodeid)
+    if marks.latency is None or state.settings.update or baseline is None or baseline.median_ms is None:
+        return False
+    tolerance = marks.latency.tolerance if marks.latency.tolerance is not None else state.settings.latency_tolerance
+    return result.median_ms is not None and result.median_ms > baseline.median_ms * (1 + tolerance)
 
 
 def _finish(item: pytest.Item, marks: GateMarks, result: CaseResult) -> None:

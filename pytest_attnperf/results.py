@@ -29,6 +29,8 @@ class CaseResult:
     median_ms: float | None = None
     iqr_ms: float | None = None
     latency: dict[str, float] | None = None
+    quantiles_ms: list[float] | None = None
+    first_median_ms: float | None = None  # set when a suspected regression was measured again
     tflops: float | None = None
     peak_bytes: int | None = None
     baseline_file: str | None = None

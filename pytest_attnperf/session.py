@@ -193,12 +193,14 @@ class AttnPerfSession:
 
 def entry_from_result(result: CaseResult) -> BaselineEntry:
     """The baseline entry a result becomes on update (rounded so diffs show real changes)."""
-    latency = None
+    latency: dict[str, Any] | None = None
     if result.latency:
         latency = {
             key: int(value) if key == "samples" else round_significant(float(value))
             for key, value in result.latency.items()
         }
+        if result.quantiles_ms:
+            latency["quantiles"] = [round_significant(value) for value in result.quantiles_ms]
     return BaselineEntry(
         backend=result.backend,
         shape=result.shape,
