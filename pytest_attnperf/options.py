@@ -113,6 +113,12 @@ OPTIONS: tuple[Option, ...] = (
         _choice("missing-baseline policy", MISSING_POLICIES),
         "POLICY",
     ),
+    Option(
+        "guard",
+        "when the GPU is shared, throttled or clocked unlike the baseline: warn, refuse or off (default warn)",
+        _choice("guard", ("warn", "refuse", "off")),
+        "POLICY",
+    ),
     Option("update", "write or refresh the baselines of the tests that ran and passed equivalence", None, ini=False),
     Option(
         "latency-tolerance",
@@ -229,6 +235,7 @@ class Settings:
     mode: Mode
     baselines_dir: Path
     missing: MissingPolicy
+    guard: str
     update: bool
     latency_tolerance: float
     memory_tolerance: float
@@ -307,6 +314,7 @@ def resolve_settings(
         mode=pick("attnperf_mode", "forward"),
         baselines_dir=baselines if baselines.is_absolute() else rootdir / baselines,
         missing=pick("attnperf_missing", "warn"),
+        guard=pick("attnperf_guard", "warn"),
         update=bool(values.get("attnperf_update")),
         latency_tolerance=pick("attnperf_latency_tolerance", 0.10),
         memory_tolerance=pick("attnperf_memory_tolerance", 0.05),

@@ -319,7 +319,16 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     info = state.info
     versions = ", ".join(f"{key} {value}" for key, value in info.software().items() if value)
+    gpu_state = state.gpu_state
+    clocks = []
+    if gpu_state is not None:
+        clocks.append(
+            f"attnperf: SM clock {gpu_state.sm_clock_mhz}/{gpu_state.max_sm_clock_mhz} MHz, "
+            f"{gpu_state.temperature_c} C, power limit {gpu_state.power_limit_w:.0f} W"
+        )
+    clocks += [f"attnperf: GPU guard: {problem}" for problem in state.guard_problems]
     return [
+        *clocks,
         f"attnperf: {info.name} ({info.device}, {info.generation}); {versions}",
         f"attnperf: baselines {state.baseline_file_label()} ({state.baseline_status()})",
     ]

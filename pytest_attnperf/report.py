@@ -46,7 +46,10 @@ def result_rows(results: Sequence[CaseResult]) -> list[tuple[str, ...]]:
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return lines
 
@@ -82,6 +85,8 @@ def terminal_summary(terminalreporter: Any, state: AttnPerfSession) -> None:
         changed = state.environment_changes()
         if changed:
             write(f"environment changed since the baseline: {', '.join(changed)}", yellow=True)
+        for problem in state.guard_problems:
+            write(f"GPU guard: {problem}", yellow=True)
         missing = sum(1 for result in state.results if "NO BASELINE" in result.verdicts.values())
         if missing and not state.settings.update:
             write(

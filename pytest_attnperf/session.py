@@ -23,6 +23,7 @@ from .baselines import (
     round_significant,
 )
 from .gpu import DeviceInfo, describe_device, resolve_device
+from .guards import GpuState, read_gpu_state, state_problems
 from .inputs import QKV, AttnShape
 from .measure import spin_up
 from .options import Settings
@@ -57,6 +58,8 @@ class AttnPerfSession:
         self.changes: list[Change] = []
         self.update_errors: list[str] = []
         self.written_paths: list[Path] = []
+        self.gpu_state: GpuState | None = None
+        self.guard_problems: list[str] = []
         self._inputs_key: tuple[Any, ...] | None = None
         self._inputs: QKV | None = None
 
@@ -84,6 +87,15 @@ class AttnPerfSession:
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
             spin_up(self.device)
+            self.gpu_state = read_gpu_state(self.device)
+        if self.settings.guard != "off":
+            baseline = self.baseline_for(self.info.slug)
+            recorded = baseline.environment.get("gpu_state") if baseline else None
+            self.guard_problems = state_problems(self.gpu_state, recorded if isinstance(recorded, dict) else None)
+            if self.guard_problems and self.settings.guard == "refuse":
+                raise ValueError(
+                    "refusing to time on this GPU (--attnperf-guard=refuse): " + "; ".join(self.guard_problems)
+                )
 
     # ------------------------------------------------------------ baselines
 
@@ -173,11 +185,13 @@ class AttnPerfSession:
                 continue  # only outputs that agree with the reference become baselines
             by_slug.setdefault(result.device_slug, {})[result.test_id] = entry_from_result(result)
             names[result.device_slug] = result.device
-        environment = {
+        environment: dict[str, Any] = {
             **self.info.software(),
             "recorded_at": now_iso(),
             "command": "pytest --attnperf --attnperf-update",
         }
+        if self.gpu_state is not None:
+            environment["gpu_state"] = self.gpu_state.as_dict()
         for slug, entries in by_slug.items():
             device = {"name": names[slug], "slug": slug}
             if slug == self.info.slug:

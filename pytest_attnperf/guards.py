@@ -1,0 +1,105 @@
+"""Environment guards: is this GPU fit to be timed (not shared, not throttled, clocks as recorded)?
+
+Read through nvidia-ml-py (NVML). Nothing here changes the GPU's settings; it only reads them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+# NVML clock-event (throttle) reason bits; "GPU idle" is not a problem while nothing runs.
+_THROTTLE_REASONS = {
+    0x2: "applications clocks setting",
+    0x4: "software power cap",
+    0x8: "hardware slowdown",
+    0x10: "sync boost",
+    0x20: "software thermal slowdown",
+    0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake",
+    0x100: "display clock setting",
+}
+CLOCK_DRIFT = 0.10  # max SM clock differing by more than this from the baseline's is reported
+
+
+@dataclass(frozen=True)
+class GpuState:
+    """What NVML says about the GPU right now."""
+
+    sm_clock_mhz: int
+    max_sm_clock_mhz: int
+    memory_clock_mhz: int
+    temperature_c: int
+    power_limit_w: float
+    throttle_reasons: tuple[str, ...] = ()
+    other_processes: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["throttle_reasons"] = list(self.throttle_reasons)
+        data.pop("notes")
+        return data
+
+
+def _handle(pynvml: Any, device: torch.device) -> Any:
+    """The NVML handle of the GPU torch calls ``device`` (by UUID: indices differ under CUDA_VISIBLE_DEVICES)."""
+    properties = torch.cuda.get_device_properties(device)
+    uuid = getattr(properties, "uuid", None)
+    if uuid is not None:
+        text = str(uuid)
+        return pynvml.nvmlDeviceGetHandleByUUID(text if text.startswith("GPU-") else f"GPU-{text}")
+    return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+
+
+def read_gpu_state(device: torch.device) -> GpuState | None:
+    """The GPU's clocks, temperature, power limit, throttle reasons and other users; None without NVML."""
+    if device.type != "cuda":
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no NVML library or no driver access: the guard has nothing to read
+        return None
+    try:
+        handle = _handle(pynvml, device)
+        reasons_mask = pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
+        processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+        pids = {process.pid for process in processes}
+        # In a container NVML may show our own process under another PID: then count all but one.
+        others = len(pids - {os.getpid()}) if os.getpid() in pids else max(0, len(pids) - 1)
+        return GpuState(
+            sm_clock_mhz=int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)),
+            max_sm_clock_mhz=int(pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)),
+            memory_clock_mhz=int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM)),
+            temperature_c=int(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)),
+            power_limit_w=pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
+            throttle_reasons=tuple(name for bit, name in _THROTTLE_REASONS.items() if reasons_mask & bit),
+            other_processes=others,
+        )
+    except Exception as error:  # an NVML call this driver lacks: report, do not crash the run
+        return GpuState(0, 0, 0, 0, 0.0, notes=(f"NVML query failed: {error}",))
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def state_problems(state: GpuState | None, recorded: Mapping[str, Any] | None = None) -> list[str]:
+    """Why timings on this GPU may not compare: sharing, throttling, clocks unlike the baseline's."""
+    if state is None:
+        return []
+    problems = list(state.notes)
+    if state.other_processes:
+        problems.append(f"{state.other_processes} other process(es) are using this GPU: their work changes the timings")
+    if state.throttle_reasons:
+        problems.append(f"the GPU reports clock throttling: {', '.join(state.throttle_reasons)}")
+    if recorded:
+        for key, label in (("max_sm_clock_mhz", "max SM clock"), ("power_limit_w", "power limit")):
+            before, now = recorded.get(key), getattr(state, key)
+            if isinstance(before, (int, float)) and before and abs(now - before) / before > CLOCK_DRIFT:
+                problems.append(f"{label} is {now} now but was {before} when the baseline was recorded")
+    return problems
