@@ -40,6 +40,25 @@ stage_fidelity() {
   python3 benchmarks/fidelity.py 2>&1 | tee "$OUT/fidelity.md"
 }
 
+stage_sensitivity() {
+  python3 benchmarks/sensitivity.py 2>&1 | tee "$OUT/sensitivity.md"
+}
+
+stage_false_alarms() {
+  # Back-to-back gated runs of the whole suite against the committed baseline: every failure is a false alarm.
+  for run in $(seq 1 "${RUNS:-10}"); do
+    start=$(date +%s.%N)
+    pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q tests/suite/test_attention.py \
+      --attnperf-json="$OUT/gate-run-$run.json" >"$OUT/gate-run-$run.log" 2>&1
+    status=$?
+    end=$(date +%s.%N)
+    echo "run $run: exit $status, wall $(python3 -c "print(round($end - $start, 1))") s, $(tail -1 "$OUT/gate-run-$run.log")" \
+      | tee -a "$OUT/false-alarms.txt"
+  done
+  python3 benchmarks/gate_cost.py "$OUT"/gate-run-*.json | tee -a "$OUT/false-alarms.txt"
+  mkdir -p "$OUT/runs" && mv "$OUT"/gate-run-* "$OUT/runs/" && (cd "$OUT" && tar czf runs.tgz runs && rm -rf runs)
+}
+
 for stage in "$@"; do
   echo "=== stage $stage ($(date -u +%H:%M:%S))"
   "stage_$stage"
