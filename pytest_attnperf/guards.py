@@ -23,6 +23,7 @@ _THROTTLE_REASONS = {
     0x80: "hardware power brake",
     0x100: "display clock setting",
 }
+BENIGN_THROTTLE_REASONS = frozenset({"software power cap", "sync boost"})
 CLOCK_DRIFT = 0.10  # max SM clock differing by more than this from the baseline's is reported
 
 
@@ -95,8 +96,10 @@ def state_problems(state: GpuState | None, recorded: Mapping[str, Any] | None = 
     problems = list(state.notes)
     if state.other_processes:
         problems.append(f"{state.other_processes} other process(es) are using this GPU: their work changes the timings")
-    if state.throttle_reasons:
-        problems.append(f"the GPU reports clock throttling: {', '.join(state.throttle_reasons)}")
+    # A software power cap is how a GPU at full load normally runs; the others mean trouble.
+    serious = [reason for reason in state.throttle_reasons if reason not in BENIGN_THROTTLE_REASONS]
+    if serious:
+        problems.append(f"the GPU reports clock throttling: {', '.join(serious)}")
     if recorded:
         for key, label in (("max_sm_clock_mhz", "max SM clock"), ("power_limit_w", "power limit")):
             before, now = recorded.get(key), getattr(state, key)

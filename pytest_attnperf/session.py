@@ -86,8 +86,8 @@ class AttnPerfSession:
         """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
+            self.gpu_state = read_gpu_state(self.device)  # before our own load, which throttles by design
             spin_up(self.device)
-            self.gpu_state = read_gpu_state(self.device)
         if self.settings.guard != "off":
             baseline = self.baseline_for(self.info.slug)
             recorded = baseline.environment.get("gpu_state") if baseline else None
