@@ -59,6 +59,24 @@ stage_false_alarms() {
   mkdir -p "$OUT/runs" && mv "$OUT"/gate-run-* "$OUT/runs/" && (cd "$OUT" && tar czf runs.tgz runs && rm -rf runs)
 }
 
+stage_xdist() {
+  # One pytest-xdist worker per GPU: record this model's baselines, then gate with -n 0 and -n 2.
+  nvidia-smi -L | tee "$OUT/xdist.txt"
+  suite=tests/suite/test_attention.py
+  pytest --attnperf --attnperf-update -n 2 -p no:cacheprovider -q $suite 2>&1 | tail -45 | tee -a "$OUT/xdist.txt"
+  cp baselines/*.yaml "$OUT/"
+  for workers in 0 2; do
+    start=$(date +%s.%N)
+    pytest --attnperf --attnperf-missing=fail -n $workers -p no:cacheprovider -q $suite \
+      --attnperf-json="$OUT/n$workers.json" >"$OUT/n$workers.log" 2>&1
+    status=$?
+    end=$(date +%s.%N)
+    echo "-n $workers: exit $status, wall $(python3 -c "print(round($end - $start, 1))") s, $(tail -1 "$OUT/n$workers.log")" \
+      | tee -a "$OUT/xdist.txt"
+  done
+  python3 benchmarks/compare_runs.py "$OUT/n0.json" "$OUT/n2.json" | tee -a "$OUT/xdist.txt"
+}
+
 for stage in "$@"; do
   echo "=== stage $stage ($(date -u +%H:%M:%S))"
   "stage_$stage"

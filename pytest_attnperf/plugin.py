@@ -53,14 +53,17 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve_settings(cli, ini, rootdir=config.rootpath, inifile=config.inipath)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
-    state = AttnPerfSession(settings, is_worker=hasattr(config, "workerinput"))
+    is_worker = hasattr(config, "workerinput")
+    # The pytest-xdist controller runs no test: it must not touch a GPU the workers are timing.
+    distributing = not is_worker and getattr(config.option, "dist", "no") != "no"
+    state = AttnPerfSession(settings, is_worker=is_worker, distributing=distributing)
     config.stash[SESSION_KEY] = state
     config.pluginmanager.register(ResultCollector(state), "attnperf-results")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = session_of(session.config)
-    if state.settings.enabled:
+    if state.settings.enabled and not state.distributing:
         # torch's structured-trace logger emits DEBUG records meant for TORCH_TRACE files; through
         # pytest's log capture they would bury every failure report under hundreds of lines.
         logging.getLogger("torch.__trace").propagate = False
@@ -285,6 +288,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     return result
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` with --attnperf on a GPU host: one worker per GPU, never two timing on one GPU."""
+    if not config.getoption("attnperf"):
+        return None
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else None
+
+
 class ResultCollector:
     """Collects the results from the reports: the same path with and without pytest-xdist."""
 
@@ -317,6 +330,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = session_of(config)
     if not state.settings.enabled or state.is_worker:
         return None
+    if state.distributing:
+        return ["attnperf: distributed over pytest-xdist workers, each bound to its own GPU (cuda:N for worker gwN)"]
     info = state.info
     versions = ", ".join(f"{key} {value}" for key, value in info.software().items() if value)
     gpu_state = state.gpu_state

@@ -78,7 +78,8 @@ def terminal_summary(terminalreporter: Any, state: AttnPerfSession) -> None:
     """The attnperf section at the end of the pytest output."""
     write = terminalreporter.write_line
     if state.results:
-        terminalreporter.section(f"attnperf: {state.info.name} ({state.info.generation})")
+        devices = sorted({f"{result.device} ({result.device_id})" for result in state.results})
+        terminalreporter.section(f"attnperf: {', '.join(devices)}")
         for line in format_table(COLUMNS, result_rows(state.results)):
             write(line)
         write(f"baselines: {state.baseline_file_label()}; clock: {state.results[0].clock or '-'}")

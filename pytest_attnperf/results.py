@@ -25,6 +25,7 @@ class CaseResult:
     shape: dict[str, Any] | None
     seqlen: int | None
     fits: bool = True
+    device_id: str | None = None  # e.g. cuda:1: which GPU of the host (pytest-xdist worker gwN -> cuda:N)
     reason: str | None = None
     median_ms: float | None = None
     iqr_ms: float | None = None

@@ -49,9 +49,10 @@ def worker_device(spec: str) -> str:
 class AttnPerfSession:
     """Everything one run knows; hooks and fixtures read it, plain functions do the work."""
 
-    def __init__(self, settings: Settings, *, is_worker: bool) -> None:
+    def __init__(self, settings: Settings, *, is_worker: bool, distributing: bool = False) -> None:
         self.settings = settings
         self.is_worker = is_worker
+        self.distributing = distributing
         self._device: torch.device | None = None
         self._baselines: dict[str, BaselineFile | None] = {}
         self.results: list[CaseResult] = []
