@@ -77,6 +77,23 @@ stage_xdist() {
   python3 benchmarks/compare_runs.py "$OUT/n0.json" "$OUT/n2.json" | tee -a "$OUT/xdist.txt"
 }
 
+stage_hf() {
+  # transformers models per attn_implementation: record their baselines next to the kernels', then gate.
+  pytest --attnperf --attnperf-update -p no:cacheprovider -q -rs tests/suite/test_transformers.py 2>&1 \
+    | tail -80 | tee "$OUT/hf-update.log"
+  cp baselines/*.yaml "$OUT/"
+  pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q tests/suite/test_transformers.py \
+    --attnperf-json="$OUT/hf-gate.json" 2>&1 | tail -60 | tee "$OUT/hf-gate.log"
+}
+
+stage_faults() {
+  python3 benchmarks/gpu_faults.py 2>&1 | tee "$OUT/gpu-faults.md"
+}
+
+stage_property() {
+  timeout 300 python3 benchmarks/property_gpu.py 2>&1 | tee "$OUT/property-gpu.md"
+}
+
 for stage in "$@"; do
   echo "=== stage $stage ($(date -u +%H:%M:%S))"
   "stage_$stage"

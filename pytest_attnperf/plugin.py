@@ -14,6 +14,7 @@ from .backends import REGISTRY, Backend, BackendError
 from .checks import GateContext
 from .gate import GatePolicy, equivalence_violation, evaluate_gate
 from .gpu import DeviceInfo
+from .hf import _attnperf_hf_models, hf_model  # noqa: F401 -- fixtures of this plugin
 from .inputs import QKV, AttnShape, Mode, make_qkv
 from .marks import MARKER_HELP, MARKER_USAGE, GateMarks, MarkerError, evaluate_gate_marks, evaluate_marker, variant_id
 from .options import SettingsError, add_pytest_options, resolve_settings

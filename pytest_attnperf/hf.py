@@ -1,0 +1,512 @@
+"""transformers' ``attn_implementation`` under the same gate: Llama-shaped models from presets, prefill and decode.
+
+Seeded random weights, few layers, nothing downloaded. transformers is imported lazily: it is the
+optional extra ``pytest-attnperf[hf]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import functools
+import importlib
+import inspect
+import re
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .checks import EquivalenceSpec, describe_mismatch, measure_equivalence
+from .inputs import DTYPES, parse_dtype
+from .measure import release_memory
+from .presets import ModelPreset, get_preset
+
+INSTALL_HINT = "pip install 'pytest-attnperf[hf]'"
+SDPA_BACKENDS: dict[str, SDPBackend] = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "math": SDPBackend.MATH,
+}
+IMPLEMENTATIONS: tuple[str, ...] = (
+    "eager",
+    "sdpa",
+    *(f"sdpa:{name}" for name in SDPA_BACKENDS),
+    "flash_attention_2",
+    "flash_attention_3",
+    "flex_attention",
+)
+# Where the function each transformers name must dispatch to lives (eager: the model's own module).
+_EXPECTED_FUNCTIONS = {
+    "sdpa": ("transformers.integrations.sdpa_attention", "sdpa_attention_forward"),
+    "flash_attention_2": ("transformers.integrations.flash_attention", "flash_attention_forward"),
+    "flash_attention_3": ("transformers.integrations.flash_attention", "flash_attention_forward"),
+    "flex_attention": ("transformers.integrations.flex_attention", "flex_attention_forward"),
+}
+_FLEX_RECOMPILE_LIMIT = 256
+# How torch says a pinned SDPA backend cannot run (CUDA, CPU).
+_NO_KERNEL = ("no available kernel", "no viable backend")
+# flash_attention_2 and _3 share one wrapper; the package its kernels come from tells them apart.
+_FLASH_PACKAGES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+
+
+class UnknownImplementation(ValueError):
+    """An implementation name this module does not know."""
+
+
+class Unavailable(Exception):
+    """transformers (or torch, for a pinned SDPA backend) refused the implementation; the text is their reason."""
+
+
+def parse_implementation(name: str) -> tuple[str, SDPBackend | None]:
+    """'sdpa:flash' -> ('sdpa', SDPBackend.FLASH_ATTENTION); 'eager' -> ('eager', None)."""
+    if name not in IMPLEMENTATIONS:
+        accepted = ", ".join(repr(known) for known in IMPLEMENTATIONS)
+        raise UnknownImplementation(f"unknown attention implementation {name!r}; expected one of {accepted}")
+    base, _, backend = name.partition(":")
+    return base, SDPA_BACKENDS[backend] if backend else None
+
+
+def import_transformers() -> Any:
+    """The transformers module, or ImportError naming the extra to install."""
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError(f"transformers is not importable ({error}): {INSTALL_HINT}") from None
+    return transformers
+
+
+def scaled_down(preset: ModelPreset, *, kv_heads: int = 2, head_dim: int = 32, vocab_size: int = 512) -> ModelPreset:
+    """A tiny preset with the same attention layout (MHA, or GQA with the same group size), for CPUs and CI."""
+    group = preset.num_attention_heads // preset.num_key_value_heads
+    hidden = kv_heads * group * head_dim
+    return dataclasses.replace(
+        preset,
+        name=f"{preset.name}-tiny",
+        hidden_size=hidden,
+        num_attention_heads=kv_heads * group,
+        num_key_value_heads=kv_heads,
+        head_dim=head_dim,
+        vocab_size=vocab_size,
+        intermediate_size=max(1, round(hidden * preset.intermediate_size / preset.hidden_size)),
+    )
+
+
+def llama_config(preset: ModelPreset, *, layers: int = 2) -> Any:
+    """transformers' LlamaConfig of ``preset`` with ``layers`` decoder layers."""
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"layers must be a positive integer, got {layers!r}")
+    return import_transformers().LlamaConfig(**{**preset.config_kwargs(), "num_hidden_layers": layers})
+
+
+@dataclass(frozen=True)
+class HFModel:
+    """A built model and what it was built as: preset, implementation, dtype, device."""
+
+    model: Any
+    preset: ModelPreset
+    implementation: str
+    dtype: torch.dtype
+    device: torch.device
+    layers: int
+    seed: int
+
+    @property
+    def attn_implementation(self) -> str:
+        """The name transformers knows ('sdpa' for every pinned SDPA backend)."""
+        return parse_implementation(self.implementation)[0]
+
+    def attention_context(self) -> contextlib.AbstractContextManager[Any]:
+        """What each call runs under: the SDPA backend pin, or flex_attention's recompile headroom."""
+        name, backend = parse_implementation(self.implementation)
+        if backend is not None:
+            return sdpa_kernel([backend])
+        if name == "flex_attention":
+            # Each new length or layout recompiles flex_attention; past dynamo's limit (8) it quietly runs
+            # unfused, materialising every score, and would be timed as such.
+            config: Any = torch._dynamo.config
+            limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+            return config.patch(**{limit: max(getattr(config, limit), _FLEX_RECOMPILE_LIMIT)})  # type: ignore[no-any-return]
+        return contextlib.nullcontext()
+
+    def describe(self, **lengths: int) -> dict[str, Any]:
+        """What a result records as its shape: model layout, implementation, dtype and lengths."""
+        preset = self.preset
+        return {
+            "model": preset.name,
+            "implementation": self.implementation,
+            "layers": self.layers,
+            "heads": preset.num_attention_heads,
+            "kv_heads": preset.num_key_value_heads,
+            "head_dim": preset.head_dim,
+            "hidden": preset.hidden_size,
+            "dtype": parse_dtype(self.dtype),
+            **lengths,
+        }
+
+
+def build_model(
+    preset: ModelPreset | str,
+    implementation: str,
+    *,
+    layers: int = 2,
+    dtype: torch.dtype | str = torch.float16,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> HFModel:
+    """Random seeded weights on ``device`` in ``dtype``, eval mode; Unavailable with transformers' reason if refused."""
+    name, backend = parse_implementation(implementation)
+    transformers = import_transformers()
+    chosen = get_preset(preset) if isinstance(preset, str) else preset
+    config = llama_config(chosen, layers=layers)
+    torch_dtype = DTYPES[parse_dtype(dtype)]
+    target = torch.device(device)
+    if target.type == "cuda" and target.index is None:
+        target = torch.device("cuda", torch.cuda.current_device())
+    # from_config takes `dtype` since transformers 4.56 and warns about the older `torch_dtype`.
+    version = tuple(int(part) for part in re.findall(r"\d+", transformers.__version__)[:2])
+    dtype_keyword = "dtype" if version >= (4, 56) else "torch_dtype"
+    # Seed inside a fork so the run's global RNG state is the same afterwards.
+    with torch.random.fork_rng(devices=[target.index] if target.type == "cuda" else []):
+        torch.manual_seed(seed)
+        try:
+            with target:  # create and initialise the weights on the device itself
+                model = transformers.AutoModelForCausalLM.from_config(
+                    config, attn_implementation=name, **{dtype_keyword: torch_dtype}
+                )
+        except (ImportError, ValueError) as error:
+            raise Unavailable(f"transformers refused attn_implementation={name!r}: {error}") from None
+    built = HFModel(model.eval(), chosen, implementation, torch_dtype, target, layers, seed)
+    if backend is not None:
+        _probe_pinned(built)
+    return built
+
+
+def _probe_pinned(built: HFModel) -> None:
+    """Run a tiny forward under the SDPA pin; torch's own reasons when no kernel of that backend can run."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            prefill(built, 16)()
+        except RuntimeError as error:
+            if not any(text in str(error).lower() for text in _NO_KERNEL):
+                raise
+            reasons = "; ".join(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+            raise Unavailable(f"torch refused SDPA backend {built.implementation!r}: {reasons or error}") from None
+
+
+def token_ids(batch: int, length: int, *, vocab_size: int, seed: int, device: torch.device) -> torch.Tensor:
+    """Seeded token ids from a local CPU generator: the same ids on every machine, no global RNG touched."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randint(vocab_size, (batch, length), generator=generator).to(device)
+
+
+def _keep_last(model: Any) -> dict[str, int]:
+    # logits_to_keep=1 computes the vocab projection for the last position only.
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
+def prefill(hf: HFModel, seqlen: int, batch: int = 1) -> Callable[[], torch.Tensor]:
+    """Time to first token: one forward over ``seqlen`` seeded tokens (cache filled, as generate does)."""
+    ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
+    keep = _keep_last(hf.model)
+
+    def run() -> torch.Tensor:
+        with torch.no_grad(), hf.attention_context():
+            output = hf.model(input_ids=ids, use_cache=True, **keep)
+        return output.logits[:, -1]  # type: ignore[no-any-return]
+
+    return run
+
+
+class DecodeStep:
+    """One new-token step over a KV cache of exactly ``cache_len`` tokens; repeatable, so it can be timed."""
+
+    def __init__(self, hf: HFModel, cache_len: int, batch: int = 1) -> None:
+        if cache_len < 1:
+            raise ValueError(f"cache_len must be at least 1, got {cache_len}")
+        self.hf, self.cache_len = hf, cache_len
+        ids = token_ids(batch, cache_len + 1, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
+        self.next_ids = ids[:, cache_len:]
+        self.keep = _keep_last(hf.model)
+        self.cache: Any = import_transformers().DynamicCache()
+        # Filled once with SDPA, whatever is measured: O(S) memory (an eager prefill may not fit where an
+        # eager decode step does) and no recompiles of flex_attention for the fill's shapes.
+        with torch.no_grad(), _implementation(hf.model, "sdpa"):
+            hf.model(input_ids=ids[:, :cache_len], past_key_values=self.cache, use_cache=True, **self.keep)
+
+    def __call__(self) -> torch.Tensor:
+        with torch.no_grad(), self.hf.attention_context():
+            output = self.hf.model(input_ids=self.next_ids, past_key_values=self.cache, use_cache=True, **self.keep)
+        # Drop the token this step appended. A negative count means "remove" both before transformers 5.18
+        # (where a positive one was the length to keep) and after (where a positive one raises).
+        self.cache.crop(-1)
+        return output.logits[:, -1]  # type: ignore[no-any-return]
+
+
+def decode(hf: HFModel, cache_len: int, batch: int = 1) -> DecodeStep:
+    """Fill a DynamicCache with ``cache_len`` seeded tokens (untimed), return the repeatable one-token step."""
+    return DecodeStep(hf, cache_len, batch)
+
+
+@contextlib.contextmanager
+def _implementation(model: Any, name: str) -> Iterator[None]:
+    """Temporarily switch the model's attn_implementation (transformers validates both switches)."""
+    original = model.config._attn_implementation
+    model.set_attn_implementation(name)  # a no-op when it already is
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(original)
+
+
+# ---------------------------------------------------------------- did the requested implementation run?
+
+
+@dataclass(frozen=True)
+class DispatchCheck:
+    """Which attention functions one run called, against the one asked for."""
+
+    requested: str
+    configured: str
+    expected_function: str
+    calls: dict[str, int]
+    expected_calls: int
+    flash_package: str | None = None
+
+    @property
+    def message(self) -> str | None:
+        """What went wrong, or None when every attention call went to the requested implementation."""
+        expected = parse_implementation(self.requested)[0]
+        problems = []
+        if self.configured != expected:
+            problems.append(f"transformers configured the model with attn_implementation={self.configured!r}")
+        total = sum(self.calls.values())
+        if total == 0:
+            problems.append("no attention layer dispatched through transformers' attention interface")
+        elif self.expected_calls != total:
+            called = ", ".join(f"{name} ({count} calls)" for name, count in self.calls.items())
+            problems.append(f"the attention layers called {called}, not only {self.expected_function}")
+        wanted = _FLASH_PACKAGES.get(expected)
+        if wanted and self.flash_package is not None and self.flash_package != wanted:
+            problems.append(f"transformers ran flash kernels from {self.flash_package!r}, not from {wanted!r}")
+        return f"asked for {self.requested}, but {'; '.join(problems)}" if problems else None
+
+    @property
+    def ok(self) -> bool:
+        return self.message is None
+
+
+def _expected_function(hf: HFModel) -> Callable[..., Any]:
+    name = hf.attn_implementation
+    if name == "eager":
+        return sys.modules[type(hf.model).__module__].eager_attention_forward  # type: ignore[no-any-return]
+    module, attribute = _EXPECTED_FUNCTIONS[name]
+    return getattr(importlib.import_module(module), attribute)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def count_attention_calls(model: Any) -> Iterator[Counter[Callable[..., Any]]]:
+    """Count calls per attention function: every entry of ALL_ATTENTION_FUNCTIONS and each module's eager one."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    interface: Any = ALL_ATTENTION_FUNCTIONS
+    calls: Counter[Callable[..., Any]] = Counter()
+
+    def counting(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[function] += 1
+            return function(*args, **kwargs)
+
+        return counted
+
+    # Layers look the function up at each call: a registered name through the interface, eager (the
+    # fallback) as a global of the model's module. Swap both for counting versions, then put them back.
+    originals = {key: interface[key] for key in list(interface)}
+    modules: set[Any] = {sys.modules[type(module).__module__] for module in model.modules()}
+    eager = {module: module.eager_attention_forward for module in modules if hasattr(module, "eager_attention_forward")}
+    try:
+        for key, function in originals.items():
+            interface[key] = counting(function)  # a local override on the shared instance
+        for module, function in eager.items():
+            module.eager_attention_forward = counting(function)
+        yield calls
+    finally:
+        for key, function in originals.items():
+            del interface[key]
+            if interface.get(key) is not function:
+                interface[key] = function
+        for module, function in eager.items():
+            module.eager_attention_forward = function
+
+
+def check_dispatch(hf: HFModel, run: Callable[[], object] | None = None) -> DispatchCheck:
+    """Run ``run`` (default: a 16-token prefill) once, counting the attention functions the layers call."""
+    expected = _expected_function(hf)
+    with count_attention_calls(hf.model) as calls:
+        (run or prefill(hf, 16))()
+    flash = getattr(sys.modules.get("transformers.modeling_flash_attention_utils"), "_flash_fn", None)
+    return DispatchCheck(
+        requested=hf.implementation,
+        configured=str(hf.model.config._attn_implementation),
+        expected_function=expected.__name__,
+        calls={f"{function.__module__}.{function.__qualname__}": count for function, count in calls.items()},
+        expected_calls=calls.get(expected, 0),
+        flash_package=flash.__module__.split(".")[0] if hf.attn_implementation in _FLASH_PACKAGES and flash else None,
+    )
+
+
+# ---------------------------------------------------------------- numerical equivalence
+
+
+@dataclass(frozen=True)
+class ModelEquivalence:
+    """Last-position logits of one implementation against the high-precision eager reference."""
+
+    implementation: str
+    dtype: str
+    reference_dtype: str
+    seqlen: int
+    max_error: float
+    budget: float
+    reference_error: float
+    nonfinite: int
+    elements: int
+    message: str | None
+
+    @property
+    def passed(self) -> bool:
+        return self.message is None
+
+
+def _last_logits(model: Any, ids: torch.Tensor, context: contextlib.AbstractContextManager[Any]) -> torch.Tensor:
+    with torch.no_grad(), context:
+        return model(input_ids=ids, use_cache=False, **_keep_last(model)).logits[:, -1]  # type: ignore[no-any-return]
+
+
+def _eager_logits(hf: HFModel, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Logits of an eager copy of the same weights in ``dtype`` (the copy is freed before returning)."""
+    twin = copy.deepcopy(hf.model).to(dtype)
+    twin.set_attn_implementation("eager")
+    logits = _last_logits(twin, ids, contextlib.nullcontext())
+    del twin
+    release_memory(hf.device)
+    return logits
+
+
+def check_equivalence(
+    hf: HFModel, *, seqlen: int = 64, batch: int = 1, spec: EquivalenceSpec | None = None
+) -> ModelEquivalence:
+    """FlashAttention's rule on logits: error vs eager fp32 (fp64 for fp32 models) within factor x eager-in-dtype's."""
+    rule = spec or EquivalenceSpec()
+    ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
+    output = _last_logits(hf.model, ids, hf.attention_context())
+    high = torch.float64 if hf.dtype == torch.float32 else torch.float32
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # a TF32 reference would be as coarse as fp16
+    try:
+        reference = _eager_logits(hf, ids, high)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    low = _eager_logits(hf, ids, hf.dtype)
+    result = measure_equivalence(output, reference, low, rule)
+    return ModelEquivalence(
+        implementation=hf.implementation,
+        dtype=parse_dtype(hf.dtype),
+        reference_dtype=str(high).removeprefix("torch."),
+        seqlen=seqlen,
+        max_error=result.max_error,
+        budget=result.budget,
+        reference_error=result.reference_error,
+        nonfinite=result.nonfinite,
+        elements=result.elements,
+        message=describe_mismatch(result),
+    )
+
+
+def forward_flops(preset: ModelPreset, *, layers: int, batch: int, new_tokens: int, cached_tokens: int = 0) -> float:
+    """Matmul FLOPs of one forward: projections and MLP per token, causal attention, the last position's logits."""
+    q_width, kv_width = preset.num_attention_heads * preset.head_dim, preset.num_key_value_heads * preset.head_dim
+    weights = 2 * preset.hidden_size * (q_width + kv_width) + 3 * preset.hidden_size * preset.intermediate_size
+    pairs = new_tokens * cached_tokens + new_tokens * new_tokens / 2  # causal half (FACTS §2)
+    attention = 4.0 * preset.num_attention_heads * preset.head_dim * pairs
+    return batch * (layers * (2.0 * weights * new_tokens + attention) + 2.0 * preset.hidden_size * preset.vocab_size)
+
+
+# ---------------------------------------------------------------- the fixture
+
+
+@pytest.fixture(scope="module")
+def _attnperf_hf_models() -> Iterator[dict[str, Any]]:
+    """The last model built (or its refusal), reused by consecutive tests; freed after each module."""
+    models: dict[str, Any] = {}
+    yield models
+    models.clear()
+    release_memory(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+
+
+def _model_request(param: object, where: str) -> dict[str, Any]:
+    if isinstance(param, tuple) and len(param) == 2:
+        return {"preset": param[0], "implementation": param[1]}
+    if isinstance(param, Mapping) and {"preset", "implementation"} <= param.keys():
+        unknown = set(param) - {"preset", "implementation", "layers", "dtype", "scale"}
+        if not unknown:
+            return dict(param)
+    pytest.fail(
+        f"{where}: hf_model is parametrized with (preset, implementation) or a dict with keys preset, implementation "
+        f"and optionally layers, dtype, scale ('full' or 'tiny'); got {param!r}",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def hf_model(request: pytest.FixtureRequest, _attnperf_hf_models: dict[str, Any]) -> HFModel:
+    """A Llama-shaped transformers model on the run's device; parametrize indirectly with (preset, implementation)."""
+    if not hasattr(request, "param"):
+        raise pytest.UsageError(f"{request.node.nodeid}: parametrize hf_model indirectly with (preset, implementation)")
+    wanted = _model_request(request.param, request.node.nodeid)
+    try:
+        import_transformers()
+    except ImportError as error:
+        pytest.skip(str(error))
+    from .plugin import session_of  # here, not at the top: plugin.py imports this module
+
+    state = session_of(request.config)
+    try:
+        implementation = wanted["implementation"]
+        parse_implementation(implementation)
+        preset = get_preset(wanted["preset"])
+        scale = wanted.get("scale", "full" if state.is_cuda else "tiny")
+        if scale not in ("full", "tiny"):
+            raise ValueError(f"scale must be 'full' or 'tiny', got {scale!r}")
+        dtype = parse_dtype(wanted.get("dtype") or state.settings.shape_defaults(state.is_cuda)["dtype"])
+        layers, seed = wanted.get("layers", 2), state.settings.seed
+        llama_config(preset, layers=layers)  # validates the layer count
+    except ValueError as error:
+        pytest.fail(f"{request.node.nodeid}: {error}", pytrace=False)
+    if scale == "tiny":
+        preset = scaled_down(preset)  # a CPU cannot hold a 128K-token vocabulary per case; same head layout
+    key = (preset, implementation, layers, dtype, str(state.device), seed)
+    if _attnperf_hf_models.get("key") != key:
+        _attnperf_hf_models.clear()  # free the previous model before building the next
+        release_memory(state.device)
+        try:
+            _attnperf_hf_models["value"] = build_model(
+                preset, implementation, layers=layers, dtype=dtype, device=state.device, seed=seed
+            )
+        except Unavailable as refusal:
+            _attnperf_hf_models["value"] = refusal
+        _attnperf_hf_models["key"] = key
+    built = _attnperf_hf_models["value"]
+    if isinstance(built, Unavailable):
+        pytest.skip(str(built))
+    return built  # type: ignore[no-any-return]
