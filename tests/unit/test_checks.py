@@ -1,0 +1,678 @@
+"""The pure checks at their exact thresholds, the gate's verdicts, and the checks end to end."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from pytest_attnperf.backends import REGISTRY
+from pytest_attnperf.baselines import BaselineEntry, BaselineFile, baseline_path, load_baseline
+from pytest_attnperf.checks import (
+    EquivalenceSpec,
+    GateContext,
+    LatencySpec,
+    MemorySpec,
+    check_equivalence,
+    check_latency,
+    check_memory,
+    describe_mismatch,
+    measure_equivalence,
+)
+from pytest_attnperf.gate import GatePolicy, evaluate_gate
+from pytest_attnperf.gpu import describe_device
+from pytest_attnperf.inputs import AttnShape, make_qkv
+from pytest_attnperf.marks import GateMarks
+from pytest_attnperf.measure import Timing
+from pytest_attnperf.results import CaseResult
+from pytest_attnperf.standard_attention import reference_attention
+from pytest_attnperf.stats import mann_whitney_greater
+
+CONTEXT = GateContext(
+    test_id="test_attn.py::test_forward[flash-attn-4K]",
+    device_name="NVIDIA H100 80GB HBM3",
+    baseline_file="baselines/nvidia-h100-80gb-hbm3.yaml",
+)
+CHANGED = GateContext(
+    test_id=CONTEXT.test_id,
+    device_name=CONTEXT.device_name,
+    baseline_file=CONTEXT.baseline_file,
+    environment_changes=("torch 2.4.0 -> 2.5.1", "flash_attn 2.6.3 -> 2.8.3"),
+)
+CPU = describe_device(torch.device("cpu"))
+FAST = (
+    "-p",
+    "no:cacheprovider",
+    "--attnperf",
+    "--attnperf-seqlens=64",
+    "--attnperf-heads=2",
+    "--attnperf-head-dim=16",
+    "--attnperf-backends=eager",
+    "--attnperf-min-samples=3",
+    "--attnperf-warmup=1ms",
+    "--attnperf-rep=5ms",
+)
+
+
+def above(value: float) -> float:
+    """The next float above ``value``: a hair over a threshold."""
+    return math.nextafter(value, math.inf)
+
+
+# ---------------------------------------------------------------- latency
+
+
+@pytest.mark.parametrize(
+    ("baseline_ms", "tolerance"),
+    [(2.0, 0.5), (4.0, 0.25), (1.0, 0.0), (0.1, 0.1), (0.02, 0.1), (250.0, 10.0)],
+)
+def test_latency_at_the_tolerance_passes_and_a_hair_over_fails(baseline_ms: float, tolerance: float) -> None:
+    limit = baseline_ms * (1 + tolerance)
+    spec = LatencySpec()
+    assert check_latency(limit, spec, tolerance=tolerance, baseline_ms=baseline_ms, context=CONTEXT) is None
+    violation = check_latency(above(limit), spec, tolerance=tolerance, baseline_ms=baseline_ms, context=CONTEXT)
+    assert violation is not None
+    assert violation.check == "latency"
+
+
+def test_latency_below_the_baseline_passes() -> None:
+    assert check_latency(0.5, LatencySpec(), tolerance=0.0, baseline_ms=1.0, context=CONTEXT) is None
+
+
+@pytest.mark.parametrize("budget_ms", [2.5, 0.25, 1e-3, 1000.0])
+def test_latency_at_the_budget_passes_and_a_hair_over_fails(budget_ms: float) -> None:
+    spec = LatencySpec(budget_ms=budget_ms, use_baseline=False)
+    assert check_latency(budget_ms, spec, tolerance=0.1, baseline_ms=None, context=CONTEXT) is None
+    violation = check_latency(above(budget_ms), spec, tolerance=0.1, baseline_ms=None, context=CONTEXT)
+    assert violation is not None
+    assert "is over the budget of" in violation.message
+
+
+def test_latency_with_neither_baseline_nor_budget_has_nothing_to_fail() -> None:
+    assert check_latency(1e9, LatencySpec(), tolerance=0.0, baseline_ms=None, context=CONTEXT) is None
+
+
+def test_latency_regression_message() -> None:
+    violation = check_latency(3.0, LatencySpec(), tolerance=0.1, baseline_ms=2.0, context=CONTEXT)
+    assert violation is not None
+    assert violation.message == (
+        "latency regression in test_attn.py::test_forward[flash-attn-4K]: median 3 ms vs baseline 2 ms: x1.500 "
+        "(+50.0 %), over the tolerance of 10.0 % on NVIDIA H100 80GB HBM3, baseline file "
+        "baselines/nvidia-h100-80gb-hbm3.yaml"
+    )
+
+
+def test_latency_message_names_budget_and_baseline_and_changed_versions() -> None:
+    spec = LatencySpec(budget_ms=0.25)
+    violation = check_latency(0.5, spec, tolerance=0.05, baseline_ms=0.4, context=CHANGED)
+    assert violation is not None
+    assert violation.message == (
+        "latency regression in test_attn.py::test_forward[flash-attn-4K]: median 0.5 ms is over the budget of "
+        "0.25 ms (x2.000); median 0.5 ms vs baseline 0.4 ms: x1.250 (+25.0 %), over the tolerance of 5.0 % "
+        "on NVIDIA H100 80GB HBM3, baseline file baselines/nvidia-h100-80gb-hbm3.yaml; changed since the baseline: "
+        "torch 2.4.0 -> 2.5.1, flash_attn 2.6.3 -> 2.8.3"
+    )
+
+
+BASELINE_QUANTILES = [1.0 + 0.01 * index for index in range(25)]  # median 1.12 ms
+
+
+def test_a_median_just_over_the_tolerance_but_within_the_noise_passes() -> None:
+    # Every current quantile sits 1 us above its limit (baseline x 1.1): the median is over the line,
+    # but the samples are not significantly slower than the scaled baseline distribution.
+    samples = [value * 1.1 + 0.001 for value in BASELINE_QUANTILES]
+    median = sorted(samples)[12]
+    assert median > 1.12 * 1.1
+    violation = check_latency(
+        median,
+        LatencySpec(),
+        tolerance=0.1,
+        baseline_ms=1.12,
+        context=CONTEXT,
+        samples_ms=samples,
+        baseline_quantiles_ms=BASELINE_QUANTILES,
+    )
+    assert violation is None
+
+
+def test_a_clear_shift_fails_with_its_evidence() -> None:
+    samples = [value * 1.5 for value in BASELINE_QUANTILES]
+    violation = check_latency(
+        1.68,
+        LatencySpec(),
+        tolerance=0.1,
+        baseline_ms=1.12,
+        context=CONTEXT,
+        samples_ms=samples,
+        baseline_quantiles_ms=BASELINE_QUANTILES,
+    )
+    assert violation is not None
+    assert re.search(
+        r"median 1\.68 ms vs baseline 1\.12 ms: x1\.500 \(\+50\.0 %\), over the tolerance of 10\.0 %; "
+        r"Mann-Whitney p = \S+ that the samples exceed baseline x1\.10 on NVIDIA",
+        violation.message,
+    )
+    p_value = float(re.search(r"p = (\S+) that", violation.message).group(1))  # type: ignore[union-attr]
+    assert p_value < 0.01
+
+
+def test_without_stored_quantiles_the_median_alone_decides() -> None:
+    samples = [value * 1.1 + 0.001 for value in BASELINE_QUANTILES]
+    median = sorted(samples)[12]
+    violation = check_latency(
+        median,
+        LatencySpec(),
+        tolerance=0.1,
+        baseline_ms=1.12,
+        context=CONTEXT,
+        samples_ms=samples,
+        baseline_quantiles_ms=(),
+    )
+    assert violation is not None
+    assert "Mann-Whitney" not in violation.message
+
+
+def test_the_budget_needs_no_significance() -> None:
+    spec = LatencySpec(budget_ms=1.0, use_baseline=False)
+    violation = check_latency(
+        1.001,
+        spec,
+        tolerance=0.1,
+        baseline_ms=None,
+        context=CONTEXT,
+        samples_ms=[1.001] * 25,
+        baseline_quantiles_ms=[1.0] * 25,
+    )
+    assert violation is not None
+
+
+def test_mann_whitney_greater() -> None:
+    low, high = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], [11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0]
+    assert mann_whitney_greater(high, low) < 0.001
+    assert mann_whitney_greater(low, high) > 0.999
+    assert mann_whitney_greater(low, low) == pytest.approx(0.5, abs=0.1)
+    assert mann_whitney_greater([2.0] * 8, [2.0] * 8) == 1.0  # all tied: no evidence at all
+    with pytest.raises(ValueError, match="both samples need at least one value"):
+        mann_whitney_greater([], [1.0])
+
+
+def test_timing_quantiles_span_the_samples() -> None:
+    timing = Timing(tuple(float(value) for value in range(1, 101)), clock="perf_counter")
+    quantiles = timing.quantiles(25)
+    assert len(quantiles) == 25
+    assert quantiles == sorted(quantiles)
+    assert quantiles[12] == 51.0  # next to the median, 50.5
+    assert (quantiles[0], quantiles[-1]) == (3.0, 98.0)
+    assert Timing((5.0, 1.0, 3.0), clock="x").quantiles(4) == [1.0, 3.0, 3.0, 5.0]
+
+
+# ---------------------------------------------------------------- memory
+
+
+@pytest.mark.parametrize("ceiling", [1, 1024, 2**31, 80 * 2**30])
+def test_memory_at_the_ceiling_passes_and_one_byte_over_fails(ceiling: int) -> None:
+    spec = MemorySpec(ceiling_bytes=ceiling, use_baseline=False)
+    assert check_memory(ceiling, spec, tolerance=0.05, baseline_bytes=None, context=CONTEXT) is None
+    violation = check_memory(ceiling + 1, spec, tolerance=0.05, baseline_bytes=None, context=CONTEXT)
+    assert violation is not None
+    assert violation.check == "memory"
+    assert f"({ceiling + 1} B) is over the ceiling of" in violation.message
+    assert f"({ceiling} B)" in violation.message
+
+
+@pytest.mark.parametrize(
+    ("baseline_bytes", "tolerance", "largest_allowed"),
+    [(1000, 0.05, 1050), (2**30, 0.05, 1127428915), (4096, 0.0, 4096), (100, 0.5, 150)],
+)
+def test_memory_at_the_tolerance_passes_and_one_byte_over_fails(
+    baseline_bytes: int, tolerance: float, largest_allowed: int
+) -> None:
+    spec = MemorySpec()
+    ok = check_memory(largest_allowed, spec, tolerance=tolerance, baseline_bytes=baseline_bytes, context=CONTEXT)
+    assert ok is None
+    over = check_memory(largest_allowed + 1, spec, tolerance=tolerance, baseline_bytes=baseline_bytes, context=CONTEXT)
+    assert over is not None
+
+
+def test_memory_regression_message() -> None:
+    violation = check_memory(
+        3 * 2**30, MemorySpec(ceiling_bytes=2 * 2**30), tolerance=0.05, baseline_bytes=2**30, context=CONTEXT
+    )
+    assert violation is not None
+    assert violation.message == (
+        "memory regression in test_attn.py::test_forward[flash-attn-4K]: peak 3 GiB (3221225472 B) is over the "
+        "ceiling of 2 GiB (2147483648 B); peak 3 GiB vs baseline 1 GiB: x3.000 (+200.0 %), over the tolerance of "
+        "5.0 % on NVIDIA H100 80GB HBM3, baseline file baselines/nvidia-h100-80gb-hbm3.yaml"
+    )
+
+
+def test_memory_over_a_zero_baseline_reports_an_infinite_ratio() -> None:
+    violation = check_memory(4096, MemorySpec(), tolerance=0.05, baseline_bytes=0, context=CONTEXT)
+    assert violation is not None
+    assert "vs baseline 0 B: xinf" in violation.message
+    assert check_memory(0, MemorySpec(), tolerance=0.05, baseline_bytes=0, context=CONTEXT) is None
+
+
+# ---------------------------------------------------------------- equivalence
+
+
+def _exact_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """A float64 reference of zeros and an input-dtype reference whose own error is exactly 1e-3."""
+    reference = torch.zeros(2, 3, 4, 5, dtype=torch.float64)
+    low = reference.clone()
+    low[1, 2, 3, 4] = 1e-3
+    return reference, low
+
+
+def test_fa2_budget_is_twice_the_reference_error_exactly_at_the_threshold() -> None:
+    reference, low = _exact_case()
+    output = reference.clone()
+    output[0, 0, 0, 0] = 2e-3  # == 2 * max|low - ref|
+    result = measure_equivalence(output, reference, low, EquivalenceSpec())
+    assert (result.max_error, result.budget, result.reference_error) == (2e-3, 2e-3, 1e-3)
+    assert result.passed
+    assert describe_mismatch(result) is None
+
+    output[0, 0, 0, 0] = above(2e-3)
+    result = measure_equivalence(output, reference, low, EquivalenceSpec())
+    assert not result.passed
+    assert describe_mismatch(result) == (
+        "max |out - ref| = 0.002 exceeds the budget 0.002 (fa2 rule: 2 x the input-dtype reference's own error 0.001)"
+    )
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.0, 3.5])
+def test_factor_scales_the_budget(factor: float) -> None:
+    reference, low = _exact_case()
+    result = measure_equivalence(reference, reference, low, EquivalenceSpec(factor=factor))
+    assert result.budget == factor * 1e-3
+
+
+def test_fa3_adds_the_references_rounding_noise() -> None:
+    values = [0.1, 0.7, -1.3, 3.14159, 1e-5]
+    reference = torch.tensor(values, dtype=torch.float64)
+    low = reference + 1e-4
+    noise = max(abs((x + 0.3 - 0.3) - x) for x in values)  # FACTS §3, in plain Python doubles
+    assert noise > 0
+    result = measure_equivalence(reference, reference, low, EquivalenceSpec(rule="fa3"))
+    assert result.budget == pytest.approx(2 * 1e-4 + 2 * noise, rel=1e-9)
+    fa2 = measure_equivalence(reference, reference, low, EquivalenceSpec(rule="fa2"))
+    assert result.budget > fa2.budget
+
+
+def _real_case(
+    dtype: str, causal: bool, window: tuple[int, int], kv_heads: int
+) -> tuple[AttnShape, torch.Tensor, torch.Tensor]:
+    shape = AttnShape(
+        q_len=64, k_len=64, heads=4, kv_heads=kv_heads, head_dim=16, dtype=dtype, causal=causal, window=window
+    )
+    qkv = make_qkv(shape, seed=0)
+    high = torch.float64 if dtype == "float32" else torch.float32
+    arguments = {"causal": causal, "window": window, "scale": None}
+    reference = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=high, **arguments)  # type: ignore[arg-type]
+    low = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=shape.torch_dtype, **arguments)  # type: ignore[arg-type]
+    return shape, reference, low
+
+
+REAL_CASES = [
+    ("float32", True, (-1, -1), 4),
+    ("float16", False, (-1, -1), 2),
+    ("bfloat16", False, (16, 4), 1),
+    ("float16", True, (8, 0), 2),
+]
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa-math"])
+@pytest.mark.parametrize(("dtype", "causal", "window", "kv_heads"), REAL_CASES)
+def test_correct_backends_pass_the_fa2_rule(
+    backend: str, dtype: str, causal: bool, window: tuple[int, int], kv_heads: int
+) -> None:
+    shape, reference, low = _real_case(dtype, causal, window, kv_heads)
+    qkv = make_qkv(shape, seed=0)
+    with torch.no_grad():
+        output = REGISTRY.get(backend).run(qkv.q, qkv.k, qkv.v, shape)
+    result = measure_equivalence(output, reference, low, EquivalenceSpec())
+    assert result.passed, describe_mismatch(result)
+
+
+@pytest.mark.parametrize(("dtype", "causal", "window", "kv_heads"), REAL_CASES)
+def test_a_perturbed_output_fails_with_its_numbers(
+    dtype: str, causal: bool, window: tuple[int, int], kv_heads: int
+) -> None:
+    _, reference, low = _real_case(dtype, causal, window, kv_heads)
+    output = low.clone()
+    output[0, 1, 5, 3] += 0.25
+    result = measure_equivalence(output, reference, low, EquivalenceSpec())
+    assert not result.passed
+    assert result.nonfinite == 0
+    message = describe_mismatch(result)
+    assert message is not None
+    assert f"max |out - ref| = {result.max_error:.3g} exceeds the budget {result.budget:.3g}" in message
+    assert f"reference's own error {result.reference_error:.3g}" in message
+    assert result.max_error == pytest.approx(0.25, rel=0.05)
+
+
+@pytest.mark.parametrize("poison", [math.nan, math.inf, -math.inf])
+def test_nan_or_inf_fails_with_count_and_first_index(poison: float) -> None:
+    reference = torch.zeros(2, 3, 4, 5, dtype=torch.float64)
+    low = reference + 1.0  # a huge budget: the non-finite values must fail anyway
+    output = reference.float()
+    output[1, 2, 0, 4] = poison
+    output[1, 2, 3, 1] = poison
+    for spec in (EquivalenceSpec(), EquivalenceSpec(rule="fa3"), EquivalenceSpec(rule="allclose", atol=1e9)):
+        result = measure_equivalence(output, reference, low, spec)
+        assert not result.passed
+        assert result.nonfinite == 2
+        assert result.first_nonfinite == (1, 2, 0, 4)
+        assert describe_mismatch(result) == "2 of 120 output elements are NaN or Inf (first at index (1, 2, 0, 4))"
+
+
+def test_allclose_rule_uses_atol_plus_rtol_times_reference() -> None:
+    reference = torch.tensor([1.0, -2.0, 0.0, 4.0], dtype=torch.float64)
+    low = reference.clone()
+    spec = EquivalenceSpec(rule="allclose", rtol=0.5, atol=0.25)
+    at_the_limit = reference + torch.tensor([0.75, -1.25, 0.25, 2.25], dtype=torch.float64)
+    result = measure_equivalence(at_the_limit, reference, low, spec)
+    assert result.passed
+    assert result.budget == 0.25 + 0.5 * 4.0
+    over = at_the_limit.clone()
+    over[2] = above(0.25)  # |ref| = 0 here: only atol applies
+    result = measure_equivalence(over, reference, low, spec)
+    assert not result.passed
+    assert describe_mismatch(result) == (
+        "max |out - ref| = 2.25: some elements exceed atol + rtol*|ref| (at most 2.25)"
+    )
+
+
+def test_shape_mismatch_is_an_error_not_a_verdict() -> None:
+    with pytest.raises(ValueError, match=r"output shape \(2, 3\) differs from the reference's \(3, 2\)"):
+        measure_equivalence(torch.zeros(2, 3), torch.zeros(3, 2), torch.zeros(3, 2), EquivalenceSpec())
+
+
+def test_check_equivalence_wraps_the_mismatch_with_test_and_place() -> None:
+    assert check_equivalence(None, CONTEXT) is None
+    violation = check_equivalence("1 of 4 output elements are NaN or Inf (first at index (0,))", CONTEXT)
+    assert violation is not None
+    assert violation.check == "equivalence"
+    assert violation.message == (
+        "numerical mismatch in test_attn.py::test_forward[flash-attn-4K]: 1 of 4 output elements are NaN or Inf "
+        "(first at index (0,)) on NVIDIA H100 80GB HBM3, baseline file baselines/nvidia-h100-80gb-hbm3.yaml"
+    )
+
+
+# ---------------------------------------------------------------- the gate: marks + result + baseline
+
+
+def _result(median_ms: float = 1.0, peak_bytes: int | None = 1000, fits: bool = True) -> CaseResult:
+    return CaseResult(
+        test_id=CONTEXT.test_id,
+        backend="flash-attn",
+        device=CONTEXT.device_name,
+        device_slug="nvidia-h100",
+        mode="forward",
+        shape=None,
+        seqlen=4096,
+        fits=fits,
+        median_ms=median_ms if fits else None,
+        peak_bytes=peak_bytes if fits else None,
+        baseline_file=CONTEXT.baseline_file,
+        reason=None if fits else "OutOfMemoryError: CUDA out of memory",
+    )
+
+
+def _entry(median_ms: float = 1.0, peak_bytes: int = 1000, fits: bool = True) -> BaselineEntry:
+    return BaselineEntry(
+        backend="flash-attn",
+        shape=None,
+        mode="forward",
+        latency_ms={"median": median_ms},
+        peak_bytes=peak_bytes,
+        fits=fits,
+        recorded_at="",
+        environment={},
+    )
+
+
+def _policy(missing: str = "warn", updating: bool = False) -> GatePolicy:
+    return GatePolicy(latency_tolerance=0.1, memory_tolerance=0.05, missing=missing, updating=updating)  # type: ignore[arg-type]
+
+
+BOTH = GateMarks(latency=LatencySpec(), memory=MemorySpec(), equivalence=None)
+
+
+def test_gate_uses_the_run_tolerance_unless_the_mark_sets_one() -> None:
+    result = _result(median_ms=1.15)
+    outcome = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
+    assert [violation.check for violation in outcome.violations] == ["latency"]
+    assert result.verdicts == {"latency": "REGRESSION", "memory": "ok"}
+    assert result.baseline_median_ms == 1.0
+    lenient = GateMarks(latency=LatencySpec(tolerance=0.2), memory=None, equivalence=None)
+    assert evaluate_gate(_result(median_ms=1.15), lenient, _entry(), _policy(), CONTEXT).violations == []
+
+
+@pytest.mark.parametrize(
+    ("missing", "violations", "skip"),
+    [("fail", ["baseline", "baseline"], False), ("skip", [], True), ("warn", [], False)],
+)
+def test_missing_baseline_policy(missing: str, violations: list[str], skip: bool) -> None:
+    result = _result()
+    outcome = evaluate_gate(result, BOTH, None, _policy(missing), CONTEXT)
+    assert [violation.check for violation in outcome.violations] == violations
+    assert (outcome.skip_reason is not None) == skip
+    assert result.verdicts == {"latency": "NO BASELINE", "memory": "NO BASELINE"}
+    assert result.verdict() == "no baseline"
+    if violations:
+        assert outcome.violations[0].message.startswith(f"no latency baseline for {CONTEXT.test_id} on")
+        assert "record one with `attnperf update`" in outcome.violations[0].message
+
+
+def test_updating_reports_the_old_baseline_without_enforcing_it() -> None:
+    result = _result(median_ms=100.0, peak_bytes=10**9)
+    outcome = evaluate_gate(result, BOTH, _entry(), _policy("fail", updating=True), CONTEXT)
+    assert outcome.violations == []
+    assert result.latency_ratio == 100.0
+
+
+def test_updating_still_enforces_an_absolute_budget() -> None:
+    marks = GateMarks(latency=LatencySpec(budget_ms=1.0, use_baseline=False), memory=None, equivalence=None)
+    outcome = evaluate_gate(_result(median_ms=2.0), marks, None, _policy(updating=True), CONTEXT)
+    assert [violation.check for violation in outcome.violations] == ["latency"]
+
+
+def test_a_case_that_no_longer_fits_is_a_memory_regression() -> None:
+    result = _result(fits=False)
+    outcome = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
+    assert [violation.check for violation in outcome.violations] == ["memory"]
+    assert "no longer fits in memory (OutOfMemoryError: CUDA out of memory)" in outcome.violations[0].message
+    assert result.verdict() == "does not fit"
+
+
+def test_a_case_that_never_fit_is_skipped() -> None:
+    outcome = evaluate_gate(_result(fits=False), BOTH, _entry(fits=False), _policy(), CONTEXT)
+    assert outcome.violations == []
+    assert outcome.skip_reason == f"does not fit on {CONTEXT.device_name}: OutOfMemoryError: CUDA out of memory"
+
+
+def test_unmeasured_memory_warns_instead_of_passing_silently() -> None:
+    result = _result(peak_bytes=None)
+    outcome = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
+    assert outcome.violations == []
+    assert result.verdicts["memory"] == "not measured"
+    assert len(outcome.warnings) == 1
+
+
+# ---------------------------------------------------------------- end to end, through pytest
+
+
+def _write_baseline(directory: Path, medians: dict[str, float]) -> Path:
+    path = baseline_path(directory, CPU.slug)
+    entries = {
+        test_id: BaselineEntry(
+            backend="eager",
+            shape=None,
+            mode="forward",
+            latency_ms={"median": median},
+            peak_bytes=1024,
+            fits=True,
+            recorded_at="2026-01-01T00:00:00Z",
+            environment={},
+        )
+        for test_id, median in medians.items()
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(BaselineFile(path, {"name": CPU.name, "slug": CPU.slug}, {}, entries).to_text(), encoding="utf-8")
+    return path
+
+
+def test_latency_gate_end_to_end_with_extreme_baselines(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_gate="""
+        import pytest
+
+        @pytest.mark.attnperf_latency()
+        def test_fast_baseline(attnperf, attn_backend, qkv):
+            attnperf.measure(attn_backend, qkv)
+
+        @pytest.mark.attnperf_latency()
+        def test_slow_baseline(attnperf, attn_backend, qkv):
+            attnperf.measure(attn_backend, qkv)
+    """
+    )
+    path = _write_baseline(
+        pytester.path / "baselines",
+        {
+            "test_gate.py::test_fast_baseline[eager-64]": 1e-6,
+            "test_gate.py::test_slow_baseline[eager-64]": 1e6,
+        },
+    )
+    before = path.read_bytes()
+    reprec = pytester.inline_run(*FAST)
+    reprec.assertoutcome(passed=1, failed=1)
+    report = reprec.matchreport("test_fast_baseline", when="call")
+    message = report.longreprtext
+    assert message.startswith("latency regression in test_gate.py::test_fast_baseline[eager-64]: median ")
+    assert re.search(
+        r"median [0-9.]+ (us|ms) vs baseline 0\.001 us: x[0-9]+\.[0-9]{3} \(\+[0-9.]+ %\), "
+        r"over the tolerance of 10\.0 %",
+        message,
+    ), message
+    assert f"on {CPU.name}, baseline file baselines/{CPU.slug}.yaml" in message
+    assert "Traceback" not in message
+    assert path.read_bytes() == before  # a gated run never rewrites its baselines
+
+
+def test_latency_budget_end_to_end(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_budget="""
+        import pytest
+
+        @pytest.mark.attnperf_latency(budget=1e-6, baseline=False)
+        def test_impossible_budget(attnperf, attn_backend, qkv):
+            attnperf.measure(attn_backend, qkv)
+
+        @pytest.mark.attnperf_latency(budget="1000 s", baseline=False)
+        def test_generous_budget(attnperf, attn_backend, qkv):
+            attnperf.measure(attn_backend, qkv)
+    """
+    )
+    reprec = pytester.inline_run(*FAST, "--attnperf-missing=fail")
+    reprec.assertoutcome(passed=1, failed=1)
+    message = reprec.matchreport("test_impossible_budget", when="call").longreprtext
+    assert "is over the budget of 0.001 us" in message
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="CPU peak memory needs Linux /proc")
+def test_memory_ceiling_end_to_end(pytester: pytest.Pytester) -> None:
+    # A fresh 8 MiB allocation raises the resident set by at least 8 MiB: a deterministic peak.
+    pytester.makepyfile(
+        test_memory="""
+        import pytest
+        import torch
+
+        @pytest.mark.attnperf_memory(ceiling="1 B")
+        def test_one_byte(attnperf):
+            attnperf.measure_workload(lambda: torch.ones(1 << 21), name="alloc")
+
+        @pytest.mark.attnperf_memory(ceiling="1 TiB")
+        def test_one_tebibyte(attnperf):
+            attnperf.measure_workload(lambda: torch.ones(1 << 21), name="alloc")
+    """
+    )
+    reprec = pytester.inline_run(*FAST)
+    reprec.assertoutcome(passed=1, failed=1)
+    message = reprec.matchreport("test_one_byte", when="call").longreprtext
+    assert message.startswith("memory regression in test_memory.py::test_one_byte: peak ")
+    assert "is over the ceiling of 1 B (1 B)" in message
+    assert f"on {CPU.name}, baseline file baselines/{CPU.slug}.yaml" in message
+
+
+EQUIVALENCE_TEST = """
+    import pytest
+
+    @pytest.mark.attnperf_equivalence()
+    def test_forward(attnperf, attn_backend, qkv):
+        attnperf.measure(attn_backend, qkv)
+"""
+
+
+def _run_with_backends(pytester: pytest.Pytester, conftest: str, backends: str, *extra: str) -> pytest.RunResult:
+    """A subprocess: the conftest registers backends in the process-wide registry."""
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_equivalence=EQUIVALENCE_TEST)
+    arguments = [arg for arg in FAST if not arg.startswith("--attnperf-backends")]
+    return pytester.runpytest_subprocess(*arguments, f"--attnperf-backends={backends}", *extra)
+
+
+def test_a_wrong_backend_fails_equivalence_and_is_not_recorded(pytester: pytest.Pytester) -> None:
+    result = _run_with_backends(
+        pytester,
+        """
+        from pytest_attnperf import register_backend
+
+        @register_backend("wrong", description="returns zeros")
+        def wrong(q, k, v, shape):
+            return q * 0
+    """,
+        "eager,wrong",
+        "--attnperf-update",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.re_match_lines(
+        [
+            r"numerical mismatch in test_equivalence\.py::test_forward\[wrong-64\]: max \|out - ref\| = \S+ exceeds the "
+            r"budget \S+ \(fa2 rule: 2 x the input-dtype reference's own error \S+\) on .+, baseline file "
+            rf"baselines/{re.escape(CPU.slug)}\.yaml",
+        ]
+    )
+    # The equivalence verdict holds in update mode too; only the output that agrees becomes a baseline.
+    baseline = load_baseline(baseline_path(pytester.path / "baselines", CPU.slug))
+    assert baseline is not None
+    assert list(baseline.entries) == ["test_equivalence.py::test_forward[eager-64]"]
+
+
+def test_a_nan_backend_fails_equivalence_with_count_and_index(pytester: pytest.Pytester) -> None:
+    result = _run_with_backends(
+        pytester,
+        """
+        from pytest_attnperf import register_backend
+
+        @register_backend("poisoned", description="one NaN")
+        def poisoned(q, k, v, shape):
+            output = q.clone()
+            output[0, 1, 2, 3] = float("nan")
+            return output
+    """,
+        "poisoned",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines(
+        [
+            r"numerical mismatch in test_equivalence\.py::test_forward\[poisoned-64\]: 1 of 2048 output elements are NaN "
+            r"or Inf \(first at index \(0, 1, 2, 3\)\)",
+        ]
+    )
+    assert "not JSON compliant" not in result.stdout.str()

@@ -1,0 +1,275 @@
+"""The `attnperf` command: show, diff, env and update, called in-process."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pytest_attnperf import REGISTRY, cli
+from pytest_attnperf.baselines import BaselineEntry, BaselineFile, baseline_path
+from pytest_attnperf.gpu import describe_device
+from pytest_attnperf.options import OPTIONS, add_argparse_options
+
+CPU = describe_device(torch.device("cpu"))
+DEVICE = {"name": "NVIDIA H100 80GB HBM3", "slug": "nvidia-h100-80gb-hbm3"}
+
+
+def entry(median_ms: float, peak_bytes: int, backend: str = "flash-attn") -> BaselineEntry:
+    return BaselineEntry(
+        backend=backend,
+        shape=None,
+        mode="forward",
+        latency_ms={"median": median_ms},
+        peak_bytes=peak_bytes,
+        fits=True,
+        recorded_at="2026-01-02T03:04:05Z",
+        environment={},
+    )
+
+
+def write(path: Path, entries: dict[str, BaselineEntry], environment: dict[str, str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BaselineFile(path, dict(DEVICE), environment or {}, entries).to_text(), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- show
+
+
+def test_show_prints_device_environment_and_entries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(
+        tmp_path / "h100.yaml",
+        {
+            "tests/test_attention.py::test_forward[flash-attn-4K]": entry(0.46, 64 * 2**20),
+            "tests/test_attention.py::test_forward[eager-4K]": entry(13.2, 3 * 2**30, backend="eager"),
+        },
+        environment={"torch": "2.11.0", "cuda": "13.0"},
+    )
+    assert cli.main(["show", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{path}: NVIDIA H100 80GB HBM3, 2 entries"
+    assert lines[1] == "recorded with: torch 2.11.0, cuda 13.0"
+    assert lines[3].split() == ["test", "backend", "median", "peak", "mem", "fits", "recorded"]
+    rows = [line.split() for line in lines[5:]]
+    assert rows == [
+        ["test_forward[eager-4K]", "eager", "13.2", "ms", "3", "GiB", "yes", "2026-01-02T03:04:05Z"],
+        ["test_forward[flash-attn-4K]", "flash-attn", "0.46", "ms", "64", "MiB", "yes", "2026-01-02T03:04:05Z"],
+    ]
+
+
+def test_show_a_malformed_file_exits_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("schema_version: 1\ndevice: {name: x}\nentries:\n  a: [\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["show", str(path)])
+    assert str(exit_info.value.code).startswith(f"attnperf: baseline file {path}:5: not valid YAML")
+
+
+def test_show_a_missing_file_exits_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["show", str(tmp_path / "absent.yaml")])
+    assert exit_info.value.code == f"attnperf: no baseline file at {tmp_path / 'absent.yaml'}"
+
+
+# ---------------------------------------------------------------- diff
+
+
+def test_diff_shows_added_removed_and_ratios(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = write(
+        tmp_path / "old.yaml",
+        {
+            "t.py::test_same[a]": entry(1.0, 1000),
+            "t.py::test_slower[a]": entry(2.0, 2**20),
+            "t.py::test_gone[a]": entry(3.0, 1000),
+        },
+    )
+    new = write(
+        tmp_path / "new.yaml",
+        {
+            "t.py::test_same[a]": entry(1.0, 1000),
+            "t.py::test_slower[a]": entry(3.0, 2**21),
+            "t.py::test_new[a]": entry(4.0, 1000),
+        },
+    )
+    assert cli.main(["diff", str(old), str(new)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["test", "median", "ratio", "peak", "memory", "ratio"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert rows == {
+        "test_gone[a]": ["removed"],
+        "test_new[a]": ["added"],
+        "test_same[a]": ["1", "ms", "->", "1", "ms", "x1.000", "1000", "B", "->", "1000", "B", "x1.000"],
+        "test_slower[a]": ["2", "ms", "->", "3", "ms", "x1.500", "1", "MiB", "->", "2", "MiB", "x2.000"],
+    }
+
+
+def test_diff_with_a_malformed_side_exits_naming_it(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.yaml", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema_version: 3\ndevice: {name: x}\nentries: {}\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["diff", str(good), str(bad)])
+    assert str(exit_info.value.code) == (
+        f"attnperf: baseline file {bad}:1 at 'schema_version': schema version 3 was written by a newer "
+        "pytest-attnperf; this one reads version 1: upgrade pytest-attnperf"
+    )
+
+
+# ---------------------------------------------------------------- env
+
+
+@pytest.fixture(scope="module")
+def env_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, object]]:
+    """`attnperf env --json` on the CPU, once: it runs a tiny case on every backend (flex compiles)."""
+    directory = tmp_path_factory.mktemp("baselines")
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = cli.main(["env", "--json", "--attnperf-device=cpu", f"--attnperf-baselines={directory}"])
+    return code, json.loads(buffer.getvalue())
+
+
+def test_env_json_lists_every_backend_with_reasons(env_report: tuple[int, dict[str, object]]) -> None:
+    code, report = env_report
+    assert code == 0
+    backends = report["backends"]
+    assert isinstance(backends, dict)
+    assert list(backends) == list(REGISTRY.names())
+    for name, backend in backends.items():
+        assert set(backend) == {"available", "reason", "description"}
+        assert backend["description"] == REGISTRY.get(name).description
+        if backend["available"]:
+            assert backend["reason"] == "ok"
+        else:
+            assert backend["reason"].startswith(f"{name} "), backend["reason"]
+    assert backends["eager"]["available"] is True
+    assert backends["sdpa-math"]["available"] is True
+    assert backends["flash-attn"] == {
+        "available": False,
+        "reason": f"flash-attn needs a cuda device; this run is on {CPU.name} (cpu)",
+        "description": REGISTRY.get("flash-attn").description,
+    }
+
+
+def test_env_json_describes_device_and_baseline(env_report: tuple[int, dict[str, object]]) -> None:
+    _, report = env_report
+    device = report["device"]
+    assert isinstance(device, dict)
+    assert (device["device"], device["name"], device["slug"], device["generation"]) == (
+        "cpu",
+        CPU.name,
+        CPU.slug,
+        "CPU",
+    )
+    assert device["torch"] == torch.__version__
+    baseline = report["baseline"]
+    assert isinstance(baseline, dict)
+    assert baseline["exists"] is False
+    assert baseline["path"].endswith(f"{CPU.slug}.yaml")
+
+
+def test_env_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = baseline_path(tmp_path, CPU.slug)
+    write(
+        path,
+        {"t.py::test[eager-64]": entry(1.0, 10, backend="eager")},
+        environment={"torch": "0.0.1", "recorded_at": "2026-01-01T00:00:00Z"},
+    )
+    assert cli.main(["env", "--attnperf-device=cpu", f"--attnperf-baselines={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"device       {CPU.name} (cpu), capability -, CPU\n")
+    assert f"torch        {torch.__version__}\n" in out
+    assert f"  flash-attn      unavailable  flash-attn needs a cuda device; this run is on {CPU.name} (cpu)" in out
+    assert f"baseline    {path} (exists)" in out
+    assert "1 entries, recorded 2026-01-01T00:00:00Z" in out
+    assert f"differs: torch 0.0.1 (baseline) vs {torch.__version__} (now)" in out
+
+
+def test_env_with_a_malformed_baseline_reports_it_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Probing the backends is covered above; here only the baseline matters.
+    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+    path = baseline_path(tmp_path, CPU.slug)
+    path.write_text("schema_version: 1\ndevice: [\n", encoding="utf-8")
+    assert cli.main(["env", "--json", "--attnperf-device=cpu", f"--attnperf-baselines={tmp_path}"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["baseline"]["exists"] is True
+    assert report["baseline"]["error"].startswith(f"baseline file {path}:")
+
+
+def test_env_exits_1_when_no_backend_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (False, f"{name} is broken"))
+    assert cli.main(["env", "--json", "--attnperf-device=cpu", f"--attnperf-baselines={tmp_path}"]) == 1
+    assert json.loads(capsys.readouterr().out)["backends"]["eager"]["reason"] == "eager is broken"
+
+
+# ---------------------------------------------------------------- update and the parser
+
+
+def _forwarded(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list[str]:
+    calls: list[list[str]] = []
+
+    def fake_main(arguments: list[str]) -> int:
+        calls.append(list(arguments))
+        return 0
+
+    monkeypatch.setattr(pytest, "main", fake_main)
+    assert cli.main(argv) == 0
+    (arguments,) = calls
+    return arguments
+
+
+def test_update_runs_pytest_with_attnperf_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    arguments = _forwarded(monkeypatch, ["update", "--attnperf-device=cpu", "--attnperf-min-samples=3", "-x", "tests"])
+    assert arguments == [
+        "--attnperf",
+        "--attnperf-update",
+        "--attnperf-device=cpu",
+        "--attnperf-min-samples=3",
+        "-x",
+        "tests",
+    ]
+
+
+def test_update_forwards_list_options_that_pytest_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    arguments = _forwarded(monkeypatch, ["update", "--attnperf-seqlens=1K,4K", "--attnperf-backends=eager,sdpa-math"])
+    # pytest parses the forwarded text with the same option definitions.
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_argparse_options(parser, tuple(option.name for option in OPTIONS))
+    parsed, _ = parser.parse_known_args(arguments)
+    assert parsed.attnperf_seqlens == (1024, 4096)
+    assert parsed.attnperf_backends == ("eager", "sdpa-math")
+
+
+@pytest.mark.parametrize("command", ["show", "diff", "env"])
+def test_unknown_arguments_are_refused_outside_update(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {"show": ["f.yaml"], "diff": ["a.yaml", "b.yaml"], "env": []}[command]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, *files, "--bogus"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["env", "--help"], ["update", "--help"], ["show", "--help"]])
+def test_help_texts_print(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: attnperf")
+
+
+def test_a_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["update", "--attnperf-seqlens=0"])
+    assert exit_info.value.code == 2
+    assert "argument --attnperf-seqlens: context length '0' must be at least 1" in capsys.readouterr().err
