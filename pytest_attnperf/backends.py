@@ -105,7 +105,7 @@ class BackendRegistry:
     _entry_points_loaded: bool = False
 
     def register(self, backend: Backend) -> Backend:
-        if not backend.name or backend.name != backend.name.strip() or "," in backend.name:
+        if not backend.name or any(char.isspace() or char == "," for char in backend.name):
             raise BackendError(f"invalid backend name {backend.name!r}: use a non-empty name without commas or spaces")
         existing = self._backends.get(backend.name)
         if existing is not None and existing != backend:

@@ -170,6 +170,26 @@ class _Validator:
         return value
 
 
+def _duplicate_key(node: yaml.Node | None) -> yaml.ScalarNode | None:
+    """The first key that appears twice in one mapping of the composed tree (PyYAML keeps the last silently)."""
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    return key_node
+                seen.add(key_node.value)
+            children.append(value_node)
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    for child in children:
+        found = _duplicate_key(child)
+        if found is not None:
+            return found
+    return None
+
+
 def parse_baseline_text(text: str, path: Path) -> BaselineFile:
     """Validate ``text`` as a baseline file; raise BaselineFileError naming line, key and expectation."""
     try:
@@ -180,6 +200,13 @@ def parse_baseline_text(text: str, path: Path) -> BaselineFile:
         problem = getattr(error, "problem", None) or str(error)
         raise BaselineFileError(path, f"not valid YAML: {problem}", line=mark.line + 1 if mark else None) from None
     check = _Validator(path, root)
+    duplicate = _duplicate_key(root)
+    if duplicate is not None:
+        raise BaselineFileError(
+            path,
+            f"duplicate key {duplicate.value!r}: each key may appear once (a merge that kept both sides?)",
+            line=duplicate.start_mark.line + 1,
+        )
     if document is None:
         raise BaselineFileError(
             path, "the file is empty; expected a mapping with schema_version, device, environment, entries"
@@ -192,7 +219,7 @@ def parse_baseline_text(text: str, path: Path) -> BaselineFile:
             f"schema version {version} was written by a newer pytest-attnperf; "
             f"this one reads version {SCHEMA_VERSION}: upgrade pytest-attnperf",
         )
-    if version != SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
         raise check.fail(("schema_version",), f"expected schema_version: {SCHEMA_VERSION}, found {version!r}")
     check.known_keys(
         top, (), ("schema_version", "device", "environment", "entries"), ("schema_version", "device", "entries")

@@ -213,7 +213,8 @@ def to_command_line(values: Mapping[str, Any]) -> list[str]:
             if value:
                 arguments.append(option.flag)
         else:
-            arguments.append(f"{option.flag}={value}")
+            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            arguments.append(f"{option.flag}={text}")
     return arguments
 
 

@@ -82,6 +82,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = session_of(metafunc.config)
     names = metafunc.fixturenames
     where = metafunc.definition.nodeid
+    failure = None
     try:
         shape_mark = metafunc.definition.get_closest_marker("attnperf_shape")
         shape_spec = evaluate_marker(shape_mark, where) if shape_mark else None
@@ -89,9 +90,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         chosen = evaluate_marker(backend_mark, where) if backend_mark else state.settings.backends
         backends = [backend.name for backend in REGISTRY.select(chosen)]
     except MarkerError as error:
-        pytest.fail(str(error), pytrace=False)
+        failure = str(error)
     except BackendError as error:
-        pytest.fail(f"{where}: {error}", pytrace=False)
+        failure = f"{where}: {error}"
+    if failure is not None:  # raised outside the except block: no "During handling of the above exception"
+        pytest.fail(failure, pytrace=False)
     if "_attnperf_variant" in names and shape_spec is not None and shape_spec.varying():
         variants = shape_spec.variants()
         varying = shape_spec.varying()
@@ -185,7 +188,8 @@ def attn_shape(request: pytest.FixtureRequest, context_len: int, _attnperf_varia
     try:
         return AttnShape(q_len=context_len, k_len=context_len, **fields)
     except ValueError as error:
-        pytest.fail(f"{request.node.nodeid}: impossible attention shape: {error}", pytrace=False)
+        problem = str(error)
+    pytest.fail(f"{request.node.nodeid}: impossible attention shape: {problem}", pytrace=False)
 
 
 @pytest.fixture
