@@ -94,7 +94,16 @@ class BaselineFile:
             "environment": self.environment,
             "entries": {test_id: self.entries[test_id].as_yaml() for test_id in sorted(self.entries)},
         }
-        return HEADER + yaml.safe_dump(document, sort_keys=False, width=200, allow_unicode=True)
+        return HEADER + yaml.dump(document, Dumper=_FlowListDumper, sort_keys=False, width=200, allow_unicode=True)
+
+
+class _FlowListDumper(yaml.SafeDumper):
+    """Lists on one line ([9, 0], the 25 quantiles): one changed entry is one changed line in a diff."""
+
+
+_FlowListDumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
 
 
 def baseline_path(directory: Path, slug: str) -> Path:

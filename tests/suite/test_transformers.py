@@ -24,6 +24,10 @@ IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
 GPU_LENGTHS = (1024, 4096, 16384, 32768)
 CPU_LENGTHS = (128, 256)
 EQUIVALENCE_LENGTH = 256
+# A 2-layer model step launches about a hundred small kernels from Python, so short prefills and
+# every decode step are host-bound; on the H100 machine their medians moved by up to x2 between
+# runs (docs/results/h100/transformers-gate.log). The gate for them is correspondingly wider.
+HOST_BOUND_TOLERANCE = "25%"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -44,7 +48,7 @@ def test_implementation_and_equivalence(hf_model: HFModel) -> None:
     assert equivalence.passed, equivalence.message
 
 
-@pytest.mark.attnperf_latency
+@pytest.mark.attnperf_latency(tolerance=HOST_BOUND_TOLERANCE)
 @pytest.mark.attnperf_memory
 def test_prefill(attnperf: AttnPerf, hf_model: HFModel, seqlen: int) -> None:
     """Time to first token over ``seqlen`` tokens."""
@@ -59,7 +63,7 @@ def test_prefill(attnperf: AttnPerf, hf_model: HFModel, seqlen: int) -> None:
     )
 
 
-@pytest.mark.attnperf_latency
+@pytest.mark.attnperf_latency(tolerance=HOST_BOUND_TOLERANCE)
 @pytest.mark.attnperf_memory
 def test_decode(attnperf: AttnPerf, hf_model: HFModel, seqlen: int) -> None:
     """One new token over a KV cache of ``seqlen`` tokens."""
