@@ -94,6 +94,25 @@ stage_property() {
   timeout 300 python3 benchmarks/property_gpu.py 2>&1 | tee "$OUT/property-gpu.md"
 }
 
+stage_ci() {
+  # The commands of examples/ci/github-gpu.yml, as its jobs run them (the install step is the one above).
+  export GITHUB_STEP_SUMMARY="$OUT/step-summary.md"
+  mkdir -p reports
+  { attnperf env; echo "attnperf env exit status: $?"; } 2>&1 | tee "$OUT/ci-env.txt"
+  pytest --attnperf --attnperf-missing=fail --junitxml=reports/junit.xml --attnperf-json=reports/attnperf.json \
+    --attnperf-report=reports/study >"$OUT/ci-gate.log" 2>&1
+  echo "gate exit status: $?" | tee -a "$OUT/ci-gate.log"
+  tail -25 "$OUT/ci-gate.log"
+  cp reports/junit.xml reports/attnperf.json "$OUT/"
+  mkdir -p "$OUT/old-baselines" && cp -a baselines/. "$OUT/old-baselines/"
+  attnperf update -q >"$OUT/ci-update.log" 2>&1
+  echo "attnperf update exit status: $?" | tee -a "$OUT/ci-update.log"
+  attnperf diff "$OUT/old-baselines/nvidia-h100-80gb-hbm3.yaml" baselines/nvidia-h100-80gb-hbm3.yaml \
+    >"$OUT/ci-diff.txt" 2>&1
+  head -20 "$OUT/ci-diff.txt"
+  rm -rf "$OUT/old-baselines"
+}
+
 for stage in "$@"; do
   echo "=== stage $stage ($(date -u +%H:%M:%S))"
   "stage_$stage"
