@@ -303,6 +303,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return torch.cuda.device_count() if torch.cuda.is_available() else None
 
 
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Leaving a test module: drop the cached inputs and references, so the next module starts clean."""
+    state = session_of(item.config)
+    if state.settings.enabled and getattr(nextitem, "module", None) is not getattr(item, "module", None):
+        state.release_caches()
+
+
 class ResultCollector:
     """Collects the results from the reports: the same path with and without pytest-xdist."""
 

@@ -25,9 +25,10 @@ from .baselines import (
 from .gpu import DeviceInfo, describe_device, resolve_device
 from .guards import GpuState, read_gpu_state, state_problems
 from .inputs import QKV, AttnShape
-from .measure import spin_up
+from .measure import release_memory, spin_up
 from .options import Settings
 from .results import CaseResult
+from .runner import REFERENCES
 
 
 def worker_device(spec: str) -> str:
@@ -150,6 +151,13 @@ class AttnPerfSession:
         return self._inputs
 
     # ------------------------------------------------------------ results and updates
+
+    def release_caches(self) -> None:
+        """Free the inputs and reference outputs kept for the next case (up to ~1 GiB at 32K)."""
+        self._inputs, self._inputs_key = None, None
+        REFERENCES.clear()
+        if self._device is not None:
+            release_memory(self._device)
 
     def add_result(self, result: CaseResult) -> None:
         self.results.append(result)
