@@ -218,14 +218,28 @@ def _sdpa_call(backend_enum: Any) -> AttentionFn:
     return run
 
 
+def _check_flash_window(name: str, shape: AttnShape) -> None:
+    """flash-attn turns a -1 (unbounded) right window into k_len, which bottom-right alignment makes too short."""
+    left, right = shape.window
+    if not shape.causal and 0 <= left < shape.k_len and right < 0 and shape.q_len > shape.k_len + 1:
+        raise Unsupported(
+            f"{name} cannot take window={shape.window} with q_len {shape.q_len} > k_len {shape.k_len} + 1: it "
+            "replaces the -1 by k_len, which under bottom-right alignment hides keys from the first query rows"
+        )
+
+
 def _flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
     from flash_attn import flash_attn_func
+
+    _check_flash_window("flash-attn", shape)
 
     return flash_attn_func(q, k, v, softmax_scale=shape.scale, causal=shape.causal, window_size=shape.window)  # type: ignore[no-any-return]
 
 
 def _flash_attn_3(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
     from flash_attn_interface import flash_attn_func
+
+    _check_flash_window("flash-attn-3", shape)
 
     output = flash_attn_func(q, k, v, softmax_scale=shape.scale, causal=shape.causal, window_size=shape.window)
     # Some FA3 releases return (out, softmax_lse).
@@ -269,6 +283,8 @@ def _flex_block_mask(q_len: int, k_len: int, causal: bool, window: tuple[int, in
 
 
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
+    if q.is_cuda and shape.head_dim < 16:
+        raise Unsupported(f"flex on CUDA needs head_dim >= 16 (Inductor's flex_attention kernel), not {shape.head_dim}")
     block_mask = _flex_block_mask(shape.q_len, shape.k_len, shape.causal, shape.window, str(q.device))
     return _compiled_flex()(q, k, v, block_mask=block_mask, scale=shape.scale, enable_gqa=shape.kv_heads != shape.heads)
 

@@ -323,6 +323,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
     """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit."""
     failure: str | None = None
     peak_bytes: int | None
+    release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
     try:
         workload()  # first call: compile/autotune, so it is not counted as the workload's peak
         if device.type == "cuda":

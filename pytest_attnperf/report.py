@@ -130,7 +130,7 @@ def results_document(state: AttnPerfSession) -> dict[str, Any]:
 
 def markdown_summary(state: AttnPerfSession) -> str:
     """A Markdown table for CI job summaries ($GITHUB_STEP_SUMMARY)."""
-    regressions = [result for result in state.results if result.verdict() in ("REGRESSION", "MISMATCH")]
+    regressions = [result for result in state.results if {"REGRESSION", "MISMATCH"} & set(result.verdicts.values())]
     verdict = f"**{len(regressions)} regression(s)**" if regressions else "no regressions"
     lines = [
         f"## attnperf on {state.info.name}",

@@ -143,7 +143,12 @@ class AttnPerf:
         assert self.equivalence is not None
         q, k, v = qkv.in_layout(backend.layout)
         with torch.no_grad():
-            output = _canonical(backend.run(q, k, v, qkv.shape), backend)
+            raw = backend.run(q, k, v, qkv.shape)
+        if not isinstance(raw, torch.Tensor):
+            raise TypeError(
+                f"attention backend {backend.name!r} returned {type(raw).__name__}, expected a torch.Tensor"
+            )
+        output = _canonical(raw, backend)
         reference, low = REFERENCES.get(qkv)
         return measure_equivalence(output, reference, low, self.equivalence)
 

@@ -216,7 +216,11 @@ def test_sdpa_agrees_with_the_eager_reference(preset: ModelPreset, dtype: str, r
     assert result.passed, result.message
     assert (result.dtype, result.reference_dtype, result.nonfinite) == (dtype, reference, 0)
     assert result.reference_error > 0
-    assert result.budget == 2.0 * result.reference_error
+    # FlashAttention's rule: twice the input-dtype reference's error; fp32 inputs get the fp32 floor.
+    if dtype == "float32":
+        assert result.budget >= 2.0 * result.reference_error
+    else:
+        assert result.budget == 2.0 * result.reference_error
     assert result.max_error <= result.budget
 
 
