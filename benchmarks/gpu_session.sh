@@ -113,6 +113,15 @@ stage_ci() {
   rm -rf "$OUT/old-baselines"
 }
 
+stage_modes() {
+  # CUDA-graph replay and the training modes, at 1K and 4K, against a scratch baselines folder.
+  for extra in "--attnperf-cuda-graph=true" "--attnperf-mode=backward" "--attnperf-mode=forward+backward"; do
+    echo "=== $extra" | tee -a "$OUT/modes.log"
+    pytest --attnperf $extra --attnperf-seqlens=1K,4K --attnperf-baselines=/tmp/scratch-baselines \
+      -p no:cacheprovider -q -rs tests/suite/test_attention.py 2>&1 | grep -v "^DEBUG" | tail -22 | tee -a "$OUT/modes.log"
+  done
+}
+
 for stage in "$@"; do
   echo "=== stage $stage ($(date -u +%H:%M:%S))"
   "stage_$stage"

@@ -22,6 +22,7 @@ class LatencySpec:
     tolerance: float | None = None
     budget_ms: float | None = None
     use_baseline: bool = True
+    cuda_graph: bool | None = None  # None: the run's --attnperf-cuda-graph setting
 
 
 @dataclass(frozen=True)

@@ -23,18 +23,28 @@ class MarkerError(ValueError):
 
 
 def attnperf_latency(
-    *, tolerance: float | str | None = None, budget: float | str | None = None, baseline: bool = True
+    *,
+    tolerance: float | str | None = None,
+    budget: float | str | None = None,
+    baseline: bool = True,
+    cuda_graph: bool | None = None,
 ) -> LatencySpec:
-    """Median latency within baseline * (1 + tolerance) and/or under an absolute budget ('2.5 ms')."""
+    """Median latency within baseline * (1 + tolerance) and/or under an absolute budget ('2.5 ms').
+
+    ``cuda_graph=True`` times replays of a captured CUDA graph: for short kernels whose launch
+    overhead would otherwise dominate.
+    """
     if not isinstance(baseline, bool):
         raise ValueError(f"baseline must be True or False, not {baseline!r}")
+    if cuda_graph is not None and not isinstance(cuda_graph, bool):
+        raise ValueError(f"cuda_graph must be True, False or None, not {cuda_graph!r}")
     tolerance_value = parse_fraction(tolerance) if tolerance is not None else None
     budget_ms = parse_duration_ms(budget) if budget is not None else None
     if not baseline and tolerance_value is not None:
         raise ValueError("tolerance compares with the baseline, but baseline=False: drop one of them")
     if not baseline and budget_ms is None:
         raise ValueError("baseline=False and no budget: nothing would be checked")
-    return LatencySpec(tolerance=tolerance_value, budget_ms=budget_ms, use_baseline=baseline)
+    return LatencySpec(tolerance=tolerance_value, budget_ms=budget_ms, use_baseline=baseline, cuda_graph=cuda_graph)
 
 
 def attnperf_memory(
@@ -212,7 +222,8 @@ MARKERS: dict[str, Callable[..., Any]] = {
     "attnperf_shape": attnperf_shape,
 }
 MARKER_USAGE = {
-    "attnperf_latency": "attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', baseline=True)",
+    "attnperf_latency": "attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', baseline=True, "
+    "cuda_graph=None | True | False)",
     "attnperf_memory": "attnperf_memory(tolerance=0.05 | '5%', ceiling=2147483648 | '2 GiB' | '512 MiB', baseline=True)",
     "attnperf_equivalence": "attnperf_equivalence(rule='fa2' | 'fa3' | 'allclose', factor=2.0, rtol=1e-2, atol=2e-2)",
     "attnperf_backends": "attnperf_backends('sdpa-flash', 'flash-attn', ...)",

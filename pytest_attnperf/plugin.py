@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Generator
@@ -215,7 +216,11 @@ def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) 
         test_id=item.nodeid,
         device=state.device,
         info=state.info,
-        timing=state.settings.timing,
+        timing=(
+            dataclasses.replace(state.settings.timing, cuda_graph=marks.latency.cuda_graph)
+            if marks.latency is not None and marks.latency.cuda_graph is not None
+            else state.settings.timing
+        ),
         mode=mode,
         equivalence=marks.equivalence,
         finish=lambda result: _finish(item, marks, result),

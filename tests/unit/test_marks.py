@@ -56,7 +56,7 @@ def test_the_five_markers_and_their_keyword_only_tuning() -> None:
     for name in ("attnperf_latency", "attnperf_memory", "attnperf_equivalence", "attnperf_shape"):
         parameters = inspect.signature(MARKERS[name]).parameters.values()
         assert all(parameter.kind is inspect.Parameter.KEYWORD_ONLY for parameter in parameters), name
-    assert list(inspect.signature(attnperf_latency).parameters) == ["tolerance", "budget", "baseline"]
+    assert list(inspect.signature(attnperf_latency).parameters) == ["tolerance", "budget", "baseline", "cuda_graph"]
     assert list(inspect.signature(attnperf_memory).parameters) == ["tolerance", "ceiling", "baseline"]
     assert list(inspect.signature(attnperf_equivalence).parameters) == ["rule", "factor", "rtol", "atol"]
 
@@ -175,7 +175,7 @@ def test_evaluate_marker_error_names_test_marker_arguments_and_accepted_form() -
         "test_x.py::test_gate[eager-64]: @pytest.mark.attnperf_latency(tolerance='abc'): cannot read 'abc' as a "
         "tolerance; expected a fraction such as 0.1 or a percentage such as '10%', from 0 to 10\n"
         "    accepted: @pytest.mark.attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', "
-        "baseline=True)"
+        "baseline=True, cuda_graph=None | True | False)"
     )
 
 

@@ -328,6 +328,7 @@ def test_markers_lists_the_five_markers_with_their_signatures(pytester: pytest.P
     for name, usage in MARKER_USAGE.items():
         assert f"@pytest.mark.{usage}: {MARKER_HELP[name]}" in lines
     assert (
-        "@pytest.mark.attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', baseline=True): "
+        "@pytest.mark.attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', baseline=True, "
+        "cuda_graph=None | True | False): "
         "gate the median latency against the per-GPU baseline and/or an absolute budget" in lines
     )
