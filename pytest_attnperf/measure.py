@@ -97,6 +97,10 @@ class Measurement:
     output: Any
 
 
+class NotCapturable(Exception):
+    """The workload cannot be captured in a CUDA graph (it synchronises or allocates on the host)."""
+
+
 class DoesNotFit(Exception):
     """The workload ran out of device memory; the memory has been handed back."""
 
@@ -290,8 +294,11 @@ def _capture_graph(workload: Workload, device: torch.device) -> Workload:
             workload()  # graph capture needs allocations and lazy init done beforehand
     torch.cuda.current_stream(device).wait_stream(side_stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        keep_alive = workload()
+    try:
+        with torch.cuda.graph(graph):
+            keep_alive = workload()
+    except RuntimeError as error:
+        raise NotCapturable(f"cannot be captured in a CUDA graph: {str(error).splitlines()[0]}") from None
     torch.cuda.synchronize(device)
 
     def replay() -> Any:

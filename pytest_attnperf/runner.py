@@ -20,7 +20,7 @@ from .baselines import QUANTILE_COUNT
 from .checks import Equivalence, EquivalenceSpec, describe_mismatch, measure_equivalence
 from .gpu import DeviceInfo
 from .inputs import QKV, AttnShape, Mode, seeded_normal
-from .measure import DoesNotFit, Measurement, TimingConfig, measure, release_memory
+from .measure import DoesNotFit, Measurement, NotCapturable, TimingConfig, measure, release_memory
 from .results import CaseResult
 from .standard_attention import reference_attention
 
@@ -109,7 +109,7 @@ class AttnPerf:
         result = self._new_result(backend.name, shape, run_mode)
         try:
             measurement = measure(make_workload(backend, qkv, run_mode), self.device, self.timing)
-        except Unsupported as unsupported:
+        except (Unsupported, NotCapturable) as unsupported:
             pytest.skip(str(unsupported))
         except DoesNotFit as oom:
             qkv.release_layouts()

@@ -44,6 +44,12 @@ def band_mask(
     return allowed
 
 
+def has_rows_without_keys(q_len: int, k_len: int, *, causal: bool, window: Window) -> bool:
+    """Whether some query sees no key: only when the band's right edge falls before key 0 (q_len > k_len)."""
+    right = 0 if causal else window[1]
+    return right >= 0 and k_len - q_len + right < 0
+
+
 def expand_kv_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
     """Repeat grouped key/value heads so every query head has its own (GQA -> MHA)."""
     kv_heads = tensor.shape[1]
@@ -71,8 +77,9 @@ def eager_attention(
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
-    # A query that sees no key gets a row of NaN; FlashAttention returns zeros there.
-    if allowed is not None and not bool(allowed.any(dim=-1).all()):
+    # A query that sees no key gets a row of NaN; FlashAttention returns zeros there. Decided from the
+    # shape, not the mask, so the call never waits on the GPU (and can be captured in a CUDA graph).
+    if has_rows_without_keys(q_len, k_len, causal=causal, window=window):
         weights = weights.nan_to_num(0.0)
     return torch.matmul(weights, v)
 
