@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fast_run import CPU, FAST_OPTIONS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,21 +27,8 @@ from pytest_attnperf.baselines import (
     round_significant,
     write_atomic,
 )
-from pytest_attnperf.gpu import describe_device
 
-CPU = describe_device(torch.device("cpu"))
-FAST = (
-    "-p",
-    "no:cacheprovider",
-    "--attnperf",
-    "--attnperf-seqlens=64",
-    "--attnperf-heads=2",
-    "--attnperf-head-dim=16",
-    "--attnperf-backends=eager",
-    "--attnperf-min-samples=3",
-    "--attnperf-warmup=1ms",
-    "--attnperf-rep=5ms",
-)
+FAST = ("--attnperf", *FAST_OPTIONS)
 DEVICE = {"name": "NVIDIA H100 80GB HBM3", "slug": "nvidia-h100-80gb-hbm3"}
 GOOD_ENTRY = """\
     mode: forward

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf.backends import REGISTRY
 from pytest_attnperf.baselines import BaselineEntry, BaselineFile, baseline_path, load_baseline
@@ -23,7 +24,6 @@ from pytest_attnperf.checks import (
     measure_equivalence,
 )
 from pytest_attnperf.gate import GatePolicy, evaluate_gate
-from pytest_attnperf.gpu import describe_device
 from pytest_attnperf.inputs import AttnShape, make_qkv
 from pytest_attnperf.marks import GateMarks
 from pytest_attnperf.measure import Timing
@@ -42,19 +42,7 @@ CHANGED = GateContext(
     baseline_file=CONTEXT.baseline_file,
     environment_changes=("torch 2.4.0 -> 2.5.1", "flash_attn 2.6.3 -> 2.8.3"),
 )
-CPU = describe_device(torch.device("cpu"))
-FAST = (
-    "-p",
-    "no:cacheprovider",
-    "--attnperf",
-    "--attnperf-seqlens=64",
-    "--attnperf-heads=2",
-    "--attnperf-head-dim=16",
-    "--attnperf-backends=eager",
-    "--attnperf-min-samples=3",
-    "--attnperf-warmup=1ms",
-    "--attnperf-rep=5ms",
-)
+FAST = ("--attnperf", *FAST_OPTIONS)
 
 
 def above(value: float) -> float:

@@ -6,6 +6,7 @@ import inspect
 import re
 
 import pytest
+from fast_run import FAST_OPTIONS
 
 from pytest_attnperf.backends import REGISTRY
 from pytest_attnperf.checks import EquivalenceSpec, LatencySpec, MemorySpec
@@ -24,17 +25,7 @@ from pytest_attnperf.marks import (
     variant_id,
 )
 
-FAST = (
-    "-p",
-    "no:cacheprovider",
-    "--attnperf-seqlens=64",
-    "--attnperf-heads=2",
-    "--attnperf-head-dim=16",
-    "--attnperf-backends=eager",
-    "--attnperf-min-samples=3",
-    "--attnperf-warmup=1ms",
-    "--attnperf-rep=5ms",
-)
+FAST = FAST_OPTIONS
 
 
 # ---------------------------------------------------------------- the marker functions

