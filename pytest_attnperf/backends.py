@@ -282,6 +282,12 @@ def _flex_block_mask(q_len: int, k_len: int, causal: bool, window: tuple[int, in
     return create_block_mask(band, B=None, H=None, Q_LEN=q_len, KV_LEN=k_len, device=device)
 
 
+def forget_compiled_kernels() -> None:
+    """Drop the compiled FlexAttention and its block masks (after torch._dynamo.reset())."""
+    _compiled_flex.cache_clear()
+    _flex_block_mask.cache_clear()
+
+
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
     if q.is_cuda and shape.head_dim < 16:
         raise Unsupported(f"flex on CUDA needs head_dim >= 16 (Inductor's flex_attention kernel), not {shape.head_dim}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from . import report
+from .backends import forget_compiled_kernels
 from .baselines import (
     BaselineEntry,
     BaselineFile,
@@ -153,9 +155,16 @@ class AttnPerfSession:
     # ------------------------------------------------------------ results and updates
 
     def release_caches(self) -> None:
-        """Free the inputs and reference outputs kept for the next case (up to ~1 GiB at 32K)."""
+        """Free the inputs and references kept for the next case; forget torch.compile's shape history."""
         self._inputs, self._inputs_key = None, None
         REFERENCES.clear()
+        if "torch._dynamo" in sys.modules:
+            # Dynamo remembers the shapes each function was compiled for: after a module compiled
+            # flex_attention for several static shapes, the next module's compile of the same function
+            # (transformers' flex path) was made shape-dynamic - 2.5x slower decode on the H100, and
+            # an Inductor C++ compile error on the CPU. Each test module starts from a clean slate.
+            sys.modules["torch._dynamo"].reset()
+            forget_compiled_kernels()
         if self._device is not None:
             release_memory(self._device)
 
