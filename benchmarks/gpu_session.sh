@@ -122,6 +122,15 @@ stage_modes() {
   done
 }
 
+stage_ncu() {
+  # The plugin's medians against Nsight Compute's kernel durations.
+  python3 benchmarks/ncu_fidelity.py plugin > "$OUT/plugin-medians.json"
+  ncu --clock-control none --nvtx --nvtx-include "regex:case-.*/" --metrics gpu__time_duration.sum \
+    --csv --page raw python3 benchmarks/ncu_fidelity.py profile > "$OUT/ncu.csv" 2>"$OUT/ncu.err"
+  echo "ncu exit status: $?"; tail -3 "$OUT/ncu.err"
+  python3 benchmarks/ncu_fidelity.py compare "$OUT/plugin-medians.json" "$OUT/ncu.csv" | tee "$OUT/ncu-fidelity.md"
+}
+
 for stage in "$@"; do
   echo "=== stage $stage ($(date -u +%H:%M:%S))"
   "stage_$stage"

@@ -1,0 +1,102 @@
+"""The plugin's median against Nsight Compute's kernel durations (ncu --clock-control none).
+
+On the GPU machine:
+    python3 benchmarks/ncu_fidelity.py plugin > plugin.json       # the plugin's medians
+    ncu --clock-control none --nvtx --nvtx-include "regex:case-.*/" --metrics gpu__time_duration.sum \
+        --csv --page raw python3 benchmarks/ncu_fidelity.py profile > ncu.csv
+    python3 benchmarks/ncu_fidelity.py compare plugin.json ncu.csv
+Each case runs once inside an NVTX range named case-<backend>-<length>; ncu times every kernel
+in it (caches flushed, as the plugin does); the case's duration is the sum of its kernels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import defaultdict
+
+import torch
+
+from pytest_attnperf.backends import REGISTRY
+from pytest_attnperf.gpu import describe_device
+from pytest_attnperf.inputs import AttnShape, make_qkv
+from pytest_attnperf.measure import DoesNotFit, TimingConfig, measure, release_memory, spin_up
+from pytest_attnperf.runner import make_workload
+
+SEQLENS = (1024, 4096, 16384)
+BACKENDS = ("sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "flash-attn", "flex", "eager")
+
+
+def cases() -> list[tuple[str, int]]:
+    return [(name, seqlen) for seqlen in SEQLENS for name in BACKENDS]
+
+
+def run(mode: str) -> int:
+    device = torch.device("cuda", torch.cuda.current_device())
+    info = describe_device(device)
+    if mode == "plugin":
+        spin_up(device, 1.0)
+    medians = {}
+    for name, seqlen in cases():
+        backend = REGISTRY.get(name)
+        shape = AttnShape(q_len=seqlen, k_len=seqlen)
+        if backend.unsupported_reason(shape, info):
+            continue
+        workload = make_workload(backend, make_qkv(shape, device=device), "forward")
+        if mode == "plugin":
+            try:
+                medians[f"case-{name}-{seqlen}"] = measure(
+                    workload, device, TimingConfig(min_samples=20)
+                ).timing.median_ms
+            except DoesNotFit:
+                continue
+        else:
+            for _ in range(3):  # compile and autotune outside the profiled range
+                workload()
+            torch.cuda.synchronize(device)
+            torch.cuda.nvtx.range_push(f"case-{name}-{seqlen}")
+            workload()
+            torch.cuda.synchronize(device)
+            torch.cuda.nvtx.range_pop()
+        release_memory(device)
+    if mode == "plugin":
+        print(json.dumps(medians))
+    return 0
+
+
+def compare(plugin_path: str, ncu_path: str) -> int:
+    with open(plugin_path, encoding="utf-8") as handle:
+        medians = json.load(handle)
+    durations: dict[str, float] = defaultdict(float)
+    kernels: dict[str, int] = defaultdict(int)
+    with open(ncu_path, encoding="utf-8", errors="replace") as handle:
+        lines = [line for line in handle if line.startswith('"')]
+    reader = csv.DictReader(lines)
+    for row in reader:
+        case = next((value.strip("/") for value in row.values() if value and "case-" in value), None)
+        value = row.get("gpu__time_duration.sum")
+        if case is None or not value:
+            continue
+        try:
+            nanoseconds = float(value.replace(",", ""))
+        except ValueError:
+            continue  # the units row
+        case = case[case.index("case-") :].split("/")[0]
+        durations[case] += nanoseconds / 1e6
+        kernels[case] += 1
+    print("| case | plugin median (ms) | ncu kernel sum (ms) | kernels | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for case, median in medians.items():
+        if case in durations:
+            ratio = median / durations[case]
+            print(f"| {case[5:]} | {median:.4f} | {durations[case]:.4f} | {kernels[case]} | {ratio:.3f} |")
+        else:
+            print(f"| {case[5:]} | {median:.4f} | not profiled | - | - |")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "compare":
+        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    sys.exit(run(sys.argv[1]))
