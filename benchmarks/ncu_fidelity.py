@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections import defaultdict
 
@@ -25,6 +26,7 @@ from pytest_attnperf.measure import DoesNotFit, TimingConfig, measure, release_m
 from pytest_attnperf.runner import make_workload
 
 SEQLENS = (1024, 4096, 16384)
+CASE_NAME = re.compile(r"(case-[^:\s\"/]+)")
 BACKENDS = ("sdpa-flash", "sdpa-efficient", "sdpa-cudnn", "flash-attn", "flex", "eager")
 
 
@@ -74,15 +76,16 @@ def compare(plugin_path: str, ncu_path: str) -> int:
         lines = [line for line in handle if line.startswith('"')]
     reader = csv.DictReader(lines)
     for row in reader:
-        case = next((value.strip("/") for value in row.values() if value and "case-" in value), None)
+        # The NVTX column reads '<pid>  "<default domain>:case-flex-4096:none:...".
+        found = next((CASE_NAME.search(value) for value in row.values() if value and "case-" in value), None)
         value = row.get("gpu__time_duration.sum")
-        if case is None or not value:
+        if found is None or not value:
             continue
         try:
             nanoseconds = float(value.replace(",", ""))
         except ValueError:
             continue  # the units row
-        case = case[case.index("case-") :].split("/")[0]
+        case = found.group(1)
         durations[case] += nanoseconds / 1e6
         kernels[case] += 1
     print("| case | plugin median (ms) | ncu kernel sum (ms) | kernels | ratio |")
