@@ -79,6 +79,13 @@ class Option:
         """The help with '%' escaped: argparse formats help strings with the % operator."""
         return self.help.replace("%", "%%")
 
+    def argument_kwargs(self) -> dict[str, Any]:
+        """add_argument/addoption keywords; default=None, so an unset flag lets the ini key take effect."""
+        common: dict[str, Any] = {"dest": self.dest, "default": None, "help": self.help_text}
+        if self.parse is None:
+            return {**common, "action": "store_true"}
+        return {**common, "metavar": self.metavar, "type": argparse_type(self.parse, self.name)}
+
     @property
     def dest(self) -> str:
         return "attnperf_" + self.name.replace("-", "_")
@@ -168,18 +175,7 @@ def add_pytest_options(parser: Any) -> None:
         help="run the attention benchmarks (tests using attnperf markers or fixtures); skipped without it",
     )
     for option in OPTIONS:
-        if option.parse is None:
-            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help_text)
-        else:
-            # default=None, so an unset flag lets the ini key take effect.
-            group.addoption(
-                option.flag,
-                dest=option.dest,
-                default=None,
-                metavar=option.metavar,
-                type=argparse_type(option.parse, option.name),
-                help=option.help_text,
-            )
+        group.addoption(option.flag, **option.argument_kwargs())
         if option.ini:
             parser.addini(option.dest, help=option.help_text, type="string", default=None)
 
@@ -189,17 +185,7 @@ def add_argparse_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
     by_name = {option.name: option for option in OPTIONS}
     for name in names:
         option = by_name[name]
-        if option.parse is None:
-            parser.add_argument(option.flag, action="store_true", default=None, dest=option.dest, help=option.help_text)
-        else:
-            parser.add_argument(
-                option.flag,
-                dest=option.dest,
-                default=None,
-                metavar=option.metavar,
-                type=argparse_type(option.parse, option.name),
-                help=option.help_text,
-            )
+        parser.add_argument(option.flag, **option.argument_kwargs())
 
 
 def to_command_line(values: Mapping[str, Any]) -> list[str]:

@@ -61,16 +61,14 @@ def change_lines(changes: Sequence[Change]) -> list[str]:
         new_median = change.new.median_ms
         old_median = change.old.median_ms if change.old else None
         if change.old is None:
-            what = "new"
+            what = f"{format_ms(new_median)} (new)"
         elif old_median and new_median:
             what = f"{format_ms(old_median)} -> {format_ms(new_median)} (x{new_median / old_median:.3f})"
         else:
             what = f"{format_ms(old_median)} -> {format_ms(new_median)}"
         memory = f"peak {format_bytes(change.old.peak_bytes if change.old else None)} -> {format_bytes(change.new.peak_bytes)}"
         fit = "" if change.new.fits else " [does not fit]"
-        lines.append(
-            f"{_short_id(change.test_id)}: median {what if change.old else format_ms(new_median) + ' (new)'}, {memory}{fit}"
-        )
+        lines.append(f"{_short_id(change.test_id)}: median {what}, {memory}{fit}")
     return lines
 
 
