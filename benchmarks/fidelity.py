@@ -12,11 +12,15 @@ import sys
 import torch
 import triton.testing
 
-from pytest_attnperf.backends import REGISTRY
-from pytest_attnperf.gpu import describe_device
-from pytest_attnperf.inputs import AttnShape, make_qkv
-from pytest_attnperf.measure import DoesNotFit, TimingConfig, measure, release_memory, spin_up
+from pytest_attnperf.backends.registry import REGISTRY
+from pytest_attnperf.measure.device import describe_device
+from pytest_attnperf.measure.inputs import make_qkv
+from pytest_attnperf.measure.measurement import measure
+from pytest_attnperf.measure.memory import DoesNotFit, release_memory
+from pytest_attnperf.measure.timing import spin_up
 from pytest_attnperf.runner import make_workload
+from pytest_attnperf.spec.options import TimingConfig
+from pytest_attnperf.spec.shapes import AttnShape
 
 SEQLENS = (1024, 4096, 16384, 32768)
 

@@ -21,12 +21,16 @@ import sys
 
 import torch
 
-from pytest_attnperf.backends import REGISTRY, Backend
-from pytest_attnperf.gpu import describe_device
-from pytest_attnperf.inputs import AttnShape, make_qkv
-from pytest_attnperf.measure import DoesNotFit, TimingConfig, measure, release_memory, spin_up
+from pytest_attnperf.backends.registry import REGISTRY, Backend
+from pytest_attnperf.measure.device import describe_device
+from pytest_attnperf.measure.inputs import make_qkv
+from pytest_attnperf.measure.measurement import measure
+from pytest_attnperf.measure.memory import DoesNotFit, release_memory
+from pytest_attnperf.measure.timing import spin_up
 from pytest_attnperf.runner import make_workload
-from pytest_attnperf.units import format_bytes
+from pytest_attnperf.spec.options import TimingConfig
+from pytest_attnperf.spec.shapes import AttnShape
+from pytest_attnperf.spec.units import format_bytes
 
 TIMING = TimingConfig(warmup_ms=50.0, rep_ms=300.0, min_samples=50)
 TOLERANCE = 0.03  # the next case's median within 3 % of its median measured alone

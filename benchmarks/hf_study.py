@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_attnperf.study import write_study
+from pytest_attnperf.study.output import write_study
 
 
 def transformers_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

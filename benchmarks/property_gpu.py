@@ -28,13 +28,15 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pytest_attnperf.backends import REGISTRY, Backend, Unsupported
-from pytest_attnperf.checks import EquivalenceSpec, describe_mismatch, measure_equivalence
-from pytest_attnperf.gpu import describe_device
-from pytest_attnperf.inputs import QKV, AttnShape, make_qkv
-from pytest_attnperf.measure import release_memory
+from pytest_attnperf.backends.registry import REGISTRY, Backend, Unsupported
+from pytest_attnperf.measure.device import describe_device
+from pytest_attnperf.measure.equivalence import describe_mismatch, measure_equivalence
+from pytest_attnperf.measure.inputs import QKV, make_qkv, torch_dtype
+from pytest_attnperf.measure.memory import release_memory
+from pytest_attnperf.measure.reference import band_mask, reference_attention
 from pytest_attnperf.runner import make_workload
-from pytest_attnperf.standard_attention import band_mask, reference_attention
+from pytest_attnperf.spec.marks import EquivalenceSpec
+from pytest_attnperf.spec.shapes import AttnShape
 
 # Environment overrides exist for a quick try on a CPU; the GPU run needs none.
 EXAMPLES = int(os.environ.get("ATTNPERF_PROPERTY_EXAMPLES", "500"))
@@ -89,12 +91,12 @@ def attention_shapes(draw: st.DrawFn) -> AttnShape:
 def references(qkv: QKV) -> tuple[torch.Tensor, torch.Tensor]:
     """(high-precision reference, input-dtype reference), as runner.ReferenceCache.get builds them."""
     shape = qkv.shape
-    high = torch.float64 if shape.torch_dtype == torch.float32 else torch.float32
+    high = torch.float64 if torch_dtype(shape.dtype) == torch.float32 else torch.float32
     return tuple(  # type: ignore[return-value]
         reference_attention(
             qkv.q, qkv.k, qkv.v, causal=shape.causal, window=shape.window, scale=shape.scale, compute_dtype=dtype
         )
-        for dtype in (high, shape.torch_dtype)
+        for dtype in (high, torch_dtype(shape.dtype))
     )
 
 

@@ -16,12 +16,16 @@ from typing import Any
 
 import torch
 
-from pytest_attnperf.backends import REGISTRY
-from pytest_attnperf.baselines import QUANTILE_COUNT
-from pytest_attnperf.checks import GateContext, LatencySpec, check_latency
-from pytest_attnperf.inputs import AttnShape, make_qkv
-from pytest_attnperf.measure import Timing, TimingConfig, _cycles_per_ms, measure, spin_up
+from pytest_attnperf.backends.registry import REGISTRY
+from pytest_attnperf.gate.baselines import QUANTILE_COUNT
+from pytest_attnperf.gate.checks import GateContext, check_latency
+from pytest_attnperf.measure.inputs import make_qkv
+from pytest_attnperf.measure.measurement import measure
+from pytest_attnperf.measure.timing import Timing, _cycles_per_ms, spin_up
 from pytest_attnperf.runner import make_workload
+from pytest_attnperf.spec.marks import LatencySpec
+from pytest_attnperf.spec.options import TimingConfig
+from pytest_attnperf.spec.shapes import AttnShape
 
 TRIALS = 20
 TOLERANCES = (0.03, 0.05, 0.10)

@@ -9,17 +9,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
-from .options import add_argparse_options, to_command_line
-from .units import argparse_type, format_bytes, format_ms, positive_int
+from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
+from .spec.device_info import compute_units
+from .spec.options import add_argparse_options, to_command_line
+from .spec.units import argparse_type, format_bytes, format_ms, positive_int
 
 
 def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
     """Run a tiny case to prove the backend really works here (catches ABI or driver mismatches)."""
     import torch
 
-    from .backends import REGISTRY, Unsupported
-    from .inputs import AttnShape, make_qkv
+    from .backends.registry import REGISTRY, Unsupported
+    from .measure.inputs import make_qkv
+    from .spec.shapes import AttnShape
 
     backend = REGISTRY.get(name)
     reason = backend.unavailable_reason(info)
@@ -49,8 +51,8 @@ def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
 
 def environment_report(device_spec: str, baselines_dir: Path) -> dict[str, Any]:
     """Everything `attnperf env` prints, as data."""
-    from .backends import REGISTRY
-    from .gpu import describe_device, resolve_device
+    from .backends.registry import REGISTRY
+    from .measure.device import describe_device, resolve_device
 
     device = resolve_device(device_spec)
     info = describe_device(device)
@@ -81,7 +83,7 @@ def _print_environment(report: dict[str, Any]) -> None:
     capability = ".".join(map(str, device["capability"])) if device["capability"] else "-"
     print(f"device       {device['name']} ({device['device']}), capability {capability}, {device['generation']}")
     print(
-        f"memory       {format_bytes(device['memory_bytes'])}, {device['sm_count']} {'SMs' if device['capability'] else 'cores'}"
+        f"memory       {format_bytes(device['memory_bytes'])}, {compute_units(device['sm_count'], device.get('cpu_cores'))}"
     )
     for key in ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers"):
         print(f"{key:<13}{device[key] or 'not installed'}")
@@ -195,11 +197,14 @@ def command_diff(arguments: argparse.Namespace) -> int:
 
 
 def command_report(arguments: argparse.Namespace) -> int:
-    from .gpu import describe_device, resolve_device
-    from .measure import TimingConfig
-    from .options import CPU_SEQLENS, GPU_SEQLENS
-    from .study import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress, write_study
+    from .measure.device import describe_device, resolve_device
+    from .spec.options import CPU_SEQLENS, GPU_SEQLENS, TimingConfig
+    from .study.output import PLOTS_NEED, plots_available, write_study
+    from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
+    plots = plots_available()
+    if not plots:  # said before measuring, not after it
+        print(f"attnperf report: writing the tables, study.json and README.md without plots; {PLOTS_NEED}")
     device = resolve_device(arguments.attnperf_device or "auto")
     info = describe_device(device)
     configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
@@ -218,13 +223,13 @@ def command_report(arguments: argparse.Namespace) -> int:
         command=command,
         progress=stderr_progress(),
     )
-    for path in write_study(study, Path(arguments.out)):
+    for path in write_study(study, Path(arguments.out), plots=plots):
         print(f"wrote {path}")
     return 0
 
 
 def command_memory(arguments: argparse.Namespace) -> int:
-    from .memory_model import format_model_memory, model_memory
+    from .study.memory_calculator import format_model_memory, model_memory
 
     try:
         memory = model_memory(

@@ -1,38 +1,29 @@
-"""pytest hooks and fixtures of pytest-attnperf: a table of contents over the plain modules."""
+"""pytest-attnperf's hooks: a table of contents over the plain modules.
+
+Loaded into every pytest run of the environment, so it imports nothing heavy: torch,
+transformers, matplotlib and NVML are imported when ``--attnperf`` is given or a plugin
+fixture is requested. It acts only on what is its own: the ``attnperf_*`` marks, and the
+fixtures that resolve to :mod:`pytest_attnperf.fixtures` (a project's own ``qkv`` or
+``context_len`` is left alone).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import warnings
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-from . import report
-from .backends import REGISTRY, Backend, BackendError
-from .checks import GateContext
-from .gate import GatePolicy, equivalence_violation, evaluate_gate
-from .gpu import DeviceInfo
-from .hf import _attnperf_hf_models, hf_model  # noqa: F401 -- fixtures of this plugin
-from .inputs import QKV, AttnShape, Mode, make_qkv
-from .marks import MARKER_HELP, MARKER_USAGE, GateMarks, MarkerError, evaluate_gate_marks, evaluate_marker, variant_id
-from .options import SettingsError, add_pytest_options, resolve_settings
-from .results import RECORD_PROPERTY, CaseResult
-from .runner import AttnPerf
-from .session import AttnPerfSession
+from . import fixtures
+from .fixtures import BENCHMARK_FIXTURES, RUNNER_KEY, plugin_fixture_names
+from .gate.results import RECORD_PROPERTY, CaseResult
+from .session import SESSION_KEY, AttnPerfSession, session_of
+from .spec.marks import MARKER_HELP, MARKER_USAGE, MarkerError, evaluate_marker, item_marks, variant_id
+from .spec.options import SettingsError, add_pytest_options, resolve_settings
+from .spec.shapes import length_id
 
-SESSION_KEY = pytest.StashKey[AttnPerfSession]()
-GATE_MARKS_KEY = pytest.StashKey[GateMarks]()
-RUNNER_KEY = pytest.StashKey[AttnPerf]()
-PERF_FIXTURES = frozenset({"attnperf", "attn_backend", "qkv", "attn_shape", "context_len", "hf_model"})
 SKIP_REASON = "attention benchmark: runs only with --attnperf"
-
-
-def session_of(config: pytest.Config) -> AttnPerfSession:
-    return config.stash[SESSION_KEY]
-
 
 # ---------------------------------------------------------------- configuration
 
@@ -60,7 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
     distributing = not is_worker and getattr(config.option, "dist", "no") != "no"
     state = AttnPerfSession(settings, is_worker=is_worker, distributing=distributing)
     config.stash[SESSION_KEY] = state
-    config.pluginmanager.register(ResultCollector(state), "attnperf-results")
+    config.pluginmanager.register(fixtures, "attnperf-fixtures")
+    if settings.enabled:
+        config.pluginmanager.register(ResultCollector(state), "attnperf-results")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -79,9 +72,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize attn_backend, the shape variants and context_len from options and marks."""
+    """Parametrize this plugin's attn_backend, context_len and shape variants from options and marks."""
+    ours = plugin_fixture_names(metafunc._arg2fixturedefs) & set(metafunc.fixturenames)
+    if not ours & {"attn_backend", "context_len", "_attnperf_variant"}:
+        return
+    from .backends.registry import REGISTRY, BackendError
+
     state = session_of(metafunc.config)
-    names = metafunc.fixturenames
     where = metafunc.definition.nodeid
     failure = None
     try:
@@ -89,44 +86,40 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         shape_spec = evaluate_marker(shape_mark, where) if shape_mark else None
         backend_mark = metafunc.definition.get_closest_marker("attnperf_backends")
         chosen = evaluate_marker(backend_mark, where) if backend_mark else state.settings.backends
-        backends = [backend.name for backend in REGISTRY.select(chosen)]
+        backends = [backend.name for backend in REGISTRY.select(chosen)] if "attn_backend" in ours else []
     except MarkerError as error:
         failure = str(error)
     except BackendError as error:
         failure = f"{where}: {error}"
     if failure is not None:  # raised outside the except block: no "During handling of the above exception"
         pytest.fail(failure, pytrace=False)
-    if "_attnperf_variant" in names and shape_spec is not None and shape_spec.varying():
+    if "_attnperf_variant" in ours and shape_spec is not None and shape_spec.varying():
         variants = shape_spec.variants()
         varying = shape_spec.varying()
         metafunc.parametrize("_attnperf_variant", variants, ids=[variant_id(v, varying) for v in variants])
     seqlens = (shape_spec.values.get("seqlens") if shape_spec else None) or state.settings.seqlens_for(state.is_cuda)
     # Context length outer, backend inner: consecutive tests share inputs and the reference output.
-    if "attn_backend" in names and "context_len" in names:
+    if {"attn_backend", "context_len"} <= ours:
         pairs = [(length, backend) for length in seqlens for backend in backends]
         metafunc.parametrize(
             ["context_len", "attn_backend"],
             pairs,
-            indirect=["attn_backend"],
-            ids=[f"{backend}-{_length_id(length)}" for length, backend in pairs],
+            indirect=True,  # through our fixtures, so the test still resolves them here
+            ids=[f"{backend}-{length_id(length)}" for length, backend in pairs],
         )
-    elif "attn_backend" in names:
+    elif "attn_backend" in ours:
         metafunc.parametrize("attn_backend", backends, indirect=True, ids=backends)
-    elif "context_len" in names:
-        metafunc.parametrize("context_len", list(seqlens), ids=[_length_id(n) for n in seqlens])
-
-
-def _length_id(length: int) -> str:
-    return f"{length // 1024}K" if length % 1024 == 0 else str(length)
+    elif "context_len" in ours:
+        metafunc.parametrize("context_len", list(seqlens), indirect=True, ids=[length_id(n) for n in seqlens])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate every attnperf mark now (not after the test ran); skip the perf tests without --attnperf."""
+    """Validate every attnperf mark now (not after the test ran); skip the benchmarks without --attnperf."""
     state = session_of(config)
     errors = []
     for item in items:
         try:
-            item.stash[GATE_MARKS_KEY] = evaluate_gate_marks(item)
+            item_marks(item)
         except MarkerError as error:
             errors.append(str(error))
     if errors:
@@ -135,164 +128,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
-        uses_fixture = bool(PERF_FIXTURES.intersection(getattr(item, "fixturenames", ())))
-        if uses_fixture or item.stash[GATE_MARKS_KEY].any:
+        if item_marks(item).gate.any or _uses_benchmark_fixture(item):
             item.add_marker(skip)
 
 
-# ---------------------------------------------------------------- fixtures
+def _uses_benchmark_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and bool(BENCHMARK_FIXTURES & plugin_fixture_names(info.name2fixturedefs))
 
 
-@pytest.fixture(scope="session")
-def gpu_info(pytestconfig: pytest.Config) -> DeviceInfo:
-    """The device this run measures on: name, slug, capability, generation, memory, versions."""
-    return session_of(pytestconfig).info
-
-
-@pytest.fixture
-def attn_backend(request: pytest.FixtureRequest) -> Backend:
-    """An attention backend from the registry (parametrized); skipped with its reason when unavailable."""
-    if not hasattr(request, "param"):
-        raise pytest.UsageError(f"{request.node.nodeid}: attn_backend is parametrized by pytest-attnperf")
-    backend = REGISTRY.get(request.param)
-    reason = backend.unavailable_reason(session_of(request.config).info)
-    if reason:
-        pytest.skip(reason)
-    return backend
-
-
-@pytest.fixture
-def _attnperf_variant() -> dict[str, Any]:
-    """Shape settings of one attnperf_shape variant (parametrized when a mark lists several)."""
-    return {}
-
-
-@pytest.fixture
-def context_len(request: pytest.FixtureRequest) -> int:
-    """Query and key length of this case (parametrized from --attnperf-seqlens or the shape mark)."""
-    return int(request.param)
-
-
-@pytest.fixture
-def attn_shape(request: pytest.FixtureRequest, context_len: int, _attnperf_variant: dict[str, Any]) -> AttnShape:
-    """The attention shape of this case: options, then the attnperf_shape mark, then its variant."""
-    state = session_of(request.config)
-    fields = state.settings.shape_defaults(state.is_cuda)
-    mark = request.node.get_closest_marker("attnperf_shape")
-    if mark is not None:
-        fields.update({key: values[0] for key, values in evaluate_marker(mark, request.node.nodeid).values.items()})
-    fields.update(_attnperf_variant)
-    fields.pop("mode", None)
-    fields.pop("seqlens", None)
-    if "heads" in fields and "kv_heads" not in (_attnperf_variant.keys() | (mark.kwargs.keys() if mark else set())):
-        fields["kv_heads"] = min(fields["kv_heads"], fields["heads"]) if state.settings.kv_heads else fields["heads"]
-    try:
-        return AttnShape(q_len=context_len, k_len=context_len, **fields)
-    except ValueError as error:
-        problem = str(error)
-    pytest.fail(f"{request.node.nodeid}: impossible attention shape: {problem}", pytrace=False)
-
-
-@pytest.fixture
-def qkv(request: pytest.FixtureRequest, attn_shape: AttnShape) -> QKV:
-    """Seeded Q/K/V for this case on the run's device: same seed, same bits, on every machine."""
-    state = session_of(request.config)
-    return state.inputs(attn_shape, lambda: make_qkv(attn_shape, seed=state.settings.seed, device=state.device))
-
-
-@pytest.fixture
-def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) -> AttnPerf:
-    """Measures a backend on seeded inputs (``attnperf.measure(attn_backend, qkv)``) under this test's marks."""
-    state = session_of(request.config)
-    item = request.node
-    marks = item.stash.get(GATE_MARKS_KEY, None) or evaluate_gate_marks(item)
-    shape_mark = item.get_closest_marker("attnperf_shape")
-    mode: Mode = (
-        _attnperf_variant.get("mode")
-        or (evaluate_marker(shape_mark, item.nodeid).values.get("mode", (None,))[0] if shape_mark else None)
-        or state.settings.mode
-    )
-    runner = AttnPerf(
-        test_id=item.nodeid,
-        device=state.device,
-        info=state.info,
-        timing=(
-            dataclasses.replace(state.settings.timing, cuda_graph=marks.latency.cuda_graph)
-            if marks.latency is not None and marks.latency.cuda_graph is not None
-            else state.settings.timing
-        ),
-        mode=mode,
-        equivalence=marks.equivalence,
-        finish=lambda result: _finish(item, marks, result),
-        suspect=lambda result: _suspect(item, marks, result),
-        benchmark=request.getfixturevalue("benchmark") if _benchmark_output_requested(request.config) else None,
-    )
-    item.stash[RUNNER_KEY] = runner
-    return runner
-
-
-def _benchmark_output_requested(config: pytest.Config) -> bool:
-    """True when the user asked pytest-benchmark for output, so our samples should appear in it."""
-    options = ("benchmark_json", "benchmark_save", "benchmark_autosave", "benchmark_compare", "benchmark_histogram")
-    return any(config.getoption(name, None) for name in options)
-
-
-# ---------------------------------------------------------------- the gate
-
-
-def _suspect(item: pytest.Item, marks: GateMarks, result: CaseResult) -> bool:
-    """A median over its baseline's tolerance is measured again before the test may fail."""
-    state = session_of(item.config)
-    baseline = state.baseline_entry(item.nodeid)
-    if marks.latency is None or state.settings.update or baseline is None or baseline.median_ms is None:
-        return False
-    tolerance = marks.latency.tolerance if marks.latency.tolerance is not None else state.settings.latency_tolerance
-    return result.median_ms is not None and result.median_ms > baseline.median_ms * (1 + tolerance)
-
-
-def _finish(item: pytest.Item, marks: GateMarks, result: CaseResult) -> None:
-    """Decide this case's verdict now, so a regression fails its own test."""
-    state = session_of(item.config)
-    context = GateContext(
-        test_id=item.nodeid,
-        device_name=result.device,
-        baseline_file=state.baseline_file_label(),
-        environment_changes=state.environment_changes(),
-    )
-    policy = GatePolicy(
-        latency_tolerance=state.settings.latency_tolerance,
-        memory_tolerance=state.settings.memory_tolerance,
-        missing=state.settings.missing,
-        updating=state.settings.update,
-    )
-    result.baseline_file = context.baseline_file
-    outcome = evaluate_gate(result, marks, state.baseline_entry(item.nodeid), policy, context)
-    mismatch = equivalence_violation(result, context)
-    violations = ([mismatch] if mismatch else []) + outcome.violations
-    if violations:
-        result.outcome = "failed"
-    elif outcome.skip_reason:
-        result.outcome = "skipped"
-    item.user_properties.append((RECORD_PROPERTY, result.to_json()))
-    item.user_properties.extend(result.junit_properties())
-    for message in outcome.warnings:
-        warnings.warn(pytest.PytestWarning(message), stacklevel=1)
-    if violations:
-        pytest.fail("\n".join(violation.message for violation in violations), pytrace=False)
-    if outcome.skip_reason:
-        pytest.skip(outcome.skip_reason)
+# ---------------------------------------------------------------- running
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """A test with attnperf check marks must have measured something."""
     result = yield
-    marks = item.stash.get(GATE_MARKS_KEY, None)
     runner = item.stash.get(RUNNER_KEY, None)
-    if marks is not None and marks.any and (runner is None or runner.result is None):
+    measured = runner is not None and runner.result is not None
+    if session_of(item.config).settings.enabled and item_marks(item).gate.any and not measured:
         pytest.fail(
-            f"{item.nodeid} has attnperf check marks but measured nothing: request the `attnperf` fixture and call "
-            "attnperf.measure(attn_backend, qkv) (or attnperf.measure_workload(fn, name=...))",
+            f"{item.nodeid} has attnperf check marks but measured nothing: request the `attnperf` fixture and "
+            "call attnperf.measure(attn_backend, qkv) (or attnperf.measure_workload(fn, name=...))",
             pytrace=False,
         )
     return result
@@ -329,6 +186,9 @@ class ResultCollector:
                 self.state.add_result(CaseResult.from_json(str(value)))
 
 
+# ---------------------------------------------------------------- the end
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session_of(session.config)
     if state.is_worker or not state.settings.enabled:
@@ -340,7 +200,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = session_of(config)
     if state.is_worker or not state.settings.enabled:
         return
-    report.terminal_summary(terminalreporter, state)
+    from .report import terminal_summary
+
+    terminal_summary(terminalreporter, state.report())
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

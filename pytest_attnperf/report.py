@@ -1,19 +1,39 @@
-"""What a run shows and writes: the terminal table, old -> new updates, JSON and Markdown."""
+"""What a run shows and writes: the terminal table, old -> new updates, JSON and Markdown (no torch import).
+
+Everything here reads a :class:`RunReport`, a plain record the session fills at the end of a run.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .baselines import Change
-from .results import CaseResult
-from .units import format_bytes, format_ms
+from .gate.results import CaseResult
+from .spec.options import Settings
+from .spec.units import format_bytes, format_ms
 
 if TYPE_CHECKING:
-    from .session import AttnPerfSession
+    from .gate.baselines import Change
+
+
+@dataclass
+class RunReport:
+    """What one run has to show: its results, where its baselines are, what changed and what was written."""
+
+    settings: Settings
+    results: list[CaseResult]
+    device: dict[str, Any]  # DeviceInfo.as_dict() of the device this process measured on
+    baseline_label: str
+    environment_changes: tuple[str, ...] = ()
+    guard_problems: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    update_errors: list[str] = field(default_factory=list)
+    written_paths: list[Path] = field(default_factory=list)
+
 
 COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "peak mem", "baseline", "ratio", "verdict")
 
@@ -72,48 +92,48 @@ def change_lines(changes: Sequence[Change]) -> list[str]:
     return lines
 
 
-def terminal_summary(terminalreporter: Any, state: AttnPerfSession) -> None:
+def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
     """The attnperf section at the end of the pytest output."""
     write = terminalreporter.write_line
-    if state.results:
-        devices = sorted({f"{result.device} ({result.device_id})" for result in state.results})
+    if run.results:
+        devices = sorted({f"{result.device} ({result.device_id})" for result in run.results})
         terminalreporter.section(f"attnperf: {', '.join(devices)}")
-        for line in format_table(COLUMNS, result_rows(state.results)):
+        for line in format_table(COLUMNS, result_rows(run.results)):
             write(line)
-        write(f"baselines: {state.baseline_file_label()}; clock: {state.results[0].clock or '-'}")
-        changed = state.environment_changes()
+        write(f"baselines: {run.baseline_label}; clock: {run.results[0].clock or '-'}")
+        changed = run.environment_changes
         if changed:
             write(f"environment changed since the baseline: {', '.join(changed)}", yellow=True)
-        for problem in state.guard_problems:
+        for problem in run.guard_problems:
             write(f"GPU guard: {problem}", yellow=True)
-        missing = sum(1 for result in state.results if "NO BASELINE" in result.verdicts.values())
-        if missing and not state.settings.update:
+        missing = sum(1 for result in run.results if "NO BASELINE" in result.verdicts.values())
+        if missing and not run.settings.update:
             write(
-                f"{missing} case(s) have no baseline in {state.baseline_file_label()}: record them with "
-                "`attnperf update` (policy: --attnperf-missing=" + state.settings.missing + ")",
+                f"{missing} case(s) have no baseline in {run.baseline_label}: record them with "
+                "`attnperf update` (policy: --attnperf-missing=" + run.settings.missing + ")",
                 yellow=True,
             )
-    if state.settings.update:
+    if run.settings.update:
         terminalreporter.section("attnperf: baseline update")
-        if not state.changes and not state.update_errors:
+        if not run.changes and not run.update_errors:
             write("nothing to update: no test measured anything")
-        for line in change_lines(state.changes):
+        for line in change_lines(run.changes):
             write(line)
-        if state.changes:
-            write(f"wrote {len(state.changes)} entries to {state.settings.baselines_dir}")
-        for error in state.update_errors:
+        if run.changes:
+            write(f"wrote {len(run.changes)} entries to {run.settings.baselines_dir}")
+        for error in run.update_errors:
             write(f"baseline update failed: {error}", red=True)
-    for path in state.written_paths:
+    for path in run.written_paths:
         write(f"attnperf: wrote {path}")
 
 
-def results_document(state: AttnPerfSession) -> dict[str, Any]:
+def results_document(run: RunReport) -> dict[str, Any]:
     """The JSON report: device, environment and every case."""
     return {
         "schema": "attnperf-results/1",
-        "device": state.info.as_dict(),
-        "baselines": state.baseline_file_label(),
-        "environment_changes": list(state.environment_changes()),
+        "device": run.device,
+        "baselines": run.baseline_label,
+        "environment_changes": list(run.environment_changes),
         "results": [
             {
                 **json.loads(result.to_json()),
@@ -121,45 +141,45 @@ def results_document(state: AttnPerfSession) -> dict[str, Any]:
                 "memory_ratio": result.memory_ratio,
                 "verdict": result.verdict(),
             }
-            for result in state.results
+            for result in run.results
         ],
     }
 
 
-def markdown_summary(state: AttnPerfSession) -> str:
+def markdown_summary(run: RunReport) -> str:
     """A Markdown table for CI job summaries ($GITHUB_STEP_SUMMARY)."""
-    regressions = [result for result in state.results if {"REGRESSION", "MISMATCH"} & set(result.verdicts.values())]
+    regressions = [result for result in run.results if {"REGRESSION", "MISMATCH"} & set(result.verdicts.values())]
     verdict = f"**{len(regressions)} regression(s)**" if regressions else "no regressions"
     lines = [
-        f"## attnperf on {state.info.name}",
+        f"## attnperf on {run.device.get('name', '?')}",
         "",
-        f"{len(state.results)} cases, {verdict}; baselines `{state.baseline_file_label()}`.",
+        f"{len(run.results)} cases, {verdict}; baselines `{run.baseline_label}`.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
-    for row in result_rows(state.results):
+    for row in result_rows(run.results):
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    changed = state.environment_changes()
+    changed = run.environment_changes
     if changed:
         lines += ["", f"Environment changed since the baseline: {', '.join(changed)}."]
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(state: AttnPerfSession) -> None:
+def write_outputs(run: RunReport) -> list[Path]:
     """Write the JSON and Markdown reports the options ask for."""
     written: list[Path] = []
-    settings = state.settings
+    settings = run.settings
     if settings.json_path is not None:
         settings.json_path.parent.mkdir(parents=True, exist_ok=True)
-        settings.json_path.write_text(json.dumps(results_document(state), indent=2, allow_nan=False), encoding="utf-8")
+        settings.json_path.write_text(json.dumps(results_document(run), indent=2, allow_nan=False), encoding="utf-8")
         written.append(settings.json_path)
     markdown_target = settings.markdown_path or (
         Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None
     )
-    if markdown_target is not None and state.results:
+    if markdown_target is not None and run.results:
         markdown_target.parent.mkdir(parents=True, exist_ok=True)
         with open(markdown_target, "a", encoding="utf-8") as handle:  # the step summary is shared: append
-            handle.write(markdown_summary(state))
+            handle.write(markdown_summary(run))
         written.append(markdown_target)
-    state.written_paths = written
+    return written

@@ -1,7 +1,7 @@
 """Running one case: backend + seeded inputs -> measurement, output check and a CaseResult.
 
-The ``attnperf`` fixture hands tests an :class:`AttnPerf`; the verdicts are decided later by
-the gate (``gate.py``) from what this records.
+The ``attnperf`` fixture hands tests an :class:`AttnPerf`; the verdict is decided by the
+:class:`Gate` it is given (the session's), from what this records.
 """
 
 from __future__ import annotations
@@ -10,19 +10,35 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import torch
 
-from .backends import Backend, Unsupported
-from .baselines import QUANTILE_COUNT
-from .checks import Equivalence, EquivalenceSpec, describe_mismatch, measure_equivalence
-from .gpu import DeviceInfo
-from .inputs import QKV, AttnShape, Mode, seeded_normal
-from .measure import DoesNotFit, Measurement, NotCapturable, TimingConfig, measure, release_memory
-from .results import CaseResult
-from .standard_attention import reference_attention
+from .backends.registry import Backend, Unsupported
+from .gate.baselines import QUANTILE_COUNT
+from .gate.results import CaseResult
+from .integrations.pytest_benchmark import feed_samples
+from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
+from .measure.inputs import QKV, seeded_normal, torch_dtype
+from .measure.measurement import Measurement, measure
+from .measure.memory import DoesNotFit, release_memory
+from .measure.reference import reference_attention
+from .measure.timing import NotCapturable
+from .spec.device_info import DeviceInfo
+from .spec.marks import EquivalenceSpec
+from .spec.options import TimingConfig
+from .spec.shapes import AttnShape, Mode
+
+
+class Gate(Protocol):
+    """What decides a case: may ask for a second measurement, then fails or skips the test."""
+
+    def suspect(self, result: CaseResult) -> bool:
+        """True when the first measurement looks like a regression and must be repeated."""
+
+    def finish(self, result: CaseResult) -> None:
+        """Decide the verdict now (pytest.fail / pytest.skip), so a regression fails its own test."""
 
 
 class ReferenceCache:
@@ -38,10 +54,11 @@ class ReferenceCache:
             self.clear()
             shape = qkv.shape
             # fp32 inputs need a float64 reference, or the input-dtype reference would equal it.
-            high = torch.float64 if shape.torch_dtype == torch.float32 else torch.float32
+            low_dtype = torch_dtype(shape.dtype)
+            high = torch.float64 if low_dtype == torch.float32 else torch.float32
             arguments: dict[str, Any] = {"causal": shape.causal, "window": shape.window, "scale": shape.scale}
             reference = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=high, **arguments)
-            low = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=shape.torch_dtype, **arguments)
+            low = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=low_dtype, **arguments)
             self._key, self._value = key, (reference, low)
         return self._value
 
@@ -94,8 +111,7 @@ class AttnPerf:
     timing: TimingConfig
     mode: Mode
     equivalence: EquivalenceSpec | None
-    finish: Callable[[CaseResult], None]  # the gate: decides the verdict, may fail or skip the test
-    suspect: Callable[[CaseResult], bool] | None = None  # True: looks like a regression, measure again
+    gate: Gate
     benchmark: Any = None  # pytest-benchmark's fixture, when its output was asked for
     result: CaseResult | None = None
 
@@ -118,7 +134,7 @@ class AttnPerf:
             return result
         self._fill(result, measurement, shape.flops(run_mode))
         del measurement
-        if self.suspect is not None and self.suspect(result):
+        if self.gate.suspect(result):
             # A suspected regression is measured again; the second, independent run decides.
             first_median = result.median_ms
             self._fill(
@@ -211,7 +227,7 @@ class AttnPerf:
         if flops:
             result.tflops = flops / (timing.median_ms * 1e-3) / 1e12
         if self.benchmark is not None:
-            _feed_pytest_benchmark(self.benchmark, timing.samples_ms, result)
+            feed_samples(self.benchmark, timing.samples_ms, result)
 
     def _store(self, result: CaseResult) -> None:
         if self.result is not None:
@@ -219,23 +235,4 @@ class AttnPerf:
                 f"{self.test_id} measured twice: one attnperf measurement per test (parametrize instead)"
             )
         self.result = result
-        self.finish(result)
-
-
-def _feed_pytest_benchmark(benchmark: Any, samples_ms: tuple[float, ...], result: CaseResult) -> None:
-    """Put our CUDA-event samples into pytest-benchmark's statistics (its own timer never runs)."""
-    if benchmark.stats is None:
-        benchmark._make_stats(1)  # pytest-benchmark's per-test statistics holder: one per test
-        benchmark._mode = "attnperf.measure(...)"  # marks the fixture used: no "not used at all" warning
-    else:  # measured again after a suspected regression: the last measurement's samples are the result
-        benchmark.stats.stats = type(benchmark.stats.stats)()
-    for sample in samples_ms:
-        benchmark.stats.update(sample / 1e3)
-    benchmark.extra_info.update(
-        {
-            "attnperf_clock": result.clock,
-            "attnperf_backend": result.backend,
-            "attnperf_peak_bytes": result.peak_bytes,
-            "attnperf_tflops": result.tflops,
-        }
-    )
+        self.gate.finish(result)

@@ -1,4 +1,9 @@
-"""The state of one pytest-attnperf run: settings, device, baselines, results, baseline updates."""
+"""The state of one pytest-attnperf run: settings, device, baselines, results, baseline updates.
+
+Made at configure time for every pytest run, so it imports no torch: the device is resolved,
+and the measuring modules imported, only when a run measures (``--attnperf``) or a plugin
+fixture asks for the device.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +11,44 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import torch
 
-from . import report
-from .backends import forget_compiled_kernels
-from .baselines import (
-    BaselineEntry,
-    BaselineFile,
-    BaselineFileError,
-    Change,
-    baseline_path,
-    load_baseline,
-    merge_entries,
-    now_iso,
-    round_significant,
-)
-from .gpu import DeviceInfo, describe_device, resolve_device
-from .guards import GpuState, read_gpu_state, state_problems
-from .inputs import QKV, AttnShape
-from .measure import release_memory, spin_up
-from .options import Settings
-from .results import CaseResult
-from .runner import REFERENCES
+from .gate.results import CaseResult
+from .spec.options import Settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from .gate.baselines import BaselineEntry, BaselineFile, Change
+    from .measure.guards import GpuState
+    from .measure.inputs import QKV
+    from .report import RunReport
+    from .spec.device_info import DeviceInfo
+    from .spec.shapes import AttnShape
+
+SESSION_KEY = pytest.StashKey["AttnPerfSession"]()
 
 
-def worker_device(spec: str) -> str:
+def session_of(config: pytest.Config) -> AttnPerfSession:
+    """The run state of this pytest session (made by the plugin at configure time)."""
+    return config.stash[SESSION_KEY]
+
+
+def worker_device(spec: str, gpu_count: int) -> str:
     """Under pytest-xdist, 'auto' binds worker gwN to GPU N (one timing process per GPU)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if spec != "auto" or not worker.startswith("gw") or not torch.cuda.is_available():
+    if spec != "auto" or not worker.startswith("gw") or gpu_count == 0:
         return spec
     index = int(worker[2:])
-    count = torch.cuda.device_count()
-    if index >= count and os.environ.get("ATTNPERF_SHARE_GPUS") != "1":
+    if index >= gpu_count and os.environ.get("ATTNPERF_SHARE_GPUS") != "1":
         raise ValueError(
-            f"pytest-xdist worker {worker} has no GPU of its own: this host has {count} GPU(s). Use -n {count} "
+            f"pytest-xdist worker {worker} has no GPU of its own: this host has {gpu_count} GPU(s). Use -n {gpu_count} "
             "(or -n auto, which pytest-attnperf caps at the GPU count), or set ATTNPERF_SHARE_GPUS=1 to time "
             "several workers on one GPU, which makes their timings interfere"
         )
-    return f"cuda:{index % count}"
+    return f"cuda:{index % gpu_count}"
 
 
 class AttnPerfSession:
@@ -72,13 +74,20 @@ class AttnPerfSession:
     @property
     def device(self) -> torch.device:
         if self._device is None:
-            self._device = resolve_device(worker_device(self.settings.device))
+            import torch
+
+            from .measure.device import resolve_device
+
+            gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            self._device = resolve_device(worker_device(self.settings.device, gpu_count))
             if self._device.type == "cuda":
                 torch.cuda.set_device(self._device)
         return self._device
 
     @property
     def info(self) -> DeviceInfo:
+        from .measure.device import describe_device
+
         return describe_device(self.device)
 
     @property
@@ -88,8 +97,12 @@ class AttnPerfSession:
 
     def start(self) -> None:
         """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
+        from .measure.guards import read_gpu_state, state_problems
+
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
+            from .measure.timing import spin_up
+
             self.gpu_state = read_gpu_state(self.device)  # before our own load, which throttles by design
             spin_up(self.device)
         if self.settings.guard != "off":
@@ -104,10 +117,14 @@ class AttnPerfSession:
     # ------------------------------------------------------------ baselines
 
     def baseline_path(self, slug: str | None = None) -> Path:
+        from .gate.baselines import baseline_path
+
         return baseline_path(self.settings.baselines_dir, slug or self.info.slug)
 
     def baseline_for(self, slug: str) -> BaselineFile | None:
         if slug not in self._baselines:
+            from .gate.baselines import load_baseline
+
             self._baselines[slug] = load_baseline(self.baseline_path(slug))
         return self._baselines[slug]
 
@@ -157,6 +174,12 @@ class AttnPerfSession:
     def release_caches(self) -> None:
         """Free the inputs and references kept for the next case; forget torch.compile's shape history."""
         self._inputs, self._inputs_key = None, None
+        if self._device is None:
+            return  # nothing was measured in this process
+        from .backends.builtin import forget_compiled_kernels
+        from .measure.memory import release_memory
+        from .runner import REFERENCES
+
         REFERENCES.clear()
         if "torch._dynamo" in sys.modules:
             # Dynamo remembers the shapes each function was compiled for: after a module compiled
@@ -165,22 +188,44 @@ class AttnPerfSession:
             # an Inductor C++ compile error on the CPU. Each test module starts from a clean slate.
             sys.modules["torch._dynamo"].reset()
             forget_compiled_kernels()
-        if self._device is not None:
-            release_memory(self._device)
+        release_memory(self._device)
 
     def add_result(self, result: CaseResult) -> None:
         self.results.append(result)
 
+    def report(self) -> RunReport:
+        """What this run has to show, for the terminal summary and the report files."""
+        from .report import RunReport
+
+        measured = self._device is not None or not self.distributing
+        return RunReport(
+            settings=self.settings,
+            results=self.results,
+            device=self.info.as_dict() if measured else {"name": self._result_devices()},
+            baseline_label=self.baseline_file_label() if measured else str(self.settings.baselines_dir),
+            environment_changes=self.environment_changes() if measured else (),
+            guard_problems=self.guard_problems,
+            changes=self.changes,
+            update_errors=self.update_errors,
+            written_paths=self.written_paths,
+        )
+
+    def _result_devices(self) -> str:
+        return ", ".join(sorted({result.device for result in self.results})) or "no device"
+
     def finish(self, session: pytest.Session) -> None:
+        from .report import write_outputs
+
         if self.settings.update:
             self._update_baselines(session)
-        report.write_outputs(self)
+        self.written_paths.extend(write_outputs(self.report()))
         if self.settings.report_dir is not None:
             self._write_study(self.settings.report_dir)
 
     def _write_study(self, out_dir: Path) -> None:
         """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""
-        from .study import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress, write_study
+        from .study.output import plots_available, write_study
+        from .study.runner import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress
 
         study = run_study(
             self.device,
@@ -193,9 +238,11 @@ class AttnPerfSession:
             command="pytest --attnperf --attnperf-report",
             progress=stderr_progress(),
         )
-        self.written_paths.extend(write_study(study, out_dir))
+        self.written_paths.extend(write_study(study, out_dir, plots=plots_available()))
 
     def _update_baselines(self, session: pytest.Session) -> None:
+        from .gate.baselines import BaselineFileError, merge_entries, now_iso
+
         by_slug: dict[str, dict[str, BaselineEntry]] = {}
         names: dict[str, str] = {}
         for result in self.results:
@@ -225,6 +272,8 @@ class AttnPerfSession:
 
 def entry_from_result(result: CaseResult) -> BaselineEntry:
     """The baseline entry a result becomes on update (rounded so diffs show real changes)."""
+    from .gate.baselines import BaselineEntry, now_iso, round_significant
+
     latency: dict[str, Any] | None = None
     if result.latency:
         latency = {

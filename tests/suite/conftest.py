@@ -14,7 +14,7 @@ import os
 import torch
 
 from pytest_attnperf import REGISTRY, AttnShape
-from pytest_attnperf.units import parse_duration_ms
+from pytest_attnperf.spec.units import parse_duration_ms
 
 
 @functools.lru_cache(maxsize=1)

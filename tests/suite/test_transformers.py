@@ -15,9 +15,16 @@ import pytest
 import torch
 
 from pytest_attnperf import AttnPerf
-from pytest_attnperf.hf import HFModel, check_dispatch, check_equivalence, decode, forward_flops, prefill
-from pytest_attnperf.measure import is_out_of_memory, release_memory
-from pytest_attnperf.plugin import session_of
+from pytest_attnperf.integrations.transformers import (
+    HFModel,
+    check_dispatch,
+    check_equivalence,
+    decode,
+    forward_flops,
+    prefill,
+)
+from pytest_attnperf.measure.memory import is_out_of_memory, release_memory
+from pytest_attnperf.session import session_of
 
 PRESETS = ("Llama-2-7B", "Llama-3-8B")
 IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")

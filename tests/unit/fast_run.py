@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pytest_attnperf.gpu import describe_device
+from pytest_attnperf.measure.device import describe_device
 
 CPU = describe_device(torch.device("cpu"))
 FAST_OPTIONS = (

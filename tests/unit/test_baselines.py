@@ -14,7 +14,7 @@ from fast_run import CPU, FAST_OPTIONS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_attnperf.baselines import (
+from pytest_attnperf.gate.baselines import (
     HEADER,
     BaselineEntry,
     BaselineFile,

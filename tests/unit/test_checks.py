@@ -10,26 +10,18 @@ import pytest
 import torch
 from fast_run import CPU, FAST_OPTIONS
 
-from pytest_attnperf.backends import REGISTRY
-from pytest_attnperf.baselines import BaselineEntry, BaselineFile, baseline_path, load_baseline
-from pytest_attnperf.checks import (
-    EquivalenceSpec,
-    GateContext,
-    LatencySpec,
-    MemorySpec,
-    check_equivalence,
-    check_latency,
-    check_memory,
-    describe_mismatch,
-    measure_equivalence,
-)
-from pytest_attnperf.gate import GatePolicy, evaluate_gate
-from pytest_attnperf.inputs import AttnShape, make_qkv
-from pytest_attnperf.marks import GateMarks
-from pytest_attnperf.measure import Timing
-from pytest_attnperf.results import CaseResult
-from pytest_attnperf.standard_attention import reference_attention
-from pytest_attnperf.stats import mann_whitney_greater
+from pytest_attnperf.backends.registry import REGISTRY
+from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path, load_baseline
+from pytest_attnperf.gate.checks import GateContext, check_equivalence, check_latency, check_memory
+from pytest_attnperf.gate.evaluate import GatePolicy, evaluate_gate
+from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.statistics import mann_whitney_greater
+from pytest_attnperf.measure.equivalence import describe_mismatch, measure_equivalence
+from pytest_attnperf.measure.inputs import make_qkv, torch_dtype
+from pytest_attnperf.measure.reference import reference_attention
+from pytest_attnperf.measure.timing import Timing
+from pytest_attnperf.spec.marks import EquivalenceSpec, GateMarks, LatencySpec, MemorySpec
+from pytest_attnperf.spec.shapes import AttnShape
 
 CONTEXT = GateContext(
     test_id="test_attn.py::test_forward[flash-attn-4K]",
@@ -301,7 +293,7 @@ def _real_case(
     high = torch.float64 if dtype == "float32" else torch.float32
     arguments = {"causal": causal, "window": window, "scale": None}
     reference = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=high, **arguments)  # type: ignore[arg-type]
-    low = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=shape.torch_dtype, **arguments)  # type: ignore[arg-type]
+    low = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=torch_dtype(shape.dtype), **arguments)  # type: ignore[arg-type]
     return shape, reference, low
 
 

@@ -475,7 +475,7 @@ def test_examples_use_only_known_attnperf_commands(
 def _known_pytest_options() -> set[str]:
     """The plugin's own option list when it imports, else the documented one."""
     try:
-        from pytest_attnperf.options import OPTIONS
+        from pytest_attnperf.spec.options import OPTIONS
     except Exception:  # the package may be mid-edit or lack torch; this file only reads YAML
         return set(ATTNPERF_PYTEST_OPTIONS)
     return {"--attnperf", *(option.flag for option in OPTIONS)}

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from pytest_attnperf import REGISTRY, cli
-from pytest_attnperf.baselines import BaselineEntry, BaselineFile, baseline_path
-from pytest_attnperf.gpu import describe_device
-from pytest_attnperf.options import OPTIONS, add_argparse_options
+from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path
+from pytest_attnperf.measure.device import describe_device
+from pytest_attnperf.spec.options import OPTIONS, add_argparse_options
 
 CPU = describe_device(torch.device("cpu"))
 DEVICE = {"name": "NVIDIA H100 80GB HBM3", "slug": "nvidia-h100-80gb-hbm3"}

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_attnperf import hf
+from pytest_attnperf.integrations import transformers as hf
 from pytest_attnperf.plugin import SKIP_REASON
-from pytest_attnperf.presets import ModelPreset, get_preset
+from pytest_attnperf.spec.presets import ModelPreset, get_preset
 
 transformers = pytest.importorskip("transformers")
 from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: E402
@@ -306,10 +306,11 @@ def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
 
 # ---------------------------------------------------------------- the fixture, in a pytest run
 
-CONFTEST = "from pytest_attnperf.hf import _attnperf_hf_models, hf_model  # noqa: F401\n"
+# hf_model comes with the plugin; a conftest that imported it would make it the project's own fixture.
+CONFTEST = "import pytest_attnperf  # noqa: F401\n"
 FIXTURE_TESTS = """
 import pytest
-from pytest_attnperf.hf import prefill
+from pytest_attnperf.integrations.transformers import prefill
 
 MODELS = [("Llama-2-7B", "eager"), ("Llama-2-7B", "flash_attention_2"), ("Llama-2-7B", "nope"),
           {"preset": "Llama-3-8B", "implementation": "sdpa", "layers": 1},

@@ -10,11 +10,13 @@ import struct
 import pytest
 import torch
 
-from pytest_attnperf.inputs import AttnShape, make_qkv, parse_dtype, seeded_normal
-from pytest_attnperf.standard_attention import band_mask
+from pytest_attnperf.measure.inputs import make_qkv, seeded_normal, torch_dtype
+from pytest_attnperf.measure.reference import band_mask
+from pytest_attnperf.spec.dtypes import parse_dtype
+from pytest_attnperf.spec.shapes import AttnShape
 
 SMALL = AttnShape(q_len=8, k_len=8, batch=1, heads=2, kv_heads=1, head_dim=4, dtype="float32")
-# Computed once from pytest_attnperf.inputs (splitmix64 + four 16-bit uniforms); any machine, any
+# Computed once from pytest_attnperf.measure.inputs (splitmix64 + four 16-bit uniforms); any machine, any
 # torch version must reproduce these bits, or baselines recorded elsewhere compare different inputs.
 SMALL_Q_SHA256 = "622471394d49e033040b1b7f22e87b55708dcb77ecddaab214ac9f46984d66e0"
 SMALL_Q_FP16_SHA256 = "b0896a3a27ebcad2e4e5373660c385ab0e9b823a1d2bf04d74da327f7a7a47e8"
@@ -160,7 +162,7 @@ def test_parse_dtype_refuses_others() -> None:
 def test_shape_normalises_dtype_and_window() -> None:
     shape = AttnShape(q_len=4, k_len=4, dtype="bf16", window=[8, 0])  # type: ignore[arg-type]
     assert shape.dtype == "bfloat16"
-    assert shape.torch_dtype == torch.bfloat16
+    assert torch_dtype(shape.dtype) == torch.bfloat16
     assert shape.window == (8, 0)
     assert shape.with_seqlen(32).q_len == shape.with_seqlen(32).k_len == 32
     assert shape.seqlen == 4

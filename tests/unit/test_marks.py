@@ -8,13 +8,15 @@ import re
 import pytest
 from fast_run import FAST_OPTIONS
 
-from pytest_attnperf.backends import REGISTRY
-from pytest_attnperf.checks import EquivalenceSpec, LatencySpec, MemorySpec
-from pytest_attnperf.marks import (
+from pytest_attnperf.backends.registry import REGISTRY
+from pytest_attnperf.spec.marks import (
     MARKER_HELP,
     MARKER_USAGE,
     MARKERS,
+    EquivalenceSpec,
+    LatencySpec,
     MarkerError,
+    MemorySpec,
     ShapeSpec,
     attnperf_backends,
     attnperf_equivalence,

@@ -13,22 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pytest_attnperf
-from pytest_attnperf.memory_model import (
-    dtype_bytes,
-    dtype_name,
-    explain_gap,
+from pytest_attnperf.spec.dtypes import dtype_bytes, dtype_name
+from pytest_attnperf.spec.presets import get_preset
+from pytest_attnperf.study.memory_calculator import (
     flash_state_bytes,
     format_model_memory,
     kv_cache_bytes,
     model_memory,
     naive_peak,
-    predict_max_context,
-    predict_peak,
     qkv_bytes,
     score_matrix_bytes,
     weights_bytes,
 )
-from pytest_attnperf.presets import get_preset
+from pytest_attnperf.study.peak_model import explain_gap, predict_max_context, predict_peak
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -321,7 +318,7 @@ def test_predicted_peak_matches_cuda_caching_allocator(backend: str) -> None:
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from pytest_attnperf.standard_attention import eager_attention
+    from pytest_attnperf.measure.reference import eager_attention
 
     def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if backend == "eager":
@@ -373,7 +370,7 @@ libc.mallopt(-3, 64 * 1024)
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from pytest_attnperf.standard_attention import band_mask, eager_attention
+from pytest_attnperf.measure.reference import band_mask, eager_attention
 
 torch.set_num_threads(1)
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_attnperf.marks import MARKER_HELP, MARKER_USAGE
-from pytest_attnperf.options import (
+from pytest_attnperf.session import session_of
+from pytest_attnperf.spec.marks import MARKER_HELP, MARKER_USAGE
+from pytest_attnperf.spec.options import (
     CPU_SEQLENS,
     GPU_SEQLENS,
     OPTIONS,
@@ -23,7 +24,6 @@ from pytest_attnperf.options import (
     resolve_settings,
     to_command_line,
 )
-from pytest_attnperf.plugin import session_of
 
 # (option name, command-line value, its parsed value, ini value, its parsed value, default, where in Settings)
 SETTINGS_TABLE: list[tuple[str, str, Any, str, Any, Any, str]] = [

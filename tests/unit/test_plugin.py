@@ -14,10 +14,11 @@ import torch
 from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf import REGISTRY, Backend, BackendError, register_backend
-from pytest_attnperf.backends import ENTRY_POINT_GROUP, BackendRegistry
-from pytest_attnperf.baselines import BaselineEntry, baseline_path, merge_entries
-from pytest_attnperf.inputs import AttnShape
-from pytest_attnperf.plugin import PERF_FIXTURES, SKIP_REASON
+from pytest_attnperf.backends.registry import ENTRY_POINT_GROUP, BackendRegistry
+from pytest_attnperf.fixtures import BENCHMARK_FIXTURES
+from pytest_attnperf.gate.baselines import BaselineEntry, baseline_path, merge_entries
+from pytest_attnperf.plugin import SKIP_REASON
+from pytest_attnperf.spec.shapes import AttnShape
 
 FAST = FAST_OPTIONS
 MEASURING_TEST = """
@@ -85,7 +86,7 @@ def test_without_attnperf_only_the_benchmarks_are_skipped(pytester: pytest.Pytes
         assert isinstance(report.longrepr, tuple)
         assert report.longrepr[2] == f"Skipped: {SKIP_REASON}"
     assert SKIP_REASON == "attention benchmark: runs only with --attnperf"
-    assert {"attnperf", "attn_backend", "qkv"} <= PERF_FIXTURES
+    assert {"attnperf", "attn_backend", "qkv"} <= BENCHMARK_FIXTURES
 
 
 def test_without_attnperf_nothing_is_measured_or_printed(pytester: pytest.Pytester) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from pytest_attnperf.presets import ModelPreset, _parse_preset, get_preset, preset_names
+from pytest_attnperf.spec.presets import ModelPreset, _parse_preset, get_preset, preset_names
 
 # Parameter counts implied by the published configs (no biases, untied lm_head).
 EXPECTED_PARAMETERS = {

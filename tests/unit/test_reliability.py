@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_attnperf.baselines import (
+from pytest_attnperf.gate.baselines import (
     BaselineEntry,
     BaselineFile,
     baseline_path,
@@ -33,7 +33,7 @@ from pytest_attnperf.baselines import (
     parse_baseline_text,
     write_atomic,
 )
-from pytest_attnperf.gpu import describe_device
+from pytest_attnperf.measure.device import describe_device
 
 CPU = describe_device(torch.device("cpu"))
 DEVICE = {"name": CPU.name, "slug": CPU.slug}
@@ -354,8 +354,8 @@ import weakref
 import torch
 
 from pytest_attnperf import register_backend
-from pytest_attnperf.backends import Unsupported
-from pytest_attnperf.standard_attention import eager_attention
+from pytest_attnperf.backends.registry import Unsupported
+from pytest_attnperf.measure.reference import eager_attention
 
 
 def _correct(q, k, v, shape):
@@ -579,7 +579,7 @@ from pathlib import Path
 import torch
 
 from pytest_attnperf import register_backend
-from pytest_attnperf.standard_attention import eager_attention
+from pytest_attnperf.measure.reference import eager_attention
 
 SCRATCH = []
 

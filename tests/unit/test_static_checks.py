@@ -24,3 +24,12 @@ def test_static_check_passes(command: list[str]) -> None:
         pytest.fail(f"{command[2]} is not installed: pip install -e '.[dev]'")
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{' '.join(command[2:])} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_every_module_does_one_job_in_at_most_450_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / "pytest_attnperf").rglob("*.py"))
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 450
+    }
+    assert not long, f"split these modules: {long}"

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from pytest_attnperf.study_render import render_json, render_markdown, render_plots
+from pytest_attnperf.study.document import render_json
+from pytest_attnperf.study.markdown import render_markdown
+from pytest_attnperf.study.plots import render_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SEQLENS = (1024, 4096, 16384)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_attnperf.units import (
+from pytest_attnperf.spec.units import (
     argparse_type,
     format_bytes,
     format_ms,

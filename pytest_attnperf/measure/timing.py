@@ -1,38 +1,22 @@
-"""Timing and peak memory of a workload. No pass/fail logic lives here.
+"""How long a workload takes. No pass/fail logic lives here.
 
 CUDA: CUDA events around each sample, an L2 flush before each sample outside the timed span,
-a warm-up, at least ``min_samples`` samples whatever the kernel length, and the peak as the rise
-of ``max_memory_allocated`` over what was allocated before. CPU: a monotonic clock, and the
-peak as the rise of the process's resident-set high-water mark (reset through
-/proc/self/clear_refs). An out-of-memory becomes :class:`DoesNotFit` with the memory handed back.
+a lead spin so the events bracket kernels rather than Python's launches, a warm-up, and at
+least ``min_samples`` samples whatever the kernel length. CPU: a monotonic clock around whole
+(synchronous) calls.
 """
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import statistics
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-Workload = Callable[[], Any]
-
-
-@dataclass(frozen=True)
-class TimingConfig:
-    """How long to warm up and sample; the minimum sample count holds even for long kernels."""
-
-    warmup_ms: float = 25.0
-    rep_ms: float = 100.0
-    min_samples: int = 10
-    max_samples: int = 500
-    flush_l2: bool = True
-    cuda_graph: bool = False
+from ..spec.options import TimingConfig
+from .memory import Workload
 
 
 @dataclass(frozen=True)
@@ -87,100 +71,8 @@ class Timing:
         }
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """What one workload cost: timing, peak memory above its inputs, and its output."""
-
-    timing: Timing
-    peak_bytes: int | None
-    memory_note: str | None
-    output: Any
-
-
 class NotCapturable(Exception):
     """The workload cannot be captured in a CUDA graph (it synchronises or allocates on the host)."""
-
-
-class DoesNotFit(Exception):
-    """The workload ran out of device memory; the memory has been handed back."""
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for torch's OutOfMemoryError and for libraries that raise it as a plain RuntimeError."""
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "cudnn_status_alloc_failed" in text)
-
-
-def release_memory(device: torch.device) -> None:
-    """Hand cached memory back so the next case starts where this one started."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ---------------------------------------------------------------- memory
-
-
-_libc: Any = None
-
-
-def _trim_heap() -> None:
-    """Return freed heap pages to the OS so new allocations raise the resident set again."""
-    global _libc
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL("libc.so.6")
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _read_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def cpu_peak_memory(workload: Workload) -> tuple[Any, int | None, str | None]:
-    """Run once; return (output, rise of the resident-set peak in bytes, note if unmeasurable)."""
-    gc.collect()
-    _trim_heap()
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")  # resets VmHWM to the current resident set
-    except OSError:
-        return workload(), None, "peak memory on the CPU needs Linux's /proc/self/clear_refs"
-    resident_before = _read_status_kib("VmRSS")
-    output = workload()
-    peak = _read_status_kib("VmHWM")
-    if resident_before is None or peak is None:
-        return output, None, "could not read VmRSS/VmHWM from /proc/self/status"
-    return output, max(0, peak - resident_before) * 1024, None
-
-
-def cuda_peak_memory(workload: Workload, device: torch.device) -> tuple[Any, int]:
-    """Run once; return (output, rise of max_memory_allocated over what was allocated before)."""
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    allocated_before = torch.cuda.memory_allocated(device)
-    output = workload()
-    torch.cuda.synchronize(device)
-    return output, torch.cuda.max_memory_allocated(device) - allocated_before
 
 
 # ---------------------------------------------------------------- time
@@ -326,26 +218,3 @@ def time_cpu(workload: Workload, config: TimingConfig) -> Timing:
     return Timing(tuple(samples), clock="perf_counter")
 
 
-def measure(workload: Workload, device: torch.device, config: TimingConfig) -> Measurement:
-    """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit."""
-    failure: str | None = None
-    peak_bytes: int | None
-    release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
-    try:
-        workload()  # first call: compile/autotune, so it is not counted as the workload's peak
-        if device.type == "cuda":
-            output, peak_bytes = cuda_peak_memory(workload, device)
-            memory_note = None
-        else:
-            output, cpu_peak, memory_note = cpu_peak_memory(workload)
-            peak_bytes = cpu_peak
-        timing = time_cuda(workload, device, config) if device.type == "cuda" else time_cpu(workload, config)
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
-        failure = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-    if failure is not None:
-        # The traceback (and every tensor its frames held) is gone once the except block ends.
-        release_memory(device)
-        raise DoesNotFit(failure)
-    return Measurement(timing=timing, peak_bytes=peak_bytes, memory_note=memory_note, output=output)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .baselines import BaselineEntry
+from ..spec.marks import GateMarks
+from ..spec.options import MissingPolicy
 from .checks import GateContext, Violation, check_equivalence, check_latency, check_memory
-from .marks import GateMarks
-from .options import MissingPolicy
 from .results import CaseResult
+
+if TYPE_CHECKING:
+    from .baselines import BaselineEntry
 
 
 @dataclass(frozen=True)

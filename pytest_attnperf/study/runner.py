@@ -1,7 +1,7 @@
-"""The FlashAttention study: every backend at 1K-32K per configuration, and the memory frontier.
+"""The FlashAttention study, measured: every backend at 1K-32K per configuration, and the memory frontier.
 
 ``run_study`` measures and returns the study document (a JSON-able dict) that
-``study_render`` turns into Markdown, plots and JSON.
+:mod:`pytest_attnperf.study.output` writes as JSON, Markdown and plots.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from typing import Any, TextIO
 
 import torch
 
-from . import memory_model
-from .backends import REGISTRY, Backend, Unsupported
-from .gpu import DeviceInfo
-from .inputs import AttnShape, make_qkv
-from .measure import DoesNotFit, TimingConfig, cuda_peak_memory, is_out_of_memory, measure, release_memory
-from .runner import make_workload
+from ..backends.registry import REGISTRY, Backend, Unsupported
+from ..measure.inputs import make_qkv
+from ..measure.measurement import measure
+from ..measure.memory import DoesNotFit, cuda_peak_memory, is_out_of_memory, release_memory
+from ..runner import make_workload
+from ..spec.device_info import DeviceInfo
+from ..spec.options import TimingConfig
+from ..spec.shapes import AttnShape
+from . import peak_model
 
 
 @dataclass(frozen=True)
@@ -192,10 +195,10 @@ def frontier_entry(
     }
     measured, first_failure = measured_frontier(backend, config, device, low=max(fitting), high=min(failing))
     # The caching-allocator model: a live-tensor count alone misses the split blocks that strand memory.
-    predicted = memory_model.predict_max_context(backend.name, free_bytes, allocator="cuda-caching", **shape_arguments)
-    naive = memory_model.predict_max_context("naive", free_bytes, **shape_arguments)
-    peak = memory_model.predict_peak(backend.name, q_len=measured, k_len=measured, **shape_arguments)
-    explanation = memory_model.explain_gap(backend.name, predicted, measured, free_bytes=free_bytes, **shape_arguments)
+    predicted = peak_model.predict_max_context(backend.name, free_bytes, allocator="cuda-caching", **shape_arguments)
+    naive = peak_model.predict_max_context("naive", free_bytes, **shape_arguments)
+    peak = peak_model.predict_peak(backend.name, q_len=measured, k_len=measured, **shape_arguments)
+    explanation = peak_model.explain_gap(backend.name, predicted, measured, free_bytes=free_bytes, **shape_arguments)
     return {
         "backend": backend.name,
         "config": config.name,
@@ -255,6 +258,8 @@ def run_study(
         "frontier": [],
         "fused_limits": [],
         "matmul_peak_tflops": {},
+        "flash_backends": [backend.name for backend in selected if backend.flash],
+        "materialised_backends": [backend.name for backend in selected if backend.materializes_scores],
     }
     if device.type == "cuda":
         for dtype in sorted({config.dtype for config in configs} - {"float32"}):
@@ -300,16 +305,3 @@ def _add_relative_numbers(cases: list[dict[str, Any]], peak_tflops: float | None
             case["speedup_vs_eager"] = eager[case["seqlen"]] / case["median_ms"]
         if peak_tflops:
             case["peak_share"] = case["tflops"] / peak_tflops
-
-
-def write_study(study: dict[str, Any], out_dir: Any) -> list[Any]:
-    """Write study.json, README.md (the Markdown summary) and the PNG plots into ``out_dir``."""
-    from pathlib import Path
-
-    from .study_render import render_json, render_markdown, render_plots
-
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "study.json").write_text(render_json(study), encoding="utf-8")
-    (folder / "README.md").write_text(render_markdown(study), encoding="utf-8")
-    return [folder / "study.json", folder / "README.md", *render_plots(study, folder)]

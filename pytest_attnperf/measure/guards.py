@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from .device import gpu_uuid
+
 # NVML clock-event (throttle) reason bits; "GPU idle" is not a problem while nothing runs.
 _THROTTLE_REASONS = {
     0x2: "applications clocks setting",
@@ -49,11 +51,9 @@ class GpuState:
 
 def _handle(pynvml: Any, device: torch.device) -> Any:
     """The NVML handle of the GPU torch calls ``device`` (by UUID: indices differ under CUDA_VISIBLE_DEVICES)."""
-    properties = torch.cuda.get_device_properties(device)
-    uuid = getattr(properties, "uuid", None)
+    uuid = gpu_uuid(device)
     if uuid is not None:
-        text = str(uuid)
-        return pynvml.nvmlDeviceGetHandleByUUID(text if text.startswith("GPU-") else f"GPU-{text}")
+        return pynvml.nvmlDeviceGetHandleByUUID(uuid)
     return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
 
 

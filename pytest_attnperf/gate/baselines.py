@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .inputs import MODES
+from ..spec.shapes import MODES
 
 SCHEMA_VERSION = 1
 HEADER = (

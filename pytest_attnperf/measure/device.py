@@ -1,7 +1,7 @@
-"""What we run on: the current torch device, its capability, memory and software versions.
+"""Which device a run measures on: the current torch device, its capability, memory and software versions.
 
 Detection is lazy (never at import) and always for the device torch will use, not for
-whatever ``nvidia-smi`` lists first. This is the only module that knows capability rules.
+whatever ``nvidia-smi`` lists first.
 """
 
 from __future__ import annotations
@@ -11,93 +11,11 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
-import re
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-# Compute capability -> generation (FACTS §5; the popular "8.6 = RTX 40" table is wrong).
-_GENERATIONS: dict[tuple[int, int], str] = {
-    (6, 0): "Pascal",
-    (6, 1): "Pascal",
-    (7, 0): "Volta",
-    (7, 2): "Volta (Jetson Xavier)",
-    (7, 5): "Turing",
-    (8, 0): "Ampere (datacenter)",
-    (8, 6): "Ampere",
-    (8, 7): "Ampere (Jetson Orin)",
-    (8, 9): "Ada Lovelace",
-    (9, 0): "Hopper",
-    (10, 0): "Blackwell (datacenter)",
-    (10, 3): "Blackwell Ultra (datacenter)",
-    (12, 0): "Blackwell (consumer)",
-    (12, 1): "Blackwell (GB10)",
-}
-_GENERATION_BY_MAJOR = {6: "Pascal", 7: "Volta/Turing", 8: "Ampere/Ada", 9: "Hopper", 10: "Blackwell", 12: "Blackwell"}
-
-
-def generation_name(capability: tuple[int, int] | None) -> str:
-    """Architecture name for a compute capability; 'CPU' when there is none."""
-    if capability is None:
-        return "CPU"
-    if capability in _GENERATIONS:
-        return _GENERATIONS[capability]
-    family = _GENERATION_BY_MAJOR.get(capability[0])
-    return f"{family} (sm_{capability[0]}{capability[1]})" if family else f"unknown (sm_{capability[0]}{capability[1]})"
-
-
-def slugify(name: str) -> str:
-    """File-name slug: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'; never contains a path separator."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return slug or "unknown-device"
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """The device a run measures on, and the software stack that ran it."""
-
-    device: str
-    name: str
-    slug: str
-    capability: tuple[int, int] | None
-    generation: str
-    memory_bytes: int
-    sm_count: int | None
-    driver: str | None
-    cuda: str | None
-    cudnn: str | None
-    torch: str
-    triton: str | None
-    flash_attn: str | None
-    flash_attn_3: str | None
-    transformers: str | None
-
-    @property
-    def is_cuda(self) -> bool:
-        return self.device.startswith("cuda")
-
-    def at_least(self, capability: tuple[int, int]) -> bool:
-        """True when this is a CUDA device of at least ``capability``."""
-        return self.capability is not None and self.capability >= capability
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["capability"] = list(self.capability) if self.capability else None
-        return data
-
-    def software(self) -> dict[str, str | None]:
-        """The versions a baseline records, so a changed stack can be named in a failure."""
-        return {
-            "driver": self.driver,
-            "cuda": self.cuda,
-            "cudnn": self.cudnn,
-            "torch": self.torch,
-            "triton": self.triton,
-            "flash_attn": self.flash_attn,
-            "flash_attn_3": self.flash_attn_3,
-            "transformers": self.transformers,
-        }
+from ..spec.device_info import DeviceInfo, generation_name, slugify
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -120,6 +38,15 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if device.type != "cpu":
         raise ValueError(f"unsupported device {spec!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return device
+
+
+def gpu_uuid(device: torch.device) -> str | None:
+    """NVML's 'GPU-…' UUID of a CUDA device (indices differ under CUDA_VISIBLE_DEVICES; the UUID does not)."""
+    uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
+    if uuid is None:
+        return None
+    text = str(uuid)
+    return text if text.startswith("GPU-") else f"GPU-{text}"
 
 
 def package_version(distribution: str) -> str | None:
@@ -190,6 +117,7 @@ def describe_device(device: torch.device) -> DeviceInfo:
             generation=generation_name(capability),
             memory_bytes=int(properties.total_memory),
             sm_count=int(properties.multi_processor_count),
+            uuid=gpu_uuid(device),
             driver=_nvidia_driver_version(),
             cuda=torch.version.cuda,
             cudnn=str(cudnn) if cudnn is not None else None,
@@ -203,7 +131,8 @@ def describe_device(device: torch.device) -> DeviceInfo:
         capability=None,
         generation="CPU",
         memory_bytes=_cpu_memory_bytes(),
-        sm_count=os.cpu_count(),
+        sm_count=None,
+        cpu_cores=os.cpu_count(),
         driver=None,
         cuda=None,
         cudnn=None,

@@ -1,9 +1,7 @@
 """Materialised ("standard") attention: the eager backend and the high-precision reference.
 
-Tensors are (batch, heads, seqlen, head_dim). ``window`` is FlashAttention's ``(left, right)``
-sliding window, ``-1`` meaning unbounded on that side; query row i sees key j when
-``i + offset - left <= j <= i + offset + right`` with ``offset = k_len - q_len`` (bottom-right
-aligned, as FlashAttention does when the lengths differ).
+Tensors are (batch, heads, seqlen, head_dim); the mask follows the rule of
+:mod:`pytest_attnperf.spec.shapes` (a bottom-right aligned ``(left, right)`` band).
 """
 
 from __future__ import annotations
@@ -12,8 +10,7 @@ import math
 
 import torch
 
-Window = tuple[int, int]
-NO_WINDOW: Window = (-1, -1)
+from ..spec.shapes import NO_WINDOW, Window, has_rows_without_keys, mask_bounds
 
 
 def band_mask(
@@ -27,9 +24,7 @@ def band_mask(
     row_stop: int | None = None,
 ) -> torch.Tensor | None:
     """Boolean (rows, k_len) mask of the keys each query may attend to, or None when all may."""
-    left, right = window
-    if causal:
-        right = 0
+    left, right = mask_bounds(causal, window)
     if left < 0 and right < 0:
         return None
     stop = q_len if row_stop is None else row_stop
@@ -42,12 +37,6 @@ def band_mask(
     if left >= 0:
         allowed &= cols >= rows - left
     return allowed
-
-
-def has_rows_without_keys(q_len: int, k_len: int, *, causal: bool, window: Window) -> bool:
-    """Whether some query sees no key: only when the band's right edge falls before key 0 (q_len > k_len)."""
-    right = 0 if causal else window[1]
-    return right >= 0 and k_len - q_len + right < 0
 
 
 def expand_kv_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:

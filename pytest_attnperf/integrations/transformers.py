@@ -16,18 +16,20 @@ import re
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .checks import EquivalenceSpec, describe_mismatch, measure_equivalence
-from .inputs import DTYPES, parse_dtype
-from .measure import release_memory
-from .presets import ModelPreset, get_preset
+from ..backends.builtin import sdpa_refused
+from ..measure.equivalence import describe_mismatch, measure_equivalence
+from ..measure.inputs import torch_dtype
+from ..measure.memory import release_memory
+from ..spec.dtypes import parse_dtype
+from ..spec.marks import EquivalenceSpec
+from ..spec.presets import ModelPreset, get_preset
 
 INSTALL_HINT = "pip install 'pytest-attnperf[hf]'"
 SDPA_BACKENDS: dict[str, SDPBackend] = {
@@ -52,8 +54,6 @@ _EXPECTED_FUNCTIONS = {
     "flex_attention": ("transformers.integrations.flex_attention", "flex_attention_forward"),
 }
 _FLEX_RECOMPILE_LIMIT = 256
-# How torch says a pinned SDPA backend cannot run (CUDA, CPU).
-_NO_KERNEL = ("no available kernel", "no viable backend")
 # flash_attention_2 and _3 share one wrapper; the package its kernels come from tells them apart.
 _FLASH_PACKAGES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
 
@@ -167,7 +167,7 @@ def build_model(
     transformers = import_transformers()
     chosen = get_preset(preset) if isinstance(preset, str) else preset
     config = llama_config(chosen, layers=layers)
-    torch_dtype = DTYPES[parse_dtype(dtype)]
+    model_dtype = torch_dtype(dtype)
     target = torch.device(device)
     if target.type == "cuda" and target.index is None:
         target = torch.device("cuda", torch.cuda.current_device())
@@ -180,11 +180,11 @@ def build_model(
         try:
             with target:  # create and initialise the weights on the device itself
                 model = transformers.AutoModelForCausalLM.from_config(
-                    config, attn_implementation=name, **{dtype_keyword: torch_dtype}
+                    config, attn_implementation=name, **{dtype_keyword: model_dtype}
                 )
         except (ImportError, ValueError) as error:
             raise Unavailable(f"transformers refused attn_implementation={name!r}: {error}") from None
-    built = HFModel(model.eval(), chosen, implementation, torch_dtype, target, layers, seed)
+    built = HFModel(model.eval(), chosen, implementation, model_dtype, target, layers, seed)
     if backend is not None:
         _probe_pinned(built)
     return built
@@ -197,7 +197,7 @@ def _probe_pinned(built: HFModel) -> None:
         try:
             prefill(built, 16)()
         except RuntimeError as error:
-            if not any(text in str(error).lower() for text in _NO_KERNEL):
+            if not sdpa_refused(error):
                 raise
             reasons = "; ".join(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
             raise Unavailable(f"torch refused SDPA backend {built.implementation!r}: {reasons or error}") from None
@@ -440,73 +440,3 @@ def forward_flops(preset: ModelPreset, *, layers: int, batch: int, new_tokens: i
     pairs = new_tokens * cached_tokens + new_tokens * new_tokens / 2  # causal half (FACTS §2)
     attention = 4.0 * preset.num_attention_heads * preset.head_dim * pairs
     return batch * (layers * (2.0 * weights * new_tokens + attention) + 2.0 * preset.hidden_size * preset.vocab_size)
-
-
-# ---------------------------------------------------------------- the fixture
-
-
-@pytest.fixture(scope="module")
-def _attnperf_hf_models() -> Iterator[dict[str, Any]]:
-    """The last model built (or its refusal), reused by consecutive tests; freed after each module."""
-    models: dict[str, Any] = {}
-    yield models
-    models.clear()
-    release_memory(torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
-
-
-def _model_request(param: object, where: str) -> dict[str, Any]:
-    if isinstance(param, tuple) and len(param) == 2:
-        return {"preset": param[0], "implementation": param[1]}
-    if isinstance(param, Mapping) and {"preset", "implementation"} <= param.keys():
-        unknown = set(param) - {"preset", "implementation", "layers", "dtype", "scale"}
-        if not unknown:
-            return dict(param)
-    pytest.fail(
-        f"{where}: hf_model is parametrized with (preset, implementation) or a dict with keys preset, implementation "
-        f"and optionally layers, dtype, scale ('full' or 'tiny'); got {param!r}",
-        pytrace=False,
-    )
-
-
-@pytest.fixture
-def hf_model(request: pytest.FixtureRequest, _attnperf_hf_models: dict[str, Any]) -> HFModel:
-    """A Llama-shaped transformers model on the run's device; parametrize indirectly with (preset, implementation)."""
-    if not hasattr(request, "param"):
-        raise pytest.UsageError(f"{request.node.nodeid}: parametrize hf_model indirectly with (preset, implementation)")
-    wanted = _model_request(request.param, request.node.nodeid)
-    try:
-        import_transformers()
-    except ImportError as error:
-        pytest.skip(str(error))
-    from .plugin import session_of  # here, not at the top: plugin.py imports this module
-
-    state = session_of(request.config)
-    try:
-        implementation = wanted["implementation"]
-        parse_implementation(implementation)
-        preset = get_preset(wanted["preset"])
-        scale = wanted.get("scale", "full" if state.is_cuda else "tiny")
-        if scale not in ("full", "tiny"):
-            raise ValueError(f"scale must be 'full' or 'tiny', got {scale!r}")
-        dtype = parse_dtype(wanted.get("dtype") or state.settings.shape_defaults(state.is_cuda)["dtype"])
-        layers, seed = wanted.get("layers", 2), state.settings.seed
-        llama_config(preset, layers=layers)  # validates the layer count
-    except ValueError as error:
-        pytest.fail(f"{request.node.nodeid}: {error}", pytrace=False)
-    if scale == "tiny":
-        preset = scaled_down(preset)  # a CPU cannot hold a 128K-token vocabulary per case; same head layout
-    key = (preset, implementation, layers, dtype, str(state.device), seed)
-    if _attnperf_hf_models.get("key") != key:
-        _attnperf_hf_models.clear()  # free the previous model before building the next
-        release_memory(state.device)
-        try:
-            _attnperf_hf_models["value"] = build_model(
-                preset, implementation, layers=layers, dtype=dtype, device=state.device, seed=seed
-            )
-        except Unavailable as refusal:
-            _attnperf_hf_models["value"] = refusal
-        _attnperf_hf_models["key"] = key
-    built = _attnperf_hf_models["value"]
-    if isinstance(built, Unavailable):
-        pytest.skip(str(built))
-    return built  # type: ignore[no-any-return]

@@ -9,13 +9,44 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
-from .checks import EquivalenceSpec, LatencySpec, MemorySpec
-from .inputs import MODES, SHORT_DTYPE, parse_dtype
+from .dtypes import SHORT_NAME, parse_dtype
+from .shapes import MODES
 from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_size, positive_int
+
+EquivalenceRule = Literal["fa2", "fa3", "allclose"]
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """attnperf_latency: median within baseline*(1+tolerance) and/or under an absolute budget."""
+
+    tolerance: float | None = None
+    budget_ms: float | None = None
+    use_baseline: bool = True
+    cuda_graph: bool | None = None  # None: the run's --attnperf-cuda-graph setting
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """attnperf_memory: peak within baseline*(1+tolerance) and/or under an absolute ceiling."""
+
+    tolerance: float | None = None
+    ceiling_bytes: int | None = None
+    use_baseline: bool = True
+
+
+@dataclass(frozen=True)
+class EquivalenceSpec:
+    """attnperf_equivalence: FlashAttention's rule (fa2/fa3) or assert_close-style tolerances."""
+
+    rule: EquivalenceRule = "fa2"
+    factor: float = 2.0
+    rtol: float = 1e-2
+    atol: float = 2e-2
 
 
 class MarkerError(ValueError):
@@ -204,7 +235,7 @@ def variant_id(variant: dict[str, Any], varying: list[str]) -> str:
     for key in varying:
         value = variant[key]
         if key == "dtype":
-            parts.append(SHORT_DTYPE[value])
+            parts.append(SHORT_NAME[value])
         elif key == "causal":
             parts.append("causal" if value else "full")
         elif key == "window":
@@ -265,10 +296,25 @@ class GateMarks:
         return any((self.latency, self.memory, self.equivalence))
 
 
-def evaluate_gate_marks(item: pytest.Item) -> GateMarks:
-    """Evaluate the closest attnperf_latency/memory/equivalence marks of ``item``."""
-    specs: dict[str, Any] = {}
-    for name in ("attnperf_latency", "attnperf_memory", "attnperf_equivalence"):
-        mark = item.get_closest_marker(name)
-        specs[name] = evaluate_marker(mark, item.nodeid) if mark is not None else None
-    return GateMarks(specs["attnperf_latency"], specs["attnperf_memory"], specs["attnperf_equivalence"])
+@dataclass(frozen=True)
+class ItemMarks:
+    """A test's attnperf marks, evaluated once (at collection) and kept in its stash."""
+
+    gate: GateMarks
+    shape: ShapeSpec | None
+
+
+ITEM_MARKS_KEY = pytest.StashKey[ItemMarks]()
+
+
+def item_marks(item: pytest.Item) -> ItemMarks:
+    """The evaluated marks of ``item``; a bad argument raises MarkerError (the first time only)."""
+    cached = item.stash.get(ITEM_MARKS_KEY, None)
+    if cached is None:
+        specs: dict[str, Any] = {}
+        for name in ("attnperf_latency", "attnperf_memory", "attnperf_equivalence", "attnperf_shape"):
+            mark = item.get_closest_marker(name)
+            specs[name] = evaluate_marker(mark, item.nodeid) if mark is not None else None
+        gate = GateMarks(specs["attnperf_latency"], specs["attnperf_memory"], specs["attnperf_equivalence"])
+        cached = item.stash[ITEM_MARKS_KEY] = ItemMarks(gate, specs["attnperf_shape"])
+    return cached

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .inputs import MODES, Mode, parse_dtype
-from .measure import TimingConfig
+from .dtypes import parse_dtype
+from .shapes import MODES, Mode
 from .units import (
     argparse_type,
     parse_duration_ms,
@@ -58,6 +58,18 @@ def _seed(value: object) -> int:
     if isinstance(value, bool) or not str(value).strip().isdigit():
         raise ValueError(f"seed {value!r} must be a non-negative integer")
     return int(str(value).strip())
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """How long to warm up and sample; the minimum sample count holds even for long kernels."""
+
+    warmup_ms: float = 25.0
+    rep_ms: float = 100.0
+    min_samples: int = 10
+    max_samples: int = 500
+    flush_l2: bool = True
+    cuda_graph: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Attention backends: the registry (torch-free) and the built-in implementations (loaded on first use)."""

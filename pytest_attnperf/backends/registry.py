@@ -1,0 +1,190 @@
+"""The attention backend registry: every implementation behind one call, none falling back silently.
+
+A backend takes (q, k, v, shape) in its own layout and returns the output in that layout.
+What it supports is declared (devices, dtypes, head dims, capability, windows) so an
+unsupported case is skipped with a reason before anything runs; what only the library knows
+(SDPA's kernel choice) is checked by pinning and turned into the same kind of reason.
+No torch import here: the built-ins live in :mod:`pytest_attnperf.backends.builtin`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..spec.device_info import DeviceInfo
+from ..spec.shapes import NO_WINDOW, AttnShape, Layout
+
+if TYPE_CHECKING:
+    import torch
+
+AttentionFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", AttnShape], "torch.Tensor"]
+ENTRY_POINT_GROUP = "pytest_attnperf.backends"
+BUILTIN_PROVIDER = "pytest_attnperf.backends.builtin:builtin_backends"
+HALF_DTYPES = frozenset({"float16", "bfloat16"})
+ALL_DTYPES = frozenset({"float16", "bfloat16", "float32"})
+
+
+class BackendError(ValueError):
+    """A backend name or registration the user must fix."""
+
+
+class Unsupported(Exception):
+    """This backend cannot run this case here; the message says why and what would make it run."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One attention implementation and what it can run."""
+
+    name: str
+    run: AttentionFn
+    layout: Layout = "bhsd"
+    description: str = ""
+    devices: frozenset[str] = frozenset({"cuda", "cpu"})
+    dtypes: frozenset[str] = ALL_DTYPES
+    max_head_dim: int | None = None
+    head_dim_multiple: int = 1
+    min_capability: tuple[int, int] | None = None
+    only_capabilities: frozenset[tuple[int, int]] | None = None
+    supports_window: bool = True
+    supports_gqa: bool = True
+    materializes_scores: bool = False
+    requires: tuple[str, ...] = ()  # importable modules; a missing one makes it unavailable
+    cuda_requires: tuple[str, ...] = ()  # modules needed only on a CUDA device
+    install_hint: str = ""
+    flash: bool = False  # an implementation of FlashAttention (FA2-4, SDPA's flash kernel): the study's "on"
+
+    def unavailable_reason(self, info: DeviceInfo) -> str | None:
+        """Why this backend cannot run on this device at all, or None."""
+        device_type = "cuda" if info.is_cuda else "cpu"
+        if device_type not in self.devices:
+            need = " or ".join(sorted(self.devices))
+            return f"{self.name} needs a {need} device; this run is on {info.name} ({info.device})"
+        for module in self.requires + (self.cuda_requires if info.is_cuda else ()):
+            if importlib.util.find_spec(module) is None:
+                hint = f" ({self.install_hint})" if self.install_hint else ""
+                return f"{self.name} needs the Python module {module!r}, which is not installed{hint}"
+        if info.is_cuda and self.min_capability and not info.at_least(self.min_capability):
+            need = ".".join(map(str, self.min_capability))
+            have = ".".join(map(str, info.capability or ()))
+            return f"{self.name} needs compute capability >= {need}; {info.name} is {have} ({info.generation})"
+        if info.is_cuda and self.only_capabilities and info.capability not in self.only_capabilities:
+            allowed = ", ".join(".".join(map(str, cap)) for cap in sorted(self.only_capabilities))
+            return f"{self.name} runs only on compute capability {allowed}; {info.name} is {info.generation}"
+        return None
+
+    def unsupported_reason(self, shape: AttnShape, info: DeviceInfo) -> str | None:
+        """Why this backend cannot run ``shape`` on this device, or None."""
+        reason = self.unavailable_reason(info)
+        if reason:
+            return reason
+        if shape.dtype not in self.dtypes:
+            return f"{self.name} does not take {shape.dtype}; it takes {', '.join(sorted(self.dtypes))}"
+        if self.max_head_dim is not None and shape.head_dim > self.max_head_dim:
+            return f"{self.name} takes head_dim up to {self.max_head_dim}, not {shape.head_dim}"
+        if shape.head_dim % self.head_dim_multiple:
+            return f"{self.name} needs head_dim a multiple of {self.head_dim_multiple}, not {shape.head_dim}"
+        if not self.supports_window and shape.window != NO_WINDOW:
+            return f"{self.name} has no sliding-window attention (window={shape.window})"
+        if not self.supports_gqa and shape.kv_heads != shape.heads:
+            return f"{self.name} has no grouped-query attention (kv_heads={shape.kv_heads}, heads={shape.heads})"
+        return None
+
+
+@dataclass
+class BackendRegistry:
+    """Name -> Backend; a duplicate name is an error, never a silent override.
+
+    The built-in backends (which import torch) and the entry points are loaded on first use, so
+    importing the registry, or registering a backend from a conftest, costs nothing at start-up.
+    """
+
+    _backends: dict[str, Backend] = field(default_factory=dict)
+    with_builtins: bool = False
+    _loaded: bool = False
+
+    def register(self, backend: Backend) -> Backend:
+        if not backend.name or any(char.isspace() or char == "," for char in backend.name):
+            raise BackendError(f"invalid backend name {backend.name!r}: use a non-empty name without commas or spaces")
+        existing = self._backends.get(backend.name)
+        if existing is not None and existing != backend:
+            raise BackendError(
+                f"duplicate attention backend {backend.name!r}: already registered by {_origin(existing.run)}, "
+                f"registered again by {_origin(backend.run)}; pick another name"
+            )
+        self._backends[backend.name] = backend
+        return backend
+
+    def unregister(self, name: str) -> None:
+        self._backends.pop(name, None)
+
+    def _load(self) -> None:
+        """Built-ins first (so they lead the parametrization), then what was registered so far, then entry points."""
+        if self._loaded:
+            return
+        self._loaded = True
+        registered, self._backends = self._backends, {}
+        if self.with_builtins:
+            # Named, not imported, like an entry point: the built-ins import torch and this module.
+            module, _, function = BUILTIN_PROVIDER.partition(":")
+            for backend in getattr(importlib.import_module(module), function)():
+                self.register(backend)
+        for backend in registered.values():
+            self.register(backend)
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            provided = entry_point.load()
+            provided = provided() if callable(provided) and not isinstance(provided, Backend) else provided
+            for backend in provided if isinstance(provided, (list, tuple)) else [provided]:
+                if not isinstance(backend, Backend):
+                    raise BackendError(
+                        f"entry point {entry_point.name!r} in group {ENTRY_POINT_GROUP!r} gave {backend!r}; "
+                        "expected a pytest_attnperf.Backend, a list of them, or a function returning them"
+                    )
+                self.register(backend)
+
+    def names(self) -> tuple[str, ...]:
+        self._load()
+        return tuple(self._backends)
+
+    def get(self, name: str) -> Backend:
+        self._load()
+        try:
+            return self._backends[name]
+        except KeyError:
+            raise BackendError(
+                f"unknown attention backend {name!r}; expected one of: {', '.join(self._backends)}"
+            ) from None
+
+    def select(self, names: tuple[str, ...] | None) -> tuple[Backend, ...]:
+        """Backends by name in the given order (all when None); unknown names raise BackendError."""
+        if names is None:
+            return tuple(self._backends[name] for name in self.names())
+        return tuple(self.get(name) for name in names)
+
+    def __iter__(self) -> Iterator[Backend]:
+        return iter(self.select(None))
+
+
+def _origin(function: Callable[..., Any]) -> str:
+    module = getattr(function, "__module__", "?")
+    return f"{module}.{getattr(function, '__qualname__', repr(function))}"
+
+
+REGISTRY = BackendRegistry(with_builtins=True)
+
+
+def register_backend(
+    name: str, *, registry: BackendRegistry | None = None, **capabilities: Any
+) -> Callable[[AttentionFn], AttentionFn]:
+    """Decorator that registers ``fn(q, k, v, shape) -> out`` as a backend (e.g. from a conftest)."""
+
+    def decorate(run: AttentionFn) -> AttentionFn:
+        (registry or REGISTRY).register(Backend(name=name, run=run, **capabilities))
+        return run
+
+    return decorate

@@ -1,0 +1,1 @@
+"""Other tools pytest-attnperf works with: transformers models, pytest-benchmark's output."""

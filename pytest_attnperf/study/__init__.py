@@ -1,0 +1,1 @@
+"""The FlashAttention study: the measured sweep, its Markdown and plots, and the memory models."""

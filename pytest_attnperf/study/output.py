@@ -1,0 +1,32 @@
+"""Writing a study: study.json, README.md and, when matplotlib is installed, the PNG plots."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .document import render_json
+from .markdown import render_markdown
+
+PLOTS_NEED = "plots need matplotlib: pip install 'pytest-attnperf[report]'"
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can be imported (checked before measuring, so a missing one costs nothing)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def write_study(study: Mapping[str, Any], out_dir: Path | str, *, plots: bool = True) -> list[Path]:
+    """Write study.json, README.md and (with ``plots`` and matplotlib) the plots into ``out_dir``; return the paths."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "study.json").write_text(render_json(study), encoding="utf-8")
+    (folder / "README.md").write_text(render_markdown(study), encoding="utf-8")
+    written = [folder / "study.json", folder / "README.md"]
+    if plots and plots_available():
+        from .plots import render_plots
+
+        written += render_plots(study, folder)
+    return written
