@@ -676,22 +676,22 @@ def render_ncu(ctx: Context) -> str:
     """Plugin medians against Nsight Compute's kernel time, per length; how many within ±3 %."""
     rows = _ncu_rows(ctx)
     lines = []
+    shortest = min(row["seqlen"] for row in rows)
     for seqlen in sorted({row["seqlen"] for row in rows}):
         single = sorted((r for r in rows if r["seqlen"] == seqlen and r["kernels"] == 1), key=lambda r: -r["ratio"])
         multi = [r for r in rows if r["seqlen"] == seqlen and r["kernels"] > 1]
         parts = []
         if single:
-            gaps = [(r["plugin"] - r["ncu"]) for r in single]
+            gaps = [(r["plugin"] - r["ncu"]) * 1e3 for r in single]
+            gap = f"; plugin − ncu {fmt_range(f'{min(gaps):.1f}', f'{max(gaps):.1f}')} µs" if seqlen == shortest else ""
             parts.append(
                 f"single-kernel backends {_ratio_range(single)} ("
                 + ", ".join(f"{r['backend']} {r['ratio']:.3f}" for r in single)
-                + f"; plugin − ncu {fmt_range(fmt_us(min(gaps)), fmt_us(max(gaps)))})"
+                + f"{gap})"
             )
         parts.extend(f"{r['backend']} ({r['kernels']} kernels) {r['ratio']:.3f}" for r in multi)
         lines.append(f"- {seqlen_label(seqlen)}: " + "; ".join(parts) + ".")
-    lines.append(
-        f"- **Within ±3 %: {_within(rows, 0.03)} of the {len(rows)} cases** ({_within(rows, 0.035)} within ±3.5 %)."
-    )
+    lines.append(f"- **Within ±3 %: {_within(rows, 0.03)} of the {len(rows)} cases.**")
     return block(ctx, *lines)
 
 
@@ -737,7 +737,7 @@ def render_modes(ctx: Context) -> str:
                 skip or "–",
             ]
         )
-    return block(ctx, *table(["option", "outcome", "not in its table (failed)", "skips"], rows))
+    return block(ctx, *table(["option", "outcome", "cases missing from its table", "skips"], rows))
 
 
 @renderer("graph-vs-ncu")
@@ -747,15 +747,17 @@ def render_graph_vs_ncu(ctx: Context) -> str:
     graph = next((s for s in _modes(ctx) if "cuda-graph" in s["option"]), None)
     if graph is None:
         raise RenderError(f"{ctx.path('modes.log')}: no CUDA-graph section")
-    rows, graph_ratios, plain_ratios = [], [], []
+    rows: list[list[str]] = []
+    graph_ratios: dict[int, list[float]] = {}
+    plain_ratios: dict[int, list[float]] = {}
     for row in graph["rows"]:
         key = (row["backend"], int(row["len"]))
         median = parse_ms(row["median"])
         if key not in ncu or median is None:
             continue
         reference = ncu[key]
-        graph_ratios.append(median / reference["ncu"])
-        plain_ratios.append(reference["ratio"])
+        graph_ratios.setdefault(key[1], []).append(median / reference["ncu"])
+        plain_ratios.setdefault(key[1], []).append(reference["ratio"])
         rows.append(
             [
                 f"{key[0]} {seqlen_label(key[1])}",
@@ -770,8 +772,13 @@ def render_graph_vs_ncu(ctx: Context) -> str:
         ctx,
         *table(["case", "ncu kernel time", "plugin, events", "plugin, CUDA graph"], rows, right=(1, 2, 3)),
         "",
-        f"Over ncu's kernel time: {fmt_range(f'{min(plain_ratios):.3f}', f'{max(plain_ratios):.3f}')} with events, "
-        f"{fmt_range(f'{min(graph_ratios):.3f}', f'{max(graph_ratios):.3f}')} with the CUDA graph (different processes).",
+        "Over ncu's kernel time (events and CUDA graph were timed in different processes): "
+        + "; ".join(
+            f"{seqlen_label(seqlen)} {fmt_range(f'{min(plain):.3f}', f'{max(plain):.3f}')} with events, "
+            f"{fmt_range(f'{min(graph_ratios[seqlen]):.3f}', f'{max(graph_ratios[seqlen]):.3f}')} with the graph"
+            for seqlen, plain in sorted(plain_ratios.items())
+        )
+        + ".",
     )
 
 
@@ -959,7 +966,7 @@ def render_gpu_faults(ctx: Context) -> str:
     tries, after, workspace = tables[0], tables[1], tables[2]
     before = re.search(r"allocated before the inputs: (\d+) B; with the 32K inputs: (\d+) B", text)
     freed = re.search(r"allocated once the 32K inputs are freed: (\d+) B \(before them: (\d+) B\)", text)
-    results = {row["result"].split(" Tried")[0] for row in tries}
+    results = {f"`{row['result'].split(' Tried')[0].rstrip('.')}`" for row in tries}
     allocated = {row["allocated after"] for row in tries}
     changes = {row["change"] for row in tries}
     reserved = {row["reserved after"] for row in tries}
@@ -970,6 +977,15 @@ def render_gpu_faults(ctx: Context) -> str:
     def moved(row: dict[str, str]) -> str:
         median = parse_ms(row["median"].split(" (")[0]) or 0.0
         return f"{fmt_ms_precise(median)} ({fmt_pct(median / alone - 1, 2, sign=True)})"
+
+    def bytes_change(value: str) -> str:
+        """'+4294967296 B (4 GiB)' -> '+4,294,967,296 B (4 GiB)'; '+0 B (0 B)' -> '+0 B'."""
+        match = re.match(r"([+-])(\d+) B(?: \((.+)\))?", value)
+        if match is None:
+            return value
+        sign, number, readable = match.groups()
+        text = f"{sign}{int(number):,} B"
+        return f"{text} ({readable})" if readable and int(number) else text
 
     def bytes_cell(value: str) -> str:
         number = re.match(r"[+-]?\d+", value)
@@ -999,7 +1015,8 @@ def render_gpu_faults(ctx: Context) -> str:
         ],
         [
             "a backend that allocates 4 GiB of workspace and raises",
-            "; ".join(f"{row['moment']}: {row['change']}" for row in workspace[1:]),
+            f"allocated {workspace[0]['moment']}: {bytes_cell(workspace[0]['allocated'])}; "
+            + "; ".join(f"{row['moment']}: {bytes_change(row['change'])}" for row in workspace[1:]),
             "`benchmarks/gpu_faults.py` (b)",
         ],
     ]
@@ -1045,24 +1062,25 @@ def render_property_gpu(ctx: Context) -> str:
         if no_key:
             errors = [float(e) for e in re.findall(r"max \|out - ref\| = ([\d.e+-]+)", " ".join(no_key))]
             parts.append(
-                f"{len(no_key)} of them with query rows that see no key"
-                + (f" (max |out − ref| {fmt_range(f'{min(errors):.3g}', f'{max(errors):.3g}')})" if errors else "")
+                f"{len(no_key)} with query rows that see no key"
+                + (f", max |out − ref| {fmt_range(f'{min(errors):.3g}', f'{max(errors):.3g}')}" if errors else "")
             )
         raised: dict[str, int] = {}
         for detail in mine:
             match = re.search(r"raised (\w+): (?:\w+: )?(\w+Error)?", detail)
             if match:
-                key = " ".join(filter(None, match.groups()))
+                name, detail = match.groups()
+                key = f"`{name}` (`{detail}`)" if detail else f"`{name}`"
                 raised[key] = raised.get(key, 0) + 1
         parts.extend(f"{count} raised {name}" for name, count in raised.items())
-        notes.append(f"{backend} {len(mine)} ({'; '.join(parts)})" if parts else f"{backend} {len(mine)}")
+        notes.append(f"{backend} {len(mine)}: {', '.join(parts)}" if parts else f"{backend} {len(mine)}")
     return block(
         ctx,
         f"{head.group(1)} random shapes in {head.group(2)} s:",
         "",
         *table(["backend", "ran", "agreed", "fp32 false alarms", "failed", "skipped"], rows, right=range(1, 6)),
         "",
-        f"Failures: {join(notes)}." if notes else "No failures.",
+        f"Failures: {'; '.join(notes)}." if notes else "No failures.",
     )
 
 
