@@ -1135,9 +1135,11 @@ def render_region(root: Path, doc: Path, region: Region) -> str:
         raise RenderError(f"no result folder {RESULTS / ctx.folder}")
     text = function(ctx).strip("\n")
     if region.inline:
-        if "\n" in text:
+        # Inside a sentence: the text and its source line, on one line.
+        body, _, source = text.rpartition("\n\n")
+        if "\n" in body.strip():
             raise RenderError(f"results:{region.name} renders several lines; give it lines of its own")
-        return text
+        return f"{body.strip()} {source}"
     return f"\n{text}\n"
 
 
