@@ -270,11 +270,11 @@ class Context:
     def exists(self, name: str) -> bool:
         return (self.root / self.path(name)).is_file()
 
-    def link(self, name: str) -> str:
+    def link(self, name: str, anchor: str = "") -> str:
         """A Markdown link to a result file, relative to the document, showing its repository path."""
         target = self.path(name).as_posix()
         href = os.path.relpath(target, self.doc.parent.as_posix() or ".")
-        return f"[{target}]({Path(href).as_posix()})"
+        return f"[{target}]({Path(href).as_posix()}{'#' + anchor if anchor else ''})"
 
     def command(self, name: str) -> str:
         stage = STAGES.get(name)
@@ -568,7 +568,7 @@ def render_transformers_table(ctx: Context) -> str:
         )
     return block(
         ctx,
-        f"{what}; table for both models in {ctx.link('README.md')}.{stability}",
+        f"{what}; table for both models in {ctx.link('README.md', 'transformers')}.{stability}",
         "",
         *table(["phase", *implementations], lines, right=range(1, len(implementations) + 1)),
     )
