@@ -33,7 +33,7 @@ CPU_LENGTHS = (128, 256)
 EQUIVALENCE_LENGTH = 256
 # A 2-layer model step launches about a hundred small kernels from Python, so short prefills and
 # every decode step are host-bound: on the H100 their medians moved by up to 25 % between runs
-# (docs/results/main-job-h100.log: eager and flash_attention_2 decode at 0.78-0.95 of the baseline).
+# (docs/results/h100/main-job.log: eager and flash_attention_2 decode at 0.78-0.95 of the baseline).
 # The gate for them is correspondingly wider.
 HOST_BOUND_TOLERANCE = "25%"
 

@@ -1,0 +1,265 @@
+"""benchmarks/render_results.py: the docs' GPU figures are generated from docs/results, and --check keeps them so."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "render_results.py"
+
+
+def load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("render_results", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+render = load()
+
+FIDELITY = """\
+# Timing fidelity on a GPU
+
+| backend | length | plugin (CUDA events) | do_bench (median) | ratio |
+|---|---|---|---|---|
+| eager | 1024 | 0.4354 | 0.4363 | 0.998 |
+| flex | 16384 | 5.1583 | 5.3403 | 0.966 |
+| sdpa-flash | 32768 | 24.7210 | 28.2260 | 0.876 |
+| eager | 32768 | does not fit | - | - |
+"""
+REGION = "<!-- results:fidelity-summary h100 -->\n<!-- /results:fidelity-summary -->\n"
+
+
+def repo(tmp_path: Path, readme: str, doc: str = "# Notes\n\nNothing measured here.\n") -> Path:
+    """A repository with one result file, a README and one docs page."""
+    (tmp_path / "docs" / "results" / "h100").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "h100" / "fidelity.md").write_text(FIDELITY, encoding="utf-8")
+    (tmp_path / "README.md").write_text(readme, encoding="utf-8")
+    (tmp_path / "docs" / "notes.md").write_text(doc, encoding="utf-8")
+    return tmp_path
+
+
+def check(root: Path) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    status = render.run(root, check=True, out=lines.append)
+    return status, lines
+
+
+def rendered(root: Path) -> str:
+    assert render.run(root, check=False, out=lambda _: None) == 0
+    return (root / "README.md").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- the repository itself
+
+
+def test_the_repository_docs_match_their_data() -> None:
+    status, lines = check(ROOT)
+    assert status == 0, "\n".join(lines)
+    assert lines == []
+
+
+def test_the_script_reads_files_only_without_torch() -> None:
+    code = (
+        "import runpy, sys; sys.argv = ['render_results.py', '--check']\n"
+        "try:\n"
+        f"    runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    print('exit', stop.code, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.stdout.strip().splitlines()[-1] == "exit 0 False", result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- regions
+
+
+def test_a_fresh_region_passes_and_names_its_source_and_command(tmp_path: Path) -> None:
+    root = repo(tmp_path, f"# Project\n\n{REGION}")
+    text = rendered(root)
+    assert "within ±3 % for 1 of the 3 cases that fit" in text
+    assert "flex 16K ×0.966" in text
+    assert "sdpa-flash 32K ×0.876" in text
+    assert "[docs/results/h100/fidelity.md](docs/results/h100/fidelity.md)" in text
+    assert "`bash benchmarks/gpu_session.sh fidelity`" in text
+    assert check(root) == (0, [])
+    assert rendered(root) == text  # rendering again changes nothing
+
+
+def test_a_stale_region_fails_naming_it_with_a_diff(tmp_path: Path) -> None:
+    root = repo(tmp_path, f"# Project\n\n{REGION}")
+    text = rendered(root).replace("×0.966", "×0.996")
+    (root / "README.md").write_text(text, encoding="utf-8")
+    status, lines = check(root)
+    assert status == 1
+    assert (
+        lines[0]
+        == "README.md: stale generated region(s): results:fidelity-summary; run `python benchmarks/render_results.py`"
+    )
+    (typed,) = [line for line in text.splitlines() if "×0.996" in line]
+    diff = lines[1].splitlines()
+    assert "-" + typed in diff
+    assert "+" + typed.replace("×0.996", "×0.966") in diff
+    assert (root / "README.md").read_text(encoding="utf-8") == text  # --check changes nothing
+
+
+def test_links_are_relative_to_the_page(tmp_path: Path) -> None:
+    root = repo(tmp_path, "# Project\n", doc=f"# Notes\n\n{REGION}")
+    render.run(root, check=False, out=lambda _: None)
+    assert "[docs/results/h100/fidelity.md](results/h100/fidelity.md)" in (root / "docs" / "notes.md").read_text()
+
+
+def test_an_inline_region_stays_on_its_line_with_its_source(tmp_path: Path) -> None:
+    root = repo(
+        tmp_path, "# Project\n\nIn short: <!-- results:fidelity-summary h100 --><!-- /results:fidelity-summary -->\n"
+    )
+    lines = rendered(root).splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith("In short: <!-- results:fidelity-summary h100 -->The plugin's medians agree")
+    assert lines[2].endswith("(`bash benchmarks/gpu_session.sh fidelity`).</sub><!-- /results:fidelity-summary -->")
+    assert check(root) == (0, [])
+
+
+def test_a_renderer_of_several_lines_cannot_be_inline(tmp_path: Path) -> None:
+    root = repo(tmp_path, "# Project\n\nSee <!-- results:fidelity h100 --><!-- /results:fidelity -->.\n")
+    status, lines = check(root)
+    assert status == 1
+    assert lines == [
+        "README.md:3: results:fidelity: cannot render: results:fidelity renders several lines; give it lines of its own"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("region", "message"),
+    [
+        pytest.param(
+            "<!-- results:no-such h100 -->\n<!-- /results:no-such -->\n",
+            "README.md:3: results:no-such: cannot render: unknown renderer 'no-such'",
+            id="unknown-renderer",
+        ),
+        pytest.param(
+            "<!-- results:fidelity-summary h200 -->\n<!-- /results:fidelity-summary -->\n",
+            "README.md:3: results:fidelity-summary: cannot render: no result folder docs/results/h200",
+            id="missing-folder",
+        ),
+        pytest.param(
+            "<!-- results:fidelity-summary -->\n<!-- /results:fidelity-summary -->\n",
+            "README.md:3: results:fidelity-summary: cannot render: results:fidelity-summary needs exactly one result folder",
+            id="no-folder",
+        ),
+        pytest.param(
+            "<!-- results:fidelity-summary h100 -->\n",
+            "README.md:3: results:fidelity-summary has no <!-- /results:fidelity-summary -->",
+            id="unclosed",
+        ),
+    ],
+)
+def test_a_bad_region_fails_naming_file_and_line(tmp_path: Path, region: str, message: str) -> None:
+    root = repo(tmp_path, f"# Project\n\n{region}")
+    status, lines = check(root)
+    assert status == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(message), lines
+
+
+def test_a_missing_result_file_fails(tmp_path: Path) -> None:
+    root = repo(tmp_path, "# Project\n\n<!-- results:ncu h100 -->\n<!-- /results:ncu -->\n")
+    status, lines = check(root)
+    assert status == 1
+    assert lines == ["README.md:3: results:ncu: cannot render: docs/results/h100/ncu-fidelity.md does not exist"]
+
+
+# ---------------------------------------------------------------- typed-in GPU figures
+
+
+def test_a_typed_in_figure_outside_a_region_fails_with_file_line_and_text(tmp_path: Path) -> None:
+    root = repo(tmp_path, f"# Project\n\n{REGION}\nThe kernel took 0.423 ms on the H100.\n")
+    rendered(root)
+    status, lines = check(root)
+    assert status == 1
+    line = (root / "README.md").read_text(encoding="utf-8").splitlines().index("The kernel took 0.423 ms on the H100.")
+    assert lines == [
+        f"README.md:{line + 1}: GPU figure outside a generated region (0.423 ms): The kernel took 0.423 ms on the H100."
+    ]
+
+
+def test_figures_in_docs_pages_are_checked_too(tmp_path: Path) -> None:
+    root = repo(tmp_path, "# Project\n", doc="# Notes\n\n22 of 24 cases agree.\n")
+    assert check(root) == (
+        1,
+        ["docs/notes.md:3: GPU figure outside a generated region (22 of 24): 22 of 24 cases agree."],
+    )
+
+
+def test_result_files_are_data_not_prose(tmp_path: Path) -> None:
+    root = repo(tmp_path, "# Project\n")
+    assert check(root) == (0, [])  # docs/results/h100/fidelity.md is full of figures, and is not scanned
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "median 0.423 ms",
+        "59.1 µs at 1K",
+        "62.5 us",
+        "took 31–35 s",
+        "3.7 s of kernel time",
+        "377 TFLOP/s",
+        "78.4 GiB free",
+        "+0 B after each try",
+        "20,736 tokens",
+        "12 % faster",
+        "−0.72 %",
+        "highest ratio ×1.093",
+        "x3.779 (+277.9 %)",
+        "speedup 7.2×",
+        "22 of the 24 cases",
+        "caught 0/20",
+        "94 passed, 10 skipped",
+        "ratios 0.955 to 1.017",
+    ],
+)
+def test_what_counts_as_a_gpu_figure(line: str) -> None:
+    assert render.typed_in_figures(Path("README.md"), line), line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Llama-2-70B and Llama-3-8B, 2 layers",
+        "NVIDIA H100 80GB HBM3",
+        "torch 2.11.0+cu130, flash-attn 2.8.3.post2",
+        "1K, 4K, 16K and 32K; B=1 H=32 D=128",
+        "the default tolerance is 10 % (`--attnperf-latency-tolerance`), transformers 25%",
+        "the ±3 % target",
+        "a warm-up of 25 ms and 100 ms of sampling",
+        "`attnperf_latency(budget='2.5 ms')` and `ceiling='2 GiB'`",
+        "a budget of 2 × 2⁻¹⁶ × max|ref|",
+        "see [the log](results/h100/main-job-0.374ms.log)",
+        "<!-- 0.5 ms in a comment -->",
+    ],
+)
+def test_what_is_not_a_gpu_figure(line: str) -> None:
+    assert render.typed_in_figures(Path("README.md"), line) == []
+
+
+def test_code_blocks_are_skipped_but_program_output_is_not(tmp_path: Path) -> None:
+    code = "```python\n@pytest.mark.attnperf_memory(ceiling='2 GiB')  # 0.5 ms\n```\n"
+    output = "```text\nmedian 0.236 ms vs baseline 62.5 us\n```\n"
+    assert render.typed_in_figures(Path("README.md"), code) == []
+    (problem,) = render.typed_in_figures(Path("README.md"), output)
+    assert str(problem).startswith("README.md:2: GPU figure outside a generated region (0.236 ms, 62.5 us)")
+
+
+def test_the_allowlist_is_short_and_says_why() -> None:
+    assert len(render.ALLOWED) <= 12
+    assert all(len(reason) > 10 for _, _, reason in render.ALLOWED)
