@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,6 +82,7 @@ class Timing:
     label: str
     command: list[str]
     seconds: list[float]
+    cpu_seconds: list[float]  # user + system time of the process: less moved by other work on the machine
 
     @property
     def median(self) -> float:
@@ -88,8 +90,8 @@ class Timing:
 
     def row(self) -> str:
         return (
-            f"{self.label:<34} {min(self.seconds):>8.3f} {self.median:>8.3f} {max(self.seconds):>8.3f}"
-            f"   {len(self.seconds)}"
+            f"{self.label:<38} {min(self.seconds):>8.3f} {self.median:>8.3f} {max(self.seconds):>8.3f}"
+            f" {statistics.median(self.cpu_seconds):>10.3f}   {len(self.seconds)}"
         )
 
 
@@ -99,25 +101,31 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_once(command: Sequence[str], cwd: Path, env: dict[str, str]) -> float:
+def run_once(command: Sequence[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of ``command`` as a whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if completed.returncode != 0:
         raise SystemExit(
             f"command failed ({completed.returncode}): {' '.join(command)}\n{completed.stdout}\n{completed.stderr}"
         )
-    return elapsed
+    return elapsed, cpu
 
 
 def time_interleaved(commands: dict[str, tuple[list[str], dict[str, str]]], cwd: Path, runs: int) -> dict[str, Timing]:
     """Each command ``runs`` times, round robin, after one untimed warm-up run of each."""
-    timings = {label: Timing(label, command, []) for label, (command, _) in commands.items()}
+    timings = {label: Timing(label, command, [], []) for label, (command, _) in commands.items()}
     for command, env in commands.values():
         run_once(command, cwd, env)
     for _ in range(runs):
         for label, (command, env) in commands.items():
-            timings[label].seconds.append(run_once(command, cwd, env))
+            wall, cpu = run_once(command, cwd, env)
+            timings[label].seconds.append(wall)
+            timings[label].cpu_seconds.append(cpu)
     return timings
 
 
@@ -193,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"packages: {package_versions()}")
     print()
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="attnperf-load-tax-") as folder:
         workdir = Path(folder)
         (workdir / "test_ok.py").write_text(TEST_FILE, encoding="utf-8")
@@ -206,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "pytest -p no:attnperf": ([*pytest_command, "-p", "no:attnperf", "test_ok.py"], env),
                 "pytest, no plugin autoload (info)": (
                     [*pytest_command, "test_ok.py"],
+                    clean_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
+                ),
+                "no autoload, -p attnperf only (info)": (
+                    [*pytest_command, "-p", "pytest_attnperf.plugin", "test_ok.py"],
                     clean_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
                 ),
             },
@@ -225,8 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.runs,
         )
         probes = {disabled: probe_torch(workdir, disabled) for disabled in (False, True)}
+    load_after = os.getloadavg()
+    print(
+        f"load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+        "(other work on the machine slows wall times; CPU times are less affected)"
+    )
+    print()
 
-    header = f"{'wall time of the whole process (s)':<34} {'min':>8} {'median':>8} {'max':>8}   runs"
+    header = f"{'wall time of the whole process (s)':<38} {'min':>8} {'median':>8} {'max':>8} {'CPU median':>10}   runs"
     print("one-test suite: python -m pytest -q -p no:cacheprovider [-p no:attnperf] test_ok.py")
     print(header)
     for timing in suite.values():
@@ -240,7 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(+{with_plugin.median - without.median:.3f} s per pytest run)"
     )
     print(f"goal: within 30 % (ratio <= {GOAL_RATIO:.2f}): {verdict}")
-    print("(the 'no plugin autoload' row sets PYTEST_DISABLE_PLUGIN_AUTOLOAD=1: no third-party plugin at all)")
+    cpu_ratio = statistics.median(with_plugin.cpu_seconds) / statistics.median(without.cpu_seconds)
+    print(f"ratio of CPU-time medians (information, not the goal): {cpu_ratio:.2f}")
+    bare = suite["pytest, no plugin autoload (info)"]
+    alone = suite["no autoload, -p attnperf only (info)"]
+    print(
+        "(info rows: PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 loads no third-party plugin; with -p pytest_attnperf.plugin "
+        f"it loads this plugin alone: {alone.median / bare.median:.1f}x bare pytest, "
+        f"+{alone.median - bare.median:.3f} s)"
+    )
     print()
 
     print("attnperf command vs python -c pass")
