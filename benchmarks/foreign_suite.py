@@ -280,6 +280,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| pytest summary line | " + " | ".join(f"`{modes[name].runs[0].summary}`" for name in modes) + " |")
     print("| plugins loaded | " + " | ".join(f"`{modes[name].runs[0].plugins}`" for name in modes) + " |")
     print()
+    print("Each run, in the order they ran:\n")
+    print("| run | mode | wall (s) | CPU (s) | pytest's own (s) | outcomes |")
+    print("|---|---|---|---|---|---|")
+    for index in range(args.runs):
+        for name, mode in modes.items():
+            run = mode.runs[index]
+            tally = ", ".join(f"{count} {outcome}" for outcome, count in sorted(Counter(run.outcomes.values()).items()))
+            print(f"| {index + 1} | `{name}` | {run.wall_s:.1f} | {run.cpu_s:.1f} | {run.pytest_s:.1f} | {tally} |")
+    print()
     print(f"**identical outcomes: {'yes' if identical else 'no'}**", end="")
     print(f" ({len(reference)} test ids, every run of both modes)" if identical else "")
     if differing:
