@@ -171,6 +171,7 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.spec.marks",
     "pytest_attnperf.spec.device_info",
     "pytest_attnperf.spec.presets",
+    "pytest_attnperf.spec.workloads",
     "pytest_attnperf.gate.checks",
     "pytest_attnperf.gate.evaluate",
     "pytest_attnperf.gate.statistics",
