@@ -1,7 +1,9 @@
-"""transformers' ``attn_implementation`` under the same gate: Llama-shaped models from presets, prefill and decode.
+"""transformers' ``attn_implementation`` under the same gate: models from presets or a local config.json, prefill
+and decode.
 
-Seeded random weights, few layers, nothing downloaded. transformers is imported lazily: it is the
-optional extra ``pytest-attnperf[hf]``.
+Each preset family is built with its own config class (Llama, Mistral, Qwen2, Gemma-2); a user's
+config.json with whatever its ``model_type`` names. Seeded random weights, few layers, nothing
+downloaded. transformers is imported lazily: it is the optional extra ``pytest-attnperf[hf]``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..measure.inputs import torch_dtype
 from ..measure.memory import release_memory
 from ..spec.dtypes import parse_dtype
 from ..spec.marks import EquivalenceSpec
-from ..spec.presets import ModelPreset, get_preset
+from ..spec.presets import ModelPreset, resolve_model
 
 INSTALL_HINT = "pip install 'pytest-attnperf[hf]'"
 SDPA_BACKENDS: dict[str, SDPBackend] = {
@@ -84,10 +86,17 @@ def import_transformers() -> Any:
     return transformers
 
 
-def scaled_down(preset: ModelPreset, *, kv_heads: int = 2, head_dim: int = 32, vocab_size: int = 512) -> ModelPreset:
-    """A tiny preset with the same attention layout (MHA, or GQA with the same group size), for CPUs and CI."""
+def scaled_down(
+    preset: ModelPreset, *, kv_heads: int = 2, head_dim: int = 32, vocab_size: int = 512, window: int = 64
+) -> ModelPreset:
+    """A tiny preset with the same attention layout, for CPUs and CI.
+
+    MHA or GQA with the same group size; a sliding window capped at ``window`` tokens so a CPU's short
+    sequences still reach it; Gemma-2's query scaling kept at 1/sqrt(head_dim), its soft-capping as is.
+    """
     group = preset.num_attention_heads // preset.num_key_value_heads
     hidden = kv_heads * group * head_dim
+    scalar = preset.query_pre_attn_scalar
     return dataclasses.replace(
         preset,
         name=f"{preset.name}-tiny",
@@ -97,14 +106,29 @@ def scaled_down(preset: ModelPreset, *, kv_heads: int = 2, head_dim: int = 32, v
         head_dim=head_dim,
         vocab_size=vocab_size,
         intermediate_size=max(1, round(hidden * preset.intermediate_size / preset.hidden_size)),
+        sliding_window=min(preset.sliding_window, window) if preset.sliding_window else preset.sliding_window,
+        query_pre_attn_scalar=max(1, round(scalar * head_dim / preset.head_dim)) if scalar else scalar,
     )
 
 
-def llama_config(preset: ModelPreset, *, layers: int = 2) -> Any:
-    """transformers' LlamaConfig of ``preset`` with ``layers`` decoder layers."""
+def model_config(preset: ModelPreset, *, layers: int = 2) -> Any:
+    """transformers' config of ``preset`` (its family's class, or its config.json's model_type) with ``layers`` layers."""
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         raise ValueError(f"layers must be a positive integer, got {layers!r}")
-    return import_transformers().LlamaConfig(**{**preset.config_kwargs(), "num_hidden_layers": layers})
+    transformers = import_transformers()
+    fields = {**preset.config_kwargs(), "num_hidden_layers": layers}
+    if isinstance(fields.get("layer_types"), list):
+        fields["layer_types"] = fields["layer_types"][:layers]  # one entry per layer that is built
+    family = preset.family_info
+    if preset.config_json is None and family is not None:
+        return getattr(transformers, family.config_class)(**fields)
+    model_type = fields.pop("model_type", preset.family)
+    for bookkeeping in ("architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path"):
+        fields.pop(bookkeeping, None)
+    try:
+        return transformers.AutoConfig.for_model(model_type, **fields)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"transformers cannot build a {model_type!r} config from {preset.name}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -142,6 +166,7 @@ class HFModel:
         preset = self.preset
         return {
             "model": preset.name,
+            "family": preset.family,
             "implementation": self.implementation,
             "layers": self.layers,
             "heads": preset.num_attention_heads,
@@ -165,8 +190,8 @@ def build_model(
     """Random seeded weights on ``device`` in ``dtype``, eval mode; Unavailable with transformers' reason if refused."""
     name, backend = parse_implementation(implementation)
     transformers = import_transformers()
-    chosen = get_preset(preset) if isinstance(preset, str) else preset
-    config = llama_config(chosen, layers=layers)
+    chosen = resolve_model(preset)
+    config = model_config(chosen, layers=layers)
     model_dtype = torch_dtype(dtype)
     target = torch.device(device)
     if target.type == "cuda" and target.index is None:
@@ -239,8 +264,10 @@ class DecodeStep:
         self.keep = _keep_last(hf.model)
         self.cache: Any = import_transformers().DynamicCache()
         # Filled once with SDPA, whatever is measured: O(S) memory (an eager prefill may not fit where an
-        # eager decode step does) and no recompiles of flex_attention for the fill's shapes.
-        with torch.no_grad(), _implementation(hf.model, "sdpa"):
+        # eager decode step does) and no recompiles of flex_attention for the fill's shapes. A model that
+        # refuses SDPA (Gemma-2: its soft-capping) is filled with the implementation it was built with.
+        fill = "sdpa" if _accepts(hf.model, "sdpa") else str(hf.model.config._attn_implementation)
+        with torch.no_grad(), _implementation(hf.model, fill):
             hf.model(input_ids=ids[:, :cache_len], past_key_values=self.cache, use_cache=True, **self.keep)
 
     def __call__(self) -> torch.Tensor:
@@ -255,6 +282,17 @@ class DecodeStep:
 def decode(hf: HFModel, cache_len: int, batch: int = 1) -> DecodeStep:
     """Fill a DynamicCache with ``cache_len`` seeded tokens (untimed), return the repeatable one-token step."""
     return DecodeStep(hf, cache_len, batch)
+
+
+def _accepts(model: Any, name: str) -> bool:
+    """Whether transformers lets this model switch to attn_implementation ``name`` (it checks the architecture)."""
+    original = model.config._attn_implementation
+    try:
+        model.set_attn_implementation(name)
+    except (ValueError, ImportError):
+        return False
+    model.set_attn_implementation(original)
+    return True
 
 
 @contextlib.contextmanager
