@@ -48,6 +48,32 @@ def model_kv_cache_bytes(preset: ModelPreset, *, tokens: int, batch: int, dtype:
     return per_token * cached_tokens(preset, preset.num_hidden_layers, tokens)
 
 
+def kv_cache_limit(
+    preset: ModelPreset, *, batch: int, dtype: DTypeLike, free_bytes: int, granularity: int = 1024
+) -> int:
+    """The longest context (a multiple of ``granularity``) whose weights plus whole-model KV cache fit in ``free_bytes``.
+
+    0 when not even ``granularity`` tokens fit beside the weights. The cache grows monotonically (a sliding
+    layer stops growing at its window), so a bisection over multiples of ``granularity`` finds it.
+    """
+    room = free_bytes - weights_bytes(preset, dtype)
+
+    def fits(steps: int) -> bool:
+        return model_kv_cache_bytes(preset, tokens=steps * granularity, batch=batch, dtype=dtype) <= room
+
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while fits(high):
+        if high > 1 << 40:  # only sliding layers, each capped: the cache never outgrows memory
+            return high * granularity
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low * granularity
+
+
 def score_matrix_bytes(batch: int, heads: int, q_len: int, k_len: int, dtype: DTypeLike) -> int:
     """One layer's materialised B·H·Sq·Sk score matrix (the probability matrix is as large)."""
     check_positive(batch=batch, heads=heads, q_len=q_len, k_len=k_len)
