@@ -153,7 +153,9 @@ def builtin_backends() -> list[Backend]:
             max_head_dim=256,
             head_dim_multiple=8,
             min_capability=(8, 0),
-            requires=("flash_attn",),
+            # The FlashAttention-2 module itself: flash-attn-4 alone also makes `flash_attn` importable (a namespace
+            # package holding only flash_attn.cute), which would pass for FlashAttention-2 and then fail.
+            requires=("flash_attn.flash_attn_interface",),
             install_hint="pip install 'pytest-attnperf[flash]'",
             flash=True,
             workloads=EVERY,

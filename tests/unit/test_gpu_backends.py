@@ -11,6 +11,7 @@ the wrong lengths gets a wrong output, and the comparison with the reference fai
 from __future__ import annotations
 
 import dataclasses
+import importlib.machinery
 import sys
 import types
 from collections.abc import Callable
@@ -352,3 +353,17 @@ def test_torch_varlen_is_skipped_on_this_cpu_with_torchs_own_words() -> None:
     if reason is None:
         pytest.skip("this torch's varlen_attn runs on the CPU")
     assert reason.startswith("torch-varlen cannot run on cpu: torch's varlen_attn says ") or "lacks" in reason
+
+
+def test_flash_attn_4_alone_does_not_pass_for_flash_attn_2(fake_flash: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flash-attn-4's wheel has no flash_attn/__init__.py: `flash_attn` is then a namespace package holding only cute."""
+    namespace = types.ModuleType("flash_attn")
+    namespace.__path__ = []  # type: ignore[attr-defined]
+    namespace.__spec__ = importlib.machinery.ModuleSpec("flash_attn", None, is_package=True)
+    sys.modules["flash_attn.cute"].__spec__ = importlib.machinery.ModuleSpec("flash_attn.cute", None)
+    monkeypatch.setitem(sys.modules, "flash_attn", namespace)
+    assert REGISTRY.get("flash-attn").unavailable_reason(H200) == (
+        "flash-attn needs the Python module 'flash_attn.flash_attn_interface', which is not installed "
+        "(pip install 'pytest-attnperf[flash]')"
+    )
+    assert REGISTRY.get("flash-attn-4").unavailable_reason(H200) is None
