@@ -9,6 +9,11 @@ export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
+# flash-attn 2 as its wheel's contents (15 MiB instead of the 60 MiB wheel: it fits in one call beside FA4's wheels).
+if ls .whl/*-site.tar.xz >/dev/null 2>&1; then
+  mkdir -p /tmp/site && for archive in .whl/*-site.tar.xz; do tar -xJf "$archive" -C /tmp/site; done
+  export PYTHONPATH=/tmp/site
+fi
 # FlashAttention-4 (flash-attn-4, CuTe DSL), as ../shared/README.md says: its CUDA 13 library first, in a call of its
 # own (`bash benchmarks/gpu_session.sh fa4_lib`, carry .fa4lib), then right after it the wheels of .whl/fa4/ merged
 # into the same folders (carry .whl), which this preamble does whenever they are there.

@@ -9,7 +9,6 @@ downloaded. transformers is imported lazily: it is the optional extra ``pytest-a
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import importlib
@@ -26,11 +25,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..backends.builtin import sdpa_refused
-from ..measure.equivalence import describe_mismatch, measure_equivalence
 from ..measure.inputs import torch_dtype
-from ..measure.memory import release_memory
 from ..spec.dtypes import parse_dtype
-from ..spec.marks import EquivalenceSpec
 from ..spec.presets import ModelPreset, resolve_model
 
 INSTALL_HINT = "pip install 'pytest-attnperf[hf]'"
@@ -234,7 +230,8 @@ def token_ids(batch: int, length: int, *, vocab_size: int, seed: int, device: to
     return torch.randint(vocab_size, (batch, length), generator=generator).to(device)
 
 
-def _keep_last(model: Any) -> dict[str, int]:
+def keep_last(model: Any) -> dict[str, int]:
+    """The forward keyword that computes logits for the last position only, when the model has it."""
     # logits_to_keep=1 computes the vocab projection for the last position only.
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
@@ -242,7 +239,7 @@ def _keep_last(model: Any) -> dict[str, int]:
 def prefill(hf: HFModel, seqlen: int, batch: int = 1) -> Callable[[], torch.Tensor]:
     """Time to first token: one forward over ``seqlen`` seeded tokens (cache filled, as generate does)."""
     ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
-    keep = _keep_last(hf.model)
+    keep = keep_last(hf.model)
 
     def run() -> torch.Tensor:
         with torch.no_grad(), hf.attention_context():
@@ -261,7 +258,7 @@ class DecodeStep:
         self.hf, self.cache_len = hf, cache_len
         ids = token_ids(batch, cache_len + 1, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
         self.next_ids = ids[:, cache_len:]
-        self.keep = _keep_last(hf.model)
+        self.keep = keep_last(hf.model)
         self.cache: Any = import_transformers().DynamicCache()
         # Filled once with SDPA, whatever is measured: O(S) memory (an eager prefill may not fit where an
         # eager decode step does) and no recompiles of flex_attention for the fill's shapes. A model that
@@ -400,74 +397,6 @@ def check_dispatch(hf: HFModel, run: Callable[[], object] | None = None) -> Disp
         calls={f"{function.__module__}.{function.__qualname__}": count for function, count in calls.items()},
         expected_calls=calls.get(expected, 0),
         flash_package=flash.__module__.split(".")[0] if hf.attn_implementation in _FLASH_PACKAGES and flash else None,
-    )
-
-
-# ---------------------------------------------------------------- numerical equivalence
-
-
-@dataclass(frozen=True)
-class ModelEquivalence:
-    """Last-position logits of one implementation against the high-precision eager reference."""
-
-    implementation: str
-    dtype: str
-    reference_dtype: str
-    seqlen: int
-    max_error: float
-    budget: float
-    reference_error: float
-    nonfinite: int
-    elements: int
-    message: str | None
-
-    @property
-    def passed(self) -> bool:
-        return self.message is None
-
-
-def _last_logits(model: Any, ids: torch.Tensor, context: contextlib.AbstractContextManager[Any]) -> torch.Tensor:
-    with torch.no_grad(), context:
-        return model(input_ids=ids, use_cache=False, **_keep_last(model)).logits[:, -1]  # type: ignore[no-any-return]
-
-
-def _eager_logits(hf: HFModel, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Logits of an eager copy of the same weights in ``dtype`` (the copy is freed before returning)."""
-    twin = copy.deepcopy(hf.model).to(dtype)
-    twin.set_attn_implementation("eager")
-    logits = _last_logits(twin, ids, contextlib.nullcontext())
-    del twin
-    release_memory(hf.device)
-    return logits
-
-
-def check_equivalence(
-    hf: HFModel, *, seqlen: int = 64, batch: int = 1, spec: EquivalenceSpec | None = None
-) -> ModelEquivalence:
-    """FlashAttention's rule on logits: error vs eager fp32 (fp64 for fp32 models) within factor x eager-in-dtype's."""
-    rule = spec or EquivalenceSpec()
-    ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
-    output = _last_logits(hf.model, ids, hf.attention_context())
-    high = torch.float64 if hf.dtype == torch.float32 else torch.float32
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")  # a TF32 reference would be as coarse as fp16
-    try:
-        reference = _eager_logits(hf, ids, high)
-    finally:
-        torch.set_float32_matmul_precision(precision)
-    low = _eager_logits(hf, ids, hf.dtype)
-    result = measure_equivalence(output, reference, low, rule)
-    return ModelEquivalence(
-        implementation=hf.implementation,
-        dtype=parse_dtype(hf.dtype),
-        reference_dtype=str(high).removeprefix("torch."),
-        seqlen=seqlen,
-        max_error=result.max_error,
-        budget=result.budget,
-        reference_error=result.reference_error,
-        nonfinite=result.nonfinite,
-        elements=result.elements,
-        message=describe_mismatch(result),
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from pytest_attnperf.integrations import transformers as hf
+from pytest_attnperf.integrations.hf_equivalence import check_equivalence
 from pytest_attnperf.plugin import SKIP_REASON
 from pytest_attnperf.spec.presets import ModelPreset, get_preset
 
@@ -213,7 +214,7 @@ def test_counting_puts_every_attention_function_back() -> None:
 @pytest.mark.parametrize("preset", [MHA, GQA], ids=["mha", "gqa"])
 @pytest.mark.parametrize(("dtype", "reference"), [("float32", "float64"), ("bfloat16", "float32")])
 def test_sdpa_agrees_with_the_eager_reference(preset: ModelPreset, dtype: str, reference: str) -> None:
-    result = hf.check_equivalence(build("sdpa", preset, dtype=dtype), seqlen=48)
+    result = check_equivalence(build("sdpa", preset, dtype=dtype), seqlen=48)
     assert result.passed, result.message
     assert (result.dtype, result.reference_dtype, result.nonfinite) == (dtype, reference, 0)
     assert result.reference_error > 0
@@ -228,7 +229,7 @@ def test_sdpa_agrees_with_the_eager_reference(preset: ModelPreset, dtype: str, r
 def test_equivalence_catches_attention_without_its_causal_mask() -> None:
     built = build("sdpa")
     with registered("sdpa", leaky_attention):
-        result = hf.check_equivalence(built, seqlen=48)
+        result = check_equivalence(built, seqlen=48)
     assert not result.passed
     assert result.message is not None
     assert result.message.startswith(f"max |out - ref| = {result.max_error:.3g} exceeds")
@@ -238,7 +239,7 @@ def test_equivalence_catches_attention_without_its_causal_mask() -> None:
 def test_equivalence_counts_nan_outputs() -> None:
     built = build("sdpa")
     with registered("sdpa", nan_attention):
-        result = hf.check_equivalence(built, seqlen=16, batch=2)
+        result = check_equivalence(built, seqlen=16, batch=2)
     assert result.nonfinite == result.elements == 2 * MHA.vocab_size
     count = result.elements
     assert result.message == f"{count} of {count} output elements are NaN or Inf (first at index (0, 0))"
@@ -317,7 +318,7 @@ def test_each_family_is_built_with_its_own_config_class(name: str, config_class:
         32,
     )
     assert hf.check_dispatch(built).ok
-    assert hf.check_equivalence(built, seqlen=80).passed  # past the scaled window of 64 where there is one
+    assert check_equivalence(built, seqlen=80).passed  # past the scaled window of 64 where there is one
 
 
 def test_gemma_2_keeps_its_soft_capping_and_query_scale_and_refuses_sdpa_with_transformers_reason() -> None:
@@ -359,7 +360,7 @@ def test_a_users_config_json_builds_offline(tmp_path: Any) -> None:
     assert built.model.config.num_hidden_layers == 2
     assert built.model.config.tie_word_embeddings is True  # the file's own fields, not a preset's defaults
     assert built.preset.name == "my-org/qwen-mini"
-    assert hf.check_equivalence(built, seqlen=32).passed
+    assert check_equivalence(built, seqlen=32).passed
 
 
 def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
