@@ -85,7 +85,17 @@ def _print_environment(report: dict[str, Any]) -> None:
     print(
         f"memory       {format_bytes(device['memory_bytes'])}, {compute_units(device['sm_count'], device.get('cpu_cores'))}"
     )
-    for key in ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers"):
+    for key in (
+        "driver",
+        "cuda",
+        "cudnn",
+        "torch",
+        "triton",
+        "flash_attn",
+        "flash_attn_3",
+        "flash_attn_4",
+        "transformers",
+    ):
         print(f"{key:<13}{device[key] or 'not installed'}")
     print("\nbackends")
     for name, entry in report["backends"].items():

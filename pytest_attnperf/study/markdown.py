@@ -63,7 +63,7 @@ def _header(study: Record) -> list[str]:
         hardware.append(code(str(gpu.get("device"))))
     lines.append("- **Device:** " + ", ".join(md(h) if not h.startswith("`") else h for h in hardware if h))
     versions = [("driver", "driver"), ("CUDA", "cuda"), ("cuDNN", "cudnn"), ("torch", "torch")]
-    versions += [("triton", "triton"), ("flash-attn", "flash_attn")]
+    versions += [("triton", "triton"), ("flash-attn", "flash_attn"), ("flash-attn-4", "flash_attn_4")]
     software = [v for label, key in versions if (v := _version(label, gpu.get(key)))]
     if software:
         lines.append("- **Software:** " + md(" · ".join(software)))
