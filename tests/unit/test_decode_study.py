@@ -10,6 +10,7 @@ import pytest
 import torch
 from fast_run import CPU
 
+from pytest_attnperf.cli import build_parser
 from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.presets import get_preset
 from pytest_attnperf.study.decode_plan import GPU_DECODE, DecodeStudy
@@ -143,3 +144,11 @@ def test_a_gpu_document_renders_on_vs_off_bandwidth_and_the_frontier() -> None:
     )
     assert "| flash-attn | 10 us (400 GB/s, 10.0% of copy) | 0.5 ms (2,000 GB/s, 50.0% of copy) |" in markdown
     assert "- *does not fit* — eager (128K): CUDA out of memory" in markdown
+
+
+def test_attnperf_report_can_leave_out_either_section() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["report", "--only", "decode"]).only == "decode"
+    assert parser.parse_args(["report"]).only is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["report", "--only", "training"])
