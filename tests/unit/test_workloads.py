@@ -232,3 +232,15 @@ def test_flex_runs_paged_and_varlen_through_its_own_machinery(workload: str) -> 
     assert "flex" in qkv.index.memo  # type: ignore[union-attr]  # prepared once, on the untimed first call
     qkv.release_layouts()
     assert not qkv.index.memo  # type: ignore[union-attr]
+
+
+def test_a_large_packed_mask_is_built_by_a_compiled_create_block_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU a varlen batch's mask spans every sequence (8G elements at 4 x 32K): it must not be materialised."""
+    from pytest_attnperf.backends import flex
+
+    monkeypatch.setattr(flex, "_EAGER_MASK_ELEMENTS", 1)  # this toy mask counts as large
+    shape = case("varlen", 40, q_len=3)
+    qkv = make_qkv(shape, seed=0)
+    output = qkv.canonical_output(flex.flex(*qkv.call_arguments("bhsd")), "bhsd")
+    assert flex._compiled_create_block_mask.cache_info().currsize == 1
+    assert torch.allclose(output.double(), reference_output(qkv, torch.float64), atol=1e-5)
