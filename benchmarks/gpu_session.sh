@@ -9,6 +9,22 @@ export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
+# flash-attn 2 as its wheel's contents (15 MiB instead of the 60 MiB wheel: it fits in one call beside FA4's wheels).
+if ls .whl/*-site.tar.xz >/dev/null 2>&1; then
+  mkdir -p /tmp/site && for archive in .whl/*-site.tar.xz; do tar -xJf "$archive" -C /tmp/site; done
+  export PYTHONPATH=/tmp/site
+fi
+# FlashAttention-4 (flash-attn-4, CuTe DSL), as ../shared/README.md says: its CUDA 13 library first, in a call of its
+# own (`bash benchmarks/gpu_session.sh fa4_lib`, carry .fa4lib), then right after it the wheels of .whl/fa4/ merged
+# into the same folders (carry .whl), which this preamble does whenever they are there.
+if ls .whl/fa4/*.whl >/dev/null 2>&1; then
+  if [ -d /tmp/site/nvidia_cutlass_dsl/cu13 ]; then
+    mkdir -p /tmp/site && for wheel in .whl/fa4/*.whl; do python3 -m zipfile -e "$wheel" /tmp/site; done
+    export PYTHONPATH=/tmp/site:/tmp/site/nvidia_cutlass_dsl/dsl_packages  # what the package's .pth file would add
+  else
+    echo "FlashAttention-4: /tmp/site/nvidia_cutlass_dsl/cu13 is missing (machine replaced?): run the fa4_lib stage first"
+  fi
+fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
 
 stage_env() {
@@ -140,6 +156,35 @@ stage_ncu() {
     --csv --page raw python3 benchmarks/ncu_fidelity.py profile > "$OUT/ncu.csv" 2>"$OUT/ncu.err"
   echo "ncu exit status: $?"; tail -3 "$OUT/ncu.err"
   python3 benchmarks/ncu_fidelity.py compare "$OUT/plugin-medians.json" "$OUT/ncu.csv" | tee "$OUT/ncu-fidelity.md"
+}
+
+stage_fa4_lib() {
+  # Call 1 of the FlashAttention-4 install: the CuTe DSL's CUDA 13 library, carried alone (.fa4lib, about 61 MiB).
+  mkdir -p /tmp/site && tar -xJf .fa4lib/nvidia_cutlass_dsl_libs_cu13-4.8.1-site.tar.xz -C /tmp/site && ls /tmp/site \
+    | tee "$OUT/fa4-lib.txt"
+}
+
+stage_fa4() {
+  # Call 2: is FlashAttention-4 importable, and does the backend run (attnperf env probes every backend)?
+  python3 -c "from flash_attn.cute import flash_attn_func, flash_attn_varlen_func; print('FA4 importable')" 2>&1 \
+    | tee "$OUT/fa4.txt"
+  attnperf env 2>&1 | tee -a "$OUT/fa4.txt"
+}
+
+stage_inference() {
+  # Every workload x backend of the suite's test_inference (decode, paged, varlen, chunked) at 1K-32K, recorded into
+  # a baselines folder under $OUT (the repo's baselines/ are left alone), with its JSON, JUnit and log.
+  pytest --attnperf --attnperf-update --attnperf-baselines="$OUT/baselines" -p no:cacheprovider -q -rs \
+    tests/suite/test_attention.py::test_inference --attnperf-json="$OUT/inference.json" \
+    --junitxml="$OUT/inference.xml" 2>&1 | grep -v "^DEBUG" | tail -120 | tee "$OUT/inference.log"
+  echo "inference run exit status: ${PIPESTATUS[0]}" | tee -a "$OUT/inference.log"
+}
+
+stage_decode_study() {
+  # The study's decode section alone: one Llama-3-8B layer, decode and paged decode at batch 1 and 16, KV length 1K to
+  # 128K, every backend that decodes, GB/s against the measured copy bandwidth, and the KV cache frontier.
+  attnperf report --only decode --out "$OUT/decode-study" 2>&1 | tee "$OUT/decode-study.log"
+  (cd "$OUT" && tar czf decode-study.tgz decode-study && rm -rf decode-study)
 }
 
 for stage in "$@"; do

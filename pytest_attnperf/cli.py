@@ -85,7 +85,17 @@ def _print_environment(report: dict[str, Any]) -> None:
     print(
         f"memory       {format_bytes(device['memory_bytes'])}, {compute_units(device['sm_count'], device.get('cpu_cores'))}"
     )
-    for key in ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers"):
+    for key in (
+        "driver",
+        "cuda",
+        "cudnn",
+        "torch",
+        "triton",
+        "flash_attn",
+        "flash_attn_3",
+        "flash_attn_4",
+        "transformers",
+    ):
         print(f"{key:<13}{device[key] or 'not installed'}")
     print("\nbackends")
     for name, entry in report["backends"].items():
@@ -199,6 +209,7 @@ def command_diff(arguments: argparse.Namespace) -> int:
 def command_report(arguments: argparse.Namespace) -> int:
     from .measure.device import describe_device, resolve_device
     from .spec.options import CPU_SEQLENS, GPU_SEQLENS, TimingConfig
+    from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
     from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
@@ -210,6 +221,8 @@ def command_report(arguments: argparse.Namespace) -> int:
     configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
     if arguments.quick:
         configs = configs[:1]
+    if arguments.only == "decode":
+        configs = ()
     seqlens = arguments.attnperf_seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_SEQLENS)
     timing = TimingConfig(min_samples=arguments.attnperf_min_samples or 10)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
@@ -220,6 +233,7 @@ def command_report(arguments: argparse.Namespace) -> int:
         seqlens=seqlens,
         backends=arguments.attnperf_backends,
         timing=timing,
+        decode=None if arguments.only == "prefill" else (GPU_DECODE if device.type == "cuda" else CPU_DECODE),
         command=command,
         progress=stderr_progress(),
     )
@@ -266,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="measure the FlashAttention study on this GPU: tables, plots, frontier")
     report.add_argument("--out", default="attnperf-report", help="folder for README.md, study.json and the plots")
     report.add_argument("--quick", action="store_true", help="only the first configuration (fp16 causal d128)")
+    report.add_argument(
+        "--only",
+        choices=("prefill", "decode"),
+        default=None,
+        help="only the prefill configurations, or only the decode section (default: both)",
+    )
     add_argparse_options(report, ("backends", "seqlens", "device", "min-samples"))
     memory = commands.add_parser("memory", help="memory of a model shape: KV cache, score matrix, FlashAttention state")
     memory.add_argument("--model", default=None, help="a preset name, e.g. llama-2-70b (or give the shape below)")

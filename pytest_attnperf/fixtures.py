@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .session import session_of
-from .spec.marks import item_marks
-from .spec.shapes import AttnShape, Mode
+from .spec.marks import case_spec, item_marks
+from .spec.shapes import AttnShape, Mode, shape_for_case
 
 if TYPE_CHECKING:
     from .backends.registry import Backend
@@ -70,7 +70,7 @@ def _attnperf_variant() -> dict[str, Any]:
 
 @pytest.fixture
 def context_len(request: pytest.FixtureRequest) -> int:
-    """Query and key length of this case (parametrized from --attnperf-seqlens or the shape mark)."""
+    """Key length of this case, the query length too for prefill (parametrized from --attnperf-seqlens or the mark)."""
     if not hasattr(request, "param"):
         raise pytest.UsageError(f"{request.node.nodeid}: context_len is parametrized by pytest-attnperf")
     return int(request.param)
@@ -80,18 +80,17 @@ def context_len(request: pytest.FixtureRequest) -> int:
 def attn_shape(request: pytest.FixtureRequest, context_len: int, _attnperf_variant: dict[str, Any]) -> AttnShape:
     """The attention shape of this case: options, then the attnperf_shape mark, then its variant."""
     state = session_of(request.config)
-    fields = state.settings.shape_defaults(state.is_cuda)
-    shape_spec = item_marks(request.node).shape
-    if shape_spec is not None:
-        fields.update({key: values[0] for key, values in shape_spec.values.items()})
+    settings = state.settings
+    fields = settings.shape_defaults(state.is_cuda)
+    shape_spec = case_spec(item_marks(request.node).shape, settings.workloads)
+    fields.update({key: values[0] for key, values in shape_spec.values.items()})
     fields.update(_attnperf_variant)
-    fields.pop("mode", None)
-    fields.pop("seqlens", None)
-    marked = _attnperf_variant.keys() | (shape_spec.values.keys() if shape_spec else set())
+    marked = _attnperf_variant.keys() | shape_spec.values.keys()
     if "heads" in fields and "kv_heads" not in marked:
-        fields["kv_heads"] = min(fields["kv_heads"], fields["heads"]) if state.settings.kv_heads else fields["heads"]
+        fields["kv_heads"] = min(fields["kv_heads"], fields["heads"]) if settings.kv_heads else fields["heads"]
+    batch_given = settings.batch is not None or "batch" in marked
     try:
-        return AttnShape(q_len=context_len, k_len=context_len, **fields)
+        return shape_for_case(fields, context_len=context_len, seed=settings.seed, batch_given=batch_given)
     except ValueError as error:
         problem = str(error)
     pytest.fail(f"{request.node.nodeid}: impossible attention shape: {problem}", pytrace=False)
@@ -175,7 +174,7 @@ def _model_request(param: object, where: str) -> dict[str, Any]:
 
 @pytest.fixture
 def hf_model(request: pytest.FixtureRequest, _attnperf_hf_models: dict[str, Any]) -> HFModel:
-    """A Llama-shaped transformers model on the run's device; parametrize indirectly with (preset, implementation)."""
+    """A transformers model on the run's device; parametrize indirectly with (preset or config.json, implementation)."""
     if not hasattr(request, "param"):
         raise pytest.UsageError(f"{request.node.nodeid}: parametrize hf_model indirectly with (preset, implementation)")
     wanted = _model_request(request.param, request.node.nodeid)
@@ -187,19 +186,19 @@ def hf_model(request: pytest.FixtureRequest, _attnperf_hf_models: dict[str, Any]
         pytest.skip(str(error))
     from .measure.memory import release_memory
     from .spec.dtypes import parse_dtype
-    from .spec.presets import get_preset
+    from .spec.presets import resolve_model
 
     state = session_of(request.config)
     try:
         implementation = wanted["implementation"]
         hf.parse_implementation(implementation)
-        preset = get_preset(wanted["preset"])
+        preset = resolve_model(wanted["preset"])  # a preset name, or a local config.json
         scale = wanted.get("scale", "full" if state.is_cuda else "tiny")
         if scale not in ("full", "tiny"):
             raise ValueError(f"scale must be 'full' or 'tiny', got {scale!r}")
         dtype = parse_dtype(wanted.get("dtype") or state.settings.shape_defaults(state.is_cuda)["dtype"])
         layers, seed = wanted.get("layers", 2), state.settings.seed
-        hf.llama_config(preset, layers=layers)  # validates the layer count
+        hf.model_config(preset, layers=layers)  # validates the layer count
     except ValueError as error:
         pytest.fail(f"{request.node.nodeid}: {error}", pytrace=False)
     if scale == "tiny":

@@ -9,6 +9,7 @@ fixtures that resolve to :mod:`pytest_attnperf.fixtures` (a project's own ``qkv`
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Generator
 from typing import Any
@@ -19,7 +20,7 @@ from . import fixtures
 from .fixtures import BENCHMARK_FIXTURES, RUNNER_KEY, plugin_fixture_names
 from .gate.results import RECORD_PROPERTY, CaseResult
 from .session import SESSION_KEY, AttnPerfSession, session_of
-from .spec.marks import MARKER_HELP, MARKER_USAGE, MarkerError, evaluate_marker, item_marks, variant_id
+from .spec.marks import MARKER_HELP, MARKER_USAGE, MarkerError, case_spec, evaluate_marker, item_marks, variant_id
 from .spec.options import SettingsError, add_pytest_options, resolve_settings
 from .spec.shapes import length_id
 
@@ -93,24 +94,37 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         failure = f"{where}: {error}"
     if failure is not None:  # raised outside the except block: no "During handling of the above exception"
         pytest.fail(failure, pytrace=False)
-    if "_attnperf_variant" in ours and shape_spec is not None and shape_spec.varying():
-        variants = shape_spec.variants()
-        varying = shape_spec.varying()
-        metafunc.parametrize("_attnperf_variant", variants, ids=[variant_id(v, varying) for v in variants])
-    seqlens = (shape_spec.values.get("seqlens") if shape_spec else None) or state.settings.seqlens_for(state.is_cuda)
-    # Context length outer, backend inner: consecutive tests share inputs and the reference output.
-    if {"attn_backend", "context_len"} <= ours:
-        pairs = [(length, backend) for length in seqlens for backend in backends]
-        metafunc.parametrize(
-            ["context_len", "attn_backend"],
-            pairs,
-            indirect=True,  # through our fixtures, so the test still resolves them here
-            ids=[f"{backend}-{length_id(length)}" for length, backend in pairs],
-        )
-    elif "attn_backend" in ours:
-        metafunc.parametrize("attn_backend", backends, indirect=True, ids=backends)
-    elif "context_len" in ours:
-        metafunc.parametrize("context_len", list(seqlens), indirect=True, ids=[length_id(n) for n in seqlens])
+    spec = case_spec(shape_spec, state.settings.workloads)
+    variants = spec.variants()
+    variant_ids = [variant_id(variant, spec.varying()) for variant in variants]
+    parametrize_variant = "_attnperf_variant" in ours and any(variant_ids)
+    seqlens = spec.values.get("seqlens") or state.settings.seqlens_for(state.is_cuda)
+    # Variant outer, then context length, backend inner: consecutive tests share inputs and the reference output.
+    # One parametrization, whose id reads variant-backend-length and leaves out an empty part (so a prefill
+    # variant keeps the id it had before workloads existed: 'eager-1K').
+    names = ["_attnperf_variant"] if parametrize_variant else []
+    axes: list[list[tuple[Any, str]]] = [list(zip(variants, variant_ids, strict=True))] if parametrize_variant else []
+    if "context_len" in ours:
+        names.append("context_len")
+        axes.append([(length, length_id(length)) for length in seqlens])
+    if "attn_backend" in ours:
+        names.append("attn_backend")
+        axes.append([(backend, backend) for backend in backends])
+    if not names:
+        return
+    cases = list(itertools.product(*axes))
+    metafunc.parametrize(
+        names,
+        [tuple(value for value, _ in case) for case in cases],
+        indirect=[name for name in names if name != "_attnperf_variant"],  # through our fixtures: still resolved here
+        ids=[_case_id(names, case) for case in cases],
+    )
+
+
+def _case_id(names: list[str], case: tuple[tuple[Any, str], ...]) -> str:
+    parts = dict(zip(names, (part for _, part in case), strict=True))
+    ordered = (parts.get(name, "") for name in ("_attnperf_variant", "attn_backend", "context_len"))
+    return "-".join(part for part in ordered if part) or "default"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -35,11 +35,19 @@ class RunReport:
     written_paths: list[Path] = field(default_factory=list)
 
 
-COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "peak mem", "baseline", "ratio", "verdict")
+COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "GB/s", "peak mem", "baseline", "ratio", "verdict")
 
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"x{value:.3f}"
+
+
+def _bandwidth(result: CaseResult) -> str:
+    """'812' GB/s, with the share of the device's copy bandwidth when it was measured: '812 (19%)'."""
+    if not result.gbps:
+        return "-"
+    share = f" ({100 * result.bandwidth_share:.0f}%)" if result.bandwidth_share else ""
+    return f"{result.gbps:.3g}{share}"
 
 
 def _short_id(test_id: str) -> str:
@@ -55,6 +63,7 @@ def result_rows(results: Sequence[CaseResult]) -> list[tuple[str, ...]]:
             str(result.seqlen or "-"),
             format_ms(result.median_ms),
             f"{result.tflops:.3g}" if result.tflops else "-",
+            _bandwidth(result),
             format_bytes(result.peak_bytes),
             format_ms(result.baseline_median_ms),
             _ratio(result.latency_ratio),

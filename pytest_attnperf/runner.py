@@ -19,16 +19,18 @@ from .backends.registry import Backend, Unsupported
 from .gate.baselines import QUANTILE_COUNT
 from .gate.results import CaseResult
 from .integrations.pytest_benchmark import feed_samples
+from .measure.bandwidth import copy_bandwidth_gbps
 from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
 from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
 from .measure.memory import DoesNotFit, release_memory
-from .measure.reference import reference_attention
+from .measure.reference import reference_output
 from .measure.timing import NotCapturable
 from .spec.device_info import DeviceInfo
 from .spec.marks import EquivalenceSpec
 from .spec.options import TimingConfig
 from .spec.shapes import AttnShape, Mode
+from .spec.workloads import TRAINABLE_WORKLOADS
 
 
 class Gate(Protocol):
@@ -52,14 +54,10 @@ class ReferenceCache:
         key = (qkv.shape, qkv.seed, str(qkv.device))
         if self._key != key or self._value is None:
             self.clear()
-            shape = qkv.shape
             # fp32 inputs need a float64 reference, or the input-dtype reference would equal it.
-            low_dtype = torch_dtype(shape.dtype)
+            low_dtype = torch_dtype(qkv.shape.dtype)
             high = torch.float64 if low_dtype == torch.float32 else torch.float32
-            arguments: dict[str, Any] = {"causal": shape.causal, "window": shape.window, "scale": shape.scale}
-            reference = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=high, **arguments)
-            low = reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=low_dtype, **arguments)
-            self._key, self._value = key, (reference, low)
+            self._key, self._value = key, (reference_output(qkv, high), reference_output(qkv, low_dtype))
         return self._value
 
     def clear(self) -> None:
@@ -69,24 +67,24 @@ class ReferenceCache:
 REFERENCES = ReferenceCache()
 
 
-def _canonical(output: torch.Tensor, backend: Backend) -> torch.Tensor:
-    return output.transpose(1, 2) if backend.layout == "bshd" else output
-
-
 def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     """A no-argument callable doing one forward, backward or forward+backward of ``backend``."""
-    shape = qkv.shape
-    q, k, v = qkv.in_layout(backend.layout)
+    arguments = qkv.call_arguments(backend.layout)
     if mode == "forward":
 
         def forward() -> torch.Tensor:
             with torch.no_grad():
-                return backend.run(q, k, v, shape)
+                return backend.run(*arguments)
 
         return forward
-    q_leaf, k_leaf, v_leaf = (t.detach().requires_grad_(True) for t in (q, k, v))
+    if qkv.shape.workload not in TRAINABLE_WORKLOADS:
+        raise Unsupported(
+            f"mode {mode!r} times a training step; the {qkv.shape.workload} workload is inference, timed forward only"
+        )
+    q_leaf, k_leaf, v_leaf = (t.detach().requires_grad_(True) for t in arguments[:3])
     leaves = (q_leaf, k_leaf, v_leaf)
-    first_output = backend.run(q_leaf, k_leaf, v_leaf, shape)
+    rest = arguments[3:]
+    first_output = backend.run(q_leaf, k_leaf, v_leaf, *rest)
     grad_output = seeded_normal(
         tuple(first_output.shape), seed=qkv.seed, stream=3, dtype=first_output.dtype, device=first_output.device
     )
@@ -96,7 +94,7 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     del first_output
 
     def forward_backward() -> tuple[torch.Tensor, ...]:
-        return torch.autograd.grad(backend.run(q_leaf, k_leaf, v_leaf, shape), leaves, grad_output)
+        return torch.autograd.grad(backend.run(q_leaf, k_leaf, v_leaf, *rest), leaves, grad_output)
 
     return forward_backward
 
@@ -132,13 +130,17 @@ class AttnPerf:
             result.fits, result.reason = False, str(oom)
             self._store(result)
             return result
-        self._fill(result, measurement, shape.flops(run_mode))
+        moved = shape.bytes_moved() if run_mode == "forward" else None
+        self._fill(result, measurement, shape.flops(run_mode), moved)
         del measurement
         if self.gate.suspect(result):
             # A suspected regression is measured again; the second, independent run decides.
             first_median = result.median_ms
             self._fill(
-                result, measure(make_workload(backend, qkv, run_mode), self.device, self.timing), shape.flops(run_mode)
+                result,
+                measure(make_workload(backend, qkv, run_mode), self.device, self.timing),
+                shape.flops(run_mode),
+                moved,
             )
             result.first_median_ms = first_median
         if self.equivalence is not None:
@@ -157,14 +159,13 @@ class AttnPerf:
     def check_output(self, backend: Backend, qkv: QKV) -> Equivalence:
         """Run one forward and compare it with the high-precision reference under the spec."""
         assert self.equivalence is not None
-        q, k, v = qkv.in_layout(backend.layout)
         with torch.no_grad():
-            raw = backend.run(q, k, v, qkv.shape)
+            raw = backend.run(*qkv.call_arguments(backend.layout))
         if not isinstance(raw, torch.Tensor):
             raise TypeError(
                 f"attention backend {backend.name!r} returned {type(raw).__name__}, expected a torch.Tensor"
             )
-        output = _canonical(raw, backend)
+        output = qkv.canonical_output(raw, backend.layout)
         reference, low = REFERENCES.get(qkv)
         return measure_equivalence(output, reference, low, self.equivalence)
 
@@ -211,11 +212,13 @@ class AttnPerf:
             device_id=self.info.device,
             mode=mode,
             shape=shape.as_dict(),
-            seqlen=shape.q_len,
+            seqlen=shape.context_len,
             environment=self.info.software(),
         )
 
-    def _fill(self, result: CaseResult, measurement: Measurement, flops: float | None) -> None:
+    def _fill(
+        self, result: CaseResult, measurement: Measurement, flops: float | None, bytes_moved: int | None = None
+    ) -> None:
         timing = measurement.timing
         result.median_ms, result.iqr_ms = timing.median_ms, timing.iqr_ms
         result.latency = {key: float(value) for key, value in timing.summary().items()}
@@ -226,6 +229,12 @@ class AttnPerf:
             result.reason = measurement.memory_note
         if flops:
             result.tflops = flops / (timing.median_ms * 1e-3) / 1e12
+        if bytes_moved:
+            # What bounds decode: bytes over time, and the share of this device's measured copy bandwidth.
+            result.bytes_moved = bytes_moved
+            result.gbps = bytes_moved / (timing.median_ms * 1e-3) / 1e9
+            ceiling = copy_bandwidth_gbps(str(self.device))
+            result.bandwidth_share = result.gbps / ceiling if ceiling else None
         if self.benchmark is not None:
             feed_samples(self.benchmark, timing.samples_ms, result)
 

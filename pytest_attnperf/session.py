@@ -224,6 +224,7 @@ class AttnPerfSession:
 
     def _write_study(self, out_dir: Path) -> None:
         """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""
+        from .study.decode_plan import CPU_DECODE, GPU_DECODE
         from .study.output import plots_available, write_study
         from .study.runner import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress
 
@@ -235,6 +236,7 @@ class AttnPerfSession:
             backends=self.settings.backends,
             timing=self.settings.timing,
             seed=self.settings.seed,
+            decode=GPU_DECODE if self.is_cuda else CPU_DECODE,
             command="pytest --attnperf --attnperf-report",
             progress=stderr_progress(),
         )

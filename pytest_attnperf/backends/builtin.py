@@ -1,24 +1,35 @@
-"""The built-in attention backends: eager, SDPA pinned to each of its kernels, flash-attn, FA3, flex.
+"""The built-in attention backends and the workloads each runs: eager, SDPA pinned to each of its kernels,
+flash-attn 2, FlashAttention-3 and -4, torch's varlen_attn and compiled FlexAttention.
 
-Loaded by the registry on first use (they import torch).
+Loaded by the registry on first use (they import torch). No backend stands in for another: a workload or
+case a backend cannot take is skipped with its reason.
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..measure.reference import band_mask, eager_attention
-from ..spec.shapes import NO_WINDOW, AttnShape, mask_bounds
+from ..measure.inputs import PackedSeqs, PagedKV
+from ..measure.reference import band_mask, eager_attention, gather_pages, sequence_slices
+from ..spec.shapes import NO_WINDOW, AttnShape
+from . import flash, varlen
+from .flex import flex, forget_compiled_kernels
 from .registry import HALF_DTYPES, AttentionFn, Backend, Unsupported
+
+__all__ = ["builtin_backends", "forget_compiled_kernels", "sdpa_refused"]
 
 # How torch says a pinned SDPA backend cannot run this case: CUDA's wording, then the CPU's.
 _SDPA_REFUSALS = ("no available kernel", "no viable backend")
+DENSE = frozenset({"prefill", "decode", "chunked"})
+EVERY = frozenset({"prefill", "decode", "paged", "varlen", "chunked"})
+_SDPA_NOTES = (
+    ("paged", "PyTorch's SDPA has no block-table input"),
+    ("varlen", "PyTorch's SDPA has no cu_seqlens input"),
+)
 
 
 def sdpa_refused(error: BaseException) -> bool:
@@ -26,22 +37,41 @@ def sdpa_refused(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(text in str(error).lower() for text in _SDPA_REFUSALS)
 
 
-
-def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
-    return eager_attention(q, k, v, causal=shape.causal, window=shape.window, scale=shape.scale)
+def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape, index: Any = None) -> torch.Tensor:
+    arguments: dict[str, Any] = {
+        "causal": shape.causal,
+        "window": shape.window,
+        "scale": shape.scale,
+        "softcap": shape.softcap,
+    }
+    if isinstance(index, PackedSeqs):  # one sequence at a time, as the packed rows say
+        parts = [
+            eager_attention(q[:, :, rows], k[:, :, keys], v[:, :, keys], **arguments)
+            for rows, keys in sequence_slices(shape)
+        ]
+        return torch.cat(parts, dim=2)
+    if isinstance(index, PagedKV):  # read each token's page through the block table, then attend
+        k, v = gather_pages(k, index, shape.k_len), gather_pages(v, index, shape.k_len)
+    return eager_attention(q, k, v, **arguments)
 
 
 def _sdpa_call(backend_enum: Any) -> AttentionFn:
     """SDPA pinned to one backend; 'no available kernel' becomes Unsupported with PyTorch's reasons."""
     from torch.nn.attention import sdpa_kernel
+    from torch.nn.attention.bias import causal_lower_right
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
-        mask = None
+        mask: Any = None
         is_causal = shape.causal
-        # PyTorch's is_causal aligns the diagonal top-left; FlashAttention (and our reference)
-        # align it bottom-right. Use an explicit mask whenever the two differ or a window applies.
-        if shape.window != NO_WINDOW or (shape.causal and shape.q_len != shape.k_len):
+        # PyTorch's is_causal aligns the diagonal top-left; FlashAttention (and our reference) align it
+        # bottom-right. One query at the bottom sees every key; more queries than one over a longer cache
+        # take torch's lower-right causal bias (its flash and efficient kernels run it natively); a
+        # window, or more queries than keys, an explicit mask.
+        if shape.window != NO_WINDOW or (shape.causal and shape.q_len > shape.k_len):
             mask = band_mask(shape.q_len, shape.k_len, causal=shape.causal, window=shape.window, device=q.device)
+            is_causal = False
+        elif shape.causal and shape.q_len != shape.k_len:
+            mask = None if shape.q_len == 1 else causal_lower_right(shape.q_len, shape.k_len)
             is_causal = False
         with warnings.catch_warnings(record=True) as caught, sdpa_kernel([backend_enum]):
             warnings.simplefilter("always")
@@ -65,103 +95,27 @@ def _sdpa_call(backend_enum: Any) -> AttentionFn:
     return run
 
 
-def _check_flash_window(name: str, shape: AttnShape) -> None:
-    """flash-attn turns a -1 (unbounded) right window into k_len, which bottom-right alignment makes too short."""
-    left, right = shape.window
-    if not shape.causal and 0 <= left < shape.k_len and right < 0 and shape.q_len > shape.k_len + 1:
-        raise Unsupported(
-            f"{name} cannot take window={shape.window} with q_len {shape.q_len} > k_len {shape.k_len} + 1: it "
-            "replaces the -1 by k_len, which under bottom-right alignment hides keys from the first query rows"
-        )
-
-
-def _flash_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
-    from flash_attn import flash_attn_func
-
-    _check_flash_window("flash-attn", shape)
-
-    return flash_attn_func(q, k, v, softmax_scale=shape.scale, causal=shape.causal, window_size=shape.window)  # type: ignore[no-any-return]
-
-
-def _flash_attn_3(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
-    from flash_attn_interface import flash_attn_func
-
-    _check_flash_window("flash-attn-3", shape)
-
-    output = flash_attn_func(q, k, v, softmax_scale=shape.scale, causal=shape.causal, window_size=shape.window)
-    # Some FA3 releases return (out, softmax_lse).
-    return output[0] if isinstance(output, tuple) else output  # type: ignore[no-any-return]
-
-
-@functools.lru_cache(maxsize=1)
-def _compiled_flex() -> Callable[..., torch.Tensor]:
-    import torch._dynamo
-    from torch.nn.attention.flex_attention import flex_attention
-
-    # Every new shape recompiles; past the limit dynamo would fall back to the slow unfused
-    # path without a word. Raise the limit, and make hitting it an error, not a fallback.
-    for option, value in (("recompile_limit", 256), ("cache_size_limit", 256), ("fail_on_recompile_limit_hit", True)):
-        if hasattr(torch._dynamo.config, option):
-            setattr(torch._dynamo.config, option, value)
-    return torch.compile(flex_attention, dynamic=False)
-
-
-@functools.lru_cache(maxsize=32)
-def _flex_block_mask(q_len: int, k_len: int, causal: bool, window: tuple[int, int], device: str) -> Any:
-    from torch.nn.attention.flex_attention import create_block_mask
-
-    left, right = mask_bounds(causal, window)
-    if left < 0 and right < 0:
-        return None
-    offset = k_len - q_len
-
-    def band(batch: torch.Tensor, head: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
-        diagonal = q_idx + offset
-        allowed = kv_idx >= 0
-        if right >= 0:
-            allowed = allowed & (kv_idx <= diagonal + right)
-        if left >= 0:
-            allowed = allowed & (kv_idx >= diagonal - left)
-        return allowed
-
-    return create_block_mask(band, B=None, H=None, Q_LEN=q_len, KV_LEN=k_len, device=device)
-
-
-def forget_compiled_kernels() -> None:
-    """Drop the compiled FlexAttention and its block masks (after torch._dynamo.reset())."""
-    _compiled_flex.cache_clear()
-    _flex_block_mask.cache_clear()
-
-
-def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
-    if q.is_cuda and shape.head_dim < 16:
-        raise Unsupported(f"flex on CUDA needs head_dim >= 16 (Inductor's flex_attention kernel), not {shape.head_dim}")
-    block_mask = _flex_block_mask(shape.q_len, shape.k_len, shape.causal, shape.window, str(q.device))
-    return _compiled_flex()(q, k, v, block_mask=block_mask, scale=shape.scale, enable_gqa=shape.kv_heads != shape.heads)
-
-
 def builtin_backends() -> list[Backend]:
     """The built-in backends, in the order tests are parametrized (the registry asks once, on first use)."""
     from torch.nn.attention import SDPBackend
 
-    backends: list[Backend] = []
-    backends.append(
+    sdpa: dict[str, Any] = {"workloads": DENSE, "workload_notes": _SDPA_NOTES}
+    return [
         Backend(
             "eager",
             _eager,
             description="matmul, softmax, matmul in the input dtype (materialises scores)",
             materializes_scores=True,
-        )
-    )
-    backends.append(
+            workloads=EVERY,
+            supports_softcap=True,
+        ),
         Backend(
             "sdpa-math",
             _sdpa_call(SDPBackend.MATH),
             description="PyTorch SDPA, math backend (fp32 compute)",
             materializes_scores=True,
-        )
-    )
-    backends.append(
+            **sdpa,
+        ),
         Backend(
             "sdpa-flash",
             _sdpa_call(SDPBackend.FLASH_ATTENTION),
@@ -170,18 +124,16 @@ def builtin_backends() -> list[Backend]:
             max_head_dim=256,
             dtypes=HALF_DTYPES | {"float32"},
             flash=True,
-        )
-    )
-    backends.append(
+            **sdpa,
+        ),
         Backend(
             "sdpa-efficient",
             _sdpa_call(SDPBackend.EFFICIENT_ATTENTION),
             description="PyTorch SDPA, memory-efficient (xFormers) backend",
             devices=frozenset({"cuda"}),
             min_capability=(5, 0),
-        )
-    )
-    backends.append(
+            **sdpa,
+        ),
         Backend(
             "sdpa-cudnn",
             _sdpa_call(SDPBackend.CUDNN_ATTENTION),
@@ -189,28 +141,30 @@ def builtin_backends() -> list[Backend]:
             devices=frozenset({"cuda"}),
             min_capability=(8, 0),
             dtypes=HALF_DTYPES,
-        )
-    )
-    backends.append(
+            **sdpa,
+        ),
         Backend(
             "flash-attn",
-            _flash_attn,
+            flash.flash_attn_2,
             layout="bshd",
-            description="flash_attn.flash_attn_func (FlashAttention-2)",
+            description="flash_attn (FlashAttention-2): flash_attn_func, flash_attn_with_kvcache, flash_attn_varlen_func",
             devices=frozenset({"cuda"}),
             dtypes=HALF_DTYPES,
             max_head_dim=256,
             head_dim_multiple=8,
             min_capability=(8, 0),
-            requires=("flash_attn",),
+            # The FlashAttention-2 module itself: flash-attn-4 alone also makes `flash_attn` importable (a namespace
+            # package holding only flash_attn.cute), which would pass for FlashAttention-2 and then fail.
+            requires=("flash_attn.flash_attn_interface",),
             install_hint="pip install 'pytest-attnperf[flash]'",
             flash=True,
-        )
-    )
-    backends.append(
+            workloads=EVERY,
+            supports_softcap=True,
+            check=flash.flash_attn_2_check,
+        ),
         Backend(
             "flash-attn-3",
-            _flash_attn_3,
+            flash.flash_attn_3,
             layout="bshd",
             description="flash_attn_interface.flash_attn_func (FlashAttention-3, Hopper)",
             devices=frozenset({"cuda"}),
@@ -221,15 +175,46 @@ def builtin_backends() -> list[Backend]:
             requires=("flash_attn_interface",),
             install_hint="build it from flash-attention's hopper/ directory",
             flash=True,
-        )
-    )
-    backends.append(
+            workloads=DENSE,
+            workload_notes=(
+                ("paged", "its flash_attn_func has no page table"),
+                ("varlen", "not wired to its varlen entry point"),
+            ),
+            supports_softcap=True,
+        ),
+        Backend(
+            "flash-attn-4",
+            flash.flash_attn_4,
+            layout="bshd",
+            description="flash_attn.cute (FlashAttention-4, CuTe DSL): flash_attn_func, flash_attn_varlen_func",
+            devices=frozenset({"cuda"}),
+            dtypes=HALF_DTYPES,
+            min_capability=(9, 0),
+            requires=("flash_attn.cute",),
+            install_hint="pip install flash-attn-4 (Hopper and Blackwell)",
+            flash=True,
+            workloads=EVERY,
+            supports_softcap=True,
+            check=flash.flash_attn_4_check,
+        ),
+        Backend(
+            "torch-varlen",
+            varlen.torch_varlen,
+            layout="bshd",
+            description="torch.nn.attention.varlen.varlen_attn (packed sequences; FlashAttention-2 kernel)",
+            dtypes=HALF_DTYPES,
+            flash=True,
+            workloads=EVERY,
+            probe=varlen.probe,
+            check=varlen.check,
+        ),
         Backend(
             "flex",
-            _flex,
-            description="torch.compile'd FlexAttention with cached block masks",
+            flex,
+            description="torch.compile'd FlexAttention: cached block masks, PagedAttention, document masks",
             cuda_requires=("triton",),
             install_hint="pip install triton",
-        )
-    )
-    return backends
+            workloads=EVERY,
+            supports_softcap=True,
+        ),
+    ]

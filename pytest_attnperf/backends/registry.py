@@ -1,14 +1,17 @@
 """The attention backend registry: every implementation behind one call, none falling back silently.
 
-A backend takes (q, k, v, shape) in its own layout and returns the output in that layout.
-What it supports is declared (devices, dtypes, head dims, capability, windows) so an
-unsupported case is skipped with a reason before anything runs; what only the library knows
-(SDPA's kernel choice) is checked by pinning and turned into the same kind of reason.
-No torch import here: the built-ins live in :mod:`pytest_attnperf.backends.builtin`.
+A backend takes (q, k, v, shape) in its own layout and returns the output in that layout; for the
+paged and varlen workloads it also gets the cache's index, (q, k, v, shape, index)
+(:class:`pytest_attnperf.measure.inputs.PagedKV` / ``PackedSeqs``). What it supports is declared
+(workloads, devices, dtypes, head dims, capability, windows, soft-capping) so an unsupported case is
+skipped with a reason before anything runs; what only the library knows (SDPA's kernel choice, a
+page-size rule) is checked by pinning, probing or a backend's own ``check``, and turned into the same
+kind of reason. No torch import here: the built-ins live in :mod:`pytest_attnperf.backends.builtin`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
@@ -18,11 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..spec.device_info import DeviceInfo
 from ..spec.shapes import NO_WINDOW, AttnShape, Layout
+from ..spec.workloads import WORKLOADS
 
 if TYPE_CHECKING:
     import torch
 
-AttentionFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor", AttnShape], "torch.Tensor"]
+# fn(q, k, v, shape) for prefill, decode and chunked; fn(q, k, v, shape, index) for paged and varlen.
+AttentionFn = Callable[..., "torch.Tensor"]
+ShapeCheck = Callable[[AttnShape, DeviceInfo], "str | None"]
+PREFILL_ONLY = frozenset({"prefill"})
 ENTRY_POINT_GROUP = "pytest_attnperf.backends"
 BUILTIN_PROVIDER = "pytest_attnperf.backends.builtin:builtin_backends"
 HALF_DTYPES = frozenset({"float16", "bfloat16"})
@@ -58,6 +65,12 @@ class Backend:
     cuda_requires: tuple[str, ...] = ()  # modules needed only on a CUDA device
     install_hint: str = ""
     flash: bool = False  # an implementation of FlashAttention (FA2-4, SDPA's flash kernel): the study's "on"
+    # The workloads it runs; a user's backend runs prefill unless it says more (its calling convention grows).
+    workloads: frozenset[str] = PREFILL_ONLY
+    workload_notes: tuple[tuple[str, str], ...] = ()  # (workload, why not) for the skip reason
+    supports_softcap: bool = False
+    probe: Callable[[DeviceInfo], str | None] | None = None  # what only trying on the device shows
+    check: ShapeCheck | None = None  # the backend's own rules for a case (a page-size rule, head dims)
 
     def unavailable_reason(self, info: DeviceInfo) -> str | None:
         """Why this backend cannot run on this device at all, or None."""
@@ -66,9 +79,10 @@ class Backend:
             need = " or ".join(sorted(self.devices))
             return f"{self.name} needs a {need} device; this run is on {info.name} ({info.device})"
         for module in self.requires + (self.cuda_requires if info.is_cuda else ()):
-            if importlib.util.find_spec(module) is None:
+            problem = _import_problem(module)
+            if problem is not None:
                 hint = f" ({self.install_hint})" if self.install_hint else ""
-                return f"{self.name} needs the Python module {module!r}, which is not installed{hint}"
+                return f"{self.name} needs the Python module {module!r}, which {problem}{hint}"
         if info.is_cuda and self.min_capability and not info.at_least(self.min_capability):
             need = ".".join(map(str, self.min_capability))
             have = ".".join(map(str, info.capability or ()))
@@ -76,11 +90,25 @@ class Backend:
         if info.is_cuda and self.only_capabilities and info.capability not in self.only_capabilities:
             allowed = ", ".join(".".join(map(str, cap)) for cap in sorted(self.only_capabilities))
             return f"{self.name} runs only on compute capability {allowed}; {info.name} is {info.generation}"
-        return None
+        return self.probe(info) if self.probe is not None else None
+
+    def workload_reason(self, workload: str) -> str | None:
+        """Why this backend does not run ``workload``, or None when it does."""
+        if workload in self.workloads:
+            return None
+        runs = ", ".join(name for name in WORKLOADS if name in self.workloads)
+        note = dict(self.workload_notes).get(workload)
+        if note is None:
+            note = f"it runs {runs}" + (
+                "; a registered backend declares more with workloads={...}" if self.workloads == PREFILL_ONLY else ""
+            )
+        else:
+            note = f"{note}; it runs {runs}"
+        return f"{self.name} does not run the {workload} workload: {note}"
 
     def unsupported_reason(self, shape: AttnShape, info: DeviceInfo) -> str | None:
         """Why this backend cannot run ``shape`` on this device, or None."""
-        reason = self.unavailable_reason(info)
+        reason = self.unavailable_reason(info) or self.workload_reason(shape.workload)
         if reason:
             return reason
         if shape.dtype not in self.dtypes:
@@ -93,7 +121,18 @@ class Backend:
             return f"{self.name} has no sliding-window attention (window={shape.window})"
         if not self.supports_gqa and shape.kv_heads != shape.heads:
             return f"{self.name} has no grouped-query attention (kv_heads={shape.kv_heads}, heads={shape.heads})"
-        return None
+        if shape.softcap is not None and not self.supports_softcap:
+            return f"{self.name} has no logit soft-capping (softcap={shape.softcap:g}, as in Gemma-2)"
+        return self.check(shape, info) if self.check is not None else None
+
+
+def _import_problem(module: str) -> str | None:
+    """Why ``module`` cannot be found, or None. A parent package that fails to import says so (not 'missing')."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as error:  # finding a submodule imports its parent package
+        return f"cannot be imported ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+    return None if found is not None else "is not installed"
 
 
 @dataclass
@@ -111,6 +150,9 @@ class BackendRegistry:
     def register(self, backend: Backend) -> Backend:
         if not backend.name or any(char.isspace() or char == "," for char in backend.name):
             raise BackendError(f"invalid backend name {backend.name!r}: use a non-empty name without commas or spaces")
+        workloads = _workload_set(backend.workloads, backend.name)
+        if workloads != backend.workloads:
+            backend = dataclasses.replace(backend, workloads=workloads)
         existing = self._backends.get(backend.name)
         if existing is not None and existing != backend:
             raise BackendError(
@@ -181,10 +223,26 @@ REGISTRY = BackendRegistry(with_builtins=True)
 def register_backend(
     name: str, *, registry: BackendRegistry | None = None, **capabilities: Any
 ) -> Callable[[AttentionFn], AttentionFn]:
-    """Decorator that registers ``fn(q, k, v, shape) -> out`` as a backend (e.g. from a conftest)."""
+    """Decorator that registers ``fn(q, k, v, shape) -> out`` as a backend (e.g. from a conftest).
+
+    ``workloads={'prefill', 'decode', 'paged', ...}`` says which workloads it takes (default: prefill):
+    decode and chunked cases call it as prefill does, with fewer queries than keys (causal masking
+    bottom-right aligned); paged and varlen cases add the cache's index as a fifth argument.
+    """
 
     def decorate(run: AttentionFn) -> AttentionFn:
         (registry or REGISTRY).register(Backend(name=name, run=run, **capabilities))
         return run
 
     return decorate
+
+
+def _workload_set(workloads: object, name: str) -> frozenset[str]:
+    """A backend's declared workloads: names from WORKLOADS, at least one."""
+    listed = [workloads] if isinstance(workloads, str) else workloads
+    if not isinstance(listed, (list, tuple, set, frozenset)) or not listed:
+        raise BackendError(f"backend {name!r}: workloads must be a non-empty set of {', '.join(WORKLOADS)}")
+    unknown = sorted(str(workload) for workload in listed if workload not in WORKLOADS)
+    if unknown:
+        raise BackendError(f"backend {name!r}: unknown workloads {unknown}; expected some of {', '.join(WORKLOADS)}")
+    return frozenset(str(workload) for workload in listed)

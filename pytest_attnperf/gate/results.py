@@ -33,6 +33,9 @@ class CaseResult:
     quantiles_ms: list[float] | None = None
     first_median_ms: float | None = None  # set when a suspected regression was measured again
     tflops: float | None = None
+    bytes_moved: int | None = None  # Q read, the visible KV cache read once, O written (forward)
+    gbps: float | None = None  # bytes_moved over the median
+    bandwidth_share: float | None = None  # gbps over the device's measured copy bandwidth (CUDA)
     peak_bytes: int | None = None
     baseline_file: str | None = None
     baseline_median_ms: float | None = None
@@ -85,6 +88,7 @@ class CaseResult:
             ("attnperf_peak_bytes", self.peak_bytes),
             ("attnperf_baseline_peak_bytes", self.baseline_peak_bytes),
             ("attnperf_tflops", self.tflops),
+            ("attnperf_gbps", self.gbps),
             ("attnperf_verdict", self.verdict()),
         ]
         return [(name, value) for name, value in pairs if value is not None]

@@ -1,13 +1,14 @@
-"""transformers' ``attn_implementation`` under the same gate: Llama-shaped models from presets, prefill and decode.
+"""transformers' ``attn_implementation`` under the same gate: models from presets or a local config.json, prefill
+and decode.
 
-Seeded random weights, few layers, nothing downloaded. transformers is imported lazily: it is the
-optional extra ``pytest-attnperf[hf]``.
+Each preset family is built with its own config class (Llama, Mistral, Qwen2, Gemma-2); a user's
+config.json with whatever its ``model_type`` names. Seeded random weights, few layers, nothing
+downloaded. transformers is imported lazily: it is the optional extra ``pytest-attnperf[hf]``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import importlib
@@ -24,12 +25,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..backends.builtin import sdpa_refused
-from ..measure.equivalence import describe_mismatch, measure_equivalence
 from ..measure.inputs import torch_dtype
-from ..measure.memory import release_memory
 from ..spec.dtypes import parse_dtype
-from ..spec.marks import EquivalenceSpec
-from ..spec.presets import ModelPreset, get_preset
+from ..spec.presets import ModelPreset, resolve_model
 
 INSTALL_HINT = "pip install 'pytest-attnperf[hf]'"
 SDPA_BACKENDS: dict[str, SDPBackend] = {
@@ -84,10 +82,17 @@ def import_transformers() -> Any:
     return transformers
 
 
-def scaled_down(preset: ModelPreset, *, kv_heads: int = 2, head_dim: int = 32, vocab_size: int = 512) -> ModelPreset:
-    """A tiny preset with the same attention layout (MHA, or GQA with the same group size), for CPUs and CI."""
+def scaled_down(
+    preset: ModelPreset, *, kv_heads: int = 2, head_dim: int = 32, vocab_size: int = 512, window: int = 64
+) -> ModelPreset:
+    """A tiny preset with the same attention layout, for CPUs and CI.
+
+    MHA or GQA with the same group size; a sliding window capped at ``window`` tokens so a CPU's short
+    sequences still reach it; Gemma-2's query scaling kept at 1/sqrt(head_dim), its soft-capping as is.
+    """
     group = preset.num_attention_heads // preset.num_key_value_heads
     hidden = kv_heads * group * head_dim
+    scalar = preset.query_pre_attn_scalar
     return dataclasses.replace(
         preset,
         name=f"{preset.name}-tiny",
@@ -97,14 +102,29 @@ def scaled_down(preset: ModelPreset, *, kv_heads: int = 2, head_dim: int = 32, v
         head_dim=head_dim,
         vocab_size=vocab_size,
         intermediate_size=max(1, round(hidden * preset.intermediate_size / preset.hidden_size)),
+        sliding_window=min(preset.sliding_window, window) if preset.sliding_window else preset.sliding_window,
+        query_pre_attn_scalar=max(1, round(scalar * head_dim / preset.head_dim)) if scalar else scalar,
     )
 
 
-def llama_config(preset: ModelPreset, *, layers: int = 2) -> Any:
-    """transformers' LlamaConfig of ``preset`` with ``layers`` decoder layers."""
+def model_config(preset: ModelPreset, *, layers: int = 2) -> Any:
+    """transformers' config of ``preset`` (its family's class, or its config.json's model_type) with ``layers`` layers."""
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         raise ValueError(f"layers must be a positive integer, got {layers!r}")
-    return import_transformers().LlamaConfig(**{**preset.config_kwargs(), "num_hidden_layers": layers})
+    transformers = import_transformers()
+    fields = {**preset.config_kwargs(), "num_hidden_layers": layers}
+    if isinstance(fields.get("layer_types"), list):
+        fields["layer_types"] = fields["layer_types"][:layers]  # one entry per layer that is built
+    family = preset.family_info
+    if preset.config_json is None and family is not None:
+        return getattr(transformers, family.config_class)(**fields)
+    model_type = fields.pop("model_type", preset.family)
+    for bookkeeping in ("architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path"):
+        fields.pop(bookkeeping, None)
+    try:
+        return transformers.AutoConfig.for_model(model_type, **fields)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"transformers cannot build a {model_type!r} config from {preset.name}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,7 @@ class HFModel:
         preset = self.preset
         return {
             "model": preset.name,
+            "family": preset.family,
             "implementation": self.implementation,
             "layers": self.layers,
             "heads": preset.num_attention_heads,
@@ -165,8 +186,8 @@ def build_model(
     """Random seeded weights on ``device`` in ``dtype``, eval mode; Unavailable with transformers' reason if refused."""
     name, backend = parse_implementation(implementation)
     transformers = import_transformers()
-    chosen = get_preset(preset) if isinstance(preset, str) else preset
-    config = llama_config(chosen, layers=layers)
+    chosen = resolve_model(preset)
+    config = model_config(chosen, layers=layers)
     model_dtype = torch_dtype(dtype)
     target = torch.device(device)
     if target.type == "cuda" and target.index is None:
@@ -209,7 +230,8 @@ def token_ids(batch: int, length: int, *, vocab_size: int, seed: int, device: to
     return torch.randint(vocab_size, (batch, length), generator=generator).to(device)
 
 
-def _keep_last(model: Any) -> dict[str, int]:
+def keep_last(model: Any) -> dict[str, int]:
+    """The forward keyword that computes logits for the last position only, when the model has it."""
     # logits_to_keep=1 computes the vocab projection for the last position only.
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
@@ -217,7 +239,7 @@ def _keep_last(model: Any) -> dict[str, int]:
 def prefill(hf: HFModel, seqlen: int, batch: int = 1) -> Callable[[], torch.Tensor]:
     """Time to first token: one forward over ``seqlen`` seeded tokens (cache filled, as generate does)."""
     ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
-    keep = _keep_last(hf.model)
+    keep = keep_last(hf.model)
 
     def run() -> torch.Tensor:
         with torch.no_grad(), hf.attention_context():
@@ -236,11 +258,13 @@ class DecodeStep:
         self.hf, self.cache_len = hf, cache_len
         ids = token_ids(batch, cache_len + 1, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
         self.next_ids = ids[:, cache_len:]
-        self.keep = _keep_last(hf.model)
+        self.keep = keep_last(hf.model)
         self.cache: Any = import_transformers().DynamicCache()
         # Filled once with SDPA, whatever is measured: O(S) memory (an eager prefill may not fit where an
-        # eager decode step does) and no recompiles of flex_attention for the fill's shapes.
-        with torch.no_grad(), _implementation(hf.model, "sdpa"):
+        # eager decode step does) and no recompiles of flex_attention for the fill's shapes. A model that
+        # refuses SDPA (Gemma-2: its soft-capping) is filled with the implementation it was built with.
+        fill = "sdpa" if _accepts(hf.model, "sdpa") else str(hf.model.config._attn_implementation)
+        with torch.no_grad(), _implementation(hf.model, fill):
             hf.model(input_ids=ids[:, :cache_len], past_key_values=self.cache, use_cache=True, **self.keep)
 
     def __call__(self) -> torch.Tensor:
@@ -255,6 +279,17 @@ class DecodeStep:
 def decode(hf: HFModel, cache_len: int, batch: int = 1) -> DecodeStep:
     """Fill a DynamicCache with ``cache_len`` seeded tokens (untimed), return the repeatable one-token step."""
     return DecodeStep(hf, cache_len, batch)
+
+
+def _accepts(model: Any, name: str) -> bool:
+    """Whether transformers lets this model switch to attn_implementation ``name`` (it checks the architecture)."""
+    original = model.config._attn_implementation
+    try:
+        model.set_attn_implementation(name)
+    except (ValueError, ImportError):
+        return False
+    model.set_attn_implementation(original)
+    return True
 
 
 @contextlib.contextmanager
@@ -362,74 +397,6 @@ def check_dispatch(hf: HFModel, run: Callable[[], object] | None = None) -> Disp
         calls={f"{function.__module__}.{function.__qualname__}": count for function, count in calls.items()},
         expected_calls=calls.get(expected, 0),
         flash_package=flash.__module__.split(".")[0] if hf.attn_implementation in _FLASH_PACKAGES and flash else None,
-    )
-
-
-# ---------------------------------------------------------------- numerical equivalence
-
-
-@dataclass(frozen=True)
-class ModelEquivalence:
-    """Last-position logits of one implementation against the high-precision eager reference."""
-
-    implementation: str
-    dtype: str
-    reference_dtype: str
-    seqlen: int
-    max_error: float
-    budget: float
-    reference_error: float
-    nonfinite: int
-    elements: int
-    message: str | None
-
-    @property
-    def passed(self) -> bool:
-        return self.message is None
-
-
-def _last_logits(model: Any, ids: torch.Tensor, context: contextlib.AbstractContextManager[Any]) -> torch.Tensor:
-    with torch.no_grad(), context:
-        return model(input_ids=ids, use_cache=False, **_keep_last(model)).logits[:, -1]  # type: ignore[no-any-return]
-
-
-def _eager_logits(hf: HFModel, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Logits of an eager copy of the same weights in ``dtype`` (the copy is freed before returning)."""
-    twin = copy.deepcopy(hf.model).to(dtype)
-    twin.set_attn_implementation("eager")
-    logits = _last_logits(twin, ids, contextlib.nullcontext())
-    del twin
-    release_memory(hf.device)
-    return logits
-
-
-def check_equivalence(
-    hf: HFModel, *, seqlen: int = 64, batch: int = 1, spec: EquivalenceSpec | None = None
-) -> ModelEquivalence:
-    """FlashAttention's rule on logits: error vs eager fp32 (fp64 for fp32 models) within factor x eager-in-dtype's."""
-    rule = spec or EquivalenceSpec()
-    ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
-    output = _last_logits(hf.model, ids, hf.attention_context())
-    high = torch.float64 if hf.dtype == torch.float32 else torch.float32
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")  # a TF32 reference would be as coarse as fp16
-    try:
-        reference = _eager_logits(hf, ids, high)
-    finally:
-        torch.set_float32_matmul_precision(precision)
-    low = _eager_logits(hf, ids, hf.dtype)
-    result = measure_equivalence(output, reference, low, rule)
-    return ModelEquivalence(
-        implementation=hf.implementation,
-        dtype=parse_dtype(hf.dtype),
-        reference_dtype=str(high).removeprefix("torch."),
-        seqlen=seqlen,
-        max_error=result.max_error,
-        budget=result.budget,
-        reference_error=result.reference_error,
-        nonfinite=result.nonfinite,
-        elements=result.elements,
-        message=describe_mismatch(result),
     )
 
 

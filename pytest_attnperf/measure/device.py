@@ -104,6 +104,7 @@ def describe_device(device: torch.device) -> DeviceInfo:
         "triton": package_version("triton"),
         "flash_attn": package_version("flash_attn") or package_version("flash-attn"),
         "flash_attn_3": _flash_attn_3_version(),
+        "flash_attn_4": package_version("flash-attn-4") or package_version("flash_attn_4"),
         "transformers": package_version("transformers"),
     }
     if device.type == "cuda":

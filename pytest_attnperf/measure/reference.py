@@ -1,16 +1,19 @@
-"""Materialised ("standard") attention: the eager backend and the high-precision reference.
+"""Materialised ("standard") attention: the eager backend and the high-precision reference, for every workload.
 
 Tensors are (batch, heads, seqlen, head_dim); the mask follows the rule of
-:mod:`pytest_attnperf.spec.shapes` (a bottom-right aligned ``(left, right)`` band).
+:mod:`pytest_attnperf.spec.shapes` (a bottom-right aligned ``(left, right)`` band). A paged case's
+reference reads the logical cache, a varlen case's runs each packed sequence on its own.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from ..spec.shapes import NO_WINDOW, Window, has_rows_without_keys, mask_bounds
+from ..spec.shapes import NO_WINDOW, AttnShape, Window, has_rows_without_keys, mask_bounds
+from .inputs import QKV, PagedKV
 
 
 def band_mask(
@@ -39,6 +42,11 @@ def band_mask(
     return allowed
 
 
+def cap_scores(scores: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """Logit soft-capping (Gemma-2, FlashAttention's ``softcap``): softcap * tanh(scaled score / softcap)."""
+    return scores if softcap is None else torch.tanh(scores / softcap) * softcap
+
+
 def expand_kv_heads(tensor: torch.Tensor, heads: int) -> torch.Tensor:
     """Repeat grouped key/value heads so every query head has its own (GQA -> MHA)."""
     kv_heads = tensor.shape[1]
@@ -55,13 +63,14 @@ def eager_attention(
     causal: bool = False,
     window: Window = NO_WINDOW,
     scale: float | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """matmul, softmax, matmul in the input dtype: the full score matrix lives in memory."""
     heads, q_len, k_len = q.shape[1], q.shape[2], k.shape[2]
     k = expand_kv_heads(k, heads)
     v = expand_kv_heads(v, heads)
     softmax_scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    scores = torch.matmul(q, k.transpose(-2, -1)) * softmax_scale
+    scores = cap_scores(torch.matmul(q, k.transpose(-2, -1)) * softmax_scale, softcap)
     allowed = band_mask(q_len, k_len, causal=causal, window=window, device=q.device)
     if allowed is not None:
         scores = scores.masked_fill(~allowed, float("-inf"))
@@ -81,6 +90,7 @@ def reference_attention(
     causal: bool = False,
     window: Window = NO_WINDOW,
     scale: float | None = None,
+    softcap: float | None = None,
     compute_dtype: torch.dtype = torch.float32,
     max_chunk_bytes: int = 1 << 30,
 ) -> torch.Tensor:
@@ -104,7 +114,7 @@ def reference_attention(
         for start in range(0, q_len, rows_per_chunk):
             stop = min(q_len, start + rows_per_chunk)
             q_rows = q[:, :, start:stop].to(compute_dtype)
-            scores = torch.matmul(q_rows, k.transpose(-2, -1)) * softmax_scale
+            scores = cap_scores(torch.matmul(q_rows, k.transpose(-2, -1)) * softmax_scale, softcap)
             allowed = band_mask(
                 q_len, k_len, causal=causal, window=window, device=q.device, row_start=start, row_stop=stop
             )
@@ -117,3 +127,41 @@ def reference_attention(
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous_tf32
     return output
+
+
+def gather_pages(pool: torch.Tensor, paged: PagedKV, k_len: int) -> torch.Tensor:
+    """A paged pool (1, kv_heads, pages * page_size, head_dim) read back as (batch, kv_heads, k_len, head_dim)."""
+    tokens = torch.arange(k_len, device=pool.device)
+    pages = paged.block_table.long()[:, tokens // paged.page_size]  # (batch, k_len) physical page of each token
+    slots = pages * paged.page_size + tokens % paged.page_size
+    return pool[0][:, slots].transpose(0, 1)
+
+
+def sequence_slices(shape: AttnShape) -> list[tuple[slice, slice]]:
+    """The packed rows of each varlen sequence: (query rows, key rows)."""
+    q_start = k_start = 0
+    slices = []
+    for q_len, k_len in shape.sequences():
+        slices.append((slice(q_start, q_start + q_len), slice(k_start, k_start + k_len)))
+        q_start, k_start = q_start + q_len, k_start + k_len
+    return slices
+
+
+def reference_output(qkv: QKV, compute_dtype: torch.dtype) -> torch.Tensor:
+    """The case's output computed in ``compute_dtype`` from the logical inputs, in the canonical layout."""
+    shape = qkv.shape
+    arguments: dict[str, Any] = {
+        "causal": shape.causal,
+        "window": shape.window,
+        "scale": shape.scale,
+        "softcap": shape.softcap,
+    }
+    if shape.workload != "varlen":
+        return reference_attention(qkv.q, qkv.k, qkv.v, compute_dtype=compute_dtype, **arguments)
+    parts = [
+        reference_attention(
+            qkv.q[:, :, rows], qkv.k[:, :, keys], qkv.v[:, :, keys], compute_dtype=compute_dtype, **arguments
+        )
+        for rows, keys in sequence_slices(shape)
+    ]
+    return torch.cat(parts, dim=2)

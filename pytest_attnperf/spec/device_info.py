@@ -76,6 +76,7 @@ class DeviceInfo:
     transformers: str | None
     cpu_cores: int | None = None  # logical cores of a CPU; None on a GPU
     uuid: str | None = None  # the GPU's NVML UUID: which physical card measured
+    flash_attn_4: str | None = None  # flash-attn-4 (flash_attn.cute), which installs beside flash-attn 2
 
     @property
     def is_cuda(self) -> bool:
@@ -104,5 +105,6 @@ class DeviceInfo:
             "triton": self.triton,
             "flash_attn": self.flash_attn,
             "flash_attn_3": self.flash_attn_3,
+            "flash_attn_4": self.flash_attn_4,
             "transformers": self.transformers,
         }

@@ -14,8 +14,10 @@ from typing import Any, Literal
 import pytest
 
 from .dtypes import SHORT_NAME, parse_dtype
+from .presets import LAYER_KINDS, resolve_model
 from .shapes import MODES
 from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_size, positive_int
+from .workloads import parse_workload
 
 EquivalenceRule = Literal["fa2", "fa3", "allclose"]
 
@@ -134,6 +136,17 @@ class ShapeSpec:
         return [key for key, values in self.values.items() if len(values) > 1 and key != "seqlens"]
 
 
+def case_spec(spec: ShapeSpec | None, workloads: tuple[str, ...] | None) -> ShapeSpec:
+    """A test's shape spec with its workloads filled in: the mark's, else decode for a marked q_len, else the option's."""
+    values = dict(spec.values) if spec is not None else {}
+    if "workload" not in values:
+        if "q_len" in values:
+            values["workload"] = ("decode",)
+        elif workloads:
+            values["workload"] = tuple(workloads)
+    return ShapeSpec(values)
+
+
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) and not _is_window(value) else (value,)
 
@@ -178,6 +191,22 @@ def _mode(value: Any) -> str:
     return str(value)
 
 
+def _softcap(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"softcap must be a positive finite number (e.g. 50.0), not {value!r}")
+    return float(value)
+
+
+def _layer(value: Any) -> str:
+    if value not in LAYER_KINDS:
+        raise ValueError(f"layer {value!r} is not one of {', '.join(map(repr, LAYER_KINDS))}")
+    return str(value)
+
+
+# A model sets these itself: giving one beside it would leave two answers for the same field.
+MODEL_FIELDS = ("heads", "kv_heads", "head_dim", "window", "softcap", "scale")
+
+
 _SHAPE_PARSERS: dict[str, Callable[[Any], Any]] = {
     "batch": positive_int("batch"),
     "heads": positive_int("heads"),
@@ -188,6 +217,12 @@ _SHAPE_PARSERS: dict[str, Callable[[Any], Any]] = {
     "window": _window,
     "scale": _scale,
     "mode": _mode,
+    "workload": parse_workload,
+    "q_len": positive_int("q_len"),
+    "page_size": positive_int("page_size"),
+    "model": resolve_model,
+    "layer": _layer,
+    "softcap": _softcap,
 }
 
 
@@ -203,8 +238,20 @@ def attnperf_shape(
     scale: Any = None,
     mode: Any = None,
     seqlens: Any = None,
+    workload: Any = None,
+    q_len: Any = None,
+    page_size: Any = None,
+    model: Any = None,
+    layer: Any = None,
+    softcap: Any = None,
 ) -> ShapeSpec:
-    """Shape of this test's inputs; a list (e.g. dtype=['float16', 'bfloat16']) parametrizes over it."""
+    """Shape of this test's inputs; a list (e.g. dtype=['float16', 'bfloat16']) parametrizes over it.
+
+    ``workload`` is prefill, decode, paged, varlen or chunked; ``q_len`` the queries per sequence of a
+    decode, chunk or varlen decode; ``page_size`` the paged cache's tokens per page. ``model`` (a preset
+    name or a config.json path) sets heads, KV heads, head dim and the attention of its ``layer``
+    ('full' or 'sliding': window, soft-capping, scale).
+    """
     given = {
         "batch": batch,
         "heads": heads,
@@ -215,6 +262,12 @@ def attnperf_shape(
         "window": window,
         "scale": scale,
         "mode": mode,
+        "workload": workload,
+        "q_len": q_len,
+        "page_size": page_size,
+        "model": model,
+        "layer": layer,
+        "softcap": softcap,
     }
     values: dict[str, tuple[Any, ...]] = {}
     for key, value in given.items():
@@ -226,23 +279,58 @@ def attnperf_shape(
         values[key] = tuple(_SHAPE_PARSERS[key](option) for option in options)
     if seqlens is not None:
         values["seqlens"] = parse_int_list(seqlens, what="context length")
+    _check_combinations(values)
     return ShapeSpec(values)
 
 
+def _check_combinations(values: dict[str, tuple[Any, ...]]) -> None:
+    """q_len and page_size need a workload that has them; a model leaves no second source for its fields."""
+    workloads = values.get("workload", ("decode",) if "q_len" in values else ())
+    if "q_len" in values and set(workloads) == {"prefill"}:
+        raise ValueError("q_len sets the queries of decode, paged, chunked and varlen cases; prefill has one per key")
+    if "page_size" in values and workloads and "paged" not in workloads:
+        raise ValueError("page_size is the paged workload's: add workload='paged' (or drop page_size)")
+    if "model" not in values:
+        if "layer" in values:
+            raise ValueError("layer picks one of a model's layer kinds: give model= too")
+        return
+    clashing = [key for key in MODEL_FIELDS if key in values]
+    if clashing:
+        raise ValueError(f"model sets {', '.join(clashing)} itself: drop {'it' if len(clashing) == 1 else 'them'}")
+    for preset in values["model"]:
+        for layer in values.get("layer", (None,)):
+            preset.attention(layer)  # raises when the model has no such layer
+
+
 def variant_id(variant: dict[str, Any], varying: list[str]) -> str:
-    """Readable id for a shape variant: only the keys that vary, e.g. 'bf16-full'."""
+    """Readable id for a shape variant: the keys that vary, e.g. 'bf16-full'; '' when nothing shows.
+
+    A workload other than prefill always shows (a decode case's id says 'decode'), and so does the
+    q_len of a varlen decode; prefill never does, so prefill ids stay what they were before workloads.
+    """
     parts = []
+    workload = variant.get("workload", "prefill")
+    if workload != "prefill":
+        parts.append(workload)
+        if workload == "varlen" and "q_len" in variant and "q_len" not in varying:
+            parts.append(f"q{variant['q_len']}")
     for key in varying:
         value = variant[key]
+        if key == "workload":
+            continue
         if key == "dtype":
             parts.append(SHORT_NAME[value])
         elif key == "causal":
             parts.append("causal" if value else "full")
         elif key == "window":
             parts.append("nowin" if value == (-1, -1) else f"win{value[0]}_{value[1]}")
+        elif key == "model":
+            parts.append(value.name.lower())
+        elif key in ("q_len", "page_size"):
+            parts.append(f"{'q' if key == 'q_len' else 'page'}{value}")
         else:
             parts.append(f"{key}{value}".replace("+", "-"))
-    return "-".join(parts) or "default"
+    return "-".join(parts)
 
 
 MARKERS: dict[str, Callable[..., Any]] = {
@@ -259,7 +347,9 @@ MARKER_USAGE = {
     "attnperf_equivalence": "attnperf_equivalence(rule='fa2' | 'fa3' | 'allclose', factor=2.0, rtol=1e-2, atol=2e-2)",
     "attnperf_backends": "attnperf_backends('sdpa-flash', 'flash-attn', ...)",
     "attnperf_shape": "attnperf_shape(batch=1, heads=32, kv_heads=8, head_dim=128, dtype='float16' | ['float16', "
-    "'bfloat16'], causal=True, window=(256, 0), scale=None, mode='forward', seqlens=[1024, 4096])",
+    "'bfloat16'], causal=True, window=(256, 0), scale=None, softcap=None | 50.0, mode='forward', seqlens=[1024, 4096], "
+    "workload='prefill' | 'decode' | 'paged' | 'varlen' | 'chunked', q_len=1, page_size=256, "
+    "model='Llama-3-70B' | 'path/to/config.json', layer='full' | 'sliding')",
 }
 MARKER_HELP = {
     "attnperf_latency": "gate the median latency against the per-GPU baseline and/or an absolute budget",

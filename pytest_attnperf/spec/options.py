@@ -23,6 +23,7 @@ from .units import (
     parse_name_list,
     positive_int,
 )
+from .workloads import WORKLOADS, parse_workload
 
 MissingPolicy = Literal["fail", "skip", "warn"]
 MISSING_POLICIES: tuple[MissingPolicy, ...] = ("fail", "skip", "warn")
@@ -31,6 +32,14 @@ GPU_SEQLENS = (1024, 4096, 16384, 32768)
 CPU_SEQLENS = (128, 256, 512, 1024)
 GPU_SHAPE = {"batch": 1, "heads": 32, "head_dim": 128, "dtype": "float16"}
 CPU_SHAPE = {"batch": 1, "heads": 8, "head_dim": 64, "dtype": "float32"}
+# Paged caches: flash-attn 2 takes only multiples of 256 (the one size every GPU backend runs); a CPU run's
+# short contexts need small pages to hold several of them.
+GPU_PAGE_SIZE = 256
+CPU_PAGE_SIZE = 16
+
+
+def _workloads(value: object) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(parse_workload(name) for name in parse_name_list(value)))
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
@@ -124,6 +133,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("dtype", "dtype of the seeded inputs: float16, bfloat16, float32", parse_dtype, "DTYPE"),
     Option("causal", "causal masking (true/false, default true)", _bool, "BOOL"),
     Option("seed", "seed of the inputs (default 0)", _seed, "N"),
+    Option(
+        "workloads",
+        f"comma-separated workloads of tests whose attnperf_shape mark names none: {', '.join(WORKLOADS)} "
+        "(default prefill)",
+        _workloads,
+        "NAMES",
+    ),
+    Option("q-len", "queries per sequence of decode, chunked and varlen-decode cases", positive_int("q-len"), "N"),
+    Option(
+        "page-size",
+        f"tokens per page of the paged KV cache (default {GPU_PAGE_SIZE} on a GPU, {CPU_PAGE_SIZE} on a CPU)",
+        positive_int("page-size"),
+        "N",
+    ),
     Option("mode", f"what to time: {', '.join(MODES)} (default forward)", _choice("mode", MODES), "MODE"),
     Option("baselines", "folder of per-GPU baseline YAML files (default: baselines/ under the rootdir)", str, "DIR"),
     Option(
@@ -232,6 +255,9 @@ class Settings:
     causal: bool
     seed: int
     mode: Mode
+    workloads: tuple[str, ...] | None
+    q_len: int | None
+    page_size: int | None
     baselines_dir: Path
     missing: MissingPolicy
     guard: str
@@ -254,6 +280,9 @@ class Settings:
                 defaults[key] = getattr(self, key)
         defaults["kv_heads"] = self.kv_heads or defaults["heads"]
         defaults["causal"] = self.causal
+        defaults["page_size"] = self.page_size or (GPU_PAGE_SIZE if is_cuda else CPU_PAGE_SIZE)
+        if self.q_len is not None:
+            defaults["q_len"] = self.q_len
         return defaults
 
 
@@ -311,6 +340,9 @@ def resolve_settings(
         causal=pick("attnperf_causal", True),
         seed=pick("attnperf_seed", 0),
         mode=pick("attnperf_mode", "forward"),
+        workloads=values.get("attnperf_workloads"),
+        q_len=values.get("attnperf_q_len"),
+        page_size=values.get("attnperf_page_size"),
         baselines_dir=baselines if baselines.is_absolute() else rootdir / baselines,
         missing=pick("attnperf_missing", "warn"),
         guard=pick("attnperf_guard", "warn"),

@@ -1,22 +1,27 @@
-"""Llama-shaped model presets, loaded from the package's ``presets.yaml``.
+"""Model presets (``presets.yaml``) and users' own ``config.json`` files: the shapes kernel tests and models take.
 
-Field names match transformers' ``LlamaConfig`` so a preset can become a config with
-``LlamaConfig(**preset.config_kwargs())``; the numbers are those published in each model's
-Hugging Face ``config.json``.
+A preset belongs to a *family* (llama, mistral, qwen2, gemma2): the family says which transformers
+config class builds it, which extra fields it has (Mistral's sliding window, Qwen2's windowed
+layers, Gemma-2's soft-capping and query scaling), which layers attend locally, and what its weights
+hold (Qwen2's q/k/v biases, Gemma-2's four norms per layer). Field names are transformers' own, so
+a preset becomes a config with ``<family config class>(**preset.config_kwargs())``; the numbers
+are those published in each model's Hugging Face ``config.json``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import json
+import math
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 _PRESETS_FILE = "presets.yaml"
-_INT_FIELDS = (
+COMMON_FIELDS = (
     "hidden_size",
     "intermediate_size",
     "num_hidden_layers",
@@ -24,17 +29,65 @@ _INT_FIELDS = (
     "num_key_value_heads",
     "head_dim",
     "vocab_size",
+    "rms_norm_eps",
+    "rope_theta",
     "max_position_embeddings",
+    "tie_word_embeddings",
 )
-_FLOAT_FIELDS = ("rms_norm_eps", "rope_theta")
-_BOOL_FIELDS = ("tie_word_embeddings",)
+_INT_FIELDS = frozenset(
+    {
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "max_position_embeddings",
+        "max_window_layers",
+        "sliding_window",
+        "query_pre_attn_scalar",
+    }
+)
+_FLOAT_FIELDS = frozenset({"rms_norm_eps", "rope_theta", "attn_logit_softcapping", "final_logit_softcapping"})
+_BOOL_FIELDS = frozenset({"tie_word_embeddings", "use_sliding_window"})
+_NULLABLE = frozenset({"sliding_window", "attn_logit_softcapping", "final_logit_softcapping"})
+LAYER_KINDS = ("full", "sliding")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a model family adds to the common decoder fields, and what it implies about weights."""
+
+    name: str
+    config_class: str  # transformers' config class
+    fields: tuple[str, ...] = ()  # required beyond COMMON_FIELDS
+    qkv_bias: bool = False  # q, k and v projections carry biases (Qwen2)
+    norms_per_layer: int = 2  # RMSNorm weight vectors per decoder layer (Gemma-2 has four)
+
+
+FAMILIES: dict[str, Family] = {
+    "llama": Family("llama", "LlamaConfig"),
+    "mistral": Family("mistral", "MistralConfig", ("sliding_window",)),
+    "qwen2": Family(
+        "qwen2", "Qwen2Config", ("use_sliding_window", "sliding_window", "max_window_layers"), qkv_bias=True
+    ),
+    "gemma2": Family(
+        "gemma2",
+        "Gemma2Config",
+        ("sliding_window", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping"),
+        norms_per_layer=4,
+    ),
+}
+_FAMILY_FIELDS = frozenset(field for family in FAMILIES.values() for field in family.fields)
 
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """One decoder-only Llama-shaped model: the LlamaConfig fields that set its sizes."""
+    """One decoder-only model: the config fields that set its sizes and its attention."""
 
     name: str
+    family: str
     hidden_size: int
     intermediate_size: int
     num_hidden_layers: int
@@ -46,60 +99,123 @@ class ModelPreset:
     rope_theta: float
     max_position_embeddings: int
     tie_word_embeddings: bool
+    sliding_window: int | None = None
+    use_sliding_window: bool | None = None
+    max_window_layers: int | None = None
+    query_pre_attn_scalar: int | None = None
+    attn_logit_softcapping: float | None = None
+    final_logit_softcapping: float | None = None
+    layer_types: tuple[str, ...] | None = None  # 'full' / 'sliding' per layer, when a config.json lists them
+    config_json: str | None = None  # a user's own config.json, verbatim: the model is built from it
+
+    @property
+    def family_info(self) -> Family | None:
+        return FAMILIES.get(self.family)
+
+    def layer_kinds(self) -> tuple[str, ...]:
+        """'full' or 'sliding' for each layer, by the family's rule (transformers' own)."""
+        layers = range(self.num_hidden_layers)
+        if self.layer_types is not None:
+            return self.layer_types
+        window = self.sliding_window is not None
+        if self.family == "mistral" and window:
+            return tuple("sliding" for _ in layers)
+        if self.family == "qwen2" and window and self.use_sliding_window:
+            return tuple("sliding" if i >= (self.max_window_layers or 0) else "full" for i in layers)
+        if self.family == "gemma2" and window:
+            return tuple("sliding" if (i + 1) % 2 else "full" for i in layers)  # layers 0, 2, 4, ... are local
+        return tuple("full" for _ in layers)
+
+    def default_layer(self) -> str:
+        """The layer kind a kernel test takes unless told: full attention where the model has any."""
+        return "full" if "full" in self.layer_kinds() else "sliding"
+
+    def attention(self, layer: str | None = None) -> dict[str, Any]:
+        """The attention of one layer kind as AttnShape fields: heads, KV heads, head dim, window, soft-cap, scale."""
+        kind = layer or self.default_layer()
+        if kind not in LAYER_KINDS:
+            raise ValueError(f"layer {kind!r} is not one of {', '.join(map(repr, LAYER_KINDS))}")
+        if kind not in self.layer_kinds():
+            has = ", ".join(sorted(set(self.layer_kinds())))
+            raise ValueError(f"{self.name} has no {kind}-attention layers (it has: {has})")
+        window = (self.sliding_window - 1, 0) if kind == "sliding" and self.sliding_window else (-1, -1)
+        return {
+            "heads": self.num_attention_heads,
+            "kv_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            # transformers' sliding overlay lets a query see itself and the sliding_window - 1 keys before it.
+            "window": window,
+            "softcap": self.attn_logit_softcapping,
+            "scale": self.query_pre_attn_scalar**-0.5 if self.query_pre_attn_scalar else None,
+        }
 
     def parameter_count(self) -> int:
         """Number of weights: embeddings, per-layer attention/MLP/norms, final norm, lm_head unless tied."""
         hidden = self.hidden_size
         q_width = self.num_attention_heads * self.head_dim
         kv_width = self.num_key_value_heads * self.head_dim
-        # Llama has no biases: q, k, v, o projections and the gated MLP are plain matrices.
+        family = self.family_info or Family(self.family, "")
+        # q, k, v, o projections and the gated MLP are plain matrices; Qwen2 adds q/k/v biases.
         attention = hidden * q_width + 2 * hidden * kv_width + q_width * hidden
+        if family.qkv_bias:
+            attention += q_width + 2 * kv_width
         mlp = 3 * hidden * self.intermediate_size
-        norms = 2 * hidden
+        norms = family.norms_per_layer * hidden
         per_layer = attention + mlp + norms
         embeddings = self.vocab_size * hidden
         lm_head = 0 if self.tie_word_embeddings else self.vocab_size * hidden
         return embeddings + self.num_hidden_layers * per_layer + hidden + lm_head
 
     def config_kwargs(self) -> dict[str, Any]:
-        """The fields as keyword arguments for ``transformers.LlamaConfig`` (everything but ``name``)."""
-        fields = dataclasses.asdict(self)
-        del fields["name"]
+        """Keyword arguments for the family's transformers config class.
+
+        A preset from a config.json gives the file's own fields, with the sizes this preset holds written
+        over the ones it has (so a scaled-down copy builds a scaled-down model).
+        """
+        family = self.family_info
+        names = COMMON_FIELDS + (family.fields if family else ())
+        own = {name: getattr(self, name) for name in names}
+        if self.config_json is None:
+            return own
+        fields = dict(json.loads(self.config_json))
+        always = ("num_key_value_heads", "head_dim")  # the file may leave them to defaults a scaled copy must not use
+        fields.update({name: value for name, value in own.items() if name in fields or name in always})
         return fields
 
 
-def _field_names() -> tuple[str, ...]:
-    return tuple(field.name for field in dataclasses.fields(ModelPreset) if field.name != "name")
+def _check_value(where: str, key: str, value: object) -> Any:
+    if key in _NULLABLE and value is None:
+        return None
+    if key in _INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
+        return value
+    if key in _FLOAT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{where}: {key} must be a positive number, got {value!r}")
+        return float(value)
+    if key in _BOOL_FIELDS and not isinstance(value, bool):
+        raise ValueError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
 
 
 def _parse_preset(name: str, raw: object) -> ModelPreset:
     """Validate one YAML entry; a malformed file is a packaging bug, so say exactly what is wrong."""
     where = f"{_PRESETS_FILE}: preset {name!r}"
     if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be a mapping of LlamaConfig fields, not {type(raw).__name__}")
-    expected = set(_field_names())
+        raise ValueError(f"{where} must be a mapping of config fields, not {type(raw).__name__}")
+    family = FAMILIES.get(raw.get("family"))  # type: ignore[arg-type]
+    if family is None:
+        raise ValueError(f"{where}: family must be one of {', '.join(FAMILIES)}, got {raw.get('family')!r}")
+    expected = {"family", *COMMON_FIELDS, *family.fields}
     missing = sorted(expected - raw.keys())
     unknown = sorted(set(raw) - expected)
     if missing or unknown:
-        raise ValueError(f"{where}: missing fields {missing}, unknown fields {unknown}")
-    values: dict[str, Any] = {"name": name}
-    for key in _INT_FIELDS:
-        value = raw[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
-        values[key] = value
-    for key in _FLOAT_FIELDS:
-        value = raw[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{where}: {key} must be a positive number, got {value!r}")
-        values[key] = float(value)
-    for key in _BOOL_FIELDS:
-        if not isinstance(raw[key], bool):
-            raise ValueError(f"{where}: {key} must be true or false, got {raw[key]!r}")
-        values[key] = raw[key]
+        raise ValueError(f"{where}: missing fields {missing}, unknown fields {unknown} (family {family.name})")
+    values = {key: _check_value(where, key, value) for key, value in raw.items()}
     if values["num_attention_heads"] % values["num_key_value_heads"]:
         raise ValueError(f"{where}: num_attention_heads must be a multiple of num_key_value_heads")
-    return ModelPreset(**values)
+    return ModelPreset(name=name, **values)
 
 
 @functools.cache
@@ -132,4 +248,69 @@ def get_preset(name: str) -> ModelPreset:
         if preset_name.lower() == wanted:
             return preset
     accepted = ", ".join(repr(known) for known in preset_names())
-    raise ValueError(f"unknown model preset {name!r}; expected one of {accepted} (case does not matter)")
+    raise ValueError(
+        f"unknown model preset {name!r}; expected one of {accepted} (case does not matter), "
+        "or the path of a config.json"
+    )
+
+
+def _rope_theta(config: dict[str, Any]) -> float:
+    for holder in (config, config.get("rope_parameters") or {}, config.get("rope_scaling") or {}):
+        if isinstance(holder, dict) and isinstance(holder.get("rope_theta"), (int, float)):
+            return float(holder["rope_theta"])
+    return 10000.0  # transformers' default; only the built model uses it, and it reads the file itself
+
+
+def preset_from_config(path: Path | str) -> ModelPreset:
+    """A preset from a local ``config.json`` (or a folder holding one): no download, the file's own fields."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "config.json"
+    where = f"model config {str(file)!r}"
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{where}: cannot read it as JSON ({error})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise ValueError(f"{where}: expected a transformers config.json with a 'model_type'")
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+        if key not in config:
+            raise ValueError(f"{where}: missing {key!r} (a decoder-only model's config.json has it)")
+    heads = config["num_attention_heads"]
+    values: dict[str, Any] = {
+        "family": config["model_type"],
+        "hidden_size": config["hidden_size"],
+        "intermediate_size": config["intermediate_size"],
+        "num_hidden_layers": config["num_hidden_layers"],
+        "num_attention_heads": heads,
+        "num_key_value_heads": config.get("num_key_value_heads") or heads,
+        "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
+        "vocab_size": config["vocab_size"],
+        "rms_norm_eps": float(config.get("rms_norm_eps") or 1e-6),
+        "rope_theta": _rope_theta(config),
+        "max_position_embeddings": config.get("max_position_embeddings") or 4096,
+        "tie_word_embeddings": bool(config.get("tie_word_embeddings", False)),
+    }
+    values.update({key: config[key] for key in _FAMILY_FIELDS if config.get(key) is not None})
+    values = {key: _check_value(where, key, value) for key, value in values.items()}
+    if values["num_attention_heads"] % values["num_key_value_heads"]:
+        raise ValueError(f"{where}: num_attention_heads must be a multiple of num_key_value_heads")
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list):
+        values["layer_types"] = tuple("sliding" if "sliding" in str(kind) else "full" for kind in layer_types)
+    name = config.get("_name_or_path") or file.parent.name or file.stem
+    return ModelPreset(name=str(name), config_json=json.dumps(config, sort_keys=True), **values)
+
+
+def resolve_model(model: str | ModelPreset) -> ModelPreset:
+    """A preset by name (case-insensitive) or a local config.json path (file or folder)."""
+    if isinstance(model, ModelPreset):
+        return model
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be a preset name or a config.json path, not {model!r}")
+    path = Path(model).expanduser()
+    if model.strip().lower() in {name.lower() for name in preset_names()} or not (
+        path.is_file() or (path / "config.json").is_file()
+    ):
+        return get_preset(model)
+    return preset_from_config(path)

@@ -144,8 +144,6 @@ def render_json(study: Mapping[str, Any]) -> str:
     return json.dumps(study, sort_keys=True, indent=2, allow_nan=False) + "\n"
 
 
-
-
 def length_label(length: int) -> str:
     """1024 -> 1K, 32768 -> 32K; lengths that are not whole K keep thousands separators."""
     label = length_id(length)

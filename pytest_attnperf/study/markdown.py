@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..spec.device_info import compute_units
 from ..spec.units import format_bytes
+from .cells import code, fastest_flash, gap, md, reason_notes, status_cell, table
+from .decode_markdown import decode_section
 from .document import (
     OFF_BACKEND,
     STATUS_CELLS,
@@ -33,34 +34,6 @@ from .document import (
     token_count,
 )
 
-_STATUS_NOTES = {"does_not_fit": "does not fit", "unavailable": "n/a", "error": "error"}
-_MAX_REASON_CHARS = 300
-
-
-def _md(text: object) -> str:
-    """Text safe inside a Markdown table cell or list item: one line, no HTML, no table breaks."""
-    flat = " ".join(str(text).split())
-    if len(flat) > _MAX_REASON_CHARS:
-        flat = flat[: _MAX_REASON_CHARS - 1] + "…"
-    flat = re.sub(r"([\\`*_\[\]|])", r"\\\1", flat)
-    return flat.replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _code(text: str) -> str:
-    """Inline code that survives backticks inside the text."""
-    fence = "``" if "`" in text else "`"
-    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], text_columns: Sequence[int] = (0,)) -> list[str]:
-    """A GitHub table: text columns left-aligned, numbers right-aligned."""
-    rule = " | ".join(
-        "---" if i in text_columns or i - len(header) in text_columns else "---:" for i in range(len(header))
-    )
-    lines = ["| " + " | ".join(header) + " |", f"| {rule} |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
 
 def _version(name: str, value: object) -> str | None:
     """'torch 2.11.0' style entry; cuDNN's integer is spelt as a version."""
@@ -78,7 +51,7 @@ def _version(name: str, value: object) -> str | None:
 def _header(study: Record) -> list[str]:
     """Title plus GPU, software, ceilings and the command that produced the study."""
     gpu = mapping(study.get("gpu"))
-    lines = [f"# Attention study: FlashAttention on vs off on {_md(gpu_name(study))}", ""]
+    lines = [f"# Attention study: FlashAttention on vs off on {md(gpu_name(study))}", ""]
     hardware = [as_text(gpu.get("generation"))]
     capability = gpu.get("capability")
     if isinstance(capability, (list, tuple)) and len(capability) == 2:
@@ -87,50 +60,30 @@ def _header(study: Record) -> list[str]:
     if as_number(gpu.get("memory_bytes")) is not None:
         hardware.append(f"{format_bytes(as_number(gpu.get('memory_bytes')))} memory")
     if as_text(gpu.get("device")):
-        hardware.append(_code(str(gpu.get("device"))))
-    lines.append("- **Device:** " + ", ".join(_md(h) if not h.startswith("`") else h for h in hardware if h))
+        hardware.append(code(str(gpu.get("device"))))
+    lines.append("- **Device:** " + ", ".join(md(h) if not h.startswith("`") else h for h in hardware if h))
     versions = [("driver", "driver"), ("CUDA", "cuda"), ("cuDNN", "cudnn"), ("torch", "torch")]
-    versions += [("triton", "triton"), ("flash-attn", "flash_attn")]
+    versions += [("triton", "triton"), ("flash-attn", "flash_attn"), ("flash-attn-4", "flash_attn_4")]
     software = [v for label, key in versions if (v := _version(label, gpu.get(key)))]
     if software:
-        lines.append("- **Software:** " + _md(" · ".join(software)))
+        lines.append("- **Software:** " + md(" · ".join(software)))
     peaks = mapping(study.get("matmul_peak_tflops"))
     ceilings = [f"{dtype} {significant(value)}" for dtype, v in peaks.items() if (value := as_number(v)) is not None]
     if ceilings:
-        lines.append("- **Dense matmul peak, measured here (TFLOP/s):** " + _md(", ".join(ceilings)))
+        lines.append("- **Dense matmul peak, measured here (TFLOP/s):** " + md(", ".join(ceilings)))
     command, created = as_text(study.get("command")), as_text(study.get("created"))
     if command or created:
-        produced = _code(command) if command else "(command not recorded)"
-        lines.append(f"- **Produced by:** {produced}" + (f" at {_md(created)}" if created else ""))
+        produced = code(command) if command else "(command not recorded)"
+        lines.append(f"- **Produced by:** {produced}" + (f" at {md(created)}" if created else ""))
     return [*lines, ""]
-
-
-def _fastest_flash(cells: Mapping[Any, Record], seqlen: int, flash: Sequence[str]) -> tuple[str, float] | None:
-    """The fastest FlashAttention backend that ran at this length, with its median."""
-    timings = [
-        (backend, median)
-        for backend in flash
-        if ran(case := cells.get((backend, seqlen))) and (median := as_number(case.get("median_ms"))) is not None
-    ]
-    return min(timings, key=lambda item: item[1]) if timings else None
-
-
-def _status_cell(case: Record | None) -> str | None:
-    """The marker for a cell without numbers, or None when the case ran."""
-    if case is None:
-        return "–"
-    status = as_text(case.get("status")) or "unknown"
-    if status == "ok":
-        return None
-    return STATUS_CELLS.get(status, _md(status.replace("_", " ")))
 
 
 def _off_on_row(cells: Mapping[Any, Record], seqlen: int, flash: Sequence[str]) -> tuple[list[str], float | None]:
     """One at-a-glance row (off, on, speedup) and the speedup when both ran."""
     off = cells.get((OFF_BACKEND, seqlen))
     off_ms = as_number(off.get("median_ms")) if off is not None and ran(off) else None
-    off_cell = duration(off_ms) if off_ms is not None else (_status_cell(off) or "–")
-    on = _fastest_flash(cells, seqlen, flash)
+    off_cell = duration(off_ms) if off_ms is not None else (status_cell(off) or "–")
+    on = fastest_flash(cells, seqlen, flash)
     if on is not None:
         on_cell = f"{duration(on[1])} ({on[0]})"
     else:
@@ -154,13 +107,13 @@ def _glance_speedups(config: Record, flash: Sequence[str]) -> list[str]:
         if speedup is not None:
             ran.append((seqlen, speedup))
         off = cells.get((OFF_BACKEND, seqlen))
-        if off is not None and off.get("status") == "does_not_fit" and _fastest_flash(cells, seqlen, flash):
+        if off is not None and off.get("status") == "does_not_fit" and fastest_flash(cells, seqlen, flash):
             off_failed.append(length_label(seqlen))
-    name = _md(as_text(config.get("name")) or "first config")
-    lines = [f"**{name}** ({_md(config_summary(config))}):", ""]
+    name = md(as_text(config.get("name")) or "first config")
+    lines = [f"**{name}** ({md(config_summary(config))}):", ""]
     lines += [_answer_sentence(ran, off_failed), ""]
     header = ["context", f"FlashAttention off ({OFF_BACKEND})", "FlashAttention on (fastest)", "speedup"]
-    return [*lines, *_table(header, rows), ""]
+    return [*lines, *table(header, rows), ""]
 
 
 def _answer_sentence(ran: Sequence[tuple[int, float]], off_failed: Sequence[str]) -> str:
@@ -168,7 +121,11 @@ def _answer_sentence(ran: Sequence[tuple[int, float]], off_failed: Sequence[str]
     parts = []
     if ran:
         low, high = min(s for _, s in ran), max(s for _, s in ran)
-        span = f"{significant(low)}×" if significant(low) == significant(high) else f"{significant(low)}×–{significant(high)}×"
+        span = (
+            f"{significant(low)}×"
+            if significant(low) == significant(high)
+            else f"{significant(low)}×–{significant(high)}×"
+        )
         first, last = length_label(ran[0][0]), length_label(ran[-1][0])
         where = f"at {first}" if first == last else f"from {first} to {last}"
         parts.append(f"FlashAttention on runs **{span}** as fast as off {where}")
@@ -190,7 +147,7 @@ def _glance_frontier(study: Record, config_name: str | None) -> list[str]:
     lines = [f"Largest context standard attention fits{within}:", ""]
     for entry in entries:
         measured, failure = as_count(entry.get("measured_tokens")), as_count(entry.get("first_failure_tokens"))
-        text = f"- **{_md(entry.get('backend'))}**: "
+        text = f"- **{md(entry.get('backend'))}**: "
         text += f"**{token_count(measured)} tokens** measured" if measured is not None else "not measured"
         if failure is not None:
             text += f" (first failure at {token_count(failure)})"
@@ -198,7 +155,7 @@ def _glance_frontier(study: Record, config_name: str | None) -> list[str]:
         if predicted is not None:
             text += f"; the memory model predicted {token_count(predicted)}"
         if len({e.get("config") for e in entries}) > 1 and entry.get("config"):
-            text += f" [{_md(entry.get('config'))}]"
+            text += f" [{md(entry.get('config'))}]"
         lines.append(text + ".")
     return [*lines, ""]
 
@@ -220,7 +177,7 @@ def _glance(study: Record) -> list[str]:
 
 def _latency_cell(case: Record | None, peak_tflops: float | None) -> str:
     """'0.358 ms (48.0 TFLOP/s, 6.91%)', or the status marker."""
-    marker = _status_cell(case)
+    marker = status_cell(case)
     if marker is not None or case is None:
         return marker or "–"
     median = as_number(case.get("median_ms"))
@@ -240,7 +197,7 @@ def _latency_cell(case: Record | None, peak_tflops: float | None) -> str:
 
 def _memory_cell(case: Record | None, eager_ms: float | None) -> str:
     """'143 MiB, 5.68×' (speedup over eager at the same length), or the status marker."""
-    marker = _status_cell(case)
+    marker = status_cell(case)
     if marker is not None or case is None:
         return marker or "–"
     parts = []
@@ -256,55 +213,29 @@ def _memory_cell(case: Record | None, eager_ms: float | None) -> str:
     return ", ".join(parts) or "–"
 
 
-def _reason_notes(cases: Iterable[Record], row_key: Callable[[Record], str], seqlens: Sequence[int]) -> list[str]:
-    """Why cells have no numbers: one line per (status, reason), naming rows and lengths once."""
-    groups: dict[tuple[str, str], dict[str, list[int]]] = {}
-    for case in cases:
-        status = as_text(case.get("status")) or "unknown"
-        seqlen = as_count(case.get("seqlen"))
-        if status == "ok" or seqlen is None:
-            continue
-        reason = as_text(case.get("reason")) or "no reason recorded"
-        groups.setdefault((status, reason), {}).setdefault(row_key(case), []).append(seqlen)
-    lines = []
-    for (status, reason), rows in groups.items():
-        named = []
-        for row, lengths in rows.items():
-            # A row that failed everywhere for one reason needs no list of lengths.
-            every = sorted(set(lengths)) == list(seqlens)
-            named.append(_md(row) if every else f"{_md(row)} ({', '.join(length_label(n) for n in sorted(lengths))})")
-        label = _STATUS_NOTES.get(status, status.replace("_", " "))
-        lines.append(f"- *{_md(label)}* — {', '.join(named)}: {_md(reason)}")
-    return ["Cells without numbers:", "", *lines, ""] if lines else []
-
-
 def _config_section(study: Record, config: Record, index: int) -> list[str]:
     """Latency table, memory/speedup table and the reasons for empty cells of one config."""
     name = as_text(config.get("name")) or f"config {index + 1}"
     backends, seqlens, cells = config_grid(config)
-    lines = [f"## {_md(name)}", "", _md(config_summary(config)) + ".", ""]
+    lines = [f"## {md(name)}", "", md(config_summary(config)) + ".", ""]
     if not seqlens:
         return [*lines, "No cases measured.", ""]
     header = ["backend", *(length_label(n) for n in seqlens)]
     peak = matmul_peak(study, config.get("dtype"))
-    ceiling = f", share of the measured {_md(config.get('dtype'))} matmul peak of {significant(peak)} TFLOP/s" if peak else ""
+    ceiling = (
+        f", share of the measured {md(config.get('dtype'))} matmul peak of {significant(peak)} TFLOP/s" if peak else ""
+    )
     lines += ["### Latency", "", f"Median forward time (TFLOP/s{ceiling}).", ""]
-    rows = [[_md(b), *(_latency_cell(cells.get((b, n)), peak) for n in seqlens)] for b in backends]
-    lines += [*_table(header, rows), ""]
+    rows = [[md(b), *(_latency_cell(cells.get((b, n)), peak) for n in seqlens)] for b in backends]
+    lines += [*table(header, rows), ""]
     eager_ms = {n: as_number(c.get("median_ms")) if ran(c := cells.get((OFF_BACKEND, n))) else None for n in seqlens}
     lines += ["### Peak memory and speedup", "", f"Peak memory, speedup over {OFF_BACKEND} at the same length.", ""]
-    rows = [[_md(b), *(_memory_cell(cells.get((b, n)), eager_ms[n]) for n in seqlens)] for b in backends]
-    lines += [*_table(header, rows), ""]
-    return lines + _reason_notes(records(config.get("cases")), backend_of, seqlens)
+    rows = [[md(b), *(_memory_cell(cells.get((b, n)), eager_ms[n]) for n in seqlens)] for b in backends]
+    lines += [*table(header, rows), ""]
+    return lines + reason_notes(records(config.get("cases")), backend_of, seqlens)
 
 
 # ---------------------------------------------------------------- Markdown: frontier, fused limits, transformers
-
-
-def _gap(value: object) -> str:
-    """Signed percentage: -0.0123 -> '-1.23%'."""
-    gap = as_number(value)
-    return "–" if gap is None else f"{'+' if gap > 0 else ''}{significant(100 * gap)}%"
 
 
 def _frontier_section(study: Record) -> list[str]:
@@ -317,14 +248,14 @@ def _frontier_section(study: Record) -> list[str]:
     header += ["gap", "explanation"]
     rows = []
     for entry in entries:
-        row = [_md(entry.get("backend")), *([_md(entry.get("config"))] if by_config else [])]
+        row = [md(entry.get("backend")), *([md(entry.get("config"))] if by_config else [])]
         keys = ("predicted_tokens", "naive_tokens", "measured_tokens", "first_failure_tokens")
         row += [token_count(as_count(entry.get(key))) for key in keys]
-        row += [_gap(entry.get("gap_fraction")), _md(entry.get("explanation") or "")]
+        row += [gap(entry.get("gap_fraction")), md(entry.get("explanation") or "")]
         rows.append(row)
     lines = ["## Memory frontier of standard attention", ""]
     lines += ["Largest context that fits, in tokens; gap = (predicted − measured) / measured.", ""]
-    return [*lines, *_table(header, rows, text_columns=(0, 1, -1) if by_config else (0, -1)), "", *_breakdowns(entries)]
+    return [*lines, *table(header, rows, text_columns=(0, 1, -1) if by_config else (0, -1)), "", *_breakdowns(entries)]
 
 
 def _breakdowns(entries: Sequence[Record]) -> list[str]:
@@ -338,8 +269,8 @@ def _breakdowns(entries: Sequence[Record]) -> list[str]:
         ]
         if not items:
             continue
-        parts = " + ".join(f"{_md(label)} {format_bytes(size)}" for label, size in items)
-        text = f"- **{_md(entry.get('backend'))}** at {token_count(as_count(entry.get('predicted_tokens')))} tokens: {parts}"
+        parts = " + ".join(f"{md(label)} {format_bytes(size)}" for label, size in items)
+        text = f"- **{md(entry.get('backend'))}** at {token_count(as_count(entry.get('predicted_tokens')))} tokens: {parts}"
         text += f" = {format_bytes(sum(size for _, size in items))}"
         free = as_number(entry.get("free_bytes"))
         lines.append(text + (f" of {format_bytes(free)} free" if free is not None else ""))
@@ -356,8 +287,8 @@ def _fused_section(study: Record) -> list[str]:
         statement = as_text(limit.get("statement"))
         if statement is None:
             statement = f"fits up to {token_count(as_count(limit.get('max_tokens')))} tokens"
-        where = f" ({_md(limit.get('config'))})" if limit.get("config") else ""
-        lines.append(f"- **{_md(limit.get('backend'))}**{where}: {_md(statement)}")
+        where = f" ({md(limit.get('config'))})" if limit.get("config") else ""
+        lines.append(f"- **{md(limit.get('backend'))}**{where}: {md(statement)}")
     return [*lines, ""]
 
 
@@ -368,7 +299,7 @@ def _hf_row(run: Record) -> str:
 
 def _hf_cell(run: Record | None) -> str:
     """'12.6 ms, 4.66 GiB', or the status marker."""
-    marker = _status_cell(run)
+    marker = status_cell(run)
     if marker is not None or run is None:
         return marker or "–"
     parts = [duration(as_number(run.get("median_ms")))]
@@ -389,20 +320,18 @@ def _transformers_section(study: Record) -> list[str]:
     for (preset, layers), group in presets.items():
         rows, seqlens, cells = grid(group, _hf_row)
         layer_count = as_count(layers)
-        title = _md(preset) + (
-            "" if layer_count is None else f", {layer_count} layer{'s' if layer_count != 1 else ''}"
-        )
+        title = md(preset) + ("" if layer_count is None else f", {layer_count} layer{'s' if layer_count != 1 else ''}")
         header = ["implementation · phase", *(length_label(n) for n in seqlens)]
-        table = [[_md(r), *(_hf_cell(cells.get((r, n))) for n in seqlens)] for r in rows]
-        lines += [f"### {title}", "", *_table(header, table), ""]
-        lines += _reason_notes(group, _hf_row, seqlens)
+        body = [[md(r), *(_hf_cell(cells.get((r, n))) for n in seqlens)] for r in rows]
+        lines += [f"### {title}", "", *table(header, body), ""]
+        lines += reason_notes(group, _hf_row, seqlens)
     return lines
 
 
 def render_markdown(study: Mapping[str, Any]) -> str:
-    """The study as GitHub-flavoured Markdown: answer first, then per-config tables, frontier, transformers."""
+    """The study as GitHub-flavoured Markdown: answer first, then per-config tables, frontier, decode, transformers."""
     lines = _header(study) + _glance(study)
     for index, config in enumerate(records(study.get("configs"))):
         lines += _config_section(study, config, index)
-    lines += _frontier_section(study) + _fused_section(study) + _transformers_section(study)
+    lines += _frontier_section(study) + _fused_section(study) + decode_section(study) + _transformers_section(study)
     return "\n".join(lines).rstrip() + "\n"

@@ -2,7 +2,8 @@
 
 Closed-form sizes (no torch import), and ``attnperf memory``'s report, which corrects the popular
 "128 GB of KV cache, FlashAttention reduces it to 16 GB" claim: the 128 GiB is one layer's score
-matrix, and FlashAttention removes that, not the KV cache.
+matrix, and FlashAttention removes that, not the KV cache. A sliding-window layer (Mistral, Gemma-2's
+local layers) keeps at most its window of tokens, so its share of the cache stops growing there.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..spec.dtypes import DTypeLike, dtype_bytes, dtype_name
-from ..spec.presets import ModelPreset, get_preset
+from ..spec.presets import ModelPreset, resolve_model
 from ..spec.units import format_bytes
 
 _LSE_BYTES = 4  # FlashAttention keeps its row statistics in fp32
@@ -28,6 +29,51 @@ def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, dtype: DTypeLike, 
     return 2 * layers * kv_heads * head_dim * dtype_bytes(dtype) * tokens * batch
 
 
+def cached_tokens(preset: ModelPreset | None, layers: int, tokens: int) -> int:
+    """Tokens the KV cache holds summed over layers: a sliding layer keeps at most its window.
+
+    A preset's layer pattern (full / sliding) repeats when ``layers`` differs from its own count.
+    """
+    if preset is None or preset.sliding_window is None:
+        return layers * tokens
+    kinds = preset.layer_kinds()
+    window = preset.sliding_window
+    return sum(min(tokens, window) if kinds[i % len(kinds)] == "sliding" else tokens for i in range(layers))
+
+
+def model_kv_cache_bytes(preset: ModelPreset, *, tokens: int, batch: int, dtype: DTypeLike) -> int:
+    """The whole model's KV cache at ``tokens`` of context: every layer, each sliding layer capped at its window."""
+    check_positive(tokens=tokens, batch=batch)
+    per_token = 2 * preset.num_key_value_heads * preset.head_dim * dtype_bytes(dtype) * batch
+    return per_token * cached_tokens(preset, preset.num_hidden_layers, tokens)
+
+
+def kv_cache_limit(
+    preset: ModelPreset, *, batch: int, dtype: DTypeLike, free_bytes: int, granularity: int = 1024
+) -> int:
+    """The longest context (a multiple of ``granularity``) whose weights plus whole-model KV cache fit in ``free_bytes``.
+
+    0 when not even ``granularity`` tokens fit beside the weights. The cache grows monotonically (a sliding
+    layer stops growing at its window), so a bisection over multiples of ``granularity`` finds it.
+    """
+    room = free_bytes - weights_bytes(preset, dtype)
+
+    def fits(steps: int) -> bool:
+        return model_kv_cache_bytes(preset, tokens=steps * granularity, batch=batch, dtype=dtype) <= room
+
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while fits(high):
+        if high > 1 << 40:  # only sliding layers, each capped: the cache never outgrows memory
+            return high * granularity
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low * granularity
+
+
 def score_matrix_bytes(batch: int, heads: int, q_len: int, k_len: int, dtype: DTypeLike) -> int:
     """One layer's materialised B·H·Sq·Sk score matrix (the probability matrix is as large)."""
     check_positive(batch=batch, heads=heads, q_len=q_len, k_len=k_len)
@@ -42,8 +88,7 @@ def flash_state_bytes(batch: int, heads: int, q_len: int) -> int:
 
 def weights_bytes(preset: ModelPreset | str, dtype: DTypeLike) -> int:
     """Bytes of a preset's weights stored in ``dtype``."""
-    model = get_preset(preset) if isinstance(preset, str) else preset
-    return model.parameter_count() * dtype_bytes(dtype)
+    return resolve_model(preset).parameter_count() * dtype_bytes(dtype)
 
 
 def qkv_bytes(*, batch: int, heads: int, kv_heads: int, q_len: int, k_len: int, head_dim: int, dtype: DTypeLike) -> int:
@@ -74,6 +119,9 @@ class ModelMemory:
     dtype: str
     kv_cache_bytes: int
     kv_cache_without_gqa_bytes: int
+    kv_cache_unwindowed_bytes: int  # as large as kv_cache_bytes unless some layers slide
+    sliding_layers: int
+    sliding_window: int | None
     score_matrix_bytes: int
     probability_matrix_bytes: int
     flash_state_bytes: int
@@ -93,7 +141,7 @@ def model_memory(
     head_dim: int | None = None,
 ) -> ModelMemory:
     """Build a :class:`ModelMemory` from a preset (name or object) or from an explicit shape."""
-    model = get_preset(preset) if isinstance(preset, str) else preset
+    model = resolve_model(preset) if isinstance(preset, str) else preset
     if model is not None:
         layers = model.num_hidden_layers if layers is None else layers
         heads = model.num_attention_heads if heads is None else heads
@@ -107,6 +155,11 @@ def model_memory(
         raise ValueError(f"heads ({heads}) must be a multiple of kv_heads ({kv_heads})")
     name = dtype_name(dtype)
     score = score_matrix_bytes(batch, heads, context_len, context_len, name)
+    per_token_and_head = 2 * head_dim * dtype_bytes(name) * batch
+    tokens = cached_tokens(model, layers, context_len)
+    window = model.sliding_window if model is not None else None
+    kinds = model.layer_kinds() if model is not None else ("full",)
+    sliding = sum(1 for i in range(layers) if kinds[i % len(kinds)] == "sliding") if window else 0
     return ModelMemory(
         name=model.name if model is not None else "custom",
         layers=layers,
@@ -116,8 +169,11 @@ def model_memory(
         context_len=context_len,
         batch=batch,
         dtype=name,
-        kv_cache_bytes=kv_cache_bytes(layers, kv_heads, head_dim, name, context_len, batch),
-        kv_cache_without_gqa_bytes=kv_cache_bytes(layers, heads, head_dim, name, context_len, batch),
+        kv_cache_bytes=per_token_and_head * kv_heads * tokens,
+        kv_cache_without_gqa_bytes=per_token_and_head * heads * tokens,
+        kv_cache_unwindowed_bytes=kv_cache_bytes(layers, kv_heads, head_dim, name, context_len, batch),
+        sliding_layers=sliding,
+        sliding_window=window if sliding else None,
         score_matrix_bytes=score,
         probability_matrix_bytes=score,
         flash_state_bytes=flash_state_bytes(batch, heads, context_len),
@@ -146,12 +202,22 @@ def format_model_memory(m: ModelMemory) -> str:
     else:
         rows.append(("weights", "-", "no preset given"))
     gqa = "GQA" if m.kv_heads < m.heads else "no GQA"
+    how = f"2 x {m.layers} layers x {m.kv_heads} x {m.head_dim} x {size} B x {ctx} tokens x batch {m.batch}"
+    if m.sliding_layers and m.sliding_window is not None:
+        kept = min(m.context_len, m.sliding_window)
+        full = m.layers - m.sliding_layers
+        layers = ([f"{full} full layers x {ctx}"] if full else []) + [f"{m.sliding_layers} sliding layers x {kept:,}"]
+        how = f"2 x {m.kv_heads} x {m.head_dim} x {size} B x batch {m.batch} x ({' + '.join(layers)}) tokens"
+    rows.append((f"KV cache, all layers ({m.kv_heads} KV heads, {gqa})", format_bytes(m.kv_cache_bytes), how))
+    if m.kv_cache_unwindowed_bytes != m.kv_cache_bytes:
+        rows.append(
+            (
+                "KV cache if sliding layers kept every token",
+                format_bytes(m.kv_cache_unwindowed_bytes),
+                f"{m.sliding_layers} of {m.layers} layers attend to the last {m.sliding_window:,} tokens only",
+            )
+        )
     rows += [
-        (
-            f"KV cache, all layers ({m.kv_heads} KV heads, {gqa})",
-            format_bytes(m.kv_cache_bytes),
-            f"2 x {m.layers} layers x {m.kv_heads} x {m.head_dim} x {size} B x {ctx} tokens x batch {m.batch}",
-        ),
         (
             f"KV cache if every query head had its own ({m.heads})",
             format_bytes(m.kv_cache_without_gqa_bytes),

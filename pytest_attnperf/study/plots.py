@@ -217,7 +217,7 @@ def _plot(study: Record, config: Record, kind: str, path: Path) -> None:
 
 
 def render_plots(study: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Write latency-<config>.png and memory-<config>.png per config into out_dir; return the paths."""
+    """Write latency-<config>.png and memory-<config>.png per config, decode-<config>.png per decode config."""
     import matplotlib
 
     # Headless: CI runners and pytest sessions have no display.
@@ -234,4 +234,9 @@ def render_plots(study: Mapping[str, Any], out_dir: Path) -> list[Path]:
             path = out_dir / f"{kind}-{slug}.png"
             _plot(study, config, kind, path)
             written.append(path)
+    for index, config in enumerate(records(mapping(study.get("decode")).get("configs"))):
+        # Decode: latency against the KV cache's length, one plot per batch and workload.
+        path = out_dir / f"decode-{slugify(as_text(config.get('name')) or '', default=f'config-{index + 1}')}.png"
+        _plot(study, config, "latency", path)
+        written.append(path)
     return written

@@ -1,7 +1,9 @@
-"""The FlashAttention study, measured: every backend at 1K-32K per configuration, and the memory frontier.
+"""The FlashAttention study, measured: every backend at 1K-32K per configuration, the memory frontier, and decode.
 
 ``run_study`` measures and returns the study document (a JSON-able dict) that
-:mod:`pytest_attnperf.study.output` writes as JSON, Markdown and plots.
+:mod:`pytest_attnperf.study.output` writes as JSON, Markdown and plots. Its decode section times one
+new token over KV caches of growing length (dense and paged, at batch 1 and a serving batch) with
+the bytes each step must move, and measures where a whole model's KV cache stops fitting.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from typing import Any, TextIO
 import torch
 
 from ..backends.registry import REGISTRY, Backend, Unsupported
-from ..measure.inputs import make_qkv
+from ..measure.bandwidth import copy_bandwidth_gbps
+from ..measure.inputs import make_qkv, torch_dtype
 from ..measure.measurement import measure
 from ..measure.memory import DoesNotFit, cuda_peak_memory, is_out_of_memory, release_memory
 from ..runner import make_workload
 from ..spec.device_info import DeviceInfo
 from ..spec.options import TimingConfig
+from ..spec.presets import get_preset
 from ..spec.shapes import AttnShape
 from . import peak_model
+from .decode_plan import DecodeStudy
+from .memory_calculator import kv_cache_limit, model_kv_cache_bytes, weights_bytes
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,8 @@ def measure_case(
     """One cell of a table: ok with numbers, does_not_fit, unavailable or error, with the reason."""
     case: dict[str, Any] = {
         "backend": backend.name,
-        "seqlen": shape.q_len,
+        "workload": shape.workload,
+        "seqlen": shape.context_len,
         "status": "ok",
         "reason": None,
         "median_ms": None,
@@ -112,6 +119,9 @@ def measure_case(
         "samples": None,
         "tflops": None,
         "peak_share": None,
+        "bytes_moved": shape.bytes_moved(),
+        "gbps": None,
+        "bandwidth_share": None,
         "peak_bytes": None,
         "speedup_vs_eager": None,
     }
@@ -121,6 +131,7 @@ def measure_case(
     try:
         qkv = make_qkv(shape, seed=seed, device=device)
         measurement = measure(make_workload(backend, qkv, "forward"), device, timing)
+        del qkv
     except Unsupported as unsupported:
         return {**case, "status": "unavailable", "reason": str(unsupported)}
     except DoesNotFit as oom:
@@ -138,6 +149,7 @@ def measure_case(
         "max_ms": summary.max_ms,
         "samples": len(summary.samples_ms),
         "tflops": shape.flops() / (summary.median_ms * 1e-3) / 1e12,
+        "gbps": shape.bytes_moved() / (summary.median_ms * 1e-3) / 1e9,
         "peak_bytes": measurement.peak_bytes,
     }
 
@@ -243,10 +255,11 @@ def run_study(
     timing: TimingConfig = DEFAULT_TIMING,
     seed: int = 0,
     frontier: bool = True,
+    decode: DecodeStudy | None = None,
     command: str = "attnperf report",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Measure every backend x context length x configuration; add the frontier and the fused limits."""
+    """Measure every backend x context length x configuration; add the frontier, the fused limits and decode."""
     show = progress or (lambda line: None)
     selected = REGISTRY.select(tuple(backends) if backends else None)
     study: dict[str, Any] = {
@@ -293,7 +306,105 @@ def run_study(
                 limit = fused_limit(backend, config, free_bytes, cases)
                 if limit:
                     study["fused_limits"].append(limit)
+    if decode is not None:
+        study["decode"] = run_decode(device, info, decode, selected, timing=timing, seed=seed, show=show)
     return study
+
+
+def run_decode(
+    device: torch.device,
+    info: DeviceInfo,
+    decode: DecodeStudy,
+    backends: Sequence[Backend],
+    *,
+    timing: TimingConfig,
+    seed: int,
+    show: Progress,
+) -> dict[str, Any]:
+    """Every backend that decodes, at each batch, workload and cache length; then the KV cache frontier per batch."""
+    copy = copy_bandwidth_gbps(str(device))
+    preset = get_preset(decode.model)
+    section: dict[str, Any] = {
+        "model": preset.name,
+        "layers": preset.num_hidden_layers,
+        "dtype": decode.dtype,
+        "page_size": decode.page_size,
+        "copy_bandwidth_gbps": copy,
+        "configs": [],
+        "kv_frontier": [],
+    }
+    if copy:
+        show(f"copy bandwidth: {copy:.0f} GB/s")
+    for batch in decode.batches:
+        for workload in decode.workloads:
+            runs = [backend for backend in backends if backend.workload_reason(workload) is None]
+            cases = []
+            for length in decode.lengths:
+                for backend in runs:
+                    case = measure_case(backend, decode.shape(workload, batch, length), info, device, timing, seed)
+                    if copy and case["gbps"]:
+                        case["bandwidth_share"] = case["gbps"] / copy
+                    cases.append(case)
+                    value = f"{case['median_ms']:.3g} ms" if case["status"] == "ok" else case["status"]
+                    show(f"{workload} batch {batch} | {backend.name} | {length:,}: {value}")
+            _add_relative_numbers(cases, None)
+            section["configs"].append({**decode.config(workload, batch), "cases": cases})
+        section["kv_frontier"].append(kv_frontier(decode, batch, device, info))
+    return section
+
+
+def kv_frontier(decode: DecodeStudy, batch: int, device: torch.device, info: DeviceInfo) -> dict[str, Any]:
+    """Where the model's weights plus its whole KV cache stop fitting: the calculator's prediction, and on a GPU
+    the measured answer (bisected by allocating them, one K and one V tensor per layer as a static cache does)."""
+    preset = get_preset(decode.model)
+    release_memory(device)
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else info.memory_bytes
+    grain = 1024
+    entry: dict[str, Any] = {
+        "batch": batch,
+        "free_bytes": free,
+        "weights_bytes": weights_bytes(preset, decode.dtype),
+        "kv_bytes_per_token": model_kv_cache_bytes(preset, tokens=1, batch=batch, dtype=decode.dtype),
+        "predicted_tokens": kv_cache_limit(preset, batch=batch, dtype=decode.dtype, free_bytes=free, granularity=grain),
+        "measured_tokens": None,
+        "first_failure_tokens": None,
+    }
+    if device.type == "cuda":
+        predicted_steps = max(1, entry["predicted_tokens"] // grain)
+
+        def fits(steps: int) -> bool:
+            return _serving_memory_fits(decode, batch, steps * grain, device)
+
+        low, high = 0, predicted_steps
+        while fits(high):  # from the prediction up until it fails, then bisect
+            low, high = high, high * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        entry["measured_tokens"], entry["first_failure_tokens"] = low * grain, high * grain
+    return entry
+
+
+def _serving_memory_fits(decode: DecodeStudy, batch: int, tokens: int, device: torch.device) -> bool:
+    preset = get_preset(decode.model)
+    dtype = torch_dtype(decode.dtype)
+    held: list[torch.Tensor] = []
+    try:
+        held.append(torch.empty(weights_bytes(preset, decode.dtype), dtype=torch.uint8, device=device))
+        for kind in preset.layer_kinds():
+            kept = min(tokens, preset.sliding_window) if kind == "sliding" and preset.sliding_window else tokens
+            for _ in ("k", "v"):
+                held.append(
+                    torch.empty((batch, kept, preset.num_key_value_heads, preset.head_dim), dtype=dtype, device=device)
+                )
+        fits = True
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        fits = False
+    held.clear()
+    release_memory(device)
+    return fits
 
 
 def _add_relative_numbers(cases: list[dict[str, Any]], peak_tflops: float | None) -> None:

@@ -15,14 +15,8 @@ import pytest
 import torch
 
 from pytest_attnperf import AttnPerf
-from pytest_attnperf.integrations.transformers import (
-    HFModel,
-    check_dispatch,
-    check_equivalence,
-    decode,
-    forward_flops,
-    prefill,
-)
+from pytest_attnperf.integrations.hf_equivalence import check_equivalence
+from pytest_attnperf.integrations.transformers import HFModel, check_dispatch, decode, forward_flops, prefill
 from pytest_attnperf.measure.memory import is_out_of_memory, release_memory
 from pytest_attnperf.session import session_of
 

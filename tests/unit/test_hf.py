@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import json
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from pytest_attnperf.integrations import transformers as hf
+from pytest_attnperf.integrations.hf_equivalence import check_equivalence
 from pytest_attnperf.plugin import SKIP_REASON
 from pytest_attnperf.spec.presets import ModelPreset, get_preset
 
@@ -84,12 +86,12 @@ def test_model_is_built_from_the_preset_offline_in_eval_mode() -> None:
     assert built.device == torch.device("cpu")
 
 
-def test_llama_config_keeps_the_published_fields_but_the_layer_count() -> None:
-    config = hf.llama_config(get_preset("Llama-2-70B"))
+def test_model_config_keeps_the_published_fields_but_the_layer_count() -> None:
+    config = hf.model_config(get_preset("Llama-2-70B"))
     assert (config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads) == (2, 64, 8)
     assert (config.hidden_size, config.intermediate_size, config.vocab_size) == (8192, 28672, 32000)
     with pytest.raises(ValueError, match="layers must be a positive integer, got 0"):
-        hf.llama_config(MHA, layers=0)
+        hf.model_config(MHA, layers=0)
 
 
 @pytest.mark.parametrize(("name", "group"), [("Llama-2-7B", 1), ("Llama-3-8B", 4), ("Llama-2-70B", 8)])
@@ -137,7 +139,7 @@ def test_unknown_implementation_names_the_accepted_ones() -> None:
 )
 def test_flash_attention_refusal_carries_transformers_own_reason(implementation: str) -> None:
     with pytest.raises((ImportError, ValueError)) as direct:
-        transformers.AutoModelForCausalLM.from_config(hf.llama_config(MHA), attn_implementation=implementation)
+        transformers.AutoModelForCausalLM.from_config(hf.model_config(MHA), attn_implementation=implementation)
     with pytest.raises(hf.Unavailable) as refused:
         build(implementation)
     assert str(refused.value) == f"transformers refused attn_implementation={implementation!r}: {direct.value}"
@@ -212,7 +214,7 @@ def test_counting_puts_every_attention_function_back() -> None:
 @pytest.mark.parametrize("preset", [MHA, GQA], ids=["mha", "gqa"])
 @pytest.mark.parametrize(("dtype", "reference"), [("float32", "float64"), ("bfloat16", "float32")])
 def test_sdpa_agrees_with_the_eager_reference(preset: ModelPreset, dtype: str, reference: str) -> None:
-    result = hf.check_equivalence(build("sdpa", preset, dtype=dtype), seqlen=48)
+    result = check_equivalence(build("sdpa", preset, dtype=dtype), seqlen=48)
     assert result.passed, result.message
     assert (result.dtype, result.reference_dtype, result.nonfinite) == (dtype, reference, 0)
     assert result.reference_error > 0
@@ -227,7 +229,7 @@ def test_sdpa_agrees_with_the_eager_reference(preset: ModelPreset, dtype: str, r
 def test_equivalence_catches_attention_without_its_causal_mask() -> None:
     built = build("sdpa")
     with registered("sdpa", leaky_attention):
-        result = hf.check_equivalence(built, seqlen=48)
+        result = check_equivalence(built, seqlen=48)
     assert not result.passed
     assert result.message is not None
     assert result.message.startswith(f"max |out - ref| = {result.max_error:.3g} exceeds")
@@ -237,7 +239,7 @@ def test_equivalence_catches_attention_without_its_causal_mask() -> None:
 def test_equivalence_counts_nan_outputs() -> None:
     built = build("sdpa")
     with registered("sdpa", nan_attention):
-        result = hf.check_equivalence(built, seqlen=16, batch=2)
+        result = check_equivalence(built, seqlen=16, batch=2)
     assert result.nonfinite == result.elements == 2 * MHA.vocab_size
     count = result.elements
     assert result.message == f"{count} of {count} output elements are NaN or Inf (first at index (0, 0))"
@@ -296,6 +298,69 @@ def test_forward_flops_of_one_token_are_twice_the_matmul_weights() -> None:
     flops = hf.forward_flops(preset, layers=32, batch=1, new_tokens=1)
     assert flops == pytest.approx(2 * matmul_weights + attention)
     assert hf.forward_flops(preset, layers=32, batch=3, new_tokens=1) == pytest.approx(3 * flops)
+
+
+# ---------------------------------------------------------------- every family, and a user's config.json
+
+
+@pytest.mark.parametrize(
+    ("name", "config_class"),
+    [("Mistral-7B", "MistralConfig"), ("Qwen2.5-72B", "Qwen2Config"), ("Gemma-2-9B", "Gemma2Config")],
+)
+def test_each_family_is_built_with_its_own_config_class(name: str, config_class: str) -> None:
+    tiny = hf.scaled_down(get_preset(name))
+    built = build("eager", tiny, layers=2)
+    config = built.model.config
+    assert type(config).__name__ == config_class
+    assert (config.num_attention_heads, config.num_key_value_heads, config.head_dim) == (
+        tiny.num_attention_heads,
+        tiny.num_key_value_heads,
+        32,
+    )
+    assert hf.check_dispatch(built).ok
+    assert check_equivalence(built, seqlen=80).passed  # past the scaled window of 64 where there is one
+
+
+def test_gemma_2_keeps_its_soft_capping_and_query_scale_and_refuses_sdpa_with_transformers_reason() -> None:
+    tiny = hf.scaled_down(get_preset("Gemma-2-9B"))
+    assert (tiny.attn_logit_softcapping, tiny.query_pre_attn_scalar, tiny.sliding_window) == (50.0, 32, 64)
+    config = hf.model_config(tiny, layers=4)
+    assert config.layer_types == ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]
+    with pytest.raises(hf.Unavailable, match="transformers refused attn_implementation='sdpa': Gemma2ForCausalLM"):
+        build("sdpa", tiny)
+
+
+def test_a_decode_step_over_a_sliding_window_model() -> None:
+    built = build("sdpa", hf.scaled_down(get_preset("Mistral-7B")))
+    step = hf.decode(built, 100)  # beyond the window of 64
+    assert torch.equal(step(), step())
+
+
+def test_a_users_config_json_builds_offline(tmp_path: Any) -> None:
+    config = {
+        "model_type": "qwen2",
+        "architectures": ["Qwen2ForCausalLM"],
+        "_name_or_path": "my-org/qwen-mini",
+        "transformers_version": "4.43.1",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 256,
+        "rope_theta": 1000000.0,
+        "use_sliding_window": False,
+        "sliding_window": 4096,
+        "max_window_layers": 4,
+        "tie_word_embeddings": True,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    built = hf.build_model(str(tmp_path), "sdpa", layers=2, dtype=torch.float32)
+    assert type(built.model.config).__name__ == "Qwen2Config"
+    assert built.model.config.num_hidden_layers == 2
+    assert built.model.config.tie_word_embeddings is True  # the file's own fields, not a preset's defaults
+    assert built.preset.name == "my-org/qwen-mini"
+    assert check_equivalence(built, seqlen=32).passed
 
 
 def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

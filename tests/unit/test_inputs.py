@@ -217,6 +217,7 @@ def test_label_and_dict() -> None:
     shape = AttnShape(q_len=1024, k_len=1024, heads=32, kv_heads=8, head_dim=128, window=(256, 0))
     assert shape.label() == "fp16-causal-win256_0-b1-h32kv8-d128"
     assert shape.as_dict() == {
+        "workload": "prefill",
         "batch": 1,
         "heads": 32,
         "kv_heads": 8,

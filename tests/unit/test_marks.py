@@ -149,7 +149,10 @@ def test_shape_lists_become_variants() -> None:
         ({"window": ((-1, -1), (128, 0))}, ["window"], ["nowin", "win128_0"]),
         ({"heads": (8, 16)}, ["heads"], ["heads8", "heads16"]),
         ({"mode": ("forward", "forward+backward")}, ["mode"], ["modeforward", "modeforward-backward"]),
-        ({"heads": (8,)}, [], ["default"]),
+        ({"heads": (8,)}, [], [""]),  # nothing varies: no id part (the plugin leaves it out)
+        ({"workload": ("prefill", "decode")}, ["workload"], ["", "decode"]),
+        ({"workload": ("paged",), "page_size": (16, 256)}, ["page_size"], ["paged-page16", "paged-page256"]),
+        ({"workload": ("varlen",), "q_len": (1,)}, [], ["varlen-q1"]),
     ],
 )
 def test_variant_ids(values: dict[str, tuple[object, ...]], varying: list[str], expected: list[str]) -> None:

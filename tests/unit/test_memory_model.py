@@ -19,6 +19,7 @@ from pytest_attnperf.study.memory_calculator import (
     flash_state_bytes,
     format_model_memory,
     kv_cache_bytes,
+    model_kv_cache_bytes,
     model_memory,
     naive_peak,
     qkv_bytes,
@@ -110,6 +111,37 @@ def test_format_corrects_the_popular_claim() -> None:
     assert "128 GiB figure is one layer's 64-head score matrix, not the KV cache" in text
     assert "FlashAttention removes the score matrix" in text
     assert "it does not shrink the KV cache at all, which stays 10 GiB" in text
+
+
+def test_sliding_layers_keep_only_their_window() -> None:
+    per_token = 2 * 8 * 256 * 2  # Gemma-2-9B: K and V, 8 KV heads, head_dim 256, fp16
+    gemma = model_memory("Gemma-2-9B", context_len=32768)
+    assert (gemma.sliding_layers, gemma.sliding_window) == (21, 4096)
+    assert gemma.kv_cache_bytes == per_token * (21 * 32768 + 21 * 4096)
+    assert gemma.kv_cache_unwindowed_bytes == per_token * 42 * 32768
+    assert (
+        model_kv_cache_bytes(get_preset("Gemma-2-9B"), tokens=32768, batch=1, dtype="float16") == gemma.kv_cache_bytes
+    )
+    text = format_model_memory(gemma)
+    assert "(21 full layers x 32,768 + 21 sliding layers x 4,096) tokens" in text
+    assert "KV cache if sliding layers kept every token" in text
+    mistral = model_memory("Mistral-7B", context_len=32768)
+    assert mistral.kv_cache_bytes == 2 * 8 * 128 * 2 * 32 * 4096  # every layer stops at its window
+    assert "(32 sliding layers x 4,096) tokens" in format_model_memory(mistral)
+    short = model_memory("Mistral-7B", context_len=1024)
+    assert short.kv_cache_bytes == short.kv_cache_unwindowed_bytes  # below the window nothing is dropped
+    qwen = model_memory("Qwen2.5-72B", context_len=32768)
+    assert qwen.kv_cache_bytes == qwen.kv_cache_unwindowed_bytes == 10 * GiB  # use_sliding_window: false
+    assert "sliding layers kept" not in format_model_memory(qwen)
+
+
+def test_the_calculator_reads_a_local_config_json(tmp_path: Path) -> None:
+    config = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 4}
+    config |= {"num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 1000}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    memory = model_memory(str(tmp_path), context_len=1024)
+    assert memory.kv_cache_bytes == 2 * 4 * 2 * 64 * 2 * 1024
+    assert memory.weights_bytes is not None
 
 
 def test_model_memory_from_an_explicit_shape() -> None:

@@ -38,6 +38,9 @@ SETTINGS_TABLE: list[tuple[str, str, Any, str, Any, Any, str]] = [
     ("causal", "yes", True, "false", False, True, "causal"),
     ("seed", "7", 7, "3", 3, 0, "seed"),
     ("mode", "backward", "backward", "forward+backward", "forward+backward", "forward", "mode"),
+    ("workloads", "decode,paged", ("decode", "paged"), "Varlen, chunked", ("varlen", "chunked"), None, "workloads"),
+    ("q-len", "4", 4, "2", 2, None, "q_len"),
+    ("page-size", "256", 256, "16", 16, None, "page_size"),
     ("missing", "fail", "fail", "skip", "skip", "warn", "missing"),
     ("guard", "off", "off", "refuse", "refuse", "warn", "guard"),
     ("latency-tolerance", "20%", 0.2, "0.3", 0.3, 0.1, "latency_tolerance"),
@@ -146,6 +149,7 @@ def test_seqlens_and_shape_defaults_per_device(pytester: pytest.Pytester) -> Non
         "head_dim": 64,
         "dtype": "float32",
         "causal": True,
+        "page_size": 16,
     }
     custom = _settings(pytester, "--attnperf-heads=4", "--attnperf-kv-heads=2", "--attnperf-dtype=fp16")
     assert custom.shape_defaults(is_cuda=True) == {
@@ -155,7 +159,11 @@ def test_seqlens_and_shape_defaults_per_device(pytester: pytest.Pytester) -> Non
         "head_dim": 128,
         "dtype": "float16",
         "causal": True,
+        "page_size": 256,  # flash-attn 2's rule: the one page size every GPU backend takes
     }
+    inference = _settings(pytester, "--attnperf-q-len=4", "--attnperf-page-size=64")
+    assert inference.shape_defaults(is_cuda=True)["q_len"] == 4
+    assert inference.shape_defaults(is_cuda=True)["page_size"] == 64
 
 
 def test_min_samples_raises_the_sample_ceiling_too(pytester: pytest.Pytester) -> None:
@@ -180,6 +188,8 @@ BAD_VALUES = [
     ("rep", "a while", "cannot read 'a while' as a duration"),
     ("min-samples", "0", "min-samples '0' must be at least 1"),
     ("heads", "many", "heads 'many' is not a positive integer"),
+    ("workloads", "decode,decoding", "workload 'decoding' is not one of prefill, decode, paged, varlen, chunked"),
+    ("page-size", "0", "page-size '0' must be at least 1"),
 ]
 
 

@@ -110,7 +110,7 @@ def test_with_attnperf_the_header_names_device_and_baseline_file(pytester: pytes
     result.stdout.re_match_lines(
         [
             rf"=+ attnperf: {re.escape(CPU.name)} \(.+\) =+",
-            r"test\s+backend\s+len\s+median\s+TFLOP/s\s+peak mem\s+baseline\s+ratio\s+verdict",
+            r"test\s+backend\s+len\s+median\s+TFLOP/s\s+GB/s\s+peak mem\s+baseline\s+ratio\s+verdict",
             r"test_forward\[eager-64\]\s+eager\s+64\s+[0-9.]+ (us|ms)\s+.*no baseline",
         ]
     )
