@@ -117,7 +117,7 @@ def test_diff_with_a_malformed_side_exits_naming_it(tmp_path: Path) -> None:
         cli.main(["diff", str(good), str(bad)])
     assert str(exit_info.value.code) == (
         f"attnperf: baseline file {bad}:1 at 'schema_version': schema version 3 was written by a newer "
-        "pytest-attnperf; this one reads version 1: upgrade pytest-attnperf"
+        "pytest-attnperf; this one reads versions 1, 2: upgrade pytest-attnperf"
     )
 
 
