@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,3 +165,28 @@ def write_detection_limits(state: AttnPerfSession, session: pytest.Session) -> N
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             continue
         state.written_paths.append(path)
+
+
+def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] | None = None) -> int:
+    """`attnperf update --runs N`: N independent pytest processes, the last one merging all N into the baselines.
+
+    Each run is a fresh process (its own allocator, compilation, clocks from rest), which is the
+    point: the spread between them is what the gate's tolerance is made from. A run that ends
+    with failed tests goes on (those cases are not recorded); one that cannot run stops the update.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    call = run or subprocess.call
+    command = [sys.executable, "-m", "pytest", "--attnperf", "--attnperf-update", *arguments]
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="attnperf-runs-") as folder:
+        for index in range(1, runs + 1):
+            print(f"attnperf update: run {index} of {runs}: {' '.join(command[1:])}", flush=True)
+            code = int(call(command, env={**os.environ, RUNS_DIR_ENV: folder, RUN_ENV: f"{index}/{runs}"}))
+            if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                print(f"attnperf update: run {index} of {runs} ended with exit status {code}; nothing was merged")
+                return code
+            status = max(status, code)
+    return status

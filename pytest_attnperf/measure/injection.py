@@ -19,7 +19,8 @@ import torch
 
 from .memory import Workload
 
-MATMUL_K = 4096  # inner size: ~34 GFLOP per 1024 rows, long enough to draw power, fine-grained in rows
+MATMUL_K = 4096  # inner size on a GPU: ~34 GFLOP per 1024 rows, long enough to draw power, fine-grained in rows
+CPU_MATMUL_K = 128  # a CPU case is a few microseconds: the injection must be able to be that small
 MIN_ROWS, MAX_ROWS = 16, 1 << 16
 COPY_MIN_BYTES, COPY_MAX_BYTES = 1 << 16, 1 << 32
 
@@ -35,6 +36,7 @@ class Injector:
         if device.type == "cpu" and self.dtype != torch.float32:
             self.dtype = torch.float32
         self._buffers: dict[str, torch.Tensor] = {}
+        self.inner = MATMUL_K if device.type == "cuda" else CPU_MATMUL_K
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         current = self._buffers.get(name)
@@ -49,9 +51,9 @@ class Injector:
         """The extra work alone, of ``size`` rows (compute) or bytes (memory); buffers made now, not while timed."""
         if self.kind == "compute":
             rows = max(MIN_ROWS, int(size))
-            left = self._buffer("left", (rows, MATMUL_K), self.dtype)
-            right = self._buffer("right", (MATMUL_K, MATMUL_K), self.dtype)
-            out = self._buffer("out", (rows, MATMUL_K), self.dtype)
+            left = self._buffer("left", (rows, self.inner), self.dtype)
+            right = self._buffer("right", (self.inner, self.inner), self.dtype)
+            out = self._buffer("out", (rows, self.inner), self.dtype)
             return lambda: torch.mm(left, right, out=out)
         count = max(1, int(size) // 2)
         source = self._buffer("source", (count,), torch.float16)

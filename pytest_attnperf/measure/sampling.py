@@ -9,7 +9,7 @@ A ``SampleSource`` runs isolated samples and returns each one's time and SM cloc
   it; a warm-up that hits the cap is marked not steady, and normalisation carries the weight.
 - **Throttled samples are discarded** (clock below 75 % of the GPU's maximum, NVBench's rule);
   each batch holding one is followed by a pause, 0.05 s growing x1.5 from the second in a row up
-  to 0.5 s. After ``max(count, 20)`` discards or 2 s of pauses the case stops with what it has,
+  to 0.5 s. After more than ``max(3 * count, 30)`` discards or 2 s of pauses the case stops with what it has,
   and says so (never an empty result without a reason).
 - **More samples while noisy**: past the planned count, sampling continues in small chunks while
   the median's relative standard error is over 0.25 %, up to 3x the planned sampling time.
@@ -137,7 +137,7 @@ def collect(
     """Take ``count`` accepted samples (discarding throttled ones, pausing after each), then more while noisy."""
     result = Collected()
     pause, in_a_row = FIRST_PAUSE_S, 0
-    max_discards = max(count, 20)
+    max_discards = max(3 * count, 30)
     while len(result.kept) < count:
         batch = source.take(count - len(result.kept))
         throttled = [s for s in batch if _throttled(s, threshold_mhz)]
@@ -147,13 +147,13 @@ def collect(
             continue
         result.discarded.extend(throttled)
         in_a_row += 1
-        if len(result.discarded) >= max_discards or result.paused_s + pause > MAX_TOTAL_PAUSE_S:
+        if in_a_row >= 2:
+            pause = min(pause * PAUSE_GROWTH, MAX_PAUSE_S)
+        if len(result.discarded) > max_discards or result.paused_s + pause > MAX_TOTAL_PAUSE_S:
             result.exhausted = len(result.kept) < count
             break
         sleep(pause)  # let the GPU recover before the next samples (NVBench's throttle recovery)
         result.paused_s += pause
-        if in_a_row >= 2:
-            pause = min(pause * PAUSE_GROWTH, MAX_PAUSE_S)
     if result.exhausted:
         return result
     budget = EXTEND_FACTOR * rep_ms
