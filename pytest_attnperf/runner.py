@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -170,7 +171,9 @@ class AttnPerf:
         del measurement
         self._after_timing(result, workload, shape.flops(run_mode), torch_dtype(shape.dtype))
         if self.equivalence is not None:
+            started = time.perf_counter()
             equivalence = self.check_output(backend, qkv)
+            result.phases_ms["equivalence"] = round((time.perf_counter() - started) * 1e3, 3)
             # The record travels as strict JSON (no NaN/Inf): a non-finite output keeps its count and
             # first position in the mismatch text instead of an infinite max_error.
             result.max_error = equivalence.max_error if math.isfinite(equivalence.max_error) else None
@@ -259,7 +262,9 @@ class AttnPerf:
         if self.gate.fingerprint:
             from .measure.fingerprint import capture
 
+            started = time.perf_counter()
             result.fingerprint = capture(workload, self.device)
+            result.phases_ms["fingerprint"] = round((time.perf_counter() - started) * 1e3, 3)
         while self.gate.again(result):
             first = result.median_ms
             self._fill(result, measure(workload, self.device, self.timing), flops)
@@ -282,6 +287,8 @@ class AttnPerf:
         result.gpu = measurement.gpu or None
         result.clock, result.clock_source = timing.clock, timing.clock_source
         result.timing_info = dict(timing.info)
+        for phase, milliseconds in measurement.phases_ms.items():
+            result.phases_ms[phase] = result.phases_ms.get(phase, 0.0) + milliseconds
         result.samples_ms = list(timing.samples_ms)
         result.clock_mhz = list(timing.clocks_mhz)
         result.warmup_ms = list(timing.warmup_ms)

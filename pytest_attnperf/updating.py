@@ -179,10 +179,17 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
     import tempfile
 
     call = run or subprocess.call
-    command = [sys.executable, "-m", "pytest", "--attnperf", "--attnperf-update", *arguments]
     status = 0
     with tempfile.TemporaryDirectory(prefix="attnperf-runs-") as folder:
         for index in range(1, runs + 1):
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--attnperf",
+                "--attnperf-update",
+                *per_run(arguments, index, runs),
+            ]
             print(f"attnperf update: run {index} of {runs}: {' '.join(command[1:])}", flush=True)
             code = int(call(command, env={**os.environ, RUNS_DIR_ENV: folder, RUN_ENV: f"{index}/{runs}"}))
             if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
@@ -190,3 +197,19 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
                 return code
             status = max(status, code)
     return status
+
+
+def per_run(arguments: Sequence[str], index: int, runs: int) -> list[str]:
+    """The arguments of run ``index``: a JSON report path gets the run's number (report.json -> report-run2.json),
+    so each independent run's samples and clocks are kept."""
+    if runs == 1:
+        return list(arguments)
+    out, follows = [], False
+    for argument in arguments:
+        if follows or argument.startswith("--attnperf-json="):
+            prefix = "" if follows else "--attnperf-json="
+            path = Path(argument.removeprefix(prefix))
+            argument = prefix + str(path.with_name(f"{path.stem}-run{index}{path.suffix}"))
+        follows = argument == "--attnperf-json"
+        out.append(argument)
+    return out

@@ -5,8 +5,9 @@ while it constructs, so the document is parsed once: it remembers the line of ev
 (for error messages), refuses a key given twice in one mapping (PyYAML keeps the last silently)
 and refuses aliases (``*name``): a baseline file never needs them, and a walk over a document
 whose aliases nest ("billion laughs") would take exponential time. libyaml refuses nesting
-deeper than 1,000 levels and the file size is capped, so time and memory stay linear in the
-input. Statistics that contradict each other are refused: none can silence the gate.
+deeper than 1,000 levels, and the file's size and number of items are capped at twice a
+5,000-entry file's, so time and memory stay linear in the input and bounded. Statistics that
+contradict each other are refused: none can silence the gate.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from .baseline_schema import (
 )
 from .statistics import geometric_mean, log_spread
 
-MAX_FILE_BYTES = 64 << 20  # a 5,000-entry file is about 3 MiB
+# libyaml composes the whole document before anything is checked, at ~50 bytes of memory per byte of
+# YAML: a 5,000-entry file is ~5.4 MiB and ~290,000 items (':', ',', '-', '?'), and reads in ~250 MiB.
+# Twice that is the most a file may hold, so a hostile file costs at most what a large legitimate one does.
+MAX_FILE_BYTES = 16 << 20
+MAX_ITEMS = 600_000
 V1_LATENCY_KEYS = ("median", "iqr", "mean", "stdev", "min", "max", "samples", "quantiles")
 V1_ENTRY_KEYS = ("backend", "mode", "shape", "fits", "latency_ms", "peak_bytes", "recorded_at", "environment")
 CENTRE_TOLERANCE = 2e-3  # the stored centre and the geometric mean of the stored run medians (4 digits each)
@@ -116,6 +121,11 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 def _load(text: str, path: Path) -> tuple[Any, _Loader]:
+    items = sum(text.count(mark) for mark in ":,-?")
+    if items > MAX_ITEMS:
+        raise BaselineFileError(
+            path, f"holds {items:,} YAML items, more than the {MAX_ITEMS:,} a baseline file may (about 10,000 entries)"
+        )
     loader = _Loader(text)
     try:
         document = loader.get_single_data()

@@ -108,7 +108,7 @@ def decide_latency(
     notes = normalise_result(result, baseline)
     tol = tolerance(baseline.runs, baseline.spread, requested, params)
     raw_ratio = result.median_ms / baseline.median_ms
-    normalised = result.normalised_ratio
+    normalised = result.normalised_median_ms / baseline.median_ms if result.normalised_median_ms else None
     ratio = normalised if normalised is not None else raw_ratio
     over_raw, under_normalised = raw_ratio > 1 + tol.tau, ratio <= 1 + tol.tau
     energy, recorded_energy = _energy_per_call(result), baseline.energy_mj

@@ -71,6 +71,7 @@ class CaseResult:
     session_gpu_state: dict[str, Any] | None = None  # that process's GPU state at session start
     plugin_version: str | None = None
     timing_settings: dict[str, Any] | None = None
+    phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step of the case (cost breakdown)
 
     @property
     def latency_ratio(self) -> float | None:

@@ -6,6 +6,7 @@ holds, so "does not fit" means "does not fit in a clean state", whatever ran bef
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class Measurement:
     output: Any
     gpu: dict[str, Any] = field(default_factory=dict)
     free_bytes: int | None = None  # free device memory before the peak call
+    phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step, for the cost breakdown
 
 
 def measure(workload: Workload, device: torch.device, config: TimingConfig) -> Measurement:
@@ -36,11 +38,22 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
     free_bytes: int | None = None
     gpu: dict[str, Any] = {}
     release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = round((now - clock) * 1e3, 3)
+        clock = now
+
     try:
         workload()  # first call: compile/autotune, so it is not counted as the workload's peak
+        lap("first_call")
         if device.type == "cuda":
             free_bytes = int(torch.cuda.mem_get_info(device)[0])
             output, peak_bytes = cuda_peak_memory(workload, device)
+            lap("peak_call")
             memory_note = None
             nvml = nvml_for(device)
             start = nvml.snapshot() if nvml else None
@@ -49,8 +62,10 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
                 gpu = case_summary(start, nvml.snapshot(), timing.calls)
         else:
             output, cpu_peak, memory_note = cpu_peak_memory(workload)
+            lap("peak_call")
             peak_bytes = cpu_peak
             timing = time_cpu(workload, config)
+        lap("timing")
     except Exception as error:
         if not is_out_of_memory(error):
             raise
@@ -60,5 +75,11 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         release_memory(device)
         raise DoesNotFit(failure)
     return Measurement(
-        timing=timing, peak_bytes=peak_bytes, memory_note=memory_note, output=output, gpu=gpu, free_bytes=free_bytes
+        timing=timing,
+        peak_bytes=peak_bytes,
+        memory_note=memory_note,
+        output=output,
+        gpu=gpu,
+        free_bytes=free_bytes,
+        phases_ms=phases,
     )

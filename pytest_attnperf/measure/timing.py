@@ -99,13 +99,16 @@ def timed(
         source.fix_lead()
     count = sample_count(warmup.estimate_ms, config.rep_ms, config.min_samples, config.max_samples)
     threshold = throttle_threshold(max_clock_mhz, warmup.samples) if gpu else None
+    sampling_started = time.perf_counter()
     collected: Collected = collect(
         source, count, threshold_mhz=threshold, rep_ms=config.rep_ms, max_samples=config.max_samples, sleep=sleep
     )
+    sampling_wall_ms = (time.perf_counter() - sampling_started) * 1e3
     info: dict[str, Any] = {
         "steady": warmup.steady,
         "warmup_calls": len(warmup.samples),
         "warmup_wall_ms": round(warmup.wall_ms, 3),
+        "sampling_wall_ms": round(sampling_wall_ms, 3),
         "warmup_time_spread": warmup.time_spread,
         "warmup_clock_spread": warmup.clock_spread,
         "planned_samples": count,

@@ -248,6 +248,13 @@ def test_update_runs_three_independent_pytest_processes(monkeypatch: pytest.Monk
     assert len({env["ATTNPERF_RUNS_DIR"] for _, env in calls}) == 1
 
 
+@pytest.mark.parametrize("form", [["--attnperf-json=out/r.json"], ["--attnperf-json", "out/r.json"]])
+def test_each_run_keeps_its_own_json_report(monkeypatch: pytest.MonkeyPatch, form: list[str]) -> None:
+    calls = _runs(monkeypatch, ["update", "--runs", "2", *form], (0, 0))
+    paths = [" ".join(command).split("--attnperf-json")[1].strip(" =") for command, _ in calls]
+    assert paths == ["out/r-run1.json", "out/r-run2.json"]
+
+
 def test_update_runs_as_many_processes_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [env["ATTNPERF_RUN"] for _, env in _runs(monkeypatch, ["update", "--runs", "1"], (0,))] == ["1/1"]
 
