@@ -67,6 +67,7 @@ STAGES = {
 STAGE_COMMANDS = {
     "false_alarms": "RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
     "simulation": "python benchmarks/gate_simulation.py --out docs/results/simulation",
+    "validate": "bash benchmarks/gpu_session.sh baseline sensitivity; RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
 }
 
 

@@ -47,15 +47,17 @@ class BetaFit:
 def blocks(times_ms: Sequence[float], clocks_mhz: Sequence[float | None]) -> list[tuple[float, float]]:
     """(median time, time-weighted mean clock) of consecutive clocked samples, >= 2 ms or 16 samples each."""
     out: list[tuple[float, float]] = []
-    current: list[tuple[float, float]] = []
+    current: list[float] = []
+    busy = cycles = 0.0
     for time_ms, clock in zip(times_ms, clocks_mhz, strict=True):
         if clock is None or not time_ms > 0 or not clock > 0:
             continue
-        current.append((time_ms, clock))
-        busy = sum(t for t, _ in current)
+        current.append(time_ms)
+        busy += time_ms
+        cycles += time_ms * clock
         if busy >= BLOCK_MS or len(current) >= BLOCK_SAMPLES:
-            out.append((statistics.median(t for t, _ in current), sum(t * f for t, f in current) / busy))
-            current = []
+            out.append((statistics.median(current), cycles / busy))
+            current, busy, cycles = [], 0.0, 0.0
     return out
 
 

@@ -83,16 +83,17 @@ def warm_up(
     """Run samples until time and clock have settled (or the cap); at least one sample."""
     result, current, blocks = WarmUp(), [], []
     limit = STEADY_SPREAD_GPU if gpu else STEADY_SPREAD_CPU
-    start, chunk, busy = now(), 1, 0.0
+    start, chunk, busy, in_block = now(), 1, 0.0, 0.0
     while True:
         new = source.take(chunk)
         result.samples.extend(new)
         for sample in new:
             busy += sample.time_ms
+            in_block += sample.time_ms
             current.append(sample)
-            if sum(s.time_ms for s in current) >= BLOCK_MS or len(current) >= BLOCK_SAMPLES:
+            if in_block >= BLOCK_MS or len(current) >= BLOCK_SAMPLES:
                 blocks.append(_block(current))
-                current = []
+                current, in_block = [], 0.0
         # short kernels: take about a millisecond per call of take(), fewer host round trips
         estimate = max(result.estimate_ms, 1e-3)
         chunk = max(1, min(BLOCK_SAMPLES, int(1.0 / estimate)))
