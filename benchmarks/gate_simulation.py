@@ -297,11 +297,24 @@ def main() -> int:
         "suite_runs": 10,
         "p_any_false_alarm_in_10_suite_runs": round(suite_false_alarms([r["sigma_normalised"] for r in rows], 10), 4),
     }
-    text = json.dumps(document, indent=1)
     if arguments.out:
         arguments.out.mkdir(parents=True, exist_ok=True)
-        (arguments.out / "gate-simulation.json").write_text(text + "\n", encoding="utf-8")
-    print(text)
+        (arguments.out / "gate-simulation.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    print(f"# Gate simulation ({document['note']})\n")
+    print(f"{arguments.trials} trials per cell; counts of failed trials. Old gate at tolerance 10 / 5 / 3 %.\n")
+    print(
+        "| case | sd raw | sd normalised | old, none | old, +3 % | old, +5 % | old, +10 % | new, none | new, +3 % | new, +5 % | new, +10 % |"
+    )
+    print("|---|---:|---:|---|---|---|---|---:|---:|---:|---:|")
+    for row in rows:
+        old = [" / ".join(str(row["old"][f"{d:.2f}"][f"{t:.2f}"]) for t in OLD_TOLERANCES) for d in SLOWDOWNS]
+        new = [str(row["new"][f"{d:.2f}"]) for d in SLOWDOWNS]
+        print(
+            f"| {row['case']} | {row['sigma_b']:.2%} | {row['sigma_normalised']:.2%} | {' | '.join(old)} | {' | '.join(new)} |"
+        )
+    print(
+        f"\nP(at least one false alarm in 10 runs of the suite), new gate: {document['p_any_false_alarm_in_10_suite_runs']}"
+    )
     return 0
 
 

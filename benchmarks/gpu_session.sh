@@ -5,10 +5,15 @@
 # archive, $OUT/session-<stages>.tgz (split into 15 MiB parts if larger): a device call brings back at
 # most 8 files. Unpack it into docs/results/<gpu>/ (e.g. h200) and run python benchmarks/render_results.py.
 #
-# The GPU proof of the clock-aware gate (issue 15), in two calls of about 10 minutes on one H200:
-#   bash benchmarks/gpu_session.sh clockcheck baseline sensitivity
-#   RUNS=10 bash benchmarks/gpu_session.sh false_alarms calibrate cost
-# (TRIALS=20 and CASES=... shorten or change the sensitivity study; SUITE=... the suite of baseline/false_alarms.)
+# The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
+#   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
+#   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
+#   RUNS=10 bash benchmarks/gpu_session.sh false_alarms         # ~45 s per gated run of the kernel suite
+#   CALIBRATE_ARGS=--attnperf-seqlens=4K,16K bash benchmarks/gpu_session.sh calibrate fidelity ncu
+# Each call starts from an empty $OUT: the baseline stage's baselines/ must be in the repository (commit or
+# carry them) before sensitivity, false_alarms and calibrate. SUITE=tests/suite/test_attention.py records the
+# kernels only; TRIALS and CASES change the sensitivity study. The cost breakdown needs no GPU: run
+# python3 benchmarks/gate_cost.py on the JSON reports of baseline (main job) and false_alarms (kernel suite).
 set -uo pipefail
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
@@ -31,9 +36,14 @@ stage_baseline() {
   attnperf update --runs "${BASELINE_RUNS:-3}" -p no:cacheprovider -q "$SUITE" \
     --attnperf-json="$OUT/baseline/update.json" 2>&1 | grep -v "^DEBUG" | tail -80 | tee "$OUT/baseline/update.log"
   cp baselines/*.yaml "$OUT/baseline/"
+  start=$(date +%s.%N)
   pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q "$SUITE" \
     --attnperf-json="$OUT/baseline/suite-gate.json" --junitxml="$OUT/baseline/suite-gate.xml" 2>&1 \
     | grep -v "^DEBUG" | tail -60 | tee "$OUT/baseline/suite-gate.log"
+  end=$(date +%s.%N)
+  wall=$(python3 -c "print(round($end - $start, 1))")
+  echo "gated run of $SUITE: wall $wall s" | tee -a "$OUT/baseline/suite-gate.log"
+  python3 benchmarks/gate_cost.py "$OUT/baseline/suite-gate.json" --wall "$wall" | tee "$OUT/baseline/cost.md"
 }
 
 stage_clockcheck() {
@@ -43,7 +53,7 @@ stage_clockcheck() {
 
 stage_calibrate() {
   # The smallest slowdown the gate catches in each case, injected as real GPU work; stored in the baselines.
-  attnperf calibrate -p no:cacheprovider -q tests/suite/test_attention.py 2>&1 | grep -v "^DEBUG" \
+  attnperf calibrate -p no:cacheprovider -q ${CALIBRATE_ARGS:-} tests/suite/test_attention.py 2>&1 | grep -v "^DEBUG" \
     | tail -60 | tee "$OUT/calibrate/calibrate.log"
   cp baselines/*.yaml "$OUT/calibrate/"
 }
@@ -98,17 +108,21 @@ stage_sensitivity() {
 stage_false_alarms() {
   # Back-to-back gated runs of the kernel suite on an unchanged build: every failure is a false alarm.
   mkdir -p "$OUT/runs"
+  walls=""
   for run in $(seq 1 "${RUNS:-10}"); do
     start=$(date +%s.%N)
     pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q tests/suite/test_attention.py \
       --attnperf-json="$OUT/runs/gate-run-$run.json" >"$OUT/runs/gate-run-$run.log" 2>&1
     status=$?
     end=$(date +%s.%N)
-    echo "run $run: exit $status, wall $(python3 -c "print(round($end - $start, 1))") s, $(tail -1 "$OUT/runs/gate-run-$run.log")" \
-      | tee -a "$OUT/false-alarms.txt"
+    wall=$(python3 -c "print(round($end - $start, 1))")
+    walls="$walls $wall"
+    echo "run $run: exit $status, wall $wall s, $(tail -1 "$OUT/runs/gate-run-$run.log")" | tee -a "$OUT/false-alarms.txt"
   done
-  python3 benchmarks/gate_cost.py "$OUT"/runs/gate-run-*.json | tee -a "$OUT/false-alarms.txt"
-  # the gated-runs part of gate-validation.json (the sensitivity stage writes the rest)
+  reports=$(for run in $(seq 1 "${RUNS:-10}"); do echo "$OUT/runs/gate-run-$run.json"; done)
+  python3 benchmarks/gate_cost.py $reports --wall $walls | tee -a "$OUT/false-alarms.txt"
+  # the gated-runs part of gate-validation.json: merged into the sensitivity stage's file when it ran in this
+  # call, else a file of its own to merge with it (the sensitivity stage keeps a gated_runs it finds)
   python3 - "$OUT" <<'PY'
 import json, pathlib, re, sys
 out = pathlib.Path(sys.argv[1])

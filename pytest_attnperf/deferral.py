@@ -49,7 +49,7 @@ class Deferrer:
     def finish(self, *, interrupted: bool) -> None:
         """Re-measure every held item (or, interrupted, log what it had): each reports exactly once."""
         held, self.held = self.held, []
-        for item in held:
+        for index, item in enumerate(held):
             deferred = item.stash[DEFERRED_KEY]
             if interrupted:
                 _log(item, deferred.reports)
@@ -59,8 +59,9 @@ class Deferrer:
             item.user_properties[:] = [
                 (name, value) for name, value in item.user_properties if not str(name).startswith("attnperf_")
             ]
-            reports = runtestprotocol(item, nextitem=None, log=False)
-            _log(item, reports)
+            # the next held item as nextitem: fixtures they share (a model, a module's inputs) are set up once
+            nextitem = held[index + 1] if index + 1 < len(held) else None
+            _log(item, runtestprotocol(item, nextitem=nextitem, log=False))
 
 
 def wants_protocol(state: AttnPerfSession, has_latency_mark: bool) -> bool:

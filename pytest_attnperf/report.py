@@ -113,7 +113,11 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
         terminalreporter.section(f"attnperf: {', '.join(devices)}")
         for line in format_table(COLUMNS, result_rows(run.results)):
             write(line)
-        write(f"baselines: {run.baseline_label}; clock: {run.results[0].clock or '-'}")
+        sources = sorted({result.clock_source for result in run.results if result.clock_source})
+        write(
+            f"baselines: {run.baseline_label}; clock: {run.results[0].clock or '-'}; "
+            f"SM clock read by: {', '.join(sources) or '-'}"
+        )
         changed = run.environment_changes
         if changed:
             write(f"environment changed since the baseline: {', '.join(changed)}", yellow=True)

@@ -3,10 +3,11 @@
 A ``SampleSource`` runs isolated samples and returns each one's time and SM clock. The rules:
 
 - **Warm-up until steady**, with the same loop as sampling (same duty cycle): samples are grouped
-  into blocks of >= 2 ms (or 16 samples); the warm-up ends when the last 5 blocks agree within
-  1 % in time and in clock and, for a kernel of >= 1 ms, 100 ms of GPU time have run (the
-  boost -> power-cap step of the heavy kernels comes 50-100 ms into sustained load). A cap bounds
-  it; a warm-up that hits the cap is marked not steady, and normalisation carries the weight.
+  into blocks of >= 2 ms (or 16 samples); the warm-up ends when the median of the last 3 blocks is
+  within 1 % of the median of the 3 before them, in time and in clock (a step shows, a clock that
+  dithers within its state does not), and, for a kernel of >= 1 ms, 100 ms of GPU time have run
+  (the boost -> power-cap step of the heavy kernels comes 50-100 ms into sustained load). A cap
+  bounds it; a warm-up that hits the cap is marked not steady, and normalisation carries the weight.
 - **Throttled samples are discarded** (clock below 75 % of the GPU's maximum, NVBench's rule);
   each batch holding one is followed by a pause, 0.05 s growing x1.5 from the second in a row up
   to 0.5 s. After more than ``max(3 * count, 30)`` discards or 2 s of pauses the case stops with what it has,
@@ -25,7 +26,7 @@ from typing import NamedTuple, Protocol
 
 from ..gate.normalise import robust_relative_se
 
-BLOCK_MS, BLOCK_SAMPLES, WINDOW = 2.0, 16, 5
+BLOCK_MS, BLOCK_SAMPLES, HALF = 2.0, 16, 3
 STEADY_SPREAD_GPU, STEADY_SPREAD_CPU = 0.01, 0.03  # a CPU's timer jitter is larger; it has no power-cap step
 MIN_BUSY_MS, LONG_KERNEL_MS = 100.0, 1.0
 MAX_WARMUP_CALLS = 400
@@ -49,8 +50,8 @@ class WarmUp:
     samples: list[Sample] = field(default_factory=list)
     steady: bool = False
     wall_ms: float = 0.0
-    time_spread: float | None = None  # max/min - 1 of the last window's block times
-    clock_spread: float | None = None
+    time_spread: float | None = None  # how far the block times moved between the last two windows (relative)
+    clock_spread: float | None = None  # the same for the clock
 
     @property
     def estimate_ms(self) -> float:
@@ -69,8 +70,17 @@ def _block(samples: Sequence[Sample]) -> tuple[float, float | None]:
     return statistics.median(sample.time_ms for sample in samples), clock
 
 
-def _spread(values: Sequence[float]) -> float:
-    return max(values) / min(values) - 1 if min(values) > 0 else float("inf")
+def _drift(blocks: Sequence[tuple[float, float | None]]) -> tuple[float, float | None]:
+    """How far the last HALF blocks moved from the HALF before them (median over median, minus one): a step
+    (boost -> power cap) shows; a clock that dithers within its state averages out."""
+    before, after = blocks[-2 * HALF : -HALF], blocks[-HALF:]
+
+    def moved(first: list[float], second: list[float]) -> float:
+        return abs(statistics.median(second) / statistics.median(first) - 1)
+
+    clocks = [f for _, f in [*before, *after]]
+    clock = moved([f for _, f in before if f], [f for _, f in after if f]) if all(clocks) else None
+    return moved([t for t, _ in before], [t for t, _ in after]), clock
 
 
 def warm_up(
@@ -98,11 +108,8 @@ def warm_up(
         estimate = max(result.estimate_ms, 1e-3)
         chunk = max(1, min(BLOCK_SAMPLES, int(1.0 / estimate)))
         result.wall_ms = (now() - start) * 1e3
-        window = blocks[-WINDOW:]
-        if len(window) == WINDOW:
-            result.time_spread = _spread([t for t, _ in window])
-            clocks = [f for _, f in window]
-            result.clock_spread = _spread([f for f in clocks if f is not None]) if all(clocks) else None
+        if len(blocks) >= 2 * HALF:
+            result.time_spread, result.clock_spread = _drift(blocks)
             settled = result.time_spread <= limit and (result.clock_spread or 0.0) <= limit
             long_enough = busy >= MIN_BUSY_MS or result.estimate_ms < LONG_KERNEL_MS
             if settled and long_enough:

@@ -234,3 +234,32 @@ def test_calibrate_measures_and_stores_a_detection_limit_per_case(pytester: pyte
     ]  # type: ignore[union-attr]
     detects = re.search(r"detects >= ([0-9.]+) %", result.stdout.str())
     assert entry.detection_limit == (pytest.approx(float(detects.group(1)) / 100, abs=1e-3) if detects else None)
+
+
+def test_the_cpu_fingerprint_names_the_kernel_sdpa_chose() -> None:
+    from pytest_attnperf.measure.fingerprint import capture
+
+    q = torch.randn(1, 2, 64, 16)
+    print_ = capture(
+        lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True), torch.device("cpu")
+    )
+    assert print_ is not None
+    assert print_["families"] == ["aten::_scaled_dot_product_flash_attention_for_cpu"]
+    assert len(print_["variant"]) == 12
+
+
+def test_the_update_report_says_what_was_replaced_and_what_was_refused() -> None:
+    from pytest_attnperf.gate.baselines import BaselineEntry, Change
+    from pytest_attnperf.report import change_lines
+
+    old = BaselineEntry("eager", {"heads": 8, "dtype": "float32"}, "forward", {"median": 1.0}, 10, True, "", {})
+    new = BaselineEntry(
+        "eager", {"heads": 1, "dtype": "bfloat16"}, "forward", {"median": 0.5}, 10, True, "", {},
+        runs=3, run_medians_ms=(0.5, 0.5, 0.5), spread=0.0012,
+    )  # fmt: skip
+    lines = change_lines([Change("t.py::test[eager-64]", old, new), Change("t.py::test[x]", None, new, "median: 0")])
+    assert lines == [
+        "test[eager-64]: median 1 ms -> 0.5 ms (x0.500), 3 runs, spread 0.12 %, peak 10 B -> 10 B; replaces a baseline "
+        "recorded for another problem (dtype float32 -> bfloat16, heads 8 -> 1)",
+        "test[x]: NOT recorded: median: 0",
+    ]
