@@ -3,7 +3,8 @@
 One single-warp program per SM; the program that runs on SM 0 stores ``%globaltimer`` (ns) and
 ``%clock64`` (cycles) at ``out[2 * slot]`` and ``out[2 * slot + 1]``. ``%smid`` is fixed for a
 program's life (pure); the two timers must be neither merged nor moved (not pure: Triton emits
-them as volatile asm with memory effects).
+them as volatile asm with memory effects). ``slot`` is not specialised on, so one compiled kernel
+serves every slot.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import triton
 import triton.language as tl
 
 
-@triton.jit  # type: ignore[untyped-decorator]
+@triton.jit(do_not_specialize=["slot"])  # type: ignore[untyped-decorator]
 def stamp(out_ptr: Any, slot: Any) -> None:
     sm = tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=True, pack=1)
     if sm == 0:

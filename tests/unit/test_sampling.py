@@ -301,3 +301,19 @@ def test_cool_down_waits_for_the_temperature_and_the_power_cap_within_its_limit(
     assert waited == pytest.approx(0.15)
     fake.temperature, fake.reasons_mask = 90, 0x4
     assert reader.cool_down(40.0, max_s=0.2, sleep=sleep, now=lambda: now[0]) <= 0.25
+
+
+def test_without_triton_the_clock_falls_back_to_the_timed_spin_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_triton() -> Any:
+        raise ModuleNotFoundError("No module named 'triton'")
+
+    monkeypatch.setattr(clock, "_stamp_kernel", no_triton)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(multi_processor_count=132))
+    monkeypatch.setattr(clock, "_probes", {})
+    monkeypatch.setattr(clock, "_probe_notes", {})
+    device = torch.device("cuda", 0)
+    probe = clock.probe_for(device)
+    assert probe.source == "sleep-spin"
+    assert clock.probe_note(device) == (
+        "SM clock read with timed spins: the timestamps kernel is unavailable (No module named 'triton')"
+    )
