@@ -7,6 +7,7 @@ the plugin with twice the L2 size. The table is Markdown, ready for docs/measure
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 import torch
@@ -31,8 +32,8 @@ def main() -> int:
     spin_up(device, 1.0)
     print(f"# Timing fidelity on {info.name} (torch {info.torch}, triton {info.triton})\n")
     print("B=1, H=32, D=128, fp16, causal, forward. Median ms; ratio = plugin / do_bench.\n")
-    print("| backend | length | plugin (CUDA events) | do_bench (median) | ratio |")
-    print("|---|---|---|---|---|")
+    print("| backend | length | plugin (CUDA events) | do_bench (median) | ratio | plugin SM clock (MHz) |")
+    print("|---|---|---|---|---|---|")
     for seqlen in SEQLENS:
         shape = AttnShape(q_len=seqlen, k_len=seqlen)
         qkv = make_qkv(shape, device=device)
@@ -41,12 +42,15 @@ def main() -> int:
                 continue
             workload = make_workload(backend, qkv, "forward")
             try:
-                ours = measure(workload, device, TimingConfig(min_samples=20)).timing.median_ms
+                timing = measure(workload, device, TimingConfig(min_samples=20)).timing
             except DoesNotFit:
-                print(f"| {backend.name} | {seqlen} | does not fit | - | - |")
+                print(f"| {backend.name} | {seqlen} | does not fit | - | - | - |")
                 continue
+            ours = timing.median_ms
+            clocks = [clock for clock in timing.clocks_mhz if clock]
+            clock = f"{statistics.median(clocks):.0f}" if clocks else "-"
             theirs = triton.testing.do_bench(workload, warmup=25, rep=200, return_mode="median")
-            print(f"| {backend.name} | {seqlen} | {ours:.4f} | {theirs:.4f} | {ours / theirs:.3f} |")
+            print(f"| {backend.name} | {seqlen} | {ours:.4f} | {theirs:.4f} | {ours / theirs:.3f} | {clock} |")
             sys.stdout.flush()
             release_memory(device)
         qkv = None

@@ -1,91 +1,210 @@
-"""Sensitivity of the latency gate: how often a known slowdown (injected GPU work) is caught.
+"""Sensitivity of the latency gate on a GPU: injected slowdowns caught, false alarms, with real GPU work.
 
-For each case a baseline is measured, then the same kernel followed by a spin kernel of
-5 % or 10 % of the baseline median is measured TRIALS times and judged by the gate's own
-decision: the median over tolerance -> measured again -> one-sided Mann-Whitney test of the
-quantiles against the baseline's (``checks.check_latency``), at several tolerances.
-Unchanged kernels are judged the same way (false alarms).
+For each case, against its baseline from `attnperf update --runs 3` (the suite's baseline file;
+a case the suite does not have, such as the decode step, gets a baseline of three measurements
+separated by cool-downs in this process, and says so), three rows are measured in interleaved
+trials: unchanged, and with extra GPU work of 5 % and 10 % of the case's time appended
+(pytest_attnperf.measure.injection: a matmul for compute-bound cases, a copy for memory-bound ones;
+sized in time, resized after the first trials to deliver what it should). Each trial is judged by
+the gate's own decision: a first measurement, and for an ambiguous one a cooled-down re-measurement
+(and a third if still ambiguous). "injected" is what a row delivered: its median normalised ratio
+over the unchanged row's, never the intended fraction.
 
-Run on the GPU machine: python3 benchmarks/sensitivity.py > sensitivity.md
+Run on the GPU machine (bash benchmarks/gpu_session.sh sensitivity):
+    python3 benchmarks/sensitivity.py --out "$OUT"     # writes sensitivity.md, gate-validation.json,
+                                                       # sensitivity-samples.json.gz (every sample's time and clock)
 """
 
 from __future__ import annotations
 
+import argparse
+import gzip
+import json
+import os
+import statistics
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from pytest_attnperf.backends.registry import REGISTRY
-from pytest_attnperf.gate.baselines import QUANTILE_COUNT
-from pytest_attnperf.gate.checks import GateContext, check_latency
-from pytest_attnperf.measure.inputs import make_qkv
+from pytest_attnperf.gate.baselines import BaselineEntry, load_baseline
+from pytest_attnperf.gate.latency import decide_latency
+from pytest_attnperf.gate.recording import entry_from_runs
+from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.statistics import DEFAULT_PARAMS, Verdict, tolerance
+from pytest_attnperf.measure.device import describe_device
+from pytest_attnperf.measure.injection import Injector
+from pytest_attnperf.measure.inputs import make_qkv, torch_dtype
 from pytest_attnperf.measure.measurement import measure
-from pytest_attnperf.measure.timing import Timing, _cycles_per_ms, spin_up
+from pytest_attnperf.measure.nvml import nvml_for
+from pytest_attnperf.measure.timing import spin_up
 from pytest_attnperf.runner import make_workload
-from pytest_attnperf.spec.marks import LatencySpec
 from pytest_attnperf.spec.options import TimingConfig
-from pytest_attnperf.spec.shapes import AttnShape
+from pytest_attnperf.spec.shapes import AttnShape, length_id
 
-TRIALS = 20
-TOLERANCES = (0.03, 0.05, 0.10)
-CASES = (("sdpa-flash", 4096), ("flash-attn", 16384), ("sdpa-cudnn", 32768), ("flex", 1024))
-CONTEXT = GateContext(test_id="sensitivity", device_name="-", baseline_file="-")
+CASES = (
+    "sdpa-flash:4096,flash-attn:16384,sdpa-cudnn:16384,sdpa-cudnn:32768,flex:1024,flex:16384,eager:4096,decode:16384"
+)
+ROWS = (0.0, 0.05, 0.10)
+SUITE_TEST = "tests/suite/test_attention.py::test_forward[{backend}-{length}]"
 
 
-def gate_fails(first: Timing, second: Timing, baseline: Timing, tolerance: float) -> bool:
-    """The gate's decision: a median over tolerance is measured again, then must be significant."""
-    if first.median_ms <= baseline.median_ms * (1 + tolerance):
-        return False
-    violation = check_latency(
-        second.median_ms,
-        LatencySpec(),
-        tolerance=tolerance,
-        baseline_ms=baseline.median_ms,
-        context=CONTEXT,
-        samples_ms=second.quantiles(QUANTILE_COUNT),
-        baseline_quantiles_ms=baseline.quantiles(QUANTILE_COUNT),
+@dataclass
+class Case:
+    name: str
+    backend: str
+    shape: AttnShape
+    test_id: str | None  # the suite's test id, when the suite has this case
+
+
+def parse_case(spec: str) -> Case:
+    backend, _, length = spec.partition(":")
+    seqlen = int(length)
+    if backend == "decode":  # one new token against a KV cache of ``seqlen``: the memory-bound step
+        shape = AttnShape(
+            q_len=1, k_len=seqlen, causal=False, dtype="float16" if torch.cuda.is_available() else "float32"
+        )
+        return Case(f"decode (sdpa-flash, 1 query, {length_id(seqlen)} cache)", "sdpa-flash", shape, None)
+    shape = AttnShape(q_len=seqlen, k_len=seqlen, dtype="float16" if torch.cuda.is_available() else "float32")
+    return Case(
+        f"{backend} {length_id(seqlen)}", backend, shape, SUITE_TEST.format(backend=backend, length=length_id(seqlen))
     )
-    return violation is not None
 
 
-def main() -> int:
-    device = torch.device("cuda", torch.cuda.current_device())
-    spin_up(device, 1.0)
-    cycles_per_ms = _cycles_per_ms(device)
-    print(f"# Gate sensitivity on {torch.cuda.get_device_name(device)}\n")
-    print(f"{TRIALS} trials per row (each: a measurement and its re-measurement), fp16 causal B=1 H=32 D=128;")
-    print("the baseline is measured once in the same process. Detected = the gate would fail the test.\n")
-    header = " | ".join(f"detected at {tolerance:.0%} tolerance" for tolerance in TOLERANCES)
-    print(f"| backend | length | baseline median | injected | {header} | mean measured ratio |")
-    print("|---|---|---|---|" + "---|" * len(TOLERANCES) + "---|")
-    for name, seqlen in CASES:
-        backend = REGISTRY.get(name)
-        qkv = make_qkv(AttnShape(q_len=seqlen, k_len=seqlen), device=device)
+def as_result(case: Case, measurement: Any) -> CaseResult:
+    timing = measurement.timing
+    return CaseResult(
+        case.test_id or case.name, case.backend, "-", "-", "forward", case.shape.as_dict(), case.shape.q_len,
+        median_ms=timing.median_ms if timing.samples_ms else None, samples_ms=list(timing.samples_ms),
+        clock_mhz=list(timing.clocks_mhz), warmup_ms=list(timing.warmup_ms),
+        warmup_clock_mhz=list(timing.warmup_clocks_mhz), clock_source=timing.clock_source, gpu=measurement.gpu,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default=os.environ.get("CASES", CASES))
+    parser.add_argument("--trials", type=int, default=int(os.environ.get("TRIALS", "20")))
+    parser.add_argument("--baselines", type=Path, default=Path("baselines"))
+    parser.add_argument("--cool-down", type=float, default=1.0, help="longest pause before a re-measurement (s)")
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--device", default="cuda", help="cuda (the study) or cpu (a smoke run of this script)")
+    arguments = parser.parse_args(argv)
+    device = torch.device("cuda", torch.cuda.current_device()) if arguments.device == "cuda" else torch.device("cpu")
+    info = describe_device(device)
+    baseline_file = load_baseline(arguments.baselines / f"{info.slug}.yaml")
+    nvml = nvml_for(device)
+    rest = nvml.snapshot().temperature_c if nvml else None
+
+    def cool_down() -> None:
+        if nvml is not None:
+            nvml.cool_down(rest, max_s=arguments.cool_down)
+
+    if device.type == "cuda":
+        spin_up(device, 1.0)
+    config = TimingConfig()
+    table, validation, samples = [], [], []
+    started = time.perf_counter()
+    for spec in arguments.cases.split(","):
+        case = parse_case(spec)
+        backend = REGISTRY.get(case.backend)
+        qkv = make_qkv(case.shape, device=device)
         plain = make_workload(backend, qkv, "forward")
-        baseline = measure(plain, device, TimingConfig()).timing
-        for fraction in (0.0, 0.05, 0.10):
-            cycles = int(fraction * baseline.median_ms * cycles_per_ms)
 
-            def slowed(plain: Any = plain, cycles: int = cycles) -> Any:
-                output = plain()
-                if cycles:
-                    torch.cuda._sleep(cycles)
-                return output
+        def run(workload: Any, case: Case = case) -> CaseResult:
+            return as_result(case, measure(workload, device, config))
 
-            trials = [
-                (measure(slowed, device, TimingConfig()).timing, measure(slowed, device, TimingConfig()).timing)
-                for _ in range(TRIALS)
-            ]
-            counts = [
-                sum(gate_fails(first, second, baseline, tolerance) for first, second in trials)
-                for tolerance in TOLERANCES
-            ]
-            mean_ratio = sum(first.median_ms for first, _ in trials) / TRIALS / baseline.median_ms
-            label = "none (false alarms)" if fraction == 0 else f"+{fraction:.0%} of the median"
-            cells = " | ".join(f"{count}/{TRIALS}" for count in counts)
-            print(f"| {name} | {seqlen} | {baseline.median_ms:.4f} ms | {label} | {cells} | x{mean_ratio:.3f} |")
-            sys.stdout.flush()
+        entry: BaselineEntry | None = (
+            baseline_file.entries.get(case.test_id) if baseline_file and case.test_id else None
+        )
+        source = "the suite's baseline (attnperf update)"
+        if entry is None or not entry.fits or entry.median_ms is None:
+            runs = []
+            for _ in range(3):
+                cool_down()
+                runs.append(run(plain))
+            entry, source = entry_from_runs(runs, ""), "3 measurements in this process, cooled down in between"
+        beta = entry.beta if entry.beta is not None else 1.0
+        injector = Injector(device, torch_dtype(case.shape.dtype), "compute" if beta >= 0.5 else "memory")
+        plain_ms = entry.median_ms or 1.0
+        sizes = {row: injector.size_for(row * plain_ms) for row in ROWS if row}
+        first_ratio: dict[float, list[float]] = {row: [] for row in ROWS}
+        caught: dict[float, int] = dict.fromkeys(ROWS, 0)
+        for trial in range(arguments.trials):
+            order = ROWS[trial % 3 :] + ROWS[: trial % 3]  # rotate, so no row always runs first
+            for row in order:
+                workload = injector.wrap(plain, sizes[row]) if row else plain
+                stage, verdict = 1, Verdict.AMBIGUOUS
+                while verdict is Verdict.AMBIGUOUS and stage <= 3:
+                    if stage > 1:
+                        cool_down()
+                    result = run(workload)
+                    decision = decide_latency(result, entry, None, stage, DEFAULT_PARAMS)
+                    verdict = decision.verdict
+                    samples.append({"case": case.name, "row": row, "trial": trial, "stage": stage,
+                                    "time_ms": result.samples_ms, "clock_mhz": result.clock_mhz,
+                                    "warmup_ms": result.warmup_ms, "warmup_clock_mhz": result.warmup_clock_mhz,
+                                    "ratio": decision.ratio, "raw_ratio": decision.raw_ratio, "verdict": verdict.value})  # fmt: skip
+                    if stage == 1:
+                        first_ratio[row].append(decision.ratio)
+                    stage += 1
+                caught[row] += verdict is Verdict.REGRESSION
+            if trial in (0, 2):  # resize the injections to deliver what they should, against the unchanged row
+                base = statistics.median(first_ratio[0.0])
+                for row in sizes:
+                    achieved = statistics.median(first_ratio[row]) / base - 1
+                    if achieved > 0:
+                        sizes[row] = max(1, int(sizes[row] * row / achieved))
+        injector.release()
+        unchanged = statistics.median(first_ratio[0.0])
+        tau = tolerance(entry.runs, entry.spread).tau
+        for row in ROWS[1:]:
+            delivered = statistics.median(first_ratio[row][3:] or first_ratio[row]) / unchanged - 1
+            validation.append({"case": case.name, "injected": round(delivered, 4), "intended": row,
+                               "detected": caught[row], "trials": arguments.trials, "false_alarms": caught[0.0],
+                               "false_alarm_trials": arguments.trials, "tolerance": round(tau, 4),
+                               "injection": injector.kind, "baseline": source})  # fmt: skip
+        table.append((case, entry, source, unchanged, caught, first_ratio, tau))
+        print(f"{case.name}: done after {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        del qkv, plain
+        torch.cuda.empty_cache()
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    document = {
+        "default_tolerance": "auto",
+        "tolerance_rule": "per case: clamp(t_0.99 x predictive sd of a new run, 3 %, 10 %) from the baseline's spread",
+        "tolerance_floor": DEFAULT_PARAMS.floor,
+        "sensitivity": validation,
+        "gated_runs": {"runs": 0, "failed": 0},  # filled in by the false_alarms stage
+        "device": info.name,
+        "command": "bash benchmarks/gpu_session.sh sensitivity",
+    }
+    path = arguments.out / "gate-validation.json"
+    if path.exists():  # keep what the false_alarms stage wrote
+        document["gated_runs"] = json.loads(path.read_text(encoding="utf-8")).get("gated_runs", document["gated_runs"])
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    with gzip.open(arguments.out / "sensitivity-samples.json.gz", "wt", encoding="utf-8") as handle:
+        json.dump(samples, handle)
+    lines = [
+        f"# Gate sensitivity on {info.name}\n",
+        f"{arguments.trials} trials per row, the rows interleaved; each trial judged by the gate (first measurement, "
+        "cooled-down re-measurements of an ambiguous one); ratios at the baseline's clock.\n",
+        "| case | baseline | tolerance | unchanged: ratio, false alarms | +5 %: delivered, caught | +10 %: delivered, caught |",
+        "|---|---|---|---|---|---|",
+    ]
+    for case, entry, source, unchanged, caught, first_ratio, tau in table:
+        cells = [f"x{unchanged:.3f}, {caught[0.0]}/{arguments.trials}"]
+        for row in ROWS[1:]:
+            delivered = statistics.median(first_ratio[row][3:] or first_ratio[row]) / unchanged - 1
+            cells.append(f"{delivered * 100:+.1f} %, {caught[row]}/{arguments.trials}")
+        lines.append(
+            f"| {case.name} | {entry.median_ms:.4g} ms, {entry.runs} runs ({source}) | {tau * 100:.1f} % | {' | '.join(cells)} |"
+        )
+    (arguments.out / "sensitivity.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
     return 0
 
 

@@ -1,21 +1,41 @@
 """One test's gate: its marks, its baseline and the run's policy decide its result, inside the test.
 
-The ``attnperf`` fixture hands a :class:`CaseGate` to the runner, which asks it whether a first
-measurement is suspect (measure again) and then to finish the case: the verdict becomes the
-test's own outcome (``pytest.fail`` / ``pytest.skip``), its record a user property.
+The ``attnperf`` fixture hands a :class:`CaseGate` to the runner. After a measurement the runner
+asks whether one more is needed (:meth:`CaseGate.again`), then to finish the case: the verdict
+becomes the test's own outcome (``pytest.fail`` / ``pytest.skip``), its record a user property.
+An ambiguous first measurement is *deferred*: the test passes for now, its reports are held,
+and the session runs it again at its end after a cool-down (:mod:`.deferral`), where it is
+decided and reported once.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 
+from .calibration import Calibration
 from .gate.checks import GateContext
-from .gate.evaluate import GatePolicy, equivalence_violation, evaluate_gate
+from .gate.evaluate import GateOutcome, GatePolicy, equivalence_violation, evaluate_gate
 from .gate.results import RECORD_PROPERTY, CaseResult
 from .session import AttnPerfSession
 from .spec.marks import GateMarks
+
+
+@dataclass
+class Deferred:
+    """A case whose first measurement was ambiguous: measured again at the end of the session."""
+
+    first: CaseResult
+    stage: int = 2  # the stage of its next measurement
+    reports: list[pytest.TestReport] = field(default_factory=list)  # the first run's reports, held back
+
+
+DEFERRED_KEY = pytest.StashKey[Deferred]()
+DEFERRABLE_KEY = pytest.StashKey[bool]()  # set by the session's protocol: this item's reports can be held
 
 
 class CaseGate:
@@ -23,36 +43,52 @@ class CaseGate:
 
     def __init__(self, session: AttnPerfSession, item: pytest.Item, marks: GateMarks) -> None:
         self.session, self.item, self.marks = session, item, marks
+        settings = session.settings
+        deferred = item.stash.get(DEFERRED_KEY, None)
+        self.first = deferred.first if deferred is not None else None
+        self.stage = deferred.stage if deferred is not None else 1
+        self.fingerprint = settings.fingerprint != "off" and (marks.latency is not None or settings.update)
+        self.deferrable = item.stash.get(DEFERRABLE_KEY, False)
 
-    def suspect(self, result: CaseResult) -> bool:
-        """A median over its baseline's tolerance is measured again before the test may fail."""
+    # ------------------------------------------------------------ the runner's questions
+
+    def calibration(self) -> Calibration | None:
         settings = self.session.settings
-        latency = self.marks.latency
-        baseline = self.session.baseline_entry(self.item.nodeid)
-        if latency is None or settings.update or baseline is None or baseline.median_ms is None:
-            return False
-        tolerance = latency.tolerance if latency.tolerance is not None else settings.latency_tolerance
-        return result.median_ms is not None and result.median_ms > baseline.median_ms * (1 + tolerance)
+        if not settings.calibrate or self.marks.latency is None:
+            return None
+        return Calibration(baseline=self.session.baseline_entry(self.item.nodeid), cool_down=self.session.cool_down)
 
-    def finish(self, result: CaseResult) -> None:
-        """Decide this case's verdict now, so a regression fails its own test."""
-        session, settings = self.session, self.session.settings
-        context = GateContext(
-            test_id=self.item.nodeid,
-            device_name=result.device,
-            baseline_file=session.baseline_file_label(),
-            environment_changes=session.environment_changes(),
-        )
-        policy = GatePolicy(
-            latency_tolerance=settings.latency_tolerance,
-            memory_tolerance=settings.memory_tolerance,
-            missing=settings.missing,
-            updating=settings.update,
-        )
-        result.baseline_file = context.baseline_file
-        outcome = evaluate_gate(result, self.marks, session.baseline_entry(self.item.nodeid), policy, context)
-        mismatch = equivalence_violation(result, context)
+    def again(self, result: CaseResult) -> bool:
+        """An ambiguous measurement that cannot wait for the session's end (or is already its re-measurement)
+        is measured once more here, after a cool-down."""
+        self._with_history(result)
+        if self.stage == 1 and self.deferrable:
+            return False  # the session re-measures it at its end
+        if self.stage >= 3 or result.median_ms is None:
+            return False
+        trial = copy.deepcopy(result)
+        outcome = self._evaluate(trial)
+        if not (outcome.defer or outcome.again):
+            return False
+        result.stages.append(trial.stages[-1])
+        self.stage += 1
+        self.session.cool_down()
+        return True
+
+    def finish(self, result: CaseResult, on_final: Callable[[], None] | None = None) -> None:
+        """Decide this case's verdict now (or defer it to the session's end), so a regression fails its own test.
+
+        ``on_final`` (pytest-benchmark's samples) runs only for a verdict that is final: a deferred case
+        reports from its re-run, once."""
+        self._with_history(result)
+        outcome = self._evaluate(result)
+        mismatch = equivalence_violation(result, self._context())
         violations = ([mismatch] if mismatch else []) + outcome.violations
+        if outcome.defer and not violations and not outcome.skip_reason:
+            self.item.stash[DEFERRED_KEY] = Deferred(first=result)
+            result.notes.append("ambiguous: measured again at the end of the session, after a cool-down")
+        elif on_final is not None:
+            on_final()
         if violations:
             result.outcome = "failed"
         elif outcome.skip_reason:
@@ -65,3 +101,34 @@ class CaseGate:
             pytest.fail("\n".join(violation.message for violation in violations), pytrace=False)
         if outcome.skip_reason:
             pytest.skip(outcome.skip_reason)
+
+    # ------------------------------------------------------------ internals
+
+    def _with_history(self, result: CaseResult) -> None:
+        """A re-measurement carries the first measurement's ratios and median."""
+        if self.first is not None and not result.stages:
+            result.stages.extend(self.first.stages)
+            result.first_median_ms = self.first.median_ms
+
+    def _context(self) -> GateContext:
+        session = self.session
+        return GateContext(
+            test_id=self.item.nodeid,
+            device_name=session.info.name,
+            baseline_file=session.baseline_file_label(),
+            environment_changes=session.environment_changes(),
+        )
+
+    def _evaluate(self, result: CaseResult) -> GateOutcome:
+        settings = self.session.settings
+        policy = GatePolicy(
+            latency_tolerance=settings.latency_tolerance,
+            memory_tolerance=settings.memory_tolerance,
+            missing=settings.missing,
+            updating=settings.update or settings.calibrate,
+            fingerprint=settings.fingerprint,  # type: ignore[arg-type]
+            stage=self.stage,
+        )
+        context = self._context()
+        result.baseline_file = context.baseline_file
+        return evaluate_gate(result, self.marks, self.session.baseline_entry(self.item.nodeid), policy, context)

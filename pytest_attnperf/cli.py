@@ -1,4 +1,4 @@
-"""The ``attnperf`` command: env, update, show, diff, memory, report."""
+"""The ``attnperf`` command: env, update, calibrate, show, diff, memory, report."""
 
 from __future__ import annotations
 
@@ -130,10 +130,17 @@ def command_env(arguments: argparse.Namespace) -> int:
 
 
 def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
+    from .updating import run_update
+
+    forwarded = to_command_line({k: v for k, v in vars(arguments).items() if k.startswith("attnperf_")})
+    return run_update(arguments.runs, [*forwarded, *extra])
+
+
+def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
     forwarded = to_command_line({k: v for k, v in vars(arguments).items() if k.startswith("attnperf_")})
-    return int(pytest.main(["--attnperf", "--attnperf-update", *forwarded, *extra]))
+    return int(pytest.main(["--attnperf", "--attnperf-calibrate", *forwarded, *extra]))
 
 
 def _entry_rows(baseline: BaselineFile) -> list[tuple[str, ...]]:
@@ -269,9 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_argparse_options(env, ("device", "baselines"))
     update = commands.add_parser(
-        "update", help="run the suite and refresh this GPU's baselines (extra arguments go to pytest)"
+        "update",
+        help="run the suite in N independent processes and refresh this GPU's baselines from all N "
+        "(extra arguments go to pytest)",
+    )
+    update.add_argument(
+        "--runs",
+        type=argparse_type(positive_int("runs")),
+        default=3,
+        help="independent pytest runs whose spread each entry records (default 3)",
     )
     add_argparse_options(update, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="measure the smallest slowdown the gate catches in each case (injected GPU work) and store it "
+        "in the baselines (extra arguments go to pytest)",
+    )
+    add_argparse_options(calibrate, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
     show = commands.add_parser("show", help="print a baseline file")
     show.add_argument("file", help="a baselines/<gpu>.yaml file")
     diff = commands.add_parser("diff", help="compare two baseline files entry by entry")
@@ -305,12 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments, extra = parser.parse_known_args(argv)
-    if extra and arguments.command != "update":
+    if extra and arguments.command not in ("update", "calibrate"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if arguments.command == "env":
         return command_env(arguments)
     if arguments.command == "update":
         return command_update(arguments, extra)
+    if arguments.command == "calibrate":
+        return command_calibrate(arguments, extra)
     if arguments.command == "show":
         return command_show(arguments)
     if arguments.command == "report":

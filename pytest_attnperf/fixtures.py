@@ -128,6 +128,7 @@ def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) 
         mode=mode,
         equivalence=marks.gate.equivalence,
         gate=CaseGate(state, item, marks.gate),
+        gpu_state=state.gpu_state_record(),
         benchmark=request.getfixturevalue("benchmark") if _benchmark_output_requested(request.config) else None,
     )
     item.stash[RUNNER_KEY] = runner

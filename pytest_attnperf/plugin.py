@@ -55,6 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "attnperf-fixtures")
     if settings.enabled:
         config.pluginmanager.register(ResultCollector(state), "attnperf-results")
+        from .deferral import Deferrer
+
+        state.deferrer = Deferrer(state)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -167,6 +170,33 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             pytrace=False,
         )
     return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Gated latency cases run through the session's protocol, which can hold an ambiguous one for the end."""
+    state = session_of(item.config)
+    if state.deferrer is None:
+        return None
+    from .deferral import wants_protocol
+
+    if not wants_protocol(state, item_marks(item).gate.latency is not None):
+        return None
+    return bool(state.deferrer.run_protocol(item, nextitem))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    """After the last test: the held (ambiguous) cases are measured again after a cool-down, and reported."""
+    state = session_of(session.config)
+    interrupted = True
+    try:
+        result = yield
+        interrupted = bool(session.shouldfail or session.shouldstop)
+        return result
+    finally:
+        if state.deferrer is not None:
+            state.deferrer.finish(interrupted=interrupted)
 
 
 @pytest.hookimpl(optionalhook=True)

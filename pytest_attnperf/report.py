@@ -33,9 +33,11 @@ class RunReport:
     changes: list[Change] = field(default_factory=list)
     update_errors: list[str] = field(default_factory=list)
     written_paths: list[Path] = field(default_factory=list)
+    update_notes: list[str] = field(default_factory=list)
+    calibration_lines: list[str] = field(default_factory=list)
 
 
-COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "GB/s", "peak mem", "baseline", "ratio", "verdict")
+COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "GB/s", "peak mem", "baseline", "ratio", "at clock", "verdict")
 
 
 def _ratio(value: float | None) -> str:
@@ -67,6 +69,7 @@ def result_rows(results: Sequence[CaseResult]) -> list[tuple[str, ...]]:
             format_bytes(result.peak_bytes),
             format_ms(result.baseline_median_ms),
             _ratio(result.latency_ratio),
+            _ratio(result.normalised_ratio),
             result.verdict(),
         )
         for result in results
@@ -84,11 +87,16 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
 
 
 def change_lines(changes: Sequence[Change]) -> list[str]:
-    """'old -> new' for every updated entry."""
+    """'old -> new' for every updated entry; a replaced entry of another problem and a refused one say so."""
+    from .gate.identity import problem_differences
+
     lines = []
     for change in changes:
         new_median = change.new.median_ms
         old_median = change.old.median_ms if change.old else None
+        if change.refused:
+            lines.append(f"{_short_id(change.test_id)}: NOT recorded: {change.refused}")
+            continue
         if change.old is None:
             what = f"{format_ms(new_median)} (new)"
         elif old_median and new_median:
@@ -97,7 +105,12 @@ def change_lines(changes: Sequence[Change]) -> list[str]:
             what = f"{format_ms(old_median)} -> {format_ms(new_median)}"
         memory = f"peak {format_bytes(change.old.peak_bytes if change.old else None)} -> {format_bytes(change.new.peak_bytes)}"
         fit = "" if change.new.fits else " [does not fit]"
-        lines.append(f"{_short_id(change.test_id)}: median {what}, {memory}{fit}")
+        runs = (
+            f", {change.new.runs} runs, spread {change.new.spread * 100:.2f} %" if change.new.spread is not None else ""
+        )
+        replaced = problem_differences(change.old.problem(), change.new.problem()) if change.old else []
+        note = f"; replaces a baseline recorded for another problem ({', '.join(replaced)})" if replaced else ""
+        lines.append(f"{_short_id(change.test_id)}: median {what}{runs}, {memory}{fit}{note}")
     return lines
 
 
@@ -109,12 +122,19 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
         terminalreporter.section(f"attnperf: {', '.join(devices)}")
         for line in format_table(COLUMNS, result_rows(run.results)):
             write(line)
-        write(f"baselines: {run.baseline_label}; clock: {run.results[0].clock or '-'}")
+        sources = sorted({result.clock_source for result in run.results if result.clock_source})
+        write(
+            f"baselines: {run.baseline_label}; clock: {run.results[0].clock or '-'}; "
+            f"SM clock read by: {', '.join(sources) or '-'}"
+        )
         changed = run.environment_changes
         if changed:
             write(f"environment changed since the baseline: {', '.join(changed)}", yellow=True)
         for problem in run.guard_problems:
             write(f"GPU guard: {problem}", yellow=True)
+        for result in run.results:
+            for note in result.notes:
+                write(f"{_short_id(result.test_id)}: {note}", yellow=True)
         missing = sum(1 for result in run.results if "NO BASELINE" in result.verdicts.values())
         if missing and not run.settings.update:
             write(
@@ -130,8 +150,16 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
             write(line)
         if run.changes:
             write(f"wrote {len(run.changes)} entries to {run.settings.baselines_dir}")
+        for note in run.update_notes:
+            write(note)
         for error in run.update_errors:
             write(f"baseline update failed: {error}", red=True)
+    if run.settings.calibrate:
+        terminalreporter.section("attnperf: detection limits (attnperf calibrate)")
+        for line in run.calibration_lines or ["no case was calibrated"]:
+            write(line)
+        for error in run.update_errors:
+            write(f"could not store the detection limits: {error}", red=True)
     for path in run.written_paths:
         write(f"attnperf: wrote {path}")
 
@@ -139,7 +167,7 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
 def results_document(run: RunReport) -> dict[str, Any]:
     """The JSON report: device, environment and every case."""
     return {
-        "schema": "attnperf-results/1",
+        "schema": "attnperf-results/2",
         "device": run.device,
         "baselines": run.baseline_label,
         "environment_changes": list(run.environment_changes),
@@ -147,6 +175,7 @@ def results_document(run: RunReport) -> dict[str, Any]:
             {
                 **json.loads(result.to_json()),
                 "latency_ratio": result.latency_ratio,
+                "normalised_ratio": result.normalised_ratio,
                 "memory_ratio": result.memory_ratio,
                 "verdict": result.verdict(),
             }

@@ -6,41 +6,52 @@ The ``attnperf`` fixture hands tests an :class:`AttnPerf`; the verdict is decide
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.metadata
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 import torch
 
 from .backends.registry import Backend, Unsupported
-from .gate.baselines import QUANTILE_COUNT
 from .gate.results import CaseResult
 from .integrations.pytest_benchmark import feed_samples
 from .measure.bandwidth import copy_bandwidth_gbps
 from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
 from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
-from .measure.memory import DoesNotFit, release_memory
+from .measure.memory import DoesNotFit, Workload, release_memory
 from .measure.reference import reference_output
-from .measure.timing import NotCapturable
+from .measure.timing import NotCapturable, free_flush_buffers
 from .spec.device_info import DeviceInfo
 from .spec.marks import EquivalenceSpec
 from .spec.options import TimingConfig
-from .spec.shapes import AttnShape, Mode
+from .spec.shapes import Mode
 from .spec.workloads import TRAINABLE_WORKLOADS
+
+if TYPE_CHECKING:
+    from .calibration import Calibration
 
 
 class Gate(Protocol):
-    """What decides a case: may ask for a second measurement, then fails or skips the test."""
+    """What decides a case: may ask for another measurement, then fails, skips or defers the test."""
 
-    def suspect(self, result: CaseResult) -> bool:
-        """True when the first measurement looks like a regression and must be repeated."""
+    fingerprint: bool  # whether to record which kernels ran
 
-    def finish(self, result: CaseResult) -> None:
-        """Decide the verdict now (pytest.fail / pytest.skip), so a regression fails its own test."""
+    def again(self, result: CaseResult) -> bool:
+        """True (after a cool-down) when this measurement is still ambiguous and one more must decide."""
+
+    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> None:
+        """Decide the verdict now (pytest.fail / pytest.skip), so a regression fails its own test; call
+        ``on_final`` first unless the verdict is deferred to the session's end (the re-run reports instead)."""
+
+    def calibration(self) -> Calibration | None:
+        """When measuring the detection limit (attnperf calibrate): what to judge trials against."""
 
 
 class ReferenceCache:
@@ -65,6 +76,28 @@ class ReferenceCache:
 
 
 REFERENCES = ReferenceCache()
+
+
+def plugin_version() -> str:
+    try:
+        return importlib.metadata.version("pytest-attnperf")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def timing_settings(config: TimingConfig) -> dict[str, Any]:
+    """The timing settings a baseline records (a change of method is named when it gates)."""
+    return {
+        "warmup": "steady",
+        "warmup_cap_ms": config.warmup_ms,
+        "rep_ms": config.rep_ms,
+        "min_samples": config.min_samples,
+        "max_samples": config.max_samples,
+        "flush_l2": config.flush_l2,
+        "cuda_graph": config.cuda_graph,
+    }
 
 
 def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
@@ -111,6 +144,7 @@ class AttnPerf:
     equivalence: EquivalenceSpec | None
     gate: Gate
     benchmark: Any = None  # pytest-benchmark's fixture, when its output was asked for
+    gpu_state: dict[str, Any] | None = None  # this process's GPU state at session start
     result: CaseResult | None = None
 
     def measure(self, backend: Backend, qkv: QKV, *, mode: Mode | None = None) -> CaseResult:
@@ -120,9 +154,10 @@ class AttnPerf:
         reason = backend.unsupported_reason(shape, self.info)
         if reason:
             pytest.skip(reason)
-        result = self._new_result(backend.name, shape, run_mode)
+        result = self._new_result(backend.name, shape.as_dict(), run_mode, shape.context_len)
+        workload = make_workload(backend, qkv, run_mode)
         try:
-            measurement = measure(make_workload(backend, qkv, run_mode), self.device, self.timing)
+            measurement = self._measure_cleanly(workload, qkv.release_layouts)
         except (Unsupported, NotCapturable) as unsupported:
             pytest.skip(str(unsupported))
         except DoesNotFit as oom:
@@ -133,24 +168,18 @@ class AttnPerf:
         moved = shape.bytes_moved() if run_mode == "forward" else None
         self._fill(result, measurement, shape.flops(run_mode), moved)
         del measurement
-        if self.gate.suspect(result):
-            # A suspected regression is measured again; the second, independent run decides.
-            first_median = result.median_ms
-            self._fill(
-                result,
-                measure(make_workload(backend, qkv, run_mode), self.device, self.timing),
-                shape.flops(run_mode),
-                moved,
-            )
-            result.first_median_ms = first_median
+        self._after_timing(result, workload, shape.flops(run_mode), torch_dtype(shape.dtype), moved)
         if self.equivalence is not None:
+            started = time.perf_counter()
             equivalence = self.check_output(backend, qkv)
+            result.phases_ms["equivalence"] = round((time.perf_counter() - started) * 1e3, 3)
             # The record travels as strict JSON (no NaN/Inf): a non-finite output keeps its count and
             # first position in the mismatch text instead of an infinite max_error.
             result.max_error = equivalence.max_error if math.isfinite(equivalence.max_error) else None
             result.error_budget = equivalence.budget
             result.equivalence_passed = equivalence.passed
             result.mismatch = describe_mismatch(equivalence)
+        del workload
         qkv.release_layouts()
         release_memory(self.device)
         self._store(result)
@@ -179,31 +208,23 @@ class AttnPerf:
         seqlen: int | None = None,
     ) -> CaseResult:
         """Time any callable (a transformers model step, a custom kernel) under the same gate."""
-        result = CaseResult(
-            test_id=self.test_id,
-            backend=name,
-            device=self.info.name,
-            device_slug=self.info.slug,
-            device_id=self.info.device,
-            mode=self.mode,
-            shape=shape,
-            seqlen=seqlen,
-            environment=self.info.software(),
-        )
+        result = self._new_result(name, shape, self.mode, seqlen)
         try:
-            measurement = measure(workload, self.device, self.timing)
+            measurement = self._measure_cleanly(workload, lambda: None)
         except DoesNotFit as oom:
             result.fits, result.reason = False, str(oom)
             self._store(result)
             return result
         self._fill(result, measurement, flops)
+        del measurement
+        self._after_timing(result, workload, flops, None)
         release_memory(self.device)
         self._store(result)
         return result
 
     # ------------------------------------------------------------ internals
 
-    def _new_result(self, backend: str, shape: AttnShape, mode: Mode) -> CaseResult:
+    def _new_result(self, backend: str, shape: dict[str, Any] | None, mode: Mode, seqlen: int | None) -> CaseResult:
         return CaseResult(
             test_id=self.test_id,
             backend=backend,
@@ -211,22 +232,81 @@ class AttnPerf:
             device_slug=self.info.slug,
             device_id=self.info.device,
             mode=mode,
-            shape=shape.as_dict(),
-            seqlen=shape.context_len,
+            shape=shape,
+            seqlen=seqlen,
             environment=self.info.software(),
+            device_info=self.info.as_dict(),
+            session_gpu_state=self.gpu_state,
+            plugin_version=plugin_version(),
+            timing_settings=timing_settings(self.timing),
         )
+
+    def _measure_cleanly(self, workload: Workload, release_inputs: Callable[[], None]) -> Measurement:
+        """Measure; on an out-of-memory free everything the plugin holds and try once more (a clean state)."""
+        try:
+            return measure(workload, self.device, self.timing)
+        except DoesNotFit:
+            pass
+        REFERENCES.clear()
+        free_flush_buffers()
+        release_inputs()
+        release_memory(self.device)
+        measurement = measure(workload, self.device, self.timing)  # DoesNotFit again: it does not fit, cleanly
+        note = "fit only after the plugin freed its caches: the allocator's state decided the first attempt"
+        return dataclasses.replace(measurement, memory_note=measurement.memory_note or note)
+
+    def _after_timing(
+        self, result: CaseResult, workload: Workload, flops: float | None, dtype: Any, bytes_moved: int | None = None
+    ) -> None:
+        """The dispatch fingerprint (after all timing), ambiguous re-measurements, and calibration if asked."""
+        if self.gate.fingerprint:
+            from .measure.fingerprint import capture
+
+            started = time.perf_counter()
+            result.fingerprint = capture(workload, self.device)
+            result.phases_ms["fingerprint"] = round((time.perf_counter() - started) * 1e3, 3)
+        while self.gate.again(result):
+            first = result.median_ms
+            self._fill(result, measure(workload, self.device, self.timing), flops, bytes_moved)
+            result.first_median_ms = result.first_median_ms or first
+        calibration = self.gate.calibration()
+        if calibration is not None and result.median_ms is not None:
+            from .calibration import calibrate_case
+
+            def trial(slowed: Workload) -> CaseResult:
+                trial_result = self._new_result(result.backend or "-", result.shape, self.mode, result.seqlen)
+                self._fill(trial_result, measure(slowed, self.device, self.timing), None)
+                return trial_result
+
+            result.calibration = calibrate_case(calibration, result, workload, trial, self.device, dtype)
 
     def _fill(
         self, result: CaseResult, measurement: Measurement, flops: float | None, bytes_moved: int | None = None
     ) -> None:
         timing = measurement.timing
-        result.median_ms, result.iqr_ms = timing.median_ms, timing.iqr_ms
-        result.latency = {key: float(value) for key, value in timing.summary().items()}
-        result.quantiles_ms = timing.quantiles(QUANTILE_COUNT)
-        result.clock = timing.clock
         result.peak_bytes = measurement.peak_bytes
+        result.memory_free_bytes = measurement.free_bytes
+        result.gpu = measurement.gpu or None
+        result.clock, result.clock_source = timing.clock, timing.clock_source
+        result.timing_info = dict(timing.info)
+        for phase, milliseconds in measurement.phases_ms.items():
+            result.phases_ms[phase] = result.phases_ms.get(phase, 0.0) + milliseconds
+        result.samples_ms = list(timing.samples_ms)
+        result.clock_mhz = list(timing.clocks_mhz)
+        result.warmup_ms = list(timing.warmup_ms)
+        result.warmup_clock_mhz = list(timing.warmup_clocks_mhz)
         if measurement.memory_note:
             result.reason = measurement.memory_note
+        if len(timing.samples_ms) < max(3, self.timing.min_samples // 2):
+            result.median_ms = result.iqr_ms = result.latency = result.tflops = None
+            result.reason = (
+                f"too few samples: {len(timing.samples_ms)} kept, {timing.info.get('discarded', 0)} discarded as "
+                f"throttled (SM clock under {timing.info.get('throttle_threshold_mhz')} MHz) after "
+                f"{timing.info.get('paused_s')} s of pauses"
+            )
+            return
+        result.median_ms, result.iqr_ms = timing.median_ms, timing.iqr_ms
+        result.latency = {key: float(value) for key, value in timing.summary().items()}
         if flops:
             result.tflops = flops / (timing.median_ms * 1e-3) / 1e12
         if bytes_moved:
@@ -235,8 +315,6 @@ class AttnPerf:
             result.gbps = bytes_moved / (timing.median_ms * 1e-3) / 1e9
             ceiling = copy_bandwidth_gbps(str(self.device))
             result.bandwidth_share = result.gbps / ceiling if ceiling else None
-        if self.benchmark is not None:
-            feed_samples(self.benchmark, timing.samples_ms, result)
 
     def _store(self, result: CaseResult) -> None:
         if self.result is not None:
@@ -244,4 +322,9 @@ class AttnPerf:
                 f"{self.test_id} measured twice: one attnperf measurement per test (parametrize instead)"
             )
         self.result = result
-        self.gate.finish(result)
+        benchmark = self.benchmark
+        if benchmark is not None and result.samples_ms and result.median_ms is not None:
+            samples = tuple(result.samples_ms)
+            self.gate.finish(result, lambda: feed_samples(benchmark, samples, result))
+        else:
+            self.gate.finish(result, None)

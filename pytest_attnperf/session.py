@@ -63,9 +63,12 @@ class AttnPerfSession:
         self.results: list[CaseResult] = []
         self.changes: list[Change] = []
         self.update_errors: list[str] = []
+        self.update_notes: list[str] = []
+        self.calibration_lines: list[str] = []
         self.written_paths: list[Path] = []
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
+        self.deferrer: Any = None  # the Deferrer of a gating run (see deferral.py)
         self._inputs_key: tuple[Any, ...] | None = None
         self._inputs: QKV | None = None
 
@@ -147,16 +150,33 @@ class AttnPerfSession:
         return f"{len(baseline.entries)} entries, last recorded {recorded}"
 
     def environment_changes(self) -> tuple[str, ...]:
-        """Versions that differ from the ones the baseline file was recorded with."""
+        """Versions (the plugin's too) that differ from the ones the baseline file was recorded with."""
+        from .runner import plugin_version
+        from .updating import run_environment
+
         baseline = self.baseline_for(self.info.slug)
         if baseline is None:
             return ()
         changes = []
-        for key, value in self.info.software().items():
+        for key, value in run_environment(self.info.software(), plugin_version()).items():
             recorded = baseline.environment.get(key)
             if key in baseline.environment and recorded != value:
                 changes.append(f"{key} {recorded} -> {value}")
         return tuple(changes)
+
+    def gpu_state_record(self) -> dict[str, Any] | None:
+        """This process's GPU state at session start, as the results carry it."""
+        return self.gpu_state.as_dict() if self.gpu_state is not None else None
+
+    def cool_down(self) -> None:
+        """Before a re-measurement: wait (at most 2 s) until the GPU is back near its session-start temperature."""
+        if self._device is None or self._device.type != "cuda":
+            return
+        from .measure.nvml import nvml_for
+
+        nvml = nvml_for(self._device)
+        if nvml is not None:
+            nvml.cool_down(self.gpu_state.temperature_c if self.gpu_state and self.gpu_state.temperature_c else None)
 
     # ------------------------------------------------------------ inputs
 
@@ -201,23 +221,32 @@ class AttnPerfSession:
         return RunReport(
             settings=self.settings,
             results=self.results,
-            device=self.info.as_dict() if measured else {"name": self._result_devices()},
+            device=self.info.as_dict() if measured else self._result_device(),
             baseline_label=self.baseline_file_label() if measured else str(self.settings.baselines_dir),
             environment_changes=self.environment_changes() if measured else (),
             guard_problems=self.guard_problems,
             changes=self.changes,
             update_errors=self.update_errors,
             written_paths=self.written_paths,
+            update_notes=self.update_notes,
+            calibration_lines=self.calibration_lines,
         )
 
-    def _result_devices(self) -> str:
-        return ", ".join(sorted({result.device for result in self.results})) or "no device"
+    def _result_device(self) -> dict[str, Any]:
+        """The controller's report under pytest-xdist: the workers' device records, never a GPU of its own."""
+        names = ", ".join(sorted({result.device for result in self.results})) or "no device"
+        records = [result.device_info for result in self.results if result.device_info]
+        same_model = len({result.device_slug for result in self.results}) == 1
+        return {**records[0], "device": "pytest-xdist workers"} if records and same_model else {"name": names}
 
     def finish(self, session: pytest.Session) -> None:
         from .report import write_outputs
+        from .updating import update_baselines, write_detection_limits
 
         if self.settings.update:
-            self._update_baselines(session)
+            update_baselines(self, session)
+        if self.settings.calibrate:
+            write_detection_limits(self, session)
         self.written_paths.extend(write_outputs(self.report()))
         if self.settings.report_dir is not None:
             self._write_study(self.settings.report_dir)
@@ -241,56 +270,3 @@ class AttnPerfSession:
             progress=stderr_progress(),
         )
         self.written_paths.extend(write_study(study, out_dir, plots=plots_available()))
-
-    def _update_baselines(self, session: pytest.Session) -> None:
-        from .gate.baselines import BaselineFileError, merge_entries, now_iso
-
-        by_slug: dict[str, dict[str, BaselineEntry]] = {}
-        names: dict[str, str] = {}
-        for result in self.results:
-            if result.equivalence_passed is False or result.outcome == "error":
-                continue  # only outputs that agree with the reference become baselines
-            by_slug.setdefault(result.device_slug, {})[result.test_id] = entry_from_result(result)
-            names[result.device_slug] = result.device
-        environment: dict[str, Any] = {
-            **self.info.software(),
-            "recorded_at": now_iso(),
-            "command": "pytest --attnperf --attnperf-update",
-        }
-        if self.gpu_state is not None:
-            environment["gpu_state"] = self.gpu_state.as_dict()
-        for slug, entries in by_slug.items():
-            device = {"name": names[slug], "slug": slug}
-            if slug == self.info.slug:
-                device.update(self.info.as_dict())
-                device.pop("device", None)
-                device = {key: value for key, value in device.items() if key not in self.info.software()}
-            try:
-                self.changes.extend(merge_entries(self.baseline_path(slug), device, environment, entries))
-            except (BaselineFileError, OSError, ValueError) as error:
-                self.update_errors.append(str(error))
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def entry_from_result(result: CaseResult) -> BaselineEntry:
-    """The baseline entry a result becomes on update (rounded so diffs show real changes)."""
-    from .gate.baselines import BaselineEntry, now_iso, round_significant
-
-    latency: dict[str, Any] | None = None
-    if result.latency:
-        latency = {
-            key: int(value) if key == "samples" else round_significant(float(value))
-            for key, value in result.latency.items()
-        }
-        if result.quantiles_ms:
-            latency["quantiles"] = [round_significant(value) for value in result.quantiles_ms]
-    return BaselineEntry(
-        backend=result.backend,
-        shape=result.shape,
-        mode=result.mode,
-        latency_ms=latency,
-        peak_bytes=result.peak_bytes,
-        fits=result.fits,
-        recorded_at=now_iso(),
-        environment=dict(result.environment),
-    )

@@ -1,15 +1,17 @@
-"""Pure checks: (spec, measurement, baseline) -> a Violation with a message a person can act on, or None."""
+"""Pure checks and messages: (spec, measurement, baseline) -> a Violation a person can act on, or None."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..spec.marks import LatencySpec, MemorySpec
 from ..spec.units import format_bytes, format_ms
-from .statistics import mann_whitney_greater
+
+if TYPE_CHECKING:
+    from .latency import LatencyDecision
 
 
 @dataclass(frozen=True)
@@ -30,53 +32,61 @@ class GateContext:
 
 @dataclass(frozen=True)
 class Violation:
-    check: Literal["latency", "memory", "equivalence", "baseline"]
+    check: Literal["latency", "memory", "equivalence", "baseline", "dispatch"]
     message: str
 
 
-# ---------------------------------------------------------------- latency and memory
+# ---------------------------------------------------------------- latency
 
 
-def check_latency(
-    median_ms: float,
-    spec: LatencySpec,
-    *,
-    tolerance: float,
-    baseline_ms: float | None,
-    context: GateContext,
-    samples_ms: Sequence[float] = (),
-    baseline_quantiles_ms: Sequence[float] = (),
-    alpha: float = 0.01,
-) -> Violation | None:
-    """Median over baseline*(1+tolerance), or over the absolute budget, is a violation.
-
-    With the current samples and the baseline's stored quantiles, a median over the tolerance
-    must also be significant: a one-sided Mann-Whitney U test of the samples against the
-    baseline scaled by (1+tolerance), at level ``alpha``. Noise alone rarely passes both.
-    """
-    problems = []
-    if spec.budget_ms is not None and median_ms > spec.budget_ms:
-        problems.append(
-            f"median {format_ms(median_ms)} is over the budget of {format_ms(spec.budget_ms)} "
-            f"(x{median_ms / spec.budget_ms:.3f})"
-        )
-    if baseline_ms is not None and median_ms > baseline_ms * (1.0 + tolerance):
-        ratio = median_ms / baseline_ms
-        evidence = ""
-        significant = True
-        if samples_ms and baseline_quantiles_ms:
-            limit = [value * (1.0 + tolerance) for value in baseline_quantiles_ms]
-            p_value = mann_whitney_greater(samples_ms, limit)
-            significant = p_value < alpha
-            evidence = f"; Mann-Whitney p = {p_value:.2g} that the samples exceed baseline x{1 + tolerance:.2f}"
-        if significant:
-            problems.append(
-                f"median {format_ms(median_ms)} vs baseline {format_ms(baseline_ms)}: x{ratio:.3f} "
-                f"({(ratio - 1) * 100:+.1f} %), over the tolerance of {tolerance * 100:.1f} %{evidence}"
-            )
-    if not problems:
+def check_budget(median_ms: float, spec: LatencySpec, context: GateContext) -> Violation | None:
+    """An absolute budget is a promise about every run: one measurement over it fails."""
+    if spec.budget_ms is None or median_ms <= spec.budget_ms:
         return None
-    return Violation("latency", f"latency regression in {context.test_id}: {'; '.join(problems)} {context.where()}")
+    return Violation(
+        "latency",
+        f"latency regression in {context.test_id}: median {format_ms(median_ms)} is over the budget of "
+        f"{format_ms(spec.budget_ms)} (x{median_ms / spec.budget_ms:.3f}) {context.where()}",
+    )
+
+
+def latency_evidence(median_ms: float, baseline_ms: float, decision: LatencyDecision, clock_mhz: float | None) -> str:
+    """'median 1.2 ms vs baseline 1.1 ms: x1.091 raw, x1.082 at the baseline's clock (+8.2 %)'."""
+    raw = decision.raw_ratio
+    text = f"median {format_ms(median_ms)} vs baseline {format_ms(baseline_ms)}: x{raw:.3f}"
+    if decision.normalised_ratio is not None and decision.normalised_ratio != raw:
+        clock = f"{clock_mhz:.0f} MHz; " if clock_mhz else ""
+        text += f" raw, x{decision.normalised_ratio:.3f} at the baseline's clock ({clock}normalised)"
+    return text + f" ({(decision.ratio - 1) * 100:+.1f} %)"
+
+
+def latency_violation(
+    median_ms: float,
+    baseline_ms: float,
+    decision: LatencyDecision,
+    history: Sequence[float],
+    clock_mhz: float | None,
+    context: GateContext,
+    extra: Sequence[str] = (),
+) -> Violation:
+    """The message of a confirmed (or clear) regression: the ratio of every measurement, the tolerance, p."""
+    parts = [
+        latency_evidence(median_ms, baseline_ms, decision, clock_mhz),
+        f"over the tolerance of {decision.tolerance.describe()}",
+    ]
+    if len(history) > 1:
+        ratios = ", ".join(f"x{ratio:.3f}" for ratio in history)
+        parts.append(
+            f"measured {len(history)} times, the later ones at the end of the session after a cool-down: {ratios}"
+        )
+    else:
+        parts.append("far over the line at the first measurement")
+    parts.append(f"p = {decision.p_value:.2g} that an unchanged kernel measures this slow")
+    parts.extend(extra)
+    return Violation("latency", f"latency regression in {context.test_id}: {'; '.join(parts)} {context.where()}")
+
+
+# ---------------------------------------------------------------- memory, equivalence, baseline identity
 
 
 def check_memory(
@@ -110,3 +120,11 @@ def check_equivalence(mismatch: str | None, context: GateContext) -> Violation |
     if mismatch is None:
         return None
     return Violation("equivalence", f"numerical mismatch in {context.test_id}: {mismatch} {context.where()}")
+
+
+def baseline_mismatch_message(test_id: str, differences: Sequence[str], baseline_file: str) -> str:
+    return (
+        f"the baseline of {test_id} in {baseline_file} was recorded for another problem "
+        f"({', '.join(differences)}; recorded -> now): it cannot gate this run. Record this problem with "
+        "`attnperf update` (which replaces the entry), or keep its baselines in another --attnperf-baselines folder"
+    )

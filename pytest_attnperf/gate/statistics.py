@@ -1,40 +1,150 @@
-"""Statistics the gate needs: is the current sample really slower than the baseline's?"""
+"""The latency decision, torch-free: how far a case may move, and what one measurement means.
+
+Verdicts are decided by *between-run* noise (session, power state, GPU unit), not by the tiny
+within-run noise: a baseline of N independent runs stores its normalised run medians, and
+their log standard deviation ``spread`` is the case's noise. The tolerance is a one-sided
+Student-t prediction bound for one new run against the centre of N runs, with the N-run
+spread shrunk towards a suite-wide prior (a 2-degree-of-freedom sd alone is useless: 5 % of
+the time it is below a quarter of the truth). scipy.stats gives the t quantiles.
+
+A first measurement is three-valued (PASS, AMBIGUOUS, REGRESSION); an ambiguous one is measured
+again after a cool-down at the end of the session, and only a confirmed excess fails.
+``docs/measurement.md`` derives every number here; ``benchmarks/gate_simulation.py`` checks them.
+"""
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 
-def mann_whitney_greater(current: Sequence[float], reference: Sequence[float]) -> float:
-    """One-sided Mann-Whitney U p-value for "current tends to be larger than reference".
+class Verdict(str, enum.Enum):
+    PASS = "pass"
+    AMBIGUOUS = "ambiguous"  # measure again, after a cool-down, at the end of the session
+    REGRESSION = "regression"
 
-    Normal approximation with tie and continuity corrections; fine from about 8 samples a side,
-    which the timing's minimum sample count guarantees.
-    """
-    n1, n2 = len(current), len(reference)
-    if n1 == 0 or n2 == 0:
-        raise ValueError("both samples need at least one value")
-    pooled = sorted([(value, 0) for value in current] + [(value, 1) for value in reference])
-    ranks = [0.0] * len(pooled)
-    tie_term = 0.0
-    start = 0
-    while start < len(pooled):
-        stop = start
-        while stop + 1 < len(pooled) and pooled[stop + 1][0] == pooled[start][0]:
-            stop += 1
-        average_rank = (start + stop) / 2 + 1
-        for index in range(start, stop + 1):
-            ranks[index] = average_rank
-        tied = stop - start + 1
-        tie_term += tied**3 - tied
-        start = stop + 1
-    rank_sum = sum(rank for rank, (_, group) in zip(ranks, pooled, strict=True) if group == 0)
-    u_statistic = rank_sum - n1 * (n1 + 1) / 2
-    mean = n1 * n2 / 2
-    total = n1 + n2
-    variance = n1 * n2 / 12 * ((total + 1) - tie_term / (total * (total - 1))) if total > 1 else 0.0
-    if variance <= 0:
-        return 0.0 if u_statistic > mean else 1.0
-    z_score = (u_statistic - mean - 0.5) / math.sqrt(variance)
-    return 0.5 * math.erfc(z_score / math.sqrt(2))
+
+@dataclass(frozen=True)
+class GateParams:
+    """The decision rule's constants (justified in docs/measurement.md, "The decision rule")."""
+
+    floor: float = 0.03  # auto tolerance never below this: unit-to-unit and day-to-day effects a baseline cannot see
+    cap: float = 0.10  # auto tolerance never above this: a noisy (or hand-edited) spread cannot switch the gate off
+    prior_sd: float = 0.0075  # suite-wide between-run log-sd the case's own spread is shrunk towards
+    prior_df: float = 4.0  # weight of that prior, in degrees of freedom
+    sd_floor: float = 0.004  # the spread is never assumed below this
+    alpha: float = 0.01  # one-sided false-alarm level per stage
+    ambiguous_width: float = 1.0  # a confirmation this many predictive sds under the line passes outright
+    clear_margin: float = 3.0  # a first measurement this many predictive sds over the line fails at once
+
+
+DEFAULT_PARAMS = GateParams()
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The threshold one case is gated at, and where it came from."""
+
+    tau: float  # a normalised ratio over 1 + tau is over the line
+    noise_bound: float  # the lowest tau this case's noise holds at level alpha (before floor and cap)
+    predictive_sd: float  # sd of log(new run / baseline centre)
+    df: float  # degrees of freedom of the t prediction
+    requested: float | None  # the marker's or option's tolerance; None: automatic
+    raised: bool  # requested below the noise bound: gated at the bound instead
+    capped: bool  # the noise bound is over the cap: gated at the cap anyway (false alarms possible)
+
+    @property
+    def line(self) -> float:
+        """log(1 + tau): the threshold in log-ratio units."""
+        return math.log1p(self.tau)
+
+    def describe(self) -> str:
+        """How the threshold was chosen, for messages: 'auto 3.0 %' or 'raised from 2.0 % to 3.4 %'."""
+        if self.raised:
+            return f"raised from the requested {(self.requested or 0) * 100:.1f} % to this case's noise bound {self.tau * 100:.1f} %"
+        if self.capped:
+            return f"{self.tau * 100:.1f} % (capped: this case's noise would need {self.noise_bound * 100:.1f} %)"
+        if self.requested is None:
+            return f"{self.tau * 100:.1f} % (auto, from the baseline's spread)"
+        return f"{self.tau * 100:.1f} %"
+
+
+def _t() -> Any:
+    from scipy import stats  # imported when a verdict is due, not when the plugin loads
+
+    return stats.t
+
+
+def shrunk_sd(runs: int, spread: float | None, params: GateParams = DEFAULT_PARAMS) -> tuple[float, float]:
+    """(sd, degrees of freedom): the case's spread pooled with the prior, never below the sd floor."""
+    if runs < 1:
+        raise ValueError(f"a baseline needs at least one run, not {runs}")
+    own_df = runs - 1 if spread is not None else 0
+    df = params.prior_df + own_df
+    variance = (params.prior_df * params.prior_sd**2 + own_df * (spread or 0.0) ** 2) / df
+    return max(math.sqrt(variance), params.sd_floor), df
+
+
+def tolerance(
+    runs: int, spread: float | None, requested: float | None = None, params: GateParams = DEFAULT_PARAMS
+) -> Tolerance:
+    """The threshold of one case: automatic (from its spread, within floor and cap) or requested."""
+    sd, df = shrunk_sd(runs, spread, params)
+    predictive = sd * math.sqrt(1.0 + 1.0 / runs)
+    noise_bound = math.expm1(float(_t().ppf(1.0 - params.alpha, df)) * predictive)
+    if requested is None:
+        tau = min(max(noise_bound, params.floor), params.cap)
+        return Tolerance(tau, noise_bound, predictive, df, None, raised=False, capped=noise_bound > params.cap)
+    ceiling = max(requested, params.cap)
+    tau = min(max(requested, noise_bound), ceiling)
+    return Tolerance(tau, noise_bound, predictive, df, requested, raised=tau > requested, capped=noise_bound > ceiling)
+
+
+def first_verdict(ratio: float, tol: Tolerance, params: GateParams = DEFAULT_PARAMS) -> Verdict:
+    """The first measurement: under the line passes; far over it fails at once; just over it is ambiguous."""
+    if ratio <= 1.0 + tol.tau:
+        return Verdict.PASS
+    if ratio > (1.0 + tol.tau) * math.exp(params.clear_margin * tol.predictive_sd):
+        return Verdict.REGRESSION
+    return Verdict.AMBIGUOUS
+
+
+def confirm_verdict(ratio: float, tol: Tolerance, params: GateParams = DEFAULT_PARAMS) -> Verdict:
+    """The cooled-down re-measurement: over the line confirms; well under it clears; in between, once more."""
+    if ratio > 1.0 + tol.tau:
+        return Verdict.REGRESSION
+    if ratio <= (1.0 + tol.tau) * math.exp(-params.ambiguous_width * tol.predictive_sd):
+        return Verdict.PASS
+    return Verdict.AMBIGUOUS
+
+
+def final_verdict(ratio: float, tol: Tolerance) -> Verdict:
+    """The last re-measurement of a case still ambiguous: the line alone decides."""
+    return Verdict.REGRESSION if ratio > 1.0 + tol.tau else Verdict.PASS
+
+
+def p_unchanged(ratio: float, tol: Tolerance) -> float:
+    """One-sided p that an unchanged kernel measures this slow (the t prediction distribution)."""
+    return float(_t().sf(math.log(ratio) / tol.predictive_sd, tol.df))
+
+
+def predicted_detection_limit(tol: Tolerance, power: float = 0.95) -> float:
+    """The slowdown caught with probability ``power`` when it must be over the line in two measurements."""
+    per_stage = math.sqrt(power)
+    quantile = float(_t().ppf(per_stage, tol.df))
+    return math.expm1(tol.line + quantile * tol.predictive_sd)
+
+
+def log_spread(medians: list[float]) -> float | None:
+    """Sample sd (ddof 1) of the log medians of independent runs; None for fewer than two."""
+    if len(medians) < 2:
+        return None
+    logs = [math.log(value) for value in medians]
+    mean = sum(logs) / len(logs)
+    return math.sqrt(sum((value - mean) ** 2 for value in logs) / (len(logs) - 1))
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(value) for value in values) / len(values))

@@ -1,6 +1,6 @@
 """Environment guards: is this GPU fit to be timed (not shared, not throttled, clocks as recorded)?
 
-Read through nvidia-ml-py (NVML). Nothing here changes the GPU's settings; it only reads them.
+Read through nvidia-ml-py (NVML, :mod:`.nvml`). Nothing here changes the GPU's settings; it only reads them.
 """
 
 from __future__ import annotations
@@ -12,19 +12,8 @@ from typing import Any
 
 import torch
 
-from .device import gpu_uuid
+from .nvml import nvml_for, reason_names
 
-# NVML clock-event (throttle) reason bits; "GPU idle" is not a problem while nothing runs.
-_THROTTLE_REASONS = {
-    0x2: "applications clocks setting",
-    0x4: "software power cap",
-    0x8: "hardware slowdown",
-    0x10: "sync boost",
-    0x20: "software thermal slowdown",
-    0x40: "hardware thermal slowdown",
-    0x80: "hardware power brake",
-    0x100: "display clock setting",
-}
 BENIGN_THROTTLE_REASONS = frozenset({"software power cap", "sync boost"})
 CLOCK_DRIFT = 0.10  # max SM clock differing by more than this from the baseline's is reported
 
@@ -49,44 +38,29 @@ class GpuState:
         return data
 
 
-def _handle(pynvml: Any, device: torch.device) -> Any:
-    """The NVML handle of the GPU torch calls ``device`` (by UUID: indices differ under CUDA_VISIBLE_DEVICES)."""
-    uuid = gpu_uuid(device)
-    if uuid is not None:
-        return pynvml.nvmlDeviceGetHandleByUUID(uuid)
-    return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-
-
 def read_gpu_state(device: torch.device) -> GpuState | None:
-    """The GPU's clocks, temperature, power limit, throttle reasons and other users; None without NVML."""
-    if device.type != "cuda":
+    """The GPU's clocks, temperature, power limit, clock-event reasons and other users; None without NVML."""
+    nvml = nvml_for(device)
+    if nvml is None:
         return None
+    pynvml, handle = nvml.nvml, nvml.handle
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no NVML library or no driver access: the guard has nothing to read
-        return None
-    try:
-        handle = _handle(pynvml, device)
-        reasons_mask = pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)
         processes = pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
         pids = {process.pid for process in processes}
         # In a container NVML may show our own process under another PID: then count all but one.
         others = len(pids - {os.getpid()}) if os.getpid() in pids else max(0, len(pids) - 1)
+        snapshot = nvml.snapshot()
         return GpuState(
-            sm_clock_mhz=int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)),
-            max_sm_clock_mhz=int(pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM)),
+            sm_clock_mhz=int(snapshot.sm_clock_mhz or 0),
+            max_sm_clock_mhz=int(nvml.max_sm_clock_mhz() or 0),
             memory_clock_mhz=int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM)),
-            temperature_c=int(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)),
+            temperature_c=int(snapshot.temperature_c or 0),
             power_limit_w=pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0,
-            throttle_reasons=tuple(name for bit, name in _THROTTLE_REASONS.items() if reasons_mask & bit),
+            throttle_reasons=tuple(reason_names(snapshot.reasons)),
             other_processes=others,
         )
     except Exception as error:  # an NVML call this driver lacks: report, do not crash the run
         return GpuState(0, 0, 0, 0, 0.0, notes=(f"NVML query failed: {error}",))
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def state_problems(state: GpuState | None, recorded: Mapping[str, Any] | None = None) -> list[str]:

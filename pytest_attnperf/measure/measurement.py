@@ -1,41 +1,71 @@
-"""One workload measured: its peak memory (one call), then its timing. An out-of-memory is DoesNotFit."""
+"""One workload measured: its peak memory (one call), then its timing and the GPU's state over it.
+
+An out-of-memory is :class:`DoesNotFit`. The runner retries one after freeing everything it
+holds, so "does not fit" means "does not fit in a clean state", whatever ran before.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..spec.options import TimingConfig
 from .memory import DoesNotFit, Workload, cpu_peak_memory, cuda_peak_memory, is_out_of_memory, release_memory
+from .nvml import case_summary, nvml_for
 from .timing import Timing, time_cpu, time_cuda
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """What one workload cost: timing, peak memory above its inputs, and its output."""
+    """What one workload cost: timing, peak memory above its inputs, its output and the GPU over it."""
 
     timing: Timing
     peak_bytes: int | None
     memory_note: str | None
     output: Any
+    gpu: dict[str, Any] = field(default_factory=dict)
+    free_bytes: int | None = None  # free device memory before the peak call
+    phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step, for the cost breakdown
 
 
 def measure(workload: Workload, device: torch.device, config: TimingConfig) -> Measurement:
     """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit."""
     failure: str | None = None
     peak_bytes: int | None
+    free_bytes: int | None = None
+    gpu: dict[str, Any] = {}
     release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = round((now - clock) * 1e3, 3)
+        clock = now
+
     try:
         workload()  # first call: compile/autotune, so it is not counted as the workload's peak
+        lap("first_call")
         if device.type == "cuda":
+            free_bytes = int(torch.cuda.mem_get_info(device)[0])
             output, peak_bytes = cuda_peak_memory(workload, device)
+            lap("peak_call")
             memory_note = None
+            nvml = nvml_for(device)
+            start = nvml.snapshot() if nvml else None
+            timing = time_cuda(workload, device, config, max_clock_mhz=nvml.max_sm_clock_mhz() if nvml else None)
+            if nvml is not None and start is not None:
+                gpu = case_summary(start, nvml.snapshot(), timing.calls)
         else:
             output, cpu_peak, memory_note = cpu_peak_memory(workload)
+            lap("peak_call")
             peak_bytes = cpu_peak
-        timing = time_cuda(workload, device, config) if device.type == "cuda" else time_cpu(workload, config)
+            timing = time_cpu(workload, config)
+        lap("timing")
     except Exception as error:
         if not is_out_of_memory(error):
             raise
@@ -44,4 +74,12 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         # The traceback (and every tensor its frames held) is gone once the except block ends.
         release_memory(device)
         raise DoesNotFit(failure)
-    return Measurement(timing=timing, peak_bytes=peak_bytes, memory_note=memory_note, output=output)
+    return Measurement(
+        timing=timing,
+        peak_bytes=peak_bytes,
+        memory_note=memory_note,
+        output=output,
+        gpu=gpu,
+        free_bytes=free_bytes,
+        phases_ms=phases,
+    )

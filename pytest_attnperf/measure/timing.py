@@ -1,30 +1,42 @@
-"""How long a workload takes. No pass/fail logic lives here.
+"""How long a workload takes, and at which SM clock. No pass/fail logic lives here.
 
-CUDA: CUDA events around each sample, an L2 flush before each sample outside the timed span,
-a lead spin so the events bracket kernels rather than Python's launches, a warm-up, and at
-least ``min_samples`` samples whatever the kernel length. CPU: a monotonic clock around whole
-(synchronous) calls.
+CUDA, per sample, all on one stream: the L2 flush (outside the span), a lead spin so the events
+bracket kernels rather than Python's launches, a clock stamp, the start event, the workload, the
+end event, a clock stamp, and a host sync. The warm-up is the same loop until time and clock
+have settled (:mod:`.sampling`); throttled samples are discarded; every kept sample's time and
+clock are returned in time order, with the warm-up's. CPU: a monotonic clock around whole calls
+under the same warm-up and sampling rules, without a clock.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..spec.options import TimingConfig
+from .clock import ClockProbe, NoClock, probe_for, probe_note
 from .memory import Workload
+from .sampling import Collected, Sample, WarmUp, collect, sample_count, throttle_threshold, warm_up
+
+CPU_WARMUP_CAP_MS = 200.0  # a CPU has no boost -> power-cap step to wait out: a short cap keeps CPU runs quick
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-sample durations in milliseconds and their summary statistics."""
+    """Per-sample durations (ms) and SM clocks (MHz), in time order, with the warm-up's and how it went."""
 
     samples_ms: tuple[float, ...]
-    clock: str
+    clock: str  # the timer
+    clocks_mhz: tuple[float | None, ...] = ()
+    warmup_ms: tuple[float, ...] = ()
+    warmup_clocks_mhz: tuple[float | None, ...] = ()
+    clock_source: str = "none"
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def median_ms(self) -> float:
@@ -53,11 +65,10 @@ class Timing:
     def stdev_ms(self) -> float:
         return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
 
-    def quantiles(self, count: int) -> list[float]:
-        """``count`` evenly spaced quantiles: the shape of the distribution in a few numbers."""
-        ordered = sorted(self.samples_ms)
-        last = len(ordered) - 1
-        return [ordered[round((index + 0.5) / count * last)] for index in range(count)]
+    @property
+    def calls(self) -> int:
+        """Workload calls in the warm-up and the sampling (for energy per call)."""
+        return len(self.warmup_ms) + len(self.samples_ms) + int(self.info.get("discarded", 0))
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -71,11 +82,62 @@ class Timing:
         }
 
 
+def timed(
+    source: Any,
+    config: TimingConfig,
+    *,
+    gpu: bool,
+    timer: str,
+    clock_source: str,
+    max_clock_mhz: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Timing:
+    """Warm up ``source`` until steady, then collect the samples: the rules of :mod:`.sampling`, any timer."""
+    cap_ms = config.warmup_ms if gpu else min(config.warmup_ms, CPU_WARMUP_CAP_MS)
+    warmup: WarmUp = warm_up(source, cap_ms=cap_ms, gpu=gpu)
+    if hasattr(source, "fix_lead"):
+        source.fix_lead()
+    count = sample_count(warmup.estimate_ms, config.rep_ms, config.min_samples, config.max_samples)
+    threshold = throttle_threshold(max_clock_mhz, warmup.samples) if gpu else None
+    sampling_started = time.perf_counter()
+    collected: Collected = collect(
+        source, count, threshold_mhz=threshold, rep_ms=config.rep_ms, max_samples=config.max_samples, sleep=sleep
+    )
+    sampling_wall_ms = (time.perf_counter() - sampling_started) * 1e3
+    info: dict[str, Any] = {
+        "steady": warmup.steady,
+        "warmup_calls": len(warmup.samples),
+        "warmup_wall_ms": round(warmup.wall_ms, 3),
+        "sampling_wall_ms": round(sampling_wall_ms, 3),
+        "warmup_time_spread": warmup.time_spread,
+        "warmup_clock_spread": warmup.clock_spread,
+        "planned_samples": count,
+        "extended": collected.extended,
+        "discarded": len(collected.discarded),
+        "discarded_clock_mhz": [sample.clock_mhz for sample in collected.discarded],
+        "paused_s": round(collected.paused_s, 3),
+        "throttle_threshold_mhz": threshold,
+        "exhausted": collected.exhausted,
+    }
+    lead_ms = getattr(source, "lead_ms", None)
+    if lead_ms is not None:
+        info["lead_ms"] = round(lead_ms, 4)
+    return Timing(
+        samples_ms=tuple(sample.time_ms for sample in collected.kept),
+        clock=timer,
+        clocks_mhz=tuple(sample.clock_mhz for sample in collected.kept),
+        warmup_ms=tuple(sample.time_ms for sample in warmup.samples),
+        warmup_clocks_mhz=tuple(sample.clock_mhz for sample in warmup.samples),
+        clock_source=clock_source,
+        info=info,
+    )
+
+
 class NotCapturable(Exception):
     """The workload cannot be captured in a CUDA graph (it synchronises or allocates on the host)."""
 
 
-# ---------------------------------------------------------------- time
+# ---------------------------------------------------------------- CUDA
 
 
 _flush_buffers: dict[torch.device, torch.Tensor] = {}
@@ -94,13 +156,11 @@ def free_flush_buffers() -> None:
     _flush_buffers.clear()
 
 
-def _sample_count(estimate_ms: float, config: TimingConfig) -> int:
-    wanted = int(config.rep_ms / max(estimate_ms, 1e-6))
-    return max(config.min_samples, min(config.max_samples, wanted))
+_sleep_rates: dict[torch.device, float] = {}
 
 
-def _cycles_per_ms(device: torch.device) -> float:
-    """Clock rate of torch.cuda._sleep's spin kernel, measured (the SM clock varies)."""
+def cycles_per_ms(device: torch.device) -> float:
+    """Clock rate of torch.cuda._sleep's spin kernel, measured once (only sizes the lead spin)."""
     if device not in _sleep_rates:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda._sleep(100_000)
@@ -110,9 +170,6 @@ def _cycles_per_ms(device: torch.device) -> float:
         end.synchronize()
         _sleep_rates[device] = 2_000_000 / max(start.elapsed_time(end), 1e-3)
     return _sleep_rates[device]
-
-
-_sleep_rates: dict[torch.device, float] = {}
 
 
 def spin_up(device: torch.device, seconds: float = 0.3) -> None:
@@ -125,60 +182,78 @@ def spin_up(device: torch.device, seconds: float = 0.3) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_cuda(workload: Workload, device: torch.device, config: TimingConfig) -> Timing:
-    """CUDA-event timing with an L2 flush before every sample (outside the timed span).
+class CudaSource:
+    """Isolated CUDA samples: flush, lead spin, stamp, start event, workload, end event, stamp, sync."""
 
-    A short spin kernel is queued ahead of each sample, so the GPU is still busy while the host
-    launches the workload: the events then bracket the kernels, not Python's launch overhead.
-    """
-    flush = l2_flush_buffer(device) if config.flush_l2 else None
-    stream = torch.cuda.current_stream(device)
+    MIN_LEAD_MS, MAX_LEAD_MS = 0.02, 5.0
+
+    def __init__(self, target: Workload, device: torch.device, probe: ClockProbe, flush: torch.Tensor | None) -> None:
+        self.target, self.device, self.probe, self.flush = target, device, probe, flush
+        self.stream = torch.cuda.current_stream(device)
+        self.rate = cycles_per_ms(device)
+        self.lead_ms = 0.05
+        self.host_ms = 0.0
+        self.fixed = False
+
+    def fix_lead(self) -> None:
+        """After the warm-up the lead stays as it is, so every sample has the same duty cycle."""
+        self.fixed = True
+
+    def take(self, count: int) -> list[Sample]:
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
+        self.probe.prepare(count)
+        lead_cycles = int(self.lead_ms * self.rate)
+        host = 0.0
+        for index in range(count):
+            if self.flush is not None:
+                self.flush.zero_()
+            torch.cuda._sleep(lead_cycles)
+            host_start = time.perf_counter()
+            self.probe.before(index)
+            starts[index].record(self.stream)
+            self.target()
+            ends[index].record(self.stream)
+            self.probe.after(index)
+            host = max(host, (time.perf_counter() - host_start) * 1e3)
+            ends[index].synchronize()  # one sample at a time: the lead stays a lead
+        torch.cuda.synchronize(self.device)
+        clocks = self.probe.read(count)
+        if not self.fixed:  # enough lead to cover the host's launches, with margin; capped
+            self.lead_ms = min(max(2.0 * host, self.MIN_LEAD_MS), self.MAX_LEAD_MS)
+        self.host_ms = host
+        return [Sample(float(s.elapsed_time(e)), c) for s, e, c in zip(starts, ends, clocks, strict=True)]
+
+
+def time_cuda(
+    workload: Workload, device: torch.device, config: TimingConfig, *, max_clock_mhz: float | None = None
+) -> Timing:
+    """CUDA-event timing with the per-sample SM clock, an L2 flush before every sample (outside the span)."""
     target: Workload = workload
     if config.cuda_graph:
         target = _capture_graph(workload, device)
-    cycles_per_ms = _cycles_per_ms(device)
-    lead_cycles = 0
-
-    def run_once() -> tuple[float, float]:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        if flush is not None:
-            flush.zero_()
-        if lead_cycles:
-            torch.cuda._sleep(lead_cycles)
-        start.record(stream)
-        host_start = time.perf_counter()
-        target()
-        host_ms = (time.perf_counter() - host_start) * 1e3
-        end.record(stream)
-        end.synchronize()
-        return float(start.elapsed_time(end)), host_ms
-
-    # Warm up: compilation, autotuning and handle creation stay out of the numbers.
-    warmup_deadline = time.perf_counter() + config.warmup_ms / 1e3
-    estimate_ms, host_ms = run_once()
-    while time.perf_counter() < warmup_deadline:
-        estimate_ms, host_ms = run_once()
-    # Enough lead to cover the host's launch time, with margin; capped so long kernels pay little.
-    lead_cycles = int(min(max(2.0 * host_ms, 0.02), 5.0) * cycles_per_ms)
-    count = _sample_count(estimate_ms, config)
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
-    for start, end in zip(starts, ends, strict=True):
-        if flush is not None:
-            flush.zero_()
-        torch.cuda._sleep(lead_cycles)
-        start.record(stream)
-        target()
-        end.record(stream)
-        # Keep the host from running ahead by more than one sample: the lead stays a lead.
-        end.synchronize()
-    samples = tuple(float(start.elapsed_time(end)) for start, end in zip(starts, ends, strict=True))
-    return Timing(samples, clock="cuda-graph-events" if config.cuda_graph else "cuda-events")
+    probe = probe_for(device)
+    source = CudaSource(target, device, probe, l2_flush_buffer(device) if config.flush_l2 else None)
+    timing = timed(
+        source,
+        config,
+        gpu=True,
+        timer="cuda-graph-events" if config.cuda_graph else "cuda-events",
+        clock_source=probe.source,
+        max_clock_mhz=max_clock_mhz,
+    )
+    note = probe_note(device)
+    if note:
+        timing.info["clock_note"] = note
+    missed = getattr(probe, "missed", 0)
+    if missed:
+        timing.info["clock_missed"] = missed
+        probe.missed = 0  # type: ignore[attr-defined]
+    return timing
 
 
 def _capture_graph(workload: Workload, device: torch.device) -> Workload:
-    """Capture one call in a CUDA graph so replays carry no launch overhead."""
+    """Capture one call in a CUDA graph so replays carry no launch overhead (the clock stamps stay outside it)."""
     side_stream = torch.cuda.Stream(device)
     side_stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side_stream):
@@ -200,21 +275,24 @@ def _capture_graph(workload: Workload, device: torch.device) -> Workload:
     return replay
 
 
+# ---------------------------------------------------------------- CPU
+
+
+class CpuSource:
+    """Isolated CPU samples: a monotonic clock around whole (synchronous) calls; no SM clock."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+
+    def take(self, count: int) -> list[Sample]:
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter_ns()
+            self.workload()
+            samples.append(Sample((time.perf_counter_ns() - start) / 1e6, None))
+        return samples
+
+
 def time_cpu(workload: Workload, config: TimingConfig) -> Timing:
     """Monotonic-clock timing of whole calls (CPU work is synchronous)."""
-    warmup_deadline = time.perf_counter() + config.warmup_ms / 1e3
-    start = time.perf_counter_ns()
-    workload()
-    estimate_ms = (time.perf_counter_ns() - start) / 1e6
-    while time.perf_counter() < warmup_deadline:
-        start = time.perf_counter_ns()
-        workload()
-        estimate_ms = (time.perf_counter_ns() - start) / 1e6
-    samples = []
-    for _ in range(_sample_count(estimate_ms, config)):
-        start = time.perf_counter_ns()
-        workload()
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    return Timing(tuple(samples), clock="perf_counter")
-
-
+    return timed(CpuSource(workload), config, gpu=False, timer="perf_counter", clock_source=NoClock.source)

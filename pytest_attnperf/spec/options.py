@@ -63,6 +63,13 @@ def _bool(value: object) -> bool:
     raise ValueError(f"{value!r} is not a boolean; expected true/false, yes/no, on/off or 1/0")
 
 
+def _tolerance(value: object) -> float | str:
+    """'auto' (per case from its baseline's spread) or a fraction such as 0.05 or '5%'."""
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    return parse_fraction(value)
+
+
 def _seed(value: object) -> int:
     if isinstance(value, bool) or not str(value).strip().isdigit():
         raise ValueError(f"seed {value!r} must be a non-negative integer")
@@ -71,9 +78,10 @@ def _seed(value: object) -> int:
 
 @dataclass(frozen=True)
 class TimingConfig:
-    """How long to warm up and sample; the minimum sample count holds even for long kernels."""
+    """How long to warm up (at most: it stops once time and clock are steady) and sample; the minimum
+    sample count holds even for long kernels."""
 
-    warmup_ms: float = 25.0
+    warmup_ms: float = 1000.0
     rep_ms: float = 100.0
     min_samples: int = 10
     max_samples: int = 500
@@ -164,12 +172,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("update", "write or refresh the baselines of the tests that ran and passed equivalence", None, ini=False),
     Option(
         "latency-tolerance",
-        "allowed slowdown over the baseline median, e.g. 0.1 or 10% (default 10%)",
-        parse_fraction,
+        "allowed slowdown over the baseline median, e.g. 0.05 or 5%, or auto: per case from its baseline's "
+        "between-run spread, 3% to 10% (default auto)",
+        _tolerance,
         "FRACTION",
     ),
     Option("memory-tolerance", "allowed growth over the baseline peak memory (default 5%)", parse_fraction, "FRACTION"),
-    Option("warmup", "warm-up time per case, e.g. 25 ms (default)", parse_duration_ms, "DURATION"),
+    Option(
+        "warmup",
+        "longest warm-up per case; it ends earlier once time and SM clock are steady (default 1 s)",
+        parse_duration_ms,
+        "DURATION",
+    ),
     Option("rep", "target sampling time per case, e.g. 100 ms (default)", parse_duration_ms, "DURATION"),
     Option(
         "min-samples",
@@ -179,6 +193,18 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "cuda-graph", "replay each case from a CUDA graph (removes launch overhead for short kernels)", _bool, "BOOL"
+    ),
+    Option(
+        "fingerprint",
+        "when the kernels a case runs differ from its baseline's: warn, fail or off (default warn)",
+        _choice("fingerprint", ("warn", "fail", "off")),
+        "POLICY",
+    ),
+    Option(
+        "calibrate",
+        "measure each case's detection limit with injected GPU work and store it in the baselines",
+        None,
+        ini=False,
     ),
     Option("json", "write every case's result as JSON to this path", str, "PATH", ini=False),
     Option(
@@ -262,7 +288,9 @@ class Settings:
     missing: MissingPolicy
     guard: str
     update: bool
-    latency_tolerance: float
+    calibrate: bool
+    fingerprint: str
+    latency_tolerance: float | None  # None: auto
     memory_tolerance: float
     timing: TimingConfig
     json_path: Path | None
@@ -317,7 +345,7 @@ def resolve_settings(
     baselines = Path(pick("attnperf_baselines", "baselines"))
     min_samples = pick("attnperf_min_samples", 10)
     timing = TimingConfig(
-        warmup_ms=pick("attnperf_warmup", 25.0),
+        warmup_ms=pick("attnperf_warmup", 1000.0),
         rep_ms=pick("attnperf_rep", 100.0),
         min_samples=min_samples,
         max_samples=max(500, min_samples),
@@ -347,7 +375,11 @@ def resolve_settings(
         missing=pick("attnperf_missing", "warn"),
         guard=pick("attnperf_guard", "warn"),
         update=bool(values.get("attnperf_update")),
-        latency_tolerance=pick("attnperf_latency_tolerance", 0.10),
+        calibrate=bool(values.get("attnperf_calibrate")),
+        fingerprint=pick("attnperf_fingerprint", "warn"),
+        latency_tolerance=None
+        if pick("attnperf_latency_tolerance", "auto") == "auto"
+        else values["attnperf_latency_tolerance"],
         memory_tolerance=pick("attnperf_memory_tolerance", 0.05),
         timing=timing,
         json_path=optional_path("attnperf_json"),

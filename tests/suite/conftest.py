@@ -1,15 +1,16 @@
 """Test-only fault injection for proving the gate works: ATTNPERF_SLOWDOWN="sdpa-flash=50us".
 
-It replaces the named backend with the same kernel followed by a GPU sleep kernel of known
-length (``torch.cuda._sleep``, calibrated once with CUDA events), keeping the backend's name so
-the test compares against that backend's real baseline, and must then fail its latency check.
+It replaces the named backend with the same kernel followed by extra GPU work of known length
+(``pytest_attnperf.measure.injection``: a dense matmul sized in time, which draws power as a real
+kernel does, not a one-thread sleep), keeping the backend's name so the test compares against
+that backend's real baseline, and must then fail its latency check.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
+from typing import Any
 
 import torch
 
@@ -17,29 +18,27 @@ from pytest_attnperf import REGISTRY, AttnShape
 from pytest_attnperf.spec.units import parse_duration_ms
 
 
-@functools.lru_cache(maxsize=1)
-def _cycles_per_ms() -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda._sleep(1_000_000)  # warm-up
-    start.record()
-    torch.cuda._sleep(10_000_000)
-    end.record()
-    end.synchronize()
-    return 10_000_000 / start.elapsed_time(end)
-
-
 def _install_slowdown(spec: str) -> None:
+    from pytest_attnperf.measure.injection import Injector
+
     name, _, delay = spec.partition("=")
     delay_ms = parse_duration_ms(delay)
     original = REGISTRY.get(name)
+    extra: dict[tuple[Any, ...], Any] = {}
 
     def slowed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
         output = original.run(q, k, v, shape)
-        torch.cuda._sleep(int(delay_ms * _cycles_per_ms()))
+        key = (q.device, q.dtype)
+        if key not in extra:  # sized once per device and dtype, in time, before the first timed call
+            injector = Injector(q.device, q.dtype, "compute")
+            extra[key] = injector.injection(injector.size_for(delay_ms))
+        extra[key]()
         return output
 
     REGISTRY.unregister(name)
-    REGISTRY.register(dataclasses.replace(original, run=slowed, description=f"{original.description} + {delay} sleep"))
+    REGISTRY.register(
+        dataclasses.replace(original, run=slowed, description=f"{original.description} + {delay} of matmul")
+    )
 
 
 if os.environ.get("ATTNPERF_SLOWDOWN"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import scipy.stats  # noqa: F401  (loaded before any in-process pytester run: numpy cannot be imported twice)
 import torch
 
 from pytest_attnperf.measure.device import describe_device
@@ -17,4 +18,5 @@ FAST_OPTIONS = (
     "--attnperf-min-samples=3",
     "--attnperf-warmup=1ms",
     "--attnperf-rep=5ms",
+    "--attnperf-fingerprint=off",  # the CPU profiler's first start costs ~2 s; tests of it ask for it
 )

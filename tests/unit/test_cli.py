@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,7 @@ def test_diff_with_a_malformed_side_exits_naming_it(tmp_path: Path) -> None:
         cli.main(["diff", str(good), str(bad)])
     assert str(exit_info.value.code) == (
         f"attnperf: baseline file {bad}:1 at 'schema_version': schema version 3 was written by a newer "
-        "pytest-attnperf; this one reads version 1: upgrade pytest-attnperf"
+        "pytest-attnperf; this one reads versions 1, 2: upgrade pytest-attnperf"
     )
 
 
@@ -214,39 +215,89 @@ def test_env_exits_1_when_no_backend_works(
 # ---------------------------------------------------------------- update and the parser
 
 
-def _forwarded(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list[str]:
-    calls: list[list[str]] = []
+def _runs(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], codes: tuple[int, ...] = (0, 0, 0)
+) -> list[tuple[list[str], dict[str, str]]]:
+    """The pytest processes `attnperf update` starts: (command, environment) each; their exit codes are ``codes``."""
+    calls: list[tuple[list[str], dict[str, str]]] = []
 
-    def fake_main(arguments: list[str]) -> int:
-        calls.append(list(arguments))
-        return 0
+    def fake_call(command: list[str], env: dict[str, str]) -> int:
+        calls.append((list(command), dict(env)))
+        return codes[len(calls) - 1]
 
-    monkeypatch.setattr(pytest, "main", fake_main)
-    assert cli.main(argv) == 0
-    (arguments,) = calls
-    return arguments
+    monkeypatch.setattr(subprocess, "call", fake_call)
+    cli.main(argv)
+    return calls
 
 
-def test_update_runs_pytest_with_attnperf_update(monkeypatch: pytest.MonkeyPatch) -> None:
-    arguments = _forwarded(monkeypatch, ["update", "--attnperf-device=cpu", "--attnperf-min-samples=3", "-x", "tests"])
-    assert arguments == [
-        "--attnperf",
-        "--attnperf-update",
-        "--attnperf-device=cpu",
-        "--attnperf-min-samples=3",
-        "-x",
-        "tests",
-    ]
+def test_update_runs_three_independent_pytest_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _runs(monkeypatch, ["update", "--attnperf-device=cpu", "--attnperf-min-samples=3", "-x", "tests"])
+    assert [command[1:] for command, _ in calls] == [
+        [
+            "-m",
+            "pytest",
+            "--attnperf",
+            "--attnperf-update",
+            "--attnperf-device=cpu",
+            "--attnperf-min-samples=3",
+            "-x",
+            "tests",
+        ]
+    ] * 3
+    assert [env["ATTNPERF_RUN"] for _, env in calls] == ["1/3", "2/3", "3/3"]
+    assert len({env["ATTNPERF_RUNS_DIR"] for _, env in calls}) == 1
+
+
+@pytest.mark.parametrize("form", [["--attnperf-json=out/r.json"], ["--attnperf-json", "out/r.json"]])
+def test_each_run_keeps_its_own_json_report(monkeypatch: pytest.MonkeyPatch, form: list[str]) -> None:
+    calls = _runs(monkeypatch, ["update", "--runs", "2", *form], (0, 0))
+    paths = [" ".join(command).split("--attnperf-json")[1].strip(" =") for command, _ in calls]
+    assert paths == ["out/r-run1.json", "out/r-run2.json"]
+
+
+def test_update_runs_as_many_processes_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [env["ATTNPERF_RUN"] for _, env in _runs(monkeypatch, ["update", "--runs", "1"], (0,))] == ["1/1"]
+
+
+@pytest.mark.parametrize(("codes", "runs", "status"), [((1, 0, 0), 3, 1), ((0, 4, 0), 2, 4), ((2, 0, 0), 1, 2)])
+def test_update_goes_on_after_failed_tests_and_stops_when_a_run_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, codes: tuple[int, ...], runs: int, status: int
+) -> None:
+    calls: list[int] = []
+
+    def fake_call(command: list[str], env: dict[str, str]) -> int:
+        calls.append(1)
+        return codes[len(calls) - 1]
+
+    monkeypatch.setattr(subprocess, "call", fake_call)
+    assert cli.main(["update"]) == status
+    assert len(calls) == runs
+
+
+def test_runs_must_be_a_positive_integer(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["update", "--runs", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --runs:" in capsys.readouterr().err
 
 
 def test_update_forwards_list_options_that_pytest_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
-    arguments = _forwarded(monkeypatch, ["update", "--attnperf-seqlens=1K,4K", "--attnperf-backends=eager,sdpa-math"])
+    ((command, _),) = _runs(
+        monkeypatch, ["update", "--runs=1", "--attnperf-seqlens=1K,4K", "--attnperf-backends=eager,sdpa-math"], (0,)
+    )
     # pytest parses the forwarded text with the same option definitions.
     parser = argparse.ArgumentParser(allow_abbrev=False)
     add_argparse_options(parser, tuple(option.name for option in OPTIONS))
-    parsed, _ = parser.parse_known_args(arguments)
+    parsed, _ = parser.parse_known_args(command[3:])
     assert parsed.attnperf_seqlens == (1024, 4096)
     assert parsed.attnperf_backends == ("eager", "sdpa-math")
+
+
+def test_calibrate_runs_pytest_with_attnperf_calibrate(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(pytest, "main", lambda arguments: calls.append(list(arguments)) or 0)
+    assert cli.main(["calibrate", "--attnperf-device=cpu", "tests"]) == 0
+    assert calls == [["--attnperf", "--attnperf-calibrate", "--attnperf-device=cpu", "tests"]]
 
 
 @pytest.mark.parametrize("command", ["show", "diff", "env"])
@@ -260,7 +311,9 @@ def test_unknown_arguments_are_refused_outside_update(
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["env", "--help"], ["update", "--help"], ["show", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["env", "--help"], ["update", "--help"], ["calibrate", "--help"], ["show", "--help"]]
+)
 def test_help_texts_print(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)

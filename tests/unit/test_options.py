@@ -43,12 +43,13 @@ SETTINGS_TABLE: list[tuple[str, str, Any, str, Any, Any, str]] = [
     ("page-size", "256", 256, "16", 16, None, "page_size"),
     ("missing", "fail", "fail", "skip", "skip", "warn", "missing"),
     ("guard", "off", "off", "refuse", "refuse", "warn", "guard"),
-    ("latency-tolerance", "20%", 0.2, "0.3", 0.3, 0.1, "latency_tolerance"),
+    ("latency-tolerance", "20%", 0.2, "0.3", 0.3, None, "latency_tolerance"),
     ("memory-tolerance", "1%", 0.01, "0.02", 0.02, 0.05, "memory_tolerance"),
-    ("warmup", "5 ms", 5.0, "250 us", 0.25, 25.0, "timing.warmup_ms"),
+    ("warmup", "5 ms", 5.0, "250 us", 0.25, 1000.0, "timing.warmup_ms"),
     ("rep", "1 s", 1000.0, "50", 50.0, 100.0, "timing.rep_ms"),
     ("min-samples", "3", 3, "4", 4, 10, "timing.min_samples"),
     ("cuda-graph", "false", False, "on", True, False, "timing.cuda_graph"),
+    ("fingerprint", "fail", "fail", "off", "off", "warn", "fingerprint"),
 ]
 INI_KEYS = [option.dest for option in OPTIONS if option.ini]
 
@@ -66,7 +67,7 @@ def _value(settings: Settings, where: str) -> Any:
 def test_the_table_covers_every_option_with_an_ini_key() -> None:
     covered = {_dest(name) for name, *_ in SETTINGS_TABLE} | {"attnperf_baselines"}
     assert covered == set(INI_KEYS)
-    assert {option.name for option in OPTIONS if not option.ini} == {"update", "json", "markdown", "report"}
+    assert {option.name for option in OPTIONS if not option.ini} == {"update", "calibrate", "json", "markdown", "report"}
 
 
 def _all(settings: Settings) -> dict[str, Any]:
@@ -252,8 +253,21 @@ def test_resolve_settings_defaults(tmp_path: Path) -> None:
     settings = resolve_settings({}, {}, rootdir=tmp_path)
     assert settings.enabled is False
     assert settings.baselines_dir == tmp_path / "baselines"
-    assert (settings.latency_tolerance, settings.memory_tolerance, settings.missing) == (0.1, 0.05, "warn")
-    assert (settings.timing.warmup_ms, settings.timing.rep_ms, settings.timing.min_samples) == (25.0, 100.0, 10)
+    assert (settings.latency_tolerance, settings.memory_tolerance, settings.missing) == (None, 0.05, "warn")
+    assert (settings.timing.warmup_ms, settings.timing.rep_ms, settings.timing.min_samples) == (1000.0, 100.0, 10)
+    assert (settings.fingerprint, settings.calibrate) == ("warn", False)
+
+
+@pytest.mark.parametrize(("cli", "ini", "expected"), [("auto", "5%", None), (None, "auto", None), ("5%", "auto", 0.05)])
+def test_latency_tolerance_auto_is_a_value_not_an_absence(
+    tmp_path: Path, cli: str | None, ini: str, expected: float | None
+) -> None:
+    """`--attnperf-latency-tolerance=auto` on the command line beats a fixed tolerance in the ini file."""
+    parse = OPTIONS_BY_DEST["attnperf_latency_tolerance"].parse
+    assert parse is not None
+    values = {"attnperf_latency_tolerance": parse(cli)} if cli else {}
+    settings = resolve_settings(values, {"attnperf_latency_tolerance": ini}, rootdir=tmp_path)
+    assert settings.latency_tolerance == expected
 
 
 def test_resolve_settings_error_names_the_ini_file(tmp_path: Path) -> None:

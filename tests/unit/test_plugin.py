@@ -110,7 +110,7 @@ def test_with_attnperf_the_header_names_device_and_baseline_file(pytester: pytes
     result.stdout.re_match_lines(
         [
             rf"=+ attnperf: {re.escape(CPU.name)} \(.+\) =+",
-            r"test\s+backend\s+len\s+median\s+TFLOP/s\s+GB/s\s+peak mem\s+baseline\s+ratio\s+verdict",
+            r"test\s+backend\s+len\s+median\s+TFLOP/s\s+GB/s\s+peak mem\s+baseline\s+ratio\s+at clock\s+verdict",
             r"test_forward\[eager-64\]\s+eager\s+64\s+[0-9.]+ (us|ms)\s+.*no baseline",
         ]
     )
@@ -162,7 +162,7 @@ def test_benchmark_json_carries_our_samples(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     benchmarks = json.loads((pytester.path / "bench.json").read_text(encoding="utf-8"))["benchmarks"]
     ours = json.loads((pytester.path / "attnperf.json").read_text(encoding="utf-8"))
-    assert ours["schema"] == "attnperf-results/1"
+    assert ours["schema"] == "attnperf-results/2"
     (case,) = ours["results"]
     (entry,) = benchmarks
     assert entry["fullname"] == "test_gate.py::test_forward[eager-64]" == case["test_id"]
@@ -184,7 +184,7 @@ def test_benchmark_output_does_not_warn_that_the_fixture_was_unused(pytester: py
 
 
 def _tiny_baseline(pytester: pytest.Pytester, test_id: str) -> None:
-    """A baseline no CPU can meet, without stored quantiles: the case is suspected and measured again."""
+    """A baseline no CPU can meet: the first measurement is far over the line."""
     path = baseline_path(pytester.path / "baselines", CPU.slug)
     entry = BaselineEntry(
         backend="eager",
@@ -199,24 +199,17 @@ def _tiny_baseline(pytester: pytest.Pytester, test_id: str) -> None:
     merge_entries(path, {"name": CPU.name, "slug": CPU.slug}, {}, {test_id: entry})
 
 
-def test_a_suspected_regression_is_measured_again_before_it_fails(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_gate=MEASURING_TEST)
-    _tiny_baseline(pytester, "test_gate.py::test_forward[eager-64]")
-    result = pytester.runpytest_inprocess(*FAST, "--attnperf", "--attnperf-json=attnperf.json")
-    result.assert_outcomes(failed=1)
-    (case,) = json.loads((pytester.path / "attnperf.json").read_text(encoding="utf-8"))["results"]
-    assert case["first_median_ms"] is not None
-    assert case["median_ms"] is not None
-    assert case["verdict"] == "REGRESSION"
-
-
-def test_a_measured_again_case_appears_once_in_the_benchmark_json(pytester: pytest.Pytester) -> None:
+def test_a_clear_regression_fails_at_once_in_its_own_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_gate=MEASURING_TEST)
     _tiny_baseline(pytester, "test_gate.py::test_forward[eager-64]")
     result = pytester.runpytest_inprocess(*BENCHMARK_ARGS)
     result.assert_outcomes(failed=1)
-    benchmarks = json.loads((pytester.path / "bench.json").read_text(encoding="utf-8"))["benchmarks"]
+    result.stdout.fnmatch_lines(["*far over the line at the first measurement*"])
     (case,) = json.loads((pytester.path / "attnperf.json").read_text(encoding="utf-8"))["results"]
+    assert case["first_median_ms"] is None
+    assert [stage["verdict"] for stage in case["stages"]] == ["regression"]
+    assert case["verdict"] == "REGRESSION"
+    benchmarks = json.loads((pytester.path / "bench.json").read_text(encoding="utf-8"))["benchmarks"]
     assert [entry["fullname"] for entry in benchmarks] == ["test_gate.py::test_forward[eager-64]"]
     assert benchmarks[0]["stats"]["median"] * 1e3 == pytest.approx(case["median_ms"], rel=1e-9)
 

@@ -511,7 +511,8 @@ def test_faults_stay_inside_their_tests(fault_run: FaultRun) -> None:
         pytest.param(
             "oom-used-to-fit",
             "failed",
-            "test_faults.py::test_forward[oom-used-to-fit-64] no longer fits in memory (OutOfMemoryError: CUDA out "
+            "test_faults.py::test_forward[oom-used-to-fit-64] no longer fits in memory, even after freeing everything "
+            "the plugin holds (OutOfMemoryError: CUDA out "
             "of memory. Tried to allocate 64.00 GiB (injected by the test)); its baseline ran with a peak of 1048576 "
             f"bytes on {CPU.name}, baseline file baselines/{CPU.slug}.yaml",
             id="oom-that-used-to-fit",

@@ -263,3 +263,46 @@ def test_code_blocks_are_skipped_but_program_output_is_not(tmp_path: Path) -> No
 def test_the_allowlist_is_short_and_says_why() -> None:
     assert len(render.ALLOWED) <= 12
     assert all(len(reason) > 10 for _, _, reason in render.ALLOWED)
+
+
+# ---------------------------------------------------------------- the clock-aware gate's results
+
+
+VALIDATION = {
+    "default_tolerance": "auto",
+    "sensitivity": [
+        {"case": "flex 16K", "injected": 0.0512, "detected": 20, "trials": 20, "false_alarms": 0,
+         "false_alarm_trials": 20, "tolerance": 0.03},
+        {"case": "eager 4K", "injected": 0.0488, "detected": 19, "trials": 20, "false_alarms": 1,
+         "false_alarm_trials": 20, "tolerance": 0.034},
+    ],
+    "gated_runs": {"runs": 10, "failed": 0},
+}  # fmt: skip
+
+
+def test_gate_validation_renders_issue_15s_form(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "docs" / "results" / "h200").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "h200" / "gate-validation.json").write_text(
+        json.dumps(VALIDATION), encoding="utf-8"
+    )
+    (tmp_path / "README.md").write_text(
+        "<!-- results:gate-validation h200 -->\n<!-- /results:gate-validation -->\n", encoding="utf-8"
+    )
+    text = rendered(tmp_path)
+    assert "| flex 16K | +5.1 % | 20 of 20 | 0 of 20 | 3.0 % |" in text
+    assert "| eager 4K | +4.9 % | 19 of 20 | 1 of 20 | 3.4 % |" in text
+    assert "Gated runs of the whole suite on an unchanged build: 0 failed of 10." in text
+    assert (
+        "`bash benchmarks/gpu_session.sh baseline sensitivity; RUNS=10 bash benchmarks/gpu_session.sh false_alarms`"
+        in text
+    )
+
+
+def test_the_summary_table_is_read_with_and_without_the_clock_column() -> None:
+    old = "test_forward[eager-1K]  eager  1024  0.374 ms  23  137 MiB  0.517 ms  x0.724  ok"
+    new = "test_forward[eager-1K]  eager  1024  0.374 ms  23  137 MiB  0.517 ms  x0.724  x0.701  ok"
+    assert render.attnperf_rows(old)[0]["verdict"] == "ok"
+    (row,) = render.attnperf_rows(new)
+    assert (row["at_clock"], row["verdict"]) == ("x0.701", "ok")

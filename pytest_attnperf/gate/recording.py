@@ -1,0 +1,118 @@
+"""Baseline entries from measured results: one test's N independent runs -> one entry (torch-free).
+
+beta is fitted once on the pooled blocks of all N runs (their clock levels differ from run to run,
+which is what makes beta identifiable for kernels whose clock is steady within a run); the
+reference clock is the median of the runs' median clocks; each run's median is normalised to it.
+The centre is the geometric mean of those run medians and the spread their log standard
+deviation; both are computed from the *rounded* run medians, so the file is consistent as written.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from .baseline_schema import BaselineEntry, round_significant
+from .normalise import fit_beta, median_clock, normalised_median
+from .results import CaseResult
+from .statistics import geometric_mean, log_spread
+
+
+def _measured(result: CaseResult) -> bool:
+    return result.fits and result.median_ms is not None and bool(result.samples_ms)
+
+
+def _fingerprint(results: Sequence[CaseResult]) -> dict[str, Any] | None:
+    prints = [result.fingerprint for result in results if result.fingerprint]
+    if not prints:
+        return None
+    variants = Counter(str(sorted(p.items())) for p in prints)
+    common = variants.most_common(1)[0][0]
+    chosen = next(p for p in prints if str(sorted(p.items())) == common)
+    return {key: value for key, value in chosen.items() if key in ("families", "variant", "kernels")}
+
+
+def entry_from_runs(results: Sequence[CaseResult], recorded_at: str) -> BaselineEntry:
+    """One entry from the results of one test in N independent runs (N >= 1; runs that did not fit are left out)."""
+    last = results[-1]
+    measured = [result for result in results if _measured(result)]
+    common: dict[str, Any] = {
+        "backend": last.backend,
+        "shape": last.shape,
+        "mode": last.mode,
+        "recorded_at": recorded_at,
+        "environment": dict(last.environment),
+        "gpu_uuids": tuple(
+            sorted({str((r.device_info or {}).get("uuid")) for r in results if (r.device_info or {}).get("uuid")})
+        ),
+        "plugin_version": last.plugin_version,
+        "timing": {**(last.timing_settings or {}), "clock_source": last.clock_source} if last.timing_settings else None,
+        "fingerprint": _fingerprint(results),
+    }
+    if not measured:
+        peaks = [r.peak_bytes for r in results if r.fits and r.peak_bytes is not None]
+        fits = any(result.fits for result in results)
+        return BaselineEntry(
+            latency_ms=None, peak_bytes=max(peaks) if fits and peaks else None, fits=fits, runs=len(results), **common
+        )
+    times = [t for r in measured for t in (r.warmup_ms or []) + (r.samples_ms or [])]
+    clocks = [c for r in measured for c in (r.warmup_clock_mhz or []) + (r.clock_mhz or [])]
+    fit = fit_beta(times, clocks) if len(times) == len(clocks) else None
+    beta = fit.beta if fit is not None and fit.identified else None
+    run_clocks = [clock for r in measured if (clock := median_clock(r.clock_mhz or [])) is not None]
+    reference = statistics.median(run_clocks) if run_clocks else None
+    medians = tuple(
+        round_significant(
+            normalised_median(
+                r.samples_ms or [], r.clock_mhz or [None] * len(r.samples_ms or []), reference, beta or 0.0
+            )
+        )
+        for r in measured
+    )
+    usable = all(value > 0 and math.isfinite(value) for value in medians)
+    # a median of 0 (a workload faster than the clock) is kept as it is: the writer refuses it with the reason
+    spread = log_spread(list(medians)) if usable else None
+    raw = [t for r in measured for t in r.samples_ms or []]
+    latency = {
+        "median": round_significant(geometric_mean(list(medians)) if usable else min(medians)),
+        "raw_median": round_significant(statistics.median(r.median_ms for r in measured if r.median_ms is not None)),
+        "iqr": round_significant(_iqr(raw)),
+        "mean": round_significant(statistics.fmean(raw)),
+        "stdev": round_significant(statistics.stdev(raw) if len(raw) > 1 else 0.0),
+        "min": round_significant(min(raw)),
+        "max": round_significant(max(raw)),
+        "samples": len(raw),
+    }
+    energies = [e for r in measured if isinstance(e := (r.gpu or {}).get("energy_mj_per_call"), (int, float)) and e > 0]
+    peaks = [r.peak_bytes for r in measured if r.peak_bytes is not None]
+    return BaselineEntry(
+        latency_ms=latency,
+        peak_bytes=max(peaks) if peaks else None,
+        fits=True,
+        runs=len(measured),
+        run_medians_ms=medians,
+        spread=round_significant(spread, 3) if spread is not None else None,
+        clock_mhz=round_significant(reference, 5) if reference is not None else None,
+        beta=round(beta, 3) if beta is not None else None,
+        beta_ci=(round(fit.low, 3), round(fit.high, 3)) if beta is not None and fit is not None else None,
+        energy_mj=round_significant(statistics.median(energies)) if energies else None,
+        **common,
+    )
+
+
+def _iqr(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    quartiles = statistics.quantiles(values, n=4, method="inclusive")
+    return quartiles[2] - quartiles[0]
+
+
+def runs_note(results: Sequence[CaseResult]) -> str | None:
+    """Said in the update report when not every run measured the case."""
+    measured = sum(_measured(result) for result in results)
+    if 0 < measured < len(results):
+        return f"measured in {measured} of {len(results)} runs (the others did not fit or failed)"
+    return None

@@ -1,0 +1,113 @@
+"""Known extra work appended to a workload: the slowdown `attnperf calibrate` and the sensitivity study inject.
+
+Not a one-thread sleep (which draws no power, so the GPU re-boosts around it, and is sized in
+cycles, so its length follows the clock): a dense matmul in the workload's dtype for
+compute-bound cases (tensor cores, drawing power as attention does) or a device-to-device copy for
+memory-bound ones, on the same stream, inside the timed span. Its size is calibrated in *time*
+(the injection timed alone, sizes interpolated), and what it delivers is measured: the slowdown
+a trial reports is the slowed median over the plain one, never the intended fraction.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .memory import Workload
+
+MATMUL_K = 4096  # inner size on a GPU: ~34 GFLOP per 1024 rows, long enough to draw power, fine-grained in rows
+CPU_MATMUL_K = 128  # a CPU case is a few microseconds: the injection must be able to be that small
+MIN_ROWS, MAX_ROWS = 16, 1 << 16
+COPY_MIN_BYTES, COPY_MAX_BYTES = 1 << 16, 1 << 32
+
+
+class Injector:
+    """Extra work of a chosen size: ``wrap(workload, size)`` runs the workload, then the injection."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, kind: str = "compute") -> None:
+        if kind not in ("compute", "memory"):
+            raise ValueError(f"injection kind {kind!r} is not 'compute' or 'memory'")
+        self.device, self.kind = device, kind
+        self.dtype = dtype if dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.float16
+        if device.type == "cpu" and self.dtype != torch.float32:
+            self.dtype = torch.float32
+        self._buffers: dict[str, torch.Tensor] = {}
+        self.inner = MATMUL_K if device.type == "cuda" else CPU_MATMUL_K
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        current = self._buffers.get(name)
+        if current is None or current.numel() < torch.Size(shape).numel():
+            self._buffers[name] = current = torch.ones(shape, dtype=dtype, device=self.device)
+        return current.flatten()[: torch.Size(shape).numel()].view(shape)
+
+    def limits(self) -> tuple[int, int]:
+        return (MIN_ROWS, MAX_ROWS) if self.kind == "compute" else (COPY_MIN_BYTES, COPY_MAX_BYTES)
+
+    def injection(self, size: int) -> Callable[[], Any]:
+        """The extra work alone, of ``size`` rows (compute) or bytes (memory); buffers made now, not while timed."""
+        if self.kind == "compute":
+            rows = max(MIN_ROWS, int(size))
+            left = self._buffer("left", (rows, self.inner), self.dtype)
+            right = self._buffer("right", (self.inner, self.inner), self.dtype)
+            out = self._buffer("out", (rows, self.inner), self.dtype)
+            return lambda: torch.mm(left, right, out=out)
+        count = max(1, int(size) // 2)
+        source = self._buffer("source", (count,), torch.float16)
+        target = self._buffer("target", (count,), torch.float16)
+        return lambda: target.copy_(source)
+
+    def wrap(self, workload: Workload, size: int) -> Workload:
+        extra = self.injection(size)
+
+        def slowed() -> Any:
+            output = workload()
+            extra()
+            return output
+
+        return slowed
+
+    def time_ms(self, size: int, repeats: int = 5) -> float:
+        """Median time of the injection alone (events on CUDA)."""
+        extra = self.injection(size)
+        extra()
+        times = []
+        for _ in range(repeats):
+            if self.device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                extra()
+                end.record()
+                end.synchronize()
+                times.append(float(start.elapsed_time(end)))
+            else:
+                began = time.perf_counter()
+                extra()
+                times.append((time.perf_counter() - began) * 1e3)
+        return statistics.median(times)
+
+    def size_for(self, target_ms: float) -> int:
+        """The size whose injection takes about ``target_ms``: timed at two sizes, interpolated linearly."""
+        low, high = self.limits()
+        small = max(low, min(high, low * 4))
+        large = small
+        large_ms = self.time_ms(large)
+        while large_ms < 4 * max(target_ms, 1e-4) and large < high:
+            large = min(high, large * 4)
+            large_ms = self.time_ms(large)
+        small_ms = self.time_ms(small)
+        if large == small or large_ms <= small_ms:
+            return int(max(low, min(high, large * target_ms / max(large_ms, 1e-6))))
+        per_unit = (large_ms - small_ms) / (large - small)
+        return int(max(low, min(high, small + (target_ms - small_ms) / per_unit)))
+
+    def release(self) -> None:
+        self._buffers.clear()
+
+
+def delivered(plain_median_ms: float, slowed_median_ms: float) -> float:
+    """The slowdown a trial really injected: slowed over plain, minus one."""
+    return slowed_median_ms / plain_median_ms - 1.0

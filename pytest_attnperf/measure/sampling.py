@@ -1,0 +1,190 @@
+"""When to stop warming up, which samples to keep, when to stop sampling (torch-free; the timers are elsewhere).
+
+A ``SampleSource`` runs isolated samples and returns each one's time and SM clock. The rules:
+
+- **Warm-up until steady**, with the same loop as sampling (same duty cycle): samples are grouped
+  into blocks of >= 2 ms (or 16 samples); the warm-up ends when the median of the last 3 blocks is
+  within 1 % of the median of the 3 before them, in time and in clock (a step shows, a clock that
+  dithers within its state does not), and, for a kernel of >= 1 ms, 100 ms of GPU time have run
+  (the boost -> power-cap step of the heavy kernels comes 50-100 ms into sustained load). A cap
+  bounds it; a warm-up that hits the cap is marked not steady, and normalisation carries the weight.
+- **Throttled samples are discarded** (clock below 75 % of the GPU's maximum, NVBench's rule);
+  each batch holding one is followed by a pause, 0.05 s growing x1.5 from the second in a row up
+  to 0.5 s. After more than ``max(3 * count, 30)`` discards or 2 s of pauses the case stops with what it has,
+  and says so (never an empty result without a reason).
+- **More samples while noisy**: past the planned count, sampling continues in small chunks while
+  the median's relative standard error is over 0.25 %, up to 3x the planned sampling time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from ..gate.normalise import robust_relative_se
+
+BLOCK_MS, BLOCK_SAMPLES, HALF = 2.0, 16, 3
+STEADY_SPREAD_GPU, STEADY_SPREAD_CPU = 0.01, 0.03  # a CPU's timer jitter is larger; it has no power-cap step
+MIN_BUSY_MS, LONG_KERNEL_MS = 100.0, 1.0
+MAX_WARMUP_CALLS = 400
+THROTTLE_FRACTION = 0.75
+FIRST_PAUSE_S, PAUSE_GROWTH, MAX_PAUSE_S, MAX_TOTAL_PAUSE_S = 0.05, 1.5, 0.5, 2.0
+TARGET_RELATIVE_SE, EXTEND_FACTOR = 0.0025, 3.0
+
+
+class Sample(NamedTuple):
+    time_ms: float
+    clock_mhz: float | None
+
+
+class SampleSource(Protocol):
+    def take(self, count: int) -> list[Sample]:
+        """Run ``count`` isolated samples back to back; their times and clocks, in order."""
+
+
+@dataclass
+class WarmUp:
+    samples: list[Sample] = field(default_factory=list)
+    steady: bool = False
+    wall_ms: float = 0.0
+    time_spread: float | None = None  # how far the block times moved between the last two windows (relative)
+    clock_spread: float | None = None  # the same for the clock
+
+    @property
+    def estimate_ms(self) -> float:
+        tail = [sample.time_ms for sample in self.samples[-BLOCK_SAMPLES:]]
+        return statistics.median(tail) if tail else 0.0
+
+
+def _block(samples: Sequence[Sample]) -> tuple[float, float | None]:
+    busy = sum(sample.time_ms for sample in samples)
+    clocks = [sample.clock_mhz for sample in samples]
+    clock = (
+        sum(s.time_ms * s.clock_mhz for s in samples if s.clock_mhz is not None) / busy
+        if busy > 0 and all(c is not None for c in clocks)
+        else None
+    )
+    return statistics.median(sample.time_ms for sample in samples), clock
+
+
+def _drift(blocks: Sequence[tuple[float, float | None]]) -> tuple[float, float | None]:
+    """How far the last HALF blocks moved from the HALF before them (median over median, minus one): a step
+    (boost -> power cap) shows; a clock that dithers within its state averages out."""
+    before, after = blocks[-2 * HALF : -HALF], blocks[-HALF:]
+
+    def moved(first: list[float], second: list[float]) -> float:
+        return abs(statistics.median(second) / statistics.median(first) - 1)
+
+    clocks = [f for _, f in [*before, *after]]
+    clock = moved([f for _, f in before if f], [f for _, f in after if f]) if all(clocks) else None
+    return moved([t for t, _ in before], [t for t, _ in after]), clock
+
+
+def warm_up(
+    source: SampleSource,
+    *,
+    cap_ms: float,
+    gpu: bool,
+    now: Callable[[], float] = time.perf_counter,
+) -> WarmUp:
+    """Run samples until time and clock have settled (or the cap); at least one sample."""
+    result, current, blocks = WarmUp(), [], []
+    limit = STEADY_SPREAD_GPU if gpu else STEADY_SPREAD_CPU
+    start, chunk, busy, in_block = now(), 1, 0.0, 0.0
+    while True:
+        new = source.take(chunk)
+        result.samples.extend(new)
+        for sample in new:
+            busy += sample.time_ms
+            in_block += sample.time_ms
+            current.append(sample)
+            if in_block >= BLOCK_MS or len(current) >= BLOCK_SAMPLES:
+                blocks.append(_block(current))
+                current, in_block = [], 0.0
+        # short kernels: take about a millisecond per call of take(), fewer host round trips
+        estimate = max(result.estimate_ms, 1e-3)
+        chunk = max(1, min(BLOCK_SAMPLES, int(1.0 / estimate)))
+        result.wall_ms = (now() - start) * 1e3
+        if len(blocks) >= 2 * HALF:
+            result.time_spread, result.clock_spread = _drift(blocks)
+            settled = result.time_spread <= limit and (result.clock_spread or 0.0) <= limit
+            long_enough = busy >= MIN_BUSY_MS or result.estimate_ms < LONG_KERNEL_MS
+            if settled and long_enough:
+                result.steady = True
+                return result
+        if result.wall_ms >= cap_ms or len(result.samples) >= MAX_WARMUP_CALLS:
+            return result
+
+
+def sample_count(estimate_ms: float, rep_ms: float, min_samples: int, max_samples: int) -> int:
+    wanted = int(rep_ms / max(estimate_ms, 1e-6))
+    return max(min_samples, min(max_samples, wanted))
+
+
+@dataclass
+class Collected:
+    kept: list[Sample] = field(default_factory=list)
+    discarded: list[Sample] = field(default_factory=list)
+    paused_s: float = 0.0
+    exhausted: bool = False  # stopped by the discard limits before the planned count
+    extended: int = 0  # samples taken past the planned count because the median was still noisy
+
+
+def collect(
+    source: SampleSource,
+    count: int,
+    *,
+    threshold_mhz: float | None,
+    rep_ms: float,
+    max_samples: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Collected:
+    """Take ``count`` accepted samples (discarding throttled ones, pausing after each), then more while noisy."""
+    result = Collected()
+    pause, in_a_row = FIRST_PAUSE_S, 0
+    max_discards = max(3 * count, 30)
+    while len(result.kept) < count:
+        batch = source.take(count - len(result.kept))
+        throttled = [s for s in batch if _throttled(s, threshold_mhz)]
+        result.kept.extend(s for s in batch if not _throttled(s, threshold_mhz))
+        if not throttled:
+            in_a_row, pause = 0, FIRST_PAUSE_S
+            continue
+        result.discarded.extend(throttled)
+        in_a_row += 1
+        if in_a_row >= 2:
+            pause = min(pause * PAUSE_GROWTH, MAX_PAUSE_S)
+        if len(result.discarded) > max_discards or result.paused_s + pause > MAX_TOTAL_PAUSE_S:
+            result.exhausted = len(result.kept) < count
+            break
+        sleep(pause)  # let the GPU recover before the next samples (NVBench's throttle recovery)
+        result.paused_s += pause
+    if result.exhausted:
+        return result
+    budget = EXTEND_FACTOR * rep_ms
+    chunk = max(1, count // 2)
+    while (
+        robust_relative_se([s.time_ms for s in result.kept]) > TARGET_RELATIVE_SE
+        and sum(s.time_ms for s in result.kept) < budget
+        and len(result.kept) + chunk <= max_samples
+    ):
+        more = [s for s in source.take(chunk) if not _throttled(s, threshold_mhz)]
+        result.kept.extend(more)
+        result.extended += len(more)
+        if not more:
+            break
+    return result
+
+
+def _throttled(sample: Sample, threshold_mhz: float | None) -> bool:
+    return threshold_mhz is not None and sample.clock_mhz is not None and sample.clock_mhz < threshold_mhz
+
+
+def throttle_threshold(max_clock_mhz: float | None, warmup: Sequence[Sample]) -> float | None:
+    """75 % of the GPU's maximum SM clock (NVML), else of the fastest clock seen while warming up."""
+    seen = [sample.clock_mhz for sample in warmup if sample.clock_mhz is not None]
+    reference = max_clock_mhz or (max(seen) if seen else None)
+    return THROTTLE_FRACTION * reference if reference else None

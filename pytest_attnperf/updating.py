@@ -1,0 +1,215 @@
+"""Writing baselines at the end of a run: ``--attnperf-update`` (one run), the last of ``attnperf update --runs N``,
+or the detection limits of ``attnperf calibrate``.
+
+Everything comes from the results' records (device, GPU state, samples), so under pytest-xdist
+the controller writes the baselines without touching a GPU. ``attnperf update --runs N`` runs N
+pytest processes; runs 1..N-1 leave their results in a folder (``ATTNPERF_RUNS_DIR``) and run N
+merges all N into one entry per test (:mod:`.gate.recording`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .gate.results import CaseResult
+
+if TYPE_CHECKING:
+    from .gate.baselines import BaselineEntry
+    from .session import AttnPerfSession
+
+RUNS_DIR_ENV = "ATTNPERF_RUNS_DIR"
+RUN_ENV = "ATTNPERF_RUN"  # "k/N": this process is run k of N of `attnperf update --runs N`
+SOFTWARE_KEYS = ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers")
+
+
+def run_position() -> tuple[int, int] | None:
+    """(k, N) when this process is run k of an `attnperf update --runs N`; None otherwise."""
+    text = os.environ.get(RUN_ENV, "")
+    index, _, total = text.partition("/")
+    if not (index.isdigit() and total.isdigit() and 1 <= int(index) <= int(total)):
+        return None
+    return int(index), int(total)
+
+
+def recordable(result: CaseResult) -> bool:
+    """Only outputs that agree with the reference, from tests that ran to the end, become baselines."""
+    return result.equivalence_passed is not False and result.outcome != "error"
+
+
+def run_environment(software: dict[str, Any], plugin_version: str | None) -> dict[str, Any]:
+    """What a baseline file records about the stack: versions, the plugin, the allocator settings."""
+    return {
+        **software,
+        "pytest_attnperf": plugin_version,
+        "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF"),
+    }
+
+
+def _device_record(result: CaseResult) -> dict[str, Any]:
+    info = dict(result.device_info or {"name": result.device, "slug": result.device_slug})
+    for key in ("device", "uuid", *SOFTWARE_KEYS):
+        info.pop(key, None)
+    return {"name": result.device, "slug": result.device_slug, **info}
+
+
+def _earlier_runs(folder: Path) -> list[list[CaseResult]]:
+    runs = []
+    for path in sorted(folder.glob("run-*.json")):
+        records = json.loads(path.read_text(encoding="utf-8"))
+        runs.append([CaseResult.from_json(json.dumps(record)) for record in records])
+    return runs
+
+
+def update_baselines(state: AttnPerfSession, session: pytest.Session) -> None:
+    """Write (or, for runs 1..N-1, keep for the last run) the baselines of this run's recordable results."""
+    from .gate.baselines import BaselineFileError, merge_entries, now_iso
+    from .gate.recording import entry_from_runs, runs_note
+
+    results = [result for result in state.results if recordable(result)]
+    position = run_position()
+    folder = Path(os.environ.get(RUNS_DIR_ENV, "."))
+    if position is not None and position[0] < position[1]:
+        folder.mkdir(parents=True, exist_ok=True)
+        records = [json.loads(result.to_json()) for result in results]
+        (folder / f"run-{position[0]}.json").write_text(json.dumps(records), encoding="utf-8")
+        state.update_notes.append(
+            f"run {position[0]} of {position[1]} measured; the baselines are written after run {position[1]}"
+        )
+        return
+    runs = (_earlier_runs(folder) if position is not None else []) + [results]
+    grouped: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        for result in run:
+            grouped[result.device_slug][result.test_id].append(result)
+    recorded_at = now_iso()
+    for slug, by_test in grouped.items():
+        newest = by_test[next(reversed(by_test))][-1]
+        environment = {
+            **run_environment(dict(newest.environment), newest.plugin_version),
+            "recorded_at": recorded_at,
+            "command": "attnperf update --runs " + str(len(runs))
+            if position
+            else "pytest --attnperf --attnperf-update",
+            "runs": len(runs),
+        }
+        gpu_state = next(
+            (r.session_gpu_state for tests in by_test.values() for r in tests if r.session_gpu_state), None
+        )
+        if gpu_state is not None:
+            environment["gpu_state"] = gpu_state
+        entries = {test_id: entry_from_runs(tests, recorded_at) for test_id, tests in by_test.items()}
+        for test_id, tests in by_test.items():
+            note = runs_note(tests)
+            if note:
+                state.update_notes.append(f"{test_id.split('::', 1)[-1]}: {note}")
+        try:
+            changes = merge_entries(state.baseline_path(slug), _device_record(newest), environment, entries)
+        except (BaselineFileError, OSError, ValueError) as error:
+            state.update_errors.append(str(error))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            continue
+        state.changes.extend(changes)
+        for change in changes:
+            if change.refused:
+                state.update_errors.append(f"{change.test_id}: not recorded: {change.refused}")
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def write_detection_limits(state: AttnPerfSession, session: pytest.Session) -> None:
+    """`attnperf calibrate`: store each case's measured detection limit in its baseline entry, and say it."""
+    from .gate.baselines import BaselineFileError, load_baseline, merge_entries
+    from .gate.identity import problem_differences
+
+    by_slug: dict[str, dict[str, BaselineEntry]] = defaultdict(dict)
+    for result in state.results:
+        if not result.calibration:
+            continue
+        limit = result.calibration.get("detection_limit")
+        name = result.test_id.split("::", 1)[-1]
+        levels = result.calibration.get("levels") or []
+        tried = max((level["delivered"] for level in levels), default=0.0)
+        state.calibration_lines.append(
+            f"{name}: detects >= {limit * 100:.1f} % (predicted from its spread: {result.calibration['predicted'] * 100:.1f} %)"
+            if limit is not None
+            else f"{name}: not caught in every trial up to {tried * 100:.1f} % delivered"
+        )
+        try:
+            baseline = load_baseline(state.baseline_path(result.device_slug))
+        except BaselineFileError as error:
+            state.update_errors.append(str(error))
+            continue
+        entry = baseline.entries.get(result.test_id) if baseline else None
+        problem = {"backend": result.backend, "mode": result.mode, "shape": result.shape}
+        if entry is None or problem_differences(entry.problem(), problem):
+            state.calibration_lines.append(
+                f"{name}: no baseline of this problem to store it in: run `attnperf update` first"
+            )
+            continue
+        by_slug[result.device_slug][result.test_id] = dataclasses.replace(entry, detection_limit=limit)
+    for slug, entries in by_slug.items():
+        path = state.baseline_path(slug)
+        try:
+            current = load_baseline(path)
+            assert current is not None
+            merge_entries(path, current.device, current.environment, entries)
+        except (BaselineFileError, OSError, ValueError) as error:
+            state.update_errors.append(str(error))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            continue
+        state.written_paths.append(path)
+
+
+def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] | None = None) -> int:
+    """`attnperf update --runs N`: N independent pytest processes, the last one merging all N into the baselines.
+
+    Each run is a fresh process (its own allocator, compilation, clocks from rest), which is the
+    point: the spread between them is what the gate's tolerance is made from. A run that ends
+    with failed tests goes on (those cases are not recorded); one that cannot run stops the update.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    call = run or subprocess.call
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="attnperf-runs-") as folder:
+        for index in range(1, runs + 1):
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--attnperf",
+                "--attnperf-update",
+                *per_run(arguments, index, runs),
+            ]
+            print(f"attnperf update: run {index} of {runs}: {' '.join(command[1:])}", flush=True)
+            code = int(call(command, env={**os.environ, RUNS_DIR_ENV: folder, RUN_ENV: f"{index}/{runs}"}))
+            if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                print(f"attnperf update: run {index} of {runs} ended with exit status {code}; nothing was merged")
+                return code
+            status = max(status, code)
+    return status
+
+
+def per_run(arguments: Sequence[str], index: int, runs: int) -> list[str]:
+    """The arguments of run ``index``: a JSON report path gets the run's number (report.json -> report-run2.json),
+    so each independent run's samples and clocks are kept."""
+    if runs == 1:
+        return list(arguments)
+    out, follows = [], False
+    for argument in arguments:
+        if follows or argument.startswith("--attnperf-json="):
+            prefix = "" if follows else "--attnperf-json="
+            path = Path(argument.removeprefix(prefix))
+            argument = prefix + str(path.with_name(f"{path.stem}-run{index}{path.suffix}"))
+        follows = argument == "--attnperf-json"
+        out.append(argument)
+    return out
