@@ -64,12 +64,14 @@ class Case:
 def parse_case(spec: str) -> Case:
     backend, _, length = spec.partition(":")
     seqlen = int(length)
-    if backend == "decode":  # one new token against a KV cache of ``seqlen``: the memory-bound step
-        shape = AttnShape(
-            q_len=1, k_len=seqlen, causal=False, dtype="float16" if torch.cuda.is_available() else "float32"
-        )
-        return Case(f"decode (sdpa-flash, 1 query, {length_id(seqlen)} cache)", "sdpa-flash", shape, None)
-    shape = AttnShape(q_len=seqlen, k_len=seqlen, dtype="float16" if torch.cuda.is_available() else "float32")
+    dtype = "float16" if torch.cuda.is_available() else "float32"
+    if backend == "decode":
+        # The suite's decode case: one new token over a 16K KV cache through flash_attn_with_kvcache, the
+        # memory-bound step (test_inference[decode-flash-attn-16K], recorded by the baseline stage).
+        shape = AttnShape(q_len=1, k_len=seqlen, workload="decode", dtype=dtype)
+        test_id = f"tests/suite/test_attention.py::test_inference[decode-flash-attn-{length_id(seqlen)}]"
+        return Case(f"decode flash-attn {length_id(seqlen)} cache", "flash-attn", shape, test_id)
+    shape = AttnShape(q_len=seqlen, k_len=seqlen, dtype=dtype)
     return Case(
         f"{backend} {length_id(seqlen)}", backend, shape, SUITE_TEST.format(backend=backend, length=length_id(seqlen))
     )

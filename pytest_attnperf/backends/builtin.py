@@ -190,7 +190,8 @@ def builtin_backends() -> list[Backend]:
             devices=frozenset({"cuda"}),
             dtypes=HALF_DTYPES,
             min_capability=(9, 0),
-            requires=("flash_attn.cute",),
+            # flash-attn 2's wheel ships flash_attn/cute too: without the CuTe DSL (`cutlass`) it cannot run.
+            requires=("flash_attn.cute", "cutlass"),
             install_hint="pip install flash-attn-4 (Hopper and Blackwell)",
             flash=True,
             workloads=EVERY,

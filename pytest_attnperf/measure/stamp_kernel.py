@@ -5,18 +5,18 @@ One single-warp program per SM; the program that runs on SM 0 stores ``%globalti
 program's life (pure); the two timers must be neither merged nor moved (not pure: Triton emits
 them as volatile asm with memory effects). ``slot`` is not specialised on, so one compiled kernel
 serves every slot.
+
+No ``from __future__ import annotations`` and no annotations on the kernel: Triton reads a jit
+function's annotations, and a string such as ``"Any"`` is a global it refuses to resolve (seen on
+the H200: "Cannot access global variable Any from within @jit'ed function").
 """
-
-from __future__ import annotations
-
-from typing import Any
 
 import triton
 import triton.language as tl
 
 
-@triton.jit(do_not_specialize=["slot"])  # type: ignore[untyped-decorator]
-def stamp(out_ptr: Any, slot: Any) -> None:
+@triton.jit(do_not_specialize=["slot"])
+def stamp(out_ptr, slot):  # type: ignore[no-untyped-def]
     sm = tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=True, pack=1)
     if sm == 0:
         ns = tl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False, pack=1)
