@@ -211,7 +211,7 @@ def varlen_211(
 
 @pytest.fixture
 def fake_flash(monkeypatch: pytest.MonkeyPatch) -> None:
-    """flash_attn (FA2) and flash_attn.cute (FA4) as modules whose functions are the fakes above."""
+    """flash_attn (FA2) and flash_attn.cute (FA4, with the cutlass DSL) as modules whose functions are the fakes above."""
     package = types.ModuleType("flash_attn")
     package.flash_attn_func = fa2_func  # type: ignore[attr-defined]
     package.flash_attn_with_kvcache = fa2_with_kvcache  # type: ignore[attr-defined]
@@ -222,6 +222,9 @@ def fake_flash(monkeypatch: pytest.MonkeyPatch) -> None:
     cute.flash_attn_varlen_func = fa4_varlen  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "flash_attn", package)
     monkeypatch.setitem(sys.modules, "flash_attn.cute", cute)
+    cutlass = types.ModuleType("cutlass")  # the CuTe DSL FlashAttention-4 runs on
+    cutlass.__spec__ = importlib.machinery.ModuleSpec("cutlass", None)
+    monkeypatch.setitem(sys.modules, "cutlass", cutlass)
     CALLS.clear()
 
 
