@@ -64,6 +64,7 @@ class AttnPerfSession:
         self.changes: list[Change] = []
         self.update_errors: list[str] = []
         self.written_paths: list[Path] = []
+        self.output_errors: list[str] = []
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
         self._inputs_key: tuple[Any, ...] | None = None
@@ -99,6 +100,7 @@ class AttnPerfSession:
         """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
         from .measure.guards import read_gpu_state, state_problems
 
+        self.settings.shape_defaults(self.is_cuda)  # --attnperf-kv-heads against this device's default heads
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
             from .measure.timing import spin_up
@@ -208,6 +210,7 @@ class AttnPerfSession:
             changes=self.changes,
             update_errors=self.update_errors,
             written_paths=self.written_paths,
+            output_errors=self.output_errors,
         )
 
     def _result_devices(self) -> str:
@@ -218,9 +221,18 @@ class AttnPerfSession:
 
         if self.settings.update:
             self._update_baselines(session)
-        self.written_paths.extend(write_outputs(self.report()))
+        written, errors = write_outputs(self.report())
+        self.written_paths.extend(written)
+        self.output_errors.extend(errors)
         if self.settings.report_dir is not None:
-            self._write_study(self.settings.report_dir)
+            try:
+                self._write_study(self.settings.report_dir)
+            except OSError as error:
+                self.output_errors.append(
+                    f"--attnperf-report: cannot write the study to {self.settings.report_dir}: {error.strerror or error}"
+                )
+        if self.output_errors:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write_study(self, out_dir: Path) -> None:
         """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""
