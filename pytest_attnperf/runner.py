@@ -20,14 +20,15 @@ from .gate.baselines import QUANTILE_COUNT
 from .gate.results import CaseResult
 from .integrations.pytest_benchmark import feed_samples
 from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
+from .measure.input_guard import InputSeal
 from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
-from .measure.memory import DoesNotFit, release_memory
+from .measure.memory import DoesNotFit, InputsDoNotFit, release_memory
 from .measure.reference import reference_attention
 from .measure.timing import NotCapturable
 from .spec.device_info import DeviceInfo
 from .spec.marks import EquivalenceSpec
-from .spec.options import TimingConfig
+from .spec.options import TimingConfig, parse_mode
 from .spec.shapes import AttnShape, Mode
 
 
@@ -115,9 +116,19 @@ class AttnPerf:
     benchmark: Any = None  # pytest-benchmark's fixture, when its output was asked for
     result: CaseResult | None = None
 
-    def measure(self, backend: Backend, qkv: QKV, *, mode: Mode | None = None) -> CaseResult:
+    def measure(self, backend: Backend, qkv: QKV | InputsDoNotFit, *, mode: Mode | None = None) -> CaseResult:
         """Time ``backend`` on ``qkv``, measure its peak memory, check its output; skip if unsupported."""
-        run_mode: Mode = mode or self.mode
+        run_mode: Mode = parse_mode(mode) if mode is not None else self.mode  # type: ignore[assignment]
+        if isinstance(qkv, InputsDoNotFit):
+            return self._inputs_do_not_fit(backend, qkv, run_mode)
+        self._seal = InputSeal(qkv, backend.layout)
+        try:
+            return self._measure(backend, qkv, run_mode)
+        finally:
+            if self._seal.restore_if_modified():  # the next backends get the seeded inputs, whatever this one did
+                REFERENCES.clear()  # computed from the modified inputs
+
+    def _measure(self, backend: Backend, qkv: QKV, run_mode: Mode) -> CaseResult:
         shape = qkv.shape
         reason = backend.unsupported_reason(shape, self.info)
         if reason:
@@ -151,6 +162,27 @@ class AttnPerf:
             result.mismatch = describe_mismatch(equivalence)
         qkv.release_layouts()
         release_memory(self.device)
+        self._refuse_modified_inputs(backend)
+        self._store(result)
+        return result
+
+    def _refuse_modified_inputs(self, backend: Backend) -> None:
+        modified = self._seal.modified()
+        if modified:
+            pytest.fail(
+                f"{self.test_id}: attention backend {backend.name!r} modified its input(s) {', '.join(modified)} in "
+                "place: its timings and its output check ran on changing values. A backend must not write to q, "
+                "k or v (work on a copy); the inputs were restored for the tests after it",
+                pytrace=False,
+            )
+
+    def _inputs_do_not_fit(self, backend: Backend, qkv: InputsDoNotFit, run_mode: Mode) -> CaseResult:
+        """The inputs could not be allocated: the case does not fit, decided by the gate as any other."""
+        reason = backend.unsupported_reason(qkv.shape, self.info)
+        if reason:
+            pytest.skip(reason)
+        result = self._new_result(backend.name, qkv.shape, run_mode)
+        result.fits, result.reason = False, qkv.reason
         self._store(result)
         return result
 
@@ -178,6 +210,10 @@ class AttnPerf:
         seqlen: int | None = None,
     ) -> CaseResult:
         """Time any callable (a transformers model step, a custom kernel) under the same gate."""
+        if flops is not None and (
+            isinstance(flops, bool) or not isinstance(flops, (int, float)) or not 0 < flops < math.inf
+        ):
+            raise ValueError(f"measure_workload(name={name!r}): flops must be a positive finite number or None, not {flops!r}")
         result = CaseResult(
             test_id=self.test_id,
             backend=name,
