@@ -74,6 +74,13 @@ def _canonical(output: torch.Tensor, backend: Backend) -> torch.Tensor:
     return output.transpose(1, 2) if backend.layout == "bshd" else output
 
 
+def _tensor_output(raw: Any, backend: Backend) -> torch.Tensor:
+    """A backend's output, which must be a tensor: anything else is named, with the backend."""
+    if not isinstance(raw, torch.Tensor):
+        raise TypeError(f"attention backend {backend.name!r} returned {type(raw).__name__}, expected a torch.Tensor")
+    return raw
+
+
 def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     """A no-argument callable doing one forward, backward or forward+backward of ``backend``."""
     shape = qkv.shape
@@ -87,7 +94,7 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
         return forward
     q_leaf, k_leaf, v_leaf = (t.detach().requires_grad_(True) for t in (q, k, v))
     leaves = (q_leaf, k_leaf, v_leaf)
-    first_output = backend.run(q_leaf, k_leaf, v_leaf, shape)
+    first_output = _tensor_output(backend.run(q_leaf, k_leaf, v_leaf, shape), backend)
     grad_output = seeded_normal(
         tuple(first_output.shape), seed=qkv.seed, stream=3, dtype=first_output.dtype, device=first_output.device
     )
@@ -192,11 +199,7 @@ class AttnPerf:
         q, k, v = qkv.in_layout(backend.layout)
         with torch.no_grad():
             raw = backend.run(q, k, v, qkv.shape)
-        if not isinstance(raw, torch.Tensor):
-            raise TypeError(
-                f"attention backend {backend.name!r} returned {type(raw).__name__}, expected a torch.Tensor"
-            )
-        output = _canonical(raw, backend)
+        output = _canonical(_tensor_output(raw, backend), backend)
         reference, low = REFERENCES.get(qkv)
         return measure_equivalence(output, reference, low, self.equivalence)
 

@@ -71,10 +71,19 @@ def test_bad_flops_are_refused_naming_them(flops: Any) -> None:
         _runner().measure_workload(lambda: None, name="w", flops=flops)
 
 
+def test_a_backward_of_a_backend_returning_none_names_it() -> None:
+    # It used to fail inside the workload builder with AttributeError: 'NoneType' object has no attribute 'shape'.
+    def returns_none(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> None:
+        _correct(q, k, v, shape)
+
+    with pytest.raises(TypeError, match=r"^attention backend 'none' returned NoneType, expected a torch\.Tensor$"):
+        _runner().measure(Backend("none", returns_none), make_qkv(SHAPE), mode="backward")  # type: ignore[arg-type]
+
+
 def test_the_checksum_sees_any_bit() -> None:
     tensor = torch.zeros(4, dtype=torch.float16)
     before = bits_checksum(tensor)
-    tensor.view(torch.int16)[2] = 1  # the smallest subnormal: one bit, no version bump through this view?
+    tensor.view(torch.int16)[2] = 1  # the smallest subnormal: a change of one bit
     assert bits_checksum(tensor) != before
 
 
