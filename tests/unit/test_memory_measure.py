@@ -112,3 +112,16 @@ def test_inputs_that_cannot_be_allocated_do_not_fit(pytester: pytest.Pytester) -
             "can't allocate memory*",
         ]
     )
+
+
+def test_the_studys_inputs_that_cannot_be_allocated_do_not_fit() -> None:
+    # `attnperf report` called such a case an "error"; a study cell that does not fit says so.
+    from fast_run import CPU as CPU_INFO
+
+    from pytest_attnperf.study.runner import measure_case
+
+    shape = AttnShape(q_len=64, k_len=64, batch=2**40, heads=2, kv_heads=2, head_dim=16, dtype="float32")
+    case = measure_case(REGISTRY.get("eager"), shape, CPU_INFO, CPU, QUICK, seed=0)
+    assert case["status"] == "does_not_fit"
+    assert case["reason"].startswith("RuntimeError: ")
+    assert "DefaultCPUAllocator: can't allocate memory" in case["reason"]
