@@ -319,25 +319,60 @@ COMMANDS = {"env": command_env, "show": command_show, "report": command_report, 
 BROKEN_PIPE_EXIT = 128 + 13  # what a shell reports for a command ended by SIGPIPE (as `cat big | head` is)
 
 
+class _StdoutFailed(Exception):
+    """Writing to standard output failed: the reader went away, or the disk under `> file` is full."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _GuardedStdout:
+    """Standard output whose write errors are told apart from those of the files a command writes."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as error:
+            raise _StdoutFailed(error) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as error:
+            raise _StdoutFailed(error) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments, extra = parser.parse_known_args(argv)
     if extra and arguments.command != "update":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if arguments.command == "update":
+        return command_update(arguments, extra)  # pytest's own output
+    stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
-        if arguments.command == "update":
-            code = command_update(arguments, extra)
-        else:
-            code = COMMANDS.get(arguments.command, command_diff)(arguments)
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        code = COMMANDS.get(arguments.command, command_diff)(arguments)
+        sys.stdout.flush()  # a closed pipe or a full disk shows here, not in the interpreter's last flush
     except CommandError as error:
         print(f"attnperf {arguments.command}: {error}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        # The reader went away (`attnperf show big.yaml | head`): stop quietly. stdout now points at
-        # /dev/null, so the interpreter's own flush at exit has nowhere to fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return BROKEN_PIPE_EXIT
+    except _StdoutFailed as failure:
+        # Nothing more can be written there: point stdout at /dev/null, so the interpreter's own flush at
+        # exit has nowhere to fail. A reader that went away (`attnperf show big.yaml | head`) is no error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        if isinstance(failure.error, BrokenPipeError):
+            return BROKEN_PIPE_EXIT
+        print(f"attnperf {arguments.command}: cannot write to standard output: {failure.error.strerror}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = stdout
     return code
 
 

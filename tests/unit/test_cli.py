@@ -351,3 +351,21 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
         os.close(write_end)
     assert completed.stderr == ""
     assert completed.returncode == cli.BROKEN_PIPE_EXIT == 141
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_under_standard_output_is_one_line_and_exit_1() -> None:
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pytest_attnperf.cli", "memory", "--model", "llama-2-70b"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert completed.stderr == "attnperf memory: cannot write to standard output: No space left on device\n"
+    assert completed.returncode == 1
