@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from fast_run import FAST_OPTIONS
 
 from pytest_attnperf.session import session_of
 from pytest_attnperf.spec.marks import MARKER_HELP, MARKER_USAGE
@@ -418,4 +419,25 @@ def test_markers_lists_the_five_markers_with_their_signatures(pytester: pytest.P
         "@pytest.mark.attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', baseline=True, "
         "cuda_graph=None | True | False): "
         "gate the median latency against the per-GPU baseline and/or an absolute budget" in lines
+    )
+
+
+def test_a_marked_head_count_below_the_kv_heads_option_fails_naming_it(pytester: pytest.Pytester) -> None:
+    # The option's kv-heads used to be lowered to the mark's heads, silently: the case ran another problem.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.attnperf_shape(heads=1)
+        def test_m(attnperf, attn_backend, qkv):
+            attnperf.measure(attn_backend, qkv)
+        """
+    )
+    result = pytester.runpytest_inprocess("--attnperf", *FAST_OPTIONS, "--attnperf-kv-heads=2")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_m[[]eager-64[]]: impossible attention shape: heads (1) must be a multiple of kv_heads (2) (kv_heads 2 "
+            "comes from --attnperf-kv-heads)*"
+        ]
     )
