@@ -20,7 +20,7 @@ from .gate.baselines import QUANTILE_COUNT
 from .gate.results import CaseResult
 from .integrations.pytest_benchmark import feed_samples
 from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
-from .measure.input_guard import InputSeal
+from .measure.input_guard import INPUTS
 from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
 from .measure.memory import DoesNotFit, InputsDoNotFit, release_memory
@@ -128,14 +128,8 @@ class AttnPerf:
         run_mode: Mode = parse_mode(mode) if mode is not None else self.mode  # type: ignore[assignment]
         if isinstance(qkv, InputsDoNotFit):
             return self._inputs_do_not_fit(backend, qkv, run_mode)
-        self._seal = InputSeal(qkv, backend.layout)
-        try:
-            return self._measure(backend, qkv, run_mode)
-        finally:
-            if self._seal.restore_if_modified():  # the next backends get the seeded inputs, whatever this one did
-                REFERENCES.clear()  # computed from the modified inputs
-
-    def _measure(self, backend: Backend, qkv: QKV, run_mode: Mode) -> CaseResult:
+        if INPUTS.prepare(qkv):  # an earlier backend changed them (and its test failed first for another reason)
+            REFERENCES.clear()
         shape = qkv.shape
         reason = backend.unsupported_reason(shape, self.info)
         if reason:
@@ -167,15 +161,17 @@ class AttnPerf:
             result.error_budget = equivalence.budget
             result.equivalence_passed = equivalence.passed
             result.mismatch = describe_mismatch(equivalence)
+        self._refuse_modified_inputs(backend, qkv)
         qkv.release_layouts()
         release_memory(self.device)
-        self._refuse_modified_inputs(backend)
         self._store(result)
         return result
 
-    def _refuse_modified_inputs(self, backend: Backend) -> None:
-        modified = self._seal.modified()
+    def _refuse_modified_inputs(self, backend: Backend, qkv: QKV) -> None:
+        modified = INPUTS.modified(qkv, backend.layout)
         if modified:
+            INPUTS.restore(qkv)
+            REFERENCES.clear()  # computed from the modified inputs
             pytest.fail(
                 f"{self.test_id}: attention backend {backend.name!r} modified its input(s) {', '.join(modified)} in "
                 "place: its timings and its output check ran on changing values. A backend must not write to q, "

@@ -3,13 +3,16 @@
 The plugin makes Q/K/V once per shape and hands the same tensors to each backend in turn (making them
 is slow on a CPU, and the reference output is computed once from them). A backend that writes to them
 in place would be timed on drifting values, judged against a reference of already-changed inputs, and
-would hand changed inputs to every backend after it. So the inputs are sealed before a backend runs:
-their version counters (bumped by every in-place torch op, through views and ``detach()`` too) and a
-checksum of their bits (for kernels that write through raw pointers). A changed input fails that
-backend's test, naming it, and is restored from its seed, so the tests after it see the right values.
+would hand changed inputs to every backend after it. So the state of the inputs is recorded when they
+are first measured: their version counters (bumped by every in-place torch op, through views and
+``detach()`` too) and a checksum of their bits (for kernels that write through raw pointers). After a
+backend ran, a change fails its test, naming the tensor; before each backend, changed inputs (left by a
+backend whose test failed for another reason first) are put back from their seed.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -17,6 +20,7 @@ from ..spec.shapes import Layout
 from .inputs import QKV, make_qkv
 
 _SAME_WIDTH_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_NAMES = ("q", "k", "v")
 
 
 def bits_checksum(tensor: torch.Tensor) -> int:
@@ -26,36 +30,59 @@ def bits_checksum(tensor: torch.Tensor) -> int:
         return int(as_integers.sum(dtype=torch.int64))
 
 
-class InputSeal:
-    """The state of a case's inputs before a backend runs, to tell afterwards whether it wrote to them."""
+def _state(tensor: torch.Tensor) -> tuple[int, int]:
+    return tensor._version, bits_checksum(tensor)
 
-    def __init__(self, qkv: QKV, layout: Layout) -> None:
-        self.qkv = qkv
-        given = qkv.in_layout(layout)
-        self._watched = {name: tensor for name, tensor in zip("qkv", given, strict=True)}
-        if layout != "bhsd":  # the copies it gets, and the shared tensors they were made from
-            self._watched.update({f"{name} (shared)": getattr(qkv, name) for name in "qkv"})
-        self._before = {name: self._state(tensor) for name, tensor in self._watched.items()}
 
-    @staticmethod
-    def _state(tensor: torch.Tensor) -> tuple[int, int]:
-        return tensor._version, bits_checksum(tensor)
+class InputGuard:
+    """The pristine state of the inputs in use (one set at a time, as the session keeps them)."""
 
-    def modified(self) -> list[str]:
-        """Names of the inputs that changed since the seal was made."""
-        return [name for name, tensor in self._watched.items() if self._state(tensor) != self._before[name]]
+    def __init__(self) -> None:
+        self._qkv: weakref.ref[QKV] | None = None  # weak: the session frees its inputs between test modules
+        self._pristine: tuple[tuple[int, int], ...] = ()
 
-    def restore_if_modified(self) -> list[str]:
-        """Put the seeded values back into changed shared inputs (the next backends use them); return the changed."""
-        changed = self.modified()
-        if changed:
-            self.qkv.release_layouts()
-            shape, seed = self.qkv.shape, self.qkv.seed
-            fresh = make_qkv(shape, seed=seed, device=self.qkv.device)
-            with torch.no_grad():
-                for name in "qkv":
-                    target = getattr(self.qkv, name)
-                    if not torch.equal(target, getattr(fresh, name)):
-                        target.copy_(getattr(fresh, name))
-            self._before = {name: self._state(tensor) for name, tensor in self._watched.items()}
+    def _is_current(self, qkv: QKV) -> bool:
+        return self._qkv is not None and self._qkv() is qkv
+
+    def _record(self, qkv: QKV) -> None:
+        self._qkv, self._pristine = weakref.ref(qkv), tuple(_state(getattr(qkv, name)) for name in _NAMES)
+
+    def prepare(self, qkv: QKV) -> bool:
+        """Before a backend runs: record new inputs, or put back what an earlier backend changed (True then)."""
+        restored = False
+        if not self._is_current(qkv):
+            self._record(qkv)
+        elif self._changed_originals(qkv):
+            self.restore(qkv)
+            restored = True
+        qkv.release_layouts()  # copies in another layout are made afresh from the checked tensors
+        return restored
+
+    def modified(self, qkv: QKV, layout: Layout) -> list[str]:
+        """After a backend ran: the names of the inputs it changed (its own layout's copies included)."""
+        changed = self._changed_originals(qkv)
+        if layout != "bhsd":
+            given = qkv.in_layout(layout)
+            changed += [
+                f"{name} (its {layout} copy)"
+                for name, copy in zip(_NAMES, given, strict=True)
+                if not torch.equal(copy.transpose(1, 2), getattr(qkv, name))
+            ]
         return changed
+
+    def restore(self, qkv: QKV) -> None:
+        """Put the seeded values back (in place: the session's cache holds these very tensors)."""
+        qkv.release_layouts()
+        fresh = make_qkv(qkv.shape, seed=qkv.seed, device=qkv.device)
+        with torch.no_grad():
+            for name in _NAMES:
+                getattr(qkv, name).copy_(getattr(fresh, name))
+        self._record(qkv)
+
+    def _changed_originals(self, qkv: QKV) -> list[str]:
+        if not self._is_current(qkv):
+            return []
+        return [name for name, before in zip(_NAMES, self._pristine, strict=True) if _state(getattr(qkv, name)) != before]
+
+
+INPUTS = InputGuard()

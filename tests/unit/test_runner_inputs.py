@@ -11,7 +11,7 @@ from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf.backends.registry import Backend
 from pytest_attnperf.gate.results import CaseResult
-from pytest_attnperf.measure.input_guard import InputSeal, bits_checksum
+from pytest_attnperf.measure.input_guard import INPUTS, bits_checksum
 from pytest_attnperf.measure.inputs import make_qkv
 from pytest_attnperf.measure.reference import eager_attention
 from pytest_attnperf.runner import AttnPerf
@@ -102,7 +102,7 @@ def _raw_write_on_q(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: At
     [
         (_plus_one_on_v, "bhsd", "v"),
         (_raw_write_on_q, "bhsd", "q"),
-        (_plus_one_on_v, "bshd", "v"),
+        (_plus_one_on_v, "bshd", "v (its bshd copy)"),
     ],
 )
 def test_a_backend_writing_to_its_inputs_fails_and_the_inputs_are_restored(run: Any, layout: Any, named: str) -> None:
@@ -118,11 +118,30 @@ def test_a_backend_writing_to_its_inputs_fails_and_the_inputs_are_restored(run: 
     assert all(torch.equal(now, then) for now, then in zip((qkv.q, qkv.k, qkv.v), pristine, strict=True))
 
 
-def test_a_backend_that_leaves_its_inputs_alone_passes_the_seal() -> None:
+def test_a_backend_that_leaves_its_inputs_alone_passes_the_guard() -> None:
     qkv = make_qkv(SHAPE)
     result = _runner().measure(Backend("correct", _correct, layout="bshd"), qkv)
     assert result.median_ms is not None
-    assert InputSeal(qkv, "bhsd").modified() == []
+    assert INPUTS.modified(qkv, "bshd") == []
+
+
+def test_inputs_changed_by_a_backend_that_then_raised_are_restored_for_the_next() -> None:
+    qkv = make_qkv(SHAPE)
+    pristine_v = qkv.v.clone()
+    seen: list[torch.Tensor] = []
+
+    def writes_then_raises(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
+        v.mul_(3.0)
+        raise RuntimeError("boom after writing")
+
+    def records(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
+        seen.append(v.clone())
+        return _correct(q, k, v, shape)
+
+    with pytest.raises(RuntimeError, match="boom after writing"):
+        _runner().measure(Backend("writer", writes_then_raises), qkv)
+    _runner().measure(Backend("next", records), qkv)
+    assert all(torch.equal(v, pristine_v) for v in seen)
 
 
 INPLACE_CONFTEST = """
