@@ -123,8 +123,15 @@ def _device(spec: str | None) -> Any:
 
 
 def command_env(arguments: argparse.Namespace) -> int:
+    from .output_paths import OutputPathError, check_baselines_folder
+
     _device(arguments.attnperf_device)  # a device that is not there is an argument error, not a traceback
-    report = environment_report(arguments.attnperf_device or "auto", Path(arguments.attnperf_baselines or "baselines"))
+    baselines = Path(arguments.attnperf_baselines or "baselines")
+    try:
+        check_baselines_folder(baselines, "--attnperf-baselines", updating=False)
+    except OutputPathError as error:
+        raise CommandError(str(error)) from None
+    report = environment_report(arguments.attnperf_device or "auto", baselines)
     if arguments.json:
         print(json.dumps(report, indent=2))
     else:

@@ -288,6 +288,11 @@ def test_a_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str])
             id="env-cuda-without-gpu",
         ),
         pytest.param(
+            ["env", "--attnperf-device=cpu", f"--attnperf-baselines={__file__}"],
+            f"attnperf env: --attnperf-baselines: cannot use {__file__} as the baselines folder: it is a file",
+            id="env-baselines-a-file",
+        ),
+        pytest.param(
             ["report", "--quick", "--attnperf-backends=nope"],
             "attnperf report: --attnperf-backends: unknown attention backend 'nope'; expected one of: eager",
             id="report-unknown-backend",
