@@ -23,7 +23,7 @@ from .measure.equivalence import Equivalence, describe_mismatch, measure_equival
 from .measure.input_guard import INPUTS
 from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
-from .measure.memory import DoesNotFit, InputsDoNotFit, release_memory
+from .measure.memory import DoesNotFit, InputsDoNotFit, describe_error, is_out_of_memory, release_memory
 from .measure.reference import reference_attention
 from .measure.timing import NotCapturable
 from .spec.device_info import DeviceInfo
@@ -81,6 +81,29 @@ def _tensor_output(raw: Any, backend: Backend) -> torch.Tensor:
     return raw
 
 
+def _graph_to_differentiate(
+    backend: Backend, leaves: tuple[torch.Tensor, torch.Tensor, torch.Tensor], shape: AttnShape, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward kept for autograd, and the seeded gradient of its output; out of memory -> DoesNotFit.
+
+    It runs before measure() does, so an out-of-memory here must become "does not fit" here too.
+    """
+    failure = None
+    try:
+        q, k, v = leaves
+        first_output = _tensor_output(backend.run(q, k, v, shape), backend)
+        grad_output = seeded_normal(
+            tuple(first_output.shape), seed=seed, stream=3, dtype=first_output.dtype, device=first_output.device
+        )
+        return first_output, grad_output
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        failure = describe_error(error)
+    release_memory(leaves[0].device)  # outside the except block: its traceback no longer holds the tensors
+    raise DoesNotFit(failure)
+
+
 def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     """A no-argument callable doing one forward, backward or forward+backward of ``backend``."""
     shape = qkv.shape
@@ -94,10 +117,7 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
         return forward
     q_leaf, k_leaf, v_leaf = (t.detach().requires_grad_(True) for t in (q, k, v))
     leaves = (q_leaf, k_leaf, v_leaf)
-    first_output = _tensor_output(backend.run(q_leaf, k_leaf, v_leaf, shape), backend)
-    grad_output = seeded_normal(
-        tuple(first_output.shape), seed=qkv.seed, stream=3, dtype=first_output.dtype, device=first_output.device
-    )
+    first_output, grad_output = _graph_to_differentiate(backend, leaves, shape, qkv.seed)
     if mode == "backward":
         # The graph of one forward is kept and differentiated again and again.
         return functools.partial(torch.autograd.grad, first_output, leaves, grad_output, retain_graph=True)

@@ -80,6 +80,19 @@ def test_a_backward_of_a_backend_returning_none_names_it() -> None:
         _runner().measure(Backend("none", returns_none), make_qkv(SHAPE), mode="backward")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("mode", ["backward", "forward+backward"])
+def test_an_out_of_memory_while_building_the_backward_graph_does_not_fit(mode: Any) -> None:
+    # The graph's forward runs before measure() does: under `ulimit -v` it used to fail the test with the raw
+    # "DefaultCPUAllocator: can't allocate memory" RuntimeError.
+    def too_big(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape) -> torch.Tensor:
+        return torch.empty(1 << 62, dtype=torch.uint8)
+
+    result = _runner().measure(Backend("too-big", too_big), make_qkv(SHAPE), mode=mode)
+    assert result.fits is False
+    assert result.reason is not None
+    assert "DefaultCPUAllocator: can't allocate memory" in result.reason
+
+
 def test_the_checksum_sees_any_bit() -> None:
     tensor = torch.zeros(4, dtype=torch.float16)
     before = bits_checksum(tensor)
