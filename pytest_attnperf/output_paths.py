@@ -27,16 +27,25 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
+def shown(path: Path) -> str:
+    """A path as the user would write it from here: relative inside the current folder, else absolute."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def _make_folder(folder: Path, source: str) -> None:
     """Make ``folder`` (and its parents), or say clearly why it cannot be."""
     if folder.is_symlink() and not folder.exists():
-        raise OutputPathError(f"{source}: cannot use {folder}: it is a symbolic link to a missing folder")
+        raise OutputPathError(f"{source}: cannot use {shown(folder)}: it is a symbolic link to a missing folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OutputPathError(f"{source}: cannot use {folder} as a folder: it is a file") from None
+        raise OutputPathError(f"{source}: cannot use {shown(folder)} as a folder: it is a file") from None
     except OSError as error:
-        raise OutputPathError(f"{source}: cannot create the folder {folder}: {_reason(error)}") from None
+        raise OutputPathError(f"{source}: cannot create the folder {shown(folder)}: {_reason(error)}") from None
 
 
 def _probe_folder(folder: Path, source: str) -> None:
@@ -45,7 +54,7 @@ def _probe_folder(folder: Path, source: str) -> None:
         with tempfile.TemporaryFile(dir=folder, prefix=".attnperf-write-check-"):
             pass
     except OSError as error:
-        raise OutputPathError(f"{source}: cannot write in the folder {folder}: {_reason(error)}") from None
+        raise OutputPathError(f"{source}: cannot write in the folder {shown(folder)}: {_reason(error)}") from None
 
 
 def check_file_target(path: Path, source: str) -> None:
@@ -55,21 +64,21 @@ def check_file_target(path: Path, source: str) -> None:
     except FileNotFoundError:
         status = None
     except OSError as error:  # under a file, a loop of links, a name too long
-        raise OutputPathError(f"{source}: cannot write {path}: {_reason(error)}") from None
+        raise OutputPathError(f"{source}: cannot write {shown(path)}: {_reason(error)}") from None
     if status is not None:
         if path.is_dir():
-            raise OutputPathError(f"{source}: cannot write {path}: it is a folder; give a file name")
+            raise OutputPathError(f"{source}: cannot write {shown(path)}: it is a folder; give a file name")
         try:
             with open(path, "ab"):  # opened for appending, not written: the file stays as it is
                 pass
         except OSError as error:
-            raise OutputPathError(f"{source}: cannot write {path}: {_reason(error)}") from None
+            raise OutputPathError(f"{source}: cannot write {shown(path)}: {_reason(error)}") from None
         return
     _make_folder(path.parent, source)
     try:
         descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except OSError as error:
-        raise OutputPathError(f"{source}: cannot write {path}: {_reason(error)}") from None
+        raise OutputPathError(f"{source}: cannot write {shown(path)}: {_reason(error)}") from None
     os.close(descriptor)
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -82,9 +91,9 @@ def check_folder_target(folder: Path, source: str) -> None:
     except FileNotFoundError:
         status = None
     except OSError as error:
-        raise OutputPathError(f"{source}: cannot use the folder {folder}: {_reason(error)}") from None
+        raise OutputPathError(f"{source}: cannot use the folder {shown(folder)}: {_reason(error)}") from None
     if status is not None and not folder.is_dir():
-        raise OutputPathError(f"{source}: cannot use {folder} as a folder: it is a file")
+        raise OutputPathError(f"{source}: cannot use {shown(folder)} as a folder: it is a file")
     _make_folder(folder, source)
     _probe_folder(folder, source)
 
@@ -96,13 +105,13 @@ def check_baselines_folder(folder: Path, source: str, *, updating: bool) -> None
     except FileNotFoundError:
         status = None
     except OSError as error:
-        raise OutputPathError(f"{source}: cannot use the baselines folder {folder}: {_reason(error)}") from None
+        raise OutputPathError(f"{source}: cannot use the baselines folder {shown(folder)}: {_reason(error)}") from None
     if status is not None and not folder.is_dir():
-        raise OutputPathError(f"{source}: cannot use {folder} as the baselines folder: it is a file, not a folder")
+        raise OutputPathError(f"{source}: cannot use {shown(folder)} as the baselines folder: it is a file, not a folder")
     if updating:
         check_folder_target(folder, source)
     elif status is None and folder.is_symlink():
-        raise OutputPathError(f"{source}: cannot use {folder}: it is a symbolic link to a missing folder")
+        raise OutputPathError(f"{source}: cannot use {shown(folder)}: it is a symbolic link to a missing folder")
 
 
 def markdown_target(settings: Settings, environ: Mapping[str, str] = os.environ) -> tuple[Path, str] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .gate.results import CaseResult
-from .output_paths import markdown_target
+from .output_paths import markdown_target, shown
 from .spec.options import Settings
 from .spec.units import format_bytes, format_ms
 
@@ -185,7 +185,7 @@ def write_outputs(run: RunReport) -> tuple[list[Path], list[str]]:
             settings.json_path.write_text(text, encoding="utf-8")
             written.append(settings.json_path)
         except OSError as error:
-            errors.append(f"--attnperf-json: cannot write {settings.json_path}: {error.strerror or error}")
+            errors.append(f"--attnperf-json: cannot write {shown(settings.json_path)}: {error.strerror or error}")
     target = markdown_target(settings)
     if target is not None and run.results:
         path, source = target
@@ -195,5 +195,5 @@ def write_outputs(run: RunReport) -> tuple[list[Path], list[str]]:
                 handle.write(markdown_summary(run))
             written.append(path)
         except OSError as error:
-            errors.append(f"{source}: cannot write {path}: {error.strerror or error}")
+            errors.append(f"{source}: cannot write {shown(path)}: {error.strerror or error}")
     return written, errors

@@ -14,6 +14,7 @@ import torch
 from pytest_attnperf import REGISTRY, cli
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path
 from pytest_attnperf.measure.device import describe_device
+from pytest_attnperf.output_paths import shown
 from pytest_attnperf.spec.options import OPTIONS, add_argparse_options
 
 CPU = describe_device(torch.device("cpu"))
@@ -289,7 +290,7 @@ def test_a_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         ),
         pytest.param(
             ["env", "--attnperf-device=cpu", f"--attnperf-baselines={__file__}"],
-            f"attnperf env: --attnperf-baselines: cannot use {__file__} as the baselines folder: it is a file",
+            f"attnperf env: --attnperf-baselines: cannot use {shown(Path(__file__))} as the baselines folder: it is a file",
             id="env-baselines-a-file",
         ),
         pytest.param(
