@@ -225,12 +225,13 @@ class AttnPerfSession:
         self.written_paths.extend(written)
         self.output_errors.extend(errors)
         if self.settings.report_dir is not None:
+            from .output_paths import shown
+
             try:
                 self._write_study(self.settings.report_dir)
             except OSError as error:
-                self.output_errors.append(
-                    f"--attnperf-report: cannot write the study to {self.settings.report_dir}: {error.strerror or error}"
-                )
+                folder = shown(self.settings.report_dir)
+                self.output_errors.append(f"--attnperf-report: cannot write the study to {folder}: {error.strerror or error}")
         if self.output_errors:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -288,11 +288,11 @@ class Settings:
         return defaults
 
 
-def check_kv_heads(heads: int, kv_heads: int | None, *, heads_from: str) -> None:
+def check_kv_heads(heads: int, kv_heads: int | None, *, heads_from: str, kv_from: str = "--attnperf-kv-heads") -> None:
     """--attnperf-kv-heads must divide the heads: it is never lowered silently."""
     if kv_heads is not None and heads % kv_heads:
         raise ValueError(
-            f"--attnperf-kv-heads={kv_heads} does not fit the {heads} query heads ({heads_from}): heads must be a multiple of "
+            f"{kv_from}={kv_heads} does not fit the {heads} query heads ({heads_from}): heads must be a multiple of "
             "kv_heads, so kv-heads is at most heads (e.g. heads 32 with kv-heads 8)"
         )
 
@@ -352,10 +352,15 @@ def resolve_settings(
         value = values.get(dest)
         return default if value is None else value
 
+    def given(dest: str) -> str:  # where a value came from, as the user wrote it
+        return OPTIONS_BY_DEST[dest].flag if cli.get(dest) is not None else f"ini key {dest}"
+
     heads, kv_heads = values.get("attnperf_heads"), values.get("attnperf_kv_heads")
     if heads is not None:
         try:
-            check_kv_heads(heads, kv_heads, heads_from=f"--attnperf-heads={heads}")
+            check_kv_heads(
+                heads, kv_heads, heads_from=f"{given('attnperf_heads')}={heads}", kv_from=given("attnperf_kv_heads")
+            )
         except ValueError as error:
             raise SettingsError(str(error)) from None
     min_samples = pick("attnperf_min_samples", 10)

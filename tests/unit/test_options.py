@@ -441,3 +441,8 @@ def test_a_marked_head_count_below_the_kv_heads_option_fails_naming_it(pytester:
             "comes from --attnperf-kv-heads)*"
         ]
     )
+
+
+def test_kv_heads_refusal_names_where_each_value_came_from(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"^ini key attnperf_kv_heads=4 does not fit the 2 query heads \(--attnperf-heads=2\)"):
+        resolve_settings({"attnperf_heads": 2}, {"attnperf_kv_heads": "4"}, rootdir=tmp_path)
