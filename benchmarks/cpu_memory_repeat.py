@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=ROOT, help="run pytest in this folder (default: this checkout)")
     parser.add_argument("--tests", default="tests/suite", help="the suite, relative to --repo")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    parser.add_argument("--code", default="", help="what code ran, for the report (e.g. a commit)")
     parser.add_argument("extra", nargs="*", help="more pytest arguments (after --)")
     arguments = parser.parse_args(argv)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.release()}",
         "tests": arguments.tests,
-        "repo": str(arguments.repo),
+        "repo": str(arguments.repo) + (f" ({arguments.code})" if arguments.code else ""),
     }
     text = render(baseline, runs, exits, meta)
     print(text)
