@@ -220,7 +220,14 @@ class AttnPerfSession:
         from .report import write_outputs
 
         if self.settings.update:
-            self._update_baselines(session)
+            try:
+                self._update_baselines(session)
+            except KeyboardInterrupt:  # one line instead of a traceback; each file is written atomically
+                pytest.exit(
+                    "attnperf: interrupted (Ctrl-C) while writing the baselines; every baseline file is whole: its old "
+                    "version, or its new one if it was written before the interrupt",
+                    returncode=pytest.ExitCode.INTERRUPTED,
+                )
         written, errors = write_outputs(self.report())
         self.written_paths.extend(written)
         self.output_errors.extend(errors)
@@ -276,8 +283,12 @@ class AttnPerfSession:
                 device.update(self.info.as_dict())
                 device.pop("device", None)
                 device = {key: value for key, value in device.items() if key not in self.info.software()}
+            path = self.baseline_path(slug)
+            # A baseline file that is a symbolic link (one file shared by several folders) is updated where it
+            # points: the atomic rename would otherwise replace the link, leaving the shared file as it was.
+            target = Path(os.path.realpath(path)) if path.is_symlink() else path
             try:
-                self.changes.extend(merge_entries(self.baseline_path(slug), device, environment, entries))
+                self.changes.extend(merge_entries(target, device, environment, entries))
             except (BaselineFileError, OSError, ValueError) as error:
                 self.update_errors.append(str(error))
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED

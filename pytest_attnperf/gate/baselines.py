@@ -107,13 +107,14 @@ _FlowListDumper.add_representer(
 
 
 def baseline_path(directory: Path, slug: str) -> Path:
-    """``directory/<slug>.yaml``, refusing any slug that would leave the directory."""
+    """``directory/<slug>.yaml``, refusing any slug that would leave the directory.
+
+    The name's characters decide, not where links lead: a baseline file may be a symbolic link (one file
+    shared by several folders), read and written through; a loop of links fails to read, naming the file.
+    """
     if not slug or slug in (".", "..") or any(char in slug for char in "/\\\0") or slug.startswith("."):
         raise ValueError(f"refusing baseline name {slug!r}: it must be a plain file name")
-    path = directory / f"{slug}.yaml"
-    if path.resolve().parent != directory.resolve():
-        raise ValueError(f"refusing baseline name {slug!r}: {path} is outside {directory}")
-    return path
+    return directory / f"{slug}.yaml"
 
 
 # ---------------------------------------------------------------- reading and validation

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from fast_run import FAST_OPTIONS
+from fast_run import CPU, FAST_OPTIONS
 
+from pytest_attnperf.gate.baselines import baseline_path, load_baseline
 from pytest_attnperf.output_paths import (
     OutputPathError,
     check_baselines_folder,
@@ -168,3 +169,52 @@ def test_json_report_of_a_good_run(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.OK
     document = json.loads((pytester.path / "out" / "r.json").read_text(encoding="utf-8"))
     assert [case["test_id"] for case in document["results"]] == ["test_gate.py::test_forward[eager-64]"]
+
+
+def test_a_baseline_file_that_is_a_symbolic_link_is_read_and_updated_through_it(pytester: pytest.Pytester) -> None:
+    # One file shared by several folders: it used to be refused as "outside baselines", blaming the GPU's name
+    # (and the atomic rename of an update would have replaced the link by a regular file).
+    pytester.makepyfile(test_gate=TEST)
+    link = baseline_path(pytester.path / "baselines", CPU.slug)
+    link.parent.mkdir()
+    shared = pytester.mkdir("shared") / link.name
+    link.symlink_to(Path("..") / "shared" / link.name)
+    first = pytester.runpytest_inprocess(*FAST, "--attnperf-update")
+    assert first.ret == pytest.ExitCode.OK, first.stdout.str() + first.stderr.str()
+    assert link.is_symlink()
+    written = load_baseline(shared)
+    assert written is not None
+    assert list(written.entries) == ["test_gate.py::test_forward[eager-64]"]
+    gated = pytester.runpytest_inprocess(*FAST)
+    assert gated.ret == pytest.ExitCode.OK
+    gated.stdout.fnmatch_lines([f"attnperf: baselines baselines/{link.name} (1 entries, *"])
+
+
+def test_a_baseline_file_that_is_a_loop_of_links_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    # Path.resolve() raised RuntimeError on it: an INTERNALERROR.
+    pytester.makepyfile(test_gate=TEST)
+    link = baseline_path(pytester.path / "baselines", CPU.slug)
+    link.parent.mkdir()
+    link.symlink_to(link.name)
+    result = pytester.runpytest_inprocess(*FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert "cannot be read: Too many levels of symbolic links" in result.stderr.str()
+
+
+def test_ctrl_c_while_the_baselines_are_written_is_one_line(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It used to end the run with a raw KeyboardInterrupt traceback (the files stayed whole).
+    import pytest_attnperf.gate.baselines as baselines
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(baselines, "merge_entries", interrupted)
+    pytester.makepyfile(test_gate=TEST)
+    result = pytester.runpytest_inprocess(*FAST, "--attnperf-update")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert (
+        "Exit: attnperf: interrupted (Ctrl-C) while writing the baselines; every baseline file is whole: its old "
+        "version, or its new one if it was written before the interrupt" in result.stderr.str()
+    )
