@@ -373,7 +373,8 @@ def does_not_fit(outcome: Outcome) -> tuple[str, str]:
     problem = crash(outcome)
     if problem:
         return "DEFECT", problem
-    if has(outcome.out, r"does not fit|no longer fits"):
+    # (robustness branch) `attnperf report`'s study.json says "status": "does_not_fit".
+    if has(outcome.out, r"does not fit|no longer fits|\"status\": \"does_not_fit\""):
         return ("clear error" if outcome.rc in (0, 1) else "acceptable"), ""
     if has(outcome.out, r"can't allocate memory|Cannot allocate memory|MemoryError|out of memory"):
         return "DEFECT", "raw allocation error instead of a 'does not fit' result"
@@ -2084,11 +2085,18 @@ def memory_error(q, k, v, shape):
 def torch_oom(q, k, v, shape):
     raise torch.OutOfMemoryError("out of memory (simulated)")
 
+"""
+# Its own conftest (robustness branch): a registration the plugin refuses stops the whole conftest, which
+# would take every other probe of this family with it.
+BAD_LAYOUT_CONFTEST = (
+    CONFTEST
+    + """
 
 @register_backend("bad-layout", layout="bsdh")
 def bad_layout(q, k, v, shape):
     return _sdpa(q, k, v, shape)
 """
+)
 
 
 def inplace_detected(outcome: Outcome) -> tuple[str, str]:
@@ -2149,13 +2157,16 @@ def measurement_probes() -> list[Probe]:
             files=conftest,
         ),
         backend_run("returns-tuple", fails_test_with("returns-tuple", "tuple")),
-        backend_run(
-            "bad-layout",
+        Probe(
+            "measure",
+            "registered backend `bad-layout`",
+            pytest_argv("--attnperf-backends=bad-layout"),
             fails_test_with(
                 r"layout '?bsdh|unknown layout|layout must",
                 why="register_backend accepted layout='bsdh'; the test "
                 "then fails on an output shape, never naming the layout",
             ),
+            files={"conftest.py": BAD_LAYOUT_CONFTEST},
         ),
         marker_probe(
             "@pytest.mark.attnperf_equivalence",
@@ -2418,6 +2429,89 @@ def perf_probes() -> list[Probe]:
     ]
 
 
+# ---------------------------------------------------------------- family: round 2 (issue 12), added in the robustness branch
+
+ROUND2_CONFTEST = """\
+from pytest_attnperf import register_backend
+from pytest_attnperf.measure.reference import eager_attention
+
+
+def _eager(q, k, v, shape):
+    return eager_attention(q, k, v, causal=shape.causal, window=shape.window, scale=shape.scale)
+
+
+@register_backend("raw-write")
+def raw_write(q, k, v, shape):
+    q.data[0, 0, 0, 0] += 1.0  # through .data: no version bump, as a kernel writing through a pointer
+    return _eager(q, k, v, shape)
+
+
+@register_backend("returns-tuple")
+def returns_tuple(q, k, v, shape):
+    out = _eager(q, k, v, shape)
+    return out, out
+"""
+
+
+def round2_probes() -> list[Probe]:
+    ok = {BASELINE_FILE: baseline_with()}
+    no_ini = {"proj/test_a.py": STANDARD_TEST, "shared/keep": ""}
+    spaced = refuses("written with a space", r"--attnperf-baselines=\.\./shared", codes=(4,))
+    return [
+        Probe("round2", "--attnperf-baselines ../shared (space), no ini file: the rootdir would move",
+              pytest_argv("--attnperf-baselines", "../shared", "test_a.py"), spaced, project=False, cwd="proj",
+              files=no_ini),
+        Probe("round2", "PYTEST_ADDOPTS='--attnperf-baselines ../shared' (space), no ini file",
+              pytest_argv("test_a.py"), spaced, project=False, cwd="proj", files=no_ini,
+              env={"PYTEST_ADDOPTS": "--attnperf-baselines ../shared"}),
+        Probe("round2", "--attnperf-baselines ../shared (space) with pytest.ini in the project: rootdir unchanged",
+              pytest_argv("--attnperf-baselines", "../shared", "test_a.py"), accepts(r"1 passed"), project=False,
+              cwd="proj", files={**no_ini, "proj/pytest.ini": PYTEST_INI}),
+        Probe("round2", "`attnperf update --attnperf-baselines bl` (space: forwarded as --attnperf-baselines=bl)",
+              ["{attnperf}", "update", "--attnperf-baselines", "bl", *FAST, "-p", "no:cacheprovider"],
+              written_to("bl/{slug}.yaml", expected=True, defect="the update did not write into bl/")),
+        Probe("round2", "ini `attnperf_baselines = ../bl` in cfg/pytest.ini, run with -c cfg/pytest.ini --rootdir=.",
+              pytest_argv("-c", "cfg/pytest.ini", "--rootdir=.", "test_a.py", "--attnperf-update"),
+              written_to("bl/{slug}.yaml", expected=True, defect="an ini path was not taken from the ini file's folder"),
+              files={"cfg/pytest.ini": "[pytest]\nattnperf_baselines = ../bl\n"}),
+        Probe("round2", "--attnperf-json=r.json without --attnperf", pytest_argv("--attnperf-json=r.json", attnperf=False),
+              refuses("--attnperf-json needs --attnperf", codes=(4,))),
+        Probe("round2", "--attnperf-report=study without --attnperf",
+              pytest_argv("--attnperf-report=study", attnperf=False), refuses("--attnperf-report needs --attnperf", codes=(4,))),
+        Probe("round2", "--attnperf-markdown= (empty)", pytest_argv("--attnperf-markdown="),
+              refuses("attnperf-markdown", "empty", codes=(4,))),
+        Probe("round2", "--attnperf-report= (empty)", pytest_argv("--attnperf-report="),
+              refuses("attnperf-report", "empty", codes=(4,))),
+        Probe("round2", "--attnperf-kv-heads=16 with the CPU's default 8 heads",
+              pytest_argv("--attnperf-kv-heads=16", drop=("--attnperf-heads",)),
+              refuses("kv-heads=16", "multiple of kv_heads", codes=(4,))),
+        marker_probe("@pytest.mark.attnperf_shape(heads=1)", refuses(r"test_m", "--attnperf-kv-heads"),
+                     extra=("--attnperf-kv-heads=2",), family="round2",
+                     label="attnperf_shape(heads=1) with --attnperf-kv-heads=2 (used to be lowered to 1)"),
+        Probe("round2", "--attnperf-mode=fwd", pytest_argv("--attnperf-mode=fwd"), refuses("mode", "fwd", codes=(4,))),
+        Probe("round2", "registered backend writing to q through .data (no version bump), then eager",
+              pytest_argv("--attnperf-backends=raw-write,eager"), fails_test_with("raw-write", "modified its input", "1 passed"),
+              files={"conftest.py": ROUND2_CONFTEST}),
+        Probe("round2", "registered backend returning a tuple, --attnperf-mode=backward",
+              pytest_argv("--attnperf-backends=returns-tuple", "--attnperf-mode=backward"),
+              fails_test_with("returns-tuple", "tuple", defect_if="AttributeError"), files={"conftest.py": ROUND2_CONFTEST}),
+        Probe("round2", "--attnperf-json=/proc/version (a file the kernel will not let anyone write)",
+              pytest_argv("--attnperf-json=/proc/version"), output_path(r"/proc/version"), files=ok),
+        Probe("round2", "--attnperf-report=/dev/null (a device where a folder should be)",
+              pytest_argv("--attnperf-report=/dev/null"), output_path(r"/dev/null"), files=ok),
+        Probe("round2", "--attnperf-markdown=/dev/stdout, stdout a pipe (a special file that works: control)",
+              shell(pytest_argv("--attnperf-markdown=/dev/stdout")) + " | cat; exit ${PIPESTATUS[0]}",
+              accepts(r"1 passed", r"## attnperf on"), files=ok),
+        Probe("round2", "report --out test_a.py (a file where the folder should be)",
+              ["{attnperf}", "report", "--quick", "--attnperf-seqlens=64", "--out", "test_a.py"], refuses(r"test_a\.py", codes=(2,))),
+        Probe("round2", "memory --model llama-2-70b > /dev/full (standard output on a full disk)",
+              "{attnperf} memory --model llama-2-70b > /dev/full", refuses(r"standard output", "No space", codes=(1,))),
+        Probe("round2", "show <2,000-entry file> > /dev/full", "{attnperf} show big.yaml > /dev/full",
+              refuses(r"standard output", "No space", codes=(1,)), files={"big.yaml": big_baseline(2000)}, timeout=300,
+              weight=4),
+    ]
+
+
 # ---------------------------------------------------------------- the run
 
 FAMILIES: dict[str, Callable[[], list[Probe]]] = {
@@ -2430,6 +2524,7 @@ FAMILIES: dict[str, Callable[[], list[Probe]]] = {
     "measure": measurement_probes,
     "signals": kill_probes,
     "perf": perf_probes,
+    "round2": round2_probes,
 }
 
 

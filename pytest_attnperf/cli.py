@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .spec.device_info import compute_units
-from .spec.options import add_argparse_options, to_command_line
+from .spec.options import add_argparse_options, path_text, to_command_line
 from .spec.units import argparse_type, format_bytes, format_ms, positive_int
 
 
@@ -21,6 +22,7 @@ def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
 
     from .backends.registry import REGISTRY, Unsupported
     from .measure.inputs import make_qkv
+    from .measure.memory import describe_error
     from .spec.shapes import AttnShape
 
     backend = REGISTRY.get(name)
@@ -43,7 +45,7 @@ def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
     except Exception as error:  # report the failure itself: that is what env is for
         return (
             False,
-            f"installed but failed a {shape.label()} run: {type(error).__name__}: {str(error).splitlines()[0]}",
+            f"installed but failed a {shape.label()} run: {describe_error(error)}",
         )
     finite = bool(torch.isfinite(output).all())
     return finite, "ok" if finite else "ran but produced NaN/Inf"
@@ -117,8 +119,29 @@ def _print_environment(report: dict[str, Any]) -> None:
             print("            same software as when the baseline was recorded")
 
 
+class CommandError(Exception):
+    """A bad argument found after parsing (a device that is not there, an unknown backend): exit 2, one line."""
+
+
+def _device(spec: str | None) -> Any:
+    from .measure.device import resolve_device
+
+    try:
+        return resolve_device(spec or "auto")
+    except ValueError as error:
+        raise CommandError(f"--attnperf-device: {error}") from None
+
+
 def command_env(arguments: argparse.Namespace) -> int:
-    report = environment_report(arguments.attnperf_device or "auto", Path(arguments.attnperf_baselines or "baselines"))
+    from .output_paths import OutputPathError, check_baselines_folder
+
+    _device(arguments.attnperf_device)  # a device that is not there is an argument error, not a traceback
+    baselines = Path(arguments.attnperf_baselines or "baselines")
+    try:
+        check_baselines_folder(baselines, "--attnperf-baselines", updating=False)
+    except OutputPathError as error:
+        raise CommandError(str(error)) from None
+    report = environment_report(arguments.attnperf_device or "auto", baselines)
     if arguments.json:
         print(json.dumps(report, indent=2))
     else:
@@ -214,16 +237,28 @@ def command_diff(arguments: argparse.Namespace) -> int:
 
 
 def command_report(arguments: argparse.Namespace) -> int:
-    from .measure.device import describe_device, resolve_device
+    from .backends.registry import REGISTRY, BackendError
+    from .measure.device import describe_device
+    from .output_paths import OutputPathError, check_folder_target
     from .spec.options import CPU_SEQLENS, GPU_SEQLENS, TimingConfig
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
     from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
+    # Every argument is checked before the study measures anything (it takes minutes).
+    try:
+        REGISTRY.select(arguments.attnperf_backends)
+    except BackendError as error:
+        raise CommandError(f"--attnperf-backends: {error}") from None
+    out = Path(os.path.abspath(arguments.out))
+    try:
+        check_folder_target(out, "--out")
+    except OutputPathError as error:
+        raise CommandError(str(error)) from None
+    device = _device(arguments.attnperf_device)
     plots = plots_available()
     if not plots:  # said before measuring, not after it
         print(f"attnperf report: writing the tables, study.json and README.md without plots; {PLOTS_NEED}")
-    device = resolve_device(arguments.attnperf_device or "auto")
     info = describe_device(device)
     configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
     if arguments.quick:
@@ -244,7 +279,7 @@ def command_report(arguments: argparse.Namespace) -> int:
         command=command,
         progress=stderr_progress(),
     )
-    for path in write_study(study, Path(arguments.out), plots=plots):
+    for path in write_study(study, out, plots=plots):
         print(f"wrote {path}")
     return 0
 
@@ -299,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("old")
     diff.add_argument("new")
     report = commands.add_parser("report", help="measure the FlashAttention study on this GPU: tables, plots, frontier")
-    report.add_argument("--out", default="attnperf-report", help="folder for README.md, study.json and the plots")
+    report.add_argument(
+        "--out",
+        default="attnperf-report",
+        type=argparse_type(path_text("--out folder")),
+        help="folder for README.md, study.json and the plots",
+    )
     report.add_argument("--quick", action="store_true", help="only the first configuration (fp16 causal d128)")
     report.add_argument(
         "--only",
@@ -323,24 +363,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMANDS = {"env": command_env, "show": command_show, "report": command_report, "memory": command_memory}
+BROKEN_PIPE_EXIT = 128 + 13  # what a shell reports for a command ended by SIGPIPE (as `cat big | head` is)
+
+
+class _StdoutFailed(Exception):
+    """Writing to standard output failed: the reader went away, or the disk under `> file` is full."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _GuardedStdout:
+    """Standard output whose write errors are told apart from those of the files a command writes."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as error:
+            raise _StdoutFailed(error) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as error:
+            raise _StdoutFailed(error) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments, extra = parser.parse_known_args(argv)
     if extra and arguments.command not in ("update", "calibrate"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if arguments.command == "env":
-        return command_env(arguments)
     if arguments.command == "update":
-        return command_update(arguments, extra)
+        return command_update(arguments, extra)  # pytest's own output
     if arguments.command == "calibrate":
         return command_calibrate(arguments, extra)
-    if arguments.command == "show":
-        return command_show(arguments)
-    if arguments.command == "report":
-        return command_report(arguments)
-    if arguments.command == "memory":
-        return command_memory(arguments)
-    return command_diff(arguments)
+    stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
+    try:
+        code = COMMANDS.get(arguments.command, command_diff)(arguments)
+        sys.stdout.flush()  # a closed pipe or a full disk shows here, not in the interpreter's last flush
+    except CommandError as error:
+        print(f"attnperf {arguments.command}: {error}", file=sys.stderr)
+        return 2
+    except _StdoutFailed as failure:
+        # Nothing more can be written there: point stdout at /dev/null, so the interpreter's own flush at
+        # exit has nowhere to fail. A reader that went away (`attnperf show big.yaml | head`) is no error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        if isinstance(failure.error, BrokenPipeError):
+            return BROKEN_PIPE_EXIT
+        print(f"attnperf {arguments.command}: cannot write to standard output: {failure.error.strerror}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = stdout
+    return code
 
 
 if __name__ == "__main__":

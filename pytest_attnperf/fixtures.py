@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .backends.registry import Backend
     from .integrations.transformers import HFModel
     from .measure.inputs import QKV
+    from .measure.memory import InputsDoNotFit
     from .runner import AttnPerf
     from .spec.device_info import DeviceInfo
 
@@ -87,22 +88,33 @@ def attn_shape(request: pytest.FixtureRequest, context_len: int, _attnperf_varia
     fields.update(_attnperf_variant)
     marked = _attnperf_variant.keys() | shape_spec.values.keys()
     if "heads" in fields and "kv_heads" not in marked:
-        fields["kv_heads"] = min(fields["kv_heads"], fields["heads"]) if settings.kv_heads else fields["heads"]
+        fields["kv_heads"] = settings.kv_heads or fields["heads"]  # never lowered: a misfit is refused below
     batch_given = settings.batch is not None or "batch" in marked
     try:
         return shape_for_case(fields, context_len=context_len, seed=settings.seed, batch_given=batch_given)
     except ValueError as error:
         problem = str(error)
+        if state.settings.kv_heads and "kv_heads" not in marked:
+            problem += f" (kv_heads {state.settings.kv_heads} comes from --attnperf-kv-heads)"
     pytest.fail(f"{request.node.nodeid}: impossible attention shape: {problem}", pytrace=False)
 
 
 @pytest.fixture
-def qkv(request: pytest.FixtureRequest, attn_shape: AttnShape) -> QKV:
+def qkv(request: pytest.FixtureRequest, attn_shape: AttnShape) -> QKV | InputsDoNotFit:
     """Seeded Q/K/V for this case on the run's device: same seed, same bits, on every machine."""
     from .measure.inputs import make_qkv
+    from .measure.memory import InputsDoNotFit, describe_error, is_out_of_memory, release_memory
 
     state = session_of(request.config)
-    return state.inputs(attn_shape, lambda: make_qkv(attn_shape, seed=state.settings.seed, device=state.device))
+    try:
+        return state.inputs(attn_shape, lambda: make_qkv(attn_shape, seed=state.settings.seed, device=state.device))
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        reason = f"the inputs ({attn_shape.input_bytes():,} bytes) cannot be allocated: {describe_error(error)}"
+    release_memory(state.device)  # outside the except block: its traceback no longer holds the partial tensors
+    # The inputs themselves do not fit: attnperf.measure records "does not fit", as for the kernel's own memory.
+    return InputsDoNotFit(attn_shape, state.settings.seed, reason)
 
 
 @pytest.fixture

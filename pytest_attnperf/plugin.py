@@ -19,9 +19,11 @@ import pytest
 from . import fixtures
 from .fixtures import BENCHMARK_FIXTURES, RUNNER_KEY, plugin_fixture_names
 from .gate.results import RECORD_PROPERTY, CaseResult
+from .output_paths import OutputPathError, check_output_paths
+from .rootdir_guard import check_option_spelling
 from .session import SESSION_KEY, AttnPerfSession, session_of
 from .spec.marks import MARKER_HELP, MARKER_USAGE, MarkerError, case_spec, evaluate_marker, item_marks, variant_id
-from .spec.options import SettingsError, add_pytest_options, resolve_settings
+from .spec.options import VALUED_FLAGS, SettingsError, add_pytest_options, resolve_settings
 from .spec.shapes import length_id
 
 SKIP_REASON = "attention benchmark: runs only with --attnperf"
@@ -43,11 +45,19 @@ def pytest_configure(config: pytest.Config) -> None:
             ini[dest] = config.getini(dest)
         except ValueError:  # flags without an ini key
             continue
+    check_option_spelling(config, VALUED_FLAGS)
     try:
-        settings = resolve_settings(cli, ini, rootdir=config.rootpath, inifile=config.inipath)
+        settings = resolve_settings(
+            cli, ini, rootdir=config.rootpath, inifile=config.inipath, invocation_dir=config.invocation_params.dir
+        )
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     is_worker = hasattr(config, "workerinput")
+    if settings.enabled and not is_worker:
+        try:
+            check_output_paths(settings)  # the paths this run writes: refused now, not after the measuring
+        except OutputPathError as error:
+            raise pytest.UsageError(str(error)) from None
     # The pytest-xdist controller runs no test: it must not touch a GPU the workers are timing.
     distributing = not is_worker and getattr(config.option, "dist", "no") != "no"
     state = AttnPerfSession(settings, is_worker=is_worker, distributing=distributing)

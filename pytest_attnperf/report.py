@@ -6,13 +6,13 @@ Everything here reads a :class:`RunReport`, a plain record the session fills at 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .gate.results import CaseResult
+from .output_paths import markdown_target, shown
 from .spec.options import Settings
 from .spec.units import format_bytes, format_ms
 
@@ -35,6 +35,7 @@ class RunReport:
     written_paths: list[Path] = field(default_factory=list)
     update_notes: list[str] = field(default_factory=list)
     calibration_lines: list[str] = field(default_factory=list)
+    output_errors: list[str] = field(default_factory=list)
 
 
 COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "GB/s", "peak mem", "baseline", "ratio", "at clock", "verdict")
@@ -162,6 +163,8 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
             write(f"could not store the detection limits: {error}", red=True)
     for path in run.written_paths:
         write(f"attnperf: wrote {path}")
+    for error in run.output_errors:
+        write(f"attnperf: {error}", red=True)
 
 
 def results_document(run: RunReport) -> dict[str, Any]:
@@ -204,20 +207,31 @@ def markdown_summary(run: RunReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(run: RunReport) -> list[Path]:
-    """Write the JSON and Markdown reports the options ask for."""
+def write_outputs(run: RunReport) -> tuple[list[Path], list[str]]:
+    """Write the JSON and Markdown reports the options ask for; return what was written and what failed.
+
+    The paths were checked at the start of the run; what fails only now (a full disk) is reported by
+    name instead of ending the run with a traceback.
+    """
     written: list[Path] = []
+    errors: list[str] = []
     settings = run.settings
     if settings.json_path is not None:
-        settings.json_path.parent.mkdir(parents=True, exist_ok=True)
-        settings.json_path.write_text(json.dumps(results_document(run), indent=2, allow_nan=False), encoding="utf-8")
-        written.append(settings.json_path)
-    markdown_target = settings.markdown_path or (
-        Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None
-    )
-    if markdown_target is not None and run.results:
-        markdown_target.parent.mkdir(parents=True, exist_ok=True)
-        with open(markdown_target, "a", encoding="utf-8") as handle:  # the step summary is shared: append
-            handle.write(markdown_summary(run))
-        written.append(markdown_target)
-    return written
+        try:
+            settings.json_path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(results_document(run), indent=2, allow_nan=False)
+            settings.json_path.write_text(text, encoding="utf-8")
+            written.append(settings.json_path)
+        except OSError as error:
+            errors.append(f"--attnperf-json: cannot write {shown(settings.json_path)}: {error.strerror or error}")
+    target = markdown_target(settings)
+    if target is not None and run.results:
+        path, source = target
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:  # the step summary is shared: append
+                handle.write(markdown_summary(run))
+            written.append(path)
+        except OSError as error:
+            errors.append(f"{source}: cannot write {shown(path)}: {error.strerror or error}")
+    return written, errors

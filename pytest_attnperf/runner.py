@@ -23,14 +23,15 @@ from .gate.results import CaseResult
 from .integrations.pytest_benchmark import feed_samples
 from .measure.bandwidth import copy_bandwidth_gbps
 from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
+from .measure.input_guard import INPUTS
 from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
-from .measure.memory import DoesNotFit, Workload, release_memory
+from .measure.memory import DoesNotFit, InputsDoNotFit, Workload, describe_error, is_out_of_memory, release_memory
 from .measure.reference import reference_output
 from .measure.timing import NotCapturable, free_flush_buffers
 from .spec.device_info import DeviceInfo
 from .spec.marks import EquivalenceSpec
-from .spec.options import TimingConfig
+from .spec.options import TimingConfig, parse_mode
 from .spec.shapes import Mode
 from .spec.workloads import TRAINABLE_WORKLOADS
 
@@ -100,6 +101,33 @@ def timing_settings(config: TimingConfig) -> dict[str, Any]:
     }
 
 
+def _tensor_output(raw: Any, backend: Backend) -> torch.Tensor:
+    """A backend's output, which must be a tensor: anything else is named, with the backend."""
+    if not isinstance(raw, torch.Tensor):
+        raise TypeError(f"attention backend {backend.name!r} returned {type(raw).__name__}, expected a torch.Tensor")
+    return raw
+
+
+def _graph_to_differentiate(backend: Backend, arguments: tuple[Any, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward kept for autograd, and the seeded gradient of its output; out of memory -> DoesNotFit.
+
+    It runs before measure() does, so an out-of-memory here must become "does not fit" here too.
+    """
+    failure = None
+    try:
+        first_output = _tensor_output(backend.run(*arguments), backend)
+        grad_output = seeded_normal(
+            tuple(first_output.shape), seed=seed, stream=3, dtype=first_output.dtype, device=first_output.device
+        )
+        return first_output, grad_output
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        failure = describe_error(error)
+    release_memory(arguments[0].device)  # outside the except block: its traceback no longer holds the tensors
+    raise DoesNotFit(failure)
+
+
 def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     """A no-argument callable doing one forward, backward or forward+backward of ``backend``."""
     arguments = qkv.call_arguments(backend.layout)
@@ -117,10 +145,7 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     q_leaf, k_leaf, v_leaf = (t.detach().requires_grad_(True) for t in arguments[:3])
     leaves = (q_leaf, k_leaf, v_leaf)
     rest = arguments[3:]
-    first_output = backend.run(q_leaf, k_leaf, v_leaf, *rest)
-    grad_output = seeded_normal(
-        tuple(first_output.shape), seed=qkv.seed, stream=3, dtype=first_output.dtype, device=first_output.device
-    )
+    first_output, grad_output = _graph_to_differentiate(backend, (*leaves, *rest), qkv.seed)
     if mode == "backward":
         # The graph of one forward is kept and differentiated again and again.
         return functools.partial(torch.autograd.grad, first_output, leaves, grad_output, retain_graph=True)
@@ -147,9 +172,13 @@ class AttnPerf:
     gpu_state: dict[str, Any] | None = None  # this process's GPU state at session start
     result: CaseResult | None = None
 
-    def measure(self, backend: Backend, qkv: QKV, *, mode: Mode | None = None) -> CaseResult:
+    def measure(self, backend: Backend, qkv: QKV | InputsDoNotFit, *, mode: Mode | None = None) -> CaseResult:
         """Time ``backend`` on ``qkv``, measure its peak memory, check its output; skip if unsupported."""
-        run_mode: Mode = mode or self.mode
+        run_mode: Mode = parse_mode(mode) if mode is not None else self.mode  # type: ignore[assignment]
+        if isinstance(qkv, InputsDoNotFit):
+            return self._inputs_do_not_fit(backend, qkv, run_mode)
+        if INPUTS.prepare(qkv, backend.layout):  # an earlier backend changed them (and its test failed first for another reason)
+            REFERENCES.clear()
         shape = qkv.shape
         reason = backend.unsupported_reason(shape, self.info)
         if reason:
@@ -180,8 +209,31 @@ class AttnPerf:
             result.equivalence_passed = equivalence.passed
             result.mismatch = describe_mismatch(equivalence)
         del workload
+        self._refuse_modified_inputs(backend, qkv)
         qkv.release_layouts()
         release_memory(self.device)
+        self._store(result)
+        return result
+
+    def _refuse_modified_inputs(self, backend: Backend, qkv: QKV) -> None:
+        modified = INPUTS.modified(qkv, backend.layout)
+        if modified:
+            INPUTS.restore(qkv)
+            REFERENCES.clear()  # computed from the modified inputs
+            pytest.fail(
+                f"{self.test_id}: attention backend {backend.name!r} modified its input(s) {', '.join(modified)} in "
+                "place: its timings and its output check ran on changing values. A backend must not write to q, "
+                "k or v (work on a copy); the inputs were restored for the tests after it",
+                pytrace=False,
+            )
+
+    def _inputs_do_not_fit(self, backend: Backend, qkv: InputsDoNotFit, run_mode: Mode) -> CaseResult:
+        """The inputs could not be allocated: the case does not fit, decided by the gate as any other."""
+        reason = backend.unsupported_reason(qkv.shape, self.info)
+        if reason:
+            pytest.skip(reason)
+        result = self._new_result(backend.name, qkv.shape.as_dict(), run_mode, qkv.shape.context_len)
+        result.fits, result.reason = False, qkv.reason
         self._store(result)
         return result
 
@@ -190,11 +242,7 @@ class AttnPerf:
         assert self.equivalence is not None
         with torch.no_grad():
             raw = backend.run(*qkv.call_arguments(backend.layout))
-        if not isinstance(raw, torch.Tensor):
-            raise TypeError(
-                f"attention backend {backend.name!r} returned {type(raw).__name__}, expected a torch.Tensor"
-            )
-        output = qkv.canonical_output(raw, backend.layout)
+        output = qkv.canonical_output(_tensor_output(raw, backend), backend.layout)
         reference, low = REFERENCES.get(qkv)
         return measure_equivalence(output, reference, low, self.equivalence)
 
@@ -208,6 +256,10 @@ class AttnPerf:
         seqlen: int | None = None,
     ) -> CaseResult:
         """Time any callable (a transformers model step, a custom kernel) under the same gate."""
+        if flops is not None and (
+            isinstance(flops, bool) or not isinstance(flops, (int, float)) or not 0 < flops < math.inf
+        ):
+            raise ValueError(f"measure_workload(name={name!r}): flops must be a positive finite number or None, not {flops!r}")
         result = self._new_result(name, shape, self.mode, seqlen)
         try:
             measurement = self._measure_cleanly(workload, lambda: None)

@@ -66,6 +66,7 @@ class AttnPerfSession:
         self.update_notes: list[str] = []
         self.calibration_lines: list[str] = []
         self.written_paths: list[Path] = []
+        self.output_errors: list[str] = []
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
         self.deferrer: Any = None  # the Deferrer of a gating run (see deferral.py)
@@ -102,6 +103,7 @@ class AttnPerfSession:
         """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
         from .measure.guards import read_gpu_state, state_problems
 
+        self.settings.shape_defaults(self.is_cuda)  # --attnperf-kv-heads against this device's default heads
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
             from .measure.timing import spin_up
@@ -230,6 +232,7 @@ class AttnPerfSession:
             written_paths=self.written_paths,
             update_notes=self.update_notes,
             calibration_lines=self.calibration_lines,
+            output_errors=self.output_errors,
         )
 
     def _result_device(self) -> dict[str, Any]:
@@ -244,12 +247,29 @@ class AttnPerfSession:
         from .updating import update_baselines, write_detection_limits
 
         if self.settings.update:
-            update_baselines(self, session)
+            try:
+                update_baselines(self, session)
+            except KeyboardInterrupt:  # one line instead of a traceback; each file is written atomically
+                pytest.exit(
+                    "attnperf: interrupted (Ctrl-C) while writing the baselines; every baseline file is whole: its old "
+                    "version, or its new one if it was written before the interrupt",
+                    returncode=pytest.ExitCode.INTERRUPTED,
+                )
         if self.settings.calibrate:
             write_detection_limits(self, session)
-        self.written_paths.extend(write_outputs(self.report()))
+        written, errors = write_outputs(self.report())
+        self.written_paths.extend(written)
+        self.output_errors.extend(errors)
         if self.settings.report_dir is not None:
-            self._write_study(self.settings.report_dir)
+            from .output_paths import shown
+
+            try:
+                self._write_study(self.settings.report_dir)
+            except OSError as error:
+                folder = shown(self.settings.report_dir)
+                self.output_errors.append(f"--attnperf-report: cannot write the study to {folder}: {error.strerror or error}")
+        if self.output_errors:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write_study(self, out_dir: Path) -> None:
         """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""

@@ -17,7 +17,7 @@ import importlib.metadata
 import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from ..spec.device_info import DeviceInfo
 from ..spec.shapes import NO_WINDOW, AttnShape, Layout
@@ -153,6 +153,11 @@ class BackendRegistry:
         workloads = _workload_set(backend.workloads, backend.name)
         if workloads != backend.workloads:
             backend = dataclasses.replace(backend, workloads=workloads)
+        if backend.layout not in get_args(Layout):
+            raise BackendError(
+                f"backend {backend.name!r}: unknown layout {backend.layout!r}; expected 'bhsd' (batch, heads, seqlen, "
+                "head_dim) or 'bshd' (batch, seqlen, heads, head_dim)"
+            )
         existing = self._backends.get(backend.name)
         if existing is not None and existing != backend:
             raise BackendError(

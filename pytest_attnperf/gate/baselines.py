@@ -50,13 +50,14 @@ __all__ = [
 
 
 def baseline_path(directory: Path, slug: str) -> Path:
-    """``directory/<slug>.yaml``, refusing any slug that would leave the directory."""
+    """``directory/<slug>.yaml``, refusing any slug that would leave the directory.
+
+    The name's characters decide, not where links lead: a baseline file may be a symbolic link (one file
+    shared by several folders), read and written through; a loop of links fails to read, naming the file.
+    """
     if not slug or slug in (".", "..") or any(char in slug for char in "/\\\0") or slug.startswith("."):
         raise ValueError(f"refusing baseline name {slug!r}: it must be a plain file name")
-    path = directory / f"{slug}.yaml"
-    if path.resolve().parent != directory.resolve():
-        raise ValueError(f"refusing baseline name {slug!r}: {path} is outside {directory}")
-    return path
+    return directory / f"{slug}.yaml"
 
 
 # ---------------------------------------------------------------- writing
@@ -127,6 +128,10 @@ def merge_entries(
     An entry the reader would refuse (a median of 0, a NaN) is not written: its Change carries the
     reason and the old entry stays. The whole new text is read back before it replaces the file.
     """
+    # A baseline file that is a symbolic link (one file shared by several folders) is updated where it
+    # points: the atomic rename would otherwise replace the link and leave the shared file as it was.
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     refused = {test_id: entry_problem(test_id, entry, path) for test_id, entry in new_entries.items()}
     with locked(path):
         current = load_baseline(path)  # a bad file raises here, before anything is written

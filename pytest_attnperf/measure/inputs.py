@@ -166,15 +166,20 @@ class QKV:
             return output.transpose(0, 1).unsqueeze(0)
         return output.transpose(1, 2)
 
-    def tensors(self) -> list[torch.Tensor]:
-        """Every input tensor of the case (what a kernel must leave as it found it)."""
-        tensors = [self.q, self.k, self.v]
-        tensors += [t for t in (self.k_pages, self.v_pages) if t is not None]
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """Every input tensor of the case by name (what a kernel must leave as it found it)."""
+        named = {"q": self.q, "k": self.k, "v": self.v}
+        if self.k_pages is not None and self.v_pages is not None:
+            named.update(k_pages=self.k_pages, v_pages=self.v_pages)
         if isinstance(self.index, PagedKV):
-            tensors += [self.index.block_table, self.index.seqlens]
+            named.update(block_table=self.index.block_table, seqlens=self.index.seqlens)
         elif isinstance(self.index, PackedSeqs):
-            tensors += [self.index.cu_seqlens_q, self.index.cu_seqlens_k]
-        return tensors
+            named.update(cu_seqlens_q=self.index.cu_seqlens_q, cu_seqlens_k=self.index.cu_seqlens_k)
+        return named
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every input tensor of the case."""
+        return list(self.named_tensors().values())
 
     def release_layouts(self) -> None:
         """Drop the layout copies and what backends prepared (kept only while one backend runs the case)."""

@@ -13,7 +13,15 @@ from typing import Any
 import torch
 
 from ..spec.options import TimingConfig
-from .memory import DoesNotFit, Workload, cpu_peak_memory, cuda_peak_memory, is_out_of_memory, release_memory
+from .memory import (
+    DoesNotFit,
+    Workload,
+    cpu_peak_memory,
+    cuda_peak_memory,
+    describe_error,
+    is_out_of_memory,
+    release_memory,
+)
 from .nvml import case_summary, nvml_for
 from .timing import Timing, time_cpu, time_cuda
 
@@ -69,7 +77,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
     except Exception as error:
         if not is_out_of_memory(error):
             raise
-        failure = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        failure = describe_error(error)
     if failure is not None:
         # The traceback (and every tensor its frames held) is gone once the except block ends.
         release_memory(device)

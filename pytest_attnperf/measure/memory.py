@@ -1,18 +1,22 @@
 """Peak memory of one call, out-of-memory detection, and handing memory back. No pass/fail logic.
 
-CUDA: the rise of ``max_memory_allocated`` over what was allocated before the call. CPU: the
-rise of the process's resident-set high-water mark (reset through /proc/self/clear_refs).
+CUDA: the rise of ``max_memory_allocated`` over what was allocated before the call. CPU: the most
+bytes the call's own allocations held at once in torch's CPU allocator (read through the profiler).
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import gc
-import sys
-from collections.abc import Callable
-from typing import Any
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from ..spec.shapes import AttnShape
 
 Workload = Callable[[], Any]
 
@@ -21,12 +25,35 @@ class DoesNotFit(Exception):
     """The workload ran out of device memory; the memory has been handed back."""
 
 
+@dataclass(frozen=True)
+class InputsDoNotFit:
+    """What the ``qkv`` fixture gives when the inputs themselves cannot be allocated: measured as "does not fit"."""
+
+    shape: AttnShape
+    seed: int
+    reason: str
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{name!r}: this case's inputs were never allocated; they do not fit: {self.reason}")
+
+
+# How an allocation failure reads when it is not a torch.OutOfMemoryError: CUDA libraries raising a plain
+# RuntimeError, and torch's CPU allocator ("DefaultCPUAllocator: can't allocate memory: you tried to ...").
+_OUT_OF_MEMORY_TEXTS = ("out of memory", "cudnn_status_alloc_failed", "can't allocate memory")
+
+
+def describe_error(error: BaseException) -> str:
+    """'Type: first line of the message' (just the type for an empty message, as MemoryError() has)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """True for torch's OutOfMemoryError and for libraries that raise it as a plain RuntimeError."""
-    if isinstance(error, torch.OutOfMemoryError):
+    """True for torch's OutOfMemoryError, Python's MemoryError, and allocation failures raised as RuntimeError."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "cudnn_status_alloc_failed" in text)
+    return isinstance(error, RuntimeError) and any(fragment in text for fragment in _OUT_OF_MEMORY_TEXTS)
 
 
 def release_memory(device: torch.device) -> None:
@@ -37,48 +64,75 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-_libc: Any = None
-
-
-def _trim_heap() -> None:
-    """Return freed heap pages to the OS so new allocations raise the resident set again."""
-    global _libc
-    if not sys.platform.startswith("linux"):
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Kineto prints a 'USDT: profiler_start/stop' line to fd 2 at every start and stop, at any log level."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
         return
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL("libc.so.6")
-        _libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _read_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def cpu_peak_memory(workload: Workload) -> tuple[Any, int | None, str | None]:
-    """Run once; return (output, rise of the resident-set peak in bytes, note if unmeasurable)."""
-    gc.collect()
-    _trim_heap()
+    """Run once; return (output, peak bytes the call held in torch's CPU allocator, note if unmeasurable).
+
+    The peak comes from the allocator itself: with memory profiling on, c10's CPU allocator reports every
+    allocation and free (size, address) to the profiler. Replaying them gives the most bytes the call's own
+    allocations held at once - exact and repeatable, where the process's resident set (the earlier method)
+    moved by tens of percent with glibc's heap and page reuse. Memory freed by the call that it did not
+    allocate is not subtracted, so the figure does not depend on what earlier tests left behind.
+    """
+    from torch.autograd import profiler
+
+    if not torch.profiler.kineto_available():
+        return workload(), None, "peak memory on the CPU needs torch's profiler (Kineto), missing from this build"
+    if torch._C._autograd._profiler_enabled():
+        # Starting a second session would end the user's own (torch.profiler around the test) with no events.
+        return workload(), None, "peak memory on the CPU not measured: torch's profiler is already running"
+    recorder = profiler.profile(profile_memory=True, use_kineto=True)
+    with _quiet_native_stderr():
+        recorder.__enter__()
     try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")  # resets VmHWM to the current resident set
-    except OSError:
-        return workload(), None, "peak memory on the CPU needs Linux's /proc/self/clear_refs"
-    resident_before = _read_status_kib("VmRSS")
-    output = workload()
-    peak = _read_status_kib("VmHWM")
-    if resident_before is None or peak is None:
-        return output, None, "could not read VmRSS/VmHWM from /proc/self/status"
-    return output, max(0, peak - resident_before) * 1024, None
+        output = workload()
+    finally:
+        with _quiet_native_stderr():
+            recorder.__exit__(None, None, None)
+    if recorder.kineto_results is None:
+        return output, None, "peak memory on the CPU not measured: the profiler returned no events"
+    return output, _allocation_peak(recorder.kineto_results.experimental_event_tree()), None
+
+
+def _allocation_peak(roots: list[Any]) -> int:
+    """The most bytes held at once by the CPU allocations among these profiler events, replayed in time order."""
+    from torch._C._profiler import _EventType
+
+    allocations: list[tuple[int, int, int]] = []
+    stack = list(roots)
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            fields = event.extra_fields
+            allocations.append((event.start_time_ns, fields.alloc_size, fields.ptr))
+    allocations.sort(key=lambda allocation: allocation[0])
+    live: dict[int, int] = {}
+    held = peak = 0
+    for _, size, address in allocations:
+        if size > 0:
+            live[address] = size
+            held += size
+            peak = max(peak, held)
+        elif address in live:  # a free of memory this call allocated (not of what existed before it)
+            held -= live.pop(address)
+    return peak
 
 
 def cuda_peak_memory(workload: Workload, device: torch.device) -> tuple[Any, int]:

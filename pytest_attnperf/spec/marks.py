@@ -118,7 +118,7 @@ def attnperf_backends(*names: str) -> tuple[str, ...]:
     for name in names:
         if not isinstance(name, str):
             raise ValueError(f"backend names are strings, not {name!r}")
-    return names
+    return tuple(dict.fromkeys(names))  # a repeat would be a second case under a mangled id (eager-1K_0)
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def attnperf_shape(
         options = _as_tuple(value)
         if not options:
             raise ValueError(f"{key} is an empty list")
-        values[key] = tuple(_SHAPE_PARSERS[key](option) for option in options)
+        values[key] = tuple(dict.fromkeys(_SHAPE_PARSERS[key](option) for option in options))  # no repeated variant
     if seqlens is not None:
         values["seqlens"] = parse_int_list(seqlens, what="context length")
     _check_combinations(values)

@@ -8,6 +8,7 @@ command line > ini file > default.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,23 @@ def _tolerance(value: object) -> float | str:
     if str(value).strip().lower() == "auto":
         return "auto"
     return parse_fraction(value)
+
+
+def path_text(what: str) -> Callable[[object], str]:
+    """A parser of file/folder names: an empty name (an unset CI variable) or a NUL byte is refused."""
+
+    def parse(value: object) -> str:
+        text = str(value)
+        if not text.strip():
+            raise ValueError(f"the {what} name is empty; give a path, or leave the option out")
+        if "\0" in text:
+            raise ValueError(f"the {what} name {text!r} holds a NUL byte, which no path can")
+        return text
+
+    return parse
+
+
+parse_mode = _choice("mode", MODES)
 
 
 def _seed(value: object) -> int:
@@ -155,8 +173,14 @@ OPTIONS: tuple[Option, ...] = (
         positive_int("page-size"),
         "N",
     ),
-    Option("mode", f"what to time: {', '.join(MODES)} (default forward)", _choice("mode", MODES), "MODE"),
-    Option("baselines", "folder of per-GPU baseline YAML files (default: baselines/ under the rootdir)", str, "DIR"),
+    Option("mode", f"what to time: {', '.join(MODES)} (default forward)", parse_mode, "MODE"),
+    Option(
+        "baselines",
+        "folder of per-GPU baseline YAML files (default: baselines/ under the rootdir; a relative path is taken "
+        "from the current folder, in the ini file from the ini file's folder)",
+        path_text("baselines folder"),
+        "DIR",
+    ),
     Option(
         "missing",
         "when a test or this GPU has no baseline: fail, skip or warn (default warn)",
@@ -206,23 +230,24 @@ OPTIONS: tuple[Option, ...] = (
         None,
         ini=False,
     ),
-    Option("json", "write every case's result as JSON to this path", str, "PATH", ini=False),
+    Option("json", "write every case's result as JSON to this path", path_text("JSON report"), "PATH", ini=False),
     Option(
         "markdown",
         "write the Markdown summary to this path (default: $GITHUB_STEP_SUMMARY when set)",
-        str,
+        path_text("Markdown summary"),
         "PATH",
         ini=False,
     ),
     Option(
         "report",
         "write the FlashAttention study (tables, plots, frontier) of this run to this folder",
-        str,
+        path_text("report folder"),
         "DIR",
         ini=False,
     ),
 )
 OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
+VALUED_FLAGS = frozenset(option.flag for option in OPTIONS if option.parse is not None)
 
 
 def add_pytest_options(parser: Any) -> None:
@@ -301,7 +326,10 @@ class Settings:
         return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
 
     def shape_defaults(self, is_cuda: bool) -> dict[str, Any]:
-        """Batch, heads, kv_heads, head_dim, dtype, causal for this device, options applied."""
+        """Batch, heads, kv_heads, head_dim, dtype, causal for this device, options applied.
+
+        Raises ValueError when --attnperf-kv-heads does not divide the heads (the session checks it at start).
+        """
         defaults: dict[str, Any] = dict(GPU_SHAPE if is_cuda else CPU_SHAPE)
         for key in ("batch", "heads", "head_dim", "dtype"):
             if getattr(self, key) is not None:
@@ -311,7 +339,23 @@ class Settings:
         defaults["page_size"] = self.page_size or (GPU_PAGE_SIZE if is_cuda else CPU_PAGE_SIZE)
         if self.q_len is not None:
             defaults["q_len"] = self.q_len
+        if self.heads is None:
+            device = "GPU" if is_cuda else "CPU"
+            check_kv_heads(defaults["heads"], self.kv_heads, heads_from=f"the {device} default; set --attnperf-heads")
         return defaults
+
+
+def check_kv_heads(heads: int, kv_heads: int | None, *, heads_from: str, kv_from: str = "--attnperf-kv-heads") -> None:
+    """--attnperf-kv-heads must divide the heads: it is never lowered silently."""
+    if kv_heads is not None and heads % kv_heads:
+        raise ValueError(
+            f"{kv_from}={kv_heads} does not fit the {heads} query heads ({heads_from}): heads must be a multiple of "
+            "kv_heads, so kv-heads is at most heads (e.g. heads 32 with kv-heads 8)"
+        )
+
+
+# Options that only say what a measuring run writes: without --attnperf nothing is measured, so nothing would be.
+NEED_ATTNPERF = ("attnperf_update", "attnperf_json", "attnperf_markdown", "attnperf_report")
 
 
 class SettingsError(ValueError):
@@ -319,14 +363,36 @@ class SettingsError(ValueError):
 
 
 def resolve_settings(
-    cli: Mapping[str, Any], ini: Mapping[str, str | None], *, rootdir: Path, inifile: Path | None = None
+    cli: Mapping[str, Any],
+    ini: Mapping[str, str | None],
+    *,
+    rootdir: Path,
+    inifile: Path | None = None,
+    invocation_dir: Path | None = None,
 ) -> Settings:
-    """Command line > ini > default, each value parsed by its option's parser."""
+    """Command line > ini > default, each value parsed by its option's parser.
+
+    Relative paths are taken as users expect, and as pytest's own --basetemp and --junitxml are: from the
+    current folder (``invocation_dir``) on the command line, from the ini file's folder in the ini file.
+    """
+    enabled = bool(cli.get("attnperf"))
+    for dest in NEED_ATTNPERF:
+        if cli.get(dest) and not enabled:
+            flag = OPTIONS_BY_DEST[dest].flag
+            fix = (
+                "recorded; run `pytest --attnperf --attnperf-update` (or `attnperf update`)"
+                if dest == "attnperf_update"
+                else f"written; add --attnperf, or drop {flag}"
+            )
+            raise SettingsError(f"{flag} needs --attnperf: without it nothing is measured, so nothing would be {fix}")
     values: dict[str, Any] = {}
+    anchors: dict[str, Path] = {}
+    here = invocation_dir or Path.cwd()
     for option in OPTIONS:
         cli_value = cli.get(option.dest)
         if cli_value is not None:
             values[option.dest] = cli_value
+            anchors[option.dest] = here
             continue
         raw = ini.get(option.dest) if option.ini else None
         if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -337,12 +403,23 @@ def resolve_settings(
         except ValueError as error:
             where = f" in {inifile}" if inifile else ""
             raise SettingsError(f"ini key {option.dest}{where}: {error}") from None
+        anchors[option.dest] = inifile.parent if inifile else rootdir
 
     def pick(dest: str, default: Any) -> Any:
         value = values.get(dest)
         return default if value is None else value
 
-    baselines = Path(pick("attnperf_baselines", "baselines"))
+    def given(dest: str) -> str:  # where a value came from, as the user wrote it
+        return OPTIONS_BY_DEST[dest].flag if cli.get(dest) is not None else f"ini key {dest}"
+
+    heads, kv_heads = values.get("attnperf_heads"), values.get("attnperf_kv_heads")
+    if heads is not None:
+        try:
+            check_kv_heads(
+                heads, kv_heads, heads_from=f"{given('attnperf_heads')}={heads}", kv_from=given("attnperf_kv_heads")
+            )
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
     min_samples = pick("attnperf_min_samples", 10)
     timing = TimingConfig(
         warmup_ms=pick("attnperf_warmup", 1000.0),
@@ -353,10 +430,10 @@ def resolve_settings(
     )
 
     def optional_path(dest: str) -> Path | None:
-        return Path(values[dest]) if values.get(dest) else None
+        return Path(os.path.abspath(anchors[dest] / values[dest])) if values.get(dest) else None
 
     return Settings(
-        enabled=bool(cli.get("attnperf")),
+        enabled=enabled,
         backends=values.get("attnperf_backends"),
         seqlens=values.get("attnperf_seqlens"),
         device=pick("attnperf_device", "auto"),
@@ -371,7 +448,7 @@ def resolve_settings(
         workloads=values.get("attnperf_workloads"),
         q_len=values.get("attnperf_q_len"),
         page_size=values.get("attnperf_page_size"),
-        baselines_dir=baselines if baselines.is_absolute() else rootdir / baselines,
+        baselines_dir=optional_path("attnperf_baselines") or rootdir / "baselines",
         missing=pick("attnperf_missing", "warn"),
         guard=pick("attnperf_guard", "warn"),
         update=bool(values.get("attnperf_update")),

@@ -156,12 +156,18 @@ def parse_int_list(value: object, *, what: str = "value") -> tuple[int, ...]:
 
 
 def parse_name_list(value: object) -> tuple[str, ...]:
-    """Parse 'a,b c' (or a list) into names, keeping order."""
+    """Parse 'a,b c' (or a list) into names, keeping order, dropping repeats; an empty list is refused."""
+    names: tuple[str, ...]
     if isinstance(value, str):
-        return tuple(part for part in re.split(r"[,\s]+", value.strip()) if part)
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    raise ValueError(f"{value!r} is not a list of names; expected e.g. 'sdpa-flash,flash-attn'")
+        names = tuple(part for part in re.split(r"[,\s]+", value.strip()) if part)
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        names = tuple(value)
+    else:
+        raise ValueError(f"{value!r} is not a list of names; expected e.g. 'sdpa-flash,flash-attn'")
+    if not names:
+        # An unset CI variable (--attnperf-backends=$BACKENDS) must not become a green run that measured nothing.
+        raise ValueError(f"the list {value!r} names no backend; expected e.g. 'sdpa-flash,flash-attn'")
+    return tuple(dict.fromkeys(names))
 
 
 def argparse_type(parser: Callable[[str], T], name: str | None = None) -> Callable[[str], T]:

@@ -20,7 +20,7 @@ from ..backends.registry import REGISTRY, Backend, Unsupported
 from ..measure.bandwidth import copy_bandwidth_gbps
 from ..measure.inputs import make_qkv, torch_dtype
 from ..measure.measurement import measure
-from ..measure.memory import DoesNotFit, cuda_peak_memory, is_out_of_memory, release_memory
+from ..measure.memory import DoesNotFit, cuda_peak_memory, describe_error, is_out_of_memory, release_memory
 from ..runner import make_workload
 from ..spec.device_info import DeviceInfo
 from ..spec.options import TimingConfig
@@ -138,7 +138,8 @@ def measure_case(
         return {**case, "status": "does_not_fit", "reason": str(oom)}
     except Exception as error:  # a crash is a result of the study, reported with its cause
         release_memory(device)
-        return {**case, "status": "error", "reason": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+        status = "does_not_fit" if is_out_of_memory(error) else "error"  # the inputs themselves did not fit
+        return {**case, "status": status, "reason": describe_error(error)}
     summary = measurement.timing
     release_memory(device)
     return {

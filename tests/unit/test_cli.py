@@ -15,6 +15,7 @@ import torch
 from pytest_attnperf import REGISTRY, cli
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path
 from pytest_attnperf.measure.device import describe_device
+from pytest_attnperf.output_paths import shown
 from pytest_attnperf.spec.options import OPTIONS, add_argparse_options
 
 CPU = describe_device(torch.device("cpu"))
@@ -326,3 +327,104 @@ def test_a_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         cli.main(["update", "--attnperf-seqlens=0"])
     assert exit_info.value.code == 2
     assert "argument --attnperf-seqlens: context length '0' must be at least 1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- bad arguments: one line, the right exit code
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(
+            ["env", "--attnperf-device=cuda"],
+            "attnperf env: --attnperf-device: device 'cuda' asked for, but torch",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU"),
+            id="env-cuda-without-gpu",
+        ),
+        pytest.param(
+            ["env", "--attnperf-device=cpu", f"--attnperf-baselines={__file__}"],
+            f"attnperf env: --attnperf-baselines: cannot use {shown(Path(__file__))} as the baselines folder: it is a file",
+            id="env-baselines-a-file",
+        ),
+        pytest.param(
+            ["report", "--quick", "--attnperf-backends=nope"],
+            "attnperf report: --attnperf-backends: unknown attention backend 'nope'; expected one of: eager",
+            id="report-unknown-backend",
+        ),
+        pytest.param(
+            ["report", "--quick", "--attnperf-device=tpu"],
+            "attnperf report: --attnperf-device: unknown device 'tpu'",
+            id="report-unknown-device",
+        ),
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They used to end in tracebacks (ValueError, BackendError) - the report one after it had started measuring.
+    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: pytest.fail("probed a backend"))
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message)
+    assert captured.err.count("\n") == 1
+    assert captured.out == ""
+
+
+def test_report_refuses_an_out_folder_it_cannot_write_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_attnperf.study.runner as study_runner
+
+    monkeypatch.setattr(study_runner, "run_study", lambda *a, **k: pytest.fail("measured before checking --out"))
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    assert cli.main(["report", "--quick", "--out", str(tmp_path / "file" / "r")]) == 2
+    assert capsys.readouterr().err == f"attnperf report: --out: cannot use the folder {tmp_path / 'file' / 'r'}: Not a directory\n"
+
+
+def test_report_refuses_an_empty_out_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    # An empty --out used to be the current folder: the study's README.md replaced the project's.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", "--quick", "--out", ""])
+    assert exit_info.value.code == 2
+    assert "argument --out: the --out folder name is empty; give a path, or leave the option out" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    # `attnperf memory ... | head -1` used to print a BrokenPipeError traceback (and "Exception ignored").
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line: every write fails
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pytest_attnperf.cli", "memory", "--model", "llama-2-70b"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert completed.stderr == ""
+    assert completed.returncode == cli.BROKEN_PIPE_EXIT == 141
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_under_standard_output_is_one_line_and_exit_1() -> None:
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pytest_attnperf.cli", "memory", "--model", "llama-2-70b"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert completed.stderr == "attnperf memory: cannot write to standard output: No space left on device\n"
+    assert completed.returncode == 1

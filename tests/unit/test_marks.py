@@ -87,6 +87,14 @@ def test_attnperf_equivalence_specs() -> None:
     assert attnperf_backends("eager", "sdpa-math") == ("eager", "sdpa-math")
 
 
+def test_repeated_marker_values_make_one_case_each() -> None:
+    # A repeat used to become a second case under an id pytest made unique (eager-64_0), matching no baseline.
+    assert attnperf_backends("eager", "sdpa-math", "eager") == ("eager", "sdpa-math")
+    spec = attnperf_shape(heads=[2, 2, 4], dtype=["fp16", "float16"], seqlens=[64, 64])
+    assert spec.values == {"heads": (2, 4), "dtype": ("float16",), "seqlens": (64,)}
+    assert len(spec.variants()) == 2
+
+
 @pytest.mark.parametrize(
     ("function", "kwargs", "fragment"),
     [

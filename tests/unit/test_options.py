@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from fast_run import FAST_OPTIONS
 
 from pytest_attnperf.session import session_of
 from pytest_attnperf.spec.marks import MARKER_HELP, MARKER_USAGE
@@ -104,12 +105,36 @@ def test_each_layer_differs_so_the_tests_above_can_tell_them_apart() -> None:
         assert ini_value != default, name
 
 
-def test_baselines_folder_is_relative_to_the_rootdir(pytester: pytest.Pytester) -> None:
+def test_baselines_folder_default_ini_and_absolute(pytester: pytest.Pytester) -> None:
     assert _settings(pytester).baselines_dir == pytester.path / "baselines"
     assert _settings(pytester, ini={"attnperf_baselines": "ci/perf"}).baselines_dir == pytester.path / "ci" / "perf"
     absolute = pytester.path / "elsewhere"
     settings = _settings(pytester, f"--attnperf-baselines={absolute}", ini={"attnperf_baselines": "ci/perf"})
     assert settings.baselines_dir == absolute
+
+
+def test_relative_paths_are_taken_from_the_current_folder_or_the_ini_files(tmp_path: Path) -> None:
+    # Run from project/tests with rootdir project: a command-line path is the user's (as --basetemp and
+    # --junitxml are), an ini path the ini file's. It used to be the rootdir's, so `--attnperf-baselines=../b`
+    # from tests/ pointed outside the project and the update wrote there.
+    project, here = tmp_path / "project", tmp_path / "project" / "tests"
+    ini = project / "config" / "pytest.ini"
+    cli = {"attnperf": True, "attnperf_baselines": "../b", "attnperf_json": "r.json", "attnperf_report": "study"}
+    settings = resolve_settings(cli, {}, rootdir=project, inifile=ini, invocation_dir=here)
+    assert settings.baselines_dir == project / "b"
+    assert (settings.json_path, settings.report_dir) == (here / "r.json", here / "study")
+    from_ini = resolve_settings({}, {"attnperf_baselines": "../perf"}, rootdir=project, inifile=ini, invocation_dir=here)
+    assert from_ini.baselines_dir == project / "perf"
+    assert resolve_settings({}, {}, rootdir=project, inifile=ini, invocation_dir=here).baselines_dir == project / "baselines"
+
+
+def test_a_relative_baselines_folder_is_the_users_when_run_from_a_subfolder(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    sub = pytester.mkdir("sub")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(sub)
+        settings = session_of(pytester.parseconfigure("--attnperf-baselines=../x")).settings
+    assert settings.baselines_dir == pytester.path / "x"
 
 
 def test_an_empty_ini_value_means_the_default(pytester: pytest.Pytester) -> None:
@@ -136,7 +161,9 @@ def test_flags_without_ini_keys(pytester: pytest.Pytester) -> None:
         "--attnperf-report=study",
     )
     assert (on.enabled, on.update) == (True, True)
-    assert (on.json_path, on.markdown_path, on.report_dir) == (Path("out/r.json"), Path("s.md"), Path("study"))
+    # Absolute from the start, as pytest's --junitxml: a test that changes the working folder cannot move them.
+    here = pytester.path
+    assert (on.json_path, on.markdown_path, on.report_dir) == (here / "out" / "r.json", here / "s.md", here / "study")
 
 
 def test_seqlens_and_shape_defaults_per_device(pytester: pytest.Pytester) -> None:
@@ -191,6 +218,9 @@ BAD_VALUES = [
     ("heads", "many", "heads 'many' is not a positive integer"),
     ("workloads", "decode,decoding", "workload 'decoding' is not one of prefill, decode, paged, varlen, chunked"),
     ("page-size", "0", "page-size '0' must be at least 1"),
+    # An empty list (an unset CI variable) used to skip every test and exit 0.
+    ("backends", ",", "the list ',' names no backend; expected e.g. 'sdpa-flash,flash-attn'"),
+    ("baselines", "a\0b", "the baselines folder name 'a\\x00b' holds a NUL byte, which no path can"),
 ]
 
 
@@ -216,6 +246,64 @@ def test_bad_ini_value_is_a_usage_error_naming_the_key_and_file(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"ERROR: ini key {dest} in {inifile}: {problem}" in result.stderr.str()
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("backends", "the list '' names no backend; expected e.g. 'sdpa-flash,flash-attn'"),
+        # It used to make the project root the baselines folder.
+        ("baselines", "the baselines folder name is empty; give a path, or leave the option out"),
+        ("json", "the JSON report name is empty; give a path, or leave the option out"),
+        ("markdown", "the Markdown summary name is empty; give a path, or leave the option out"),
+        ("report", "the report folder name is empty; give a path, or leave the option out"),
+    ],
+)
+def test_an_empty_command_line_value_is_refused(pytester: pytest.Pytester, name: str, problem: str) -> None:
+    result = pytester.runpytest_inprocess("--attnperf", f"--attnperf-{name}=")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"error: argument --attnperf-{name}: {problem}" in result.stderr.str()
+
+
+@pytest.mark.parametrize("dest", ["attnperf_update", "attnperf_json", "attnperf_markdown", "attnperf_report"])
+def test_what_a_measuring_run_writes_needs_attnperf(tmp_path: Path, dest: str) -> None:
+    # `pytest --attnperf-update` used to exit 0, having silently written nothing.
+    flag = OPTIONS_BY_DEST[dest].flag
+    with pytest.raises(SettingsError, match=f"^{re.escape(flag)} needs --attnperf: without it nothing is measured"):
+        resolve_settings({dest: True if dest == "attnperf_update" else "x"}, {}, rootdir=tmp_path)
+    assert resolve_settings({"attnperf": True, dest: True if dest == "attnperf_update" else "x"}, {}, rootdir=tmp_path)
+
+
+def test_update_without_attnperf_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess("--attnperf-update")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (
+        "ERROR: --attnperf-update needs --attnperf: without it nothing is measured, so nothing would be recorded; "
+        "run `pytest --attnperf --attnperf-update` (or `attnperf update`)" in result.stderr.str()
+    )
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(2, 4), (3, 2)])
+def test_kv_heads_that_do_not_divide_the_heads_are_refused(tmp_path: Path, heads: int, kv_heads: int) -> None:
+    # --attnperf-kv-heads above the heads used to be lowered to the heads, silently.
+    cli = {"attnperf_heads": heads, "attnperf_kv_heads": kv_heads}
+    with pytest.raises(SettingsError) as error:
+        resolve_settings(cli, {}, rootdir=tmp_path)
+    assert str(error.value) == (
+        f"--attnperf-kv-heads={kv_heads} does not fit the {heads} query heads (--attnperf-heads={heads}): heads must be "
+        "a multiple of kv_heads, so kv-heads is at most heads (e.g. heads 32 with kv-heads 8)"
+    )
+
+
+def test_kv_heads_against_the_devices_default_heads(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    settings = resolve_settings({"attnperf_kv_heads": 16}, {}, rootdir=tmp_path)
+    assert settings.shape_defaults(is_cuda=True)["kv_heads"] == 16  # 32 GPU heads
+    with pytest.raises(ValueError, match=r"does not fit the 8 query heads \(the CPU default; set --attnperf-heads\)"):
+        settings.shape_defaults(is_cuda=False)
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_inprocess("--attnperf", "--attnperf-device=cpu", "--attnperf-kv-heads=16")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--attnperf-kv-heads=16 does not fit the 8 query heads (the CPU default" in result.stderr.str()
 
 
 def test_a_valid_command_line_value_overrides_a_bad_ini_value(pytester: pytest.Pytester) -> None:
@@ -356,3 +444,29 @@ def test_markers_lists_the_five_markers_with_their_signatures(pytester: pytest.P
         "cuda_graph=None | True | False): "
         "gate the median latency against the per-GPU baseline and/or an absolute budget" in lines
     )
+
+
+def test_a_marked_head_count_below_the_kv_heads_option_fails_naming_it(pytester: pytest.Pytester) -> None:
+    # The option's kv-heads used to be lowered to the mark's heads, silently: the case ran another problem.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.attnperf_shape(heads=1)
+        def test_m(attnperf, attn_backend, qkv):
+            attnperf.measure(attn_backend, qkv)
+        """
+    )
+    result = pytester.runpytest_inprocess("--attnperf", *FAST_OPTIONS, "--attnperf-kv-heads=2")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_m[[]eager-64[]]: impossible attention shape: heads (1) must be a multiple of kv_heads (2) (kv_heads 2 "
+            "comes from --attnperf-kv-heads)*"
+        ]
+    )
+
+
+def test_kv_heads_refusal_names_where_each_value_came_from(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"^ini key attnperf_kv_heads=4 does not fit the 2 query heads \(--attnperf-heads=2\)"):
+        resolve_settings({"attnperf_heads": 2}, {"attnperf_kv_heads": "4"}, rootdir=tmp_path)

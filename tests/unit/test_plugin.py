@@ -277,6 +277,16 @@ def test_a_name_with_an_inner_space_is_refused() -> None:
         BackendRegistry().register(Backend("my kernel", first))
 
 
+def test_an_unknown_layout_is_refused_at_registration() -> None:
+    # layout="bsdh" was accepted; the test then failed on an output shape, never naming the layout.
+    with pytest.raises(BackendError) as error:
+        BackendRegistry().register(Backend("my-kernel", first, layout="bsdh"))  # type: ignore[arg-type]
+    assert str(error.value) == (
+        "backend 'my-kernel': unknown layout 'bsdh'; expected 'bhsd' (batch, heads, seqlen, head_dim) or 'bshd' "
+        "(batch, seqlen, heads, head_dim)"
+    )
+
+
 def test_unknown_backend_lists_the_known_ones() -> None:
     registry = BackendRegistry()
     registry.register(Backend("alpha", first))

@@ -261,10 +261,18 @@ def test_parse_int_list_refuses(value: object, fragment: str) -> None:
         ("sdpa-flash,flash-attn", ("sdpa-flash", "flash-attn")),
         ("a, b c", ("a", "b", "c")),
         (["x", "y"], ("x", "y")),
+        ("eager,eager,sdpa-math,eager", ("eager", "sdpa-math")),  # repeats would make ids like eager-64_0
     ],
 )
 def test_parse_name_list(value: object, expected: tuple[str, ...]) -> None:
     assert parse_name_list(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", ",", " , ,", []])
+def test_parse_name_list_refuses_an_empty_list(value: object) -> None:
+    # An unset CI variable (--attnperf-backends=$BACKENDS) must not skip every test and exit 0.
+    with pytest.raises(ValueError, match=re.escape("names no backend; expected e.g. 'sdpa-flash,flash-attn'")):
+        parse_name_list(value)
 
 
 @pytest.mark.parametrize("value", [3, ["a", 1], None])
