@@ -116,7 +116,10 @@ def calibrate_case(
                 {"target": level, "delivered": round(achieved, 4), "caught": caught, "trials": calibration.trials}
             )
             if caught == calibration.trials:
-                record["detection_limit"] = round(max(achieved, 0.0), 4)
+                if achieved > 0:
+                    record["detection_limit"] = round(achieved, 4)
+                else:  # every trial failed with nothing measurably added: the case fails its baseline as it is
+                    record["unchanged_fails"] = True
                 break
     finally:
         injector.release()

@@ -12,7 +12,8 @@ from typing import Any
 
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .spec.device_info import compute_units
-from .spec.options import add_argparse_options, path_text, to_command_line
+from .spec.option_values import path_text
+from .spec.options import add_argparse_options, to_command_line
 from .spec.units import argparse_type, format_bytes, format_ms, positive_int
 
 
@@ -419,7 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
         if isinstance(failure.error, BrokenPipeError):
             return BROKEN_PIPE_EXIT
-        print(f"attnperf {arguments.command}: cannot write to standard output: {failure.error.strerror}", file=sys.stderr)
+        print(
+            f"attnperf {arguments.command}: cannot write to standard output: {failure.error.strerror}", file=sys.stderr
+        )
         return 1
     finally:
         sys.stdout = stdout

@@ -31,7 +31,8 @@ from .measure.reference import reference_output
 from .measure.timing import NotCapturable, free_flush_buffers
 from .spec.device_info import DeviceInfo
 from .spec.marks import EquivalenceSpec
-from .spec.options import TimingConfig, parse_mode
+from .spec.option_values import parse_mode
+from .spec.options import TimingConfig
 from .spec.shapes import Mode
 from .spec.workloads import TRAINABLE_WORKLOADS
 
@@ -108,7 +109,9 @@ def _tensor_output(raw: Any, backend: Backend) -> torch.Tensor:
     return raw
 
 
-def _graph_to_differentiate(backend: Backend, arguments: tuple[Any, ...], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _graph_to_differentiate(
+    backend: Backend, arguments: tuple[Any, ...], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward kept for autograd, and the seeded gradient of its output; out of memory -> DoesNotFit.
 
     It runs before measure() does, so an out-of-memory here must become "does not fit" here too.
@@ -177,15 +180,17 @@ class AttnPerf:
         run_mode: Mode = parse_mode(mode) if mode is not None else self.mode  # type: ignore[assignment]
         if isinstance(qkv, InputsDoNotFit):
             return self._inputs_do_not_fit(backend, qkv, run_mode)
-        if INPUTS.prepare(qkv, backend.layout):  # an earlier backend changed them (and its test failed first for another reason)
+        if INPUTS.prepare(
+            qkv, backend.layout
+        ):  # an earlier backend changed them (and its test failed first for another reason)
             REFERENCES.clear()
         shape = qkv.shape
         reason = backend.unsupported_reason(shape, self.info)
         if reason:
             pytest.skip(reason)
         result = self._new_result(backend.name, shape.as_dict(), run_mode, shape.context_len)
-        workload = make_workload(backend, qkv, run_mode)
         try:
+            workload = make_workload(backend, qkv, run_mode)
             measurement = self._measure_cleanly(workload, qkv.release_layouts)
         except (Unsupported, NotCapturable) as unsupported:
             pytest.skip(str(unsupported))
@@ -259,7 +264,9 @@ class AttnPerf:
         if flops is not None and (
             isinstance(flops, bool) or not isinstance(flops, (int, float)) or not 0 < flops < math.inf
         ):
-            raise ValueError(f"measure_workload(name={name!r}): flops must be a positive finite number or None, not {flops!r}")
+            raise ValueError(
+                f"measure_workload(name={name!r}): flops must be a positive finite number or None, not {flops!r}"
+            )
         result = self._new_result(name, shape, self.mode, seqlen)
         try:
             measurement = self._measure_cleanly(workload, lambda: None)

@@ -136,6 +136,12 @@ def write_detection_limits(state: AttnPerfSession, session: pytest.Session) -> N
         name = result.test_id.split("::", 1)[-1]
         levels = result.calibration.get("levels") or []
         tried = max((level["delivered"] for level in levels), default=0.0)
+        if result.calibration.get("unchanged_fails"):
+            state.calibration_lines.append(
+                f"{name}: no detection limit: every trial failed with no slowdown delivered (the case fails its "
+                "baseline unchanged: re-record it with `attnperf update` on a quiet machine)"
+            )
+            continue
         state.calibration_lines.append(
             f"{name}: detects >= {limit * 100:.1f} % (predicted from its spread: {result.calibration['predicted'] * 100:.1f} %)"
             if limit is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .dtypes import parse_dtype
+from .option_values import choice, parse_bool, parse_mode, parse_seed, parse_tolerance, parse_workloads, path_text
 from .shapes import MODES, Mode
 from .units import (
     argparse_type,
@@ -24,7 +25,7 @@ from .units import (
     parse_name_list,
     positive_int,
 )
-from .workloads import WORKLOADS, parse_workload
+from .workloads import WORKLOADS
 
 MissingPolicy = Literal["fail", "skip", "warn"]
 MISSING_POLICIES: tuple[MissingPolicy, ...] = ("fail", "skip", "warn")
@@ -37,61 +38,6 @@ CPU_SHAPE = {"batch": 1, "heads": 8, "head_dim": 64, "dtype": "float32"}
 # short contexts need small pages to hold several of them.
 GPU_PAGE_SIZE = 256
 CPU_PAGE_SIZE = 16
-
-
-def _workloads(value: object) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(parse_workload(name) for name in parse_name_list(value)))
-
-
-def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        text = str(value).strip()
-        if text not in choices:
-            raise ValueError(f"{name} {value!r} is not one of: {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{value!r} is not a boolean; expected true/false, yes/no, on/off or 1/0")
-
-
-def _tolerance(value: object) -> float | str:
-    """'auto' (per case from its baseline's spread) or a fraction such as 0.05 or '5%'."""
-    if str(value).strip().lower() == "auto":
-        return "auto"
-    return parse_fraction(value)
-
-
-def path_text(what: str) -> Callable[[object], str]:
-    """A parser of file/folder names: an empty name (an unset CI variable) or a NUL byte is refused."""
-
-    def parse(value: object) -> str:
-        text = str(value)
-        if not text.strip():
-            raise ValueError(f"the {what} name is empty; give a path, or leave the option out")
-        if "\0" in text:
-            raise ValueError(f"the {what} name {text!r} holds a NUL byte, which no path can")
-        return text
-
-    return parse
-
-
-parse_mode = _choice("mode", MODES)
-
-
-def _seed(value: object) -> int:
-    if isinstance(value, bool) or not str(value).strip().isdigit():
-        raise ValueError(f"seed {value!r} must be a non-negative integer")
-    return int(str(value).strip())
 
 
 @dataclass(frozen=True)
@@ -157,13 +103,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("head-dim", "head dimension of the seeded inputs", positive_int("head-dim"), "N"),
     Option("dtype", "dtype of the seeded inputs: float16, bfloat16, float32", parse_dtype, "DTYPE"),
-    Option("causal", "causal masking (true/false, default true)", _bool, "BOOL"),
-    Option("seed", "seed of the inputs (default 0)", _seed, "N"),
+    Option("causal", "causal masking (true/false, default true)", parse_bool, "BOOL"),
+    Option("seed", "seed of the inputs (default 0)", parse_seed, "N"),
     Option(
         "workloads",
         f"comma-separated workloads of tests whose attnperf_shape mark names none: {', '.join(WORKLOADS)} "
         "(default prefill)",
-        _workloads,
+        parse_workloads,
         "NAMES",
     ),
     Option("q-len", "queries per sequence of decode, chunked and varlen-decode cases", positive_int("q-len"), "N"),
@@ -184,13 +130,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "missing",
         "when a test or this GPU has no baseline: fail, skip or warn (default warn)",
-        _choice("missing-baseline policy", MISSING_POLICIES),
+        choice("missing-baseline policy", MISSING_POLICIES),
         "POLICY",
     ),
     Option(
         "guard",
         "when the GPU is shared, throttled or clocked unlike the baseline: warn, refuse or off (default warn)",
-        _choice("guard", ("warn", "refuse", "off")),
+        choice("guard", ("warn", "refuse", "off")),
         "POLICY",
     ),
     Option("update", "write or refresh the baselines of the tests that ran and passed equivalence", None, ini=False),
@@ -198,7 +144,7 @@ OPTIONS: tuple[Option, ...] = (
         "latency-tolerance",
         "allowed slowdown over the baseline median, e.g. 0.05 or 5%, or auto: per case from its baseline's "
         "between-run spread, 3% to 10% (default auto)",
-        _tolerance,
+        parse_tolerance,
         "FRACTION",
     ),
     Option("memory-tolerance", "allowed growth over the baseline peak memory (default 5%)", parse_fraction, "FRACTION"),
@@ -216,12 +162,15 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
-        "cuda-graph", "replay each case from a CUDA graph (removes launch overhead for short kernels)", _bool, "BOOL"
+        "cuda-graph",
+        "replay each case from a CUDA graph (removes launch overhead for short kernels)",
+        parse_bool,
+        "BOOL",
     ),
     Option(
         "fingerprint",
         "when the kernels a case runs differ from its baseline's: warn, fail or off (default warn)",
-        _choice("fingerprint", ("warn", "fail", "off")),
+        choice("fingerprint", ("warn", "fail", "off")),
         "POLICY",
     ),
     Option(
@@ -399,7 +348,7 @@ def resolve_settings(
             values[option.dest] = None
             continue
         try:
-            values[option.dest] = option.parse(raw) if option.parse else _bool(raw)
+            values[option.dest] = option.parse(raw) if option.parse else parse_bool(raw)
         except ValueError as error:
             where = f" in {inifile}" if inifile else ""
             raise SettingsError(f"ini key {option.dest}{where}: {error}") from None

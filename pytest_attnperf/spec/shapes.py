@@ -169,15 +169,21 @@ class AttnShape:
             return list(zip(self.q_lens, self.k_lens, strict=True))
         return [(self.q_len, self.k_len)] * self.batch
 
+    def _sequence_counts(self) -> list[tuple[int, int, int]]:
+        """(q_len, k_len, how many sequences): a uniform batch is one group, whatever its size."""
+        if self.q_lens is not None and self.k_lens is not None:
+            return [(q, k, 1) for q, k in zip(self.q_lens, self.k_lens, strict=True)]
+        return [(self.q_len, self.k_len, self.batch)]
+
     def total_pairs(self) -> float:
         """(query, key) pairs computed per head over the batch; a square causal band counts half (FACTS §2)."""
         left, right = mask_bounds(self.causal, self.window)
         total = 0.0
-        for q_len, k_len in self.sequences():
+        for q_len, k_len, count in self._sequence_counts():
             if left < 0 and right >= 0 and self.causal and q_len == k_len:
-                total += q_len * k_len / 2  # the convention every published TFLOP/s figure uses
+                total += count * q_len * k_len / 2  # the convention every published TFLOP/s figure uses
             else:
-                total += band_pairs(q_len, k_len, causal=self.causal, window=self.window)
+                total += count * band_pairs(q_len, k_len, causal=self.causal, window=self.window)
         return total
 
     def attended_pairs(self) -> float:
@@ -194,15 +200,17 @@ class AttnShape:
         What bounds decode, which does too little arithmetic per byte to be limited by FLOPs. Counts the
         valid keys, not the allocated cache (pages, capacity), and each KV head once, as GQA kernels read it.
         """
-        queries = sum(q for q, _ in self.sequences())
-        keys = sum(keys_read(q, k, causal=self.causal, window=self.window) for q, k in self.sequences())
+        groups = self._sequence_counts()
+        queries = sum(count * q for q, _, count in groups)
+        keys = sum(count * keys_read(q, k, causal=self.causal, window=self.window) for q, k, count in groups)
         element = dtype_bytes(self.dtype)
         return element * self.head_dim * (2 * queries * self.heads + 2 * keys * self.kv_heads)
 
     def input_bytes(self) -> int:
         element = dtype_bytes(self.dtype)
-        queries = sum(q for q, _ in self.sequences())
-        keys = sum(k for _, k in self.sequences())
+        groups = self._sequence_counts()
+        queries = sum(count * q for q, _, count in groups)
+        keys = sum(count * k for _, k, count in groups)
         return element * self.head_dim * (self.heads * queries + 2 * self.kv_heads * keys)
 
     def label(self) -> str:

@@ -226,7 +226,8 @@ def test_calibrate_measures_and_stores_a_detection_limit_per_case(pytester: pyte
         [
             r".*attnperf: detection limits \(attnperf calibrate\).*",
             r"test_gate\[eager-64\]: (detects >= [0-9.]+ % \(predicted from its spread: [0-9.]+ %\)"
-            r"|not caught in every trial up to [0-9.]+ % delivered)$",
+            r"|not caught in every trial up to [0-9.]+ % delivered"
+            r"|no detection limit: every trial failed with no slowdown delivered .*)$",  # a loaded CPU
         ]
     )
     entry = load_baseline(baseline_path(pytester.path / "baselines", CPU.slug)).entries[

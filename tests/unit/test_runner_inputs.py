@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,14 +26,21 @@ QUICK = TimingConfig(warmup_ms=1.0, rep_ms=2.0, min_samples=2)
 class KeepingGate:
     """Decides nothing: keeps what it was given."""
 
+    fingerprint = False
+
     def __init__(self) -> None:
         self.results: list[CaseResult] = []
 
-    def suspect(self, result: CaseResult) -> bool:
+    def again(self, result: CaseResult) -> bool:
         return False
 
-    def finish(self, result: CaseResult) -> None:
+    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> None:
+        if on_final is not None:
+            on_final()
         self.results.append(result)
+
+    def calibration(self) -> None:
+        return None
 
 
 def _runner() -> AttnPerf:
