@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                     samples.append({"case": case.name, "row": row, "trial": trial, "stage": stage,
                                     "time_ms": result.samples_ms, "clock_mhz": result.clock_mhz,
                                     "warmup_ms": result.warmup_ms, "warmup_clock_mhz": result.warmup_clock_mhz,
-                                    "ratio": decision.ratio, "raw_ratio": decision.raw_ratio, "verdict": verdict.value})  # fmt: skip
+                                    "ratio": decision.ratio, "raw_ratio": decision.raw_ratio, "verdict": verdict.value,
+                                    "energy_mj_per_call": (result.gpu or {}).get("energy_mj_per_call")})  # fmt: skip
                     if stage == 1:
                         first_ratio[row].append(decision.ratio)
                     stage += 1

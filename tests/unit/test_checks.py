@@ -391,13 +391,22 @@ def test_a_clock_too_far_from_the_baselines_is_not_normalised() -> None:
     assert any("too far to normalise" in note for note in result.notes)
 
 
-def test_more_energy_per_call_refuses_the_clock_excuse() -> None:
+def test_more_power_refuses_the_clock_excuse() -> None:
     """A regression that draws more power lowers the clock itself: normalisation must not excuse it."""
     result = _result(median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"energy_mj_per_call": 15.0})
     entry = _entry(clock_mhz=1800.0, beta=1.0, energy_mj=10.0, **THREE_RUNS)
     outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert outcome.violations
-    assert any("energy per call rose x1.500" in note for note in result.notes)
+    assert any("drew x1.364 the baseline's power" in note for note in result.notes)
+
+
+def test_more_energy_per_call_at_the_same_power_is_a_power_cap_not_a_regression() -> None:
+    """At the power cap a lower clock costs time and, at the same power, energy per call in proportion: normalised."""
+    result = _result(median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"energy_mj_per_call": 11.0})
+    entry = _entry(clock_mhz=1800.0, beta=1.0, energy_mj=10.0, **THREE_RUNS)
+    outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    assert not outcome.violations
+    assert not any("power" in note for note in result.notes)
 
 
 def test_a_marker_tolerance_below_the_calibrated_detection_limit_is_reported() -> None:
