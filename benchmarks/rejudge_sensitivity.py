@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         verdicts[(case, row)].append(verdict)
         if ratio is not None:
             ratios[(case, row)].append(ratio)
+    measured = json.loads((arguments.folder / "gate-validation.json").read_text(encoding="utf-8"))
     rows, lines = (
         [],
         [
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|---|---|---|",
         ],
     )
-    for case in dict.fromkeys(case for case, _ in verdicts):
+    for case in dict.fromkeys(row["case"] for row in measured["sensitivity"]):  # the study's order
         entry = baseline.entries[test_id(case)]
         tau = tolerance(entry.runs, entry.spread).tau
         unchanged = statistics.median(ratios[(case, 0.0)])
@@ -103,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {case} | {tau * 100:.1f} % | {false_alarms}/{len(verdicts[(case, 0.0)])} | +{row * 100:.0f} % | "
                 f"{delivered * 100:+.1f} % | {caught}/{trials_count} | {missing} |"
             )
-    measured = json.loads((arguments.folder / "gate-validation.json").read_text(encoding="utf-8"))
     document = {
         **{key: measured[key] for key in ("default_tolerance", "tolerance_rule", "tolerance_floor", "device")},
         "sensitivity": rows,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gzip
 import json
 import math
 import os
@@ -37,6 +38,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")
@@ -58,16 +61,24 @@ STAGES = {
     "property-gpu.md": "property",
     "xdist.txt": "xdist",
     "ci/ci-gate.log": "ci",
-    "gate-validation.json": "validate",
+    "gate-validation.json": "sensitivity",
     "calibrate.log": "calibrate",
     "cost.md": "cost",
     "gate-simulation.json": "simulation",
+    "record/record.txt": "record",
+    "record/nvidia-h200.yaml": "record",
+    "record/report-run3.json.gz": "record",
+    "gate-validation-rejudged.json": "rejudge",
+    "gated/gate-forward-1.log": "gated",
+    "gated/gate-forward-2.log": "gated",
 }
 # How a stage is run when it needs more than its name; "simulation" is a CPU script, not a GPU stage.
 STAGE_COMMANDS = {
     "false_alarms": "RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
     "simulation": "python benchmarks/gate_simulation.py --out docs/results/simulation",
-    "validate": "bash benchmarks/gpu_session.sh baseline sensitivity; RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
+    "record": "SUITE=tests/suite/test_attention.py bash benchmarks/gpu_session.sh record",
+    "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
+    "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
 }
 
 
@@ -276,6 +287,21 @@ class Context:
             return json.loads(self.read(name))
         except json.JSONDecodeError as error:
             raise RenderError(f"{self.path(name)}: not valid JSON ({error})") from None
+
+    def json_gz(self, name: str) -> Any:
+        path = self.root / self.path(name)
+        if not path.is_file():
+            raise RenderError(f"{self.path(name)} does not exist")
+        if name not in self.used:
+            self.used.append(name)
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def yaml(self, name: str) -> Any:
+        try:
+            return yaml.load(self.read(name), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as error:
+            raise RenderError(f"{self.path(name)}: not valid YAML ({error})") from None
 
     def exists(self, name: str) -> bool:
         return (self.root / self.path(name)).is_file()
@@ -976,10 +1002,11 @@ def render_gate_simulation(ctx: Context) -> str:
 @renderer("gate-validation")
 def render_gate_validation(ctx: Context) -> str:
     """The GPU proof of the gate (issue 15's form): injected slowdowns caught, false alarms, gated runs."""
-    data = ctx.json("gate-validation.json")
+    data = ctx.json(ctx.options.get("file", "gate-validation.json"))
     rows = [
         [
             row["case"],
+            fmt_pct(row["intended"], 0, sign=True) if row.get("intended") is not None else "–",
             fmt_pct(row["injected"], 1, sign=True),
             f"{row['detected']} of {row['trials']}",
             f"{row['false_alarms']} of {row['false_alarm_trials']}",
@@ -987,12 +1014,184 @@ def render_gate_validation(ctx: Context) -> str:
         ]
         for row in data["sensitivity"]
     ]
-    runs = data["gated_runs"]
+    runs = data.get("gated_runs") or {"runs": 0}
+    header = ["case", "intended", "delivered (measured)", "detected", "false alarms", "tolerance"]
+    lines = table(header, rows, right=range(1, 6))
+    if runs["runs"]:
+        lines += [
+            "",
+            f"Gated runs of the whole suite on an unchanged build: {runs['failed']} failed of {runs['runs']}.",
+        ]
+    return block(ctx, *lines)
+
+
+# ---------------------------------------------------------------- the H200: the kernel suite's three recorded runs
+
+SUITE_ID = "tests/suite/test_attention.py::"
+PREFILL_ORDER = (
+    "eager",
+    "sdpa-math",
+    "sdpa-efficient",
+    "sdpa-flash",
+    "flash-attn",
+    "torch-varlen",
+    "flex",
+    "sdpa-cudnn",
+)
+
+
+def _suite_cases(entries: dict[str, Any], test: str, workload: str | None = None) -> dict[tuple[str, int], Any]:
+    """(backend, context length) -> baseline entry of one suite test (and workload)."""
+    cases = {}
+    for test_id, entry in entries.items():
+        name = test_id.removeprefix(SUITE_ID)
+        shape = entry.get("shape") or {}
+        if name.startswith(f"{test}[") and (workload is None or shape.get("workload") == workload):
+            cases[(entry["backend"], int(shape["k_len"]))] = entry
+    return cases
+
+
+def _entry_cell(entry: Any) -> str:
+    if not entry.get("fits", True):
+        return "does not fit"
+    return f"{fmt_ms(entry['latency_ms']['median'])} · {fmt_bytes(entry['peak_bytes'])}"
+
+
+@renderer("h200-prefill")
+def render_h200_prefill(ctx: Context) -> str:
+    """FlashAttention on vs off for the prompt: every backend's median and peak at each length, from the baselines."""
+    data = ctx.yaml("record/nvidia-h200.yaml")
+    cases = _suite_cases(data["entries"], "test_forward")
+    lengths = sorted({length for _, length in cases})
+    backends = [name for name in PREFILL_ORDER if any((name, n) in cases for n in lengths)]
+    rows = [[f"`{b}`", *[_entry_cell(cases[(b, n)]) if (b, n) in cases else "–" for n in lengths]] for b in backends]
+    speedups = []
+    for n in lengths:
+        off, on = cases.get(("eager", n)), cases.get(("flash-attn", n))
+        if off and on and off.get("fits", True) and on.get("fits", True):
+            ratio = off["latency_ms"]["median"] / on["latency_ms"]["median"]
+            memory = off["peak_bytes"] / on["peak_bytes"]
+            speedups.append(f"{seqlen_label(n)}: {ratio:.1f}× faster, {memory:.0f}× less memory")
+        elif off and on and not off.get("fits", True):
+            speedups.append(f"{seqlen_label(n)}: standard attention does not fit, `flash-attn` runs")
+    shape = next(iter(cases.values()))["shape"]
+    runs = {entry.get("runs") for entry in cases.values()}
     return block(
         ctx,
-        *table(["case", "injected (measured)", "detected", "false alarms", "tolerance"], rows, right=range(1, 5)),
+        *table(["backend", *[seqlen_label(n) for n in lengths]], rows, right=range(1, len(lengths) + 1)),
         "",
-        f"Gated runs of the whole suite on an unchanged build: {runs['failed']} failed of {runs['runs']}.",
+        f"Median forward time · peak memory over the inputs, {shape['dtype']}, causal, batch {shape['batch']}, "
+        f"{shape['heads']} heads, head_dim {shape['head_dim']}; each median is the centre of "
+        f"{join(sorted(str(r) for r in runs))} independent runs (`attnperf update --runs 3`). "
+        f"FlashAttention on (`flash-attn`) vs off (`eager`, materialised): {'; '.join(speedups)}.",
+    )
+
+
+@renderer("h200-frontier")
+def render_h200_frontier(ctx: Context) -> str:
+    """Where the materialising backends stop fitting, and what the fused ones need there."""
+    data = ctx.yaml("record/nvidia-h200.yaml")
+    cases = _suite_cases(data["entries"], "test_forward")
+    memory = data["device"]["memory_bytes"]
+    lines = []
+    for backend in ("eager", "sdpa-math"):
+        lengths = sorted(n for b, n in cases if b == backend)
+        misfits = [n for n in lengths if not cases[(backend, n)].get("fits", True)]
+        fitting = [n for n in lengths if cases[(backend, n)].get("fits", True)]
+        if misfits and fitting:
+            last = cases[(backend, fitting[-1])]
+            lines.append(
+                f"`{backend}` fits at {seqlen_label(fitting[-1])} (peak {fmt_bytes(last['peak_bytes'])}) and "
+                f"no longer at {seqlen_label(misfits[0])}"
+            )
+    longest = max(n for _, n in cases)
+    fused = [
+        cases[(b, longest)]["peak_bytes"]
+        for b in PREFILL_ORDER
+        if (b, longest) in cases and cases[(b, longest)].get("fits", True)
+    ]
+    return block(
+        ctx,
+        f"On the H200's {fmt_bytes(memory)}: {'; '.join(lines)}. Every fused backend runs {seqlen_label(longest)} "
+        f"in {fmt_bytes_range(min(fused), max(fused))} over the inputs.",
+    )
+
+
+DECODE_ORDER = (
+    "eager",
+    "sdpa-math",
+    "sdpa-efficient",
+    "torch-varlen",
+    "flex",
+    "sdpa-flash",
+    "flash-attn",
+    "sdpa-cudnn",
+)
+
+
+@renderer("h200-decode")
+def render_h200_decode(ctx: Context) -> str:
+    """One decode step over a KV cache (plain and paged): median and share of the copy bandwidth, from a recorded run."""
+    report = ctx.json_gz("record/report-run3.json.gz")
+    cells: dict[tuple[str, str, int], str] = {}
+    for result in report["results"]:
+        shape = result.get("shape") or {}
+        if shape.get("workload") not in ("decode", "paged") or not result.get("median_ms"):
+            continue
+        share = result.get("bandwidth_share")
+        cells[(shape["workload"], result["backend"], int(shape["k_len"]))] = fmt_ms(result["median_ms"]) + (
+            f" · {share * 100:.0f} %" if share else ""
+        )
+    lengths = sorted({n for _, _, n in cells})
+    rows = []
+    for workload in ("decode", "paged"):
+        for backend in DECODE_ORDER:
+            if any((workload, backend, n) in cells for n in lengths):
+                rows.append([workload, f"`{backend}`", *[cells.get((workload, backend, n), "–") for n in lengths]])
+    return block(
+        ctx,
+        *table(
+            ["workload", "backend", *[f"{seqlen_label(n)} cache" for n in lengths]],
+            rows,
+            right=range(2, len(lengths) + 2),
+        ),
+        "",
+        "One new token per sequence (batch 1, 32 heads, head_dim 128, fp16): median time · the bytes it must move "
+        "(Q, the cache it reads, O) per second, as a share of the copy bandwidth measured in the same run. "
+        "Paged: the cache in 256-token pages scattered in memory.",
+    )
+
+
+@renderer("h200-record")
+def render_h200_record(ctx: Context) -> str:
+    """The three update runs: outcome, wall time, and the sampling's share of the last one."""
+    runs = re.findall(
+        r"^run (\d+) of (\d+): exit (\d+), wall (\d+) s, (.*)$", ctx.read("record/record.txt"), flags=re.M
+    )
+    finished = [run for run in runs if run[2] == "0"]
+    report = ctx.json_gz("record/report-run3.json.gz")
+    sampling = sum((r.get("timing_info") or {}).get("sampling_wall_ms", 0.0) for r in report["results"]) / 1e3
+    walls = [int(run[3]) for run in finished]
+    return block(
+        ctx,
+        f"{len(finished)} runs of the kernel suite, each {finished[-1][4].split(' in ')[0]}; wall "
+        f"{', '.join(f'{w} s' for w in walls)} (the first compiles FlexAttention's kernels). In the last run the "
+        f"timed sampling took {sampling:.0f} s ({sampling / walls[-1] * 100:.0f} % of its wall time).",
+    )
+
+
+@renderer("gated-runs")
+def render_gated_runs(ctx: Context) -> str:
+    """Gated runs against the recorded baselines: each one's pytest summary."""
+    summaries = []
+    for name in ("gated/gate-forward-1.log", "gated/gate-forward-2.log"):
+        summaries.append(summary_line(ctx.read(name)))
+    failed = sum("failed" in summary for summary in summaries)
+    return block(
+        ctx,
+        f"{failed} failed of {len(summaries)} gated runs of `test_forward` against the recorded baselines: "
+        + "; ".join(f"`{summary}`" for summary in summaries)
+        + ".",
     )
 
 
