@@ -13,6 +13,7 @@ contradict each other are refused: none can silence the gate.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ MAX_ITEMS = 600_000
 V1_LATENCY_KEYS = ("median", "iqr", "mean", "stdev", "min", "max", "samples", "quantiles")
 V1_ENTRY_KEYS = ("backend", "mode", "shape", "fits", "latency_ms", "peak_bytes", "recorded_at", "environment")
 CENTRE_TOLERANCE = 2e-3  # the stored centre and the geometric mean of the stored run medians (4 digits each)
+
+_LARGEST_FLOAT = int(sys.float_info.max)  # a bigger YAML integer cannot become a float
 
 
 class BaselineFileError(ValueError):
@@ -181,6 +184,8 @@ class _Validator:
         kind = "an integer" if integer else "a number"
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             raise self.fail(keys, f"expected {kind}, found {value!r}")
+        if isinstance(value, int) and abs(value) > _LARGEST_FLOAT:  # math.isfinite would raise OverflowError
+            raise self.fail(keys, f"expected {kind} a float can hold, found an integer of {len(str(abs(value)))} digits")
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             raise self.fail(
                 keys,
@@ -345,7 +350,9 @@ def _parse_entry(check: _Validator, test_id: str, raw: Any) -> BaselineEntry:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= _LARGEST_FLOAT and math.isfinite(value)
 
 
 def _consistent(

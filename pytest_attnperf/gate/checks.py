@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -104,8 +103,10 @@ def check_memory(
             f"peak {format_bytes(peak_bytes)} ({peak_bytes} B) is over the ceiling of "
             f"{format_bytes(spec.ceiling_bytes)} ({spec.ceiling_bytes} B)"
         )
-    if baseline_bytes is not None and peak_bytes > baseline_bytes * (1.0 + tolerance):
-        ratio = peak_bytes / baseline_bytes if baseline_bytes else math.inf
+    if baseline_bytes == 0 and peak_bytes > 0:
+        problems.append(f"peak {format_bytes(peak_bytes)} where the baseline allocated nothing (0 B)")
+    elif baseline_bytes is not None and peak_bytes > baseline_bytes * (1.0 + tolerance):
+        ratio = peak_bytes / baseline_bytes
         problems.append(
             f"peak {format_bytes(peak_bytes)} vs baseline {format_bytes(baseline_bytes)}: x{ratio:.3f} "
             f"({(ratio - 1) * 100:+.1f} %), over the tolerance of {tolerance * 100:.1f} %"

@@ -192,6 +192,25 @@ BAD_FILES = [
         "expected a finite positive number, found nan",
         id="nan-median",
     ),
+    # An integer beyond a float used to crash the reader (OverflowError, an INTERNALERROR through pytest).
+    pytest.param(
+        document("  t::a:\n" + GOOD_ENTRY.replace("median: 1.5", "median: 1" + "0" * 400)),
+        7,
+        "at 'entries.t::a.latency_ms.median': expected a number a float can hold, found an integer of 401 digits",
+        id="huge-median",
+    ),
+    pytest.param(
+        document("  t::a:\n" + GOOD_ENTRY.replace("peak_bytes: 4096", "peak_bytes: 1" + "0" * 400)),
+        8,
+        "at 'entries.t::a.peak_bytes': expected an integer a float can hold, found an integer of 401 digits",
+        id="huge-peak",
+    ),
+    pytest.param(
+        document("  t::a:\n" + GOOD_ENTRY.replace("samples: 20", "samples: 1" + "0" * 400)),
+        7,
+        "expected an integer a float can hold, found an integer of 401 digits",
+        id="huge-samples",
+    ),
     pytest.param(
         document("  t::a:\n" + GOOD_ENTRY.replace("median: 1.5", "median: 0")),
         7,

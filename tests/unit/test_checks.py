@@ -97,6 +97,15 @@ def test_memory_at_the_tolerance_passes_and_one_byte_over_fails(
     assert over is not None
 
 
+def test_a_baseline_that_allocated_nothing_says_so_instead_of_an_infinite_ratio() -> None:
+    # It used to read "x inf (+inf %)".
+    assert check_memory(0, MemorySpec(), tolerance=0.05, baseline_bytes=0, context=CONTEXT) is None
+    violation = check_memory(4096, MemorySpec(), tolerance=0.05, baseline_bytes=0, context=CONTEXT)
+    assert violation is not None
+    assert "peak 4 KiB where the baseline allocated nothing (0 B)" in violation.message
+    assert "inf" not in violation.message
+
+
 def test_memory_regression_message() -> None:
     violation = check_memory(
         3 * 2**30, MemorySpec(ceiling_bytes=2 * 2**30), tolerance=0.05, baseline_bytes=2**30, context=CONTEXT
