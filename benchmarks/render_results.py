@@ -71,6 +71,7 @@ STAGES = {
     "gate-validation-rejudged.json": "rejudge",
     "gated/gate-forward-1.log": "gated",
     "gated/gate-forward-2.log": "gated",
+    "hostile-probe.md": "hostile",
 }
 # How a stage is run when it needs more than its name; "simulation" is a CPU script, not a GPU stage.
 STAGE_COMMANDS = {
@@ -79,6 +80,7 @@ STAGE_COMMANDS = {
     "record": "SUITE=tests/suite/test_attention.py bash benchmarks/gpu_session.sh record",
     "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
+    "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
 }
 
 
@@ -1178,6 +1180,17 @@ def render_h200_record(ctx: Context) -> str:
         f"{', '.join(f'{w} s' for w in walls)} (the first compiles FlexAttention's kernels). In the last run the "
         f"timed sampling took {sampling:.0f} s ({sampling / walls[-1] * 100:.0f} % of its wall time).",
     )
+
+
+@renderer("hostile-probe")
+def render_hostile_probe(ctx: Context) -> str:
+    """The hostile probe's verdict counts and its whole table (a CPU run of benchmarks/hostile_probe.py)."""
+    text = ctx.read("hostile-probe.md")
+    counts = next((line for line in text.splitlines() if re.match(r"- \d+ probes: ", line)), None)
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    if counts is None or len(rows) < 3:
+        raise RenderError(f"{ctx.path('hostile-probe.md')}: no verdict counts or no table")
+    return block(ctx, counts.removeprefix("- "), "", *rows)
 
 
 @renderer("gated-runs")
