@@ -185,8 +185,9 @@ def test_a_baseline_file_that_is_a_symbolic_link_is_read_and_updated_through_it(
     written = load_baseline(shared)
     assert written is not None
     assert list(written.entries) == ["test_gate.py::test_forward[eager-64]"]
-    gated = pytester.runpytest_inprocess(*FAST)
-    assert gated.ret == pytest.ExitCode.OK
+    # The point is reading through the link; a loaded CPU's latency must not decide it.
+    gated = pytester.runpytest_inprocess(*FAST, "--attnperf-latency-tolerance=1000%")
+    assert gated.ret == pytest.ExitCode.OK, gated.stdout.str()
     gated.stdout.fnmatch_lines([f"attnperf: baselines baselines/{link.name} (1 entries, *"])
 
 
