@@ -72,6 +72,8 @@ STAGES = {
     "gated/gate-forward-1.log": "gated",
     "gated/gate-forward-2.log": "gated",
     "hostile-probe.md": "hostile",
+    "load-tax.txt": "load_tax",
+    "foreign-suite.md": "foreign_suite",
 }
 # How a stage is run when it needs more than its name; "simulation" is a CPU script, not a GPU stage.
 STAGE_COMMANDS = {
@@ -81,6 +83,8 @@ STAGE_COMMANDS = {
     "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
+    "load_tax": "python benchmarks/load_tax.py --runs 7 --baseline baselines/nvidia-h200.yaml",
+    "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
 }
 
 
@@ -1191,6 +1195,50 @@ def render_hostile_probe(ctx: Context) -> str:
     if counts is None or len(rows) < 3:
         raise RenderError(f"{ctx.path('hostile-probe.md')}: no verdict counts or no table")
     return block(ctx, counts.removeprefix("- "), "", *rows)
+
+
+def _found(pattern: str, text: str, name: str) -> re.Match[str]:
+    match = re.search(pattern, text, flags=re.M)
+    if match is None:
+        raise RenderError(f"{name}: no line matching {pattern!r}")
+    return match
+
+
+@renderer("load-tax")
+def render_load_tax(ctx: Context) -> str:
+    """What every pytest run pays with the plugin installed (benchmarks/load_tax.py on a CPU machine)."""
+    text = ctx.read("load-tax.txt")
+    ratio = _found(r"^ratio of medians \(plugin installed / -p no:attnperf\): ([\d.]+) \(([+-][\d.]+) s", text, "load-tax.txt")
+    cpu = _found(r"^ratio of CPU-time medians \(information, not the goal\): ([\d.]+)", text, "load-tax.txt")
+    torch = _found(r"^torch imported when loading the plugin: (\w+)", text, "load-tax.txt")
+    help_cost = _found(r"^attnperf --help: ([+-][\d.]+) s over python -c pass", text, "load-tax.txt")
+    show_cost = _found(r"^attnperf show [^:\n]+: ([+-][\d.]+) s over python -c pass", text, "load-tax.txt")
+    return block(
+        ctx,
+        f"A one-test suite with the plugin installed takes {ratio.group(1)}× the median wall time of the same run with "
+        f"`-p no:attnperf` ({ratio.group(2)} s; CPU time {cpu.group(1)}×), torch imported at load: {torch.group(1)}; "
+        f"`attnperf --help` costs {help_cost.group(1)} s over `python -c pass`, `attnperf show` of the H200 baselines "
+        f"{show_cost.group(1)} s (a 2-core CPU machine shared with other work; medians of 7 interleaved runs).",
+    )
+
+
+@renderer("foreign-suite")
+def render_foreign_suite(ctx: Context) -> str:
+    """A suite nobody here wrote (einops'), with the plugin installed and with -p no:attnperf."""
+    text = ctx.read("foreign-suite.md")
+    rows = {row[""]: row for row in markdown_tables(text)[0]}
+    plugin, bare = "`plugin installed`", "`-p no:attnperf`"
+    identical = _found(r"^\*\*identical outcomes: (\w+)\*\*", text, "foreign-suite.md").group(1)
+    runs = _found(r"^- runs per mode: (\d+)", text, "foreign-suite.md").group(1)
+    wall = rows["wall time, whole process (s)"]
+    return block(
+        ctx,
+        f"einops' own test suite (its PyPI source distribution, numpy and torch backends), {runs} runs per mode: "
+        f"identical outcomes in every run: **{identical}** ({rows['passed'][plugin]} passed, {rows['failed'][plugin]} "
+        f"failed, {rows['skipped'][plugin]} skipped with the plugin; {rows['passed'][bare]}, {rows['failed'][bare]}, "
+        f"{rows['skipped'][bare]} without); median wall time {wall[plugin].split()[0]} s with the plugin installed, "
+        f"{wall[bare].split()[0]} s with `-p no:attnperf`.",
+    )
 
 
 @renderer("gated-runs")
