@@ -5,6 +5,11 @@
 # archive, $OUT/session-<stages>.tgz (split into 15 MiB parts if larger): a device call brings back at
 # most 8 files. Unpack it into docs/results/<gpu>/ (e.g. h200) and run python benchmarks/render_results.py.
 #
+# What ran on the H200 (docs/results/h200/README.md): `SUITE=tests/suite/test_attention.py bash benchmarks/gpu_session.sh
+# record` (three update runs of the kernel suite: about 3-5 min each, so a call of 10 minutes holds two; the third
+# ran in the next call with FIRST_RUN=3 RUNS_DIR=<the first two runs' records, carried back>), then `sensitivity`
+# (about 8 min). Remember PYTHONPATH=/tmp/site (set by this preamble) for any command run outside this script:
+# without it flash-attn is not importable and its backends are "unavailable".
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
