@@ -84,7 +84,7 @@ def render(baseline: dict[str, dict[str, Any]], runs: list[dict[str, dict[str, A
         f"- date: {meta['date']} ({meta['minutes']} min)",
         f"- machine: {meta['machine']}",
         f"- suite: `pytest --attnperf {meta['tests']}` in `{meta['repo']}`, baselines recorded by one "
-        "`--attnperf-update` run, then gated by each run; default tolerances (memory 5 %, latency 10 %)",
+        "`--attnperf-update` run, then gated by each run; default tolerances (memory 5 %, latency auto: 3-10 % from the baseline's spread)",
         "",
         f"**{len(runs)} runs, {len(baseline)} cases each: {sum(memory_alarms)} memory false alarms** "
         f"(runs with one or more: {sum(1 for count in memory_alarms if count)}); the largest peak deviation from "

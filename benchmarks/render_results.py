@@ -74,6 +74,7 @@ STAGES = {
     "hostile-probe.md": "hostile",
     "load-tax.txt": "load_tax",
     "foreign-suite.md": "foreign_suite",
+    "memory-repeat.md": "memory_repeat",
 }
 # How a stage is run when it needs more than its name; "simulation" is a CPU script, not a GPU stage.
 STAGE_COMMANDS = {
@@ -85,6 +86,7 @@ STAGE_COMMANDS = {
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
     "load_tax": "python benchmarks/load_tax.py --runs 7 --baseline baselines/nvidia-h200.yaml",
     "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
+    "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
 }
 
 
@@ -1238,6 +1240,19 @@ def render_foreign_suite(ctx: Context) -> str:
         f"failed, {rows['skipped'][plugin]} skipped with the plugin; {rows['passed'][bare]}, {rows['failed'][bare]}, "
         f"{rows['skipped'][bare]} without); median wall time {wall[plugin].split()[0]} s with the plugin installed, "
         f"{wall[bare].split()[0]} s with `-p no:attnperf`.",
+    )
+
+
+@renderer("memory-repeat")
+def render_memory_repeat(ctx: Context) -> str:
+    """The CPU memory gate run again and again right after one update: its false alarms."""
+    text = ctx.read("memory-repeat.md")
+    summary = _found(r"^\*\*(\d+) runs, (\d+) cases each: (\d+) memory false alarms\*\*.*?from its baseline in any run: ([\d.]+ %)", text, "memory-repeat.md")
+    runs, cases, alarms, deviation = summary.groups()
+    return block(
+        ctx,
+        f"The repo's CPU kernel suite gated {runs} times right after one `--attnperf-update`, {cases} cases each: "
+        f"**{alarms} memory false alarms**; the largest peak deviation from its baseline in any run: {deviation}.",
     )
 
 
