@@ -1220,7 +1220,7 @@ def render_load_tax(ctx: Context) -> str:
         f"A one-test suite with the plugin installed takes {ratio.group(1)}× the median wall time of the same run with "
         f"`-p no:attnperf` ({ratio.group(2)} s; CPU time {cpu.group(1)}×), torch imported at load: {torch.group(1)}; "
         f"`attnperf --help` costs {help_cost.group(1)} s over `python -c pass`, `attnperf show` of the H200 baselines "
-        f"{show_cost.group(1)} s (a 2-core CPU machine shared with other work; medians of 7 interleaved runs).",
+        f"{show_cost.group(1)} s (a 2-core CPU machine; medians of 7 interleaved runs).",
     )
 
 
