@@ -127,7 +127,7 @@ def _graph_to_differentiate(
         if not is_out_of_memory(error):
             raise
         failure = describe_error(error)
-    release_memory(arguments[0].device)  # outside the except block: its traceback no longer holds the tensors
+    release_memory(arguments[0].device, thorough=True)  # outside the except block: its traceback no longer holds the tensors
     raise DoesNotFit(failure)
 
 
@@ -309,7 +309,7 @@ class AttnPerf:
         REFERENCES.clear()
         free_flush_buffers()
         release_inputs()
-        release_memory(self.device)
+        release_memory(self.device, thorough=True)
         measurement = measure(workload, self.device, self.timing)  # DoesNotFit again: it does not fit, cleanly
         note = "fit only after the plugin freed its caches: the allocator's state decided the first attempt"
         return dataclasses.replace(measurement, memory_note=measurement.memory_note or note)

@@ -210,7 +210,7 @@ class AttnPerfSession:
             # an Inductor C++ compile error on the CPU. Each test module starts from a clean slate.
             sys.modules["torch._dynamo"].reset()
             forget_compiled_kernels()
-        release_memory(self._device)
+        release_memory(self._device, thorough=True)
 
     def add_result(self, result: CaseResult) -> None:
         self.results.append(result)

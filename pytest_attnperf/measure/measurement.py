@@ -80,7 +80,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         failure = describe_error(error)
     if failure is not None:
         # The traceback (and every tensor its frames held) is gone once the except block ends.
-        release_memory(device)
+        release_memory(device, thorough=True)
         raise DoesNotFit(failure)
     return Measurement(
         timing=timing,

@@ -125,3 +125,30 @@ def test_the_studys_inputs_that_cannot_be_allocated_do_not_fit() -> None:
     assert case["status"] == "does_not_fit"
     assert case["reason"].startswith("RuntimeError: ")
     assert "DefaultCPUAllocator: can't allocate memory" in case["reason"]
+
+
+def test_a_release_freezes_what_survives_and_a_thorough_one_finds_cycles_among_it() -> None:
+    """Each case's collection walks only what is newer (fast); a thorough one still frees old cycles."""
+    import gc
+    import weakref
+
+    from pytest_attnperf.measure.memory import release_memory
+
+    class Node:
+        def __init__(self) -> None:
+            self.tensor = torch.zeros(4)
+            self.me = self  # a reference cycle: only the cyclic collector frees it
+
+    node = Node()
+    alive = weakref.ref(node)
+    cpu = torch.device("cpu")
+    try:
+        release_memory(cpu)  # node survives (still referenced), so it is frozen
+        assert gc.get_freeze_count() > 0
+        del node
+        release_memory(cpu)
+        assert alive() is not None  # frozen: a plain release does not walk it
+        release_memory(cpu, thorough=True)
+        assert alive() is None
+    finally:
+        gc.unfreeze()
