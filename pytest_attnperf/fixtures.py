@@ -94,8 +94,8 @@ def attn_shape(request: pytest.FixtureRequest, context_len: int, _attnperf_varia
         return shape_for_case(fields, context_len=context_len, seed=settings.seed, batch_given=batch_given)
     except ValueError as error:
         problem = str(error)
-        if state.settings.kv_heads and "kv_heads" not in marked:
-            problem += f" (kv_heads {state.settings.kv_heads} comes from --attnperf-kv-heads)"
+        if settings.kv_heads and "kv_heads" not in marked:
+            problem += f" (kv_heads {settings.kv_heads} comes from --attnperf-kv-heads)"
     pytest.fail(f"{request.node.nodeid}: impossible attention shape: {problem}", pytrace=False)
 
 

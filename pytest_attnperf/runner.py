@@ -180,14 +180,13 @@ class AttnPerf:
         run_mode: Mode = parse_mode(mode) if mode is not None else self.mode  # type: ignore[assignment]
         if isinstance(qkv, InputsDoNotFit):
             return self._inputs_do_not_fit(backend, qkv, run_mode)
-        if INPUTS.prepare(
-            qkv, backend.layout
-        ):  # an earlier backend changed them (and its test failed first for another reason)
-            REFERENCES.clear()
         shape = qkv.shape
         reason = backend.unsupported_reason(shape, self.info)
         if reason:
             pytest.skip(reason)
+        # Checked (and the layout copies made) only for a backend that runs: a skipped one costs nothing.
+        if INPUTS.prepare(qkv, backend.layout):  # an earlier backend changed them (its test failed first)
+            REFERENCES.clear()
         result = self._new_result(backend.name, shape.as_dict(), run_mode, shape.context_len)
         try:
             workload = make_workload(backend, qkv, run_mode)

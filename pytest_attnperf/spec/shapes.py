@@ -165,9 +165,7 @@ class AttnShape:
 
     def sequences(self) -> list[tuple[int, int]]:
         """(q_len, k_len) of each sequence of the batch."""
-        if self.q_lens is not None and self.k_lens is not None:
-            return list(zip(self.q_lens, self.k_lens, strict=True))
-        return [(self.q_len, self.k_len)] * self.batch
+        return [(q_len, k_len) for q_len, k_len, count in self._sequence_counts() for _ in range(count)]
 
     def _sequence_counts(self) -> list[tuple[int, int, int]]:
         """(q_len, k_len, how many sequences): a uniform batch is one group, whatever its size."""
