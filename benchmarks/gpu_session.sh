@@ -32,9 +32,10 @@ if ls .whl/*-site.tar.xz >/dev/null 2>&1; then
   mkdir -p /tmp/site && for archive in .whl/*-site.tar.xz; do tar -xJf "$archive" -C /tmp/site; done
   export PYTHONPATH=/tmp/site
 fi
-# FlashAttention-4 (flash-attn-4, CuTe DSL), as ../shared/README.md says: its CUDA 13 library first, in a call of its
-# own (`bash benchmarks/gpu_session.sh fa4_lib`, carry .fa4lib), then right after it the wheels of .whl/fa4/ merged
-# into the same folders (carry .whl), which this preamble does whenever they are there.
+# FlashAttention-4 (flash-attn-4, CuTe DSL): its CUDA 13 library first, in two calls of its own (the fa4_lib stage,
+# carrying .fa4a then .fa4b), then right after them the wheels of .whl/fa4/ laid over flash-attn 2 (carry .whl), which
+# this preamble does whenever they are there. The order matters: flash-attn 2 ships an older flash_attn/cute/ that
+# would replace FlashAttention-4's.
 if ls .whl/fa4/*.whl >/dev/null 2>&1; then
   if [ -d /tmp/site/nvidia_cutlass_dsl/cu13 ]; then
     mkdir -p /tmp/site && for wheel in .whl/fa4/*.whl; do python3 -m zipfile -e "$wheel" /tmp/site; done
@@ -248,9 +249,18 @@ stage_ncu() {
 }
 
 stage_fa4_lib() {
-  # Call 1 of the FlashAttention-4 install: the CuTe DSL's CUDA 13 library, carried alone (.fa4lib, about 61 MiB).
-  mkdir -p /tmp/site && tar -xJf .fa4lib/nvidia_cutlass_dsl_libs_cu13-4.8.1-site.tar.xz -C /tmp/site && ls /tmp/site \
-    | tee "$OUT/fa4_lib/fa4-lib.txt"
+  # Call 1 of the FlashAttention-4 install: the CuTe DSL's CUDA 13 library (about 61 MiB) does not fit one call beside
+  # the repository (64 MiB a call), so it travels in two halves (split -b 32M -d of its .tar.xz): carry .fa4a (part 00)
+  # in one call and .fa4b (part 01) in the next, right after it (files outside $OUT last only while the machine is
+  # warm); the call that has both parts unpacks them.
+  mkdir -p /tmp/fa4parts /tmp/site
+  cp .fa4a/* .fa4b/* /tmp/fa4parts/ 2>/dev/null
+  if [ -f /tmp/fa4parts/cu13part00 ] && [ -f /tmp/fa4parts/cu13part01 ]; then
+    cat /tmp/fa4parts/cu13part0* | tar -xJ -C /tmp/site && rm -rf /tmp/fa4parts
+    ls /tmp/site/nvidia_cutlass_dsl | tee "$OUT/fa4_lib/fa4-lib.txt"
+  else
+    ls /tmp/fa4parts | tee "$OUT/fa4_lib/fa4-lib.txt"
+  fi
 }
 
 stage_fa4() {
