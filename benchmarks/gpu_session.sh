@@ -135,8 +135,19 @@ stage_study() {
   (cd "$OUT" && tar czf study.tgz study && rm -rf study)
 }
 
+stage_study_quick() {
+  # The study's first configuration (fp16 causal d128: every backend, FlashAttention-4 among the "on" ones, 1K-32K, the
+  # bisected frontier), then its decode section, each bounded so that one call holds both and what finished comes back.
+  timeout "${PREFILL_SECONDS:-330}" attnperf report --quick --only prefill --out "$OUT/study_quick/prefill" 2>&1 \
+    | tail -40 > "$OUT/study_quick/prefill.log"
+  echo "prefill study exit ${PIPESTATUS[0]}" | tee -a "$OUT/study_quick/prefill.log"
+  timeout "${DECODE_SECONDS:-200}" attnperf report --only decode --out "$OUT/study_quick/decode" 2>&1 \
+    | tail -40 > "$OUT/study_quick/decode.log"
+  echo "decode study exit ${PIPESTATUS[0]}" | tee -a "$OUT/study_quick/decode.log"
+}
+
 stage_fidelity() {
-  python3 benchmarks/fidelity.py 2>&1 | tee "$OUT/fidelity.md"
+  timeout "${FIDELITY_SECONDS:-600}" python3 benchmarks/fidelity.py 2>&1 | tee "$OUT/fidelity.md"
 }
 
 stage_sensitivity() {
