@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
-from .spec.device_info import compute_units
+from .spec.device_info import SOFTWARE_KEYS, compute_units
 from .spec.option_values import path_text
 from .spec.options import add_argparse_options, to_command_line
 from .spec.units import argparse_type, format_bytes, format_ms, positive_int
@@ -88,17 +88,7 @@ def _print_environment(report: dict[str, Any]) -> None:
     print(
         f"memory       {format_bytes(device['memory_bytes'])}, {compute_units(device['sm_count'], device.get('cpu_cores'))}"
     )
-    for key in (
-        "driver",
-        "cuda",
-        "cudnn",
-        "torch",
-        "triton",
-        "flash_attn",
-        "flash_attn_3",
-        "flash_attn_4",
-        "transformers",
-    ):
+    for key in SOFTWARE_KEYS:
         print(f"{key:<13}{device[key] or 'not installed'}")
     print("\nbackends")
     for name, entry in report["backends"].items():

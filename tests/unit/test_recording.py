@@ -100,8 +100,8 @@ def test_the_controller_writes_baselines_from_the_records_without_touching_a_gpu
     rng = random.Random(5)
     state.results = [run(1.0, "GPU-aaaa", rng)]
     state.results[0].session_gpu_state = {"max_sm_clock_mhz": 1980, "temperature_c": 35}
-    session = type("Session", (), {"exitstatus": 0})()
-    update_baselines(state, session)  # type: ignore[arg-type]
+    outcome = update_baselines(state.results, state.baseline_path)
+    assert (outcome.errors, outcome.failed, len(outcome.changes)) == ((), False, 1)
     written = load_baseline(baseline_path(tmp_path / "baselines", "nvidia-h200"))
     assert written is not None
     assert written.device == {"name": "NVIDIA H200", "slug": "nvidia-h200", "sm_count": 132}
