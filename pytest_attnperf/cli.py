@@ -6,14 +6,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .spec.device_info import SOFTWARE_KEYS, compute_units
 from .spec.option_values import path_text
-from .spec.options import add_argparse_options, to_command_line
+from .spec.options import Settings, SettingsError, add_argparse_options, ini_values, resolve_settings, to_command_line
 from .spec.units import argparse_type, format_bytes, format_ms, positive_int
 
 
@@ -123,16 +124,43 @@ def _device(spec: str | None) -> Any:
         raise CommandError(f"--attnperf-device: {error}") from None
 
 
+def settings_here(arguments: argparse.Namespace) -> Settings:
+    """The settings ``pytest --attnperf`` would run with here: this command's flags, then the ini file (and its
+    addopts) that pytest itself finds from the current folder, then each option's default."""
+    import pytest
+    from _pytest.config import _prepareconfig  # pytest's own rootdir and ini-file discovery, as pytest.main does
+
+    try:
+        config = _prepareconfig(["--noconftest", "--capture=no", "-p", "no:cacheprovider"])
+    except pytest.UsageError as error:
+        raise CommandError(f"pytest's configuration: {error}") from None
+    try:
+        given = {dest: value for dest, value in vars(config.option).items() if dest.startswith("attnperf_")}
+        given.update({dest: value for dest, value in vars(arguments).items() if dest.startswith("attnperf_")})
+        cli = {dest: value for dest, value in given.items() if value is not None}
+        return resolve_settings(
+            {**cli, "attnperf": True},
+            ini_values(config.getini),
+            rootdir=config.rootpath,
+            inifile=config.inipath,
+            invocation_dir=Path.cwd(),
+        )
+    except SettingsError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        config._ensure_unconfigure()
+
+
 def command_env(arguments: argparse.Namespace) -> int:
     from .output_paths import OutputPathError, check_baselines_folder
 
-    _device(arguments.attnperf_device)  # a device that is not there is an argument error, not a traceback
-    baselines = Path(arguments.attnperf_baselines or "baselines")
+    settings = settings_here(arguments)
+    _device(settings.device)  # a device that is not there is an argument error, not a traceback
     try:
-        check_baselines_folder(baselines, "--attnperf-baselines", updating=False)
+        check_baselines_folder(settings.baselines_dir, "--attnperf-baselines", updating=False)
     except OutputPathError as error:
         raise CommandError(str(error)) from None
-    report = environment_report(arguments.attnperf_device or "auto", baselines)
+    report = environment_report(settings.device, settings.baselines_dir)
     if arguments.json:
         print(json.dumps(report, indent=2))
     else:
@@ -231,14 +259,14 @@ def command_report(arguments: argparse.Namespace) -> int:
     from .backends.registry import REGISTRY, BackendError
     from .measure.device import describe_device
     from .output_paths import OutputPathError, check_folder_target
-    from .spec.options import CPU_SEQLENS, GPU_SEQLENS, TimingConfig
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
     from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
     # Every argument is checked before the study measures anything (it takes minutes).
+    settings = settings_here(arguments)
     try:
-        REGISTRY.select(arguments.attnperf_backends)
+        REGISTRY.select(settings.backends)
     except BackendError as error:
         raise CommandError(f"--attnperf-backends: {error}") from None
     out = Path(os.path.abspath(arguments.out))
@@ -246,7 +274,7 @@ def command_report(arguments: argparse.Namespace) -> int:
         check_folder_target(out, "--out")
     except OutputPathError as error:
         raise CommandError(str(error)) from None
-    device = _device(arguments.attnperf_device)
+    device = _device(settings.device)
     plots = plots_available()
     if not plots:  # said before measuring, not after it
         print(f"attnperf report: writing the tables, study.json and README.md without plots; {PLOTS_NEED}")
@@ -256,16 +284,14 @@ def command_report(arguments: argparse.Namespace) -> int:
         configs = configs[:1]
     if arguments.only == "decode":
         configs = ()
-    seqlens = arguments.attnperf_seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_SEQLENS)
-    timing = TimingConfig(min_samples=arguments.attnperf_min_samples or 10)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
     study = run_study(
         device,
         info,
         configs=configs,
-        seqlens=seqlens,
-        backends=arguments.attnperf_backends,
-        timing=timing,
+        seqlens=settings.seqlens_for(device.type == "cuda"),
+        backends=settings.backends,
+        timing=settings.timing,
         decode=None if arguments.only == "prefill" else (GPU_DECODE if device.type == "cuda" else CPU_DECODE),
         command=command,
         progress=stderr_progress(),
@@ -351,10 +377,31 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--dtype", default="float16", help="float16, bfloat16 or float32")
     for name in ("layers", "heads", "kv-heads", "head-dim"):
         memory.add_argument(f"--{name}", type=argparse_type(positive_int(name)), default=None)
+    unrun = set(commands.choices) ^ set(COMMANDS)
+    if unrun:
+        raise RuntimeError(f"attnperf commands without both a parser and an entry in cli.COMMANDS: {sorted(unrun)}")
     return parser
 
 
-COMMANDS = {"env": command_env, "show": command_show, "report": command_report, "memory": command_memory}
+@dataclass(frozen=True)
+class Command:
+    """What runs one `attnperf` command; ``to_pytest``: it runs pytest, which takes the arguments it does not know
+    and prints its own output."""
+
+    run: Callable[..., int]
+    to_pytest: bool = False
+
+
+# One line per command. build_parser() refuses a command missing here, so none can fall through to another.
+COMMANDS: dict[str, Command] = {
+    "env": Command(command_env),
+    "update": Command(command_update, to_pytest=True),
+    "calibrate": Command(command_calibrate, to_pytest=True),
+    "show": Command(command_show),
+    "diff": Command(command_diff),
+    "report": Command(command_report),
+    "memory": Command(command_memory),
+}
 BROKEN_PIPE_EXIT = 128 + 13  # what a shell reports for a command ended by SIGPIPE (as `cat big | head` is)
 
 
@@ -391,15 +438,14 @@ class _GuardedStdout:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments, extra = parser.parse_known_args(argv)
-    if extra and arguments.command not in ("update", "calibrate"):
+    command = COMMANDS[arguments.command]
+    if command.to_pytest:
+        return command.run(arguments, extra)  # pytest's own output
+    if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if arguments.command == "update":
-        return command_update(arguments, extra)  # pytest's own output
-    if arguments.command == "calibrate":
-        return command_calibrate(arguments, extra)
     stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
-        code = COMMANDS.get(arguments.command, command_diff)(arguments)
+        code = command.run(arguments)
         sys.stdout.flush()  # a closed pipe or a full disk shows here, not in the interpreter's last flush
     except CommandError as error:
         print(f"attnperf {arguments.command}: {error}", file=sys.stderr)

@@ -86,6 +86,8 @@ def finish_run(
         try:
             end = dataclasses.replace(end, written_paths=end.written_paths + tuple(write_study(settings.report_dir)))
         except OSError as error:
-            problem = f"--attnperf-report: cannot write the study to {shown(settings.report_dir)}: {error.strerror or error}"
+            problem = (
+                f"--attnperf-report: cannot write the study to {shown(settings.report_dir)}: {error.strerror or error}"
+            )
             end = dataclasses.replace(end, output_errors=(*end.output_errors, problem))
     return dataclasses.replace(end, failed=end.failed or bool(end.output_errors))

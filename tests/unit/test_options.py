@@ -99,6 +99,14 @@ def test_command_line_beats_ini(pytester: pytest.Pytester) -> None:
     assert _all(settings) == {name: cli_value for name, _cli, cli_value, *_ in SETTINGS_TABLE}
 
 
+def test_each_default_is_the_one_its_option_carries() -> None:
+    """One source: resolve_settings (and the `attnperf` command through it) takes every default from its Option."""
+    for name, *_, default, _where in SETTINGS_TABLE:
+        carried = OPTIONS_BY_DEST[_dest(name)].default
+        assert (None if name == "latency-tolerance" and carried == "auto" else carried) == default, name
+    assert OPTIONS_BY_DEST["attnperf_baselines"].default == "baselines"  # under the rootdir
+
+
 def test_each_layer_differs_so_the_tests_above_can_tell_them_apart() -> None:
     for name, _cli, cli_value, _ini, ini_value, default, _where in SETTINGS_TABLE:
         assert cli_value != ini_value, name

@@ -3,6 +3,7 @@ and `attnperf update --runs` / `attnperf calibrate` end to end on the CPU with t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import re
@@ -264,3 +265,23 @@ def test_the_update_report_says_what_was_replaced_and_what_was_refused() -> None
         "recorded for another problem (dtype float32 -> bfloat16, heads 8 -> 1)",
         "test[x]: NOT recorded: median: 0",
     ]
+
+
+# ---------------------------------------------------------------- the software a baseline records
+
+
+def test_the_software_versions_are_listed_once_and_kept_out_of_the_device_block() -> None:
+    """flash_attn_4 was missing from a second list in updating.py and leaked into the H200 file's device: block."""
+    from pytest_attnperf.spec.device_info import SOFTWARE_KEYS, DeviceInfo
+    from pytest_attnperf.updating import _device_record
+
+    assert set(SOFTWARE_KEYS) <= {field.name for field in dataclasses.fields(DeviceInfo)}
+    versions = {key: f"{key}-1.0" for key in SOFTWARE_KEYS}
+    info = DeviceInfo("cuda:0", "NVIDIA H200", "nvidia-h200", (9, 0), "Hopper", 1 << 30, 132, **versions)  # type: ignore[arg-type]
+    assert info.software() == versions
+    result = CaseResult("t", "eager", "NVIDIA H200", "nvidia-h200", "forward", None, 1, device_info=info.as_dict())
+    assert not set(_device_record(result)) & set(SOFTWARE_KEYS)
+    for path in sorted(Path(__file__).parents[2].glob("baselines/*.yaml")):
+        committed = load_baseline(path)
+        assert committed is not None
+        assert not set(committed.device) & set(SOFTWARE_KEYS), path
