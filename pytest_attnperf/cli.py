@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
+from .project_settings import settings_here
 from .spec.device_info import SOFTWARE_KEYS, compute_units
 from .spec.option_values import path_text
-from .spec.options import Settings, SettingsError, add_argparse_options, ini_values, resolve_settings, to_command_line
+from .spec.options import SettingsError, add_argparse_options, to_command_line
 from .spec.units import argparse_type, format_bytes, format_ms, positive_int
 
 
@@ -39,7 +40,7 @@ def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
     qkv = make_qkv(shape, device=device)
     try:
         with torch.no_grad():
-            output = backend.run(*qkv.in_layout(backend.layout), shape)
+            output = backend.run(*qkv.call_arguments(backend.layout))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     except Unsupported as unsupported:
@@ -124,37 +125,10 @@ def _device(spec: str | None) -> Any:
         raise CommandError(f"--attnperf-device: {error}") from None
 
 
-def settings_here(arguments: argparse.Namespace) -> Settings:
-    """The settings ``pytest --attnperf`` would run with here: this command's flags, then the ini file (and its
-    addopts) that pytest itself finds from the current folder, then each option's default."""
-    import pytest
-    from _pytest.config import _prepareconfig  # pytest's own rootdir and ini-file discovery, as pytest.main does
-
-    try:
-        config = _prepareconfig(["--noconftest", "--capture=no", "-p", "no:cacheprovider"])
-    except pytest.UsageError as error:
-        raise CommandError(f"pytest's configuration: {error}") from None
-    try:
-        given = {dest: value for dest, value in vars(config.option).items() if dest.startswith("attnperf_")}
-        given.update({dest: value for dest, value in vars(arguments).items() if dest.startswith("attnperf_")})
-        cli = {dest: value for dest, value in given.items() if value is not None}
-        return resolve_settings(
-            {**cli, "attnperf": True},
-            ini_values(config.getini),
-            rootdir=config.rootpath,
-            inifile=config.inipath,
-            invocation_dir=Path.cwd(),
-        )
-    except SettingsError as error:
-        raise CommandError(str(error)) from None
-    finally:
-        config._ensure_unconfigure()
-
-
 def command_env(arguments: argparse.Namespace) -> int:
     from .output_paths import OutputPathError, check_baselines_folder
 
-    settings = settings_here(arguments)
+    settings = settings_here(_attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
     _device(settings.device)  # a device that is not there is an argument error, not a traceback
     try:
         check_baselines_folder(settings.baselines_dir, "--attnperf-baselines", updating=False)
@@ -171,17 +145,21 @@ def command_env(arguments: argparse.Namespace) -> int:
     return 0 if usable else 1
 
 
+def _attnperf_flags(arguments: argparse.Namespace) -> dict[str, Any]:
+    return {dest: value for dest, value in vars(arguments).items() if dest.startswith("attnperf_")}
+
+
 def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
     from .updating import run_update
 
-    forwarded = to_command_line({k: v for k, v in vars(arguments).items() if k.startswith("attnperf_")})
+    forwarded = to_command_line(_attnperf_flags(arguments))
     return run_update(arguments.runs, [*forwarded, *extra])
 
 
 def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
-    forwarded = to_command_line({k: v for k, v in vars(arguments).items() if k.startswith("attnperf_")})
+    forwarded = to_command_line(_attnperf_flags(arguments))
     return int(pytest.main(["--attnperf", "--attnperf-calibrate", *forwarded, *extra]))
 
 
@@ -264,7 +242,7 @@ def command_report(arguments: argparse.Namespace) -> int:
     from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
     # Every argument is checked before the study measures anything (it takes minutes).
-    settings = settings_here(arguments)
+    settings = settings_here(_attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
     try:
         REGISTRY.select(settings.backends)
     except BackendError as error:
@@ -385,8 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass(frozen=True)
 class Command:
-    """What runs one `attnperf` command; ``to_pytest``: it runs pytest, which takes the arguments it does not know
-    and prints its own output."""
+    """What runs one `attnperf` command; ``to_pytest``: pytest takes the arguments it does not know, and prints."""
 
     run: Callable[..., int]
     to_pytest: bool = False
@@ -447,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = command.run(arguments)
         sys.stdout.flush()  # a closed pipe or a full disk shows here, not in the interpreter's last flush
-    except CommandError as error:
+    except (CommandError, SettingsError) as error:
         print(f"attnperf {arguments.command}: {error}", file=sys.stderr)
         return 2
     except _StdoutFailed as failure:

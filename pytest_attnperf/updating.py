@@ -93,8 +93,8 @@ def update_baselines(results: Sequence[CaseResult], baseline_path_of: Callable[[
         folder.mkdir(parents=True, exist_ok=True)
         records = [json.loads(result.to_json()) for result in recordable_results]
         (folder / f"run-{position[0]}.json").write_text(json.dumps(records), encoding="utf-8")
-        note = f"run {position[0]} of {position[1]} measured; the baselines are written after run {position[1]}"
-        return UpdateOutcome(notes=(note,))
+        kept = f"run {position[0]} of {position[1]} measured; the baselines are written after run {position[1]}"
+        return UpdateOutcome(notes=(kept,))
     runs = (_earlier_runs(folder) if position is not None else []) + [recordable_results]
     grouped: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
