@@ -136,6 +136,7 @@ def env_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str,
     return code, json.loads(buffer.getvalue())
 
 
+@pytest.mark.slow
 def test_env_json_lists_every_backend_with_reasons(env_report: tuple[int, dict[str, object]]) -> None:
     code, report = env_report
     assert code == 0
@@ -158,6 +159,7 @@ def test_env_json_lists_every_backend_with_reasons(env_report: tuple[int, dict[s
     }
 
 
+@pytest.mark.slow
 def test_env_json_describes_device_and_baseline(env_report: tuple[int, dict[str, object]]) -> None:
     _, report = env_report
     device = report["device"]
@@ -175,6 +177,7 @@ def test_env_json_describes_device_and_baseline(env_report: tuple[int, dict[str,
     assert baseline["path"].endswith(f"{CPU.slug}.yaml")
 
 
+@pytest.mark.slow
 def test_env_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = baseline_path(tmp_path, CPU.slug)
     write(

@@ -193,6 +193,7 @@ def _attnperf(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_update_with_two_runs_records_both_and_their_spread(tmp_path: Path) -> None:
     (tmp_path / "test_gate.py").write_text(GATED, encoding="utf-8")
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")

@@ -189,6 +189,7 @@ def test_forward(attnperf, attn_backend, qkv):
 """
 
 
+@pytest.mark.slow
 def test_the_backend_after_an_inplace_one_sees_the_seeded_inputs(pytester: pytest.Pytester) -> None:
     # Both used to pass: the in-place backend was checked against a reference of its own modified v, and the
     # cached inputs it modified went on to the next backend.
