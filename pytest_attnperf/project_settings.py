@@ -30,7 +30,7 @@ def settings_here(flags: Mapping[str, Any]) -> Settings:
         raise SettingsError(f"pytest's configuration: {error}") from None
     try:
         given = {dest: value for dest, value in vars(config.option).items() if dest.startswith("attnperf_")}
-        given.update(flags)
+        given.update({dest: value for dest, value in flags.items() if value is not None})  # unset: addopts' stays
         return resolve_settings(
             {**{dest: value for dest, value in given.items() if value is not None}, "attnperf": True},
             ini_values(config.getini),

@@ -494,3 +494,25 @@ def test_a_bad_ini_value_is_a_command_error_naming_the_file(
     assert cli.main(["report", "--quick", "--out", str(tmp_path / "r")]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"attnperf report: ini key attnperf_min_samples in {tmp_path / 'pytest.ini'}: "), error
+
+
+def test_env_takes_the_ini_files_addopts_unless_its_own_flag_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_probe(monkeypatch)
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --attnperf-device=cuda:7\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    if not torch.cuda.is_available():
+        assert cli.main(["env", "--json"]) == 2
+        assert capsys.readouterr().err.startswith("attnperf env: --attnperf-device: device 'cuda:7' asked for")
+    assert cli.main(["env", "--json", "--attnperf-device=cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["device"]["device"] == "cpu"
+
+
+def test_an_ini_file_pytest_cannot_read_is_a_command_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["env", "--attnperf-device=cpu"]) == 2
+    assert capsys.readouterr().err.startswith(f"attnperf env: pytest's configuration: {tmp_path / 'pyproject.toml'}: ")
