@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .gate.results import CaseResult
-from .run_end import RunEnd
+from .run_end import RunEnd, finish_run
 from .spec.options import Settings
 
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ class AttnPerfSession:
         """What this run has to show, for the terminal summary and the report files (``end``: so far)."""
         from .report import RunReport
 
-        end = end or self.end
+        end = self.end if end is None else end
         measured = self._device is not None or not self.distributing
         return RunReport(
             settings=self.settings,
@@ -263,8 +263,6 @@ class AttnPerfSession:
 
     def finish(self, session: pytest.Session) -> None:
         """The end of the run (run_end.finish_run), and the exit status it asks for: the one place it is set."""
-        from .run_end import finish_run
-
         self.end = finish_run(
             self.settings,
             self.results,
