@@ -6,14 +6,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
-from .spec.device_info import compute_units
+from .project_settings import settings_here
+from .spec.device_info import SOFTWARE_KEYS, compute_units
 from .spec.option_values import path_text
-from .spec.options import add_argparse_options, to_command_line
+from .spec.options import SettingsError, add_argparse_options, to_command_line
 from .spec.units import argparse_type, format_bytes, format_ms, positive_int
 
 
@@ -38,7 +40,7 @@ def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
     qkv = make_qkv(shape, device=device)
     try:
         with torch.no_grad():
-            output = backend.run(*qkv.in_layout(backend.layout), shape)
+            output = backend.run(*qkv.call_arguments(backend.layout))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     except Unsupported as unsupported:
@@ -88,17 +90,7 @@ def _print_environment(report: dict[str, Any]) -> None:
     print(
         f"memory       {format_bytes(device['memory_bytes'])}, {compute_units(device['sm_count'], device.get('cpu_cores'))}"
     )
-    for key in (
-        "driver",
-        "cuda",
-        "cudnn",
-        "torch",
-        "triton",
-        "flash_attn",
-        "flash_attn_3",
-        "flash_attn_4",
-        "transformers",
-    ):
+    for key in SOFTWARE_KEYS:
         print(f"{key:<13}{device[key] or 'not installed'}")
     print("\nbackends")
     for name, entry in report["backends"].items():
@@ -136,13 +128,13 @@ def _device(spec: str | None) -> Any:
 def command_env(arguments: argparse.Namespace) -> int:
     from .output_paths import OutputPathError, check_baselines_folder
 
-    _device(arguments.attnperf_device)  # a device that is not there is an argument error, not a traceback
-    baselines = Path(arguments.attnperf_baselines or "baselines")
+    settings = settings_here(_attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
+    _device(settings.device)  # a device that is not there is an argument error, not a traceback
     try:
-        check_baselines_folder(baselines, "--attnperf-baselines", updating=False)
+        check_baselines_folder(settings.baselines_dir, "--attnperf-baselines", updating=False)
     except OutputPathError as error:
         raise CommandError(str(error)) from None
-    report = environment_report(arguments.attnperf_device or "auto", baselines)
+    report = environment_report(settings.device, settings.baselines_dir)
     if arguments.json:
         print(json.dumps(report, indent=2))
     else:
@@ -153,17 +145,21 @@ def command_env(arguments: argparse.Namespace) -> int:
     return 0 if usable else 1
 
 
+def _attnperf_flags(arguments: argparse.Namespace) -> dict[str, Any]:
+    return {dest: value for dest, value in vars(arguments).items() if dest.startswith("attnperf_")}
+
+
 def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
     from .updating import run_update
 
-    forwarded = to_command_line({k: v for k, v in vars(arguments).items() if k.startswith("attnperf_")})
+    forwarded = to_command_line(_attnperf_flags(arguments))
     return run_update(arguments.runs, [*forwarded, *extra])
 
 
 def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
-    forwarded = to_command_line({k: v for k, v in vars(arguments).items() if k.startswith("attnperf_")})
+    forwarded = to_command_line(_attnperf_flags(arguments))
     return int(pytest.main(["--attnperf", "--attnperf-calibrate", *forwarded, *extra]))
 
 
@@ -241,14 +237,14 @@ def command_report(arguments: argparse.Namespace) -> int:
     from .backends.registry import REGISTRY, BackendError
     from .measure.device import describe_device
     from .output_paths import OutputPathError, check_folder_target
-    from .spec.options import CPU_SEQLENS, GPU_SEQLENS, TimingConfig
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
     from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
     # Every argument is checked before the study measures anything (it takes minutes).
+    settings = settings_here(_attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
     try:
-        REGISTRY.select(arguments.attnperf_backends)
+        REGISTRY.select(settings.backends)
     except BackendError as error:
         raise CommandError(f"--attnperf-backends: {error}") from None
     out = Path(os.path.abspath(arguments.out))
@@ -256,7 +252,7 @@ def command_report(arguments: argparse.Namespace) -> int:
         check_folder_target(out, "--out")
     except OutputPathError as error:
         raise CommandError(str(error)) from None
-    device = _device(arguments.attnperf_device)
+    device = _device(settings.device)
     plots = plots_available()
     if not plots:  # said before measuring, not after it
         print(f"attnperf report: writing the tables, study.json and README.md without plots; {PLOTS_NEED}")
@@ -266,16 +262,14 @@ def command_report(arguments: argparse.Namespace) -> int:
         configs = configs[:1]
     if arguments.only == "decode":
         configs = ()
-    seqlens = arguments.attnperf_seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_SEQLENS)
-    timing = TimingConfig(min_samples=arguments.attnperf_min_samples or 10)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
     study = run_study(
         device,
         info,
         configs=configs,
-        seqlens=seqlens,
-        backends=arguments.attnperf_backends,
-        timing=timing,
+        seqlens=settings.seqlens_for(device.type == "cuda"),
+        backends=settings.backends,
+        timing=settings.timing,
         decode=None if arguments.only == "prefill" else (GPU_DECODE if device.type == "cuda" else CPU_DECODE),
         command=command,
         progress=stderr_progress(),
@@ -361,10 +355,30 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--dtype", default="float16", help="float16, bfloat16 or float32")
     for name in ("layers", "heads", "kv-heads", "head-dim"):
         memory.add_argument(f"--{name}", type=argparse_type(positive_int(name)), default=None)
+    unrun = set(commands.choices) ^ set(COMMANDS)
+    if unrun:
+        raise RuntimeError(f"attnperf commands without both a parser and an entry in cli.COMMANDS: {sorted(unrun)}")
     return parser
 
 
-COMMANDS = {"env": command_env, "show": command_show, "report": command_report, "memory": command_memory}
+@dataclass(frozen=True)
+class Command:
+    """What runs one `attnperf` command; ``to_pytest``: pytest takes the arguments it does not know, and prints."""
+
+    run: Callable[..., int]
+    to_pytest: bool = False
+
+
+# One line per command. build_parser() refuses a command missing here, so none can fall through to another.
+COMMANDS: dict[str, Command] = {
+    "env": Command(command_env),
+    "update": Command(command_update, to_pytest=True),
+    "calibrate": Command(command_calibrate, to_pytest=True),
+    "show": Command(command_show),
+    "diff": Command(command_diff),
+    "report": Command(command_report),
+    "memory": Command(command_memory),
+}
 BROKEN_PIPE_EXIT = 128 + 13  # what a shell reports for a command ended by SIGPIPE (as `cat big | head` is)
 
 
@@ -401,17 +415,16 @@ class _GuardedStdout:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments, extra = parser.parse_known_args(argv)
-    if extra and arguments.command not in ("update", "calibrate"):
+    command = COMMANDS[arguments.command]
+    if command.to_pytest:
+        return command.run(arguments, extra)  # pytest's own output
+    if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if arguments.command == "update":
-        return command_update(arguments, extra)  # pytest's own output
-    if arguments.command == "calibrate":
-        return command_calibrate(arguments, extra)
     stdout, sys.stdout = sys.stdout, _GuardedStdout(sys.stdout)
     try:
-        code = COMMANDS.get(arguments.command, command_diff)(arguments)
+        code = command.run(arguments)
         sys.stdout.flush()  # a closed pipe or a full disk shows here, not in the interpreter's last flush
-    except CommandError as error:
+    except (CommandError, SettingsError) as error:
         print(f"attnperf {arguments.command}: {error}", file=sys.stderr)
         return 2
     except _StdoutFailed as failure:

@@ -140,6 +140,8 @@ def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) 
         mode=mode,
         equivalence=marks.gate.equivalence,
         gate=CaseGate(state, item, marks.gate),
+        references=state.references,
+        input_guard=state.input_guard,
         gpu_state=state.gpu_state_record(),
         benchmark=request.getfixturevalue("benchmark") if _benchmark_output_requested(request.config) else None,
     )

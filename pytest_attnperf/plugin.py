@@ -23,7 +23,7 @@ from .output_paths import OutputPathError, check_output_paths
 from .rootdir_guard import check_option_spelling
 from .session import SESSION_KEY, AttnPerfSession, session_of
 from .spec.marks import MARKER_HELP, MARKER_USAGE, MarkerError, case_spec, evaluate_marker, item_marks, variant_id
-from .spec.options import VALUED_FLAGS, SettingsError, add_pytest_options, resolve_settings
+from .spec.options import VALUED_FLAGS, SettingsError, add_pytest_options, ini_values, resolve_settings
 from .spec.shapes import length_id
 
 SKIP_REASON = "attention benchmark: runs only with --attnperf"
@@ -39,12 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, usage in MARKER_USAGE.items():
         config.addinivalue_line("markers", f"{usage}: {MARKER_HELP[name]}")
     cli = {name: value for name, value in vars(config.option).items() if name.startswith("attnperf")}
-    ini = {}
-    for dest in cli:
-        try:
-            ini[dest] = config.getini(dest)
-        except ValueError:  # flags without an ini key
-            continue
+    ini = ini_values(config.getini)
     check_option_spelling(config, VALUED_FLAGS)
     try:
         settings = resolve_settings(

@@ -23,7 +23,7 @@ from .gate.results import CaseResult
 from .integrations.pytest_benchmark import feed_samples
 from .measure.bandwidth import copy_bandwidth_gbps
 from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
-from .measure.input_guard import INPUTS
+from .measure.input_guard import InputGuard
 from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
 from .measure.memory import DoesNotFit, InputsDoNotFit, Workload, describe_error, is_out_of_memory, release_memory
@@ -75,9 +75,6 @@ class ReferenceCache:
 
     def clear(self) -> None:
         self._key, self._value = None, None
-
-
-REFERENCES = ReferenceCache()
 
 
 def plugin_version() -> str:
@@ -171,6 +168,8 @@ class AttnPerf:
     mode: Mode
     equivalence: EquivalenceSpec | None
     gate: Gate
+    references: ReferenceCache  # the run's: shared by the backends of one shape, cleared between modules
+    input_guard: InputGuard  # the run's: the pristine state of the inputs every backend is handed
     benchmark: Any = None  # pytest-benchmark's fixture, when its output was asked for
     gpu_state: dict[str, Any] | None = None  # this process's GPU state at session start
     result: CaseResult | None = None
@@ -185,8 +184,8 @@ class AttnPerf:
         if reason:
             pytest.skip(reason)
         # Checked (and the layout copies made) only for a backend that runs: a skipped one costs nothing.
-        if INPUTS.prepare(qkv, backend.layout):  # an earlier backend changed them (its test failed first)
-            REFERENCES.clear()
+        if self.input_guard.prepare(qkv, backend.layout):  # an earlier backend changed them (its test failed first)
+            self.references.clear()
         result = self._new_result(backend.name, shape.as_dict(), run_mode, shape.context_len)
         try:
             workload = make_workload(backend, qkv, run_mode)
@@ -220,10 +219,10 @@ class AttnPerf:
         return result
 
     def _refuse_modified_inputs(self, backend: Backend, qkv: QKV) -> None:
-        modified = INPUTS.modified(qkv, backend.layout)
+        modified = self.input_guard.modified(qkv, backend.layout)
         if modified:
-            INPUTS.restore(qkv)
-            REFERENCES.clear()  # computed from the modified inputs
+            self.input_guard.restore(qkv)
+            self.references.clear()  # computed from the modified inputs
             pytest.fail(
                 f"{self.test_id}: attention backend {backend.name!r} modified its input(s) {', '.join(modified)} in "
                 "place: its timings and its output check ran on changing values. A backend must not write to q, "
@@ -247,7 +246,7 @@ class AttnPerf:
         with torch.no_grad():
             raw = backend.run(*qkv.call_arguments(backend.layout))
         output = qkv.canonical_output(_tensor_output(raw, backend), backend.layout)
-        reference, low = REFERENCES.get(qkv)
+        reference, low = self.references.get(qkv)
         return measure_equivalence(output, reference, low, self.equivalence)
 
     def measure_workload(
@@ -305,7 +304,7 @@ class AttnPerf:
             return measure(workload, self.device, self.timing)
         except DoesNotFit:
             pass
-        REFERENCES.clear()
+        self.references.clear()
         free_flush_buffers()
         release_inputs()
         release_memory(self.device, thorough=True)

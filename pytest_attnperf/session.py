@@ -16,15 +16,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .gate.results import CaseResult
+from .run_end import RunEnd, finish_run
 from .spec.options import Settings
 
 if TYPE_CHECKING:
     import torch
 
-    from .gate.baselines import BaselineEntry, BaselineFile, Change
+    from .gate.baselines import BaselineEntry, BaselineFile
     from .measure.guards import GpuState
+    from .measure.input_guard import InputGuard
     from .measure.inputs import QKV
     from .report import RunReport
+    from .runner import ReferenceCache
     from .spec.device_info import DeviceInfo
     from .spec.shapes import AttnShape
 
@@ -61,17 +64,14 @@ class AttnPerfSession:
         self._device: torch.device | None = None
         self._baselines: dict[str, BaselineFile | None] = {}
         self.results: list[CaseResult] = []
-        self.changes: list[Change] = []
-        self.update_errors: list[str] = []
-        self.update_notes: list[str] = []
-        self.calibration_lines: list[str] = []
-        self.written_paths: list[Path] = []
-        self.output_errors: list[str] = []
+        self.end = RunEnd()  # what the end of the run did (run_end.finish_run), for the report
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
         self.deferrer: Any = None  # the Deferrer of a gating run (see deferral.py)
         self._inputs_key: tuple[Any, ...] | None = None
         self._inputs: QKV | None = None
+        self._references: ReferenceCache | None = None
+        self._input_guard: InputGuard | None = None
 
     # ------------------------------------------------------------ device
 
@@ -191,6 +191,24 @@ class AttnPerfSession:
             self._inputs_key = key
         return self._inputs
 
+    @property
+    def references(self) -> ReferenceCache:
+        """The reference outputs of the current shape, shared by every backend of it (made on first use: torch)."""
+        if self._references is None:
+            from .runner import ReferenceCache
+
+            self._references = ReferenceCache()
+        return self._references
+
+    @property
+    def input_guard(self) -> InputGuard:
+        """The pristine state of the inputs in use, so a backend that writes to them is caught."""
+        if self._input_guard is None:
+            from .measure.input_guard import InputGuard
+
+            self._input_guard = InputGuard()
+        return self._input_guard
+
     # ------------------------------------------------------------ results and updates
 
     def release_caches(self) -> None:
@@ -200,9 +218,9 @@ class AttnPerfSession:
             return  # nothing was measured in this process
         from .backends.builtin import forget_compiled_kernels
         from .measure.memory import release_memory
-        from .runner import REFERENCES
 
-        REFERENCES.clear()
+        if self._references is not None:
+            self._references.clear()
         if "torch._dynamo" in sys.modules:
             # Dynamo remembers the shapes each function was compiled for: after a module compiled
             # flex_attention for several static shapes, the next module's compile of the same function
@@ -215,10 +233,11 @@ class AttnPerfSession:
     def add_result(self, result: CaseResult) -> None:
         self.results.append(result)
 
-    def report(self) -> RunReport:
-        """What this run has to show, for the terminal summary and the report files."""
+    def report(self, end: RunEnd | None = None) -> RunReport:
+        """What this run has to show, for the terminal summary and the report files (``end``: so far)."""
         from .report import RunReport
 
+        end = self.end if end is None else end
         measured = self._device is not None or not self.distributing
         return RunReport(
             settings=self.settings,
@@ -227,12 +246,12 @@ class AttnPerfSession:
             baseline_label=self.baseline_file_label() if measured else str(self.settings.baselines_dir),
             environment_changes=self.environment_changes() if measured else (),
             guard_problems=self.guard_problems,
-            changes=self.changes,
-            update_errors=self.update_errors,
-            written_paths=self.written_paths,
-            update_notes=self.update_notes,
-            calibration_lines=self.calibration_lines,
-            output_errors=self.output_errors,
+            changes=list(end.changes),
+            update_errors=list(end.update_errors),
+            written_paths=list(end.written_paths),
+            update_notes=list(end.update_notes),
+            calibration_lines=list(end.calibration_lines),
+            output_errors=list(end.output_errors),
         )
 
     def _result_device(self) -> dict[str, Any]:
@@ -243,35 +262,18 @@ class AttnPerfSession:
         return {**records[0], "device": "pytest-xdist workers"} if records and same_model else {"name": names}
 
     def finish(self, session: pytest.Session) -> None:
-        from .report import write_outputs
-        from .updating import update_baselines, write_detection_limits
-
-        if self.settings.update:
-            try:
-                update_baselines(self, session)
-            except KeyboardInterrupt:  # one line instead of a traceback; each file is written atomically
-                pytest.exit(
-                    "attnperf: interrupted (Ctrl-C) while writing the baselines; every baseline file is whole: its old "
-                    "version, or its new one if it was written before the interrupt",
-                    returncode=pytest.ExitCode.INTERRUPTED,
-                )
-        if self.settings.calibrate:
-            write_detection_limits(self, session)
-        written, errors = write_outputs(self.report())
-        self.written_paths.extend(written)
-        self.output_errors.extend(errors)
-        if self.settings.report_dir is not None:
-            from .output_paths import shown
-
-            try:
-                self._write_study(self.settings.report_dir)
-            except OSError as error:
-                folder = shown(self.settings.report_dir)
-                self.output_errors.append(f"--attnperf-report: cannot write the study to {folder}: {error.strerror or error}")
-        if self.output_errors:
+        """The end of the run (run_end.finish_run), and the exit status it asks for: the one place it is set."""
+        self.end = finish_run(
+            self.settings,
+            self.results,
+            baseline_path_of=self.baseline_path,
+            report_of=self.report,
+            write_study=self._write_study,
+        )
+        if self.end.failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def _write_study(self, out_dir: Path) -> None:
+    def _write_study(self, out_dir: Path) -> list[Path]:
         """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""
         from .study.decode_plan import CPU_DECODE, GPU_DECODE
         from .study.output import plots_available, write_study
@@ -289,4 +291,4 @@ class AttnPerfSession:
             command="pytest --attnperf --attnperf-report",
             progress=stderr_progress(),
         )
-        self.written_paths.extend(write_study(study, out_dir, plots=plots_available()))
+        return write_study(study, out_dir, plots=plots_available())

@@ -14,20 +14,20 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .gate.results import CaseResult
+from .spec.device_info import SOFTWARE_KEYS
 
 if TYPE_CHECKING:
-    from .gate.baselines import BaselineEntry
-    from .session import AttnPerfSession
+    from .gate.baselines import BaselineEntry, Change
 
 RUNS_DIR_ENV = "ATTNPERF_RUNS_DIR"
 RUN_ENV = "ATTNPERF_RUN"  # "k/N": this process is run k of N of `attnperf update --runs N`
-SOFTWARE_KEYS = ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers")
 
 
 def run_position() -> tuple[int, int] | None:
@@ -68,28 +68,42 @@ def _earlier_runs(folder: Path) -> list[list[CaseResult]]:
     return runs
 
 
-def update_baselines(state: AttnPerfSession, session: pytest.Session) -> None:
-    """Write (or, for runs 1..N-1, keep for the last run) the baselines of this run's recordable results."""
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What writing the baselines did: the entries changed, what to tell, what failed (then the run fails)."""
+
+    changes: tuple[Change, ...] = ()
+    notes: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    failed: bool = False
+
+
+def update_baselines(results: Sequence[CaseResult], baseline_path_of: Callable[[str], Path]) -> UpdateOutcome:
+    """Write (or, for runs 1..N-1, keep for the last run) the baselines of this run's recordable results.
+
+    ``baseline_path_of`` maps a device slug to its baseline file.
+    """
     from .gate.baselines import BaselineFileError, merge_entries, now_iso
     from .gate.recording import entry_from_runs, runs_note
 
-    results = [result for result in state.results if recordable(result)]
+    recordable_results = [result for result in results if recordable(result)]
     position = run_position()
     folder = Path(os.environ.get(RUNS_DIR_ENV, "."))
     if position is not None and position[0] < position[1]:
         folder.mkdir(parents=True, exist_ok=True)
-        records = [json.loads(result.to_json()) for result in results]
+        records = [json.loads(result.to_json()) for result in recordable_results]
         (folder / f"run-{position[0]}.json").write_text(json.dumps(records), encoding="utf-8")
-        state.update_notes.append(
-            f"run {position[0]} of {position[1]} measured; the baselines are written after run {position[1]}"
-        )
-        return
-    runs = (_earlier_runs(folder) if position is not None else []) + [results]
+        kept = f"run {position[0]} of {position[1]} measured; the baselines are written after run {position[1]}"
+        return UpdateOutcome(notes=(kept,))
+    runs = (_earlier_runs(folder) if position is not None else []) + [recordable_results]
     grouped: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for result in run:
             grouped[result.device_slug][result.test_id].append(result)
     recorded_at = now_iso()
+    changes: list[Change] = []
+    notes: list[str] = []
+    errors: list[str] = []
     for slug, by_test in grouped.items():
         newest = by_test[next(reversed(by_test))][-1]
         environment = {
@@ -109,27 +123,40 @@ def update_baselines(state: AttnPerfSession, session: pytest.Session) -> None:
         for test_id, tests in by_test.items():
             note = runs_note(tests)
             if note:
-                state.update_notes.append(f"{test_id.split('::', 1)[-1]}: {note}")
+                notes.append(f"{test_id.split('::', 1)[-1]}: {note}")
         try:
-            changes = merge_entries(state.baseline_path(slug), _device_record(newest), environment, entries)
+            written = merge_entries(baseline_path_of(slug), _device_record(newest), environment, entries)
         except (BaselineFileError, OSError, ValueError) as error:
-            state.update_errors.append(str(error))
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            errors.append(str(error))
             continue
-        state.changes.extend(changes)
-        for change in changes:
-            if change.refused:
-                state.update_errors.append(f"{change.test_id}: not recorded: {change.refused}")
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        changes.extend(written)
+        errors.extend(f"{change.test_id}: not recorded: {change.refused}" for change in written if change.refused)
+    return UpdateOutcome(tuple(changes), tuple(notes), tuple(errors), failed=bool(errors))
 
 
-def write_detection_limits(state: AttnPerfSession, session: pytest.Session) -> None:
+@dataclass(frozen=True)
+class CalibrationOutcome:
+    """What storing the detection limits did: a line per case, the files written, what failed."""
+
+    lines: tuple[str, ...] = ()
+    written: tuple[Path, ...] = ()
+    errors: tuple[str, ...] = ()
+    failed: bool = False  # a file could not be written (a baseline that cannot be read is said, not failed)
+
+
+def write_detection_limits(
+    results: Sequence[CaseResult], baseline_path_of: Callable[[str], Path]
+) -> CalibrationOutcome:
     """`attnperf calibrate`: store each case's measured detection limit in its baseline entry, and say it."""
     from .gate.baselines import BaselineFileError, load_baseline, merge_entries
     from .gate.identity import problem_differences
 
+    lines: list[str] = []
+    errors: list[str] = []
+    written: list[Path] = []
+    failed = False
     by_slug: dict[str, dict[str, BaselineEntry]] = defaultdict(dict)
-    for result in state.results:
+    for result in results:
         if not result.calibration:
             continue
         limit = result.calibration.get("detection_limit")
@@ -137,40 +164,39 @@ def write_detection_limits(state: AttnPerfSession, session: pytest.Session) -> N
         levels = result.calibration.get("levels") or []
         tried = max((level["delivered"] for level in levels), default=0.0)
         if result.calibration.get("unchanged_fails"):
-            state.calibration_lines.append(
+            lines.append(
                 f"{name}: no detection limit: every trial failed with no slowdown delivered (the case fails its "
                 "baseline unchanged: re-record it with `attnperf update` on a quiet machine)"
             )
             continue
-        state.calibration_lines.append(
+        lines.append(
             f"{name}: detects >= {limit * 100:.1f} % (predicted from its spread: {result.calibration['predicted'] * 100:.1f} %)"
             if limit is not None
             else f"{name}: not caught in every trial up to {tried * 100:.1f} % delivered"
         )
         try:
-            baseline = load_baseline(state.baseline_path(result.device_slug))
+            baseline = load_baseline(baseline_path_of(result.device_slug))
         except BaselineFileError as error:
-            state.update_errors.append(str(error))
+            errors.append(str(error))
             continue
         entry = baseline.entries.get(result.test_id) if baseline else None
         problem = {"backend": result.backend, "mode": result.mode, "shape": result.shape}
         if entry is None or problem_differences(entry.problem(), problem):
-            state.calibration_lines.append(
-                f"{name}: no baseline of this problem to store it in: run `attnperf update` first"
-            )
+            lines.append(f"{name}: no baseline of this problem to store it in: run `attnperf update` first")
             continue
         by_slug[result.device_slug][result.test_id] = dataclasses.replace(entry, detection_limit=limit)
     for slug, entries in by_slug.items():
-        path = state.baseline_path(slug)
+        path = baseline_path_of(slug)
         try:
             current = load_baseline(path)
             assert current is not None
             merge_entries(path, current.device, current.environment, entries)
         except (BaselineFileError, OSError, ValueError) as error:
-            state.update_errors.append(str(error))
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            errors.append(str(error))
+            failed = True
             continue
-        state.written_paths.append(path)
+        written.append(path)
+    return CalibrationOutcome(tuple(lines), tuple(written), tuple(errors), failed)
 
 
 def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] | None = None) -> int:

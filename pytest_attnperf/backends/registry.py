@@ -2,7 +2,7 @@
 
 A backend takes (q, k, v, shape) in its own layout and returns the output in that layout; for the
 paged and varlen workloads it also gets the cache's index, (q, k, v, shape, index)
-(:class:`pytest_attnperf.measure.inputs.PagedKV` / ``PackedSeqs``). What it supports is declared
+(:class:`pytest_attnperf.measure.inputs.PagedKV` / ``PackedSeqs``): the two protocols of :mod:`.protocol`. What it supports is declared
 (workloads, devices, dtypes, head dims, capability, windows, soft-capping) so an unsupported case is
 skipped with a reason before anything runs; what only the library knows (SDPA's kernel choice, a
 page-size rule) is checked by pinning, probing or a backend's own ``check``, and turned into the same
@@ -17,17 +17,16 @@ import importlib.metadata
 import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 
 from ..spec.device_info import DeviceInfo
 from ..spec.shapes import NO_WINDOW, AttnShape, Layout
 from ..spec.workloads import WORKLOADS
 
-if TYPE_CHECKING:
-    import torch
+# Re-exported: where the backends, the runner and users import them from.
+from .protocol import AttentionFn as AttentionFn
+from .protocol import Unsupported as Unsupported
 
-# fn(q, k, v, shape) for prefill, decode and chunked; fn(q, k, v, shape, index) for paged and varlen.
-AttentionFn = Callable[..., "torch.Tensor"]
 ShapeCheck = Callable[[AttnShape, DeviceInfo], "str | None"]
 PREFILL_ONLY = frozenset({"prefill"})
 ENTRY_POINT_GROUP = "pytest_attnperf.backends"
@@ -38,10 +37,6 @@ ALL_DTYPES = frozenset({"float16", "bfloat16", "float32"})
 
 class BackendError(ValueError):
     """A backend name or registration the user must fix."""
-
-
-class Unsupported(Exception):
-    """This backend cannot run this case here; the message says why and what would make it run."""
 
 
 @dataclass(frozen=True)

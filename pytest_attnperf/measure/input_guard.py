@@ -97,6 +97,3 @@ class InputGuard:
             return []
         now = qkv.named_tensors()
         return [name for name, before in self._pristine.items() if _state(now[name]) != before]
-
-
-INPUTS = InputGuard()

@@ -30,6 +30,21 @@ _GENERATIONS: dict[tuple[int, int], str] = {
 _GENERATION_BY_MAJOR = {6: "Pascal", 7: "Volta/Turing", 8: "Ampere/Ada", 9: "Hopper", 10: "Blackwell", 12: "Blackwell"}
 
 
+# The software versions a run records (results, baselines' environment:, `attnperf env`): one list, so a
+# new library is added here once and never leaks into a baseline's device: block.
+SOFTWARE_KEYS = (
+    "driver",
+    "cuda",
+    "cudnn",
+    "torch",
+    "triton",
+    "flash_attn",
+    "flash_attn_3",
+    "flash_attn_4",
+    "transformers",
+)
+
+
 def generation_name(capability: tuple[int, int] | None) -> str:
     """Architecture name for a compute capability; 'CPU' when there is none."""
     if capability is None:
@@ -97,14 +112,4 @@ class DeviceInfo:
 
     def software(self) -> dict[str, str | None]:
         """The versions a baseline records, so a changed stack can be named in a failure."""
-        return {
-            "driver": self.driver,
-            "cuda": self.cuda,
-            "cudnn": self.cudnn,
-            "torch": self.torch,
-            "triton": self.triton,
-            "flash_attn": self.flash_attn,
-            "flash_attn_3": self.flash_attn_3,
-            "flash_attn_4": self.flash_attn_4,
-            "transformers": self.transformers,
-        }
+        return {key: getattr(self, key) for key in SOFTWARE_KEYS}

@@ -62,6 +62,7 @@ class Option:
     parse: Callable[[object], Any] | None = None  # None: an on/off flag
     metavar: str | None = None
     ini: bool = True
+    default: Any = None  # the parsed value when neither the command line nor the ini file sets it
 
     @property
     def flag(self) -> str:
@@ -92,7 +93,9 @@ OPTIONS: tuple[Option, ...] = (
         lambda v: parse_int_list(v, what="context length"),
         "LENGTHS",
     ),
-    Option("device", "torch device to measure on: auto, cpu, cuda, cuda:N (default auto)", str, "DEVICE"),
+    Option(
+        "device", "torch device to measure on: auto, cpu, cuda, cuda:N (default auto)", str, "DEVICE", default="auto"
+    ),
     Option("batch", "batch size of the seeded inputs", positive_int("batch"), "N"),
     Option("heads", "query heads of the seeded inputs", positive_int("heads"), "N"),
     Option(
@@ -103,8 +106,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("head-dim", "head dimension of the seeded inputs", positive_int("head-dim"), "N"),
     Option("dtype", "dtype of the seeded inputs: float16, bfloat16, float32", parse_dtype, "DTYPE"),
-    Option("causal", "causal masking (true/false, default true)", parse_bool, "BOOL"),
-    Option("seed", "seed of the inputs (default 0)", parse_seed, "N"),
+    Option("causal", "causal masking (true/false, default true)", parse_bool, "BOOL", default=True),
+    Option("seed", "seed of the inputs (default 0)", parse_seed, "N", default=0),
     Option(
         "workloads",
         f"comma-separated workloads of tests whose attnperf_shape mark names none: {', '.join(WORKLOADS)} "
@@ -119,65 +122,92 @@ OPTIONS: tuple[Option, ...] = (
         positive_int("page-size"),
         "N",
     ),
-    Option("mode", f"what to time: {', '.join(MODES)} (default forward)", parse_mode, "MODE"),
+    Option("mode", f"what to time: {', '.join(MODES)} (default forward)", parse_mode, "MODE", default="forward"),
     Option(
         "baselines",
         "folder of per-GPU baseline YAML files (default: baselines/ under the rootdir; a relative path is taken "
         "from the current folder, in the ini file from the ini file's folder)",
         path_text("baselines folder"),
         "DIR",
+        default="baselines",
     ),
     Option(
         "missing",
         "when a test or this GPU has no baseline: fail, skip or warn (default warn)",
         choice("missing-baseline policy", MISSING_POLICIES),
         "POLICY",
+        default="warn",
     ),
     Option(
         "guard",
         "when the GPU is shared, throttled or clocked unlike the baseline: warn, refuse or off (default warn)",
         choice("guard", ("warn", "refuse", "off")),
         "POLICY",
+        default="warn",
     ),
-    Option("update", "write or refresh the baselines of the tests that ran and passed equivalence", None, ini=False),
+    Option(
+        "update",
+        "write or refresh the baselines of the tests that ran and passed equivalence",
+        None,
+        ini=False,
+        default=False,
+    ),
     Option(
         "latency-tolerance",
         "allowed slowdown over the baseline median, e.g. 0.05 or 5%, or auto: per case from its baseline's "
         "between-run spread, 3% to 10% (default auto)",
         parse_tolerance,
         "FRACTION",
+        default="auto",
     ),
-    Option("memory-tolerance", "allowed growth over the baseline peak memory (default 5%)", parse_fraction, "FRACTION"),
+    Option(
+        "memory-tolerance",
+        "allowed growth over the baseline peak memory (default 5%)",
+        parse_fraction,
+        "FRACTION",
+        default=0.05,
+    ),
     Option(
         "warmup",
         "longest warm-up per case; it ends earlier once time and SM clock are steady (default 1 s)",
         parse_duration_ms,
         "DURATION",
+        default=TimingConfig.warmup_ms,
     ),
-    Option("rep", "target sampling time per case, e.g. 100 ms (default)", parse_duration_ms, "DURATION"),
+    Option(
+        "rep",
+        "target sampling time per case, e.g. 100 ms (default)",
+        parse_duration_ms,
+        "DURATION",
+        default=TimingConfig.rep_ms,
+    ),
     Option(
         "min-samples",
         "samples per case at least, however long the kernel (default 10)",
         positive_int("min-samples"),
         "N",
+        default=TimingConfig.min_samples,
     ),
     Option(
         "cuda-graph",
         "replay each case from a CUDA graph (removes launch overhead for short kernels)",
         parse_bool,
         "BOOL",
+        default=TimingConfig.cuda_graph,
     ),
     Option(
         "fingerprint",
         "when the kernels a case runs differ from its baseline's: warn, fail or off (default warn)",
         choice("fingerprint", ("warn", "fail", "off")),
         "POLICY",
+        default="warn",
     ),
     Option(
         "calibrate",
         "measure each case's detection limit with injected GPU work and store it in the baselines",
         None,
         ini=False,
+        default=False,
     ),
     Option("json", "write every case's result as JSON to this path", path_text("JSON report"), "PATH", ini=False),
     Option(
@@ -221,6 +251,11 @@ def add_argparse_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
     for name in names:
         option = by_name[name]
         parser.add_argument(option.flag, **option.argument_kwargs())
+
+
+def ini_values(getini: Callable[[str], Any]) -> dict[str, Any]:
+    """The attnperf_* ini values, each read through pytest's ``config.getini``."""
+    return {option.dest: getini(option.dest) for option in OPTIONS if option.ini}
 
 
 def to_command_line(values: Mapping[str, Any]) -> list[str]:
@@ -345,7 +380,8 @@ def resolve_settings(
             continue
         raw = ini.get(option.dest) if option.ini else None
         if raw is None or (isinstance(raw, str) and not raw.strip()):
-            values[option.dest] = None
+            values[option.dest] = option.default
+            anchors[option.dest] = rootdir  # a default path (baselines/) lives under the rootdir
             continue
         try:
             values[option.dest] = option.parse(raw) if option.parse else parse_bool(raw)
@@ -353,10 +389,6 @@ def resolve_settings(
             where = f" in {inifile}" if inifile else ""
             raise SettingsError(f"ini key {option.dest}{where}: {error}") from None
         anchors[option.dest] = inifile.parent if inifile else rootdir
-
-    def pick(dest: str, default: Any) -> Any:
-        value = values.get(dest)
-        return default if value is None else value
 
     def given(dest: str) -> str:  # where a value came from, as the user wrote it
         return OPTIONS_BY_DEST[dest].flag if cli.get(dest) is not None else f"ini key {dest}"
@@ -369,13 +401,13 @@ def resolve_settings(
             )
         except ValueError as error:
             raise SettingsError(str(error)) from None
-    min_samples = pick("attnperf_min_samples", 10)
+    min_samples = values["attnperf_min_samples"]
     timing = TimingConfig(
-        warmup_ms=pick("attnperf_warmup", 1000.0),
-        rep_ms=pick("attnperf_rep", 100.0),
+        warmup_ms=values["attnperf_warmup"],
+        rep_ms=values["attnperf_rep"],
         min_samples=min_samples,
-        max_samples=max(500, min_samples),
-        cuda_graph=pick("attnperf_cuda_graph", False),
+        max_samples=max(TimingConfig.max_samples, min_samples),
+        cuda_graph=values["attnperf_cuda_graph"],
     )
 
     def optional_path(dest: str) -> Path | None:
@@ -385,28 +417,28 @@ def resolve_settings(
         enabled=enabled,
         backends=values.get("attnperf_backends"),
         seqlens=values.get("attnperf_seqlens"),
-        device=pick("attnperf_device", "auto"),
+        device=values["attnperf_device"],
         batch=values.get("attnperf_batch"),
         heads=values.get("attnperf_heads"),
         kv_heads=values.get("attnperf_kv_heads"),
         head_dim=values.get("attnperf_head_dim"),
         dtype=values.get("attnperf_dtype"),
-        causal=pick("attnperf_causal", True),
-        seed=pick("attnperf_seed", 0),
-        mode=pick("attnperf_mode", "forward"),
+        causal=values["attnperf_causal"],
+        seed=values["attnperf_seed"],
+        mode=values["attnperf_mode"],
         workloads=values.get("attnperf_workloads"),
         q_len=values.get("attnperf_q_len"),
         page_size=values.get("attnperf_page_size"),
-        baselines_dir=optional_path("attnperf_baselines") or rootdir / "baselines",
-        missing=pick("attnperf_missing", "warn"),
-        guard=pick("attnperf_guard", "warn"),
-        update=bool(values.get("attnperf_update")),
-        calibrate=bool(values.get("attnperf_calibrate")),
-        fingerprint=pick("attnperf_fingerprint", "warn"),
+        baselines_dir=Path(os.path.abspath(anchors["attnperf_baselines"] / values["attnperf_baselines"])),
+        missing=values["attnperf_missing"],
+        guard=values["attnperf_guard"],
+        update=bool(values["attnperf_update"]),
+        calibrate=bool(values["attnperf_calibrate"]),
+        fingerprint=values["attnperf_fingerprint"],
         latency_tolerance=None
-        if pick("attnperf_latency_tolerance", "auto") == "auto"
+        if values["attnperf_latency_tolerance"] == "auto"
         else values["attnperf_latency_tolerance"],
-        memory_tolerance=pick("attnperf_memory_tolerance", 0.05),
+        memory_tolerance=values["attnperf_memory_tolerance"],
         timing=timing,
         json_path=optional_path("attnperf_json"),
         markdown_path=optional_path("attnperf_markdown"),

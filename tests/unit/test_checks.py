@@ -661,6 +661,7 @@ def _run_with_backends(pytester: pytest.Pytester, conftest: str, backends: str, 
     return pytester.runpytest_subprocess(*arguments, f"--attnperf-backends={backends}", *extra)
 
 
+@pytest.mark.slow
 def test_a_wrong_backend_fails_equivalence_and_is_not_recorded(pytester: pytest.Pytester) -> None:
     result = _run_with_backends(
         pytester,
@@ -689,6 +690,7 @@ def test_a_wrong_backend_fails_equivalence_and_is_not_recorded(pytester: pytest.
     assert list(baseline.entries) == ["test_equivalence.py::test_forward[eager-64]"]
 
 
+@pytest.mark.slow
 def test_a_nan_backend_fails_equivalence_with_count_and_index(pytester: pytest.Pytester) -> None:
     result = _run_with_backends(
         pytester,

@@ -136,6 +136,7 @@ def env_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str,
     return code, json.loads(buffer.getvalue())
 
 
+@pytest.mark.slow
 def test_env_json_lists_every_backend_with_reasons(env_report: tuple[int, dict[str, object]]) -> None:
     code, report = env_report
     assert code == 0
@@ -158,6 +159,7 @@ def test_env_json_lists_every_backend_with_reasons(env_report: tuple[int, dict[s
     }
 
 
+@pytest.mark.slow
 def test_env_json_describes_device_and_baseline(env_report: tuple[int, dict[str, object]]) -> None:
     _, report = env_report
     device = report["device"]
@@ -175,6 +177,7 @@ def test_env_json_describes_device_and_baseline(env_report: tuple[int, dict[str,
     assert baseline["path"].endswith(f"{CPU.slug}.yaml")
 
 
+@pytest.mark.slow
 def test_env_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = baseline_path(tmp_path, CPU.slug)
     write(
@@ -428,3 +431,88 @@ def test_a_full_disk_under_standard_output_is_one_line_and_exit_1() -> None:
         )
     assert completed.stderr == "attnperf memory: cannot write to standard output: No space left on device\n"
     assert completed.returncode == 1
+
+
+# ---------------------------------------------------------------- one table of commands, the ini file honoured
+
+
+def test_every_command_of_the_parser_runs_its_own_function() -> None:
+    parser = cli.build_parser()
+    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    assert set(subparsers.choices) == set(cli.COMMANDS)
+    assert {name for name, command in cli.COMMANDS.items() if command.to_pytest} == {"update", "calibrate"}
+
+
+def test_a_command_left_out_of_the_table_is_refused_not_run_as_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `attnperf memory` used to fall through to `diff` when it was missing from the table.
+    monkeypatch.setattr(cli, "COMMANDS", {name: c for name, c in cli.COMMANDS.items() if name != "memory"})
+    with pytest.raises(RuntimeError, match=r"without both a parser and an entry in cli.COMMANDS: \['memory'\]"):
+        cli.main(["memory", "--model", "llama-2-7b"])
+
+
+def _no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+
+
+def test_env_reads_the_ini_file_pytest_finds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_probe(monkeypatch)
+    (tmp_path / "tox.ini").write_text(
+        "[pytest]\nattnperf_baselines = from-ini\nattnperf_device = cpu\n", encoding="utf-8"
+    )
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")  # pytest finds the ini file in a parent folder; paths are taken from it
+    assert cli.main(["env", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["baseline"]["path"] == str(baseline_path(tmp_path / "from-ini", CPU.slug))
+    assert report["device"]["device"] == "cpu"
+
+
+def test_env_flags_beat_the_ini_file_and_defaults_sit_under_the_rootdir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_probe(monkeypatch)
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nattnperf_baselines = "from-ini"\n', encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["env", "--json", "--attnperf-device=cpu", "--attnperf-baselines=flag"]) == 0
+    assert json.loads(capsys.readouterr().out)["baseline"]["path"] == str(baseline_path(tmp_path / "flag", CPU.slug))
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n", encoding="utf-8")
+    assert cli.main(["env", "--json", "--attnperf-device=cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["baseline"]["path"] == str(
+        baseline_path(tmp_path / "baselines", CPU.slug)
+    )
+
+
+def test_a_bad_ini_value_is_a_command_error_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\nattnperf_min_samples = many\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["report", "--quick", "--out", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"attnperf report: ini key attnperf_min_samples in {tmp_path / 'pytest.ini'}: "), error
+
+
+def test_env_takes_the_ini_files_addopts_unless_its_own_flag_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_probe(monkeypatch)
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --attnperf-device=cuda:7\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    if not torch.cuda.is_available():
+        assert cli.main(["env", "--json"]) == 2
+        assert capsys.readouterr().err.startswith("attnperf env: --attnperf-device: device 'cuda:7' asked for")
+    assert cli.main(["env", "--json", "--attnperf-device=cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["device"]["device"] == "cpu"
+
+
+def test_an_ini_file_pytest_cannot_read_is_a_command_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["env", "--attnperf-device=cpu"]) == 2
+    assert capsys.readouterr().err.startswith(f"attnperf env: pytest's configuration: {tmp_path / 'pyproject.toml'}: ")

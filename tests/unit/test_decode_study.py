@@ -55,6 +55,7 @@ def measured() -> dict[str, Any]:
     )
 
 
+@pytest.mark.slow
 def test_the_decode_section_measures_each_batch_and_workload(measured: dict[str, Any]) -> None:
     decode = measured["decode"]
     assert decode["model"] == "Llama-3-8B"
@@ -75,6 +76,7 @@ def test_the_decode_section_measures_each_batch_and_workload(measured: dict[str,
     assert frontier["predicted_tokens"] == predicted
 
 
+@pytest.mark.slow
 def test_the_measured_section_renders(measured: dict[str, Any], tmp_path: Path) -> None:
     markdown = render_markdown(measured)
     assert "## Decode: one new token over a KV cache" in markdown

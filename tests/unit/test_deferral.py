@@ -151,6 +151,7 @@ runner.measure = fake_measure
 """
 
 
+@pytest.mark.slow
 def test_under_xdist_a_deferred_case_is_reported_once(pytester: pytest.Pytester) -> None:
     """Two CPU workers: the worker that holds the case re-measures it after its loop; the controller logs it once."""
     pytester.makeconftest(XDIST_CONFTEST)

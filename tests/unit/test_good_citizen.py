@@ -40,6 +40,7 @@ def _run_both_ways(pytester: pytest.Pytester, *extra: str) -> tuple[dict[str, st
     return _outcomes(with_plugin), _outcomes(without_plugin)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_attnperf", [False, True], ids=["plain", "attnperf"])
 def test_a_projects_own_fixtures_of_our_names_are_left_alone(pytester: pytest.Pytester, with_attnperf: bool) -> None:
     """Each of our fixture names, defined (and parametrized) by the project itself, behaves as without the plugin."""
@@ -56,6 +57,7 @@ def test_a_projects_own_fixtures_of_our_names_are_left_alone(pytester: pytest.Py
     assert with_plugin == without_plugin == expected
 
 
+@pytest.mark.slow
 def test_a_projects_own_qkv_next_to_our_backend_is_still_theirs(pytester: pytest.Pytester) -> None:
     """A test that takes our attn_backend and their qkv is a benchmark (ours) but gets their qkv."""
     pytester.makeconftest(
@@ -192,6 +194,9 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.output_paths",
     "pytest_attnperf.rootdir_guard",
     "pytest_attnperf.backends.registry",
+    "pytest_attnperf.backends.protocol",
+    "pytest_attnperf.run_end",
+    "pytest_attnperf.project_settings",
     "pytest_attnperf.study.document",
     "pytest_attnperf.study.markdown",
     "pytest_attnperf.study.cells",

@@ -143,6 +143,7 @@ def test_a_registered_backend_runs_prefill_unless_it_declares_more() -> None:
         registry.register(Backend("empty", mine, workloads=frozenset()))
 
 
+@pytest.mark.slow
 def test_builtin_skip_reasons_name_the_workload(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_work=WORKLOAD_TEST)
     # A fresh process: in-process runs re-import torch submodules that may only register their operators once.

@@ -99,6 +99,25 @@ def test_command_line_beats_ini(pytester: pytest.Pytester) -> None:
     assert _all(settings) == {name: cli_value for name, _cli, cli_value, *_ in SETTINGS_TABLE}
 
 
+def test_each_default_is_the_one_its_option_carries() -> None:
+    """One source: resolve_settings (and the `attnperf` command through it) takes every default from its Option."""
+    for name, *_, default, _where in SETTINGS_TABLE:
+        carried = OPTIONS_BY_DEST[_dest(name)].default
+        assert (None if name == "latency-tolerance" and carried == "auto" else carried) == default, name
+    assert OPTIONS_BY_DEST["attnperf_baselines"].default == "baselines"  # under the rootdir
+
+
+def test_a_default_the_help_names_is_the_one_the_option_carries() -> None:
+    """'(default warn)', '(true/false, default true)': the help's word for a plain default must match it."""
+    named = 0
+    for option in OPTIONS:
+        words = re.findall(r"default:? ([\w.]+)\)", option.help)
+        if words and isinstance(option.default, (str, bool, int)):
+            assert words[0] == str(option.default).lower(), option.flag
+            named += 1
+    assert named >= 8
+
+
 def test_each_layer_differs_so_the_tests_above_can_tell_them_apart() -> None:
     for name, _cli, cli_value, _ini, ini_value, default, _where in SETTINGS_TABLE:
         assert cli_value != ini_value, name

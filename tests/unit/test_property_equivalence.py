@@ -127,6 +127,7 @@ PROPERTY_SETTINGS = settings(
 )
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(shape=attention_shapes(), seed=st.integers(0, 2**16))
 def test_every_cpu_backend_agrees_with_the_reference_or_skips_with_a_reason(shape: AttnShape, seed: int) -> None:
@@ -166,7 +167,13 @@ NO_KEY_CASES = {
 
 
 @pytest.mark.parametrize("case", NO_KEY_CASES.values(), ids=NO_KEY_CASES.keys())
-@pytest.mark.parametrize("backend", cpu_backends(include_compiled=True), ids=lambda backend: backend.name)
+@pytest.mark.parametrize(
+    "backend",
+    [  # a backend that compiles per shape takes seconds a case: the slow part of the suite runs it
+        pytest.param(backend, id=backend.name, marks=[pytest.mark.slow] if backend.name in COMPILES_PER_SHAPE else [])
+        for backend in cpu_backends(include_compiled=True)
+    ],
+)
 def test_rows_that_see_no_key_are_zero_in_every_backend(backend: Backend, case: AttnShape) -> None:
     empty = rows_without_keys(case)
     assert int(empty.sum()) > 0  # the case really has such rows

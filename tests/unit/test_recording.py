@@ -3,6 +3,7 @@ and `attnperf update --runs` / `attnperf calibrate` end to end on the CPU with t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import re
@@ -100,8 +101,8 @@ def test_the_controller_writes_baselines_from_the_records_without_touching_a_gpu
     rng = random.Random(5)
     state.results = [run(1.0, "GPU-aaaa", rng)]
     state.results[0].session_gpu_state = {"max_sm_clock_mhz": 1980, "temperature_c": 35}
-    session = type("Session", (), {"exitstatus": 0})()
-    update_baselines(state, session)  # type: ignore[arg-type]
+    outcome = update_baselines(state.results, state.baseline_path)
+    assert (outcome.errors, outcome.failed, len(outcome.changes)) == ((), False, 1)
     written = load_baseline(baseline_path(tmp_path / "baselines", "nvidia-h200"))
     assert written is not None
     assert written.device == {"name": "NVIDIA H200", "slug": "nvidia-h200", "sm_count": 132}
@@ -192,6 +193,7 @@ def _attnperf(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_update_with_two_runs_records_both_and_their_spread(tmp_path: Path) -> None:
     (tmp_path / "test_gate.py").write_text(GATED, encoding="utf-8")
     (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
@@ -264,3 +266,23 @@ def test_the_update_report_says_what_was_replaced_and_what_was_refused() -> None
         "recorded for another problem (dtype float32 -> bfloat16, heads 8 -> 1)",
         "test[x]: NOT recorded: median: 0",
     ]
+
+
+# ---------------------------------------------------------------- the software a baseline records
+
+
+def test_the_software_versions_are_listed_once_and_kept_out_of_the_device_block() -> None:
+    """flash_attn_4 was missing from a second list in updating.py and leaked into the H200 file's device: block."""
+    from pytest_attnperf.spec.device_info import SOFTWARE_KEYS, DeviceInfo
+    from pytest_attnperf.updating import _device_record
+
+    assert set(SOFTWARE_KEYS) <= {field.name for field in dataclasses.fields(DeviceInfo)}
+    versions = {key: f"{key}-1.0" for key in SOFTWARE_KEYS}
+    info = DeviceInfo("cuda:0", "NVIDIA H200", "nvidia-h200", (9, 0), "Hopper", 1 << 30, 132, **versions)  # type: ignore[arg-type]
+    assert info.software() == versions
+    result = CaseResult("t", "eager", "NVIDIA H200", "nvidia-h200", "forward", None, 1, device_info=info.as_dict())
+    assert not set(_device_record(result)) & set(SOFTWARE_KEYS)
+    for path in sorted(Path(__file__).parents[2].glob("baselines/*.yaml")):
+        committed = load_baseline(path)
+        assert committed is not None
+        assert not set(committed.device) & set(SOFTWARE_KEYS), path

@@ -136,6 +136,7 @@ def interrupt_writer(
     return log
 
 
+@pytest.mark.slow
 @POSIX_ONLY
 def test_sigkill_mid_write_leaves_the_old_or_the_new_file_never_a_mix(tmp_path: Path) -> None:
     path = tmp_path / "gpu.yaml"
@@ -176,6 +177,7 @@ def test_sigkill_mid_write_leaves_the_old_or_the_new_file_never_a_mix(tmp_path: 
     assert sorted(tmp_path.glob("*.yaml")) == [path]
 
 
+@pytest.mark.slow
 @POSIX_ONLY
 def test_ctrl_c_mid_write_leaves_a_whole_file_and_cleans_its_temp(tmp_path: Path) -> None:
     path = tmp_path / "gpu.yaml"
@@ -225,6 +227,7 @@ def _merge_fifty(path: str, worker: int, barrier: Barrier) -> None:
     merge_entries(Path(path), DEVICE, {"worker": str(worker)}, batch)
 
 
+@pytest.mark.slow
 @POSIX_ONLY
 def test_eight_processes_merging_at_once_lose_no_entry(tmp_path: Path) -> None:
     path = tmp_path / "gpu.yaml"
@@ -256,6 +259,7 @@ XDIST_TEST = """
 """
 
 
+@pytest.mark.slow
 def test_two_xdist_update_runs_at_once_write_every_entry(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -600,6 +604,7 @@ def probe(q, k, v, shape):
 """
 
 
+@pytest.mark.slow
 def test_a_failed_case_frees_its_memory_before_the_next_case_runs(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(LEAK_CONFTEST)
     pytester.makepyfile(test_leak=FAULTS_TEST)

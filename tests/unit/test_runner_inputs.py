@@ -12,10 +12,10 @@ from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf.backends.registry import Backend
 from pytest_attnperf.gate.results import CaseResult
-from pytest_attnperf.measure.input_guard import INPUTS, bits_checksum
+from pytest_attnperf.measure.input_guard import InputGuard, bits_checksum
 from pytest_attnperf.measure.inputs import make_qkv
 from pytest_attnperf.measure.reference import eager_attention
-from pytest_attnperf.runner import AttnPerf
+from pytest_attnperf.runner import AttnPerf, ReferenceCache
 from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.shapes import AttnShape
 
@@ -43,7 +43,8 @@ class KeepingGate:
         return None
 
 
-def _runner() -> AttnPerf:
+def _runner(input_guard: InputGuard | None = None) -> AttnPerf:
+    """A runner with caches of its own, or the ``input_guard`` a run hands each of its cases."""
     return AttnPerf(
         test_id="t.py::test[x]",
         device=torch.device("cpu"),
@@ -52,6 +53,8 @@ def _runner() -> AttnPerf:
         mode="forward",
         equivalence=None,
         gate=KeepingGate(),
+        references=ReferenceCache(),
+        input_guard=input_guard or InputGuard(),
     )
 
 
@@ -141,9 +144,10 @@ def test_a_backend_writing_to_its_inputs_fails_and_the_inputs_are_restored(run: 
 
 def test_a_backend_that_leaves_its_inputs_alone_passes_the_guard() -> None:
     qkv = make_qkv(SHAPE)
-    result = _runner().measure(Backend("correct", _correct, layout="bshd"), qkv)
+    runner = _runner()
+    result = runner.measure(Backend("correct", _correct, layout="bshd"), qkv)
     assert result.median_ms is not None
-    assert INPUTS.modified(qkv, "bshd") == []
+    assert runner.input_guard.modified(qkv, "bshd") == []
 
 
 def test_inputs_changed_by_a_backend_that_then_raised_are_restored_for_the_next() -> None:
@@ -159,9 +163,10 @@ def test_inputs_changed_by_a_backend_that_then_raised_are_restored_for_the_next(
         seen.append(v.clone())
         return _correct(q, k, v, shape)
 
+    run_guard = InputGuard()  # one per run, handed to every case (the session's)
     with pytest.raises(RuntimeError, match="boom after writing"):
-        _runner().measure(Backend("writer", writes_then_raises), qkv)
-    _runner().measure(Backend("next", records), qkv)
+        _runner(run_guard).measure(Backend("writer", writes_then_raises), qkv)
+    _runner(run_guard).measure(Backend("next", records), qkv)
     assert all(torch.equal(v, pristine_v) for v in seen)
 
 
@@ -184,6 +189,7 @@ def test_forward(attnperf, attn_backend, qkv):
 """
 
 
+@pytest.mark.slow
 def test_the_backend_after_an_inplace_one_sees_the_seeded_inputs(pytester: pytest.Pytester) -> None:
     # Both used to pass: the in-place backend was checked against a reference of its own modified v, and the
     # cached inputs it modified went on to the next backend.

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
     "command",
     [
         pytest.param([sys.executable, "-m", "ruff", "check", "pytest_attnperf", "tests", "benchmarks"], id="ruff"),
-        pytest.param([sys.executable, "-m", "mypy"], id="mypy"),
+        pytest.param([sys.executable, "-m", "mypy"], id="mypy", marks=pytest.mark.slow),  # a minute and more
     ],
 )
 def test_static_check_passes(command: list[str]) -> None:
