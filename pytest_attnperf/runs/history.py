@@ -116,7 +116,7 @@ def _gate(points: Sequence[Point]) -> str:
 
 
 def trend_rows(series: Sequence[Series], rule: DriftRule) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for entry in series:
         medians = entry.medians
         found = entry.trend(rule)

@@ -36,12 +36,15 @@ def plot_families(series: Sequence[Series], out_dir: Path, rule: DriftRule) -> l
     written = []
     for (gpu, family), entries in sorted(groups.items()):
         figure, axes = plt.subplots(figsize=(8, 4.5))
+        # Runs are evenly spaced, as the drift rule counts them, and labelled with their time.
+        moments = sorted({point.at for entry in entries for point in entry.points})
+        position = {moment: index for index, moment in enumerate(moments)}
         for entry in entries:
             first = entry.medians[0]
             found = entry.trend(rule)
             bold = found is not None and found.drifting
             axes.plot(
-                [point.at for point in entry.points],
+                [position[point.at] for point in entry.points],
                 [100 * (value / first - 1) for value in entry.medians],
                 marker="o",
                 markersize=3,
@@ -51,10 +54,12 @@ def plot_families(series: Sequence[Series], out_dir: Path, rule: DriftRule) -> l
         axes.axhline(0, color="grey", linewidth=0.5)
         axes.set_title(f"{family} on {entries[0].device}")
         axes.set_ylabel("median vs first run (%)")
-        axes.set_xlabel("run (time the report was written, UTC)")
+        axes.set_xlabel("run (when its report was written, UTC)")
         if len(entries) <= 16:
             axes.legend(fontsize=7, loc="best")
-        figure.autofmt_xdate()
+        step = max(1, len(moments) // 12)
+        axes.set_xticks(range(0, len(moments), step))
+        axes.set_xticklabels([moment.strftime("%m-%d %H:%M") for moment in moments[::step]], rotation=30, ha="right")
         figure.tight_layout()
         path = out_dir / _file_name(gpu, family)
         figure.savefig(path, dpi=110)
