@@ -382,9 +382,13 @@ def command_history(arguments: argparse.Namespace) -> int:
         reports, skipped = find_reports([Path(path) for path in arguments.paths])
     except ReportError as error:
         raise CommandError(str(error)) from None
+    where = ", ".join(arguments.paths)
+    if not reports:
+        others = f" ({len(skipped)} other JSON file(s) skipped)" if skipped else ""
+        raise CommandError(f"found no JSON report written by --attnperf-json under {where}{others}")
     series = build_series(reports)
     if not series:
-        raise CommandError(f"no measured case in {len(reports)} report(s) under {', '.join(arguments.paths)}")
+        raise CommandError(f"no measured case in the {len(reports)} report(s) under {where}")
     rule = DriftRule(min_runs=arguments.min_runs, min_step=arguments.min_step)
     if arguments.format == "json":
         print(history_json(series, rule))

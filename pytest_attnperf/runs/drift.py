@@ -12,7 +12,10 @@ tests. The rule, applied per case and GPU model to the log of its medians in run
   run) at least ``min_step`` per run (0.5 %): a trend too small to matter is not flagged.
 
 Both tests are rank-based, so one noisy run neither makes nor breaks a flag. The x axis is the run's
-index, not its time: CI runs are not evenly spaced, and "per run" is what a team reads.
+index, not its time: CI runs are not evenly spaced, and "per run" is what a team reads. Over hundreds
+of cases a few would pass p < 0.01 by chance alone; the minimum effect is what keeps noise out (an
+unchanged case would also need a steady 0.5 % per run). A step (a new driver, a new wheel) orders the
+runs too and is flagged as well: ``attnperf compare`` of the runs around it names what changed.
 """
 
 from __future__ import annotations

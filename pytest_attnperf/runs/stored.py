@@ -90,9 +90,11 @@ def load_report(path: Path) -> StoredReport:
 
 def report_from_document(document: object, path: Path) -> StoredReport:
     if not is_report(document):
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        found = (
+            f"schema {document.get('schema')!r}" if isinstance(document, dict) else f"a JSON {type(document).__name__}"
+        )
         raise ReportError(
-            f"{path}: not an attnperf JSON report (schema {found!r}; expected '{SCHEMA_PREFIX}N', as "
+            f"{path}: not an attnperf JSON report ({found}; expected an object with schema '{SCHEMA_PREFIX}N', as "
             "--attnperf-json writes)"
         )
     assert isinstance(document, dict)

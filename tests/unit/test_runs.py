@@ -110,6 +110,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 # ---------------------------------------------------------------- exports
+# Bencher's own parser is its `bencher` CLI (Rust); no parser of it is on PyPI, so the published schema is checked.
 
 
 def test_a_run_writes_both_exports_in_their_published_shapes(pytester: pytest.Pytester) -> None:
@@ -186,7 +187,7 @@ def test_attnperf_export_converts_a_stored_report(tmp_path: Path, capsys: pytest
     study = write(tmp_path, "study.json", {"schema": "attnperf-study/1"})
     code, _, err = cli(capsys, "export", "--format", "bmf", str(study))
     assert code == 2
-    assert "not an attnperf JSON report (schema 'attnperf-study/1'" in err
+    assert "not an attnperf JSON report (schema 'attnperf-study/1'; expected an object with schema" in err
     code, _, err = cli(capsys, "export", "--format", "bmf", str(tmp_path / "missing.json"))
     assert (code, err.strip()) == (2, f"attnperf export: {tmp_path / 'missing.json'}: no such file")
 
@@ -330,6 +331,11 @@ def test_history_refuses_a_report_without_its_time(tmp_path: Path, capsys: pytes
     assert f"{path}: has no created_at time" in err
     with pytest.raises(ReportError, match="no such file or folder"):
         find_reports([tmp_path / "nowhere"])
+    write(tmp_path, "artifact/study.json", {"schema": "attnperf-study/1"})
+    code, _, err = cli(capsys, "history", str(tmp_path / "artifact"))
+    assert code == 2
+    assert "found no JSON report written by --attnperf-json under" in err
+    assert "(1 other JSON file(s) skipped)" in err
 
 
 def test_the_drift_rule() -> None:
