@@ -87,7 +87,7 @@ STAGE_COMMANDS = {
     "load_tax": "python benchmarks/load_tax.py --runs 7 --baseline baselines/nvidia-h200.yaml",
     "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
     "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
-    "cpu_history": "python benchmarks/cpu_history.py --runs 6 --out docs/results/cpu/history",
+    "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
 }
 STAGES["history/"] = "cpu_history"  # a folder of reports, one per CI-like run
 

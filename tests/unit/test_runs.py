@@ -1,7 +1,7 @@
 """The JSON reports of runs, used again: dashboard exports, `attnperf compare`, `merge` and `history`.
 
 Real files only: the exports come from a pytester run of the plugin; compare, merge and history read the
-reports under tests/data/runs/ (two real CPU runs of ``benchmarks/cpu_history.py``). Where a test needs
+reports under tests/data/runs/ (two real CPU runs of ``benchmarks/history_runs.py``). Where a test needs
 what one CPU cannot give (another GPU model, a regression, 8 runs with a steady creep), it derives the
 variant from a real report programmatically: medians scaled, a slug renamed, a verdict set. Each such
 test says what it changed.
