@@ -17,6 +17,8 @@ from ..gate.identity import problem_differences
 from ..spec.units import format_bytes, format_ms
 from .stored import StoredReport, gpu_of, problem_of, short_id
 
+COMMENT_LIMIT = 65536  # characters GitHub accepts in one comment
+QUIET_BAND = 0.03  # under the size limit, a passing case within this of BASE is the first to be left out
 MARKER = "<!-- attnperf-compare -->"  # the first line: a workflow finds its own comment by it and updates it
 FAILING_VERDICTS = ("REGRESSION", "MISMATCH")  # the verdicts that fail HEAD's gate, and `compare`'s exit status
 SOFTWARE_KEYS = (
@@ -105,8 +107,25 @@ def _tolerance(case: Mapping[str, Any]) -> str:
     return f"{100 * tolerance:.1f} %" if isinstance(tolerance, (int, float)) else "-"
 
 
-def markdown(base: StoredReport, head: StoredReport, rows: Sequence[Row]) -> str:
-    """The comment: a headline, what changed in the software, the compared table, the refused rows."""
+def _quiet(row: Row) -> bool:
+    """A passing case whose median moved less than QUIET_BAND from BASE's."""
+    ratio = row.ratio
+    return not row.failing and ratio is not None and abs(ratio - 1) < QUIET_BAND
+
+
+def markdown(base: StoredReport, head: StoredReport, rows: Sequence[Row], limit: int = COMMENT_LIMIT) -> str:
+    """The comment: a headline, what changed, the compared table, the refused rows; within ``limit`` characters.
+
+    A run of hundreds of cases on several GPU models can outgrow one comment: then the passing cases
+    within QUIET_BAND of BASE are left out of the table, and the comment says how many.
+    """
+    text = _markdown(base, head, rows, omit_quiet=False)
+    if len(text) <= limit:
+        return text
+    return _markdown(base, head, rows, omit_quiet=True)
+
+
+def _markdown(base: StoredReport, head: StoredReport, rows: Sequence[Row], *, omit_quiet: bool) -> str:
     compared = [row for row in rows if row.refused is None]
     refused = [row for row in rows if row.refused is not None]
     failing = [row for row in rows if row.failing]
@@ -127,7 +146,8 @@ def markdown(base: StoredReport, head: StoredReport, rows: Sequence[Row]) -> str
             "| case | GPU | BASE | HEAD | HEAD/BASE | peak memory | gate verdict | tolerance | software changed |",
             "|---|---|---:|---:|---:|---|---|---:|---|",
         ]
-        for row in compared:
+        shown = [row for row in compared if not (omit_quiet and _quiet(row))]
+        for row in shown:
             assert row.base is not None
             assert row.head is not None
             ratio = row.ratio
@@ -146,6 +166,12 @@ def markdown(base: StoredReport, head: StoredReport, rows: Sequence[Row]) -> str
                 ", ".join(own) or "-",
             )
             lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+        if len(shown) < len(compared):
+            lines += [
+                "",
+                f"{len(compared) - len(shown)} passing case(s) within {100 * QUIET_BAND:g} % of BASE are left out: "
+                "the whole table would not fit in one comment.",
+            ]
     if refused:
         lines += [
             "",

@@ -23,6 +23,7 @@ import pytest
 from fast_run import FAST_OPTIONS
 
 from pytest_attnperf.cli import main
+from pytest_attnperf.runs.compare import markdown, pair_cases
 from pytest_attnperf.runs.drift import DriftRule, trend
 from pytest_attnperf.runs.exports import ExportError, bmf_document, export_text
 from pytest_attnperf.runs.history import build_series, find_reports, history_text
@@ -238,6 +239,21 @@ def test_compare_fails_on_heads_regression_and_refuses_what_the_gate_would(
     assert "another problem: heads 2 -> 4" in out
     assert "measured on cpu-intel-r-xeon-r-processor in BASE, nvidia-h200 in HEAD" in out
     assert "| not in HEAD |" in out
+
+
+def test_a_comment_too_long_for_github_leaves_out_the_quiet_cases(tmp_path: Path) -> None:
+    base = passed(real())
+    head = copy.deepcopy(base)
+    head["results"][0]["median_ms"] *= 1.2  # derived: one case moved, the others as they were
+    base_report = report_from_document(base, tmp_path / "base.json")
+    head_report = report_from_document(head, tmp_path / "head.json")
+    rows = pair_cases(base_report, head_report)
+    whole = markdown(base_report, head_report, rows)
+    short = markdown(base_report, head_report, rows, limit=len(whole) - 1)
+    assert len(short) < len(whole)
+    assert "3 passing case(s) within 3 % of BASE are left out" in short
+    assert "| x1.200 |" in short
+    assert short.count("| x1.000 |") == 0
 
 
 def test_compare_refuses_a_file_that_is_not_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
