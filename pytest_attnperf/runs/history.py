@@ -3,7 +3,8 @@
 Reports are found in the folders given (recursively; a CI artifact also holds other JSON, which is
 skipped) or named one by one, and ordered by the time each report was written (``created_at``), not
 by file name or modification time, which downloads reset. Each report is one run; several runners'
-reports of one run count once each per GPU model, since a case is followed per GPU model.
+reports of one run count once each per GPU model, since a case is followed per GPU model. The medians
+are the raw ones, as measured: a GPU whose clocks sag run after run is a slowdown users see too.
 """
 
 from __future__ import annotations
