@@ -89,7 +89,8 @@ STAGE_COMMANDS = {
     "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
     "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
 }
-STAGES["history/"] = "cpu_history"  # a folder of reports, one per CI-like run
+# A folder of JSON reports, one per CI-like run: made on the CPU by history_runs.py, on a GPU by its stage.
+STAGES.update({"history/": "cpu_history", "history": "history"})
 
 
 class RenderError(Exception):
@@ -1275,7 +1276,7 @@ def render_gated_runs(ctx: Context) -> str:
 
 @renderer("history")
 def render_history(ctx: Context) -> str:
-    """`attnperf history` of a folder of JSON reports (real CPU runs), as docs/ci.md shows it."""
+    """`attnperf history` of a folder of JSON reports (<folder>/history/, real runs), as docs/ci.md shows it."""
     from pytest_attnperf.runs.drift import DriftRule
     from pytest_attnperf.runs.history import build_series, find_reports, history_markdown
     from pytest_attnperf.runs.stored import ReportError
@@ -1287,7 +1288,7 @@ def render_history(ctx: Context) -> str:
         raise RenderError(str(error)) from None
     if not reports:
         raise RenderError(f"no JSON report in {ctx.path('history/')}")
-    ctx.used.append("history/")
+    ctx.used.append("history/" if ctx.folder == "cpu" else "history")
     return block(ctx, *history_markdown(build_series(reports), DriftRule()))
 
 
