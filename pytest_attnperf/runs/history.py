@@ -75,13 +75,14 @@ def find_reports(paths: Sequence[Path]) -> tuple[list[StoredReport], list[Path]]
                 skipped.append(candidate)
                 continue
             reports.append(report)
-    unique = {report.path.resolve(): report for report in reports}  # a file named twice is one run
+    # A file named twice, or the same report downloaded into two folders, is one run.
+    unique = {json.dumps(report.document, sort_keys=True): report for report in reports}
     reports = list(unique.values())
     undated = [report.path for report in reports if report.created_at is None]
     if undated:
         raise ReportError(
-            f"{undated[0]}: has no created_at time (written by an older pytest-attnperf), so its place among "
-            f"the runs is unknown; {len(undated)} such report(s). Re-run, or leave it out"
+            f"{undated[0]}: has no created_at time (ISO 8601, as --attnperf-json writes it since this version), so "
+            f"its place among the runs is unknown; {len(undated)} such report(s). Re-run, or leave it out"
         )
     return reports, skipped
 

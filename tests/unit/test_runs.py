@@ -289,6 +289,8 @@ def test_history_orders_runs_by_time_and_flags_a_steady_creep(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     creeping, wobbling = _creeping_history(tmp_path)
+    (tmp_path / "copy").mkdir()  # the same report downloaded twice counts once: still 8 runs below
+    (tmp_path / "copy" / "attnperf.json").write_bytes((tmp_path / "artifact-0" / "attnperf.json").read_bytes())
     code, out, err = cli(capsys, "history", str(tmp_path))
     assert code == 0
     assert "skipped 1 JSON file(s) that are not attnperf reports" in err
