@@ -87,7 +87,10 @@ STAGE_COMMANDS = {
     "load_tax": "python benchmarks/load_tax.py --runs 7 --baseline baselines/nvidia-h200.yaml",
     "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
     "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
+    "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
 }
+# A folder of JSON reports, one per CI-like run: made on the CPU by history_runs.py, on a GPU by its stage.
+STAGES.update({"history/": "cpu_history", "history": "history"})
 
 
 class RenderError(Exception):
@@ -1269,6 +1272,24 @@ def render_gated_runs(ctx: Context) -> str:
         + "; ".join(f"`{summary}`" for summary in summaries)
         + ".",
     )
+
+
+@renderer("history")
+def render_history(ctx: Context) -> str:
+    """`attnperf history` of a folder of JSON reports (<folder>/history/, real runs), as docs/ci.md shows it."""
+    from pytest_attnperf.runs.drift import DriftRule
+    from pytest_attnperf.runs.history import build_series, find_reports, history_markdown
+    from pytest_attnperf.runs.stored import ReportError
+
+    folder = ctx.root / ctx.path("history/")
+    try:
+        reports, _ = find_reports([folder])
+    except ReportError as error:
+        raise RenderError(str(error)) from None
+    if not reports:
+        raise RenderError(f"no JSON report in {ctx.path('history/')}")
+    ctx.used.append("history/" if ctx.folder == "cpu" else "history")
+    return block(ctx, *history_markdown(build_series(reports), DriftRule()))
 
 
 # ---------------------------------------------------------------- README: main job, xdist

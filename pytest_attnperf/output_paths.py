@@ -133,6 +133,10 @@ def check_output_paths(settings: Settings, environ: Mapping[str, str] = os.envir
         check_file_target(*markdown)
     if settings.report_dir is not None:
         check_folder_target(settings.report_dir, "--attnperf-report")
+    exports = (settings.bmf_path, "--attnperf-bmf"), (settings.github_benchmark_path, "--attnperf-github-benchmark")
+    for path, source in exports:
+        if path is not None:
+            check_file_target(path, source)
     check_baselines_folder(
         settings.baselines_dir, "the baselines folder (--attnperf-baselines)", updating=settings.update
     )

@@ -5,8 +5,10 @@ Everything here reads a :class:`RunReport`, a plain record the session fills at 
 
 from __future__ import annotations
 
+import datetime
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,10 +169,20 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
         write(f"attnperf: {error}", red=True)
 
 
+# Where CI systems name the commit a run measured: the history and the PR comment label runs by it.
+COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "BUILDKITE_COMMIT", "GIT_COMMIT")
+
+
+def run_commit(environ: Mapping[str, str] = os.environ) -> str | None:
+    return next((environ[name] for name in COMMIT_VARIABLES if environ.get(name)), None)
+
+
 def results_document(run: RunReport) -> dict[str, Any]:
-    """The JSON report: device, environment and every case."""
+    """The JSON report: when, which commit, device, environment and every case."""
     return {
         "schema": "attnperf-results/2",
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "commit": run_commit(),
         "device": run.device,
         "baselines": run.baseline_label,
         "environment_changes": list(run.environment_changes),
@@ -213,17 +225,29 @@ def write_outputs(run: RunReport) -> tuple[list[Path], list[str]]:
     The paths were checked at the start of the run; what fails only now (a full disk) is reported by
     name instead of ending the run with a traceback.
     """
+    from .runs.exports import ExportError, export_targets, export_text, write_atomically
+
     written: list[Path] = []
     errors: list[str] = []
     settings = run.settings
+    exports = export_targets(settings.bmf_path, settings.github_benchmark_path)
+    document = results_document(run) if settings.json_path is not None or exports else {}
     if settings.json_path is not None:
         try:
             settings.json_path.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(results_document(run), indent=2, allow_nan=False)
+            text = json.dumps(document, indent=2, allow_nan=False)
             settings.json_path.write_text(text, encoding="utf-8")
             written.append(settings.json_path)
         except OSError as error:
             errors.append(f"--attnperf-json: cannot write {shown(settings.json_path)}: {error.strerror or error}")
+    for fmt, path, source in exports:
+        try:
+            write_atomically(path, export_text(document, fmt))
+            written.append(path)
+        except ExportError as error:
+            errors.append(f"{source}: {error}")
+        except OSError as error:
+            errors.append(f"{source}: cannot write {shown(path)}: {error.strerror or error}")
     target = markdown_target(settings)
     if target is not None and run.results:
         path, source = target

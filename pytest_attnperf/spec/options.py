@@ -218,6 +218,19 @@ OPTIONS: tuple[Option, ...] = (
         ini=False,
     ),
     Option(
+        "bmf",
+        "write every case's latency, throughput and peak memory in Bencher Metric Format (JSON) to this path",
+        path_text("Bencher Metric Format file"),
+        "PATH",
+    ),
+    Option(
+        "github-benchmark",
+        "write every case's latency and peak memory for github-action-benchmark (tool: customSmallerIsBetter) "
+        "to this path",
+        path_text("github-action-benchmark file"),
+        "PATH",
+    ),
+    Option(
         "report",
         "write the FlashAttention study (tables, plots, frontier) of this run to this folder",
         path_text("report folder"),
@@ -305,6 +318,8 @@ class Settings:
     json_path: Path | None
     markdown_path: Path | None
     report_dir: Path | None
+    bmf_path: Path | None = None
+    github_benchmark_path: Path | None = None
 
     def seqlens_for(self, is_cuda: bool) -> tuple[int, ...]:
         return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
@@ -339,7 +354,14 @@ def check_kv_heads(heads: int, kv_heads: int | None, *, heads_from: str, kv_from
 
 
 # Options that only say what a measuring run writes: without --attnperf nothing is measured, so nothing would be.
-NEED_ATTNPERF = ("attnperf_update", "attnperf_json", "attnperf_markdown", "attnperf_report")
+NEED_ATTNPERF = (
+    "attnperf_update",
+    "attnperf_json",
+    "attnperf_markdown",
+    "attnperf_report",
+    "attnperf_bmf",
+    "attnperf_github_benchmark",
+)
 
 
 class SettingsError(ValueError):
@@ -443,4 +465,6 @@ def resolve_settings(
         json_path=optional_path("attnperf_json"),
         markdown_path=optional_path("attnperf_markdown"),
         report_dir=optional_path("attnperf_report"),
+        bmf_path=optional_path("attnperf_bmf"),
+        github_benchmark_path=optional_path("attnperf_github_benchmark"),
     )

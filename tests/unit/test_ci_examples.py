@@ -35,12 +35,14 @@ DOC = REPO / "docs" / "ci.md"
 # GitHub-hosted labels unless told.
 RUNNER_LABELS = ["gpu"]
 
-ATTNPERF_SUBCOMMANDS = {"env", "update", "diff", "show"}
+ATTNPERF_SUBCOMMANDS = {"env", "update", "diff", "show", "compare"}
 ATTNPERF_PYTEST_OPTIONS = {
     "--attnperf",
     "--attnperf-baselines",
     "--attnperf-missing",
     "--attnperf-json",
+    "--attnperf-bmf",
+    "--attnperf-github-benchmark",
     "--attnperf-markdown",
     "--attnperf-report",
     "--attnperf-update",
