@@ -11,6 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cli_common import CommandError
+from .cli_runs import (
+    add_run_report_commands,
+    command_compare,
+    command_export,
+    command_history,
+    command_merge,
+)
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .project_settings import settings_here
 from .spec.device_info import SOFTWARE_KEYS, compute_units
@@ -110,10 +118,6 @@ def _print_environment(report: dict[str, Any]) -> None:
             print(f"            differs: {key} {change['baseline']} (baseline) vs {change['now']} (now)")
         if not baseline["differences"]:
             print("            same software as when the baseline was recorded")
-
-
-class CommandError(Exception):
-    """A bad argument found after parsing (a device that is not there, an unknown backend): exit 2, one line."""
 
 
 def _device(spec: str | None) -> Any:
@@ -299,171 +303,6 @@ def command_memory(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _stored(path: str) -> Any:
-    from .runs.stored import ReportError, load_report
-
-    try:
-        return load_report(Path(path))
-    except ReportError as error:
-        raise CommandError(str(error)) from None
-
-
-def _output_file(path: str | None, source: str) -> Path | None:
-    """An output path checked before anything is read or written (as a run checks its report paths)."""
-    from .output_paths import OutputPathError, check_file_target
-
-    if path is None:
-        return None
-    target = Path(os.path.abspath(path))
-    try:
-        check_file_target(target, source)
-    except OutputPathError as error:
-        raise CommandError(str(error)) from None
-    return target
-
-
-def command_export(arguments: argparse.Namespace) -> int:
-    """A stored JSON report in a dashboard's format (the same converter --attnperf-bmf uses)."""
-    from .runs.exports import ExportError, export_text, write_atomically
-
-    target = _output_file(arguments.output, "-o")
-    report = _stored(arguments.report)
-    try:
-        text = export_text(report.document, arguments.format)
-    except ExportError as error:
-        raise CommandError(f"{report.path}: {error}") from None
-    if target is None:
-        sys.stdout.write(text)
-    else:
-        write_atomically(target, text)
-        print(f"wrote {target}")
-    return 0
-
-
-def command_compare(arguments: argparse.Namespace) -> int:
-    """BASE vs HEAD as a PR comment's Markdown; exit 1 when HEAD's gate failed a case."""
-    from .runs.compare import exit_status, markdown, pair_cases
-
-    target = _output_file(arguments.output, "-o")
-    base, head = _stored(arguments.base), _stored(arguments.head)
-    rows = pair_cases(base, head)
-    text = markdown(base, head, rows)
-    if target is None:
-        sys.stdout.write(text)
-    else:
-        from .runs.exports import write_atomically
-
-        write_atomically(target, text)
-        print(f"wrote {target}")
-    return exit_status(rows)
-
-
-def command_history(arguments: argparse.Namespace) -> int:
-    """Each case's medians across the stored reports of CI runs, per GPU model, with a drift flag."""
-    from .output_paths import OutputPathError, check_folder_target
-    from .runs.drift import DriftRule
-    from .runs.history import build_series, drifting, find_reports, history_json, history_markdown, history_text
-    from .runs.plots import PLOTS_NEED, plot_families, plots_available
-    from .runs.stored import ReportError
-
-    plot_dir = Path(os.path.abspath(arguments.plot_dir)) if arguments.plot_dir else None
-    if plot_dir is not None:
-        try:
-            check_folder_target(plot_dir, "--plot-dir")
-        except OutputPathError as error:
-            raise CommandError(str(error)) from None
-    try:
-        reports, skipped = find_reports([Path(path) for path in arguments.paths])
-    except ReportError as error:
-        raise CommandError(str(error)) from None
-    where = ", ".join(arguments.paths)
-    if not reports:
-        others = f" ({len(skipped)} other JSON file(s) skipped)" if skipped else ""
-        raise CommandError(f"found no JSON report written by --attnperf-json under {where}{others}")
-    series = build_series(reports)
-    if not series:
-        raise CommandError(f"no measured case in the {len(reports)} report(s) under {where}")
-    rule = DriftRule(min_runs=arguments.min_runs, min_step=arguments.min_step)
-    if arguments.format == "json":
-        print(history_json(series, rule))
-    else:
-        lines = history_markdown(series, rule) if arguments.format == "markdown" else history_text(series, rule)
-        print("\n".join(lines))
-    if skipped:
-        print(f"skipped {len(skipped)} JSON file(s) that are not attnperf reports", file=sys.stderr)
-    if plot_dir is not None:
-        if plots_available():
-            for path in plot_families(series, plot_dir, rule):
-                print(f"wrote {path}", file=sys.stderr)
-        else:
-            print(f"attnperf history: no plots written; {PLOTS_NEED}", file=sys.stderr)
-    return 1 if arguments.fail_on_drift and drifting(series, rule) else 0
-
-
-def command_merge(arguments: argparse.Namespace) -> int:
-    """Several runners' reports of one run as one report, each case under its GPU model."""
-    from .runs.exports import write_atomically
-    from .runs.merge import MergeError, merge_reports, merge_summary
-
-    target = _output_file(arguments.output, "-o")
-    assert target is not None
-    reports = [_stored(path) for path in arguments.reports]
-    try:
-        document = merge_reports(reports)
-    except MergeError as error:
-        raise CommandError(str(error)) from None
-    write_atomically(target, json.dumps(document, indent=2, allow_nan=False) + "\n")
-    for line in merge_summary(document):
-        print(line)
-    print(f"wrote {target}")
-    return 0
-
-
-def _add_run_report_commands(commands: Any) -> None:
-    """export, compare, history, merge: they read the JSON reports that --attnperf-json writes."""
-    from .runs.drift import DriftRule
-    from .spec.units import parse_fraction
-
-    export = commands.add_parser(
-        "export",
-        help="convert a JSON report (--attnperf-json) for a dashboard: Bencher (bmf) or github-action-benchmark",
-    )
-    export.add_argument("--format", required=True, choices=("bmf", "github-benchmark"), help="the dashboard's format")
-    export.add_argument("report", help="a JSON report written by --attnperf-json")
-    export.add_argument("-o", "--output", default=None, help="file to write (default: standard output)")
-    compare = commands.add_parser(
-        "compare",
-        help="BASE vs HEAD report as the Markdown of a pull-request comment; exit 1 when HEAD's gate found a "
-        "regression or mismatch, 2 on unusable input",
-    )
-    compare.add_argument("base", help="the base branch's JSON report")
-    compare.add_argument("head", help="this change's JSON report")
-    compare.add_argument("-o", "--output", default=None, help="file to write (default: standard output)")
-    history = commands.add_parser(
-        "history", help="each case's medians across stored JSON reports of CI runs, per GPU model, with a drift flag"
-    )
-    history.add_argument("paths", nargs="+", metavar="PATH", help="folders (searched recursively) or JSON report files")
-    history.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="default text")
-    history.add_argument("--plot-dir", default=None, help="also write one PNG per GPU model and test function here")
-    defaults = DriftRule()
-    history.add_argument(
-        "--min-runs",
-        type=argparse_type(positive_int("min-runs")),
-        default=defaults.min_runs,
-        help=f"runs a case needs before its drift is tested (default {defaults.min_runs})",
-    )
-    history.add_argument(
-        "--min-step",
-        type=argparse_type(parse_fraction),
-        default=defaults.min_step,
-        help=f"smallest steady change per run that is flagged, e.g. 0.5%% (default {100 * defaults.min_step:g}%%)",
-    )
-    history.add_argument("--fail-on-drift", action="store_true", help="exit 1 when a case drifts")
-    merge = commands.add_parser("merge", help="merge several runners' JSON reports of one run into one report")
-    merge.add_argument("reports", nargs="+", metavar="REPORT", help="JSON reports written by --attnperf-json")
-    merge.add_argument("-o", "--output", required=True, help="the merged report to write")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnperf", description="Attention performance gate (pytest-attnperf).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -520,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--dtype", default="float16", help="float16, bfloat16 or float32")
     for name in ("layers", "heads", "kv-heads", "head-dim"):
         memory.add_argument(f"--{name}", type=argparse_type(positive_int(name)), default=None)
-    _add_run_report_commands(commands)
+    add_run_report_commands(commands)
     unrun = set(commands.choices) ^ set(COMMANDS)
     if unrun:
         raise RuntimeError(f"attnperf commands without both a parser and an entry in cli.COMMANDS: {sorted(unrun)}")

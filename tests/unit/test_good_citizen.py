@@ -166,6 +166,8 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.case_gate",
     "pytest_attnperf.report",
     "pytest_attnperf.cli",
+    "pytest_attnperf.cli_runs",
+    "pytest_attnperf.cli_common",
     "pytest_attnperf.spec.shapes",
     "pytest_attnperf.spec.dtypes",
     "pytest_attnperf.spec.units",
