@@ -69,6 +69,7 @@ class AttnPerfSession:
         self.output_errors: list[str] = []
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
+        self.cpu_problems: list[str] = []  # a busy CPU (measure/cpu_load.py): warned, and no baseline is recorded
         self.deferrer: Any = None  # the Deferrer of a gating run (see deferral.py)
         self._inputs_key: tuple[Any, ...] | None = None
         self._inputs: QKV | None = None
@@ -118,6 +119,12 @@ class AttnPerfSession:
                 raise ValueError(
                     "refusing to time on this GPU (--attnperf-guard=refuse): " + "; ".join(self.guard_problems)
                 )
+        if self.device.type == "cpu" and self.settings.guard != "off":
+            from .measure.cpu_load import cpu_contention
+
+            self.cpu_problems = [f"at the start: {problem}" for problem in cpu_contention()]
+            if self.cpu_problems and self.settings.guard == "refuse":
+                raise ValueError("refusing to time on a busy CPU (--attnperf-guard=refuse): " + "; ".join(self.cpu_problems))
 
     # ------------------------------------------------------------ baselines
 
@@ -227,6 +234,7 @@ class AttnPerfSession:
             baseline_label=self.baseline_file_label() if measured else str(self.settings.baselines_dir),
             environment_changes=self.environment_changes() if measured else (),
             guard_problems=self.guard_problems,
+            cpu_problems=self.cpu_problems,
             changes=self.changes,
             update_errors=self.update_errors,
             written_paths=self.written_paths,

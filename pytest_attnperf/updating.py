@@ -20,23 +20,54 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .gate.results import CaseResult
+from .update_process import SteeringError, UpdateRun, update_run
 
 if TYPE_CHECKING:
     from .gate.baselines import BaselineEntry
     from .session import AttnPerfSession
 
-RUNS_DIR_ENV = "ATTNPERF_RUNS_DIR"
-RUN_ENV = "ATTNPERF_RUN"  # "k/N": this process is run k of N of `attnperf update --runs N`
 SOFTWARE_KEYS = ("driver", "cuda", "cudnn", "torch", "triton", "flash_attn", "flash_attn_3", "transformers")
 
 
 def run_position() -> tuple[int, int] | None:
-    """(k, N) when this process is run k of an `attnperf update --runs N`; None otherwise."""
-    text = os.environ.get(RUN_ENV, "")
-    index, _, total = text.partition("/")
-    if not (index.isdigit() and total.isdigit() and 1 <= int(index) <= int(total)):
+    """(k, N) when this process is run k of a live `attnperf update --runs N`; None for a run of its own.
+
+    Stray ATTNPERF_RUN* variables raise :class:`SteeringError` (the plugin refuses them at configure time).
+    """
+    run = update_run()
+    return (run.index, run.total) if run else None
+
+
+def update_refusal(state: AttnPerfSession, session: pytest.Session) -> str | None:
+    """Why this run must write no baseline at all, or None: interrupted, its update cancelled, a busy CPU."""
+    if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "interrupted: no baseline was written (the part of the run that was measured is no baseline)"
+    try:
+        run = update_run()
+    except SteeringError as error:
+        return str(error)
+    cancelled = run.cancelled() if run is not None else None
+    if cancelled:
+        return cancelled + ": no baseline was written"
+    return busy_cpu_refusal(state)
+
+
+def busy_cpu_refusal(state: AttnPerfSession) -> str | None:
+    """A contended CPU's medians are no baseline, unless --attnperf-allow-busy-cpu says to record them."""
+    measured_on_cpu = any((result.device_info or {}).get("device") == "cpu" for result in state.results)
+    if state.settings.guard == "off" or not measured_on_cpu:
         return None
-    return int(index), int(total)
+    from .measure.cpu_load import cpu_contention
+
+    # Checked again now: the start's check saw only the start (and the xdist controller measured nothing).
+    state.cpu_problems.extend(f"at the end: {problem}" for problem in cpu_contention())
+    problems = state.cpu_problems
+    if not problems or state.settings.allow_busy_cpu:
+        return None
+    return (
+        "not recording baselines measured on a busy CPU: " + "; ".join(problems) + ". Record them on a quiet "
+        "machine, or pass --attnperf-allow-busy-cpu (ini: attnperf_allow_busy_cpu = true) to record them anyway"
+    )
 
 
 def recordable(result: CaseResult) -> bool:
@@ -60,12 +91,8 @@ def _device_record(result: CaseResult) -> dict[str, Any]:
     return {"name": result.device, "slug": result.device_slug, **info}
 
 
-def _earlier_runs(folder: Path) -> list[list[CaseResult]]:
-    runs = []
-    for path in sorted(folder.glob("run-*.json")):
-        records = json.loads(path.read_text(encoding="utf-8"))
-        runs.append([CaseResult.from_json(json.dumps(record)) for record in records])
-    return runs
+def _earlier_runs(run: UpdateRun) -> list[list[CaseResult]]:
+    return [[CaseResult.from_json(json.dumps(record)) for record in records] for records in run.earlier_runs()]
 
 
 def update_baselines(state: AttnPerfSession, session: pytest.Session) -> None:
@@ -73,18 +100,27 @@ def update_baselines(state: AttnPerfSession, session: pytest.Session) -> None:
     from .gate.baselines import BaselineFileError, merge_entries, now_iso
     from .gate.recording import entry_from_runs, runs_note
 
+    refusal = update_refusal(state, session)
+    if refusal is not None:
+        state.update_errors.append(refusal)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
     results = [result for result in state.results if recordable(result)]
-    position = run_position()
-    folder = Path(os.environ.get(RUNS_DIR_ENV, "."))
-    if position is not None and position[0] < position[1]:
-        folder.mkdir(parents=True, exist_ok=True)
-        records = [json.loads(result.to_json()) for result in results]
-        (folder / f"run-{position[0]}.json").write_text(json.dumps(records), encoding="utf-8")
+    update = update_run()
+    position = (update.index, update.total) if update else None
+    if update is not None and not update.last:
+        update.keep([json.loads(result.to_json()) for result in results])
         state.update_notes.append(
-            f"run {position[0]} of {position[1]} measured; the baselines are written after run {position[1]}"
+            f"run {update.index} of {update.total} measured; the baselines are written after run {update.total}"
         )
         return
-    runs = (_earlier_runs(folder) if position is not None else []) + [results]
+    try:
+        runs = (_earlier_runs(update) if update is not None else []) + [results]
+    except SteeringError as error:
+        state.update_errors.append(str(error))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
     grouped: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for result in run:
@@ -179,30 +215,56 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
     Each run is a fresh process (its own allocator, compilation, clocks from rest), which is the
     point: the spread between them is what the gate's tolerance is made from. A run that ends
     with failed tests goes on (those cases are not recorded); one that cannot run stops the update.
+    A signal (Ctrl-C, SIGTERM, SIGHUP) stops the running run's whole process group and removes the
+    runs folder: nothing is merged after it (:mod:`.update_process`).
     """
-    import subprocess
     import sys
-    import tempfile
 
-    call = run or subprocess.call
+    from . import update_process
+
     status = 0
-    with tempfile.TemporaryDirectory(prefix="attnperf-runs-") as folder:
-        for index in range(1, runs + 1):
-            command = [
-                sys.executable,
-                "-m",
-                "pytest",
-                "--attnperf",
-                "--attnperf-update",
-                *per_run(arguments, index, runs),
-            ]
-            print(f"attnperf update: run {index} of {runs}: {' '.join(command[1:])}", flush=True)
-            code = int(call(command, env={**os.environ, RUNS_DIR_ENV: folder, RUN_ENV: f"{index}/{runs}"}))
-            if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-                print(f"attnperf update: run {index} of {runs} ended with exit status {code}; nothing was merged")
-                return code
-            status = max(status, code)
+    with update_process.runs_folder() as folder, update_process.cancellable():
+        index = 0
+        try:
+            for index in range(1, runs + 1):
+                command = [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "--attnperf",
+                    "--attnperf-update",
+                    *per_run(arguments, index, runs),
+                ]
+                print(f"attnperf update: run {index} of {runs}: {' '.join(command[1:])}", flush=True)
+                call = run or update_process.run_child
+                code = int(call(command, env={**os.environ, **folder.environment(index, runs)}))
+                if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                    print(f"attnperf update: run {index} of {runs} ended with exit status {code}; nothing was merged")
+                    return code
+                status = max(status, code)
+        except update_process.Cancelled as cancel:
+            name = signal_name(cancel.signum)
+            merged = (
+                f"the baselines stand as run {runs} left them: unchanged, or written whole if it had finished"
+                if index == runs
+                else "nothing was merged: the baselines are as they were"
+            )
+            print(
+                f"\nattnperf update: stopped by {name} during run {index} of {runs}; its processes are ended, {merged}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 128 + cancel.signum
     return status
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def per_run(arguments: Sequence[str], index: int, runs: int) -> list[str]:

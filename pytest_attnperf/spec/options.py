@@ -141,6 +141,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("update", "write or refresh the baselines of the tests that ran and passed equivalence", None, ini=False),
     Option(
+        "allow-busy-cpu",
+        "record baselines from a CPU run even when other processes kept the CPU busy (refused by default; "
+        "the check is off with --attnperf-guard=off)",
+        None,
+    ),
+    Option(
         "latency-tolerance",
         "allowed slowdown over the baseline median, e.g. 0.05 or 5%, or auto: per case from its baseline's "
         "between-run spread, 3% to 10% (default auto)",
@@ -270,6 +276,7 @@ class Settings:
     json_path: Path | None
     markdown_path: Path | None
     report_dir: Path | None
+    allow_busy_cpu: bool = False
 
     def seqlens_for(self, is_cuda: bool) -> tuple[int, ...]:
         return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
@@ -411,4 +418,5 @@ def resolve_settings(
         json_path=optional_path("attnperf_json"),
         markdown_path=optional_path("attnperf_markdown"),
         report_dir=optional_path("attnperf_report"),
+        allow_busy_cpu=bool(values.get("attnperf_allow_busy_cpu")),
     )
