@@ -180,9 +180,12 @@ class UpdateRun:
             runs.append(kept["records"])
         return runs
 
-    def cancelled(self) -> str | None:
-        """Why this run must not write any more (its `attnperf update` is gone), or None."""
-        if os.getppid() != self.parent or not (self.folder / TOKEN_FILE).is_file():
+    def cancelled(self, parent: int | None = None) -> str | None:
+        """Why this run must not write any more (its `attnperf update` is gone), or None.
+
+        ``parent`` stands for this process's parent id (tests).
+        """
+        if (os.getppid() if parent is None else parent) != self.parent or not (self.folder / TOKEN_FILE).is_file():
             return f"`attnperf update` (process {self.parent}) is gone: the update was cancelled"
         if self.pipe is not None and _at_end_of_file(self.pipe):
             return f"`attnperf update` (process {self.parent}) closed its pipe: the update was cancelled"
@@ -209,7 +212,7 @@ def update_run(environ: Mapping[str, str] | None = None, *, parent: int | None =
     present = [name for name in STEERING if environ.get(name)]
     if not present:
         return None
-    shown = ", ".join(f"{name}={environ[name]}" for name in present)
+    shown = ", ".join(f"{name}={environ[name]}" if name in (RUN_ENV, RUNS_DIR_ENV) else name for name in present)
     fix = (
         f"{shown} is set, but this run was not started by `attnperf update`: {{}}. These variables are "
         f"`attnperf update`'s own; unset them ({', '.join(present)}) to update the baselines from this run alone, "
@@ -226,12 +229,18 @@ def update_run(environ: Mapping[str, str] | None = None, *, parent: int | None =
         stamp = None
     token = environ.get(TOKEN_ENV, "")
     if not isinstance(stamp, dict) or not token or not hmac.compare_digest(str(stamp.get("token")), token):
-        raise SteeringError(fix.format(f"{RUNS_DIR_ENV} is not the private folder of an update with this token"))
-    parent_pid = int(stamp.get("parent", -1))
-    if (os.getppid() if parent is None else parent) != parent_pid:
-        raise SteeringError(fix.format(f"its update is process {parent_pid}, not this run's parent"))
+        raise SteeringError(
+            fix.format(f"{RUNS_DIR_ENV} and {TOKEN_ENV} do not name the private folder and token of a live update")
+        )
     pipe = environ.get(PIPE_ENV, "")
-    return UpdateRun(int(index), int(total), folder, token, parent_pid, int(pipe) if pipe.isdigit() else None)
+    run = UpdateRun(
+        int(index), int(total), folder, token, int(stamp.get("parent", -1)), int(pipe) if pipe.isdigit() else None
+    )
+    gone = run.cancelled(parent)
+    if gone:
+        shutil.rmtree(folder, ignore_errors=True)  # the token proves the folder is this (dead) update's
+        raise SteeringError(f"{gone}: run {run.index} of {run.total} stops before measuring, and writes nothing")
+    return run
 
 
 def watch_parent(run: UpdateRun, *, on_gone: Callable[[UpdateRun], None] | None = None) -> threading.Thread | None:

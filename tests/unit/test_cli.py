@@ -6,13 +6,12 @@ import argparse
 import contextlib
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from pytest_attnperf import REGISTRY, cli
+from pytest_attnperf import REGISTRY, cli, update_process
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path
 from pytest_attnperf.measure.device import describe_device
 from pytest_attnperf.output_paths import shown
@@ -226,7 +225,7 @@ def _runs(
         calls.append((list(command), dict(env)))
         return codes[len(calls) - 1]
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(update_process, "run_child", fake_call)
     cli.main(argv)
     return calls
 
@@ -270,7 +269,7 @@ def test_update_goes_on_after_failed_tests_and_stops_when_a_run_cannot_run(
         calls.append(1)
         return codes[len(calls) - 1]
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(update_process, "run_child", fake_call)
     assert cli.main(["update"]) == status
     assert len(calls) == runs
 
