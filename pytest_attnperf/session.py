@@ -124,7 +124,9 @@ class AttnPerfSession:
 
             self.cpu_problems = [f"at the start: {problem}" for problem in cpu_contention()]
             if self.cpu_problems and self.settings.guard == "refuse":
-                raise ValueError("refusing to time on a busy CPU (--attnperf-guard=refuse): " + "; ".join(self.cpu_problems))
+                raise ValueError(
+                    "refusing to time on a busy CPU (--attnperf-guard=refuse): " + "; ".join(self.cpu_problems)
+                )
 
     # ------------------------------------------------------------ baselines
 

@@ -64,6 +64,14 @@ class RunsFolder:
     def environment(self, index: int, total: int) -> dict[str, str]:
         return {RUNS_DIR_ENV: str(self.path), RUN_ENV: f"{index}/{total}", TOKEN_ENV: self.token}
 
+    def kept(self, index: int) -> bool:
+        """Whether run ``index`` left its results (see :meth:`UpdateRun.keep`)."""
+        return (self.path / run_file_name(index)).is_file()
+
+
+def run_file_name(index: int) -> str:
+    return f"run-{index}.json"
+
 
 @contextlib.contextmanager
 def runs_folder() -> Iterator[RunsFolder]:
@@ -112,6 +120,8 @@ def run_child(command: Sequence[str], env: Mapping[str, str]) -> int:
     The child holds the read end of a pipe whose write end only this process has: when this process
     dies, however it dies, the child's watchdog sees end-of-file.
     """
+    if os.name != "posix":  # no process groups or inherited pipes: the console stops the child on Ctrl-C
+        return subprocess.call(list(command), env=dict(env))
     read_end, write_end = os.pipe()
     try:
         process = subprocess.Popen(
@@ -151,7 +161,7 @@ class UpdateRun:
 
     def keep(self, records: list[dict[str, Any]]) -> Path:
         """Leave this run's results for the last run: written whole (temp file, rename), with the token."""
-        path = self.folder / f"run-{self.index}.json"
+        path = self.folder / run_file_name(self.index)
         temp = path.with_name(path.name + ".tmp")
         temp.write_text(json.dumps({"token": self.token, "run": self.index, "records": records}), encoding="utf-8")
         os.replace(temp, path)
@@ -161,7 +171,7 @@ class UpdateRun:
         """The records of runs 1..k-1 of this update; a missing run or a file of another update raises."""
         runs = []
         for index in range(1, self.index):
-            path = self.folder / f"run-{index}.json"
+            path = self.folder / run_file_name(index)
             try:
                 kept = json.loads(path.read_text(encoding="utf-8"))
             except FileNotFoundError:

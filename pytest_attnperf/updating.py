@@ -242,6 +242,13 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
                     print(f"attnperf update: run {index} of {runs} ended with exit status {code}; nothing was merged")
                     return code
                 status = max(status, code)
+                if index < runs and not folder.kept(index):
+                    print(
+                        f"attnperf update: run {index} of {runs} kept no results (its output above says why, e.g. a "
+                        "busy CPU); nothing was merged",
+                        flush=True,
+                    )
+                    return max(code, int(pytest.ExitCode.TESTS_FAILED))
         except update_process.Cancelled as cancel:
             name = signal_name(cancel.signum)
             merged = (

@@ -215,6 +215,19 @@ def test_env_exits_1_when_no_backend_works(
 # ---------------------------------------------------------------- update and the parser
 
 
+def _keep_results(env: dict[str, str]) -> None:
+    """What a run of the update leaves for the last one (the update stops when a run left nothing)."""
+    index = env["ATTNPERF_RUN"].split("/")[0]
+    (Path(env["ATTNPERF_RUNS_DIR"]) / f"run-{index}.json").write_text("{}", encoding="utf-8")
+
+
+def test_update_stops_when_a_run_kept_no_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(update_process, "run_child", lambda command, env: calls.append(1) or 0)
+    assert cli.main(["update", "--runs", "3"]) == 1
+    assert calls == [1]
+
+
 def _runs(
     monkeypatch: pytest.MonkeyPatch, argv: list[str], codes: tuple[int, ...] = (0, 0, 0)
 ) -> list[tuple[list[str], dict[str, str]]]:
@@ -223,6 +236,7 @@ def _runs(
 
     def fake_call(command: list[str], env: dict[str, str]) -> int:
         calls.append((list(command), dict(env)))
+        _keep_results(env)
         return codes[len(calls) - 1]
 
     monkeypatch.setattr(update_process, "run_child", fake_call)
@@ -267,6 +281,7 @@ def test_update_goes_on_after_failed_tests_and_stops_when_a_run_cannot_run(
 
     def fake_call(command: list[str], env: dict[str, str]) -> int:
         calls.append(1)
+        _keep_results(env)
         return codes[len(calls) - 1]
 
     monkeypatch.setattr(update_process, "run_child", fake_call)
