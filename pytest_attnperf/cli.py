@@ -322,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="independent pytest runs whose spread each entry records (default 3)",
     )
-    add_argparse_options(update, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
+    add_argparse_options(
+        update, ("backends", "seqlens", "device", "baselines", "mode", "min-samples", "allow-busy-cpu")
+    )
     calibrate = commands.add_parser(
         "calibrate",
         help="measure the smallest slowdown the gate catches in each case (injected GPU work) and store it "

@@ -103,6 +103,13 @@ def cancellable() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def ignore_cancels() -> None:
+    """After a cancel: further signals are ignored while the update cleans up (:func:`cancellable` restores them)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in CANCEL_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def stop_group(process: subprocess.Popen[bytes], grace_s: float = GRACE_S) -> None:
     """Ctrl-C to the run's process group (pytest ends cleanly), then SIGKILL to whatever is left of it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -223,7 +223,7 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
     from . import update_process
 
     status = 0
-    with update_process.runs_folder() as folder, update_process.cancellable():
+    with update_process.cancellable(), update_process.runs_folder() as folder:
         index = 0
         try:
             for index in range(1, runs + 1):
@@ -250,6 +250,7 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
                     )
                     return max(code, int(pytest.ExitCode.TESTS_FAILED))
         except update_process.Cancelled as cancel:
+            update_process.ignore_cancels()  # a second Ctrl-C must not interrupt the cleanup with a traceback
             name = signal_name(cancel.signum)
             merged = (
                 f"the baselines stand as run {runs} left them: unchanged, or written whole if it had finished"

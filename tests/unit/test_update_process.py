@@ -320,3 +320,23 @@ def test_a_busy_loop_on_the_same_cpu_is_detected() -> None:
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_a_cancel_during_a_run_ends_the_update_with_the_signal_and_removes_its_folder(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pytest_attnperf.update_process import Cancelled
+    from pytest_attnperf.updating import run_update
+
+    folders: list[Path] = []
+
+    def cancelled_run(command: list[str], env: dict[str, str]) -> int:
+        folders.append(Path(env[RUNS_DIR_ENV]))
+        raise Cancelled(signal.SIGTERM)
+
+    assert run_update(3, [], run=cancelled_run) == 128 + signal.SIGTERM
+    assert (
+        "stopped by SIGTERM during run 1 of 3; its processes are ended, nothing was merged" in capsys.readouterr().err
+    )
+    assert not folders[0].exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the update's handlers are gone with it
