@@ -56,17 +56,32 @@ class Cancelled(BaseException):
 
 @dataclass(frozen=True)
 class RunsFolder:
-    """The private folder an update's runs leave their results in, and the token that proves them its own."""
+    """The folder an update's runs leave their results in, and the token that proves them its own.
+
+    ``given``: a folder the user named (``attnperf update --runs-dir``), kept when the update is cancelled
+    so that the same command goes on from the runs it finished; otherwise a private temporary one.
+    """
 
     path: Path
     token: str
+    total: int = 0
+    given: bool = False
 
     def environment(self, index: int, total: int) -> dict[str, str]:
         return {RUNS_DIR_ENV: str(self.path), RUN_ENV: f"{index}/{total}", TOKEN_ENV: self.token}
 
     def kept(self, index: int) -> bool:
-        """Whether run ``index`` left its results (see :meth:`UpdateRun.keep`)."""
-        return (self.path / run_file_name(index)).is_file()
+        """Whether run ``index`` of this update left its results (see :meth:`UpdateRun.keep`)."""
+        try:
+            kept = json.loads((self.path / run_file_name(index)).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(kept, dict) and kept.get("token") == self.token and kept.get("run") == index
+
+    def finished(self) -> None:
+        """The update merged: a given folder's token is dropped, so its run files are never merged again."""
+        with contextlib.suppress(OSError):
+            (self.path / TOKEN_FILE).unlink()
 
 
 def run_file_name(index: int) -> str:
@@ -74,15 +89,30 @@ def run_file_name(index: int) -> str:
 
 
 @contextlib.contextmanager
-def runs_folder() -> Iterator[RunsFolder]:
-    """A fresh folder (mode 0700) with a one-time token and this process's id; removed however the update ends."""
-    path = Path(tempfile.mkdtemp(prefix="attnperf-runs-"))
+def runs_folder(total: int = 0, given: Path | None = None) -> Iterator[RunsFolder]:
+    """The update's runs folder with its token and this process's id in ``update.json``.
+
+    Without ``given``: a fresh private folder (mode 0700), removed however the update ends. With it: that
+    folder, whose token an earlier, unfinished update of as many runs left is taken over (its finished runs
+    count); it is kept.
+    """
+    path = given if given is not None else Path(tempfile.mkdtemp(prefix="attnperf-runs-"))
     try:
         token = secrets.token_hex(16)
-        (path / TOKEN_FILE).write_text(json.dumps({"token": token, "parent": os.getpid()}), encoding="utf-8")
-        yield RunsFolder(path, token)
+        if given is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                earlier = json.loads((path / TOKEN_FILE).read_text(encoding="utf-8"))
+                if earlier.get("runs") == total and isinstance(earlier.get("token"), str):
+                    token = earlier["token"]
+        stamp = {"token": token, "parent": os.getpid(), "runs": total, "keep": given is not None}
+        temp = path / (TOKEN_FILE + ".tmp")
+        temp.write_text(json.dumps(stamp), encoding="utf-8")
+        os.replace(temp, path / TOKEN_FILE)
+        yield RunsFolder(path, token, total, given is not None)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if given is None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _raise_cancelled(signum: int, frame: FrameType | None) -> None:
@@ -161,6 +191,7 @@ class UpdateRun:
     token: str
     parent: int
     pipe: int | None
+    keep_folder: bool = False  # a folder the user named (--runs-dir): never removed by a run
 
     @property
     def last(self) -> bool:
@@ -251,11 +282,18 @@ def update_run(environ: Mapping[str, str] | None = None, *, parent: int | None =
         )
     pipe = environ.get(PIPE_ENV, "")
     run = UpdateRun(
-        int(index), int(total), folder, token, int(stamp.get("parent", -1)), int(pipe) if pipe.isdigit() else None
+        int(index),
+        int(total),
+        folder,
+        token,
+        int(stamp.get("parent", -1)),
+        int(pipe) if pipe.isdigit() else None,
+        keep_folder=bool(stamp.get("keep")),
     )
     gone = run.cancelled(parent)
     if gone:
-        shutil.rmtree(folder, ignore_errors=True)  # the token proves the folder is this (dead) update's
+        if not run.keep_folder:
+            shutil.rmtree(folder, ignore_errors=True)  # the token proves the folder is this (dead) update's
         raise SteeringError(f"{gone}: run {run.index} of {run.total} stops before measuring, and writes nothing")
     return run
 
@@ -282,7 +320,8 @@ def watch_parent(run: UpdateRun, *, on_gone: Callable[[UpdateRun], None] | None 
 
 
 def _stop_after_parent(run: UpdateRun) -> None:
-    shutil.rmtree(run.folder, ignore_errors=True)
+    if not run.keep_folder:
+        shutil.rmtree(run.folder, ignore_errors=True)
     with contextlib.suppress(OSError):
         sys.stderr.write(
             f"\nattnperf: `attnperf update` (process {run.parent}) is gone: run {run.index} of {run.total} "

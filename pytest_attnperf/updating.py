@@ -209,24 +209,33 @@ def write_detection_limits(state: AttnPerfSession, session: pytest.Session) -> N
         state.written_paths.append(path)
 
 
-def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] | None = None) -> int:
+def run_update(
+    runs: int, arguments: Sequence[str], *, run: Callable[..., int] | None = None, runs_dir: Path | None = None
+) -> int:
     """`attnperf update --runs N`: N independent pytest processes, the last one merging all N into the baselines.
 
     Each run is a fresh process (its own allocator, compilation, clocks from rest), which is the
     point: the spread between them is what the gate's tolerance is made from. A run that ends
     with failed tests goes on (those cases are not recorded); one that cannot run stops the update.
-    A signal (Ctrl-C, SIGTERM, SIGHUP) stops the running run's whole process group and removes the
-    runs folder: nothing is merged after it (:mod:`.update_process`).
+    A signal (Ctrl-C, SIGTERM, SIGHUP) stops the running run's whole process group; nothing is
+    merged after it (:mod:`.update_process`). The runs' results go to a private temporary folder,
+    removed at the end, or to ``runs_dir``, which is kept: the same command given the same folder
+    again skips the runs it finished (an update longer than one CI job's time limit).
     """
     import sys
 
     from . import update_process
 
     status = 0
-    with update_process.cancellable(), update_process.runs_folder() as folder:
+    with update_process.cancellable(), update_process.runs_folder(runs, runs_dir) as folder:
         index = 0
         try:
             for index in range(1, runs + 1):
+                if index < runs and folder.kept(index):
+                    print(
+                        f"attnperf update: run {index} of {runs}: kept in {folder.path} by an earlier call", flush=True
+                    )
+                    continue
                 command = [
                     sys.executable,
                     "-m",
@@ -249,6 +258,7 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
                         flush=True,
                     )
                     return max(code, int(pytest.ExitCode.TESTS_FAILED))
+            folder.finished()
         except update_process.Cancelled as cancel:
             update_process.ignore_cancels()  # a second Ctrl-C must not interrupt the cleanup with a traceback
             name = signal_name(cancel.signum)
@@ -257,8 +267,14 @@ def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] |
                 if index == runs
                 else "nothing was merged: the baselines are as they were"
             )
+            kept = (
+                f". The finished runs are kept in {folder.path}: the same command goes on from them"
+                if folder.given and index > 1
+                else ""
+            )
             print(
-                f"\nattnperf update: stopped by {name} during run {index} of {runs}; its processes are ended, {merged}",
+                f"\nattnperf update: stopped by {name} during run {index} of {runs}; its processes are ended, "
+                f"{merged}{kept}",
                 file=sys.stderr,
                 flush=True,
             )

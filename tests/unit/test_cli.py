@@ -217,8 +217,9 @@ def test_env_exits_1_when_no_backend_works(
 
 def _keep_results(env: dict[str, str]) -> None:
     """What a run of the update leaves for the last one (the update stops when a run left nothing)."""
-    index = env["ATTNPERF_RUN"].split("/")[0]
-    (Path(env["ATTNPERF_RUNS_DIR"]) / f"run-{index}.json").write_text("{}", encoding="utf-8")
+    index = int(env["ATTNPERF_RUN"].split("/")[0])
+    kept = {"token": env["ATTNPERF_UPDATE_TOKEN"], "run": index, "records": []}
+    (Path(env["ATTNPERF_RUNS_DIR"]) / f"run-{index}.json").write_text(json.dumps(kept), encoding="utf-8")
 
 
 def test_update_stops_when_a_run_kept_no_results(monkeypatch: pytest.MonkeyPatch) -> None:

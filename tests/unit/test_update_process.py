@@ -340,3 +340,30 @@ def test_a_cancel_during_a_run_ends_the_update_with_the_signal_and_removes_its_f
     )
     assert not folders[0].exists()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the update's handlers are gone with it
+
+
+def test_an_update_with_a_runs_dir_goes_on_from_the_runs_an_earlier_call_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_attnperf.update_process import Cancelled
+    from pytest_attnperf.updating import run_update
+
+    started: list[int] = []
+
+    def run(command: list[str], env: dict[str, str], *, cancel_at: int) -> int:
+        index = int(env[RUN_ENV].split("/")[0])
+        if index == cancel_at:
+            raise Cancelled(signal.SIGTERM)  # a CI job's time limit
+        started.append(index)
+        if index < 3:
+            UpdateRun(index, 3, Path(env[RUNS_DIR_ENV]), env[TOKEN_ENV], os.getpid(), None).keep([])
+        return 0
+
+    folder = tmp_path / "runs"
+    assert run_update(3, [], run=lambda c, env: run(c, env, cancel_at=2), runs_dir=folder) == 128 + signal.SIGTERM
+    assert f"The finished runs are kept in {folder}: the same command goes on from them" in capsys.readouterr().err
+    assert run_update(3, [], run=lambda c, env: run(c, env, cancel_at=0), runs_dir=folder) == 0
+    assert started == [1, 2, 3]  # run 1 was not measured again
+    assert f"run 1 of 3: kept in {folder} by an earlier call" in capsys.readouterr().out
+    assert run_update(3, [], run=lambda c, env: run(c, env, cancel_at=0), runs_dir=folder) == 0
+    assert started == [1, 2, 3, 1, 2, 3]  # a finished update's runs are never merged again
