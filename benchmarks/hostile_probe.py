@@ -2637,6 +2637,12 @@ def round3_update_probes() -> list[Probe]:
               unchanged_refusal("CPU busy", "not recording baselines measured on a busy CPU",
                                 "--attnperf-allow-busy-cpu", codes=(1,)),
               files=files, setup=copy, timeout=300, weight=4),
+        Probe("round3-update", "`attnperf update --runs 2 --runs-dir runs` SIGTERMed in run 2 (a job's time limit), then again",
+              shell([*UPDATE_RUNS, "--runs-dir", "runs"]) + " & pid=$!; while [ ! -e marker.json ]; do sleep 0.2; done; "
+              "kill -TERM $pid; wait $pid; echo \"first call: exit $?\"; rm marker.json; "
+              + shell([*UPDATE_RUNS, "--runs-dir", "runs"]),
+              accepts(r"first call: exit 143", r"run 1 of 2: kept in .*runs by an earlier call", r"wrote 1 entries"),
+              files=files, timeout=400, weight=6, show=r"run 1 of 2: kept in .*"),
         Probe("round3-update", "the same with --attnperf-allow-busy-cpu (recorded, with the warning)",
               SPIN + shell([*unbusy, "--attnperf-allow-busy-cpu", "test_a.py"]) + "; rc=$?; kill $(jobs -p); exit $rc",
               accepts("CPU busy", "1 passed", "wrote 1 entries"), files=files, timeout=300, weight=4),
