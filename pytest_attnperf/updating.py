@@ -3,8 +3,10 @@ or the detection limits of ``attnperf calibrate``.
 
 Everything comes from the results' records (device, GPU state, samples), so under pytest-xdist
 the controller writes the baselines without touching a GPU. ``attnperf update --runs N`` runs N
-pytest processes; runs 1..N-1 leave their results in a folder (``ATTNPERF_RUNS_DIR``) and run N
-merges all N into one entry per test (:mod:`.gate.recording`).
+pytest processes; runs 1..N-1 leave their results in the update's runs folder and run N merges
+all N into one entry per test (:mod:`.gate.recording`); who may steer a run, and how a cancelled
+update ends, is :mod:`.update_process`. An interrupted run, a cancelled update and a busy CPU
+record nothing (:func:`update_refusal`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def run_position() -> tuple[int, int] | None:
 def update_refusal(state: AttnPerfSession, session: pytest.Session) -> str | None:
     """Why this run must write no baseline at all, or None: interrupted, its update cancelled, a busy CPU."""
     if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-        return "interrupted: no baseline was written (the part of the run that was measured is no baseline)"
+        return "interrupted: no baseline was written (part of a run is no baseline)"
     try:
         run = update_run()
     except SteeringError as error:
