@@ -157,7 +157,8 @@ def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
     from .updating import run_update
 
     forwarded = to_command_line(_attnperf_flags(arguments))
-    return run_update(arguments.runs, [*forwarded, *extra])
+    runs_dir = Path(os.path.abspath(arguments.runs_dir)) if arguments.runs_dir else None
+    return run_update(arguments.runs, [*forwarded, *extra], runs_dir=runs_dir)
 
 
 def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
@@ -320,7 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="independent pytest runs whose spread each entry records (default 3)",
     )
-    add_argparse_options(update, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
+    update.add_argument(
+        "--runs-dir",
+        type=argparse_type(path_text("--runs-dir folder")),
+        default=None,
+        help="keep the runs' results in this folder (default: a temporary one): a cancelled or timed-out update "
+        "given the same folder again goes on from the runs it finished",
+    )
+    add_argparse_options(
+        update, ("backends", "seqlens", "device", "baselines", "mode", "min-samples", "allow-busy-cpu")
+    )
     calibrate = commands.add_parser(
         "calibrate",
         help="measure the smallest slowdown the gate catches in each case (injected GPU work) and store it "

@@ -53,6 +53,13 @@ def pytest_configure(config: pytest.Config) -> None:
             check_output_paths(settings)  # the paths this run writes: refused now, not after the measuring
         except OutputPathError as error:
             raise pytest.UsageError(str(error)) from None
+    if settings.update and not is_worker:
+        from .update_process import SteeringError, join_update
+
+        try:
+            join_update()  # steered only by a live `attnperf update`; stray ATTNPERF_RUN* variables are refused
+        except SteeringError as error:
+            raise pytest.UsageError(str(error)) from None
     # The pytest-xdist controller runs no test: it must not touch a GPU the workers are timing.
     distributing = not is_worker and getattr(config.option, "dist", "no") != "no"
     state = AttnPerfSession(settings, is_worker=is_worker, distributing=distributing)
@@ -270,6 +277,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             f"{gpu_state.temperature_c} C, power limit {gpu_state.power_limit_w:.0f} W"
         )
     clocks += [f"attnperf: GPU guard: {problem}" for problem in state.guard_problems]
+    clocks += [f"attnperf: CPU busy: {problem}" for problem in state.cpu_problems]
     return [
         *clocks,
         f"attnperf: {info.name} ({info.device}, {info.generation}); {versions}",

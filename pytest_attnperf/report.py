@@ -32,6 +32,7 @@ class RunReport:
     baseline_label: str
     environment_changes: tuple[str, ...] = ()
     guard_problems: list[str] = field(default_factory=list)
+    cpu_problems: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     update_errors: list[str] = field(default_factory=list)
     written_paths: list[Path] = field(default_factory=list)
@@ -135,6 +136,8 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
             write(f"environment changed since the baseline: {', '.join(changed)}", yellow=True)
         for problem in run.guard_problems:
             write(f"GPU guard: {problem}", yellow=True)
+        for problem in run.cpu_problems:
+            write(f"CPU busy: {problem}: its medians are the scheduler's as much as the kernel's", yellow=True)
         for result in run.results:
             for note in result.notes:
                 write(f"{_short_id(result.test_id)}: {note}", yellow=True)

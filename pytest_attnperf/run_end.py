@@ -50,11 +50,14 @@ def finish_run(
     baseline_path_of: Callable[[str], Path],
     report_of: Callable[[RunEnd], RunReport],
     write_study: Callable[[Path], list[Path]],
+    interrupted: bool = False,
+    cpu_problems: Sequence[str] = (),
 ) -> RunEnd:
     """Update the baselines, store the detection limits, write the report files and the study, as asked.
 
     ``report_of`` makes the report the output files are written from (it shows what the steps before did);
-    ``write_study`` measures and writes the study into a folder (the only step that needs the device).
+    ``write_study`` measures and writes the study into a folder (the only step that needs the device);
+    ``interrupted`` and ``cpu_problems`` (a busy CPU) keep the baselines as they are.
     """
     from .output_paths import shown
     from .report import write_outputs
@@ -63,7 +66,9 @@ def finish_run(
     end = RunEnd()
     if settings.update:
         try:
-            update = update_baselines(results, baseline_path_of)
+            update = update_baselines(
+                settings, results, baseline_path_of, interrupted=interrupted, cpu_problems=cpu_problems
+            )
         except KeyboardInterrupt:  # one line instead of a traceback; each file is written atomically
             pytest.exit(INTERRUPTED_UPDATE, returncode=pytest.ExitCode.INTERRUPTED)
         end = dataclasses.replace(

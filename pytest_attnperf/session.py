@@ -67,6 +67,7 @@ class AttnPerfSession:
         self.end = RunEnd()  # what the end of the run did (run_end.finish_run), for the report
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
+        self.cpu_problems: list[str] = []  # a busy CPU (measure/cpu_load.py): warned, and no baseline is recorded
         self.deferrer: Any = None  # the Deferrer of a gating run (see deferral.py)
         self._inputs_key: tuple[Any, ...] | None = None
         self._inputs: QKV | None = None
@@ -117,6 +118,14 @@ class AttnPerfSession:
             if self.guard_problems and self.settings.guard == "refuse":
                 raise ValueError(
                     "refusing to time on this GPU (--attnperf-guard=refuse): " + "; ".join(self.guard_problems)
+                )
+        if self.device.type == "cpu" and self.settings.guard != "off":
+            from .measure.cpu_load import cpu_contention
+
+            self.cpu_problems = [f"at the start: {problem}" for problem in cpu_contention()]
+            if self.cpu_problems and self.settings.guard == "refuse":
+                raise ValueError(
+                    "refusing to time on a busy CPU (--attnperf-guard=refuse): " + "; ".join(self.cpu_problems)
                 )
 
     # ------------------------------------------------------------ baselines
@@ -246,6 +255,7 @@ class AttnPerfSession:
             baseline_label=self.baseline_file_label() if measured else str(self.settings.baselines_dir),
             environment_changes=self.environment_changes() if measured else (),
             guard_problems=self.guard_problems,
+            cpu_problems=self.cpu_problems,
             changes=list(end.changes),
             update_errors=list(end.update_errors),
             written_paths=list(end.written_paths),
@@ -263,15 +273,30 @@ class AttnPerfSession:
 
     def finish(self, session: pytest.Session) -> None:
         """The end of the run (run_end.finish_run), and the exit status it asks for: the one place it is set."""
+        if self.settings.update:
+            self.cpu_problems += self._cpu_problems_at_end()
         self.end = finish_run(
             self.settings,
             self.results,
             baseline_path_of=self.baseline_path,
             report_of=self.report,
             write_study=self._write_study,
+            interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
+            cpu_problems=self.cpu_problems,
         )
-        if self.end.failed:
+        if self.end.failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _cpu_problems_at_end(self) -> list[str]:
+        """A busy CPU checked again before recording: the start's check saw only the start (and the xdist
+        controller measured nothing)."""
+        from .updating import measured_on_cpu
+
+        if self.settings.guard == "off" or not measured_on_cpu(self.results):
+            return []
+        from .measure.cpu_load import cpu_contention
+
+        return [f"at the end: {problem}" for problem in cpu_contention()]
 
     def _write_study(self, out_dir: Path) -> list[Path]:
         """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""

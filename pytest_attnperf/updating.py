@@ -3,8 +3,10 @@ or the detection limits of ``attnperf calibrate``.
 
 Everything comes from the results' records (device, GPU state, samples), so under pytest-xdist
 the controller writes the baselines without touching a GPU. ``attnperf update --runs N`` runs N
-pytest processes; runs 1..N-1 leave their results in a folder (``ATTNPERF_RUNS_DIR``) and run N
-merges all N into one entry per test (:mod:`.gate.recording`).
+pytest processes; runs 1..N-1 leave their results in the update's runs folder and run N merges
+all N into one entry per test (:mod:`.gate.recording`); who may steer a run, and how a cancelled
+update ends, is :mod:`.update_process`. An interrupted run, a cancelled update and a busy CPU
+record nothing (:func:`update_refusal`).
 """
 
 from __future__ import annotations
@@ -22,21 +24,51 @@ import pytest
 
 from .gate.results import CaseResult
 from .spec.device_info import SOFTWARE_KEYS
+from .update_process import SteeringError, UpdateRun, update_run
 
 if TYPE_CHECKING:
     from .gate.baselines import BaselineEntry, Change
+    from .spec.options import Settings
 
-RUNS_DIR_ENV = "ATTNPERF_RUNS_DIR"
-RUN_ENV = "ATTNPERF_RUN"  # "k/N": this process is run k of N of `attnperf update --runs N`
 
 
 def run_position() -> tuple[int, int] | None:
-    """(k, N) when this process is run k of an `attnperf update --runs N`; None otherwise."""
-    text = os.environ.get(RUN_ENV, "")
-    index, _, total = text.partition("/")
-    if not (index.isdigit() and total.isdigit() and 1 <= int(index) <= int(total)):
+    """(k, N) when this process is run k of a live `attnperf update --runs N`; None for a run of its own.
+
+    Stray ATTNPERF_RUN* variables raise :class:`SteeringError` (the plugin refuses them at configure time).
+    """
+    run = update_run()
+    return (run.index, run.total) if run else None
+
+
+def update_refusal(
+    settings: Settings, results: Sequence[CaseResult], *, interrupted: bool, cpu_problems: Sequence[str]
+) -> str | None:
+    """Why this run must write no baseline at all, or None: interrupted, its update cancelled, a busy CPU."""
+    if interrupted:
+        return "interrupted: no baseline was written (part of a run is no baseline)"
+    try:
+        run = update_run()
+    except SteeringError as error:
+        return str(error)
+    cancelled = run.cancelled() if run is not None else None
+    if cancelled:
+        return cancelled + ": no baseline was written"
+    return busy_cpu_refusal(settings, results, cpu_problems)
+
+
+def measured_on_cpu(results: Sequence[CaseResult]) -> bool:
+    return any((result.device_info or {}).get("device") == "cpu" for result in results)
+
+
+def busy_cpu_refusal(settings: Settings, results: Sequence[CaseResult], cpu_problems: Sequence[str]) -> str | None:
+    """A contended CPU's medians are no baseline, unless --attnperf-allow-busy-cpu says to record them."""
+    if settings.guard == "off" or not measured_on_cpu(results) or not cpu_problems or settings.allow_busy_cpu:
         return None
-    return int(index), int(total)
+    return (
+        "not recording baselines measured on a busy CPU: " + "; ".join(cpu_problems) + ". Record them on a quiet "
+        "machine, or pass --attnperf-allow-busy-cpu (ini: attnperf_allow_busy_cpu = true) to record them anyway"
+    )
 
 
 def recordable(result: CaseResult) -> bool:
@@ -60,12 +92,8 @@ def _device_record(result: CaseResult) -> dict[str, Any]:
     return {"name": result.device, "slug": result.device_slug, **info}
 
 
-def _earlier_runs(folder: Path) -> list[list[CaseResult]]:
-    runs = []
-    for path in sorted(folder.glob("run-*.json")):
-        records = json.loads(path.read_text(encoding="utf-8"))
-        runs.append([CaseResult.from_json(json.dumps(record)) for record in records])
-    return runs
+def _earlier_runs(run: UpdateRun) -> list[list[CaseResult]]:
+    return [[CaseResult.from_json(json.dumps(record)) for record in records] for records in run.earlier_runs()]
 
 
 @dataclass(frozen=True)
@@ -78,24 +106,36 @@ class UpdateOutcome:
     failed: bool = False
 
 
-def update_baselines(results: Sequence[CaseResult], baseline_path_of: Callable[[str], Path]) -> UpdateOutcome:
+def update_baselines(
+    settings: Settings,
+    results: Sequence[CaseResult],
+    baseline_path_of: Callable[[str], Path],
+    *,
+    interrupted: bool = False,
+    cpu_problems: Sequence[str] = (),
+) -> UpdateOutcome:
     """Write (or, for runs 1..N-1, keep for the last run) the baselines of this run's recordable results.
 
-    ``baseline_path_of`` maps a device slug to its baseline file.
+    ``baseline_path_of`` maps a device slug to its baseline file; ``interrupted`` and ``cpu_problems`` (a busy
+    CPU, measure/cpu_load.py) can refuse the whole update (:func:`update_refusal`).
     """
     from .gate.baselines import BaselineFileError, merge_entries, now_iso
     from .gate.recording import entry_from_runs, runs_note
 
+    refusal = update_refusal(settings, results, interrupted=interrupted, cpu_problems=cpu_problems)
+    if refusal is not None:
+        return UpdateOutcome(errors=(refusal,), failed=True)
     recordable_results = [result for result in results if recordable(result)]
-    position = run_position()
-    folder = Path(os.environ.get(RUNS_DIR_ENV, "."))
-    if position is not None and position[0] < position[1]:
-        folder.mkdir(parents=True, exist_ok=True)
-        records = [json.loads(result.to_json()) for result in recordable_results]
-        (folder / f"run-{position[0]}.json").write_text(json.dumps(records), encoding="utf-8")
-        kept = f"run {position[0]} of {position[1]} measured; the baselines are written after run {position[1]}"
+    update = update_run()
+    position = (update.index, update.total) if update else None
+    if update is not None and not update.last:
+        update.keep([json.loads(result.to_json()) for result in recordable_results])
+        kept = f"run {update.index} of {update.total} measured; the baselines are written after run {update.total}"
         return UpdateOutcome(notes=(kept,))
-    runs = (_earlier_runs(folder) if position is not None else []) + [recordable_results]
+    try:
+        runs = (_earlier_runs(update) if update is not None else []) + [recordable_results]
+    except SteeringError as error:
+        return UpdateOutcome(errors=(str(error),), failed=True)
     grouped: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for result in run:
@@ -199,36 +239,86 @@ def write_detection_limits(
     return CalibrationOutcome(tuple(lines), tuple(written), tuple(errors), failed)
 
 
-def run_update(runs: int, arguments: Sequence[str], *, run: Callable[..., int] | None = None) -> int:
+def run_update(
+    runs: int, arguments: Sequence[str], *, run: Callable[..., int] | None = None, runs_dir: Path | None = None
+) -> int:
     """`attnperf update --runs N`: N independent pytest processes, the last one merging all N into the baselines.
 
     Each run is a fresh process (its own allocator, compilation, clocks from rest), which is the
     point: the spread between them is what the gate's tolerance is made from. A run that ends
     with failed tests goes on (those cases are not recorded); one that cannot run stops the update.
+    A signal (Ctrl-C, SIGTERM, SIGHUP) stops the running run's whole process group; nothing is
+    merged after it (:mod:`.update_process`). The runs' results go to a private temporary folder,
+    removed at the end, or to ``runs_dir``, which is kept: the same command given the same folder
+    again skips the runs it finished (an update longer than one CI job's time limit).
     """
-    import subprocess
     import sys
-    import tempfile
 
-    call = run or subprocess.call
+    from . import update_process
+
     status = 0
-    with tempfile.TemporaryDirectory(prefix="attnperf-runs-") as folder:
-        for index in range(1, runs + 1):
-            command = [
-                sys.executable,
-                "-m",
-                "pytest",
-                "--attnperf",
-                "--attnperf-update",
-                *per_run(arguments, index, runs),
-            ]
-            print(f"attnperf update: run {index} of {runs}: {' '.join(command[1:])}", flush=True)
-            code = int(call(command, env={**os.environ, RUNS_DIR_ENV: folder, RUN_ENV: f"{index}/{runs}"}))
-            if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-                print(f"attnperf update: run {index} of {runs} ended with exit status {code}; nothing was merged")
-                return code
-            status = max(status, code)
+    with update_process.cancellable(), update_process.runs_folder(runs, runs_dir) as folder:
+        index = 0
+        try:
+            for index in range(1, runs + 1):
+                if index < runs and folder.kept(index):
+                    print(
+                        f"attnperf update: run {index} of {runs}: kept in {folder.path} by an earlier call", flush=True
+                    )
+                    continue
+                command = [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "--attnperf",
+                    "--attnperf-update",
+                    *per_run(arguments, index, runs),
+                ]
+                print(f"attnperf update: run {index} of {runs}: {' '.join(command[1:])}", flush=True)
+                call = run or update_process.run_child
+                code = int(call(command, env={**os.environ, **folder.environment(index, runs)}))
+                if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+                    print(f"attnperf update: run {index} of {runs} ended with exit status {code}; nothing was merged")
+                    return code
+                status = max(status, code)
+                if index < runs and not folder.kept(index):
+                    print(
+                        f"attnperf update: run {index} of {runs} kept no results (its output above says why, e.g. a "
+                        "busy CPU); nothing was merged",
+                        flush=True,
+                    )
+                    return max(code, int(pytest.ExitCode.TESTS_FAILED))
+            folder.finished()
+        except update_process.Cancelled as cancel:
+            update_process.ignore_cancels()  # a second Ctrl-C must not interrupt the cleanup with a traceback
+            name = signal_name(cancel.signum)
+            merged = (
+                f"the baselines stand as run {runs} left them: unchanged, or written whole if it had finished"
+                if index == runs
+                else "nothing was merged: the baselines are as they were"
+            )
+            kept = (
+                f". The finished runs are kept in {folder.path}: the same command goes on from them"
+                if folder.given and index > 1
+                else ""
+            )
+            print(
+                f"\nattnperf update: stopped by {name} during run {index} of {runs}; its processes are ended, "
+                f"{merged}{kept}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 128 + cancel.signum
     return status
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def per_run(arguments: Sequence[str], index: int, runs: int) -> list[str]:

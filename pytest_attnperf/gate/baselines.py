@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import socket
+import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,9 +66,17 @@ def baseline_path(directory: Path, slug: str) -> Path:
 # ---------------------------------------------------------------- writing
 
 
+LOCK_WAIT_S = 120.0  # a merge holds the lock for seconds; minutes mean a hung update or a stale lock
+
+
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Exclusive lock on ``path``'s sidecar lock file, across processes (xdist workers, CI jobs)."""
+def locked(path: Path, *, wait_s: float | None = None, notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Exclusive lock on ``path``'s sidecar lock file, across processes (xdist workers, CI jobs).
+
+    A lock held by another process is waited for at most ``wait_s`` (default :data:`LOCK_WAIT_S`),
+    saying what it waits for and who holds it; then :class:`BaselineFileError` names the lock file
+    and how to clear it. The holder writes its process id, host and command into the lock file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(path.name + ".lock")
     with open(lock_path, "a+b") as handle:
@@ -74,11 +85,104 @@ def locked(path: Path) -> Iterator[None]:
         except ImportError:  # Windows: no advisory locks; atomic rename still protects the file
             yield
             return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        _acquire(handle, lock_path, path, LOCK_WAIT_S if wait_s is None else wait_s, notify or _tell)
         try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(_holder_line().encode("utf-8", "replace"))
+            handle.flush()
             yield
         finally:
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()  # a lock left by a crash keeps its holder's line; a released one is empty
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _acquire(handle: Any, lock_path: Path, path: Path, wait_s: float, notify: Callable[[str], None]) -> None:
+    import fcntl
+
+    started = time.monotonic()
+    pause = 0.05
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = time.monotonic() - started
+            if waited >= wait_s:
+                raise BaselineFileError(
+                    path,
+                    f"gave up after {waited:.0f} s waiting for its lock {lock_path}, held by {lock_holder(lock_path)}. "
+                    "If no `attnperf update` or `pytest --attnperf-update` is still writing this folder (on any "
+                    f"machine that shares it), the lock is stale: delete {lock_path} and run the update again",
+                ) from None
+            if not told:
+                notify(
+                    f"attnperf: waiting for the lock {lock_path} (held by {lock_holder(lock_path)}) to write "
+                    f"{path.name}; giving up after {wait_s:g} s"
+                )
+                told = True
+            time.sleep(min(pause, max(0.0, wait_s - waited)))
+            pause = min(pause * 2, 1.0)
+            continue
+        if told:
+            notify(f"attnperf: got the lock {lock_path} after {time.monotonic() - started:.1f} s")
+        return
+
+
+def _tell(message: str) -> None:
+    with contextlib.suppress(OSError):
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
+
+def _holder_line() -> str:
+    command = " ".join(os.path.basename(part) if index == 0 else part for index, part in enumerate(sys.argv))
+    return f"pid {os.getpid()} on {socket.gethostname()}: {command[:200]}\n"
+
+
+def lock_holder(lock_path: Path) -> str:
+    """Who holds ``lock_path``, as far as can be told: the holder's own line, the kernel's lock table."""
+    try:
+        line = lock_path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        line = ""
+    kernel = _flock_holders(lock_path)
+    words = line.split()
+    if len(words) >= 4 and words[0] == "pid" and words[1].isdigit():
+        if words[3].rstrip(":") == socket.gethostname() and not _alive(int(words[1])):
+            line += " (that process is no longer running: a stale lock, as a network filesystem can leave)"
+        return line
+    if kernel:
+        return "process " + ", ".join(str(pid) for pid in kernel) + " (from /proc/locks)"
+    return "another process (not named in the lock file)"
+
+
+def _flock_holders(lock_path: Path) -> list[int]:
+    """The processes holding a flock on ``lock_path`` on this host (Linux /proc/locks), or []."""
+    try:
+        status = lock_path.stat()
+        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    device = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+    holders = []
+    for row in text.splitlines():
+        fields = row.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
+            holders.append(int(fields[4]))
+    return holders
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomic(path: Path, text: str) -> None:

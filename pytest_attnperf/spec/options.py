@@ -153,6 +153,12 @@ OPTIONS: tuple[Option, ...] = (
         default=False,
     ),
     Option(
+        "allow-busy-cpu",
+        "record baselines from a CPU run even when other processes kept the CPU busy (refused by default; "
+        "the check is off with --attnperf-guard=off)",
+        None,
+    ),
+    Option(
         "latency-tolerance",
         "allowed slowdown over the baseline median, e.g. 0.05 or 5%, or auto: per case from its baseline's "
         "between-run spread, 3% to 10% (default auto)",
@@ -320,6 +326,7 @@ class Settings:
     report_dir: Path | None
     bmf_path: Path | None = None
     github_benchmark_path: Path | None = None
+    allow_busy_cpu: bool = False
 
     def seqlens_for(self, is_cuda: bool) -> tuple[int, ...]:
         return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
@@ -467,4 +474,5 @@ def resolve_settings(
         report_dir=optional_path("attnperf_report"),
         bmf_path=optional_path("attnperf_bmf"),
         github_benchmark_path=optional_path("attnperf_github_benchmark"),
+        allow_busy_cpu=bool(values.get("attnperf_allow_busy_cpu")),
     )

@@ -6,13 +6,12 @@ import argparse
 import contextlib
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from pytest_attnperf import REGISTRY, cli
+from pytest_attnperf import REGISTRY, cli, update_process
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path
 from pytest_attnperf.measure.device import describe_device
 from pytest_attnperf.output_paths import shown
@@ -219,6 +218,20 @@ def test_env_exits_1_when_no_backend_works(
 # ---------------------------------------------------------------- update and the parser
 
 
+def _keep_results(env: dict[str, str]) -> None:
+    """What a run of the update leaves for the last one (the update stops when a run left nothing)."""
+    index = int(env["ATTNPERF_RUN"].split("/")[0])
+    kept = {"token": env["ATTNPERF_UPDATE_TOKEN"], "run": index, "records": []}
+    (Path(env["ATTNPERF_RUNS_DIR"]) / f"run-{index}.json").write_text(json.dumps(kept), encoding="utf-8")
+
+
+def test_update_stops_when_a_run_kept_no_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(update_process, "run_child", lambda command, env: calls.append(1) or 0)
+    assert cli.main(["update", "--runs", "3"]) == 1
+    assert calls == [1]
+
+
 def _runs(
     monkeypatch: pytest.MonkeyPatch, argv: list[str], codes: tuple[int, ...] = (0, 0, 0)
 ) -> list[tuple[list[str], dict[str, str]]]:
@@ -227,9 +240,10 @@ def _runs(
 
     def fake_call(command: list[str], env: dict[str, str]) -> int:
         calls.append((list(command), dict(env)))
+        _keep_results(env)
         return codes[len(calls) - 1]
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(update_process, "run_child", fake_call)
     cli.main(argv)
     return calls
 
@@ -271,9 +285,10 @@ def test_update_goes_on_after_failed_tests_and_stops_when_a_run_cannot_run(
 
     def fake_call(command: list[str], env: dict[str, str]) -> int:
         calls.append(1)
+        _keep_results(env)
         return codes[len(calls) - 1]
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(update_process, "run_child", fake_call)
     assert cli.main(["update"]) == status
     assert len(calls) == runs
 

@@ -68,9 +68,15 @@ def _value(settings: Settings, where: str) -> Any:
 def test_the_table_covers_every_option_with_an_ini_key() -> None:
     # Paths resolve against the folder they were given from: tested on their own (the exports in test_runs.py).
     paths = {"attnperf_baselines", "attnperf_bmf", "attnperf_github_benchmark"}
-    covered = {_dest(name) for name, *_ in SETTINGS_TABLE} | paths
+    covered = {_dest(name) for name, *_ in SETTINGS_TABLE} | paths | {"attnperf_allow_busy_cpu"}
     assert covered == set(INI_KEYS)
     assert {option.name for option in OPTIONS if not option.ini} == {"update", "calibrate", "json", "markdown", "report"}
+
+
+def test_allow_busy_cpu_is_a_flag_with_an_ini_key(pytester: pytest.Pytester) -> None:
+    assert _settings(pytester).allow_busy_cpu is False
+    assert _settings(pytester, "--attnperf-allow-busy-cpu").allow_busy_cpu is True
+    assert _settings(pytester, ini={"attnperf_allow_busy_cpu": "true"}).allow_busy_cpu is True
 
 
 def _all(settings: Settings) -> dict[str, Any]:

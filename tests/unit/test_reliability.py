@@ -50,6 +50,7 @@ SMALL_RUN = (
     "--attnperf-min-samples=3",
     "--attnperf-warmup=1ms",
     "--attnperf-rep=5ms",
+    "--attnperf-allow-busy-cpu",  # a shared test machine is busy
 )
 LEFTOVER = re.compile(r"^\.gpu\.yaml\.\w+\.tmp$")  # tempfile.mkstemp(prefix=".gpu.yaml.", suffix=".tmp")
 
@@ -334,7 +335,7 @@ INTERRUPTED_RUN = """
 """
 
 
-def test_ctrl_c_during_an_update_run_writes_the_finished_cases_only(pytester: pytest.Pytester) -> None:
+def test_ctrl_c_during_an_update_run_writes_nothing(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_interrupted=INTERRUPTED_RUN)
     path = baseline_path(pytester.path / "baselines", CPU.slug)
     kept = entries(1, 5.0, prefix="other.py::test_kept")
@@ -344,7 +345,8 @@ def test_ctrl_c_during_an_update_run_writes_the_finished_cases_only(pytester: py
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     written = load_baseline(path)
     assert written is not None
-    assert sorted(written.entries) == sorted([*kept, "test_interrupted.py::test_first[eager-64]"])
+    assert sorted(written.entries) == sorted(kept)  # a cancelled run changes no baseline, not even its finished cases
+    assert "interrupted: no baseline was written" in result.stdout.str()
     assert leftovers(path.parent) == []
 
 
