@@ -236,6 +236,12 @@ def keep_last(model: Any) -> dict[str, int]:
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward keyword that takes the KV cache: ``cache`` where the model's forward has it, else the older
+    ``past_key_values`` (transformers renamed it in 5.24 and warns about the old name, removal announced for 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def prefill(hf: HFModel, seqlen: int, batch: int = 1) -> Callable[[], torch.Tensor]:
     """Time to first token: one forward over ``seqlen`` seeded tokens (cache filled, as generate does)."""
     ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
@@ -260,16 +266,19 @@ class DecodeStep:
         self.next_ids = ids[:, cache_len:]
         self.keep = keep_last(hf.model)
         self.cache: Any = import_transformers().DynamicCache()
+        self.cache_keyword = cache_keyword(hf.model)
         # Filled once with SDPA, whatever is measured: O(S) memory (an eager prefill may not fit where an
         # eager decode step does) and no recompiles of flex_attention for the fill's shapes. A model that
         # refuses SDPA (Gemma-2: its soft-capping) is filled with the implementation it was built with.
         fill = "sdpa" if _accepts(hf.model, "sdpa") else str(hf.model.config._attn_implementation)
         with torch.no_grad(), _implementation(hf.model, fill):
-            hf.model(input_ids=ids[:, :cache_len], past_key_values=self.cache, use_cache=True, **self.keep)
+            hf.model(input_ids=ids[:, :cache_len], use_cache=True, **self.keep, **{self.cache_keyword: self.cache})
 
     def __call__(self) -> torch.Tensor:
         with torch.no_grad(), self.hf.attention_context():
-            output = self.hf.model(input_ids=self.next_ids, past_key_values=self.cache, use_cache=True, **self.keep)
+            output = self.hf.model(
+                input_ids=self.next_ids, use_cache=True, **self.keep, **{self.cache_keyword: self.cache}
+            )
         # Drop the token this step appended. A negative count means "remove" both before transformers 5.18
         # (where a positive one was the length to keep) and after (where a positive one raises).
         self.cache.crop(-1)
