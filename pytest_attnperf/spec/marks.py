@@ -9,15 +9,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from .dtypes import SHORT_NAME, parse_dtype
-from .presets import LAYER_KINDS, resolve_model
 from .shapes import MODES
 from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_size, positive_int
 from .workloads import parse_workload
+
+if TYPE_CHECKING:
+    from .presets import ModelPreset
 
 EquivalenceRule = Literal["fa2", "fa3", "allclose"]
 
@@ -197,7 +199,16 @@ def _softcap(value: Any) -> float:
     return float(value)
 
 
+def _model(value: Any) -> ModelPreset:
+    # The presets (and YAML) load on the first mark that names a model, not with the plugin.
+    from .presets import resolve_model
+
+    return resolve_model(value)
+
+
 def _layer(value: Any) -> str:
+    from .presets import LAYER_KINDS
+
     if value not in LAYER_KINDS:
         raise ValueError(f"layer {value!r} is not one of {', '.join(map(repr, LAYER_KINDS))}")
     return str(value)
@@ -220,7 +231,7 @@ _SHAPE_PARSERS: dict[str, Callable[[Any], Any]] = {
     "workload": parse_workload,
     "q_len": positive_int("q_len"),
     "page_size": positive_int("page_size"),
-    "model": resolve_model,
+    "model": _model,
     "layer": _layer,
     "softcap": _softcap,
 }
