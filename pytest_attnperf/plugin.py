@@ -254,9 +254,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = session_of(config)
     if state.is_worker or not state.settings.enabled:
         return
-    from .report import terminal_summary
+    from .report import skip_reason_lines, terminal_summary
 
     terminal_summary(terminalreporter, state.report())
+    reasons = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]
+    if reasons:  # a bare "s" says nothing: most are backends that cannot run on this device
+        terminalreporter.section(f"attnperf: {len(reasons)} skipped, by reason")
+        for line in skip_reason_lines(reasons):
+            terminalreporter.write_line(line)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -277,6 +288,13 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     clocks += [f"attnperf: GPU guard: {problem}" for problem in state.guard_problems]
     return [
         *clocks,
-        f"attnperf: {info.name} ({info.device}, {info.generation}); {versions}",
+        f"attnperf: {_device_words(info.name, info.device, info.generation)}; {versions}",
         f"attnperf: baselines {state.baseline_file_label()} ({state.baseline_status()})",
     ]
+
+
+def _device_words(name: str, device: str, generation: str) -> str:
+    """'NVIDIA H100 (cuda:0, Hopper)', or of a CPU: 'the CPU, AMD EPYC 7B13 (no GPU in this run)'."""
+    if device.startswith("cuda"):
+        return f"{name} ({device}, {generation})"
+    return f"the CPU, {name} (no GPU in this run)"

@@ -6,6 +6,7 @@ Everything here reads a :class:`RunReport`, a plain record the session fills at 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,16 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
         write(f"attnperf: wrote {path}")
     for error in run.output_errors:
         write(f"attnperf: {error}", red=True)
+
+
+def skip_reason_lines(reasons: Sequence[str], *, limit: int = 15) -> list[str]:
+    """One line per distinct skip reason with its count, the commonest first (pytest's -rs lists every test)."""
+    counts = Counter(reasons)
+    lines = [f"{count:>5} {reason}" for reason, count in counts.most_common(limit)]
+    rest = counts.most_common()[limit:]
+    if rest:
+        lines.append(f"{sum(count for _, count in rest):>5} for {len(rest)} other reasons (pytest -rs lists each test)")
+    return lines
 
 
 def results_document(run: RunReport) -> dict[str, Any]:

@@ -147,7 +147,7 @@ class AttnPerfSession:
     def baseline_status(self) -> str:
         baseline = self.baseline_for(self.info.slug)
         if baseline is None:
-            return "no baseline file for this GPU yet"
+            return f"no baseline file for this {'GPU' if self.info.is_cuda else 'CPU'} yet"
         recorded = baseline.environment.get("recorded_at", "?")
         return f"{len(baseline.entries)} entries, last recorded {recorded}"
 
