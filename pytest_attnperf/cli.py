@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -198,11 +199,34 @@ def command_show(arguments: argparse.Namespace) -> int:
 
     baseline = _load_or_exit(Path(arguments.file))
     print(f"{baseline.path}: {baseline.device.get('name')}, {len(baseline.entries)} entries")
-    recorded = ", ".join(f"{key} {value}" for key, value in baseline.environment.items() if value)
-    print(f"recorded with: {recorded}\n")
+    recorded = ", ".join(
+        f"{key} {value}" for key, value in baseline.environment.items() if value and not isinstance(value, dict)
+    )
+    print(f"recorded with: {recorded}")
+    for key, value in baseline.environment.items():
+        if isinstance(value, dict) and value:  # gpu_state: one readable line, not a Python dict
+            print(f"{key.replace('_', ' ')}: {_readable_fields(value)}")
+    print()
     for line in format_table(("test", "backend", "median", "peak mem", "fits", "recorded"), _entry_rows(baseline)):
         print(line)
     return 0
+
+
+_UNIT_ENDINGS = (("_mhz", "MHz"), ("_w", "W"), ("_c", "C"))
+
+
+def _readable_fields(fields: dict[str, Any]) -> str:
+    """{'sm_clock_mhz': 1980, 'throttle_reasons': []} -> 'sm clock 1980 MHz; throttle reasons none'."""
+    parts = []
+    for key, value in fields.items():
+        name, unit = key, ""
+        for ending, symbol in _UNIT_ENDINGS:
+            if key.endswith(ending):
+                name, unit = key.removesuffix(ending), f" {symbol}"
+                break
+        shown_value = (", ".join(map(str, value)) or "none") if isinstance(value, (list, tuple)) else f"{value}{unit}"
+        parts.append(f"{name.replace('_', ' ')} {shown_value}")
+    return "; ".join(parts)
 
 
 def diff_rows(old: BaselineFile, new: BaselineFile) -> list[tuple[str, ...]]:
@@ -239,24 +263,36 @@ def command_diff(arguments: argparse.Namespace) -> int:
 
 def command_report(arguments: argparse.Namespace) -> int:
     from .backends.registry import REGISTRY, BackendError
-    from .measure.device import describe_device
     from .output_paths import OutputPathError, check_folder_target
-    from .spec.options import CPU_SEQLENS, GPU_SEQLENS, TimingConfig
-    from .study.decode_plan import CPU_DECODE, GPU_DECODE
-    from .study.output import PLOTS_NEED, plots_available, write_study
-    from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
     # Every argument is checked before the study measures anything (it takes minutes).
     try:
         REGISTRY.select(arguments.attnperf_backends)
     except BackendError as error:
         raise CommandError(f"--attnperf-backends: {error}") from None
+    device = _device(arguments.attnperf_device)
     out = Path(os.path.abspath(arguments.out))
+    made_out = not out.exists()
     try:
         check_folder_target(out, "--out")
     except OutputPathError as error:
         raise CommandError(str(error)) from None
-    device = _device(arguments.attnperf_device)
+    try:
+        return _report_into(arguments, device, out)
+    except BaseException:
+        if made_out:  # a refused or interrupted report leaves no empty folder of ours behind
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+        raise
+
+
+def _report_into(arguments: argparse.Namespace, device: Any, out: Path) -> int:
+    from .measure.device import describe_device
+    from .spec.options import CPU_SEQLENS, GPU_SEQLENS, TimingConfig
+    from .study.decode_plan import CPU_DECODE, GPU_DECODE
+    from .study.output import PLOTS_NEED, plots_available, write_study
+    from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
+
     plots = plots_available()
     if not plots:  # said before measuring, not after it
         print(f"attnperf report: writing the tables, study.json and README.md without plots; {PLOTS_NEED}")
@@ -267,6 +303,9 @@ def command_report(arguments: argparse.Namespace) -> int:
     if arguments.only == "decode":
         configs = ()
     seqlens = arguments.attnperf_seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_SEQLENS)
+    decode = GPU_DECODE if device.type == "cuda" else CPU_DECODE
+    if arguments.attnperf_seqlens:  # the decode section's cache lengths too: it was most of a "quick" run
+        decode = decode.with_lengths(arguments.attnperf_seqlens)
     timing = TimingConfig(min_samples=arguments.attnperf_min_samples or 10)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
     study = run_study(
@@ -276,7 +315,7 @@ def command_report(arguments: argparse.Namespace) -> int:
         seqlens=seqlens,
         backends=arguments.attnperf_backends,
         timing=timing,
-        decode=None if arguments.only == "prefill" else (GPU_DECODE if device.type == "cuda" else CPU_DECODE),
+        decode=None if arguments.only == "prefill" else decode,
         command=command,
         progress=stderr_progress(),
     )
@@ -303,6 +342,13 @@ def command_memory(arguments: argparse.Namespace) -> int:
         raise SystemExit(f"attnperf memory: {error}") from None
     print(format_model_memory(memory))
     return 0
+
+
+# The first of study.runner's GPU_CONFIGS and CPU_CONFIGS (a test keeps them in step; importing them needs torch).
+QUICK_HELP = (
+    "only the first configuration: fp16 causal d128 on a GPU, fp32 causal d64 on a CPU "
+    "(the decode section still runs: --only prefill leaves it out, --attnperf-seqlens bounds it)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,14 +380,20 @@ def build_parser() -> argparse.ArgumentParser:
     diff = commands.add_parser("diff", help="compare two baseline files entry by entry")
     diff.add_argument("old")
     diff.add_argument("new")
-    report = commands.add_parser("report", help="measure the FlashAttention study on this GPU: tables, plots, frontier")
+    report = commands.add_parser(
+        "report",
+        help="measure the FlashAttention study on this GPU: tables, plots, frontier",
+        description="Measure the FlashAttention study: prefill tables per configuration, the memory frontier, and "
+        "a decode section (one new token over KV caches). --attnperf-seqlens sets the prefill context lengths and "
+        "the decode section's cache lengths.",
+    )
     report.add_argument(
         "--out",
         default="attnperf-report",
         type=argparse_type(path_text("--out folder")),
         help="folder for README.md, study.json and the plots",
     )
-    report.add_argument("--quick", action="store_true", help="only the first configuration (fp16 causal d128)")
+    report.add_argument("--quick", action="store_true", help=QUICK_HELP)
     report.add_argument(
         "--only",
         choices=("prefill", "decode"),

@@ -102,7 +102,9 @@ class AttnPerfSession:
     def start(self) -> None:
         """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
         from .measure.guards import read_gpu_state, state_problems
+        from .measure.known_noise import import_quietly
 
+        import_quietly()  # torch modules that warn about themselves at import, imported now with that one filtered
         self.settings.shape_defaults(self.is_cuda)  # --attnperf-kv-heads against this device's default heads
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":

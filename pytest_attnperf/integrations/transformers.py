@@ -26,6 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..backends.builtin import sdpa_refused
 from ..measure.inputs import torch_dtype
+from ..measure.known_noise import CREATE_BLOCK_MASK_COMPILE, without
 from ..spec.dtypes import parse_dtype
 from ..spec.presets import ModelPreset, resolve_model
 
@@ -152,9 +153,7 @@ class HFModel:
         if name == "flex_attention":
             # Each new length or layout recompiles flex_attention; past dynamo's limit (8) it quietly runs
             # unfused, materialising every score, and would be timed as such.
-            config: Any = torch._dynamo.config
-            limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-            return config.patch(**{limit: max(getattr(config, limit), _FLEX_RECOMPILE_LIMIT)})  # type: ignore[no-any-return]
+            return _flex_context()
         return contextlib.nullcontext()
 
     def describe(self, **lengths: int) -> dict[str, Any]:
@@ -172,6 +171,18 @@ class HFModel:
             "dtype": parse_dtype(self.dtype),
             **lengths,
         }
+
+
+@contextlib.contextmanager
+def _flex_context() -> Iterator[None]:
+    config: Any = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    # transformers' flex masks call create_block_mask(_compile=True), which torch deprecates: once per call.
+    with (
+        config.patch(**{limit: max(getattr(config, limit), _FLEX_RECOMPILE_LIMIT)}),
+        without(CREATE_BLOCK_MASK_COMPILE),
+    ):
+        yield
 
 
 def build_model(
@@ -271,7 +282,7 @@ class DecodeStep:
         # eager decode step does) and no recompiles of flex_attention for the fill's shapes. A model that
         # refuses SDPA (Gemma-2: its soft-capping) is filled with the implementation it was built with.
         fill = "sdpa" if _accepts(hf.model, "sdpa") else str(hf.model.config._attn_implementation)
-        with torch.no_grad(), _implementation(hf.model, fill):
+        with torch.no_grad(), _implementation(hf.model, fill), without(CREATE_BLOCK_MASK_COMPILE):
             hf.model(input_ids=ids[:, :cache_len], use_cache=True, **self.keep, **{self.cache_keyword: self.cache})
 
     def __call__(self) -> torch.Tensor:
