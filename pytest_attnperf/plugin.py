@@ -18,13 +18,11 @@ import pytest
 
 from . import fixtures
 from .fixtures import BENCHMARK_FIXTURES, RUNNER_KEY, plugin_fixture_names
-from .gate.results import RECORD_PROPERTY, CaseResult
 from .output_paths import OutputPathError, check_output_paths
 from .rootdir_guard import check_option_spelling
 from .session import SESSION_KEY, AttnPerfSession, session_of
-from .spec.marks import MARKER_HELP, MARKER_USAGE, MarkerError, case_spec, evaluate_marker, item_marks, variant_id
+from .spec.marker_text import MARKER_HELP, MARKER_USAGE
 from .spec.options import VALUED_FLAGS, SettingsError, add_pytest_options, resolve_settings
-from .spec.shapes import length_id
 
 SKIP_REASON = "attention benchmark: runs only with --attnperf"
 
@@ -91,6 +89,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not ours & {"attn_backend", "context_len", "_attnperf_variant"}:
         return
     from .backends.registry import REGISTRY, BackendError
+    from .spec.marks import MarkerError, case_spec, evaluate_marker, variant_id
+    from .spec.shapes import length_id
 
     state = session_of(metafunc.config)
     where = metafunc.definition.nodeid
@@ -143,20 +143,30 @@ def _case_id(names: list[str], case: tuple[tuple[Any, str], ...]) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate every attnperf mark now (not after the test ran); skip the benchmarks without --attnperf."""
     state = session_of(config)
-    errors = []
-    for item in items:
-        try:
-            item_marks(item)
-        except MarkerError as error:
-            errors.append(str(error))
-    if errors:
-        raise pytest.UsageError("invalid attnperf marker arguments:\n  " + "\n  ".join(errors))
+    gated: set[int] = set()
+    marked = [item for item in items if _has_attnperf_marks(item)]
+    if marked:  # the marker parsers load only for a suite that uses the markers
+        from .spec.marks import MarkerError, item_marks
+
+        errors = []
+        for item in marked:
+            try:
+                if item_marks(item).gate.any:
+                    gated.add(id(item))
+            except MarkerError as error:
+                errors.append(str(error))
+        if errors:
+            raise pytest.UsageError("invalid attnperf marker arguments:\n  " + "\n  ".join(errors))
     if state.settings.enabled:
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
-        if item_marks(item).gate.any or _uses_benchmark_fixture(item):
+        if id(item) in gated or _uses_benchmark_fixture(item):
             item.add_marker(skip)
+
+
+def _has_attnperf_marks(item: pytest.Item) -> bool:
+    return any(mark.name.startswith("attnperf_") for mark in item.iter_markers())
 
 
 def _uses_benchmark_fixture(item: pytest.Item) -> bool:
@@ -173,7 +183,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
     runner = item.stash.get(RUNNER_KEY, None)
     measured = runner is not None and runner.result is not None
-    if session_of(item.config).settings.enabled and item_marks(item).gate.any and not measured:
+    if not session_of(item.config).settings.enabled:
+        return result
+    from .spec.marks import item_marks
+
+    if item_marks(item).gate.any and not measured:
         pytest.fail(
             f"{item.nodeid} has attnperf check marks but measured nothing: request the `attnperf` fixture and "
             "call attnperf.measure(attn_backend, qkv) (or attnperf.measure_workload(fn, name=...))",
@@ -189,6 +203,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if state.deferrer is None:
         return None
     from .deferral import wants_protocol
+    from .spec.marks import item_marks
 
     if not wants_protocol(state, item_marks(item).gate.latency is not None):
         return None
@@ -235,6 +250,8 @@ class ResultCollector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
+        from .gate.results import RECORD_PROPERTY, CaseResult
+
         for name, value in report.user_properties:
             if name == RECORD_PROPERTY:
                 self.state.add_result(CaseResult.from_json(str(value)))

@@ -15,17 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .gate.results import CaseResult
-from .spec.options import Settings
-
 if TYPE_CHECKING:
     import torch
 
     from .gate.baselines import BaselineEntry, BaselineFile, Change
+    from .gate.results import CaseResult
     from .measure.guards import GpuState
     from .measure.inputs import QKV
     from .report import RunReport
     from .spec.device_info import DeviceInfo
+    from .spec.options import Settings
     from .spec.shapes import AttnShape
 
 SESSION_KEY = pytest.StashKey["AttnPerfSession"]()

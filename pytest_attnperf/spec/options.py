@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from .dtypes import parse_dtype
 from .option_values import choice, parse_bool, parse_mode, parse_seed, parse_tolerance, parse_workloads, path_text
-from .shapes import MODES, Mode
 from .units import (
     argparse_type,
     parse_duration_ms,
@@ -25,7 +24,7 @@ from .units import (
     parse_name_list,
     positive_int,
 )
-from .workloads import WORKLOADS
+from .workloads import MODES, WORKLOADS, Mode
 
 MissingPolicy = Literal["fail", "skip", "warn"]
 MISSING_POLICIES: tuple[MissingPolicy, ...] = ("fail", "skip", "warn")
