@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from .dtypes import SHORT_NAME, parse_dtype
-from .marker_text import MARKER_USAGE
+from .marker_text import MARKER_HELP as MARKER_HELP  # re-exported: they lived here before
+from .marker_text import MARKER_USAGE as MARKER_USAGE
 from .shapes import MODES
 from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_size, positive_int
 from .workloads import parse_workload

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from .dtypes import SHORT_NAME, dtype_bytes, parse_dtype
 from .workloads import MODES as MODES  # re-exported: modes lived here before
-from .workloads import VARLEN_DEFAULT_BATCH, WORKLOADS, Mode, Workload, default_q_len, seeded_lengths
+from .workloads import VARLEN_DEFAULT_BATCH, WORKLOADS, Workload, default_q_len, seeded_lengths
+from .workloads import Mode as Mode
 
 Window = tuple[int, int]
 NO_WINDOW: Window = (-1, -1)
