@@ -127,11 +127,14 @@ class CommandError(Exception):
 
 def _device(spec: str | None) -> Any:
     from .measure.device import resolve_device
+    from .measure.known_noise import import_quietly
 
     try:
-        return resolve_device(spec or "auto")
+        device = resolve_device(spec or "auto")
     except ValueError as error:
         raise CommandError(f"--attnperf-device: {error}") from None
+    import_quietly()  # env and report compile backends too: torch's import-time deprecations, filtered there
+    return device
 
 
 def command_env(arguments: argparse.Namespace) -> int:
