@@ -67,21 +67,16 @@ stage_baseline() {
 }
 
 stage_record() {
-  # `attnperf update --runs N` of $SUITE, its N runs driven here exactly as the command drives them (one fresh pytest
-  # process each, ATTNPERF_RUN=k/N, records kept in ATTNPERF_RUNS_DIR, the last run merging all N), so that every
-  # finished run's records and JSON come back even when the call's time runs out first: a later call finishes the
-  # remaining runs with record/runs carried back into RUNS_DIR (FIRST_RUN=k). RECORD_SECONDS bounds the stage.
-  local runs=${BASELINE_RUNS:-3} first=${FIRST_RUN:-1} deadline=$(( $(date +%s) + ${RECORD_SECONDS:-540} ))
+  # `attnperf update --runs N` of $SUITE. Its runs folder (--runs-dir) keeps every finished run, so when the call's
+  # time runs out first, a later call on the same machine given the same folder (RUNS_DIR, carried back) carries
+  # on from them. RECORD_SECONDS bounds the stage; each run's JSON report is report-run<k>.json.
   local folder=${RUNS_DIR:-$OUT/record/runs}
   mkdir -p "$folder"
-  for run in $(seq "$first" "$runs"); do
-    local start=$(date +%s)
-    ATTNPERF_RUNS_DIR="$folder" ATTNPERF_RUN="$run/$runs" timeout $(( deadline - start )) \
-      python3 -m pytest --attnperf --attnperf-update -p no:cacheprovider -q -rfE "$SUITE" \
-      --attnperf-json="$OUT/record/report-run$run.json" >"$OUT/record/run$run.log" 2>&1
-    echo "run $run of $runs: exit $?, wall $(( $(date +%s) - start )) s, $(tail -1 "$OUT/record/run$run.log")" \
-      | tee -a "$OUT/record/record.txt"
-  done
+  local start=$(date +%s)
+  timeout "${RECORD_SECONDS:-540}" attnperf update --runs "${BASELINE_RUNS:-3}" --runs-dir "$folder" \
+    -p no:cacheprovider -q -rfE $SUITE --attnperf-json="$OUT/record/report.json" >"$OUT/record/update.log" 2>&1
+  echo "update of $SUITE: exit $?, wall $(( $(date +%s) - start )) s, $(tail -1 "$OUT/record/update.log")" \
+    | tee -a "$OUT/record/record.txt"
   [ "$folder" = "$OUT/record/runs" ] || cp -a "$folder" "$OUT/record/runs"
   cp baselines/*.yaml "$OUT/record/" 2>/dev/null
 }

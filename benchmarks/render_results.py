@@ -84,7 +84,7 @@ STAGE_COMMANDS = {
     "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
-    "load_tax": "python benchmarks/load_tax.py --runs 7 --baseline baselines/nvidia-h200.yaml",
+    "load_tax": "python benchmarks/load_tax.py --runs 21 --baseline baselines/nvidia-h200.yaml",
     "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
     "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
     "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
@@ -1218,12 +1218,18 @@ def render_load_tax(ctx: Context) -> str:
     torch = _found(r"^torch imported when loading the plugin: (\w+)", text, "load-tax.txt")
     help_cost = _found(r"^attnperf --help: ([+-][\d.]+) s over python -c pass", text, "load-tax.txt")
     show_cost = _found(r"^attnperf show [^:\n]+: ([+-][\d.]+) s over python -c pass", text, "load-tax.txt")
+    packages = _found(r"^packages: (.+)$", text, "load-tax.txt").group(1)
+    runs = _found(r"^pytest, plugin installed .* (\d+)$", text, "load-tax.txt").group(1)
+    load = _found(r"^load average \(1 min\) before / after: ([\d.]+) / ([\d.]+)", text, "load-tax.txt")
     return block(
         ctx,
         f"A one-test suite with the plugin installed takes {ratio.group(1)}× the median wall time of the same run with "
         f"`-p no:attnperf` ({ratio.group(2)} s; CPU time {cpu.group(1)}×), torch imported at load: {torch.group(1)}; "
         f"`attnperf --help` costs {help_cost.group(1)} s over `python -c pass`, `attnperf show` of the H200 baselines "
-        f"{show_cost.group(1)} s (a 2-core CPU machine; medians of 7 interleaved runs).",
+        f"{show_cost.group(1)} s. Measured where the README's CPU install puts it (a virtual environment with "
+        f"`pip install torch==2.13.0 && pip install -e .` and nothing else: {packages}), on a 2-core CPU machine "
+        f"shared with other work (load average {load.group(1)} before, {load.group(2)} after); medians of {runs} "
+        "interleaved runs.",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load
 from .project_settings import settings_here
 from .spec.device_info import SOFTWARE_KEYS, compute_units
 from .spec.option_values import path_text
-from .spec.options import SettingsError, add_argparse_options, to_command_line
+from .spec.options import Settings, SettingsError, add_argparse_options, to_command_line
 from .spec.units import argparse_type, format_bytes, format_ms, positive_int
 
 
@@ -122,11 +123,14 @@ def _print_environment(report: dict[str, Any]) -> None:
 
 def _device(spec: str | None) -> Any:
     from .measure.device import resolve_device
+    from .measure.known_noise import import_quietly
 
     try:
-        return resolve_device(spec or "auto")
+        device = resolve_device(spec or "auto")
     except ValueError as error:
         raise CommandError(f"--attnperf-device: {error}") from None
+    import_quietly()  # env and report compile backends too: torch's import-time deprecations, filtered there
+    return device
 
 
 def command_env(arguments: argparse.Namespace) -> int:
@@ -199,11 +203,34 @@ def command_show(arguments: argparse.Namespace) -> int:
 
     baseline = _load_or_exit(Path(arguments.file))
     print(f"{baseline.path}: {baseline.device.get('name')}, {len(baseline.entries)} entries")
-    recorded = ", ".join(f"{key} {value}" for key, value in baseline.environment.items() if value)
-    print(f"recorded with: {recorded}\n")
+    recorded = ", ".join(
+        f"{key} {value}" for key, value in baseline.environment.items() if value and not isinstance(value, dict)
+    )
+    print(f"recorded with: {recorded}")
+    for key, value in baseline.environment.items():
+        if isinstance(value, dict) and value:  # gpu_state: one readable line, not a Python dict
+            print(f"{key.replace('_', ' ')}: {_readable_fields(value)}")
+    print()
     for line in format_table(("test", "backend", "median", "peak mem", "fits", "recorded"), _entry_rows(baseline)):
         print(line)
     return 0
+
+
+_UNIT_ENDINGS = (("_mhz", "MHz"), ("_w", "W"), ("_c", "C"))
+
+
+def _readable_fields(fields: dict[str, Any]) -> str:
+    """{'sm_clock_mhz': 1980, 'throttle_reasons': []} -> 'sm clock 1980 MHz; throttle reasons none'."""
+    parts = []
+    for key, value in fields.items():
+        name, unit = key, ""
+        for ending, symbol in _UNIT_ENDINGS:
+            if key.endswith(ending):
+                name, unit = key.removesuffix(ending), f" {symbol}"
+                break
+        shown_value = (", ".join(map(str, value)) or "none") if isinstance(value, (list, tuple)) else f"{value}{unit}"
+        parts.append(f"{name.replace('_', ' ')} {shown_value}")
+    return "; ".join(parts)
 
 
 def diff_rows(old: BaselineFile, new: BaselineFile) -> list[tuple[str, ...]]:
@@ -240,11 +267,7 @@ def command_diff(arguments: argparse.Namespace) -> int:
 
 def command_report(arguments: argparse.Namespace) -> int:
     from .backends.registry import REGISTRY, BackendError
-    from .measure.device import describe_device
     from .output_paths import OutputPathError, check_folder_target
-    from .study.decode_plan import CPU_DECODE, GPU_DECODE
-    from .study.output import PLOTS_NEED, plots_available, write_study
-    from .study.runner import CPU_CONFIGS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
 
     # Every argument is checked before the study measures anything (it takes minutes).
     settings = settings_here(_attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
@@ -252,12 +275,29 @@ def command_report(arguments: argparse.Namespace) -> int:
         REGISTRY.select(settings.backends)
     except BackendError as error:
         raise CommandError(f"--attnperf-backends: {error}") from None
+    device = _device(settings.device)
     out = Path(os.path.abspath(arguments.out))
+    made_out = not out.exists()
     try:
         check_folder_target(out, "--out")
     except OutputPathError as error:
         raise CommandError(str(error)) from None
-    device = _device(settings.device)
+    try:
+        return _report_into(arguments, settings, device, out)
+    except BaseException:
+        if made_out:  # a refused or interrupted report leaves no empty folder of ours behind
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty
+        raise
+
+
+def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any, out: Path) -> int:
+    from .measure.device import describe_device
+    from .spec.options import GPU_SEQLENS
+    from .study.decode_plan import CPU_DECODE, GPU_DECODE
+    from .study.output import PLOTS_NEED, plots_available, write_study
+    from .study.runner import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
+
     plots = plots_available()
     if not plots:  # said before measuring, not after it
         print(f"attnperf report: writing the tables, study.json and README.md without plots; {PLOTS_NEED}")
@@ -267,15 +307,19 @@ def command_report(arguments: argparse.Namespace) -> int:
         configs = configs[:1]
     if arguments.only == "decode":
         configs = ()
+    seqlens = settings.seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_STUDY_SEQLENS)
+    decode = GPU_DECODE if device.type == "cuda" else CPU_DECODE
+    if settings.seqlens:  # the decode section's cache lengths too: it was most of a "quick" run
+        decode = decode.with_lengths(settings.seqlens)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
     study = run_study(
         device,
         info,
         configs=configs,
-        seqlens=settings.seqlens_for(device.type == "cuda"),
+        seqlens=seqlens,
         backends=settings.backends,
         timing=settings.timing,
-        decode=None if arguments.only == "prefill" else (GPU_DECODE if device.type == "cuda" else CPU_DECODE),
+        decode=None if arguments.only == "prefill" else decode,
         command=command,
         progress=stderr_progress(),
     )
@@ -302,6 +346,13 @@ def command_memory(arguments: argparse.Namespace) -> int:
         raise SystemExit(f"attnperf memory: {error}") from None
     print(format_model_memory(memory))
     return 0
+
+
+# The first of study.runner's GPU_CONFIGS and CPU_CONFIGS (a test keeps them in step; importing them needs torch).
+QUICK_HELP = (
+    "only the first configuration: fp16 causal d128 on a GPU, fp32 causal d64 on a CPU "
+    "(the decode section still runs: --only prefill leaves it out, --attnperf-seqlens bounds it)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,14 +393,20 @@ def build_parser() -> argparse.ArgumentParser:
     diff = commands.add_parser("diff", help="compare two baseline files entry by entry")
     diff.add_argument("old")
     diff.add_argument("new")
-    report = commands.add_parser("report", help="measure the FlashAttention study on this GPU: tables, plots, frontier")
+    report = commands.add_parser(
+        "report",
+        help="measure the FlashAttention study on this GPU: tables, plots, frontier",
+        description="Measure the FlashAttention study: prefill tables per configuration, the memory frontier, and "
+        "a decode section (one new token over KV caches). --attnperf-seqlens sets the prefill context lengths and "
+        "the decode section's cache lengths (default: 1K-32K on a GPU; on a CPU 128-1024, and caches of 256-4096).",
+    )
     report.add_argument(
         "--out",
         default="attnperf-report",
         type=argparse_type(path_text("--out folder")),
         help="folder for README.md, study.json and the plots",
     )
-    report.add_argument("--quick", action="store_true", help="only the first configuration (fp16 causal d128)")
+    report.add_argument("--quick", action="store_true", help=QUICK_HELP)
     report.add_argument(
         "--only",
         choices=("prefill", "decode"),

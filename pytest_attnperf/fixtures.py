@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .session import session_of
-from .spec.marks import case_spec, item_marks
-from .spec.shapes import AttnShape, Mode, shape_for_case
 
 if TYPE_CHECKING:
     from .backends.registry import Backend
@@ -24,6 +22,7 @@ if TYPE_CHECKING:
     from .measure.memory import InputsDoNotFit
     from .runner import AttnPerf
     from .spec.device_info import DeviceInfo
+    from .spec.shapes import AttnShape, Mode
 
 # Fixtures that make a test an attention benchmark (skipped without --attnperf) when they resolve here.
 BENCHMARK_FIXTURES = frozenset({"attnperf", "attn_backend", "qkv", "attn_shape", "context_len", "hf_model"})
@@ -80,6 +79,9 @@ def context_len(request: pytest.FixtureRequest) -> int:
 @pytest.fixture
 def attn_shape(request: pytest.FixtureRequest, context_len: int, _attnperf_variant: dict[str, Any]) -> AttnShape:
     """The attention shape of this case: options, then the attnperf_shape mark, then its variant."""
+    from .spec.marks import case_spec, item_marks
+    from .spec.shapes import shape_for_case
+
     state = session_of(request.config)
     settings = state.settings
     fields = settings.shape_defaults(state.is_cuda)
@@ -122,6 +124,7 @@ def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) 
     """Measures a backend on seeded inputs (``attnperf.measure(attn_backend, qkv)``) under this test's marks."""
     from .case_gate import CaseGate
     from .runner import AttnPerf
+    from .spec.marks import item_marks
 
     state = session_of(request.config)
     item = request.node

@@ -18,13 +18,11 @@ import pytest
 
 from . import fixtures
 from .fixtures import BENCHMARK_FIXTURES, RUNNER_KEY, plugin_fixture_names
-from .gate.results import RECORD_PROPERTY, CaseResult
 from .output_paths import OutputPathError, check_output_paths
 from .rootdir_guard import check_option_spelling
 from .session import SESSION_KEY, AttnPerfSession, session_of
-from .spec.marks import MARKER_HELP, MARKER_USAGE, MarkerError, case_spec, evaluate_marker, item_marks, variant_id
+from .spec.marker_text import MARKER_HELP, MARKER_USAGE
 from .spec.options import VALUED_FLAGS, SettingsError, add_pytest_options, ini_values, resolve_settings
-from .spec.shapes import length_id
 
 SKIP_REASON = "attention benchmark: runs only with --attnperf"
 
@@ -93,6 +91,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not ours & {"attn_backend", "context_len", "_attnperf_variant"}:
         return
     from .backends.registry import REGISTRY, BackendError
+    from .spec.marks import MarkerError, case_spec, evaluate_marker, variant_id
+    from .spec.shapes import length_id
 
     state = session_of(metafunc.config)
     where = metafunc.definition.nodeid
@@ -145,20 +145,30 @@ def _case_id(names: list[str], case: tuple[tuple[Any, str], ...]) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate every attnperf mark now (not after the test ran); skip the benchmarks without --attnperf."""
     state = session_of(config)
-    errors = []
-    for item in items:
-        try:
-            item_marks(item)
-        except MarkerError as error:
-            errors.append(str(error))
-    if errors:
-        raise pytest.UsageError("invalid attnperf marker arguments:\n  " + "\n  ".join(errors))
+    gated: set[int] = set()
+    marked = [item for item in items if _has_attnperf_marks(item)]
+    if marked:  # the marker parsers load only for a suite that uses the markers
+        from .spec.marks import MarkerError, item_marks
+
+        errors = []
+        for item in marked:
+            try:
+                if item_marks(item).gate.any:
+                    gated.add(id(item))
+            except MarkerError as error:
+                errors.append(str(error))
+        if errors:
+            raise pytest.UsageError("invalid attnperf marker arguments:\n  " + "\n  ".join(errors))
     if state.settings.enabled:
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
-        if item_marks(item).gate.any or _uses_benchmark_fixture(item):
+        if id(item) in gated or _uses_benchmark_fixture(item):
             item.add_marker(skip)
+
+
+def _has_attnperf_marks(item: pytest.Item) -> bool:
+    return any(mark.name.startswith("attnperf_") for mark in item.iter_markers())
 
 
 def _uses_benchmark_fixture(item: pytest.Item) -> bool:
@@ -175,7 +185,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
     runner = item.stash.get(RUNNER_KEY, None)
     measured = runner is not None and runner.result is not None
-    if session_of(item.config).settings.enabled and item_marks(item).gate.any and not measured:
+    if not session_of(item.config).settings.enabled:
+        return result
+    from .spec.marks import item_marks
+
+    if item_marks(item).gate.any and not measured:
         pytest.fail(
             f"{item.nodeid} has attnperf check marks but measured nothing: request the `attnperf` fixture and "
             "call attnperf.measure(attn_backend, qkv) (or attnperf.measure_workload(fn, name=...))",
@@ -191,6 +205,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if state.deferrer is None:
         return None
     from .deferral import wants_protocol
+    from .spec.marks import item_marks
 
     if not wants_protocol(state, item_marks(item).gate.latency is not None):
         return None
@@ -237,6 +252,8 @@ class ResultCollector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
+        from .gate.results import RECORD_PROPERTY, CaseResult
+
         for name, value in report.user_properties:
             if name == RECORD_PROPERTY:
                 self.state.add_result(CaseResult.from_json(str(value)))
@@ -256,9 +273,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = session_of(config)
     if state.is_worker or not state.settings.enabled:
         return
-    from .report import terminal_summary
+    from .report import skip_reason_lines, terminal_summary
 
     terminal_summary(terminalreporter, state.report())
+    reasons = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]
+    if reasons:  # a bare "s" says nothing: most are backends that cannot run on this device
+        terminalreporter.section(f"attnperf: {len(reasons)} skipped, by reason")
+        for line in skip_reason_lines(reasons):
+            terminalreporter.write_line(line)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -280,6 +308,13 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     clocks += [f"attnperf: CPU busy: {problem}" for problem in state.cpu_problems]
     return [
         *clocks,
-        f"attnperf: {info.name} ({info.device}, {info.generation}); {versions}",
+        f"attnperf: {_device_words(info.name, info.device, info.generation)}; {versions}",
         f"attnperf: baselines {state.baseline_file_label()} ({state.baseline_status()})",
     ]
+
+
+def _device_words(name: str, device: str, generation: str) -> str:
+    """'NVIDIA H100 (cuda:0, Hopper)', or of a CPU: 'the CPU, AMD EPYC 7B13 (no GPU in this run)'."""
+    if device.startswith("cuda"):
+        return f"{name} ({device}, {generation})"
+    return f"the CPU, {name} (no GPU in this run)"

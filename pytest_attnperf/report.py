@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,16 @@ COMMIT_VARIABLES = ("GITHUB_SHA", "CI_COMMIT_SHA", "BUILDKITE_COMMIT", "GIT_COMM
 
 def run_commit(environ: Mapping[str, str] = os.environ) -> str | None:
     return next((environ[name] for name in COMMIT_VARIABLES if environ.get(name)), None)
+
+
+def skip_reason_lines(reasons: Sequence[str], *, limit: int = 15) -> list[str]:
+    """One line per distinct skip reason with its count, the commonest first (pytest's -rs lists every test)."""
+    counts = Counter(reasons)
+    lines = [f"{count:>5} {reason}" for reason, count in counts.most_common(limit)]
+    rest = counts.most_common()[limit:]
+    if rest:
+        lines.append(f"{sum(count for _, count in rest):>5} for {len(rest)} other reasons (pytest -rs lists each test)")
+    return lines
 
 
 def results_document(run: RunReport) -> dict[str, Any]:

@@ -15,20 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .gate.results import CaseResult
-from .run_end import RunEnd, finish_run
-from .spec.options import Settings
-
 if TYPE_CHECKING:
     import torch
 
     from .gate.baselines import BaselineEntry, BaselineFile
+    from .gate.results import CaseResult
     from .measure.guards import GpuState
     from .measure.input_guard import InputGuard
     from .measure.inputs import QKV
     from .report import RunReport
+    from .run_end import RunEnd
     from .runner import ReferenceCache
     from .spec.device_info import DeviceInfo
+    from .spec.options import Settings
     from .spec.shapes import AttnShape
 
 SESSION_KEY = pytest.StashKey["AttnPerfSession"]()
@@ -64,7 +63,7 @@ class AttnPerfSession:
         self._device: torch.device | None = None
         self._baselines: dict[str, BaselineFile | None] = {}
         self.results: list[CaseResult] = []
-        self.end = RunEnd()  # what the end of the run did (run_end.finish_run), for the report
+        self.end: RunEnd | None = None  # what the end of the run did (run_end.finish_run), for the report
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
         self.cpu_problems: list[str] = []  # a busy CPU (measure/cpu_load.py): warned, and no baseline is recorded
@@ -103,7 +102,9 @@ class AttnPerfSession:
     def start(self) -> None:
         """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
         from .measure.guards import read_gpu_state, state_problems
+        from .measure.known_noise import import_quietly
 
+        import_quietly()  # torch modules that warn about themselves at import, imported now with that one filtered
         self.settings.shape_defaults(self.is_cuda)  # --attnperf-kv-heads against this device's default heads
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
@@ -156,7 +157,7 @@ class AttnPerfSession:
     def baseline_status(self) -> str:
         baseline = self.baseline_for(self.info.slug)
         if baseline is None:
-            return "no baseline file for this GPU yet"
+            return f"no baseline file for this {'GPU' if self.info.is_cuda else 'CPU'} yet"
         recorded = baseline.environment.get("recorded_at", "?")
         return f"{len(baseline.entries)} entries, last recorded {recorded}"
 
@@ -245,8 +246,9 @@ class AttnPerfSession:
     def report(self, end: RunEnd | None = None) -> RunReport:
         """What this run has to show, for the terminal summary and the report files (``end``: so far)."""
         from .report import RunReport
+        from .run_end import RunEnd
 
-        end = self.end if end is None else end
+        end = end if end is not None else (self.end or RunEnd())
         measured = self._device is not None or not self.distributing
         return RunReport(
             settings=self.settings,
@@ -273,6 +275,8 @@ class AttnPerfSession:
 
     def finish(self, session: pytest.Session) -> None:
         """The end of the run (run_end.finish_run), and the exit status it asks for: the one place it is set."""
+        from .run_end import finish_run
+
         if self.settings.update:
             self.cpu_problems += self._cpu_problems_at_end()
         self.end = finish_run(

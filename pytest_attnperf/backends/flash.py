@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..measure.inputs import PackedSeqs, PagedKV
+from ..measure.known_noise import FA4_AUX_DATA, without
 from ..spec.device_info import DeviceInfo
 from ..spec.shapes import AttnShape, mask_bounds
 from .registry import Unsupported
@@ -99,6 +100,7 @@ def _fa4_keywords(shape: AttnShape) -> dict[str, Any]:
     return keywords
 
 
+@without(FA4_AUX_DATA)  # its CuTe DSL's note per new problem, filtered only here (host side, under the spin kernel)
 def flash_attn_4(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: AttnShape, index: Any = None
 ) -> torch.Tensor:

@@ -26,6 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..backends.builtin import sdpa_refused
 from ..measure.inputs import torch_dtype
+from ..measure.known_noise import CREATE_BLOCK_MASK_COMPILE, without
 from ..spec.dtypes import parse_dtype
 from ..spec.presets import ModelPreset, resolve_model
 
@@ -152,9 +153,7 @@ class HFModel:
         if name == "flex_attention":
             # Each new length or layout recompiles flex_attention; past dynamo's limit (8) it quietly runs
             # unfused, materialising every score, and would be timed as such.
-            config: Any = torch._dynamo.config
-            limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-            return config.patch(**{limit: max(getattr(config, limit), _FLEX_RECOMPILE_LIMIT)})  # type: ignore[no-any-return]
+            return _flex_context()
         return contextlib.nullcontext()
 
     def describe(self, **lengths: int) -> dict[str, Any]:
@@ -172,6 +171,18 @@ class HFModel:
             "dtype": parse_dtype(self.dtype),
             **lengths,
         }
+
+
+@contextlib.contextmanager
+def _flex_context() -> Iterator[None]:
+    config: Any = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    # transformers' flex masks call create_block_mask(_compile=True), which torch deprecates: once per call.
+    with (
+        config.patch(**{limit: max(getattr(config, limit), _FLEX_RECOMPILE_LIMIT)}),
+        without(CREATE_BLOCK_MASK_COMPILE),
+    ):
+        yield
 
 
 def build_model(
@@ -236,6 +247,12 @@ def keep_last(model: Any) -> dict[str, int]:
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward keyword that takes the KV cache: ``cache`` where the model's forward has it, else the older
+    ``past_key_values`` (transformers renamed it in 5.24 and warns about the old name, removal announced for 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def prefill(hf: HFModel, seqlen: int, batch: int = 1) -> Callable[[], torch.Tensor]:
     """Time to first token: one forward over ``seqlen`` seeded tokens (cache filled, as generate does)."""
     ids = token_ids(batch, seqlen, vocab_size=hf.preset.vocab_size, seed=hf.seed, device=hf.device)
@@ -260,16 +277,19 @@ class DecodeStep:
         self.next_ids = ids[:, cache_len:]
         self.keep = keep_last(hf.model)
         self.cache: Any = import_transformers().DynamicCache()
+        self.cache_keyword = cache_keyword(hf.model)
         # Filled once with SDPA, whatever is measured: O(S) memory (an eager prefill may not fit where an
         # eager decode step does) and no recompiles of flex_attention for the fill's shapes. A model that
         # refuses SDPA (Gemma-2: its soft-capping) is filled with the implementation it was built with.
         fill = "sdpa" if _accepts(hf.model, "sdpa") else str(hf.model.config._attn_implementation)
-        with torch.no_grad(), _implementation(hf.model, fill):
-            hf.model(input_ids=ids[:, :cache_len], past_key_values=self.cache, use_cache=True, **self.keep)
+        with torch.no_grad(), _implementation(hf.model, fill), without(CREATE_BLOCK_MASK_COMPILE):
+            hf.model(input_ids=ids[:, :cache_len], use_cache=True, **self.keep, **{self.cache_keyword: self.cache})
 
     def __call__(self) -> torch.Tensor:
         with torch.no_grad(), self.hf.attention_context():
-            output = self.hf.model(input_ids=self.next_ids, past_key_values=self.cache, use_cache=True, **self.keep)
+            output = self.hf.model(
+                input_ids=self.next_ids, use_cache=True, **self.keep, **{self.cache_keyword: self.cache}
+            )
         # Drop the token this step appended. A negative count means "remove" both before transformers 5.18
         # (where a positive one was the length to keep) and after (where a positive one raises).
         self.cache.crop(-1)

@@ -9,15 +9,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from .dtypes import SHORT_NAME, parse_dtype
-from .presets import LAYER_KINDS, resolve_model
+from .marker_text import MARKER_HELP as MARKER_HELP  # re-exported: they lived here before
+from .marker_text import MARKER_USAGE as MARKER_USAGE
 from .shapes import MODES
 from .units import parse_duration_ms, parse_fraction, parse_int_list, parse_size, positive_int
 from .workloads import parse_workload
+
+if TYPE_CHECKING:
+    from .presets import ModelPreset
 
 EquivalenceRule = Literal["fa2", "fa3", "allclose"]
 
@@ -197,7 +201,16 @@ def _softcap(value: Any) -> float:
     return float(value)
 
 
+def _model(value: Any) -> ModelPreset:
+    # The presets (and YAML) load on the first mark that names a model, not with the plugin.
+    from .presets import resolve_model
+
+    return resolve_model(value)
+
+
 def _layer(value: Any) -> str:
+    from .presets import LAYER_KINDS
+
     if value not in LAYER_KINDS:
         raise ValueError(f"layer {value!r} is not one of {', '.join(map(repr, LAYER_KINDS))}")
     return str(value)
@@ -220,7 +233,7 @@ _SHAPE_PARSERS: dict[str, Callable[[Any], Any]] = {
     "workload": parse_workload,
     "q_len": positive_int("q_len"),
     "page_size": positive_int("page_size"),
-    "model": resolve_model,
+    "model": _model,
     "layer": _layer,
     "softcap": _softcap,
 }
@@ -340,26 +353,6 @@ MARKERS: dict[str, Callable[..., Any]] = {
     "attnperf_backends": attnperf_backends,
     "attnperf_shape": attnperf_shape,
 }
-MARKER_USAGE = {
-    "attnperf_latency": "attnperf_latency(tolerance=0.1 | '10%', budget=2.5 | '2.5 ms' | '250 us', baseline=True, "
-    "cuda_graph=None | True | False)",
-    "attnperf_memory": "attnperf_memory(tolerance=0.05 | '5%', ceiling=2147483648 | '2 GiB' | '512 MiB', baseline=True)",
-    "attnperf_equivalence": "attnperf_equivalence(rule='fa2' | 'fa3' | 'allclose', factor=2.0, rtol=1e-2, atol=2e-2)",
-    "attnperf_backends": "attnperf_backends('sdpa-flash', 'flash-attn', ...)",
-    "attnperf_shape": "attnperf_shape(batch=1, heads=32, kv_heads=8, head_dim=128, dtype='float16' | ['float16', "
-    "'bfloat16'], causal=True, window=(256, 0), scale=None, softcap=None | 50.0, mode='forward', seqlens=[1024, 4096], "
-    "workload='prefill' | 'decode' | 'paged' | 'varlen' | 'chunked', q_len=1, page_size=256, "
-    "model='Llama-3-70B' | 'path/to/config.json', layer='full' | 'sliding')",
-}
-MARKER_HELP = {
-    "attnperf_latency": "gate the median latency against the per-GPU baseline and/or an absolute budget",
-    "attnperf_memory": "gate the peak memory against the per-GPU baseline and/or an absolute ceiling",
-    "attnperf_equivalence": "check the output against a high-precision reference (FlashAttention's rule by default)",
-    "attnperf_backends": "restrict the attn_backend parametrization of this test",
-    "attnperf_shape": "set (or parametrize) the shape of the qkv inputs of this test",
-}
-
-
 def evaluate_marker(mark: pytest.Mark, where: str) -> Any:
     """Call the marker's function with the mark's arguments; a bad argument becomes a MarkerError."""
     function = MARKERS[mark.name]

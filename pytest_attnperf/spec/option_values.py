@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .shapes import MODES
 from .units import parse_fraction, parse_name_list
-from .workloads import parse_workload
+from .workloads import MODES, parse_workload
 
 
 def parse_workloads(value: object) -> tuple[str, ...]:

@@ -14,11 +14,8 @@ import functools
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 _PRESETS_FILE = "presets.yaml"
 COMMON_FIELDS = (
@@ -221,6 +218,11 @@ def _parse_preset(name: str, raw: object) -> ModelPreset:
 @functools.cache
 def _load_presets() -> dict[str, ModelPreset]:
     """Read and validate presets.yaml once."""
+    # Imported here, not at load: the plugin imports this module into every pytest run, and YAML costs ~20 ms.
+    from importlib import resources
+
+    import yaml
+
     text = resources.files(__package__ or "pytest_attnperf").joinpath(_PRESETS_FILE).read_text(encoding="utf-8")
     document = yaml.safe_load(text)
     if not isinstance(document, dict) or not isinstance(document.get("presets"), dict):

@@ -14,13 +14,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .dtypes import SHORT_NAME, dtype_bytes, parse_dtype
+from .workloads import MODES as MODES  # re-exported: modes lived here before
 from .workloads import VARLEN_DEFAULT_BATCH, WORKLOADS, Workload, default_q_len, seeded_lengths
+from .workloads import Mode as Mode
 
 Window = tuple[int, int]
 NO_WINDOW: Window = (-1, -1)
 Layout = Literal["bhsd", "bshd"]
-Mode = Literal["forward", "backward", "forward+backward"]
-MODES: tuple[Mode, ...] = ("forward", "backward", "forward+backward")
 # Backward costs 2.5x the forward FLOPs, forward+backward 3.5x (FlashAttention's convention).
 MODE_FLOP_FACTOR: dict[str, float] = {"forward": 1.0, "backward": 2.5, "forward+backward": 3.5}
 

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+# What a case times (here, not in shapes.py: the options parse modes at every run's start, shapes load later).
+Mode = Literal["forward", "backward", "forward+backward"]
+MODES: tuple[Mode, ...] = ("forward", "backward", "forward+backward")
+
 Workload = Literal["prefill", "decode", "paged", "varlen", "chunked"]
 WORKLOADS: tuple[Workload, ...] = ("prefill", "decode", "paged", "varlen", "chunked")
 WORKLOAD_HELP: dict[str, str] = {

@@ -3,6 +3,7 @@ growing length, dense and paged, at batch 1 and a serving batch (no torch import
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,12 @@ class DecodeStudy:
         attention = get_preset(self.model).attention()
         page_size = self.page_size if workload == "paged" else None
         return AttnShape(1, length, batch=batch, dtype=self.dtype, workload=workload, page_size=page_size, **attention)  # type: ignore[arg-type]
+
+    def with_lengths(self, lengths: tuple[int, ...]) -> DecodeStudy:
+        """The same section over caches of ``lengths`` (the report's --attnperf-seqlens)."""
+        if not lengths:
+            raise ValueError("the decode section needs at least one cache length")
+        return dataclasses.replace(self, lengths=tuple(lengths))
 
     def config(self, workload: str, batch: int) -> dict[str, Any]:
         shape = self.shape(workload, batch, self.lengths[0])

@@ -74,6 +74,8 @@ GPU_CONFIGS = (
     StudyConfig("fp16 causal d64", "float16", True, 64, heads=64, kv_heads=64),
     StudyConfig("fp16 causal d128 GQA 32:8", "float16", True, 128, kv_heads=8),
 )
+# The study on a CPU sweeps more lengths than a CPU main job's smoke run (spec.options.CPU_SEQLENS).
+CPU_STUDY_SEQLENS = (128, 256, 512, 1024)
 CPU_CONFIGS = (
     StudyConfig("fp32 causal d64", "float32", True, 64, heads=8, kv_heads=8),
     StudyConfig("fp32 non-causal d64", "float32", False, 64, heads=8, kv_heads=8),

@@ -396,7 +396,10 @@ def test_report_refuses_an_out_folder_it_cannot_write_before_measuring(
     monkeypatch.setattr(study_runner, "run_study", lambda *a, **k: pytest.fail("measured before checking --out"))
     (tmp_path / "file").write_text("", encoding="utf-8")
     assert cli.main(["report", "--quick", "--out", str(tmp_path / "file" / "r")]) == 2
-    assert capsys.readouterr().err == f"attnperf report: --out: cannot use the folder {tmp_path / 'file' / 'r'}: Not a directory\n"
+    assert (
+        capsys.readouterr().err
+        == f"attnperf report: --out: cannot use the folder {tmp_path / 'file' / 'r'}: Not a directory\n"
+    )
 
 
 def test_report_refuses_an_empty_out_folder(capsys: pytest.CaptureFixture[str]) -> None:
@@ -404,7 +407,10 @@ def test_report_refuses_an_empty_out_folder(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["report", "--quick", "--out", ""])
     assert exit_info.value.code == 2
-    assert "argument --out: the --out folder name is empty; give a path, or leave the option out" in capsys.readouterr().err
+    assert (
+        "argument --out: the --out folder name is empty; give a path, or leave the option out"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_closed_pipe_ends_the_command_quietly() -> None:
@@ -531,3 +537,64 @@ def test_an_ini_file_pytest_cannot_read_is_a_command_error(
     monkeypatch.chdir(tmp_path)
     assert cli.main(["env", "--attnperf-device=cpu"]) == 2
     assert capsys.readouterr().err.startswith(f"attnperf env: pytest's configuration: {tmp_path / 'pyproject.toml'}: ")
+
+
+# ---------------------------------------------------------------- what a newcomer met first
+
+
+def test_show_prints_the_gpu_state_readably(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "h200.yaml"
+    state = {"sm_clock_mhz": 1980, "power_limit_w": 700.0, "temperature_c": 39, "throttle_reasons": []}
+    path.write_text(BaselineFile(path, dict(DEVICE), {"torch": "2.11.0", "gpu_state": state}, {}).to_text())
+    assert cli.main(["show", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "recorded with: torch 2.11.0"
+    assert lines[2] == "gpu state: sm clock 1980 MHz; power limit 700.0 W; temperature 39 C; throttle reasons none"
+    assert not any("{" in line for line in lines)
+
+
+def test_quick_help_names_the_first_configuration_of_each_device() -> None:
+    from pytest_attnperf.study.runner import CPU_CONFIGS, GPU_CONFIGS
+
+    assert f"{GPU_CONFIGS[0].name} on a GPU, {CPU_CONFIGS[0].name} on a CPU" in cli.QUICK_HELP
+
+
+def _fake_study(monkeypatch: pytest.MonkeyPatch, run_study: object) -> None:
+    import pytest_attnperf.study.output as study_output
+    import pytest_attnperf.study.runner as study_runner
+
+    monkeypatch.setattr(study_runner, "run_study", run_study)
+    monkeypatch.setattr(study_output, "write_study", lambda study, out, plots: [])
+
+
+def test_report_seqlens_bound_the_decode_section_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    asked: dict[str, object] = {}
+    _fake_study(monkeypatch, lambda *args, **kwargs: asked.update(kwargs) or {})
+    out = str(tmp_path / "r")
+    assert cli.main(["report", "--quick", "--attnperf-device=cpu", "--attnperf-seqlens=64,128", "--out", out]) == 0
+    decode = asked["decode"]
+    assert asked["seqlens"] == (64, 128)
+    assert decode is not None
+    assert decode.lengths == (64, 128)  # type: ignore[attr-defined]
+    assert len(asked["configs"]) == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_refused_report_leaves_no_empty_folder_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, existed: bool
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise cli.CommandError("refused")
+
+    _fake_study(monkeypatch, refuse)
+    out = tmp_path / "r"
+    if existed:
+        out.mkdir()
+    assert cli.main(["report", "--quick", "--attnperf-device=cpu", "--out", str(out)]) == 2
+    assert out.exists() is existed  # made by the command: removed; the user's own: kept
+
+
+def test_a_report_refused_for_its_device_makes_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["report", "--quick", "--attnperf-device=tpu"]) == 2
+    assert list(tmp_path.iterdir()) == []

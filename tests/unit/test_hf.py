@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import inspect
 import json
 import socket
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -273,6 +275,51 @@ def test_decode_step_is_repeatable_at_the_same_cache_length() -> None:
     torch.testing.assert_close(first, hf.prefill(built, 25, batch=2)(), rtol=1e-4, atol=1e-5)
     check = hf.check_dispatch(built, step)
     assert check.ok, check.message
+
+
+def _cache_deprecations(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if "past_key_values" in str(w.message)]
+
+
+@pytest.mark.skipif(
+    "cache" not in inspect.signature(modeling_llama.LlamaForCausalLM.forward).parameters,
+    reason="this transformers predates the `cache` keyword (5.24)",
+)
+def test_decode_passes_the_cache_by_its_current_name_and_warns_nothing() -> None:
+    built = build("eager", GQA)
+    assert hf.cache_keyword(built.model) == "cache"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step = hf.decode(built, 24)
+        step()
+    assert _cache_deprecations(caught) == []
+    assert step.cache.get_seq_length() == 24
+
+
+def test_decode_falls_back_to_past_key_values_where_forward_has_no_cache_keyword() -> None:
+    """A transformers before 5.24: its forward takes ``past_key_values`` (forced here on a real model)."""
+    built = build("eager", GQA)
+    expected = hf.decode(built, 24)()
+    real_forward = built.model.forward
+    seen: list[str] = []
+
+    def older_forward(
+        input_ids: Any = None, past_key_values: Any = None, use_cache: Any = None, logits_to_keep: int = 0
+    ) -> Any:
+        seen.append("past_key_values" if past_key_values is not None else "none")
+        # The old keyword itself, into the real model (transformers 5.24+ still accepts it, with a FutureWarning).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return real_forward(
+                input_ids=input_ids, past_key_values=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep
+            )
+
+    built.model.forward = older_forward  # what the model is called through: nn.Module.__call__ -> self.forward
+    assert hf.cache_keyword(built.model) == "past_key_values"
+    step = hf.decode(built, 24)
+    assert seen == ["past_key_values"]  # the fill got the cache
+    assert torch.equal(step(), expected)
+    assert step.cache.get_seq_length() == 24
 
 
 def test_decode_needs_a_cache() -> None:

@@ -18,6 +18,7 @@ from pytest_attnperf.backends.registry import ENTRY_POINT_GROUP, BackendRegistry
 from pytest_attnperf.fixtures import BENCHMARK_FIXTURES
 from pytest_attnperf.gate.baselines import BaselineEntry, baseline_path, merge_entries
 from pytest_attnperf.plugin import SKIP_REASON
+from pytest_attnperf.report import skip_reason_lines
 from pytest_attnperf.spec.shapes import AttnShape
 
 FAST = FAST_OPTIONS
@@ -103,8 +104,8 @@ def test_with_attnperf_the_header_names_device_and_baseline_file(pytester: pytes
     result.assert_outcomes(passed=1)
     result.stdout.re_match_lines(
         [
-            rf"attnperf: {re.escape(CPU.name)} \(cpu, CPU\); torch {re.escape(torch.__version__)}.*",
-            rf"attnperf: baselines baselines/{re.escape(CPU.slug)}\.yaml \(no baseline file for this GPU yet\)",
+            rf"attnperf: the CPU, {re.escape(CPU.name)} \(no GPU in this run\); torch {re.escape(torch.__version__)}.*",
+            rf"attnperf: baselines baselines/{re.escape(CPU.slug)}\.yaml \(no baseline file for this CPU yet\)",
         ]
     )
     result.stdout.re_match_lines(
@@ -114,6 +115,42 @@ def test_with_attnperf_the_header_names_device_and_baseline_file(pytester: pytes
             r"test_forward\[eager-64\]\s+eager\s+64\s+[0-9.]+ (us|ms)\s+.*no baseline",
         ]
     )
+
+
+def test_the_header_of_a_cpu_run_says_cpu_not_gpu(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gate=MEASURING_TEST)
+    result = pytester.runpytest_inprocess(*FAST, "--attnperf")
+    header = [line for line in result.stdout.lines if line.startswith("attnperf:")]
+    assert header, result.stdout.str()
+    assert not any("GPU yet" in line or "(cpu, CPU)" in line for line in header), header
+
+
+def test_skipped_cases_are_summed_up_by_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_gate=MEASURING_TEST,
+        test_other="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_unrelated(n):
+            pytest.skip("no network here")
+        """,
+    )
+    result = pytester.runpytest_inprocess(*FAST, "--attnperf", "--attnperf-backends=eager,sdpa-cudnn")
+    result.assert_outcomes(passed=1, skipped=4)
+    result.stdout.re_match_lines([r"=+ attnperf: 4 skipped, by reason =+", r"\s+3 no network here$", r"\s+1 \S.*"])
+    cudnn_line = result.stdout.lines[result.stdout.lines.index("    3 no network here") + 1]
+    assert "cudnn" in cudnn_line.lower() or "cuda" in cudnn_line.lower(), cudnn_line
+
+
+def test_skip_reason_lines_count_and_cap() -> None:
+    reasons = ["a"] * 3 + ["b"] + [f"other {n}" for n in range(4)]
+    assert skip_reason_lines(reasons, limit=2) == [
+        "    3 a",
+        "    1 b",
+        "    4 for 4 other reasons (pytest -rs lists each test)",
+    ]
+    assert skip_reason_lines([]) == []
 
 
 def test_a_marked_test_that_measures_nothing_fails(pytester: pytest.Pytester) -> None:
