@@ -70,7 +70,9 @@ def test_options_pick_the_workloads_of_unmarked_tests(pytester: pytest.Pytester)
 
 def test_a_q_len_above_the_context_is_refused_alike_by_varlen_and_decode(pytester: pytest.Pytester) -> None:
     """A varlen q_len of 1000 over 64 tokens was clipped to a prefill while its id said q1000."""
-    pytester.makepyfile(test_plain="def test_plain(attnperf, attn_backend, qkv):\n    attnperf.measure(attn_backend, qkv)\n")
+    pytester.makepyfile(
+        test_plain="def test_plain(attnperf, attn_backend, qkv):\n    attnperf.measure(attn_backend, qkv)\n"
+    )
     result = pytester.runpytest_inprocess(
         *FAST, "--attnperf", "-v", "--attnperf-workloads=varlen,decode", "--attnperf-q-len=1000"
     )
