@@ -13,6 +13,8 @@ contradict each other are refused: none can silence the gate.
 from __future__ import annotations
 
 import math
+import os
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -185,7 +187,9 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
             raise self.fail(keys, f"expected {kind}, found {value!r}")
         if isinstance(value, int) and abs(value) > _LARGEST_FLOAT:  # math.isfinite would raise OverflowError
-            raise self.fail(keys, f"expected {kind} a float can hold, found an integer of {len(str(abs(value)))} digits")
+            raise self.fail(
+                keys, f"expected {kind} a float can hold, found an integer of {len(str(abs(value)))} digits"
+            )
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             raise self.fail(
                 keys,
@@ -387,10 +391,35 @@ def _consistent(
         )
 
 
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _not_regular(path: Path, mode: int) -> BaselineFileError | None:
+    """A baseline is a regular file (or a link to one): reading a pipe or a device would wait forever."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    return BaselineFileError(path, f"is {kind}, not a regular file: a baseline file must be a plain YAML file")
+
+
 def read_baseline_text(path: Path) -> str | None:
     """The file's text, None if it does not exist; a non-UTF-8 or oversized file is a BaselineFileError."""
     try:
-        with open(path, "rb") as handle:
+        refused = _not_regular(path, os.stat(path).st_mode)  # before opening: opening a FIFO blocks
+        if refused is not None:
+            raise refused
+        # Non-blocking, and checked again on the open descriptor: the name may be swapped for a pipe in between.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(descriptor, "rb") as handle:
+            refused = _not_regular(path, os.fstat(descriptor).st_mode)
+            if refused is not None:
+                raise refused
             data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         return None

@@ -1,0 +1,119 @@
+"""Hostile inputs of round 3: baseline paths that are not files, comparisons of different problems, bad sizes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fast_run import CPU, FAST_OPTIONS
+
+from pytest_attnperf import cli
+from pytest_attnperf.gate.baselines import BaselineFileError, baseline_path, load_baseline
+
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+
+
+@contextlib.contextmanager
+def within(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging the suite if what runs inside blocks (a FIFO opened for reading does)."""
+
+    def give_up(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# ---------------------------------------------------------------- baseline paths that are not regular files
+
+
+def _not_a_file(kind: str, path: Path) -> Path:
+    """Make ``path`` a FIFO, a folder or a socket; a device is /dev/null itself."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        server.close()
+    else:
+        return Path(os.devnull)
+    return path
+
+
+KINDS = {
+    "fifo": "is a named pipe (FIFO), not a regular file",
+    "folder": "is a folder, not a regular file",
+    "socket": "is a socket, not a regular file",
+    "device": "is a character device, not a regular file",
+}
+
+
+@needs_fifo
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_baseline_that_is_not_a_regular_file_is_refused_naming_what_it_is(tmp_path: Path, kind: str) -> None:
+    path = _not_a_file(kind, tmp_path / "gpu.yaml")
+    with within(20), pytest.raises(BaselineFileError) as refused:
+        load_baseline(path)
+    assert str(refused.value) == (f"baseline file {path}: {KINDS[kind]}: a baseline file must be a plain YAML file")
+
+
+@needs_fifo
+def test_a_link_to_a_fifo_is_refused_and_a_link_to_a_file_reads(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "pipe")
+    with within(20), pytest.raises(BaselineFileError, match="is a named pipe"):
+        load_baseline(tmp_path / "link.yaml")
+    (tmp_path / "real.yaml").write_text("schema_version: 2\ndevice: {name: x}\nentries: {}\n", encoding="utf-8")
+    (tmp_path / "good.yaml").symlink_to(tmp_path / "real.yaml")
+    baseline = load_baseline(tmp_path / "good.yaml")
+    assert baseline is not None
+    assert baseline.entries == {}
+
+
+@needs_fifo
+def test_show_of_a_fifo_exits_naming_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "gpu.yaml")
+    with within(20), pytest.raises(SystemExit) as exit_info:
+        cli.main(["show", str(tmp_path / "gpu.yaml")])
+    assert str(exit_info.value.code).startswith(f"attnperf: baseline file {tmp_path / 'gpu.yaml'}: is a named pipe")
+
+
+@needs_fifo
+def test_env_with_a_fifo_baseline_reports_it_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+    path = baseline_path(tmp_path, CPU.slug)
+    os.mkfifo(path)
+    with within(20):
+        code = cli.main(["env", "--json", "--attnperf-device=cpu", f"--attnperf-baselines={tmp_path}"])
+    assert code == 2
+    assert json.loads(capsys.readouterr().out)["baseline"]["error"] == (
+        f"baseline file {path}: is a named pipe (FIFO), not a regular file: a baseline file must be a plain YAML file"
+    )
+
+
+@needs_fifo
+def test_a_run_with_a_fifo_baseline_stops_naming_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_gate="def test_gate(attnperf, attn_backend, qkv):\n    attnperf.measure(attn_backend, qkv)\n"
+    )
+    path = baseline_path(pytester.path / "baselines", CPU.slug)
+    path.parent.mkdir()
+    os.mkfifo(path)
+    result = pytester.runpytest_subprocess("--attnperf", *FAST_OPTIONS, timeout=300)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"baseline file {path}: is a named pipe (FIFO), not a regular file" in result.stderr.str()
