@@ -6,8 +6,8 @@ while it constructs, so the document is parsed once: it remembers the line of ev
 and refuses aliases (``*name``): a baseline file never needs them, and a walk over a document
 whose aliases nest ("billion laughs") would take exponential time. libyaml refuses nesting
 deeper than 1,000 levels, and the file's size and number of items are capped at twice a
-5,000-entry file's, so time and memory stay linear in the input and bounded. Statistics that
-contradict each other are refused: none can silence the gate.
+20,000-entry file's (measured on the plugin's own entries), so time and memory stay linear in the
+input and bounded. Statistics that contradict each other are refused: none can silence the gate.
 """
 
 from __future__ import annotations
@@ -33,11 +33,16 @@ from .baseline_schema import (
 )
 from .statistics import geometric_mean, log_spread
 
-# libyaml composes the whole document before anything is checked, at ~50 bytes of memory per byte of
-# YAML: a 5,000-entry file is ~5.4 MiB and ~290,000 items (':', ',', '-', '?'), and reads in ~250 MiB.
-# Twice that is the most a file may hold, so a hostile file costs at most what a large legitimate one does.
-MAX_FILE_BYTES = 16 << 20
-MAX_ITEMS = 600_000
+# libyaml composes the whole document before anything is checked, at ~50 bytes of memory per byte of YAML, so
+# the file's size and its number of items (':', ',', '-', '?') are capped, derived from the plugin's own entries:
+# the 124 entries `attnperf update` wrote into baselines/nvidia-h200.yaml hold 115 items and 1,714 bytes each on
+# average (the largest, a varlen case with its kernel list, 576 and 5,864). A file may hold twice what 20,000 such
+# entries do (a large suite: backends x lengths x workloads x dtypes), so a hostile file costs at most what a
+# large legitimate one does.
+ENTRY_ITEMS, ENTRY_BYTES = 115, 1714
+LARGE_SUITE_ENTRIES = 20_000
+MAX_ITEMS = 2 * LARGE_SUITE_ENTRIES * ENTRY_ITEMS
+MAX_FILE_BYTES = 2 * LARGE_SUITE_ENTRIES * ENTRY_BYTES
 V1_LATENCY_KEYS = ("median", "iqr", "mean", "stdev", "min", "max", "samples", "quantiles")
 V1_ENTRY_KEYS = ("backend", "mode", "shape", "fits", "latency_ms", "peak_bytes", "recorded_at", "environment")
 CENTRE_TOLERANCE = 2e-3  # the stored centre and the geometric mean of the stored run medians (4 digits each)
@@ -129,7 +134,10 @@ def _load(text: str, path: Path) -> tuple[Any, _Loader]:
     items = sum(text.count(mark) for mark in ":,-?")
     if items > MAX_ITEMS:
         raise BaselineFileError(
-            path, f"holds {items:,} YAML items, more than the {MAX_ITEMS:,} a baseline file may (about 10,000 entries)"
+            path,
+            f"holds {items:,} YAML items, more than the {MAX_ITEMS:,} a baseline file may (about "
+            f"{MAX_ITEMS // ENTRY_ITEMS:,} entries as the plugin writes them): not a baseline file, or a suite to "
+            "split over several --attnperf-baselines folders",
         )
     loader = _Loader(text)
     try:
@@ -426,7 +434,11 @@ def read_baseline_text(path: Path) -> str | None:
     except OSError as error:
         raise BaselineFileError(path, f"cannot be read: {error.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise BaselineFileError(path, f"is larger than {MAX_FILE_BYTES >> 20} MiB: not a baseline file")
+        raise BaselineFileError(
+            path,
+            f"is larger than {MAX_FILE_BYTES:,} bytes (about {MAX_FILE_BYTES // ENTRY_BYTES:,} entries as the plugin "
+            "writes them): not a baseline file, or a suite to split over several --attnperf-baselines folders",
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

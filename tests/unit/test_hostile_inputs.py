@@ -14,7 +14,15 @@ import pytest
 from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf import cli
-from pytest_attnperf.gate.baselines import BaselineFileError, baseline_path, load_baseline
+from pytest_attnperf.gate.baseline_reader import MAX_ITEMS
+from pytest_attnperf.gate.baselines import (
+    BaselineFile,
+    BaselineFileError,
+    baseline_path,
+    load_baseline,
+    parse_baseline_text,
+    write_atomic,
+)
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
 
@@ -117,3 +125,39 @@ def test_a_run_with_a_fifo_baseline_stops_naming_it(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess("--attnperf", *FAST_OPTIONS, timeout=300)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"baseline file {path}: is a named pipe (FIFO), not a regular file" in result.stderr.str()
+
+
+# ---------------------------------------------------------------- a large baseline file
+
+
+def test_a_20000_entry_file_written_by_the_plugin_reads(tmp_path: Path) -> None:
+    """5,000 entries of a real suite hit the old item cap; the cap now derives from the plugin's own entries.
+
+    The entries are those `attnperf update` recorded on the H200, repeated under new ids and written by the
+    plugin's writer. How fast it reads against a plain libyaml load is benchmarks/baseline_reader.py's job.
+    """
+    recorded = load_baseline(Path(__file__).resolve().parents[2] / "baselines" / "nvidia-h200.yaml")
+    assert recorded is not None
+    originals = list(recorded.entries.items())
+    entries = {
+        f"{test_id[:-1]}-copy{index // len(originals)}]": entry
+        for index in range(20_000)
+        for test_id, entry in [originals[index % len(originals)]]
+    }
+    path = tmp_path / "nvidia-h200.yaml"
+    write_atomic(path, BaselineFile(path, recorded.device, recorded.environment, entries).to_text())
+    text = path.read_text(encoding="utf-8")
+    assert sum(text.count(mark) for mark in ":,-?") > 10 * 600_000 // 5  # more than the old cap's ~10,000 entries held
+    loaded = load_baseline(path)
+    assert loaded is not None
+    assert len(loaded.entries) == 20_000
+    assert loaded.entries == entries
+
+
+def test_a_file_over_the_item_cap_is_refused_before_parsing_saying_how_many_entries_fit() -> None:
+    with pytest.raises(BaselineFileError) as refused:
+        parse_baseline_text("a: [" + "1," * MAX_ITEMS + "1]\n", Path("big.yaml"))
+    assert refused.value.problem == (
+        f"holds {MAX_ITEMS + 1:,} YAML items, more than the {MAX_ITEMS:,} a baseline file may (about 40,000 entries "
+        "as the plugin writes them): not a baseline file, or a suite to split over several --attnperf-baselines folders"
+    )
