@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
+from .gate.diff import DEFAULT_THRESHOLD
 from .spec.device_info import compute_units
 from .spec.option_values import path_text
 from .spec.options import add_argparse_options, to_command_line
-from .spec.units import argparse_type, format_bytes, format_ms, positive_int
+from .spec.units import argparse_type, format_bytes, format_ms, parse_fraction, positive_int
 
 
 def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
@@ -205,35 +206,22 @@ def command_show(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def diff_rows(old: BaselineFile, new: BaselineFile) -> list[tuple[str, ...]]:
-    """Per-entry old -> new, with the ratio; entries only on one side are marked added/removed."""
-    rows: list[tuple[str, ...]] = []
-    for test_id in sorted(set(old.entries) | set(new.entries)):
-        before, after = old.entries.get(test_id), new.entries.get(test_id)
-        name = test_id.split("::", 1)[-1]
-        if before is None or after is None:
-            rows.append((name, "added" if before is None else "removed", "", "", ""))
-            continue
-        ratio = after.median_ms / before.median_ms if before.median_ms and after.median_ms else None
-        memory_ratio = after.peak_bytes / before.peak_bytes if before.peak_bytes and after.peak_bytes else None
-        rows.append(
-            (
-                name,
-                f"{format_ms(before.median_ms)} -> {format_ms(after.median_ms)}",
-                "-" if ratio is None else f"x{ratio:.3f}",
-                f"{format_bytes(before.peak_bytes)} -> {format_bytes(after.peak_bytes)}",
-                "-" if memory_ratio is None else f"x{memory_ratio:.3f}",
-            )
-        )
-    return rows
-
-
 def command_diff(arguments: argparse.Namespace) -> int:
+    from .gate.diff import device_identity, device_mismatch, diff_baselines
     from .report import format_table
 
     old, new = _load_or_exit(Path(arguments.old)), _load_or_exit(Path(arguments.new))
-    for line in format_table(("test", "median", "ratio", "peak memory", "ratio"), diff_rows(old, new)):
-        print(line)
+    mismatch = device_mismatch(old, new)
+    if mismatch and not arguments.any_gpu:
+        raise CommandError(mismatch)
+    if mismatch:
+        print(f"two GPU models (--any-gpu): {device_identity(old.device)} -> {device_identity(new.device)}\n")
+    diff = diff_baselines(old, new, threshold=arguments.threshold, show_all=arguments.all)
+    if diff.rows:
+        for line in format_table(("test", "median", "ratio", "peak memory", "ratio"), diff.rows):
+            print(line)
+        print()
+    print(diff.summary(arguments.threshold, shown_all=arguments.all))
     return 0
 
 
@@ -331,9 +319,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_argparse_options(calibrate, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
     show = commands.add_parser("show", help="print a baseline file")
     show.add_argument("file", help="a baselines/<gpu>.yaml file")
-    diff = commands.add_parser("diff", help="compare two baseline files entry by entry")
+    diff = commands.add_parser(
+        "diff",
+        help="compare two baseline files of one GPU model entry by entry: what changed beyond a threshold, "
+        "what was added or removed, and entries that measured another problem (never given a ratio)",
+    )
     diff.add_argument("old")
     diff.add_argument("new")
+    diff.add_argument(
+        "--threshold",
+        type=argparse_type(parse_fraction, "threshold"),
+        default=DEFAULT_THRESHOLD,
+        help="list an entry when its median or peak memory moved by more than this (default 5%%; 0 lists every change)",
+    )
+    diff.add_argument("--all", action="store_true", help="list every entry compared, changed or not")
+    diff.add_argument(
+        "--any-gpu", action="store_true", help="compare files of two GPU models (refused by default: not a regression)"
+    )
     report = commands.add_parser("report", help="measure the FlashAttention study on this GPU: tables, plots, frontier")
     report.add_argument(
         "--out",

@@ -16,6 +16,7 @@ from fast_run import CPU, FAST_OPTIONS
 from pytest_attnperf import cli
 from pytest_attnperf.gate.baseline_reader import MAX_ITEMS
 from pytest_attnperf.gate.baselines import (
+    BaselineEntry,
     BaselineFile,
     BaselineFileError,
     baseline_path,
@@ -161,3 +162,101 @@ def test_a_file_over_the_item_cap_is_refused_before_parsing_saying_how_many_entr
         f"holds {MAX_ITEMS + 1:,} YAML items, more than the {MAX_ITEMS:,} a baseline file may (about 40,000 entries "
         "as the plugin writes them): not a baseline file, or a suite to split over several --attnperf-baselines folders"
     )
+
+
+# ---------------------------------------------------------------- attnperf diff compares only the same problem
+
+SHAPE = {"batch": 1, "heads": 8, "kv_heads": 8, "q_len": 64, "k_len": 64, "head_dim": 16, "dtype": "float32"}
+
+
+def diff_entry(
+    median_ms: float = 1.0, *, backend: str = "eager", mode: str = "forward", **shape: object
+) -> BaselineEntry:
+    return BaselineEntry(
+        backend=backend,
+        shape={**SHAPE, **shape},
+        mode=mode,
+        latency_ms={"median": median_ms},
+        peak_bytes=1000,
+        fits=True,
+        recorded_at="2026-01-02T03:04:05Z",
+        environment={},
+    )
+
+
+def diff_file(path: Path, entries: dict[str, BaselineEntry], device: dict[str, object] | None = None) -> Path:
+    device = device or {"name": "NVIDIA H200", "slug": "nvidia-h200"}
+    path.write_text(BaselineFile(path, device, {}, entries).to_text(), encoding="utf-8")
+    return path
+
+
+def run_diff(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:
+    code = cli.main(["diff", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def test_diff_of_identical_files_says_no_differences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    entries = {f"t.py::test_x[{index}]": diff_entry(1.0 + index) for index in range(124)}
+    old, new = diff_file(tmp_path / "old.yaml", entries), diff_file(tmp_path / "new.yaml", entries)
+    code, lines, _ = run_diff(capsys, str(old), str(new))
+    assert code == 0
+    assert lines == ["no differences: 124 entries in both files, none moved by more than 5%"]
+    code, lines, _ = run_diff(capsys, str(old), str(new), "--all")
+    assert len(lines) == 2 + 124 + 2  # header, rule, every entry, a blank line, the summary
+    assert lines[-1] == "no differences: 124 entries in both files, none moved by more than 5%"
+
+
+def test_diff_lists_only_what_moved_beyond_the_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = diff_file(tmp_path / "old.yaml", {"t.py::a": diff_entry(1.0), "t.py::b": diff_entry(1.0)})
+    new = diff_file(tmp_path / "new.yaml", {"t.py::a": diff_entry(1.03), "t.py::b": diff_entry(1.2)})
+    _, lines, _ = run_diff(capsys, str(old), str(new))
+    assert [line.split()[0] for line in lines[2:-2]] == ["b"]
+    assert (
+        lines[-1]
+        == "2 entries in both files: 1 changed by more than 5%; 1 within 5% (not shown; --all); 0 added, 0 removed"
+    )
+    _, lines, _ = run_diff(capsys, str(old), str(new), "--threshold=1%")
+    assert [line.split()[0] for line in lines[2:-2]] == ["a", "b"]
+    with pytest.raises(SystemExit):
+        cli.main(["diff", str(old), str(new), "--threshold=much"])
+    assert "threshold" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("changed", "why"),
+    [
+        ({"backend": "sdpa-math"}, "backend eager -> sdpa-math"),
+        ({"mode": "backward"}, "mode forward -> backward"),
+        ({"heads": 32}, "heads 8 -> 32"),
+        ({"dtype": "float16"}, "dtype float32 -> float16"),
+    ],
+)
+def test_diff_never_gives_a_ratio_between_two_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changed: dict[str, object], why: str
+) -> None:
+    old = diff_file(tmp_path / "old.yaml", {"t.py::test_x[a]": diff_entry(1.0)})
+    new = diff_file(tmp_path / "new.yaml", {"t.py::test_x[a]": diff_entry(9.0, **changed)})
+    code, lines, _ = run_diff(capsys, str(old), str(new))
+    assert code == 0
+    assert lines[2].split(None, 1) == ["test_x[a]", f"not compared: another problem ({why})"]
+    assert "x9.000" not in "\n".join(lines)
+    assert (
+        lines[-1]
+        == "1 entries in both files: 0 changed by more than 5%; 1 not compared (another problem); 0 added, 0 removed"
+    )
+
+
+def test_diff_refuses_files_of_two_gpu_models_unless_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cpu = diff_file(tmp_path / "cpu.yaml", {"t.py::test_x[a]": diff_entry(300.0)}, device=CPU.as_dict())
+    h200 = diff_file(tmp_path / "h200.yaml", {"t.py::test_x[a]": diff_entry(1.0)})
+    code, lines, error = run_diff(capsys, str(cpu), str(h200))
+    assert (code, lines) == (2, [])
+    assert error == (
+        f"attnperf diff: {cpu} was recorded on {CPU.name} ({CPU.slug}), {h200} on NVIDIA H200 (nvidia-h200): two GPU "
+        "models' times are not a regression; give --any-gpu to compare them anyway\n"
+    )
+    code, lines, _ = run_diff(capsys, str(cpu), str(h200), "--any-gpu")
+    assert code == 0
+    assert lines[0] == f"two GPU models (--any-gpu): {CPU.slug} -> nvidia-h200"
+    assert "x0.003" in lines[4]
