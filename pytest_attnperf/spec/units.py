@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
+from .bounds import check_size
+
 T = TypeVar("T")
 
 _BINARY_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -114,7 +116,7 @@ def parse_fraction(value: object, *, upper: float = 10.0) -> float:
 
 
 def parse_positive_int(value: object, *, what: str = "value") -> int:
-    """Parse a strictly positive integer (no floats, no bools)."""
+    """Parse a strictly positive integer (no floats, no bools), no larger than ``what``'s bound (spec/bounds.py)."""
     if isinstance(value, bool):
         raise ValueError(f"{what} {value!r} is not a positive integer")
     if isinstance(value, int):
@@ -127,7 +129,7 @@ def parse_positive_int(value: object, *, what: str = "value") -> int:
         raise ValueError(f"{what} {value!r} is not a positive integer (e.g. 4096 or 4K)")
     if number <= 0:
         raise ValueError(f"{what} {value!r} must be at least 1")
-    return number
+    return check_size(what, number)  # a size beyond any real run (10**30 tokens) is a typo, not a request
 
 
 def positive_int(what: str) -> Callable[[object], int]:

@@ -260,3 +260,57 @@ def test_diff_refuses_files_of_two_gpu_models_unless_asked(tmp_path: Path, capsy
     assert code == 0
     assert lines[0] == f"two GPU models (--any-gpu): {CPU.slug} -> nvidia-h200"
     assert "x0.003" in lines[4]
+
+
+# ---------------------------------------------------------------- absurd sizes
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--context", str(10**30)], f"argument --context: context {10**30:,} is larger than 33,554,432"),
+        (["--context", "32769K"], "argument --context: context 33,555,456 is larger than 33,554,432"),
+        (["--batch", "100000"], "argument --batch: batch 100,000 is larger than 65,536"),
+        (["--layers", "5000"], "argument --layers: layers 5,000 is larger than 4,096"),
+        (["--heads", "8192"], "argument --heads: heads 8,192 is larger than 4,096"),
+        (["--kv-heads", "8192"], "argument --kv-heads: kv-heads 8,192 is larger than 4,096"),
+        (["--head-dim", "8192"], "argument --head-dim: head-dim 8,192 is larger than 4,096"),
+    ],
+)
+def test_memory_refuses_absurd_sizes_naming_option_value_and_bound(
+    capsys: pytest.CaptureFixture[str], argv: list[str], problem: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["memory", "--model", "Llama-3-8B", *argv])
+    assert exit_info.value.code == 2
+    assert f"{problem}, the most pytest-attnperf accepts" in capsys.readouterr().err
+
+
+def test_the_largest_accepted_context_still_computes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["memory", "--model", "Llama-3-8B", f"--context={1 << 25}"]) == 0
+    assert "KV cache" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        ("--attnperf-seqlens=64,100000000", "context length 100,000,000 is larger than 33,554,432"),
+        ("--attnperf-heads=100000", "heads 100,000 is larger than 4,096"),
+        ("--attnperf-q-len=100000000", "q-len 100,000,000 is larger than 33,554,432"),
+        ("--attnperf-batch=1000000", "batch 1,000,000 is larger than 65,536"),
+    ],
+)
+def test_pytest_refuses_absurd_size_options(pytester: pytest.Pytester, option: str, problem: str) -> None:
+    pytester.makepyfile(test_x="def test_x(attn_shape):\n    pass\n")
+    result = pytester.runpytest_inprocess("--attnperf", "-p", "no:cacheprovider", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert problem in result.stderr.str()
+
+
+def test_a_mark_with_an_absurd_size_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_x="import pytest\n\n@pytest.mark.attnperf_shape(head_dim=10**6)\ndef test_x(attn_shape):\n    pass\n"
+    )
+    result = pytester.runpytest_inprocess("--attnperf", *FAST_OPTIONS)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*head_dim 1,000,000 is larger than 4,096, the most pytest-attnperf accepts*"])
