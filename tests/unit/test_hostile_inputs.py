@@ -314,3 +314,77 @@ def test_a_mark_with_an_absurd_size_is_a_collection_error(pytester: pytest.Pytes
     result = pytester.runpytest_inprocess("--attnperf", *FAST_OPTIONS)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*head_dim 1,000,000 is larger than 4,096, the most pytest-attnperf accepts*"])
+
+
+# ---------------------------------------------------------------- a broken FlashAttention-4: one finding, one outcome
+
+# flash_attn.cute is there, and so is a `cutlass` package, but the CuTe DSL is not the version FA4 was built for:
+# importing flash_attn.cute fails inside. Finding the modules (what was checked) succeeds.
+BROKEN_FA4 = {
+    "flash_attn/__init__.py": "",
+    "flash_attn/cute/__init__.py": "from cutlass.cute.runtime import from_dlpack  # noqa: F401\n",
+    "cutlass/__init__.py": "",
+}
+BROKEN_REASON = (
+    "flash-attn-4 needs the Python module 'flash_attn.cute', which is installed but cannot be imported "
+    "(ModuleNotFoundError: No module named 'cutlass.cute') (pip install flash-attn-4 (Hopper and Blackwell))"
+)
+# FA4 needs a GPU: on this CPU the conftest lets it past the device check, so the import is what decides.
+ON_CPU_TOO = """
+import dataclasses
+
+from pytest_attnperf.backends.registry import REGISTRY
+
+fa4 = REGISTRY.get("flash-attn-4")
+REGISTRY.unregister("flash-attn-4")
+REGISTRY.register(dataclasses.replace(fa4, devices=frozenset({"cuda", "cpu"})))
+"""
+
+
+def _write_broken_fa4(folder: Path) -> None:
+    for name, text in BROKEN_FA4.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+def test_a_broken_fa4_skips_its_cases_with_the_reason(pytester: pytest.Pytester) -> None:
+    _write_broken_fa4(pytester.path)
+    pytester.makeconftest(ON_CPU_TOO)
+    pytester.makepyfile(
+        test_fa4="def test_fa4(attnperf, attn_backend, qkv):\n    attnperf.measure(attn_backend, qkv)\n"
+    )
+    options = [option for option in FAST_OPTIONS if not option.startswith("--attnperf-backends")]
+    result = pytester.runpytest_subprocess(
+        "--attnperf", *options, "--attnperf-backends=flash-attn-4,eager", "-rs", timeout=300
+    )
+    result.assert_outcomes(passed=1, skipped=1)
+    assert "SKIPPED [1] " in result.stdout.str()
+    assert BROKEN_REASON in " ".join(result.stdout.str().split())
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_env_gives_a_broken_fa4_the_reason_the_suite_skips_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import sys
+
+    import torch
+
+    from pytest_attnperf.backends.registry import REGISTRY
+    from pytest_attnperf.measure.device import describe_device
+
+    _write_broken_fa4(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [name for name in sys.modules if name.split(".")[0] in ("flash_attn", "cutlass")]:
+        monkeypatch.delitem(sys.modules, name)
+    fa4 = REGISTRY.get("flash-attn-4")
+    monkeypatch.setitem(
+        REGISTRY._backends, "flash-attn-4", dataclasses.replace(fa4, devices=frozenset({"cuda", "cpu"}))
+    )
+    try:
+        device = torch.device("cpu")
+        assert cli._probe_backend("flash-attn-4", device, describe_device(device)) == (False, BROKEN_REASON)
+    finally:
+        for name in [name for name in sys.modules if name.split(".")[0] in ("flash_attn", "cutlass")]:
+            del sys.modules[name]
