@@ -129,7 +129,7 @@ def _device(spec: str | None) -> Any:
     from .measure.device import resolve_device
 
     try:
-        return resolve_device(spec or "auto")
+        return resolve_device("auto" if spec is None else spec)  # an empty --attnperf-device= is refused, not auto
     except ValueError as error:
         raise CommandError(f"--attnperf-device: {error}") from None
 
@@ -318,14 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_argparse_options(calibrate, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
     show = commands.add_parser("show", help="print a baseline file")
-    show.add_argument("file", help="a baselines/<gpu>.yaml file")
+    show.add_argument(
+        "file", type=argparse_type(path_text("baseline file", required=True)), help="a baselines/<gpu>.yaml file"
+    )
     diff = commands.add_parser(
         "diff",
         help="compare two baseline files of one GPU model entry by entry: what changed beyond a threshold, "
         "what was added or removed, and entries that measured another problem (never given a ratio)",
     )
-    diff.add_argument("old")
-    diff.add_argument("new")
+    diff.add_argument("old", type=argparse_type(path_text("old baseline file", required=True)))
+    diff.add_argument("new", type=argparse_type(path_text("new baseline file", required=True)))
     diff.add_argument(
         "--threshold",
         type=argparse_type(parse_fraction, "threshold"),
@@ -400,7 +402,15 @@ class _GuardedStdout:
         return getattr(self._stream, name)
 
 
+def _escape_what_cannot_be_shown() -> None:
+    """A device name or path the output's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _escape_what_cannot_be_shown()
     parser = build_parser()
     arguments, extra = parser.parse_known_args(argv)
     if extra and arguments.command not in ("update", "calibrate"):

@@ -157,7 +157,7 @@ def parse_int_list(value: object, *, what: str = "value") -> tuple[int, ...]:
     return tuple(dict.fromkeys(numbers))
 
 
-def parse_name_list(value: object) -> tuple[str, ...]:
+def parse_name_list(value: object, *, what: str = "backend", example: str = "sdpa-flash,flash-attn") -> tuple[str, ...]:
     """Parse 'a,b c' (or a list) into names, keeping order, dropping repeats; an empty list is refused."""
     names: tuple[str, ...]
     if isinstance(value, str):
@@ -165,10 +165,10 @@ def parse_name_list(value: object) -> tuple[str, ...]:
     elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         names = tuple(value)
     else:
-        raise ValueError(f"{value!r} is not a list of names; expected e.g. 'sdpa-flash,flash-attn'")
+        raise ValueError(f"{value!r} is not a list of {what} names; expected e.g. {example!r}")
     if not names:
         # An unset CI variable (--attnperf-backends=$BACKENDS) must not become a green run that measured nothing.
-        raise ValueError(f"the list {value!r} names no backend; expected e.g. 'sdpa-flash,flash-attn'")
+        raise ValueError(f"the list {value!r} names no {what}; expected e.g. {example!r}")
     return tuple(dict.fromkeys(names))
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -388,3 +390,97 @@ def test_env_gives_a_broken_fa4_the_reason_the_suite_skips_with(
     finally:
         for name in [name for name in sys.modules if name.split(".")[0] in ("flash_attn", "cutlass")]:
             del sys.modules[name]
+
+
+# ---------------------------------------------------------------- output that cannot show a name; empty values
+
+
+def _ascii_stdout(monkeypatch: pytest.MonkeyPatch) -> io.BytesIO:
+    """Standard output as under PYTHONIOENCODING=ascii: a strict ASCII text stream."""
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii", errors="strict"))
+    return raw
+
+
+def test_show_and_diff_escape_a_name_the_output_cannot_encode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = diff_file(tmp_path / "gpu-é.yaml", {"t.py::test_é[a]": diff_entry()}, device={"name": "GPU é™ 日本"})
+    raw = _ascii_stdout(monkeypatch)
+    assert cli.main(["show", str(path)]) == 0
+    assert cli.main(["diff", str(path), str(path), "--all"]) == 0
+    sys.stdout.flush()
+    out = raw.getvalue().decode("ascii")
+    assert "gpu-\\xe9.yaml: GPU \\xe9\\u2122 \\u65e5\\u672c, 1 entries" in out
+    assert "test_\\xe9[a]" in out
+
+
+def test_env_escapes_a_baseline_path_the_output_cannot_encode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+    folder = tmp_path / "básicas"
+    folder.mkdir()
+    raw = _ascii_stdout(monkeypatch)
+    assert cli.main(["env", "--attnperf-device=cpu", f"--attnperf-baselines={folder}"]) == 0
+    sys.stdout.flush()
+    assert f"{tmp_path}/b\\xe1sicas/{CPU.slug}.yaml (missing" in raw.getvalue().decode("ascii")
+
+
+def test_a_run_whose_output_cannot_encode_a_name_still_reports(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        **{"test_é": "def test_é(attnperf, attn_backend, qkv):\n    attnperf.measure(attn_backend, qkv)\n"}
+    )
+    monkeypatch.setenv("PYTHONIOENCODING", "ascii")
+    result = pytester.runpytest_subprocess(
+        "--attnperf", *FAST_OPTIONS, "--attnperf-update", "--attnperf-baselines=básicas", timeout=300
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*attnperf: baseline update*", "*test_\\xe9[[]eager-64[]]: median * (new)*"])
+
+
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [
+        (
+            "--attnperf-workloads=,",
+            "argument --attnperf-workloads: the list ',' names no workload; expected e.g. 'prefill,decode'",
+        ),
+        ("--attnperf-workloads=", "argument --attnperf-workloads: the list '' names no workload"),
+        ("--attnperf-backends=,", "argument --attnperf-backends: the list ',' names no backend"),
+        ("--attnperf-seqlens=", "argument --attnperf-seqlens: context length list '' is empty"),
+        ("--attnperf-seqlens=,", "argument --attnperf-seqlens: context length list ',' is empty"),
+    ],
+)
+def test_an_empty_list_option_is_a_usage_error_naming_it(pytester: pytest.Pytester, option: str, problem: str) -> None:
+    pytester.makepyfile(test_x="def test_x(attn_shape):\n    pass\n")
+    result = pytester.runpytest_inprocess("--attnperf", "-p", "no:cacheprovider", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert problem in result.stderr.str()
+
+
+def test_an_empty_ini_value_means_the_default(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nattnperf_dtype =\nattnperf_workloads =\n")
+    pytester.makepyfile(
+        test_x="def test_x(attn_shape):\n    assert (attn_shape.dtype, attn_shape.workload) == ('float32', 'prefill')\n"
+    )
+    pytester.runpytest_inprocess("--attnperf", *FAST_OPTIONS).assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["env", "--attnperf-device="], "attnperf env: --attnperf-device: unknown device ''"),
+        (["show", ""], "argument file: the baseline file name is empty; give a path\n"),
+        (["diff", "", "x.yaml"], "argument old: the old baseline file name is empty; give a path\n"),
+        (["memory", "--context", ""], "argument --context: context '' is not a positive integer (e.g. 4096 or 4K)"),
+        (["diff", "a.yaml", "b.yaml", "--threshold="], "argument --threshold: cannot read '' as a tolerance"),
+    ],
+)
+def test_an_empty_command_argument_is_refused_naming_it(
+    capsys: pytest.CaptureFixture[str], argv: list[str], problem: str
+) -> None:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code  # type: ignore[assignment]
+    assert code == 2
+    assert problem in capsys.readouterr().err
