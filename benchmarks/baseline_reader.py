@@ -59,6 +59,9 @@ HOSTILE = {
     "block nesting 5,000 deep": "".join(" " * i + "k:\n" for i in range(5_000)),
     "an integer of 1,000,000 digits": "a: " + "9" * 1_000_000 + "\n",
     "1,000,000 duplicate keys": "".join(f"k{i % 2}: {i}\n" for i in range(1_000_000)),
+    "1,000,000 duplicate keys under entries": "entries:\n" + "".join(f"  k{i % 2}: {i}\n" for i in range(1_000_000)),
+    "550,000 keys, each once": "".join(f"k{i}: {i}\n" for i in range(550_000)),
+    "1,000,000 duplicate keys on one line (flow)": "a: {" + ", ".join(f"k{i % 2}: {i}" for i in range(1_000_000)) + "}\n",
     f"{MAX_ITEMS + 1:,} items (one over the cap)": "a: [" + "1," * MAX_ITEMS + "1]\n",
     f"{(MAX_FILE_BYTES >> 20) + 1} MiB of comments (over the size cap)": "#" * (MAX_FILE_BYTES + (1 << 20)),
 }  # fmt: skip

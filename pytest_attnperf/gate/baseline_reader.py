@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Mapping
@@ -43,6 +44,13 @@ ENTRY_ITEMS, ENTRY_BYTES = 115, 1714
 LARGE_SUITE_ENTRIES = 20_000
 MAX_ITEMS = 2 * LARGE_SUITE_ENTRIES * ENTRY_ITEMS
 MAX_FILE_BYTES = 2 * LARGE_SUITE_ENTRIES * ENTRY_BYTES
+# A flood of keys in one mapping (a million duplicates) costs libyaml a whole composition before the duplicate is
+# seen: lines are counted first (~1 % of a load). A baseline file has four keys at the top and, one level in,
+# its entries' test ids beside the device's and environment's few keys.
+MAX_ENTRIES = MAX_ITEMS // ENTRY_ITEMS
+MAX_TOP_LEVEL_LINES = 64
+_TOP_LEVEL_LINE = re.compile(r"^[^\s#]", re.MULTILINE)
+_SECOND_LEVEL_LINE = re.compile(r"^  [^\s#]", re.MULTILINE)
 V1_LATENCY_KEYS = ("median", "iqr", "mean", "stdev", "min", "max", "samples", "quantiles")
 V1_ENTRY_KEYS = ("backend", "mode", "shape", "fits", "latency_ms", "peak_bytes", "recorded_at", "environment")
 CENTRE_TOLERANCE = 2e-3  # the stored centre and the geometric mean of the stored run medians (4 digits each)
@@ -138,6 +146,19 @@ def _load(text: str, path: Path) -> tuple[Any, _Loader]:
             f"holds {items:,} YAML items, more than the {MAX_ITEMS:,} a baseline file may (about "
             f"{MAX_ITEMS // ENTRY_ITEMS:,} entries as the plugin writes them): not a baseline file, or a suite to "
             "split over several --attnperf-baselines folders",
+        )
+    top_level = len(_TOP_LEVEL_LINE.findall(text))
+    if top_level > MAX_TOP_LEVEL_LINES:
+        raise BaselineFileError(
+            path,
+            f"has {top_level:,} lines at the top level; a baseline file has four keys there (schema_version, device, "
+            "environment, entries)",
+        )
+    second_level = len(_SECOND_LEVEL_LINE.findall(text))
+    if second_level > MAX_ENTRIES + 1000:
+        raise BaselineFileError(
+            path,
+            f"has {second_level:,} keys one level in, more than the {MAX_ENTRIES:,} entries a baseline file may hold",
         )
     loader = _Loader(text)
     try:

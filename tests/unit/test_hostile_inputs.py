@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -484,3 +485,18 @@ def test_an_empty_command_argument_is_refused_naming_it(
         code = exit_info.code  # type: ignore[assignment]
     assert code == 2
     assert problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("".join(f"k{i % 2}: {i}\n" for i in range(200_000)), "has 200,000 lines at the top level; a baseline file"),
+        (
+            "entries:\n" + "".join(f"  k{i % 2}: {i}\n" for i in range(200_000)),
+            "has 200,000 keys one level in, more than the 40,000 entries a baseline file may hold",
+        ),
+    ],
+)
+def test_a_flood_of_keys_is_refused_before_libyaml_composes_it(text: str, problem: str) -> None:
+    with pytest.raises(BaselineFileError, match=re.escape(problem)):
+        parse_baseline_text(text, Path("flood.yaml"))
