@@ -165,7 +165,7 @@ def parse_name_list(value: object, *, what: str = "backend", example: str = "sdp
     elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         names = tuple(value)
     else:
-        raise ValueError(f"{value!r} is not a list of {what} names; expected e.g. {example!r}")
+        raise ValueError(f"{value!r} is not a list of names; expected e.g. {example!r}")
     if not names:
         # An unset CI variable (--attnperf-backends=$BACKENDS) must not become a green run that measured nothing.
         raise ValueError(f"the list {value!r} names no {what}; expected e.g. {example!r}")
