@@ -22,6 +22,8 @@ SIZE_BOUNDS: dict[str, int] = {
     "kv_heads": 1 << 12,
     "head_dim": 1 << 12,  # 4,096 (the largest of any model: 576)
     "layers": 1 << 12,  # 4,096 decoder layers (the most of any model: ~200)
+    "min_samples": 1 << 20,  # samples per case: a million already takes minutes of a fast kernel
+    "runs": 1000,  # independent processes of `attnperf update`
 }
 # A model's config.json, by transformers' key names: the same bounds where a key is one of the sizes above.
 CONFIG_BOUNDS: dict[str, int] = {

@@ -289,6 +289,15 @@ def test_memory_refuses_absurd_sizes_naming_option_value_and_bound(
     assert f"{problem}, the most pytest-attnperf accepts" in capsys.readouterr().err
 
 
+def test_update_refuses_an_absurd_number_of_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["update", "--runs", "100000"])
+    assert (
+        "argument --runs: runs 100,000 is larger than 1,000, the most pytest-attnperf accepts"
+        in capsys.readouterr().err
+    )
+
+
 def test_the_largest_accepted_context_still_computes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["memory", "--model", "Llama-3-8B", f"--context={1 << 25}"]) == 0
     assert "KV cache" in capsys.readouterr().out
@@ -301,6 +310,7 @@ def test_the_largest_accepted_context_still_computes(capsys: pytest.CaptureFixtu
         ("--attnperf-heads=100000", "heads 100,000 is larger than 4,096"),
         ("--attnperf-q-len=100000000", "q-len 100,000,000 is larger than 33,554,432"),
         ("--attnperf-batch=1000000", "batch 1,000,000 is larger than 65,536"),
+        ("--attnperf-min-samples=2000000", "min-samples 2,000,000 is larger than 1,048,576"),
     ],
 )
 def test_pytest_refuses_absurd_size_options(pytester: pytest.Pytester, option: str, problem: str) -> None:
