@@ -192,9 +192,7 @@ def _check_value(where: str, key: str, value: object) -> Any:
         bound = CONFIG_BOUNDS.get(key)
         within = f" up to {bound:,}" if bound else ""
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (bound and value > bound):
-            raise ValueError(
-                f"{where}: {key} must be a positive integer{within}, got {value!r}"
-            )
+            raise ValueError(f"{where}: {key} must be a positive integer{within}, got {value!r}")
         return value
     if key in _FLOAT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
