@@ -126,6 +126,11 @@ class Backend:
         return self.check(shape, info) if self.check is not None else None
 
 
+# Python retries a failed import every time, and a broken package may take seconds to fail (a CuTe DSL loads
+# its compiler first): each case of a suite would pay it. Once found broken, a module stays broken this process.
+_BROKEN_IMPORTS: dict[str, str] = {}
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
@@ -145,11 +150,12 @@ def _import_problem(module: str) -> str | None:
         return f"cannot be imported ({_first_line(error)})"
     if found is None:
         return "is not installed"
-    try:
-        importlib.import_module(module)
-    except Exception as error:  # whatever a broken package raises (ImportError, OSError, AttributeError): its reason
-        return f"is installed but cannot be imported ({_first_line(error)})"
-    return None
+    if module not in _BROKEN_IMPORTS:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # whatever a broken package raises (ImportError, OSError, AttributeError)
+            _BROKEN_IMPORTS[module] = f"is installed but cannot be imported ({_first_line(error)})"
+    return _BROKEN_IMPORTS.get(module)
 
 
 @dataclass

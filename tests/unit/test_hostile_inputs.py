@@ -384,6 +384,7 @@ def test_env_gives_a_broken_fa4_the_reason_the_suite_skips_with(
 
     import torch
 
+    from pytest_attnperf.backends import registry
     from pytest_attnperf.backends.registry import REGISTRY
     from pytest_attnperf.measure.device import describe_device
 
@@ -391,6 +392,7 @@ def test_env_gives_a_broken_fa4_the_reason_the_suite_skips_with(
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in [name for name in sys.modules if name.split(".")[0] in ("flash_attn", "cutlass")]:
         monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(registry, "_BROKEN_IMPORTS", {})
     fa4 = REGISTRY.get("flash-attn-4")
     monkeypatch.setitem(
         REGISTRY._backends, "flash-attn-4", dataclasses.replace(fa4, devices=frozenset({"cuda", "cpu"}))
@@ -398,6 +400,7 @@ def test_env_gives_a_broken_fa4_the_reason_the_suite_skips_with(
     try:
         device = torch.device("cpu")
         assert cli._probe_backend("flash-attn-4", device, describe_device(device)) == (False, BROKEN_REASON)
+        assert list(registry._BROKEN_IMPORTS) == ["flash_attn.cute"]  # found broken once, not imported per case
     finally:
         for name in [name for name in sys.modules if name.split(".")[0] in ("flash_attn", "cutlass")]:
             del sys.modules[name]
