@@ -21,11 +21,12 @@ from .cli_runs import (
     command_merge,
 )
 from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
+from .gate.diff import DEFAULT_THRESHOLD
 from .project_settings import settings_here
 from .spec.device_info import SOFTWARE_KEYS, compute_units
 from .spec.option_values import path_text
 from .spec.options import Settings, SettingsError, add_argparse_options, to_command_line
-from .spec.units import argparse_type, format_bytes, format_ms, positive_int
+from .spec.units import argparse_type, format_bytes, format_ms, parse_fraction, positive_int
 
 
 def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
@@ -126,7 +127,7 @@ def _device(spec: str | None) -> Any:
     from .measure.known_noise import import_quietly
 
     try:
-        device = resolve_device(spec or "auto")
+        device = resolve_device("auto" if spec is None else spec)  # an empty --attnperf-device= is refused, not auto
     except ValueError as error:
         raise CommandError(f"--attnperf-device: {error}") from None
     import_quietly()  # env and report compile backends too: torch's import-time deprecations, filtered there
@@ -233,35 +234,22 @@ def _readable_fields(fields: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def diff_rows(old: BaselineFile, new: BaselineFile) -> list[tuple[str, ...]]:
-    """Per-entry old -> new, with the ratio; entries only on one side are marked added/removed."""
-    rows: list[tuple[str, ...]] = []
-    for test_id in sorted(set(old.entries) | set(new.entries)):
-        before, after = old.entries.get(test_id), new.entries.get(test_id)
-        name = test_id.split("::", 1)[-1]
-        if before is None or after is None:
-            rows.append((name, "added" if before is None else "removed", "", "", ""))
-            continue
-        ratio = after.median_ms / before.median_ms if before.median_ms and after.median_ms else None
-        memory_ratio = after.peak_bytes / before.peak_bytes if before.peak_bytes and after.peak_bytes else None
-        rows.append(
-            (
-                name,
-                f"{format_ms(before.median_ms)} -> {format_ms(after.median_ms)}",
-                "-" if ratio is None else f"x{ratio:.3f}",
-                f"{format_bytes(before.peak_bytes)} -> {format_bytes(after.peak_bytes)}",
-                "-" if memory_ratio is None else f"x{memory_ratio:.3f}",
-            )
-        )
-    return rows
-
-
 def command_diff(arguments: argparse.Namespace) -> int:
+    from .gate.diff import device_identity, device_mismatch, diff_baselines
     from .report import format_table
 
     old, new = _load_or_exit(Path(arguments.old)), _load_or_exit(Path(arguments.new))
-    for line in format_table(("test", "median", "ratio", "peak memory", "ratio"), diff_rows(old, new)):
-        print(line)
+    mismatch = device_mismatch(old, new)
+    if mismatch and not arguments.any_gpu:
+        raise CommandError(mismatch)
+    if mismatch:
+        print(f"two GPU models (--any-gpu): {device_identity(old.device)} -> {device_identity(new.device)}\n")
+    diff = diff_baselines(old, new, threshold=arguments.threshold, show_all=arguments.all)
+    if diff.rows:
+        for line in format_table(("test", "median", "ratio", "peak memory", "ratio"), diff.rows):
+            print(line)
+        print()
+    print(diff.summary(arguments.threshold, shown_all=arguments.all))
     return 0
 
 
@@ -389,10 +377,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_argparse_options(calibrate, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
     show = commands.add_parser("show", help="print a baseline file")
-    show.add_argument("file", help="a baselines/<gpu>.yaml file")
-    diff = commands.add_parser("diff", help="compare two baseline files entry by entry")
-    diff.add_argument("old")
-    diff.add_argument("new")
+    show.add_argument(
+        "file", type=argparse_type(path_text("baseline file", required=True)), help="a baselines/<gpu>.yaml file"
+    )
+    diff = commands.add_parser(
+        "diff",
+        help="compare two baseline files of one GPU model entry by entry: what changed beyond a threshold, "
+        "what was added or removed, and entries that measured another problem (never given a ratio)",
+    )
+    diff.add_argument("old", type=argparse_type(path_text("old baseline file", required=True)))
+    diff.add_argument("new", type=argparse_type(path_text("new baseline file", required=True)))
+    diff.add_argument(
+        "--threshold",
+        type=argparse_type(parse_fraction, "threshold"),
+        default=DEFAULT_THRESHOLD,
+        help="list an entry when its median or peak memory moved by more than this (default 5%%; 0 lists every change)",
+    )
+    diff.add_argument("--all", action="store_true", help="list every entry compared, changed or not")
+    diff.add_argument(
+        "--any-gpu", action="store_true", help="compare files of two GPU models (refused by default: not a regression)"
+    )
     report = commands.add_parser(
         "report",
         help="measure the FlashAttention study on this GPU: tables, plots, frontier",
@@ -488,7 +492,15 @@ class _GuardedStdout:
         return getattr(self._stream, name)
 
 
+def _escape_what_cannot_be_shown() -> None:
+    """A device name or path the output's encoding cannot show (PYTHONIOENCODING=ascii) is escaped, not a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _escape_what_cannot_be_shown()
     parser = build_parser()
     arguments, extra = parser.parse_known_args(argv)
     command = COMMANDS[arguments.command]

@@ -196,6 +196,7 @@ def builtin_backends() -> list[Backend]:
             flash=True,
             workloads=EVERY,
             supports_softcap=True,
+            probe=flash.flash_attn_4_probe,
             check=flash.flash_attn_4_check,
         ),
         Backend(

@@ -126,6 +126,15 @@ def flash_attn_4(
     return output[0] if isinstance(output, tuple) else output  # type: ignore[no-any-return]  # (out, lse)
 
 
+def flash_attn_4_probe(info: DeviceInfo) -> str | None:
+    """flash_attn.cute imported (the registry checked that): does it hold the entry points this backend calls?"""
+    try:
+        from flash_attn.cute import flash_attn_func, flash_attn_varlen_func  # noqa: F401
+    except ImportError as error:
+        return f"flash-attn-4's flash_attn.cute lacks its entry points ({error}): pip install -U flash-attn-4"
+    return None
+
+
 def flash_attn_4_check(shape: AttnShape, info: DeviceInfo) -> str | None:
     """FlashAttention-4's head-dim and paging rules per architecture (its interface asserts them)."""
     major = info.capability[0] if info.capability else 0

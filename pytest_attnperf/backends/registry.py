@@ -121,13 +121,36 @@ class Backend:
         return self.check(shape, info) if self.check is not None else None
 
 
+# Python retries a failed import every time, and a broken package may take seconds to fail (a CuTe DSL loads
+# its compiler first): each case of a suite would pay it. Once found broken, a module stays broken this process.
+_BROKEN_IMPORTS: dict[str, str] = {}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _import_problem(module: str) -> str | None:
-    """Why ``module`` cannot be found, or None. A parent package that fails to import says so (not 'missing')."""
+    """Why ``module`` cannot be used, or None: not installed, or installed but failing to import.
+
+    The module is imported, not only found: a package whose own imports fail (FlashAttention-4 with a CuTe DSL
+    of another version, an extension built for another torch) is unavailable with that reason, so the suite
+    skips its cases with the reason `attnperf env` prints instead of failing them on the raw import error.
+    Called only when a backend is about to run, never at plugin load.
+    """
     try:
         found = importlib.util.find_spec(module)
     except (ImportError, ValueError) as error:  # finding a submodule imports its parent package
-        return f"cannot be imported ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-    return None if found is not None else "is not installed"
+        return f"cannot be imported ({_first_line(error)})"
+    if found is None:
+        return "is not installed"
+    if module not in _BROKEN_IMPORTS:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # whatever a broken package raises (ImportError, OSError, AttributeError)
+            _BROKEN_IMPORTS[module] = f"is installed but cannot be imported ({_first_line(error)})"
+    return _BROKEN_IMPORTS.get(module)
 
 
 @dataclass

@@ -10,7 +10,8 @@ from .workloads import MODES, parse_workload
 
 
 def parse_workloads(value: object) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(parse_workload(name) for name in parse_name_list(value)))
+    names = parse_name_list(value, what="workload", example="prefill,decode")
+    return tuple(dict.fromkeys(parse_workload(name) for name in names))
 
 
 def choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
@@ -41,13 +42,15 @@ def parse_tolerance(value: object) -> float | str:
     return parse_fraction(value)
 
 
-def path_text(what: str) -> Callable[[object], str]:
+def path_text(what: str, *, required: bool = False) -> Callable[[object], str]:
     """A parser of file/folder names: an empty name (an unset CI variable) or a NUL byte is refused."""
 
     def parse(value: object) -> str:
         text = str(value)
         if not text.strip():
-            raise ValueError(f"the {what} name is empty; give a path, or leave the option out")
+            raise ValueError(
+                f"the {what} name is empty; give a path" + ("" if required else ", or leave the option out")
+            )
         if "\0" in text:
             raise ValueError(f"the {what} name {text!r} holds a NUL byte, which no path can")
         return text

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bounds import CONFIG_BOUNDS
+
 _PRESETS_FILE = "presets.yaml"
 COMMON_FIELDS = (
     "hidden_size",
@@ -184,8 +186,10 @@ def _check_value(where: str, key: str, value: object) -> Any:
     if key in _NULLABLE and value is None:
         return None
     if key in _INT_FIELDS:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{where}: {key} must be a positive integer, got {value!r}")
+        bound = CONFIG_BOUNDS.get(key)
+        within = f" up to {bound:,}" if bound else ""
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or (bound and value > bound):
+            raise ValueError(f"{where}: {key} must be a positive integer{within}, got {value!r}")
         return value
     if key in _FLOAT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
@@ -258,48 +262,87 @@ def get_preset(name: str) -> ModelPreset:
 
 def _rope_theta(config: dict[str, Any]) -> float:
     for holder in (config, config.get("rope_parameters") or {}, config.get("rope_scaling") or {}):
-        if isinstance(holder, dict) and isinstance(holder.get("rope_theta"), (int, float)):
-            return float(holder["rope_theta"])
+        if isinstance(holder, dict) and holder.get("rope_theta") is not None:
+            return holder["rope_theta"]  # type: ignore[no-any-return]  # checked with the other fields
     return 10000.0  # transformers' default; only the built model uses it, and it reads the file itself
 
 
+# What a missing or null key of a config.json means: transformers' own defaults. A 0 (or a negative, a string,
+# a float, a list) is not a default: it is refused, naming the file, the key and the accepted form.
+_DEFAULTS: dict[str, Any] = {"rms_norm_eps": 1e-6, "max_position_embeddings": 4096, "tie_word_embeddings": False}
+_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+
+
+def _read_config(file: Path, where: str) -> dict[str, Any]:
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{where}: cannot be read ({error.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{where}: is not UTF-8 text (byte {error.start}); a config.json is UTF-8 JSON") from None
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{where}: is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{where}: expected a JSON object (a transformers config.json), found a {type(config).__name__}"
+        )
+    if not isinstance(config.get("model_type"), str):
+        raise ValueError(
+            f"{where}: expected a transformers config.json with a 'model_type' string, found {config.get('model_type')!r}"
+        )
+    return config
+
+
 def preset_from_config(path: Path | str) -> ModelPreset:
-    """A preset from a local ``config.json`` (or a folder holding one): no download, the file's own fields."""
+    """A preset from a local ``config.json`` (or a folder holding one): no download, the file's own fields.
+
+    A key that is missing or null takes transformers' default (``num_key_value_heads``: as many as the query
+    heads; ``head_dim``: hidden_size / num_attention_heads); any other value must be of the key's form.
+    """
     file = Path(path)
     if file.is_dir():
         file = file / "config.json"
     where = f"model config {str(file)!r}"
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{where}: cannot read it as JSON ({error})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
-        raise ValueError(f"{where}: expected a transformers config.json with a 'model_type'")
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
-        if key not in config:
+    config = _read_config(file, where)
+    for key in _REQUIRED:
+        if config.get(key) is None:
             raise ValueError(f"{where}: missing {key!r} (a decoder-only model's config.json has it)")
-    heads = config["num_attention_heads"]
+    sizes = {key: _check_value(where, key, config[key]) for key in _REQUIRED}
+    heads, hidden = sizes["num_attention_heads"], sizes["hidden_size"]
+    head_dim = config.get("head_dim")
+    if head_dim is None and hidden % heads:
+        raise ValueError(
+            f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}, and no head_dim is "
+            "given: give head_dim (a positive integer)"
+        )
     values: dict[str, Any] = {
         "family": config["model_type"],
-        "hidden_size": config["hidden_size"],
-        "intermediate_size": config["intermediate_size"],
-        "num_hidden_layers": config["num_hidden_layers"],
-        "num_attention_heads": heads,
-        "num_key_value_heads": config.get("num_key_value_heads") or heads,
-        "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
-        "vocab_size": config["vocab_size"],
-        "rms_norm_eps": float(config.get("rms_norm_eps") or 1e-6),
+        **sizes,
+        "num_key_value_heads": heads if config.get("num_key_value_heads") is None else config["num_key_value_heads"],
+        "head_dim": hidden // heads if head_dim is None else head_dim,
         "rope_theta": _rope_theta(config),
-        "max_position_embeddings": config.get("max_position_embeddings") or 4096,
-        "tie_word_embeddings": bool(config.get("tie_word_embeddings", False)),
     }
+    values.update({key: default if config.get(key) is None else config[key] for key, default in _DEFAULTS.items()})
     values.update({key: config[key] for key in _FAMILY_FIELDS if config.get(key) is not None})
     values = {key: _check_value(where, key, value) for key, value in values.items()}
     if values["num_attention_heads"] % values["num_key_value_heads"]:
-        raise ValueError(f"{where}: num_attention_heads must be a multiple of num_key_value_heads")
+        raise ValueError(
+            f"{where}: num_attention_heads ({heads}) must be a multiple of num_key_value_heads "
+            f"({values['num_key_value_heads']})"
+        )
     layer_types = config.get("layer_types")
-    if isinstance(layer_types, list):
-        values["layer_types"] = tuple("sliding" if "sliding" in str(kind) else "full" for kind in layer_types)
+    if layer_types is not None:
+        if not isinstance(layer_types, list) or not all(isinstance(kind, str) for kind in layer_types):
+            raise ValueError(f"{where}: layer_types must be a list of strings, one per layer, got {layer_types!r}")
+        if len(layer_types) != values["num_hidden_layers"]:
+            raise ValueError(
+                f"{where}: layer_types lists {len(layer_types)} layers, num_hidden_layers is {values['num_hidden_layers']}"
+            )
+        values["layer_types"] = tuple("sliding" if "sliding" in kind else "full" for kind in layer_types)
     name = config.get("_name_or_path") or file.parent.name or file.stem
     return ModelPreset(name=str(name), config_json=json.dumps(config, sort_keys=True), **values)
 

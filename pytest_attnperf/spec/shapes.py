@@ -262,6 +262,12 @@ def shape_for_case(fields: Mapping[str, Any], *, context_len: int, seed: int, ba
     if workload == "paged":
         values["page_size"] = page_size
     if workload == "varlen":
+        if q_len is not None and q_len > context_len:
+            # the longest sequence's q_len newest tokens: more than it holds is refused as for decode and chunked
+            raise ValueError(
+                f"a varlen step's {q_len} queries are the newest tokens of its longest sequence of {context_len}: "
+                "q_len must not exceed the context length"
+            )
         batch = values["batch"] = int(values["batch"]) if batch_given else VARLEN_DEFAULT_BATCH
         k_lens = seeded_lengths(context_len, batch, seed=seed)
         q_lens = tuple(min(q_len, k) for k in k_lens) if q_len else k_lens

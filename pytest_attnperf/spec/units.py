@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
+from .bounds import check_size
+
 T = TypeVar("T")
 
 _BINARY_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -114,7 +116,7 @@ def parse_fraction(value: object, *, upper: float = 10.0) -> float:
 
 
 def parse_positive_int(value: object, *, what: str = "value") -> int:
-    """Parse a strictly positive integer (no floats, no bools)."""
+    """Parse a strictly positive integer (no floats, no bools), no larger than ``what``'s bound (spec/bounds.py)."""
     if isinstance(value, bool):
         raise ValueError(f"{what} {value!r} is not a positive integer")
     if isinstance(value, int):
@@ -127,7 +129,7 @@ def parse_positive_int(value: object, *, what: str = "value") -> int:
         raise ValueError(f"{what} {value!r} is not a positive integer (e.g. 4096 or 4K)")
     if number <= 0:
         raise ValueError(f"{what} {value!r} must be at least 1")
-    return number
+    return check_size(what, number)  # a size beyond any real run (10**30 tokens) is a typo, not a request
 
 
 def positive_int(what: str) -> Callable[[object], int]:
@@ -155,7 +157,7 @@ def parse_int_list(value: object, *, what: str = "value") -> tuple[int, ...]:
     return tuple(dict.fromkeys(numbers))
 
 
-def parse_name_list(value: object) -> tuple[str, ...]:
+def parse_name_list(value: object, *, what: str = "backend", example: str = "sdpa-flash,flash-attn") -> tuple[str, ...]:
     """Parse 'a,b c' (or a list) into names, keeping order, dropping repeats; an empty list is refused."""
     names: tuple[str, ...]
     if isinstance(value, str):
@@ -163,10 +165,10 @@ def parse_name_list(value: object) -> tuple[str, ...]:
     elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         names = tuple(value)
     else:
-        raise ValueError(f"{value!r} is not a list of names; expected e.g. 'sdpa-flash,flash-attn'")
+        raise ValueError(f"{value!r} is not a list of names; expected e.g. {example!r}")
     if not names:
         # An unset CI variable (--attnperf-backends=$BACKENDS) must not become a green run that measured nothing.
-        raise ValueError(f"the list {value!r} names no backend; expected e.g. 'sdpa-flash,flash-attn'")
+        raise ValueError(f"the list {value!r} names no {what}; expected e.g. {example!r}")
     return tuple(dict.fromkeys(names))
 
 

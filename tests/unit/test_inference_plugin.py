@@ -68,6 +68,24 @@ def test_options_pick_the_workloads_of_unmarked_tests(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(["*test_plain[[]eager-64[]] PASSED*", "*test_plain[[]decode-eager-64[]] PASSED*"])
 
 
+def test_a_q_len_above_the_context_is_refused_alike_by_varlen_and_decode(pytester: pytest.Pytester) -> None:
+    """A varlen q_len of 1000 over 64 tokens was clipped to a prefill while its id said q1000."""
+    pytester.makepyfile(
+        test_plain="def test_plain(attnperf, attn_backend, qkv):\n    attnperf.measure(attn_backend, qkv)\n"
+    )
+    result = pytester.runpytest_inprocess(
+        *FAST, "--attnperf", "-v", "--attnperf-workloads=varlen,decode", "--attnperf-q-len=1000"
+    )
+    result.assert_outcomes(errors=2)
+    for workload in ("varlen", "decode"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*test_plain[[]{workload}-eager-64[]]: impossible attention shape: a {workload} step's 1000 queries "
+                "are the newest tokens of its * of 64: q_len must not exceed the context length*"
+            ]
+        )
+
+
 def test_a_model_and_q_len_give_its_gqa_decode_case(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_model="""

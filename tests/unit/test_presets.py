@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -234,7 +235,8 @@ def test_a_config_json_of_another_family_takes_its_layer_types(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("not json", "cannot read it as JSON"),
+        ("not json", "is not valid JSON"),
+        ("[1, 2]", "expected a JSON object \\(a transformers config.json\\), found a list"),
         ('{"hidden_size": 4}', "expected a transformers config.json with a 'model_type'"),
         ('{"model_type": "llama", "hidden_size": 4}', "missing 'intermediate_size'"),
     ],
@@ -243,6 +245,52 @@ def test_a_bad_config_json_is_named_with_the_problem(tmp_path: Path, content: st
     (tmp_path / "config.json").write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=f"model config '{tmp_path / 'config.json'}': .*{problem}"):
         resolve_model(str(tmp_path / "config.json"))
+
+
+def test_a_config_json_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_bytes(b'{"model_type": "\xe9"}')
+    with pytest.raises(ValueError, match=r"is not UTF-8 text \(byte 16\); a config.json is UTF-8 JSON"):
+        preset_from_config(tmp_path / "config.json")
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        # zeros were taken as "not given": another shape was measured than the file describes
+        ({"head_dim": 0}, "head_dim must be a positive integer up to 4,096, got 0"),
+        ({"num_key_value_heads": 0}, "num_key_value_heads must be a positive integer up to 4,096, got 0"),
+        ({"num_attention_heads": 0}, "num_attention_heads must be a positive integer up to 4,096, got 0"),
+        ({"head_dim": -64}, "head_dim must be a positive integer up to 4,096, got -64"),
+        ({"head_dim": True}, "head_dim must be a positive integer up to 4,096, got True"),
+        ({"num_attention_heads": "8"}, "num_attention_heads must be a positive integer up to 4,096, got '8'"),
+        ({"hidden_size": 256.0}, "hidden_size must be a positive integer up to 1,048,576, got 256.0"),
+        ({"num_hidden_layers": [3]}, "num_hidden_layers must be a positive integer up to 4,096, got [3]"),
+        ({"vocab_size": 10**30}, "vocab_size must be a positive integer up to 16,777,216, got 10000"),
+        ({"vocab_size": None}, "missing 'vocab_size'"),
+        ({"hidden_size": 260}, "hidden_size 260 is not a multiple of num_attention_heads 8, and no head_dim is given"),
+        ({"rms_norm_eps": 0}, "rms_norm_eps must be a positive number, got 0"),
+        ({"rms_norm_eps": "1e-6"}, "rms_norm_eps must be a positive number, got '1e-6'"),
+        ({"max_position_embeddings": 0}, "max_position_embeddings must be a positive integer up to 2,147,483,648"),
+        ({"tie_word_embeddings": "false"}, "tie_word_embeddings must be true or false, got 'false'"),
+        ({"rope_theta": "big"}, "rope_theta must be a positive number, got 'big'"),
+        ({"sliding_window": 0}, "sliding_window must be a positive integer up to 2,147,483,648, got 0"),
+        ({"layer_types": "full"}, "layer_types must be a list of strings, one per layer, got 'full'"),
+        ({"layer_types": ["full_attention"]}, "layer_types lists 1 layers, num_hidden_layers is 3"),
+        ({"num_key_value_heads": 3}, "num_attention_heads (8) must be a multiple of num_key_value_heads (3)"),
+        ({"model_type": 3}, "expected a transformers config.json with a 'model_type' string, found 3"),
+    ],
+)
+def test_a_bad_value_in_a_config_json_is_refused_naming_the_key_and_the_form(
+    tmp_path: Path, fields: dict[str, object], problem: str
+) -> None:
+    path = _write_config(tmp_path, **fields)
+    with pytest.raises(ValueError, match=re.escape(f"model config '{path}': {problem}")):
+        preset_from_config(path)
+
+
+def test_a_missing_or_null_size_takes_transformers_default(tmp_path: Path) -> None:
+    preset = preset_from_config(_write_config(tmp_path, num_key_value_heads=None, max_position_embeddings=None))
+    assert (preset.num_key_value_heads, preset.head_dim, preset.max_position_embeddings) == (8, 32, 4096)
 
 
 def test_an_unknown_name_that_is_no_file_lists_the_presets_and_the_path_form() -> None:

@@ -55,6 +55,14 @@ def test_varlen_draws_its_lengths_from_the_seed() -> None:
     assert (decoding.q_len, decoding.k_len) == (1, 64)
 
 
+@pytest.mark.parametrize("workload", ["varlen", "decode", "chunked"])
+def test_a_q_len_above_the_context_is_refused_by_every_workload_that_takes_one(workload: str) -> None:
+    """A varlen q_len of 1000 over a context of 64 was clipped silently: the id said q1000, a prefill was measured."""
+    with pytest.raises(ValueError, match="q_len must not exceed the context length"):
+        case(workload, 64, q_len=1000)
+    assert case(workload, 64, q_len=64).q_len == 64  # the whole longest sequence is still accepted
+
+
 def test_seeded_integers_are_the_same_hash_as_the_seeded_tensors() -> None:
     """Python ints (lengths, page order) and torch's int64 arithmetic (tensor values): one splitmix64, two codes."""
     key = 5 * 0x1F3  # seed 0, stream 5
