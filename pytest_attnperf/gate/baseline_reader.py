@@ -23,9 +23,9 @@ import yaml
 from ..spec.shapes import MODES
 from .baseline_schema import (
     ENTRY_KEYS,
-    REFERENCE_KEYS,
     LATENCY_KEYS,
     READABLE_VERSIONS,
+    REFERENCE_KEYS,
     SCHEMA_VERSION,
     BaselineEntry,
     BaselineFile,

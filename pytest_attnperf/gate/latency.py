@@ -69,7 +69,9 @@ class LatencyDecision:
 
     def explanation(self) -> str:
         """Which number decided and what the machine explained, for the verdict message."""
-        if self.decided_by == "raw" or self.normalised_ratio is None:
+        if self.normalised_ratio is None or self.normalised_ratio == self.raw_ratio:
+            return ""  # nothing was normalised: the one ratio shown decided
+        if self.decided_by == "raw":
             return f"decided on the raw ratio x{self.raw_ratio:.3f}"
         basis = "what the machine explains" if self.decided_by == "machine" else "the case's own clock (old rule)"
         factor = self.machine_factor or 1.0
