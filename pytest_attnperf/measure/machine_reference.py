@@ -88,4 +88,3 @@ def refresh(device: torch.device) -> Reference | None:
     """Measure now (session start), whatever the age of the last reading."""
     _latest.pop(device, None)
     return current(device)
-

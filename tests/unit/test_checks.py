@@ -427,7 +427,8 @@ def test_without_a_machine_reference_the_old_own_clock_rule_applies_and_says_so(
     entry = _entry(clock_mhz=1800.0, beta=1.0, energy_mj=10.0, **THREE_RUNS)
     outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert not outcome.violations
-    assert outcome.decision is not None and outcome.decision.decided_by == "own-clock"
+    assert outcome.decision is not None
+    assert outcome.decision.decided_by == "own-clock"
     assert any("no machine reference" in note and "old rule" in note for note in result.notes)
 
 
