@@ -10,7 +10,7 @@ Two stages, which may run in different calls on different machines (another GPU 
 
 Writes under ``--out``: ``baselines/<gpu>.yaml`` (record), ``raw/trial-N.json`` (every case's samples,
 clocks, mean power and machine reference, as the plugin's JSON report), ``gate-validation-samples.json.gz``
-(the same, gathered), ``gate-validation.json`` (the summary: "injected" is the delivered slowdown in *wall
+(the same, gathered), ``gate-validation-live.json`` (the summary, in the form of gate-validation.json: "injected" is the delivered slowdown in *wall
 time*, with cycles beside it) and ``gate-validation.md``.
 
 On the GPU machine (one call, about 10 minutes with the default cases at TRIALS=5; the estimate is printed):
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     with gzip.open(arguments.out / "gate-validation-samples.json.gz", "wt", encoding="utf-8") as handle:
         json.dump(trials, handle)
     summary = summarise(trials, cases, baselines)
-    (arguments.out / "gate-validation.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (arguments.out / "gate-validation-live.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     text = markdown(summary)
     (arguments.out / "gate-validation.md").write_text(text, encoding="utf-8")
     print(text)
