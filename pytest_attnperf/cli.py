@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
+from .gate.baselines import BaselineEntry, BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .spec.device_info import compute_units
 from .spec.option_values import path_text
 from .spec.options import add_argparse_options, to_command_line
@@ -178,9 +178,17 @@ def _entry_rows(baseline: BaselineFile) -> list[tuple[str, ...]]:
                 format_bytes(entry.peak_bytes),
                 "yes" if entry.fits else "no",
                 entry.recorded_at,
+                _power(entry),
             )
         )
     return rows
+
+
+def _power(entry: BaselineEntry) -> str:
+    """Mean power while running, with its log-sd between the recorded runs: '612 W ±1.2 %'."""
+    if entry.power_w is None:
+        return "-"
+    return f"{entry.power_w:.0f} W" + (f" ±{entry.power_spread * 100:.1f} %" if entry.power_spread is not None else "")
 
 
 def _load_or_exit(path: Path) -> BaselineFile:
@@ -200,7 +208,8 @@ def command_show(arguments: argparse.Namespace) -> int:
     print(f"{baseline.path}: {baseline.device.get('name')}, {len(baseline.entries)} entries")
     recorded = ", ".join(f"{key} {value}" for key, value in baseline.environment.items() if value)
     print(f"recorded with: {recorded}\n")
-    for line in format_table(("test", "backend", "median", "peak mem", "fits", "recorded"), _entry_rows(baseline)):
+    header = ("test", "backend", "median", "peak mem", "fits", "recorded", "power (run spread)")
+    for line in format_table(header, _entry_rows(baseline)):
         print(line)
     return 0
 

@@ -105,9 +105,7 @@ def entry_from_runs(results: Sequence[CaseResult], recorded_at: str) -> Baseline
         beta_ci=(round(fit.low, 3), round(fit.high, 3)) if beta is not None and fit is not None else None,
         power_w=round_significant(statistics.median(powers)) if powers else None,
         power_spread=round_significant(power_spread, 3) if power_spread is not None else None,
-        reference=(
-            {key: round_significant(value, 5) for key, value in machine.as_dict().items()} if machine else None
-        ),
+        reference=({key: round_significant(value, 5) for key, value in machine.as_dict().items()} if machine else None),
         **common,
     )
 

@@ -412,7 +412,9 @@ def test_a_kernel_whose_own_clock_fell_further_than_the_machines_is_judged_on_th
 
 def test_the_clock_the_machine_explains_is_normalised_and_the_message_says_so() -> None:
     """The machine's reference fell to 0.91 of its clock too: the case's drop is the machine's, excused."""
-    result = _result(median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"reference": {"ms": 0.2 / 0.9089, "clock_mhz": 1636.0}})
+    result = _result(
+        median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"reference": {"ms": 0.2 / 0.9089, "clock_mhz": 1636.0}}
+    )
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
     outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert outcome.violations == []

@@ -46,7 +46,11 @@ def run(level: float, uuid: str, rng: random.Random, beta: float = 1.0) -> CaseR
         warmup_clock_mhz=clocks[:20],
         peak_bytes=1 << 20,
         clock_source="sm0-timestamps",
-        gpu={"energy_mj_per_call": 10.0, "burst_power_w": 600.0 * level, "reference": {"ms": 0.2 / level, "clock_mhz": 1980 * level}},
+        gpu={
+            "energy_mj_per_call": 10.0,
+            "burst_power_w": 600.0 * level,
+            "reference": {"ms": 0.2 / level, "clock_mhz": 1980 * level},
+        },
         fingerprint={"families": ["cudnn_sdpa"], "variant": "abc", "kernels": 1},
         device_info={**H200, "uuid": uuid},
         plugin_version="0.1.0",
