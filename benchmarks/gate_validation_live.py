@@ -200,8 +200,8 @@ def summarise(trials: list[dict[str, Any]], cases: list[str], baselines: Path) -
 def markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# The gate, live through pytest --attnperf, on {summary['device']}\n",
-        f"{summary['gated_runs']['runs']} gated runs; recorded on {', '.join(summary['recorded_on'])}, gated on "
-        f"{', '.join(summary['gated_on'])}. Delivered in wall time (cycles beside it).\n",
+        f"{summary['gated_runs']['runs']} gated runs; recorded on {', '.join(summary['recorded_on']) or '(no baseline file)'}"
+        f", gated on {', '.join(summary['gated_on']) or '?'}. Delivered in wall time (cycles beside it).\n",
         "| case | row | delivered (wall) | delivered (cycles) | caught | false alarms (unchanged) | decided by |",
         "|---|---|---|---|---|---|---|",
     ]

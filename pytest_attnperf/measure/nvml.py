@@ -170,7 +170,8 @@ class Nvml:
         )
 
     def energy_mj(self) -> float | None:
-        return _first(lambda: float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)))
+        value = _first(lambda: float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)))
+        return float(value) if value is not None else None
 
     def _violation_ns(self, policy: int) -> float | None:
         value = _first(lambda: self.nvml.nvmlDeviceGetViolationStatus(self.handle, policy).violationTime)
