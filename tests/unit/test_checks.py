@@ -424,6 +424,17 @@ def test_the_clock_the_machine_explains_is_normalised_and_the_message_says_so() 
     assert outcome.decision.explanation().startswith("decided on the normalised ratio x1.000 (raw x1.100")
 
 
+def test_a_regression_message_says_raw_normalised_what_the_machine_excused_and_which_decided() -> None:
+    machine = {"ms": 0.2 / 0.95, "clock_mhz": 1710.0}  # the machine's reference 5 % lower in clock, as slow as that
+    result = _result(median_ms=1.2, clock_mhz=[1710.0] * 10, gpu={"reference": machine})
+    entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
+    (violation,) = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT).violations
+    assert (
+        "x1.200 raw, x1.140 at the baseline's clock (1710 MHz; normalised) (+14.0 %); decided on the normalised ratio "
+        "x1.140 (raw x1.200; normalised by what the machine explains: x1.053 excused)"
+    ) in violation.message
+
+
 def test_without_a_machine_reference_the_old_own_clock_rule_applies_and_says_so() -> None:
     result = _result(median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"energy_mj_per_call": 15.0})
     entry = _entry(clock_mhz=1800.0, beta=1.0, energy_mj=10.0, **THREE_RUNS)
