@@ -271,3 +271,15 @@ def test_the_update_report_says_what_was_replaced_and_what_was_refused() -> None
         "recorded for another problem (dtype float32 -> bfloat16, heads 8 -> 1)",
         "test[x]: NOT recorded: median: 0",
     ]
+
+
+def test_a_beta_confidently_over_one_is_stored_as_fitted_and_reads_back() -> None:
+    """sdpa-cudnn at the H200's power cap fitted 1.18 with its interval above 1: stored as fitted, not clamped to 1."""
+    rng = random.Random(8)
+    results = [run(level, "GPU-0", rng, beta=1.2) for level in (1.0, 0.93, 0.96)]
+    entry = entry_from_runs(results, "2026-12-01T00:00:00Z")
+    assert entry.beta_ci is not None
+    assert entry.beta_ci[0] > 1
+    assert entry.beta == pytest.approx(1.2, abs=0.05)
+    written = BaselineFile(Path("x.yaml"), {"name": "x"}, {}, {"t": entry})
+    assert parse_baseline_text(written.to_text(), Path("x.yaml")).entries["t"].beta == entry.beta
