@@ -3,15 +3,17 @@
 A dense fp16 matmul loop, the same on every run and every card of a model: compute-bound (its
 time follows its clock, beta 1) and heavy enough to reach the power cap, as the big attention
 kernels do, so its clock at the cap falls and rises with the machine's state (temperature, the
-unit, its power limit), not with any kernel under test. It runs ``SETTLE_MS`` of GPU time first
-(the boost -> power-cap step comes 50-100 ms into sustained load), then ``MEASURE_MS`` timed with
-events and bracketed by the SM-0 clock stamps. It is measured at session start and then before a
-case whenever the last reading is older than ``INTERVAL_S``: ~0.12 s every 20 s, under 1 % of a run.
+unit, its power limit), not with any kernel under test. It settles first, at least ``SETTLE_MS``
+of GPU time and until its chunk time is steady (the boost -> power-cap step comes 50-100 ms into
+sustained load; at most ``SETTLE_MAX_MS``), then runs ``MEASURE_MS`` timed with events and
+bracketed by the SM-0 clock stamps. It is measured at session start and then before a case
+whenever the last reading is older than ``INTERVAL_S``: ~0.15-0.3 s every 20 s, about 1 % of a run.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from typing import Any
 
@@ -22,7 +24,8 @@ from .clock import probe_for
 
 SIZE = 4096  # 137 GFLOP per matmul: ~0.2 ms on an H100, long enough to be timed in a few calls
 CHUNK = 8  # matmuls per launch batch while settling
-SETTLE_MS, MEASURE_MS = 80.0, 40.0
+SETTLE_MS, SETTLE_MAX_MS, MEASURE_MS = 100.0, 300.0, 40.0
+STEADY = 0.01  # the median of the last 5 chunks within 1 % of the 5 before them
 INTERVAL_S = 20.0
 
 _latest: dict[torch.device, tuple[float, Reference]] = {}
@@ -46,6 +49,13 @@ def _timed(calls: int, run: Any) -> float:
     return float(start.elapsed_time(end))
 
 
+def _steady(chunks: list[float]) -> bool:
+    if len(chunks) < 10:
+        return False
+    last, before = statistics.median(chunks[-5:]), statistics.median(chunks[-10:-5])
+    return abs(last / before - 1) <= STEADY
+
+
 def probe(device: torch.device) -> Reference:
     """One reading: settle at load, then the time per matmul (ms) and the SM clock over the timed block."""
     left, right, out = _operands(device)
@@ -53,10 +63,10 @@ def probe(device: torch.device) -> Reference:
     def run() -> None:
         torch.mm(left, right, out=out)
 
-    settled, per_call = 0.0, 1.0
-    while settled < SETTLE_MS:
-        chunk_ms = _timed(CHUNK, run)
-        settled, per_call = settled + chunk_ms, chunk_ms / CHUNK
+    chunks: list[float] = []
+    while sum(chunks) < SETTLE_MAX_MS and not (sum(chunks) >= SETTLE_MS and _steady(chunks)):
+        chunks.append(_timed(CHUNK, run))
+    per_call = statistics.median(chunks[-5:]) / CHUNK
     calls = max(4, math.ceil(MEASURE_MS / max(per_call, 1e-3)))
     clock = probe_for(device)
     clock.prepare(1)
