@@ -12,6 +12,7 @@ compute-bound) is the rest of the unit's offset, which applies to every case.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,8 +82,6 @@ def machine_shift(run: Reference | None, baseline: Reference | None) -> MachineS
 
 def median_reference(readings: list[Reference]) -> Reference | None:
     """The element-wise median of several readings (a baseline's runs); None for none."""
-    import statistics
-
     if not readings:
         return None
 
