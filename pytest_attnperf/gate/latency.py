@@ -3,7 +3,8 @@
 The raw ratio is the run's median over the baseline's centre. What may be normalised away is the
 machine's part of the change (:mod:`.machine`): a reference workload measured next to the case,
 now and when the baseline was recorded, says how far the machine's clock moved and how much
-slower the unit is at its clock (``residual``). Each sample is normalised to the baseline's clock
+slower the unit is at its clock (``residual``, used only on another unit than the baseline's).
+Each sample is normalised to the baseline's clock
 with the case's beta, but its clock is floored at the clock the machine explains: a kernel whose
 own clock fell further (a kernel that draws more energy per cycle, at the power cap) is judged on
 that extra drop. The normalised ratio is then divided by the residual. Normalisation is refused,
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .machine import MachineShift, machine_shift, reference_of, unit_note
+from .machine import MachineShift, machine_shift, other_unit, reference_of, unit_note
 from .normalise import choose_beta, fit_beta, median_clock, normalised_median
 from .statistics import (
     DEFAULT_PARAMS,
@@ -111,16 +112,18 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> tuple[list[
     notes: list[str] = []
     shift = run_shift(result, baseline)
     uuid = (result.device_info or {}).get("uuid")
-    note = unit_note(str(uuid) if uuid else None, tuple(baseline.gpu_uuids), shift)
+    run_uuid = str(uuid) if uuid else None
+    another = other_unit(run_uuid, tuple(baseline.gpu_uuids))
+    note = unit_note(run_uuid, tuple(baseline.gpu_uuids), shift)
     if note:
         notes.append(note)
     if not samples:
         return notes, "raw"
-    if shift is not None and not shift.trusted:
+    if shift is not None and not shift.trusted(another):
         result.normalised_median_ms = result.median_ms
         notes.append(f"{shift.describe()}: too far to compare the machines, raw time gated")
         return notes, "raw"
-    residual = shift.residual if shift is not None else 1.0
+    residual = shift.residual if shift is not None and another else 1.0
     reference = baseline.clock_mhz
     clock = result.median_clock_mhz
     if clock is None or choice.beta == 0 or reference is None:

@@ -7,7 +7,9 @@ measured by a reference workload that never changes (``measure/machine_reference
 matmul loop at the power cap), next to the case, when the baseline is recorded and when it is
 gated. Its clock ratio (now over then) is the clock the machine explains; its time ratio beyond
 what that clock explains (``residual``: time ratio x clock ratio, the reference being
-compute-bound) is the rest of the unit's offset, which applies to every case.
+compute-bound) is the unit's own offset, which applies to every case, but only on another unit
+than the baseline's: on the same unit a slower reference means a slower software stack (a
+matmul library in a torch upgrade), which must excuse nothing.
 """
 
 from __future__ import annotations
@@ -61,11 +63,10 @@ class MachineShift:
         """The reference's slowdown its clock does not explain (1.0: the same unit at another clock)."""
         return self.time_ratio * (self.clock_ratio or 1.0)
 
-    @property
-    def trusted(self) -> bool:
-        """Within the limits where one machine is comparable with the other at all."""
+    def trusted(self, other_unit: bool) -> bool:
+        """Within the limits where one machine is comparable with the other at all (the residual: another unit's)."""
         clock_ok = self.clock_ratio is None or CLOCK_LIMITS[0] <= self.clock_ratio <= CLOCK_LIMITS[1]
-        return clock_ok and RESIDUAL_LIMITS[0] <= self.residual <= RESIDUAL_LIMITS[1]
+        return clock_ok and (not other_unit or RESIDUAL_LIMITS[0] <= self.residual <= RESIDUAL_LIMITS[1])
 
     def describe(self) -> str:
         clock = f"clock x{self.clock_ratio:.3f}, " if self.clock_ratio is not None else ""
@@ -98,9 +99,14 @@ def median_reference(readings: list[Reference]) -> Reference | None:
     )
 
 
+def other_unit(run_uuid: str | None, baseline_uuids: tuple[str, ...]) -> bool:
+    """Whether the GPU that measured is known and not one the baseline was recorded on."""
+    return bool(run_uuid) and bool(baseline_uuids) and run_uuid not in baseline_uuids
+
+
 def unit_note(run_uuid: str | None, baseline_uuids: tuple[str, ...], shift: MachineShift | None) -> str | None:
     """Said when the GPU that measured is not one the baseline was recorded on."""
-    if not run_uuid or not baseline_uuids or run_uuid in baseline_uuids:
+    if not other_unit(run_uuid, baseline_uuids):
         return None
     recorded = ", ".join(baseline_uuids)
     if shift is None:

@@ -225,3 +225,14 @@ def test_a_machine_too_unlike_the_baselines_is_gated_raw_and_said() -> None:
     assert decision.verdict is Verdict.REGRESSION
     assert decision.decided_by == "raw"
     assert any("too far to compare the machines" in note for note in decision.notes)
+
+
+def test_on_the_same_unit_a_slower_reference_excuses_nothing() -> None:
+    """A torch upgrade that slows the matmul library slows the reference too: on the baseline's own unit that
+    must not excuse a kernel slowed by the same upgrade."""
+    rng = random.Random(12)
+    same_unit = Machine(offset=1.05, uuid="GPU-A")
+    for _ in range(10):
+        assert verdict(entry(), lambda: run(rng, same_unit)) is Verdict.REGRESSION
+    other_unit = Machine(offset=1.05, uuid="GPU-B")
+    assert verdict(entry(), lambda: run(rng, other_unit)) is Verdict.PASS
