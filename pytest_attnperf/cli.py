@@ -20,7 +20,7 @@ from .cli_runs import (
     command_history,
     command_merge,
 )
-from .gate.baselines import BaselineFile, BaselineFileError, baseline_path, load_baseline
+from .gate.baselines import BaselineEntry, BaselineFile, BaselineFileError, baseline_path, load_baseline
 from .gate.diff import DEFAULT_THRESHOLD
 from .project_settings import settings_here
 from .spec.device_info import SOFTWARE_KEYS, compute_units
@@ -184,9 +184,17 @@ def _entry_rows(baseline: BaselineFile) -> list[tuple[str, ...]]:
                 format_bytes(entry.peak_bytes),
                 "yes" if entry.fits else "no",
                 entry.recorded_at,
+                _power(entry),
             )
         )
     return rows
+
+
+def _power(entry: BaselineEntry) -> str:
+    """Mean power while running, with its log-sd between the recorded runs: '612 W ±1.2 %'."""
+    if entry.power_w is None:
+        return "-"
+    return f"{entry.power_w:.0f} W" + (f" ±{entry.power_spread * 100:.1f} %" if entry.power_spread is not None else "")
 
 
 def _load_or_exit(path: Path) -> BaselineFile:
@@ -212,7 +220,8 @@ def command_show(arguments: argparse.Namespace) -> int:
         if isinstance(value, dict) and value:  # gpu_state: one readable line, not a Python dict
             print(f"{key.replace('_', ' ')}: {_readable_fields(value)}")
     print()
-    for line in format_table(("test", "backend", "median", "peak mem", "fits", "recorded"), _entry_rows(baseline)):
+    header = ("test", "backend", "median", "peak mem", "fits", "recorded", "power (run spread)")
+    for line in format_table(header, _entry_rows(baseline)):
         print(line)
     return 0
 

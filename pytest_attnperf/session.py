@@ -108,10 +108,12 @@ class AttnPerfSession:
         self.settings.shape_defaults(self.is_cuda)  # --attnperf-kv-heads against this device's default heads
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
+            from .measure.machine_reference import refresh
             from .measure.timing import spin_up
 
             self.gpu_state = read_gpu_state(self.device)  # before our own load, which throttles by design
             spin_up(self.device)
+            refresh(self.device)  # the machine reference at session start (gate/machine.py)
         if self.settings.guard != "off":
             baseline = self.baseline_for(self.info.slug)
             recorded = baseline.environment.get("gpu_state") if baseline else None

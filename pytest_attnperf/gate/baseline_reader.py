@@ -28,10 +28,12 @@ from .baseline_schema import (
     ENTRY_KEYS,
     LATENCY_KEYS,
     READABLE_VERSIONS,
+    REFERENCE_KEYS,
     SCHEMA_VERSION,
     BaselineEntry,
     BaselineFile,
 )
+from .normalise import BETA_MAX
 from .statistics import geometric_mean, log_spread
 
 # libyaml composes the whole document before anything is checked, at ~50 bytes of memory per byte of YAML, so
@@ -344,14 +346,24 @@ def _parse_entry(check: _Validator, test_id: str, raw: Any) -> BaselineEntry:
     if latency is not None:
         _consistent(check, keys, latency, runs, medians, spread)
     beta = check.optional_number(entry.get("beta"), (*keys, "beta"))
-    if beta is not None and beta > 1:
-        raise check.fail((*keys, "beta"), f"expected a number from 0 to 1, found {beta!r}")
     beta_ci = entry.get("beta_ci")
     if beta_ci is not None:
         if not isinstance(beta_ci, list) or len(beta_ci) != 2 or not all(_is_number(v) for v in beta_ci):
             raise check.fail((*keys, "beta_ci"), f"expected [low, high], found {beta_ci!r}")
         if not beta_ci[0] <= beta_ci[1]:
             raise check.fail((*keys, "beta_ci"), f"expected low <= high, found {beta_ci!r}")
+    if beta is not None and beta > 1 and (beta > BETA_MAX or beta_ci is None or not beta_ci[0] > 1):
+        raise check.fail(
+            (*keys, "beta"),
+            f"expected a number from 0 to 1 (up to {BETA_MAX:g} only with a beta_ci whose low end is over 1), "
+            f"found {beta!r} with beta_ci {beta_ci!r}",
+        )
+    reference = entry.get("reference")
+    if reference is not None:
+        reference = check.mapping(reference, (*keys, "reference"), "the machine reference")
+        check.known_keys(reference, (*keys, "reference"), REFERENCE_KEYS, ("ms", "clock_mhz"))
+        for name in REFERENCE_KEYS:
+            check.optional_number(reference.get(name), (*keys, "reference", name), positive=True)
     limit = check.optional_number(entry.get("detection_limit"), (*keys, "detection_limit"), positive=True)
     fingerprint = entry.get("fingerprint")
     if fingerprint is not None:
@@ -373,6 +385,9 @@ def _parse_entry(check: _Validator, test_id: str, raw: Any) -> BaselineEntry:
         beta=beta,
         beta_ci=(float(beta_ci[0]), float(beta_ci[1])) if beta_ci is not None else None,
         energy_mj=check.optional_number(entry.get("energy_mj"), (*keys, "energy_mj"), positive=True),
+        power_w=check.optional_number(entry.get("power_w"), (*keys, "power_w"), positive=True),
+        power_spread=check.optional_number(entry.get("power_spread"), (*keys, "power_spread")),
+        reference=reference,
         fingerprint=fingerprint,
         detection_limit=limit,
         gpu_uuids=check.texts(entry.get("gpu_uuids") or [], (*keys, "gpu_uuids")),

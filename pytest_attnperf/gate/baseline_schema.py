@@ -24,6 +24,7 @@ HEADER = (
     "# pytest-attnperf baselines for one GPU model. Written by `attnperf update` (or pytest --attnperf\n"
     "# --attnperf-update); review changes like code. Times in milliseconds, clocks in MHz, memory in bytes.\n"
 )
+REFERENCE_KEYS = ("ms", "clock_mhz", "power_w")  # the machine reference workload (measure/machine_reference.py)
 LATENCY_KEYS = ("median", "raw_median", "iqr", "mean", "stdev", "min", "max", "samples")
 ENTRY_KEYS = (
     "backend",
@@ -38,6 +39,9 @@ ENTRY_KEYS = (
     "beta",
     "beta_ci",
     "energy_mj",
+    "power_w",
+    "power_spread",
+    "reference",
     "peak_bytes",
     "fingerprint",
     "detection_limit",
@@ -65,9 +69,12 @@ class BaselineEntry:
     run_medians_ms: tuple[float, ...] = ()
     spread: float | None = None  # log-sd of the run medians; None for a single run
     clock_mhz: float | None = None  # the SM clock the centre is normalised to (None: no clock read)
-    beta: float | None = None  # how much time follows the clock, 0..1 (None: not identifiable)
+    beta: float | None = None  # how much time follows the clock, 0..1, up to 2 when its interval is over 1
     beta_ci: tuple[float, float] | None = None  # its 90 % interval, unclamped
-    energy_mj: float | None = None  # GPU energy per call (NVML), for the power-regression guard
+    energy_mj: float | None = None  # old files: NVML energy per call over warm-up, spins and flushes (not used)
+    power_w: float | None = None  # mean power over back-to-back calls alone (median of the runs)
+    power_spread: float | None = None  # log-sd of that power between the runs
+    reference: Mapping[str, Any] | None = None  # the machine reference measured next to the case: ms, clock_mhz
     fingerprint: Mapping[str, Any] | None = None  # the kernels that ran: {"families": [...], "variant": ...}
     detection_limit: float | None = None  # smallest slowdown `attnperf calibrate` saw caught here
     gpu_uuids: tuple[str, ...] = ()
@@ -95,6 +102,9 @@ class BaselineEntry:
             "beta": self.beta,
             "beta_ci": list(self.beta_ci) if self.beta_ci is not None else None,
             "energy_mj": self.energy_mj,
+            "power_w": self.power_w,
+            "power_spread": self.power_spread,
+            "reference": _plain(self.reference),
             "peak_bytes": self.peak_bytes,
             "fingerprint": _plain(self.fingerprint),
             "detection_limit": self.detection_limit,
@@ -104,7 +114,7 @@ class BaselineEntry:
             "recorded_at": self.recorded_at,
             "environment": _plain(self.environment),
         }
-        optional = ("energy_mj", "fingerprint", "detection_limit")
+        optional = ("energy_mj", "power_w", "power_spread", "reference", "fingerprint", "detection_limit")
         return {key: value for key, value in data.items() if value is not None or key not in optional}
 
     @property

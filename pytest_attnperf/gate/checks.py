@@ -56,7 +56,8 @@ def latency_evidence(median_ms: float, baseline_ms: float, decision: LatencyDeci
     if decision.normalised_ratio is not None and decision.normalised_ratio != raw:
         clock = f"{clock_mhz:.0f} MHz; " if clock_mhz else ""
         text += f" raw, x{decision.normalised_ratio:.3f} at the baseline's clock ({clock}normalised)"
-    return text + f" ({(decision.ratio - 1) * 100:+.1f} %)"
+    explanation = decision.explanation()
+    return text + f" ({(decision.ratio - 1) * 100:+.1f} %)" + (f"; {explanation}" if explanation else "")
 
 
 def latency_violation(

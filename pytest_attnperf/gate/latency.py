@@ -1,10 +1,16 @@
-"""One case's latency against its baseline: normalise to the baseline's clock, then decide (torch-free).
+"""One case's latency against its baseline: normalise by what the machine explains, then decide (torch-free).
 
-The decision ratio is the run's median at the baseline's clock over the baseline's centre. The
-normalisation is refused, and the raw ratio decides, when it would excuse what the clock cannot
-explain: the run's clock is too far from the baseline's to extrapolate (< 0.8 or > 1.25 of it),
-or the GPU drew over 10 % more power than at the baseline (a regression that draws more power
-lowers the clock itself; plain drift or a power cap lowers the clock without raising the power).
+The raw ratio is the run's median over the baseline's centre. What may be normalised away is the
+machine's part of the change (:mod:`.machine`): a reference workload measured next to the case,
+now and when the baseline was recorded, says how far the machine's clock moved and how much
+slower the unit is at its clock (``residual``, used only on another unit than the baseline's).
+Each sample is normalised to the baseline's clock
+with the case's beta, but its clock is floored at the clock the machine explains: a kernel whose
+own clock fell further (a kernel that draws more energy per cycle, at the power cap) is judged on
+that extra drop. The normalised ratio is then divided by the residual. Normalisation is refused,
+and the raw ratio decides, when the clock is too far from the baseline's to extrapolate (< 0.8 or
+> 1.25 of it) or the machine is not comparable at all. A baseline (or a run) without a machine
+reference falls back to the case's own clock, the old rule, and the verdict says so.
 A clock below 0.9 of the baseline's makes a first measurement that only normalisation passes
 ambiguous: it is measured again after a cool-down.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .machine import MachineShift, machine_shift, other_unit, reference_of, unit_note
 from .normalise import choose_beta, fit_beta, median_clock, normalised_median
 from .statistics import (
     DEFAULT_PARAMS,
@@ -33,7 +40,7 @@ if TYPE_CHECKING:
 
 EXTRAPOLATION = (0.8, 1.25)  # beyond these clock ratios the power law is not trusted at all
 THROTTLED = 0.9  # below this clock ratio a pass that only normalisation gives is re-measured
-POWER_RISE = 0.10  # mean power above the baseline's by more than this (NVML's energy counter is coarse)
+OWN_DROP_NOTE = 0.01  # the case's clock this far under the machine's is said in the verdict
 
 
 @dataclass
@@ -46,6 +53,8 @@ class LatencyDecision:
     p_value: float
     stage: int
     notes: list[str] = field(default_factory=list)
+    decided_by: str = "raw"  # raw, machine (normalised by what the machine explains) or own-clock (the old rule)
+    machine_factor: float | None = None  # raw ratio over the normalised one: what normalisation excused
 
     def stage_record(self) -> dict[str, object]:
         return {
@@ -55,44 +64,74 @@ class LatencyDecision:
             "normalised_ratio": None if self.normalised_ratio is None else round(self.normalised_ratio, 6),
             "tolerance": round(self.tolerance.tau, 6),
             "verdict": self.verdict.value,
+            "decided_by": self.decided_by,
+            "machine_factor": None if self.machine_factor is None else round(self.machine_factor, 6),
         }
 
+    def explanation(self) -> str:
+        """Which number decided and what the machine explained, for the verdict message."""
+        if self.normalised_ratio is None or self.normalised_ratio == self.raw_ratio:
+            return ""  # nothing was normalised: the one ratio shown decided
+        if self.decided_by == "raw":
+            return f"decided on the raw ratio x{self.raw_ratio:.3f}"
+        basis = "what the machine explains" if self.decided_by == "machine" else "the case's own clock (old rule)"
+        factor = self.machine_factor or 1.0
+        return (
+            f"decided on the normalised ratio x{self.normalised_ratio:.3f} (raw x{self.raw_ratio:.3f}; "
+            f"normalised by {basis}: x{factor:.3f} excused)"
+        )
 
-def _power_ratio(result: CaseResult, baseline: BaselineEntry) -> float | None:
-    """Mean power while running (energy per call over time per call), over the baseline's; None if unknown.
 
-    Energy per call alone cannot tell: at the power cap an unchanged kernel slowed by a lower clock
-    takes more energy per call in proportion to its time (on the H200 this refused normalisation in
-    7 of 20 unchanged sdpa-cudnn 16K trials). Power is the sign of a kernel that draws more itself.
-    """
-    value = (result.gpu or {}).get("energy_mj_per_call")
-    if not isinstance(value, (int, float)) or value <= 0 or not baseline.energy_mj or not result.median_ms:
-        return None
-    assert baseline.median_ms is not None
-    return (float(value) / result.median_ms) / (baseline.energy_mj / baseline.median_ms)
+def baseline_beta(baseline: BaselineEntry) -> float | None:
+    """The baseline's beta; an old entry clamped to 1 below its own interval uses the interval's middle."""
+    if baseline.beta is not None and baseline.beta_ci is not None and baseline.beta_ci[0] > 1 > baseline.beta - 1e-9:
+        from .normalise import bounded_beta
+
+        low, high = baseline.beta_ci
+        return bounded_beta((low + high) / 2, low)
+    return baseline.beta
 
 
-def normalise_result(result: CaseResult, baseline: BaselineEntry) -> list[str]:
-    """Fill the result's normalised median, beta, clocks; return notes on what was done."""
+def run_shift(result: CaseResult, baseline: BaselineEntry) -> MachineShift | None:
+    """The machine's shift between the baseline's reference and the one measured next to this run."""
+    return machine_shift(reference_of((result.gpu or {}).get("reference")), reference_of(baseline.reference))
+
+
+def normalise_result(result: CaseResult, baseline: BaselineEntry) -> tuple[list[str], str]:
+    """Fill the result's normalised median, beta, clocks; return notes and what normalised it (see decided_by)."""
     times = (result.warmup_ms or []) + (result.samples_ms or [])
     clocks = (result.warmup_clock_mhz or []) + (result.clock_mhz or [])
     samples, sample_clocks = result.samples_ms or [], result.clock_mhz or [None] * len(result.samples_ms or [])
     fit = fit_beta(times, clocks) if len(times) == len(clocks) else None
+    stored_beta = baseline_beta(baseline)
     half_width = (baseline.beta_ci[1] - baseline.beta_ci[0]) / 2 if baseline.beta_ci else None
-    choice = choose_beta(fit, baseline.beta, half_width)
+    choice = choose_beta(fit, stored_beta, half_width)
     result.median_clock_mhz = median_clock(sample_clocks)
     result.clock_ref_mhz = baseline.clock_mhz
     result.beta, result.beta_source = choice.beta, choice.source
     notes: list[str] = []
+    shift = run_shift(result, baseline)
+    uuid = (result.device_info or {}).get("uuid")
+    run_uuid = str(uuid) if uuid else None
+    another = other_unit(run_uuid, tuple(baseline.gpu_uuids))
+    note = unit_note(run_uuid, tuple(baseline.gpu_uuids), shift)
+    if note:
+        notes.append(note)
     if not samples:
-        return notes
+        return notes, "raw"
+    if shift is not None and not shift.trusted(another):
+        result.normalised_median_ms = result.median_ms
+        notes.append(f"{shift.describe()}: too far to compare the machines, raw time gated")
+        return notes, "raw"
+    residual = shift.residual if shift is not None and another else 1.0
     reference = baseline.clock_mhz
     clock = result.median_clock_mhz
     if clock is None or choice.beta == 0 or reference is None:
-        result.normalised_median_ms = result.median_ms
+        assert result.median_ms is not None
+        result.normalised_median_ms = result.median_ms / residual
         if clock is not None and reference is not None and choice.beta == 0 and choice.source == "none":
-            notes.append("beta unknown (the clock barely moved in this run and its baseline): raw time gated")
-        return notes
+            notes.append("beta unknown (the clock barely moved in this run and its baseline): no clock normalisation")
+        return notes, "machine" if shift is not None and residual != 1.0 else "raw"
     ratio = clock / reference
     if not EXTRAPOLATION[0] <= ratio <= EXTRAPOLATION[1]:
         result.normalised_median_ms = result.median_ms
@@ -100,9 +139,23 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> list[str]:
             f"SM clock {clock:.0f} MHz is {ratio:.2f} of the baseline's {reference:.0f} MHz: too far to normalise, "
             "raw time gated"
         )
-        return notes
-    result.normalised_median_ms = normalised_median(samples, sample_clocks, reference, choice.beta)
-    return notes
+        return notes, "raw"
+    if shift is None or shift.clock_ratio is None:
+        result.normalised_median_ms = normalised_median(samples, sample_clocks, reference, choice.beta) / residual
+        notes.append(
+            "no machine reference in this baseline or run: normalised by the case's own clock (the old rule, which "
+            "a kernel that lowers its own clock at the power cap passes); re-record the baseline to judge by the machine"
+        )
+        return notes, "own-clock"
+    floor = shift.clock_ratio * reference  # the clock the machine explains
+    floored = [max(f, floor) if f is not None and f > 0 else floor for f in sample_clocks]
+    result.normalised_median_ms = normalised_median(samples, floored, reference, choice.beta) / residual
+    if ratio < shift.clock_ratio * (1 - OWN_DROP_NOTE):
+        notes.append(
+            f"the case's clock fell to x{ratio:.3f} of its baseline's, the machine's only to x{shift.clock_ratio:.3f}: "
+            "the extra drop is the kernel's own and is not normalised away"
+        )
+    return notes, "machine"
 
 
 def decide_latency(
@@ -115,19 +168,15 @@ def decide_latency(
     """Normalise ``result`` to ``baseline`` and decide at ``stage`` (1 first, 2 confirmation, 3 last)."""
     assert result.median_ms is not None
     assert baseline.median_ms is not None
-    notes = normalise_result(result, baseline)
+    notes, basis = normalise_result(result, baseline)
     tol = tolerance(baseline.runs, baseline.spread, requested, params)
     raw_ratio = result.median_ms / baseline.median_ms
     normalised = result.normalised_median_ms / baseline.median_ms if result.normalised_median_ms else None
     ratio = normalised if normalised is not None else raw_ratio
-    over_raw, under_normalised = raw_ratio > 1 + tol.tau, ratio <= 1 + tol.tau
-    power_ratio = _power_ratio(result, baseline)
-    if over_raw and under_normalised and power_ratio is not None and power_ratio > 1 + POWER_RISE:
-        notes.append(
-            f"the GPU drew x{power_ratio:.3f} the baseline's power at a lower clock: the lower clock is this "
-            "kernel's own doing, so the raw time is gated"
-        )
-        ratio = raw_ratio
+    over_raw = raw_ratio > 1 + tol.tau
+    power_note = _power_note(result, baseline)
+    if power_note:
+        notes.append(power_note)
     if stage == 1:
         verdict = first_verdict(ratio, tol, params)
         clock_ratio = (
@@ -147,4 +196,17 @@ def decide_latency(
             f"tolerance {tol.describe()}: this case's between-run spread is too wide for its baseline "
             "to gate tighter; record more runs or set a tolerance"
         )
-    return LatencyDecision(verdict, ratio, raw_ratio, normalised, tol, p_unchanged(ratio, tol), stage, notes)
+    decided_by = basis if normalised is not None and normalised != raw_ratio else "raw"
+    factor = raw_ratio / ratio if decided_by != "raw" else None
+    return LatencyDecision(
+        verdict, ratio, raw_ratio, normalised, tol, p_unchanged(ratio, tol), stage, notes, decided_by, factor
+    )
+
+
+def _power_note(result: CaseResult, baseline: BaselineEntry) -> str | None:
+    """Mean power over back-to-back calls against the baseline's: said, never decisive (the clock rule decides)."""
+    power = (result.gpu or {}).get("burst_power_w")
+    if not isinstance(power, (int, float)) or power <= 0 or not baseline.power_w:
+        return None
+    spread = f", between-run spread {baseline.power_spread * 100:.1f} %" if baseline.power_spread else ""
+    return f"mean power while running {power:.0f} W, x{power / baseline.power_w:.3f} the baseline's{spread}"

@@ -1,8 +1,13 @@
 """Clock normalisation, torch-free: how much of a case's time follows the SM clock, and its time at a fixed clock.
 
-Model, per case: ``log t = a - beta * log f``, 0 <= beta <= 1 (beta = 1: time proportional to
-cycles, a compute-bound kernel; beta = 0: bound by the fixed HBM clock or the host). The
-normalised time of a sample is ``t * (f / f_ref) ** beta``: its time at the baseline's clock.
+Model, per case: ``log t = a - beta * log f`` (beta = 1: time proportional to cycles, a
+compute-bound kernel; beta = 0: bound by the fixed HBM clock or the host). The normalised time of
+a sample is ``t * (f / f_ref) ** beta``: its time at the baseline's clock. beta is kept in [0, 1]
+unless its fit says, with confidence, that it is over 1 (its whole 90 % interval above 1: on the
+H200 the power-capped cuDNN kernels fitted 1.18, [1.17, 1.22]; their time falls faster than the SM
+clock, since the clock's fall at the cap moves other clocks with it): then the fitted value is kept,
+up to ``BETA_MAX``. Clamping it to 1 left an unchanged kernel at ``(f / f_ref) ** (1 - beta)``: a
+false alarm at a clock 0.85 of the baseline's.
 
 beta is fitted with the Theil-Sen estimator (scipy.stats.theilslopes: a 29 % breakdown point,
 so host-gap outliers barely move it) on *blocks* of consecutive samples, each >= 2 ms of event
@@ -22,11 +27,18 @@ BLOCK_SAMPLES = 16
 MIN_BLOCKS = 8  # fewer blocks give no usable slope
 MIN_CLOCK_RANGE = 0.02  # the clock must move by 2 % (5th to 95th percentile) for beta to be identifiable
 MAX_HALF_WIDTH = 0.6  # a 90 % interval wider than +-0.6 says nothing
+BETA_MAX = 2.0  # beyond this the power law is not a model of the kernel's clock response at all
+
+
+def bounded_beta(value: float, low: float) -> float:
+    """``value`` in [0, 1], or up to BETA_MAX when its interval's low end (``low``) is over 1."""
+    ceiling = BETA_MAX if low > 1.0 else 1.0
+    return min(max(value, 0.0), ceiling)
 
 
 @dataclass(frozen=True)
 class BetaFit:
-    """beta of one set of samples: clamped to [0, 1], the unclamped slope and its 90 % interval."""
+    """beta of one set of samples: bounded (see :func:`bounded_beta`), the unclamped slope and its 90 % interval."""
 
     beta: float
     unclamped: float
@@ -84,7 +96,7 @@ def fit_beta(times_ms: Sequence[float], clocks_mhz: Sequence[float | None]) -> B
     unclamped = -float(fit.slope)
     low, high = -float(fit.high_slope), -float(fit.low_slope)
     spread = _quantile(log_f, 0.95) - _quantile(log_f, 0.05)
-    return BetaFit(min(max(unclamped, 0.0), 1.0), unclamped, low, high, len(grouped), spread)
+    return BetaFit(bounded_beta(unclamped, low), unclamped, low, high, len(grouped), spread)
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,7 @@ def choose_beta(run: BetaFit | None, baseline_beta: float | None, baseline_half_
         if present
     ]
     source = "+".join(names)
-    return BetaChoice(min(max(beta, 0.0), 1.0), source)
+    return BetaChoice(min(max(beta, 0.0), BETA_MAX), source)  # each estimate is already bounded
 
 
 def median_clock(clocks_mhz: Sequence[float | None]) -> float | None:

@@ -4,7 +4,8 @@ beta is fitted once on the pooled blocks of all N runs (their clock levels diffe
 which is what makes beta identifiable for kernels whose clock is steady within a run); the
 reference clock is the median of the runs' median clocks; each run's median is normalised to it.
 The centre is the geometric mean of those run medians and the spread their log standard
-deviation; both are computed from the *rounded* run medians, so the file is consistent as written.
+deviation; the mean power over back-to-back calls and the machine reference measured next to the
+case are the runs' medians (the power's log-sd between runs is kept beside it); both are computed from the *rounded* run medians, so the file is consistent as written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .baseline_schema import BaselineEntry, round_significant
+from .machine import median_reference, reference_of
 from .normalise import fit_beta, median_clock, normalised_median
 from .results import CaseResult
 from .statistics import geometric_mean, log_spread
@@ -61,7 +63,7 @@ def entry_from_runs(results: Sequence[CaseResult], recorded_at: str) -> Baseline
     times = [t for r in measured for t in (r.warmup_ms or []) + (r.samples_ms or [])]
     clocks = [c for r in measured for c in (r.warmup_clock_mhz or []) + (r.clock_mhz or [])]
     fit = fit_beta(times, clocks) if len(times) == len(clocks) else None
-    beta = fit.beta if fit is not None and fit.identified else None
+    beta = fit.beta if fit is not None and fit.identified else None  # over 1 only with its interval over 1
     run_clocks = [clock for r in measured if (clock := median_clock(r.clock_mhz or [])) is not None]
     reference = statistics.median(run_clocks) if run_clocks else None
     medians = tuple(
@@ -86,7 +88,10 @@ def entry_from_runs(results: Sequence[CaseResult], recorded_at: str) -> Baseline
         "max": round_significant(max(raw)),
         "samples": len(raw),
     }
-    energies = [e for r in measured if isinstance(e := (r.gpu or {}).get("energy_mj_per_call"), (int, float)) and e > 0]
+    powers = [p for r in measured if isinstance(p := (r.gpu or {}).get("burst_power_w"), (int, float)) and p > 0]
+    power_spread = log_spread(powers)
+    readings = [ref for r in measured if (ref := reference_of((r.gpu or {}).get("reference"))) is not None]
+    machine = median_reference(readings)
     peaks = [r.peak_bytes for r in measured if r.peak_bytes is not None]
     return BaselineEntry(
         latency_ms=latency,
@@ -98,7 +103,9 @@ def entry_from_runs(results: Sequence[CaseResult], recorded_at: str) -> Baseline
         clock_mhz=round_significant(reference, 5) if reference is not None else None,
         beta=round(beta, 3) if beta is not None else None,
         beta_ci=(round(fit.low, 3), round(fit.high, 3)) if beta is not None and fit is not None else None,
-        energy_mj=round_significant(statistics.median(energies)) if energies else None,
+        power_w=round_significant(statistics.median(powers)) if powers else None,
+        power_spread=round_significant(power_spread, 3) if power_spread is not None else None,
+        reference=({key: round_significant(value, 5) for key, value in machine.as_dict().items()} if machine else None),
         **common,
     )
 

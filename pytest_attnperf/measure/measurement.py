@@ -6,13 +6,16 @@ holds, so "does not fit" means "does not fit in a clean state", whatever ran bef
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..spec.options import TimingConfig
+from . import machine_reference
 from .memory import (
     DoesNotFit,
     Workload,
@@ -22,7 +25,7 @@ from .memory import (
     is_out_of_memory,
     release_memory,
 )
-from .nvml import case_summary, nvml_for
+from .nvml import Nvml, busy_power, case_summary, nvml_for
 from .timing import Timing, time_cpu, time_cuda
 
 
@@ -52,7 +55,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
     def lap(name: str) -> None:
         nonlocal clock
         now = time.perf_counter()
-        phases[name] = round((now - clock) * 1e3, 3)
+        phases[name] = round(phases.get(name, 0.0) + (now - clock) * 1e3, 3)
         clock = now
 
     try:
@@ -64,10 +67,18 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
             lap("peak_call")
             memory_note = None
             nvml = nvml_for(device)
+            reference = machine_reference.current(device)  # the machine's state next to this case (gate/machine.py)
+            lap("reference")
             start = nvml.snapshot() if nvml else None
             timing = time_cuda(workload, device, config, max_clock_mhz=nvml.max_sm_clock_mhz() if nvml else None)
             if nvml is not None and start is not None:
                 gpu = case_summary(start, nvml.snapshot(), timing.calls)
+            if reference is not None:
+                gpu["reference"] = reference.as_dict()
+            if nvml is not None and timing.samples_ms:
+                lap("timing")
+                gpu.update(_busy_power(workload, device, nvml, timing.median_ms))
+                lap("power")
         else:
             output, cpu_peak, memory_note = cpu_peak_memory(workload)
             lap("peak_call")
@@ -91,3 +102,22 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         free_bytes=free_bytes,
         phases_ms=phases,
     )
+
+
+CHUNK_MS = 2.0  # calls per queued chunk of the power window: about this much GPU time
+
+
+def _busy_power(workload: Workload, device: torch.device, nvml: Nvml, median_ms: float) -> dict[str, float]:
+    """The case's mean power while running: calls back to back (no flush, no spin), between two counter ticks."""
+    calls = max(1, min(10_000, math.ceil(CHUNK_MS / max(median_ms, 1e-4))))
+
+    def launch_chunk() -> Callable[[], bool]:
+        for _ in range(calls):
+            workload()
+        done = torch.cuda.Event()
+        done.record()
+        return done.query
+
+    window = busy_power(nvml.energy_mj, launch_chunk)
+    torch.cuda.synchronize(device)
+    return window.as_gpu_fields() if window is not None else {}

@@ -1,8 +1,11 @@
 """NVML, opened once per process: the GPU's state over each case, and the cool-down before a re-measurement.
 
 Per case, a snapshot before the warm-up and one after the last sample give the temperature, the
-power, the energy per call (the total-energy counter), the time spent power- or thermally capped
-and the clock-event reasons. The non-deprecated calls are used where the driver has them
+power, the time spent power- or thermally capped and the clock-event reasons; their energy per
+call spans the lead spins, the L2 flushes and the host's syncs too, so it is kept as a record
+only. The case's mean power while running is :func:`busy_power`: the energy counter between two of
+its ticks while the workload runs back to back (no spin, no flush, the queue never empty), over
+that window's time. The non-deprecated calls are used where the driver has them
 (``nvmlDeviceGetCurrentClocksEventReasons``, ``nvmlDeviceGetTemperatureV``), the old ones otherwise.
 Nothing here changes a setting; every call that fails leaves its field empty.
 """
@@ -10,6 +13,7 @@ Nothing here changes a setting; every call that fails leaves its field empty.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +35,7 @@ CLOCK_EVENT_REASONS = {
 }
 SOFTWARE_POWER_CAP = 0x4
 COOL_DOWN_MARGIN_C, COOL_DOWN_MAX_S, COOL_DOWN_POLL_S = 2, 2.0, 0.05
+POWER_WINDOW_S, POWER_MAX_S, POWER_QUEUE = 0.05, 0.5, 3  # >= 50 ms between counter ticks; give up after 0.5 s
 
 
 def reason_names(mask: int | None) -> list[str]:
@@ -74,6 +79,61 @@ def case_summary(start: GpuSnapshot, end: GpuSnapshot, calls: int) -> dict[str, 
     return summary
 
 
+@dataclass(frozen=True)
+class PowerWindow:
+    """Mean power over back-to-back calls: the energy between two counter ticks over the time between them."""
+
+    power_w: float
+    window_s: float
+    energy_mj: float
+
+    def as_gpu_fields(self) -> dict[str, float]:
+        return {
+            "burst_power_w": round(self.power_w, 2),
+            "burst_window_s": round(self.window_s, 4),
+            "burst_energy_mj": round(self.energy_mj, 1),
+        }
+
+
+def busy_power(
+    energy_mj: Callable[[], float | None],
+    launch_chunk: Callable[[], Callable[[], bool]],
+    *,
+    min_window_s: float = POWER_WINDOW_S,
+    max_s: float = POWER_MAX_S,
+    now: Callable[[], float] = time.perf_counter,
+) -> PowerWindow | None:
+    """Keep ``POWER_QUEUE`` chunks of calls queued and read the counter until two ticks ``min_window_s`` apart.
+
+    NVML's total-energy counter advances in steps (every few to ~100 ms by driver and GPU): a window
+    from one step to another holds exactly the energy of its time, and the GPU is busy all through
+    it. ``launch_chunk`` queues a chunk of calls and returns a query that says when it has run.
+    None when the counter is missing or does not step twice within ``max_s``.
+    """
+    first = energy_mj()
+    if first is None:
+        return None
+    pending = deque(launch_chunk() for _ in range(POWER_QUEUE))
+    began, last = now(), first
+    start: tuple[float, float] | None = None
+    while now() - began < max_s:
+        if pending[0]():
+            pending.popleft()
+            pending.append(launch_chunk())
+        value = energy_mj()
+        if value is None:
+            return None
+        if value == last:
+            continue
+        moment, last = now(), value
+        if start is None:
+            start = (moment, value)
+        elif moment - start[0] >= min_window_s:
+            window = moment - start[0]
+            return PowerWindow((value - start[1]) / 1e3 / window, window, value - start[1])
+    return None
+
+
 def _first(*calls: Callable[[], Any]) -> Any:
     """The first call that answers (a new NVML function, then its deprecated predecessor); None if none does."""
     for call in calls:
@@ -108,6 +168,10 @@ class Nvml:
             power_capped_ns=power_policy,
             thermal_capped_ns=thermal_policy,
         )
+
+    def energy_mj(self) -> float | None:
+        value = _first(lambda: float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)))
+        return float(value) if value is not None else None
 
     def _violation_ns(self, policy: int) -> float | None:
         value = _first(lambda: self.nvml.nvmlDeviceGetViolationStatus(self.handle, policy).violationTime)

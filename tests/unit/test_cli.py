@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -48,7 +49,9 @@ def test_show_prints_device_environment_and_entries(tmp_path: Path, capsys: pyte
         tmp_path / "h100.yaml",
         {
             "tests/test_attention.py::test_forward[flash-attn-4K]": entry(0.46, 64 * 2**20),
-            "tests/test_attention.py::test_forward[eager-4K]": entry(13.2, 3 * 2**30, backend="eager"),
+            "tests/test_attention.py::test_forward[eager-4K]": dataclasses.replace(
+                entry(13.2, 3 * 2**30, backend="eager"), power_w=612.0, power_spread=0.012
+            ),
         },
         environment={"torch": "2.11.0", "cuda": "13.0"},
     )
@@ -56,11 +59,13 @@ def test_show_prints_device_environment_and_entries(tmp_path: Path, capsys: pyte
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{path}: NVIDIA H100 80GB HBM3, 2 entries"
     assert lines[1] == "recorded with: torch 2.11.0, cuda 13.0"
-    assert lines[3].split() == ["test", "backend", "median", "peak", "mem", "fits", "recorded"]
+    header = ["test", "backend", "median", "peak", "mem", "fits", "recorded", "power", "(run", "spread)"]
+    assert lines[3].split() == header
     rows = [line.split() for line in lines[5:]]
+    recorded = "2026-01-02T03:04:05Z"
     assert rows == [
-        ["test_forward[eager-4K]", "eager", "13.2", "ms", "3", "GiB", "yes", "2026-01-02T03:04:05Z"],
-        ["test_forward[flash-attn-4K]", "flash-attn", "0.46", "ms", "64", "MiB", "yes", "2026-01-02T03:04:05Z"],
+        ["test_forward[eager-4K]", "eager", "13.2", "ms", "3", "GiB", "yes", recorded, "612", "W", "±1.2", "%"],
+        ["test_forward[flash-attn-4K]", "flash-attn", "0.46", "ms", "64", "MiB", "yes", recorded, "-"],
     ]
 
 

@@ -47,7 +47,11 @@ def run(level: float, uuid: str, rng: random.Random, beta: float = 1.0) -> CaseR
         warmup_clock_mhz=clocks[:20],
         peak_bytes=1 << 20,
         clock_source="sm0-timestamps",
-        gpu={"energy_mj_per_call": 10.0},
+        gpu={
+            "energy_mj_per_call": 10.0,
+            "burst_power_w": 600.0 * level,
+            "reference": {"ms": 0.2 / level, "clock_mhz": 1980 * level},
+        },
         fingerprint={"families": ["cudnn_sdpa"], "variant": "abc", "kernels": 1},
         device_info={**H200, "uuid": uuid},
         plugin_version="0.1.0",
@@ -69,7 +73,10 @@ def test_three_runs_become_one_consistent_entry_with_their_spread() -> None:
     assert entry.spread < 0.005 < (log_spread([r.median_ms or 0 for r in results]) or 0)
     assert entry.median_ms == pytest.approx(geometric_mean(list(entry.run_medians_ms)), rel=1e-3)
     assert entry.gpu_uuids == ("GPU-0", "GPU-1", "GPU-2")
-    assert entry.energy_mj == 10.0
+    assert entry.energy_mj is None  # the old energy per call spanned spins and flushes: no longer stored
+    assert entry.power_w == 576.0  # the median of the runs' mean power over back-to-back calls
+    assert entry.power_spread == pytest.approx(log_spread([600.0, 558.0, 576.0]), rel=1e-3)
+    assert entry.reference == {"ms": pytest.approx(0.2 / 0.96, rel=1e-4), "clock_mhz": pytest.approx(1980 * 0.96)}
     assert entry.fingerprint == {"families": ["cudnn_sdpa"], "variant": "abc", "kernels": 1}
     assert entry.timing == {"rep_ms": 100.0, "clock_source": "sm0-timestamps"}
     written = BaselineFile(Path("x.yaml"), {"name": "x"}, {}, {"t": entry})
@@ -286,3 +293,15 @@ def test_the_software_versions_are_listed_once_and_kept_out_of_the_device_block(
         committed = load_baseline(path)
         assert committed is not None
         assert not set(committed.device) & set(SOFTWARE_KEYS), path
+
+
+def test_a_beta_confidently_over_one_is_stored_as_fitted_and_reads_back() -> None:
+    """sdpa-cudnn at the H200's power cap fitted 1.18 with its interval above 1: stored as fitted, not clamped to 1."""
+    rng = random.Random(8)
+    results = [run(level, "GPU-0", rng, beta=1.2) for level in (1.0, 0.93, 0.96)]
+    entry = entry_from_runs(results, "2026-12-01T00:00:00Z")
+    assert entry.beta_ci is not None
+    assert entry.beta_ci[0] > 1
+    assert entry.beta == pytest.approx(1.2, abs=0.05)
+    written = BaselineFile(Path("x.yaml"), {"name": "x"}, {}, {"t": entry})
+    assert parse_baseline_text(written.to_text(), Path("x.yaml")).entries["t"].beta == entry.beta

@@ -313,6 +313,38 @@ def test_gate_validation_reads_another_file_of_the_folder(tmp_path: Path) -> Non
     assert "rejudge_sensitivity.py" in text
 
 
+LIVE = {
+    "injected_units": "wall time (injected_cycles: time x SM clock)",
+    "sensitivity": [
+        {"case": "flash-attn 32K", "row": "power", "intended": None, "injected": 0.086, "injected_cycles": 0.003,
+         "detected": 5, "trials": 5, "false_alarms": 0, "false_alarm_trials": 5, "tolerance": 0.03},
+        {"case": "flash-attn 32K", "row": "plus3", "intended": 0.03, "injected": 0.031, "injected_cycles": None,
+         "detected": 4, "trials": 5, "false_alarms": 0, "false_alarm_trials": 5, "tolerance": 0.03},
+    ],
+    "gated_runs": {"runs": 5, "failed": 0, "through_pytest": True},
+    "recorded_on": ["GPU-a"],
+    "gated_on": ["GPU-b"],
+}  # fmt: skip
+
+
+def test_the_live_validation_renders_wall_time_and_cycles_and_names_the_cards(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "docs" / "results" / "h100"
+    folder.mkdir(parents=True)
+    (folder / "gate-validation-live.json").write_text(json.dumps(LIVE), encoding="utf-8")
+    (tmp_path / "README.md").write_text(
+        "<!-- results:gate-validation h100 file=gate-validation-live.json -->\n<!-- /results:gate-validation -->\n",
+        encoding="utf-8",
+    )
+    text = rendered(tmp_path)
+    assert "| case | row | delivered (wall time) | in cycles |" in text
+    assert "| flash-attn 32K | power-heavier | +8.6 % | +0.3 % | 5 of 5 | 0 of 5 | 3.0 % |" in text
+    assert "| flash-attn 32K | +3 % work | +3.1 % | – | 4 of 5 | 0 of 5 | 3.0 % |" in text
+    assert "5 gated runs through `pytest --attnperf`, on another card than the one that recorded them" in text
+    assert "gate_validation_live.py all" in text
+
+
 def test_the_summary_table_is_read_with_and_without_the_clock_column() -> None:
     old = "test_forward[eager-1K]  eager  1024  0.374 ms  23  137 MiB  0.517 ms  x0.724  ok"
     new = "test_forward[eager-1K]  eager  1024  0.374 ms  23  137 MiB  0.517 ms  x0.724  x0.701  ok"

@@ -1,0 +1,97 @@
+"""The live gate validation's cases and rows (for validation only; read by test_live_gate.py).
+
+Environment (set by ``benchmarks/gate_validation_live.py``):
+
+- ``GATE_VALIDATION_CASES``: comma-separated case names (default: all of ``CASES``);
+- ``GATE_VALIDATION_ROWS``: comma-separated rows (default: all of ``ROWS``);
+- ``GATE_VALIDATION_PHASE``: ``record`` (the power-heavier row's baseline on inputs rounded to
+  ``GATE_VALIDATION_ROUNDING`` fractional bits: less switching, the same cycles) or ``gate`` (every row
+  on the seeded inputs as they are);
+- ``GATE_VALIDATION_TRIAL``: the trial's index; the rows of each case run in an order rotated by it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from pytest_attnperf.spec.shapes import AttnShape
+
+ROWS = ("unchanged", "plus3", "plus5", "power")
+EXTRA = {"plus3": 0.03, "plus5": 0.05}  # extra GPU work, a fraction of the unchanged baseline's median (wall time)
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str
+    shape: AttnShape
+
+    @property
+    def injection(self) -> str:
+        return "memory" if self.shape.workload == "decode" else "compute"
+
+
+def _prefill(backend: str, seqlen: int) -> Case:
+    return Case(backend, AttnShape(q_len=seqlen, k_len=seqlen, dtype="float16"))
+
+
+CASES = {
+    "flash-attn-16K": _prefill("flash-attn", 16384),
+    "flash-attn-32K": _prefill("flash-attn", 32768),
+    "sdpa-cudnn-16K": _prefill("sdpa-cudnn", 16384),
+    "sdpa-cudnn-32K": _prefill("sdpa-cudnn", 32768),
+    "sdpa-flash-4K": _prefill("sdpa-flash", 4096),
+    "flex-16K": _prefill("flex", 16384),
+    "eager-4K": _prefill("eager", 4096),
+    "decode-flash-attn-16K": Case("flash-attn", AttnShape(q_len=1, k_len=16384, workload="decode", dtype="float16")),
+}
+SMOKE = {
+    "eager-256": Case("eager", AttnShape(q_len=256, k_len=256, heads=2, kv_heads=2, dtype="float32"))
+}  # a CPU run of the script
+ALL_CASES = {**CASES, **SMOKE}
+
+
+def _listed(variable: str, known: tuple[str, ...]) -> list[str]:
+    names = [name for name in os.environ.get(variable, "").split(",") if name] or list(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise pytest.UsageError(f"{variable}: unknown {', '.join(unknown)}; expected some of {', '.join(known)}")
+    return names
+
+
+def selected_cases() -> list[str]:
+    names = [name for name in os.environ.get("GATE_VALIDATION_CASES", "").split(",") if name] or list(CASES)
+    unknown = [name for name in names if name not in ALL_CASES]
+    if unknown:
+        raise pytest.UsageError(
+            f"GATE_VALIDATION_CASES: unknown {', '.join(unknown)}; expected some of {', '.join(ALL_CASES)}"
+        )
+    return names
+
+
+def selected_rows() -> list[str]:
+    return _listed("GATE_VALIDATION_ROWS", ROWS)
+
+
+def trial() -> int:
+    return int(os.environ.get("GATE_VALIDATION_TRIAL", "0"))
+
+
+def phase() -> str:
+    value = os.environ.get("GATE_VALIDATION_PHASE", "gate")
+    if value not in ("record", "gate"):
+        raise pytest.UsageError(f"GATE_VALIDATION_PHASE must be record or gate, not {value!r}")
+    return value
+
+
+def rounding_bits() -> int:
+    return int(os.environ.get("GATE_VALIDATION_ROUNDING", "3"))
+
+
+def interleaved() -> list[tuple[str, str]]:
+    """(case, row) in run order: each case's rows rotated by the trial index, so no row always runs first."""
+    rows = selected_rows()
+    shift = trial() % len(rows)
+    return [(case, row) for case in selected_cases() for row in rows[shift:] + rows[:shift]]

@@ -1,0 +1,238 @@
+"""The gate judged by the machine, simulated without a GPU: the power cap, beta over 1, a fleet of units.
+
+Synthetic runs: each sample's time is ``t0 * (f0 / f) ** beta`` times the unit's offset and a little
+noise; the machine reference (a compute-bound matmul, beta 1) moves with the machine's clock and the
+unit's offset, never with the kernel under test. Every verdict goes through ``decide_latency`` with the
+three stages the plugin uses (a first measurement, then re-measurements while ambiguous).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from pytest_attnperf.gate.baselines import BaselineEntry
+from pytest_attnperf.gate.latency import decide_latency
+from pytest_attnperf.gate.machine import machine_shift, reference_of, unit_note
+from pytest_attnperf.gate.normalise import bounded_beta, fit_beta
+from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.statistics import Verdict
+
+F0 = 1662.6  # sdpa-cudnn 16K's baseline clock on the H200 (MHz)
+REFERENCE_MS, REFERENCE_MHZ = 0.2, 1700.0
+
+
+@dataclass(frozen=True)
+class Machine:
+    clock: float = 1.0  # the machine's clock at the cap, over the baseline session's
+    offset: float = 1.0  # the unit's slowness at the same clock (1.025: 2.5 % slower across the board)
+    uuid: str = "GPU-A"
+
+
+def reference(machine: Machine, rng: random.Random) -> dict[str, float]:
+    noise = math.exp(rng.gauss(0, 0.002))
+    return {"ms": REFERENCE_MS / machine.clock * machine.offset * noise, "clock_mhz": REFERENCE_MHZ * machine.clock}
+
+
+def run(
+    rng: random.Random,
+    machine: Machine,
+    *,
+    t0: float = 3.466,
+    beta: float = 1.0,
+    own_clock: float = 1.0,
+    slowdown: float = 1.0,
+    with_reference: bool = True,
+) -> CaseResult:
+    """One measurement: ``own_clock`` is the kernel's own further clock drop (more energy per cycle at the cap)."""
+    clocks = [F0 * machine.clock * own_clock * math.exp(rng.gauss(0, 0.002)) for _ in range(60)]
+    times = [t0 * slowdown * machine.offset * (F0 / f) ** beta * math.exp(rng.gauss(0, 0.002)) for f in clocks]
+    samples = times[20:]
+    return CaseResult(
+        "t.py::test[sdpa-cudnn-16K]",
+        "sdpa-cudnn",
+        "NVIDIA H200",
+        "nvidia-h200",
+        "forward",
+        None,
+        16384,
+        median_ms=sorted(samples)[len(samples) // 2],
+        samples_ms=samples,
+        clock_mhz=clocks[20:],
+        warmup_ms=times[:20],
+        warmup_clock_mhz=clocks[:20],
+        gpu={"reference": reference(machine, rng)} if with_reference else {},
+        device_info={"uuid": machine.uuid},
+    )
+
+
+def entry(
+    *, t0: float = 3.466, beta: float | None = 1.0, ci: tuple[float, float] | None = (0.98, 1.02), ref: bool = True
+) -> BaselineEntry:
+    medians = (t0 * 0.998, t0, t0 * 1.002)
+    return BaselineEntry(
+        backend="sdpa-cudnn",
+        shape=None,
+        mode="forward",
+        latency_ms={"median": math.exp(sum(map(math.log, medians)) / 3)},
+        peak_bytes=1,
+        fits=True,
+        recorded_at="",
+        environment={},
+        runs=3,
+        run_medians_ms=medians,
+        spread=0.002,
+        clock_mhz=F0,
+        beta=beta,
+        beta_ci=ci,
+        gpu_uuids=("GPU-A",),
+        reference={"ms": REFERENCE_MS, "clock_mhz": REFERENCE_MHZ} if ref else None,
+    )
+
+
+def verdict(baseline: BaselineEntry, measure: object) -> Verdict:
+    """The plugin's stages: a first measurement, then a re-measurement while ambiguous (at most two)."""
+    assert callable(measure)
+    for stage in (1, 2, 3):
+        decision = decide_latency(measure(), baseline, None, stage)
+        if decision.verdict is not Verdict.AMBIGUOUS:
+            return decision.verdict
+    raise AssertionError("the third stage is never ambiguous")
+
+
+# ---------------------------------------------------------------- the cap
+
+
+@pytest.mark.parametrize("own_clock", [0.95, 0.92, 0.90, 0.85])
+def test_a_kernel_that_lowers_its_own_clock_at_the_cap_is_caught(own_clock: float) -> None:
+    """Same cycles, more energy per cycle: raw +5 % to +18 %; the old rule passed all of these (audit, section 3.2)."""
+    rng = random.Random(int(own_clock * 100))
+    baseline = entry()
+    for _ in range(20):
+        assert verdict(baseline, lambda: run(rng, Machine(), own_clock=own_clock)) is Verdict.REGRESSION
+
+
+def test_the_old_rule_passed_the_same_kernel_which_is_why_the_reference_is_needed() -> None:
+    """Without a machine reference the case's own clock excuses its own drop (the fallback, said in the notes)."""
+    rng = random.Random(1)
+    baseline = entry(ref=False)
+    assert verdict(baseline, lambda: run(rng, Machine(), own_clock=0.92, with_reference=False)) is Verdict.PASS
+
+
+@pytest.mark.parametrize("clock", [0.93, 0.97, 1.03])
+def test_an_unchanged_kernel_on_a_hotter_or_cooler_machine_passes(clock: float) -> None:
+    """The machine's clock moved (its reference too): that part is normalised away."""
+    rng = random.Random(int(clock * 1000))
+    baseline = entry()
+    for _ in range(20):
+        assert verdict(baseline, lambda: run(rng, Machine(clock=clock))) is Verdict.PASS
+
+
+def test_a_regression_at_a_higher_machine_clock_is_not_hidden() -> None:
+    """+5 % more work on a machine 5 % faster in clock: normalised to the baseline's clock, still +5 %."""
+    rng = random.Random(7)
+    baseline = entry()
+    for _ in range(20):
+        assert verdict(baseline, lambda: run(rng, Machine(clock=1.05), slowdown=1.05)) is Verdict.REGRESSION
+
+
+# ---------------------------------------------------------------- beta over 1
+
+
+def test_beta_over_one_is_kept_where_its_interval_is_over_one() -> None:
+    assert bounded_beta(1.178, 1.174) == 1.178
+    assert bounded_beta(1.178, 0.95) == 1.0  # not confidently over 1: the old bound
+    assert bounded_beta(2.7, 2.4) == 2.0
+    assert bounded_beta(-0.2, -0.4) == 0.0
+    rng = random.Random(5)
+    clocks = [F0 * (1.0 - 0.1 * i / 400) * math.exp(rng.gauss(0, 0.001)) for i in range(400)]
+    times = [3.466 * (F0 / f) ** 1.2 * math.exp(rng.gauss(0, 0.001)) for f in clocks]
+    fit = fit_beta(times, clocks)
+    assert fit is not None
+    assert fit.identified
+    assert fit.low > 1
+    assert fit.beta == pytest.approx(1.2, abs=0.03)
+
+
+@pytest.mark.parametrize("clock", [0.85, 0.88, 0.92])
+def test_the_cudnn_bias_the_clamp_left_is_gone(clock: float) -> None:
+    """sdpa-cudnn 16K on the H200 fitted beta 1.178, interval [1.174, 1.219]; its time follows the clock with 1.2.
+
+    Clamped to 1, an unchanged kernel at 0.85 of the clock measured (0.85) ** -0.2 = x1.033 normalised: a false
+    alarm. Stored as fitted, or read from an old file whose beta was clamped below its own interval, it passes.
+    """
+    rng = random.Random(int(clock * 1000))
+    fitted = entry(beta=1.178, ci=(1.174, 1.219))
+    old_file = entry(beta=1.0, ci=(1.174, 1.219))  # the H200 file as committed: beta 1.0 outside its interval
+    clamped = entry(beta=1.0, ci=(0.99, 1.01))  # the bias the old clamp left, for comparison
+    biased = []
+    for _ in range(20):
+        assert verdict(fitted, lambda: run(rng, Machine(clock=clock), beta=1.2)) is Verdict.PASS
+        assert verdict(old_file, lambda: run(rng, Machine(clock=clock), beta=1.2)) is Verdict.PASS
+        biased.append(decide_latency(run(rng, Machine(clock=clock), beta=1.2), clamped, None, 3).ratio)
+    assert sorted(biased)[10] == pytest.approx(clock**-0.2, rel=0.01)
+    if clock <= 0.85:
+        assert verdict(clamped, lambda: run(rng, Machine(clock=clock), beta=1.2)) is Verdict.REGRESSION
+
+
+# ---------------------------------------------------------------- the fleet
+
+
+FLEET_CASES = [(t0, beta) for t0 in (0.02, 0.3, 3.5) for beta in (0.0, 0.5, 1.0)]
+
+
+@pytest.mark.parametrize("offset", [1.02, 1.03])
+@pytest.mark.parametrize("clock", [1.0, 0.97])
+def test_a_unit_slower_across_the_board_raises_no_false_alarm(offset: float, clock: float) -> None:
+    """Another unit of the model, 2-3 % slower in everything (the reference too), at the same or a lower clock."""
+    rng = random.Random(int(offset * 1000 + clock * 100))
+    unit = Machine(clock=clock, offset=offset, uuid="GPU-B")
+    for t0, beta in FLEET_CASES:
+        baseline = entry(t0=t0, beta=beta if beta else None, ci=(beta - 0.02, beta + 0.02) if beta else None)
+        for _ in range(10):
+            assert verdict(baseline, lambda t0=t0, beta=beta: run(rng, unit, t0=t0, beta=beta)) is Verdict.PASS
+
+
+def test_without_the_reference_the_same_unit_fails_and_with_it_a_regression_is_still_caught() -> None:
+    """A unit 4 % slower fails a memory-bound case (beta 0: no clock excuses it) unless the reference says why."""
+    rng = random.Random(11)
+    unit = Machine(offset=1.04, uuid="GPU-B")
+    no_reference = entry(t0=0.3, beta=None, ci=None, ref=False)
+    assert verdict(no_reference, lambda: run(rng, unit, t0=0.3, beta=0.0, with_reference=False)) is Verdict.REGRESSION
+    baseline = entry(t0=0.3, beta=None, ci=None)
+    for _ in range(20):
+        assert verdict(baseline, lambda: run(rng, unit, t0=0.3, beta=0.0, slowdown=1.05)) is Verdict.REGRESSION
+
+
+def test_another_unit_is_named_in_the_notes() -> None:
+    rng = random.Random(2)
+    decision = decide_latency(run(rng, Machine(offset=1.02, uuid="GPU-B")), entry(), None, 1)
+    (note,) = [note for note in decision.notes if "GPU-B" in note]
+    assert "the baseline on GPU-A" in note
+    assert "offset is normalised" in note
+    shift = machine_shift(reference_of({"ms": 0.306}), reference_of({"ms": 0.3}))
+    assert unit_note("GPU-B", ("GPU-A",), None) is not None
+    assert "nothing corrects" in str(unit_note("GPU-B", ("GPU-A",), None))
+    assert unit_note("GPU-A", ("GPU-A",), shift) is None
+
+
+def test_a_machine_too_unlike_the_baselines_is_gated_raw_and_said() -> None:
+    rng = random.Random(3)
+    decision = decide_latency(run(rng, Machine(offset=1.15, uuid="GPU-B")), entry(), None, 3)
+    assert decision.verdict is Verdict.REGRESSION
+    assert decision.decided_by == "raw"
+    assert any("too far to compare the machines" in note for note in decision.notes)
+
+
+def test_on_the_same_unit_a_slower_reference_excuses_nothing() -> None:
+    """A torch upgrade that slows the matmul library slows the reference too: on the baseline's own unit that
+    must not excuse a kernel slowed by the same upgrade."""
+    rng = random.Random(12)
+    same_unit = Machine(offset=1.05, uuid="GPU-A")
+    for _ in range(10):
+        assert verdict(entry(), lambda: run(rng, same_unit)) is Verdict.REGRESSION
+    other_unit = Machine(offset=1.05, uuid="GPU-B")
+    assert verdict(entry(), lambda: run(rng, other_unit)) is Verdict.PASS
