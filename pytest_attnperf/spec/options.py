@@ -154,7 +154,13 @@ OPTIONS: tuple[Option, ...] = (
         parse_duration_ms,
         "DURATION",
     ),
-    Option("rep", "target sampling time per case, e.g. 100 ms (default)", parse_duration_ms, "DURATION"),
+    Option(
+        "rep",
+        "sampling budget per case, e.g. 100 ms (default): sampling stops once the median is known within 0.3 % "
+        "(95 % confidence), after at most 3x this much kernel time or 500 samples",
+        parse_duration_ms,
+        "DURATION",
+    ),
     Option(
         "min-samples",
         "samples per case at least, however long the kernel (default 10)",

@@ -1,4 +1,4 @@
-"""Warm-up until steady, throttled samples discarded with a growing pause, more samples while noisy;
+"""Warm-up until steady, throttled samples discarded with a growing pause, sampling until the median is known;
 the clock read from SM-0 stamps; NVML per case; all with fakes, on the CPU."""
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pytest_attnperf.measure.sampling import (
     MAX_PAUSE_S,
     MIN_BUSY_MS,
     PAUSE_GROWTH,
+    PRECISION,
     Sample,
     collect,
-    sample_count,
+    median_half_width,
     throttle_threshold,
     warm_up,
 )
@@ -88,9 +89,13 @@ def test_a_cpu_is_allowed_more_jitter_than_a_gpu() -> None:
     assert not warm_up(Scripted(jitter), cap_ms=50.0, gpu=True, now=lambda: next(ticks)).steady
 
 
-@pytest.mark.parametrize(("estimate", "count"), [(0.001, 500), (0.5, 200), (50.0, 10), (1e9, 10)])
-def test_sample_count(estimate: float, count: int) -> None:
-    assert sample_count(estimate, 100.0, 10, 500) == count
+def test_the_medians_interval_comes_from_order_statistics() -> None:
+    # n = 10: the interval runs from the 2nd to the 9th smallest value (97.9 % coverage, the first >= 95 %).
+    values = [float(v) for v in range(1, 11)]  # median 5.5
+    assert median_half_width(values) == pytest.approx((9 - 2) / 2 / 5.5)
+    assert median_half_width([1.0] * 5) == math.inf  # five values cannot give a 95 % interval
+    assert median_half_width([2.0] * 6) == 0.0
+    assert median_half_width([]) == math.inf
 
 
 def test_throttle_threshold_is_75_percent_of_the_maximum_clock() -> None:
@@ -144,6 +149,22 @@ def test_a_noisy_median_gets_more_samples_within_three_times_the_sampling_time()
     assert sum(sample.time_ms for sample in result.kept) <= 3 * 10.0 + 10 * 1.1
     quiet = collect(Scripted([Sample(1.0, None)]), 10, threshold_mhz=None, rep_ms=10.0, max_samples=500)
     assert quiet.extended == 0
+    assert quiet.half_width == 0.0
+
+
+def test_sampling_stops_once_the_median_is_known_not_at_a_fixed_budget() -> None:
+    """A short kernel with a little jitter: the old rule took 500 samples (100 ms / 15 us); this one stops
+    when the median's 95 % interval is within PRECISION, and never under the minimum count."""
+    jitter = [Sample(0.015 * (1 + 0.001 * ((i * 7) % 11 - 5)), None) for i in range(10_000)]  # +-0.5 %
+    source = Scripted(jitter)
+    result = collect(source, 10, threshold_mhz=None, rep_ms=100.0, max_samples=500)
+    assert 10 <= len(result.kept) < 100
+    assert result.half_width <= PRECISION
+    assert median_half_width([s.time_ms for s in result.kept]) == result.half_width
+    wide = [Sample(0.015 * (1 + 0.05 * ((i * 7) % 11 - 5)), None) for i in range(10_000)]  # +-25 %: never known
+    capped = collect(Scripted(wide), 10, threshold_mhz=None, rep_ms=100.0, max_samples=500)
+    assert len(capped.kept) == 500  # the cap holds
+    assert capped.half_width > PRECISION
 
 
 def test_cpu_timing_runs_the_same_rules_and_records_how() -> None:
