@@ -43,7 +43,6 @@ class CaseGate:
 
     def __init__(self, session: AttnPerfSession, item: pytest.Item, marks: GateMarks) -> None:
         self.session, self.item, self.marks = session, item, marks
-        settings = session.settings
         deferred = item.stash.get(DEFERRED_KEY, None)
         self.first = deferred.first if deferred is not None else None
         self.stage = deferred.stage if deferred is not None else 1

@@ -64,6 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = state
     config.pluginmanager.register(fixtures, "attnperf-fixtures")
     if settings.enabled:
+        if settings.compile_cache_dir is not None:  # before torch compiles anything
+            from .run_cost import use_compile_cache
+
+            state.cost.compile_cache = use_compile_cache(settings.compile_cache_dir)
         config.pluginmanager.register(ResultCollector(state), "attnperf-results")
         from .deferral import Deferrer
 
@@ -233,6 +237,7 @@ class ResultCollector:
         self.state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.state.cost.note(report.when, report.start, report.stop)
         if report.when != "call":
             return
         for name, value in report.user_properties:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .gate.results import CaseResult
+from .run_cost import RunCost
 from .spec.options import Settings
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class AttnPerfSession:
         self.deferrer: Any = None  # the Deferrer of a gating run (see deferral.py)
         self._inputs_key: tuple[Any, ...] | None = None
         self._inputs: QKV | None = None
+        self.cost = RunCost()  # the run's timestamps and compile cache, for the JSON report
 
     # ------------------------------------------------------------ device
 
@@ -233,6 +235,7 @@ class AttnPerfSession:
             update_notes=self.update_notes,
             calibration_lines=self.calibration_lines,
             output_errors=self.output_errors,
+            cost=self.cost.record(),
         )
 
     def _result_device(self) -> dict[str, Any]:

@@ -185,6 +185,13 @@ OPTIONS: tuple[Option, ...] = (
         None,
         ini=False,
     ),
+    Option(
+        "cache-dir",
+        "folder where torch.compile and Triton keep compiled kernels between runs, for a CI cache (default "
+        "~/.cache/pytest-attnperf; a TORCHINDUCTOR_CACHE_DIR or TRITON_CACHE_DIR already set is kept)",
+        path_text("compile cache folder"),
+        "DIR",
+    ),
     Option("json", "write every case's result as JSON to this path", path_text("JSON report"), "PATH", ini=False),
     Option(
         "markdown",
@@ -276,6 +283,7 @@ class Settings:
     json_path: Path | None
     markdown_path: Path | None
     report_dir: Path | None
+    compile_cache_dir: Path | None = None  # where torch.compile and Triton keep their kernels (None: theirs)
 
     def seqlens_for(self, is_cuda: bool) -> tuple[int, ...]:
         return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
@@ -417,4 +425,11 @@ def resolve_settings(
         json_path=optional_path("attnperf_json"),
         markdown_path=optional_path("attnperf_markdown"),
         report_dir=optional_path("attnperf_report"),
+        compile_cache_dir=optional_path("attnperf_cache_dir") or default_compile_cache_dir(),
     )
+
+
+def default_compile_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/pytest-attnperf`` (``~/.cache/pytest-attnperf``): kept between runs, unlike /tmp on CI."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pytest-attnperf"

@@ -167,6 +167,14 @@ def test_sampling_stops_once_the_median_is_known_not_at_a_fixed_budget() -> None
     assert capped.half_width > PRECISION
 
 
+def test_one_preempted_sample_does_not_spend_the_budget() -> None:
+    """A loaded CPU stretches a sample 10 000x: the budget counts samples x median, so sampling goes on."""
+    stretched = [Sample(500.0 if i == 3 else 0.05 * (1 + 0.02 * ((i * 7) % 11 - 5)), None) for i in range(10_000)]
+    result = collect(Scripted(stretched), 10, threshold_mhz=None, rep_ms=100.0, max_samples=500)
+    assert len(result.kept) > 10
+    assert result.half_width <= PRECISION
+
+
 def test_cpu_timing_runs_the_same_rules_and_records_how() -> None:
     timing = time_cpu(lambda: sum(range(100)), TimingConfig(warmup_ms=5.0, rep_ms=2.0, min_samples=5))
     assert len(timing.samples_ms) >= 5
