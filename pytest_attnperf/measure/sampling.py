@@ -23,6 +23,7 @@ A ``SampleSource`` runs isolated samples and returns each one's time and SM cloc
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -126,19 +127,27 @@ def warm_up(
 def median_half_width(values: Sequence[float], confidence: float = CONFIDENCE) -> float:
     """Half the width of the distribution-free confidence interval of the median, relative to it.
 
-    The interval runs from the j-th to the (n+1-j)-th smallest value, j the binomial(n, 1/2) quantile of
-    (1 - confidence) / 2: it holds the true median with at least ``confidence`` for any distribution.
-    Infinite when there are too few values for such an interval.
+    The interval runs from the j-th to the (n+1-j)-th smallest value, j the largest rank with
+    P(Binomial(n, 1/2) < j) <= (1 - confidence) / 2: it holds the true median with at least ``confidence``
+    for any distribution. Infinite when there are too few values for such an interval.
     """
-    from scipy import stats  # imported when a case is sampled, not when the plugin loads
-
     count = len(values)
-    rank = int(stats.binom.ppf((1 - confidence) / 2, count, 0.5)) if count else 0
+    rank = _interval_rank(count, confidence)
     centre = statistics.median(values) if count else 0.0
     if rank < 1 or centre <= 0:
         return math.inf
     ordered = sorted(values)
     return (ordered[count - rank] - ordered[rank - 1]) / 2 / centre
+
+
+@functools.lru_cache(maxsize=1024)
+def _interval_rank(count: int, confidence: float) -> int:
+    """The order statistic j of the median's interval: exact binomial tail sums (integers, no rounding)."""
+    tail, limit, rank = 0, (1 - confidence) / 2 * 2**count, 0
+    while rank <= count and tail + math.comb(count, rank) <= limit:
+        tail += math.comb(count, rank)
+        rank += 1
+    return rank
 
 
 @dataclass
