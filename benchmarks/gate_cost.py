@@ -66,12 +66,31 @@ def case_phases(document: dict[str, Any]) -> dict[str, float]:
     return totals
 
 
-def cost_record(document: dict[str, Any], wall_s: float | None = None) -> dict[str, Any]:
-    """The run's cost.json, from its report's cost block (and the wall time, when measured outside)."""
+def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: str | None = None) -> dict[str, Any]:
+    """The run's cost.json, from its report's cost block (and the wall time, when measured outside).
+
+    A report from before the cost block needs the wall time and the cache state from outside; its
+    start-up and the time in no phase are then one ``rest``."""
     block = document.get("cost")
     if not block:
-        raise SystemExit("this report has no cost block (made before pytest-attnperf recorded one): pass it --wall "
-                         "and read the table instead")  # fmt: skip
+        if wall_s is None or cache not in ("warm", "cold"):
+            raise SystemExit("this report has no cost block (made before pytest-attnperf recorded one): give its "
+                             "--wall and its --cache (warm or cold)")  # fmt: skip
+        totals = case_phases(document)
+        phases = {phase: round(totals[phase], 3) for phase in CASE_PHASES}
+        phases["rest"] = round(wall_s - sum(totals[phase] for phase in CASE_PHASES), 3)
+        return {
+            "wall_s": round(wall_s, 3),
+            "sampled_kernel_s": round(totals["kernel"], 3),
+            "startup_s": None,  # not recorded: inside "rest"
+            "phases_s": phases,
+            "lead_spin_s": round(totals["lead_spin"], 3),
+            "warmup_kernel_s": round(totals["warmup_kernel"], 3),
+            "cache": cache,
+            "compile_cache": None,
+            "cases": len(document["results"]),
+            "failures": failures(document),
+        }
     started = block.get("process_started_at") or block["plugin_loaded_at"]
     wall = wall_s if wall_s is not None else block["finished_at"] - started
     totals = case_phases(document)
@@ -80,7 +99,7 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None) -> dict[s
     startup = first_test - started
     phases["tests_other"] = round(block.get("tests_s", 0.0) - sum(totals[phase] for phase in CASE_PHASES), 3)
     phases["outside_tests"] = round(wall - startup - block.get("tests_s", 0.0), 3)
-    cache = block.get("compile_cache") or {}
+    compile_cache = block.get("compile_cache") or {}
     return {
         "wall_s": round(wall, 3),
         "sampled_kernel_s": round(totals["kernel"], 3),
@@ -88,8 +107,8 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None) -> dict[s
         "phases_s": phases,
         "lead_spin_s": round(totals["lead_spin"], 3),
         "warmup_kernel_s": round(totals["warmup_kernel"], 3),
-        "cache": "cold" if cache.get("state") in ("cold", "mixed") else "warm",
-        "compile_cache": cache,
+        "cache": "cold" if compile_cache.get("state") in ("cold", "mixed") else "warm",
+        "compile_cache": compile_cache,
         "cases": len(document["results"]),
         "failures": failures(document),
     }
@@ -104,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("reports", nargs="+")
     parser.add_argument("--wall", type=float, nargs="*", default=[], help="each run's wall time in seconds")
     parser.add_argument("--cost", nargs="*", default=[], help="write each report's cost.json to this path")
+    parser.add_argument(
+        "--cache", nargs="*", default=[], choices=("warm", "cold"), help="each report's compile cache, for a report "
+        "without a cost block"
+    )  # fmt: skip
     arguments = parser.parse_args(argv)
     documents = []
     for path in arguments.reports:
@@ -131,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     for index, out in enumerate(arguments.cost):
         wall = arguments.wall[index] if index < len(arguments.wall) else None
         with open(out, "w", encoding="utf-8") as handle:
-            json.dump(cost_record(documents[index], wall), handle, indent=2)
+            cache = arguments.cache[index] if index < len(arguments.cache) else None
+            json.dump(cost_record(documents[index], wall, cache), handle, indent=2)
             handle.write("\n")
         print(f"wrote {out}")
     return 0

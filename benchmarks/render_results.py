@@ -1254,7 +1254,7 @@ COST_PHASES = [  # (column, the phases_s keys it sums)
     ("sampling s", ("sampling",)),
     ("references + check s", ("reference", "equivalence")),
     ("fingerprint s", ("fingerprint",)),
-    ("rest s", ("peak_call", "timing_other", "tests_other", "outside_tests")),
+    ("rest s", ("peak_call", "timing_other", "tests_other", "outside_tests", "rest")),  # rest: an old report's
 ]
 
 
@@ -1269,7 +1269,8 @@ def render_gate_cost(ctx: Context) -> str:
         cost = ctx.json(name)
         try:
             phases, wall, kernel = cost["phases_s"], float(cost["wall_s"]), float(cost["sampled_kernel_s"])
-            cells = [f"{float(cost['startup_s']):.1f}"] + [
+            startup = cost["startup_s"]  # None: a report from before the cost block (its start-up is in the rest)
+            cells = ["–" if startup is None else f"{float(startup):.1f}"] + [
                 f"{sum(float(phases.get(key, 0.0)) for key in keys):.1f}" for _, keys in COST_PHASES[1:]
             ]
             rows.append(
