@@ -113,3 +113,35 @@ def test_without_attnperf_the_compile_cache_is_left_alone(pytester: pytest.Pytes
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*INDUCTOR=unset*"])
+
+
+LATENCY_TEST = """
+    import pytest
+
+    @pytest.mark.attnperf_latency()
+    def test_forward(attnperf, attn_backend, qkv):
+        attnperf.measure(attn_backend, qkv)
+"""
+
+
+def test_the_fingerprint_is_profiled_only_where_it_can_change_the_verdict(pytester: pytest.Pytester) -> None:
+    """No baseline: nothing to compare, no profiler. An update records it; a gate against a baseline that has
+    one profiles again, to compare."""
+    pytester.makepyfile(test_fp=LATENCY_TEST)
+    report = pytester.path / "report.json"
+    options = ("--attnperf", *FAST_OPTIONS, "--attnperf-fingerprint=warn", f"--attnperf-json={report}")
+
+    def case() -> dict[str, object]:
+        result: dict[str, object] = json.loads(report.read_text(encoding="utf-8"))["results"][0]
+        return result
+
+    pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
+    assert case()["fingerprint"] is None
+    assert "fingerprint" not in case()["phases_ms"]  # type: ignore[operator]
+    pytester.runpytest_subprocess(*options, "--attnperf-update").assert_outcomes(passed=1)
+    assert case()["fingerprint"]
+    (baseline,) = (pytester.path / "baselines").glob("*.yaml")
+    assert "fingerprint:" in baseline.read_text(encoding="utf-8")
+    pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
+    assert case()["fingerprint"]
+    assert "fingerprint" in case()["phases_ms"]  # type: ignore[operator]
