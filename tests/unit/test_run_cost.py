@@ -145,3 +145,17 @@ def test_the_fingerprint_is_profiled_only_where_it_can_change_the_verdict(pytest
     pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
     assert case()["fingerprint"]
     assert "fingerprint" in case()["phases_ms"]  # type: ignore[operator]
+
+
+def test_the_cache_dir_setting_defaults_to_the_users_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_attnperf.spec.options import resolve_settings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    settings = resolve_settings({"attnperf": True}, {}, rootdir=tmp_path)
+    assert settings.compile_cache_dir == tmp_path / "xdg" / "pytest-attnperf"
+    given = resolve_settings(
+        {"attnperf": True, "attnperf_cache_dir": "ci-cache"}, {}, rootdir=tmp_path, invocation_dir=tmp_path / "here"
+    )
+    assert given.compile_cache_dir == tmp_path / "here" / "ci-cache"  # relative to where pytest was started
+    from_ini = resolve_settings({"attnperf": True}, {"attnperf_cache_dir": "kept"}, rootdir=tmp_path)
+    assert from_ini.compile_cache_dir == tmp_path / "kept"
