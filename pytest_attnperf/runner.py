@@ -28,6 +28,7 @@ from .measure.inputs import QKV, seeded_normal, torch_dtype
 from .measure.measurement import Measurement, measure
 from .measure.memory import DoesNotFit, InputsDoNotFit, Workload, describe_error, is_out_of_memory, release_memory
 from .measure.reference import reference_output
+from .measure.sampling import PRECISION
 from .measure.timing import NotCapturable, free_flush_buffers
 from .spec.device_info import DeviceInfo
 from .spec.marks import EquivalenceSpec
@@ -103,6 +104,7 @@ def timing_settings(config: TimingConfig) -> dict[str, Any]:
         "rep_ms": config.rep_ms,
         "min_samples": config.min_samples,
         "max_samples": config.max_samples,
+        "median_precision": PRECISION,  # sampling stops once the median's 95 % interval is within this
         "flush_l2": config.flush_l2,
         "cuda_graph": config.cuda_graph,
     }
