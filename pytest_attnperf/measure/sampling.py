@@ -17,8 +17,8 @@ A ``SampleSource`` runs isolated samples and returns each one's time and SM cloc
   +-0.3 % of it, or the cap: 3x the sampling time (``rep_ms``) of kernel time (samples x median), or
   the sample ceiling.
   0.3 % is a tenth of the smallest latency tolerance (3 %) and tighter than the rule it replaced
-  (a median standard error of 0.25 %); on the committed H200 run it keeps 11.6 k of 32.6 k samples
-  (docs/results/cpu/profile-kernel-suite.md).
+  (a median standard error of 0.25 %); replayed on the samples of the committed H200 run 3 it keeps a
+  third of them (``benchmarks/stopping_rule_replay.py``, docs/results/cpu/profile-kernel-suite.md).
 """
 
 from __future__ import annotations
