@@ -14,8 +14,8 @@ A ``SampleSource`` runs isolated samples and returns each one's time and SM cloc
   and says so (never an empty result without a reason).
 - **Sampling stops when the median is known**: after the minimum count, sampling continues in chunks
   until the distribution-free 95 % confidence interval of the median (order statistics) is within
-  +-0.3 % of it, or the cap: 3x the sampling time (``rep_ms``) of kernel time (samples x median), or
-  the sample ceiling.
+  +-0.3 % of it, or the cap: 3x the sampling time (``rep_ms``) of kernel time (samples x median),
+  10x it of measured time (a loaded CPU's preempted samples), or the sample ceiling.
   0.3 % is a tenth of the smallest latency tolerance (3 %) and tighter than the rule it replaced
   (a median standard error of 0.25 %); replayed on the samples of the committed H200 run 3 it keeps a
   third of them (``benchmarks/stopping_rule_replay.py``, docs/results/cpu/profile-kernel-suite.md).
@@ -38,6 +38,7 @@ MAX_WARMUP_CALLS = 400
 THROTTLE_FRACTION = 0.75
 FIRST_PAUSE_S, PAUSE_GROWTH, MAX_PAUSE_S, MAX_TOTAL_PAUSE_S = 0.05, 1.5, 0.5, 2.0
 PRECISION, CONFIDENCE, EXTEND_FACTOR = 0.003, 0.95, 3.0
+WALL_FACTOR = 10.0  # sampling also stops after this x rep_ms of measured time, preempted samples included
 
 
 class Sample(NamedTuple):
@@ -202,7 +203,9 @@ def collect(
         # (a loaded CPU) must not end the sampling before the median is known.
         kept, median = len(times), statistics.median(times)
         spent = kept * median
-        if result.half_width <= precision or spent >= budget or kept >= max_samples:
+        # ... but a host so loaded that the median never settles stops at a bound on the time it really took.
+        overrun = sum(times) >= WALL_FACTOR * rep_ms
+        if result.half_width <= precision or spent >= budget or overrun or kept >= max_samples:
             result.extended = kept - count
             return result
         wanted = min(kept + _next_chunk(kept, result.half_width / precision, budget - spent, median), max_samples)

@@ -175,6 +175,14 @@ def test_one_preempted_sample_does_not_spend_the_budget() -> None:
     assert result.half_width <= PRECISION
 
 
+def test_a_host_too_loaded_for_the_median_to_settle_stops_at_ten_times_the_budget() -> None:
+    """Half the samples preempted (20 ms instead of 0.05 ms): the median never settles; the measured time bounds it."""
+    bimodal = [Sample(20.0 if i % 2 else 0.05 * (1 + 0.001 * (i % 7)), None) for i in range(10_000)]
+    result = collect(Scripted(bimodal), 10, threshold_mhz=None, rep_ms=10.0, max_samples=500)
+    assert len(result.kept) == 10  # its first 10 samples took 100 ms: 10 x rep_ms
+    assert result.half_width > PRECISION  # and it says the median was not known that well
+
+
 def test_cpu_timing_runs_the_same_rules_and_records_how() -> None:
     timing = time_cpu(lambda: sum(range(100)), TimingConfig(warmup_ms=5.0, rep_ms=2.0, min_samples=5))
     assert len(timing.samples_ms) >= 5
