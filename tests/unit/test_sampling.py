@@ -24,7 +24,7 @@ from pytest_attnperf.measure.sampling import (
     throttle_threshold,
     warm_up,
 )
-from pytest_attnperf.measure.timing import time_cpu
+from pytest_attnperf.measure.timing import CudaSource, lead_for, time_cpu
 from pytest_attnperf.spec.options import TimingConfig
 
 
@@ -181,6 +181,17 @@ def test_a_host_too_loaded_for_the_median_to_settle_stops_at_ten_times_the_budge
     result = collect(Scripted(bimodal), 10, threshold_mhz=None, rep_ms=10.0, max_samples=500)
     assert len(result.kept) == 10  # its first 10 samples took 100 ms: 10 x rep_ms
     assert result.half_width > PRECISION  # and it says the median was not known that well
+
+
+def test_the_lead_covers_the_hosts_launch_time_not_a_fixed_millisecond() -> None:
+    """A compiled call's launch takes ~0.4 ms with a rare slow one: the lead covers its 90th percentile
+    with a margin; the old rule (twice the slowest launch of a batch) spun 2x the outlier."""
+    launches = [0.40] * 60 + [0.45] * 3 + [2.0]  # ms
+    p90, lead = lead_for(launches, CudaSource.LEAD_MARGIN, CudaSource.LEAD_SLACK_MS)
+    assert p90 == 0.40
+    assert lead == pytest.approx(1.25 * 0.40 + 0.01)
+    assert lead < 2 * max(launches) / 4
+    assert lead_for([0.005], CudaSource.LEAD_MARGIN, CudaSource.LEAD_SLACK_MS)[1] < CudaSource.MIN_LEAD_MS * 2
 
 
 def test_cpu_timing_runs_the_same_rules_and_records_how() -> None:
