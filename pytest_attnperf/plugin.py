@@ -67,7 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if settings.compile_cache_dir is not None:  # before torch compiles anything
             from .run_cost import use_compile_cache
 
-            state.cost.compile_cache = use_compile_cache(settings.compile_cache_dir)
+            try:
+                state.cost.compile_cache = use_compile_cache(settings.compile_cache_dir)
+            except ValueError as error:
+                raise pytest.UsageError(str(error)) from None
         config.pluginmanager.register(ResultCollector(state), "attnperf-results")
         from .deferral import Deferrer
 

@@ -39,6 +39,13 @@ def use_compile_cache(folder: Path, environ: dict[str, str] | os._Environ[str] =
         if environ.get(variable):
             chosen[name] = {"dir": environ[variable], "set_by": f"${variable}"}
             continue
+        try:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # now, naming the option, not deep inside the first compile
+            raise ValueError(
+                f"--attnperf-cache-dir: cannot create {folder / name}: {error.strerror or error}; give a writable "
+                f"folder, or set {variable} yourself"
+            ) from None
         environ[variable] = str(folder / name)
         chosen[name] = {"dir": environ[variable], "set_by": "--attnperf-cache-dir"}
     return chosen

@@ -159,3 +159,12 @@ def test_the_cache_dir_setting_defaults_to_the_users_cache_folder(tmp_path: Path
     assert given.compile_cache_dir == tmp_path / "here" / "ci-cache"  # relative to where pytest was started
     from_ini = resolve_settings({"attnperf": True}, {"attnperf_cache_dir": "kept"}, rootdir=tmp_path)
     assert from_ini.compile_cache_dir == tmp_path / "kept"
+
+
+def test_a_cache_dir_that_cannot_be_made_is_refused_up_front(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_cost=MEASURING_TEST)
+    blocker = pytester.path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    result = pytester.runpytest_subprocess("--attnperf", *FAST_OPTIONS, f"--attnperf-cache-dir={blocker}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--attnperf-cache-dir: cannot create {blocker / 'inductor'}*"])
