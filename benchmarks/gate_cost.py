@@ -100,6 +100,10 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
     phases["tests_other"] = round(block.get("tests_s", 0.0) - sum(totals[phase] for phase in CASE_PHASES), 3)
     phases["outside_tests"] = round(wall - startup - block.get("tests_s", 0.0), 3)
     compile_cache = block.get("compile_cache") or {}
+    in_no_phase = {}
+    for test_id, seconds in (block.get("test_s") or {}).items():
+        own = case_phases({"results": [case for case in document["results"] if case["test_id"] == test_id]})
+        in_no_phase[test_id] = seconds - sum(own[phase] for phase in CASE_PHASES)
     return {
         "wall_s": round(wall, 3),
         "sampled_kernel_s": round(totals["kernel"], 3),
@@ -111,6 +115,8 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
         "compile_cache": compile_cache,
         "cases": len(document["results"]),
         "failures": failures(document),
+        # where tests_other goes: the tests with the most time outside their cases' phases
+        "tests_other_top": sorted(([t, round(s, 3)] for t, s in in_no_phase.items()), key=lambda row: -row[1])[:10],
     }
 
 

@@ -240,7 +240,7 @@ class ResultCollector:
         self.state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.state.cost.note(report.when, report.start, report.stop)
+        self.state.cost.note(report.when, report.start, report.stop, report.nodeid)
         if report.when != "call":
             return
         for name, value in report.user_properties:

@@ -67,18 +67,23 @@ class RunCost:
     process_started_at: float | None = field(default_factory=process_started_at)
     plugin_loaded_at: float = PLUGIN_LOADED_AT
     test_spans: list[tuple[float, float]] = field(default_factory=list)  # each test's setup start, teardown stop
+    test_ids: list[str] = field(default_factory=list)
     compile_cache: dict[str, Any] | None = None
 
-    def note(self, when: str, start: float, stop: float) -> None:
+    def note(self, when: str, start: float, stop: float, test_id: str = "") -> None:
         """A test phase's report (setup, call, teardown): a test's span runs from its setup to its teardown."""
         if when == "setup":
             self.test_spans.append((start, stop))
+            self.test_ids.append(test_id)
         elif self.test_spans:
             first, _ = self.test_spans[-1]
             self.test_spans[-1] = (first, stop)
 
     def record(self) -> dict[str, Any]:
         spans = self.test_spans
+        by_test: dict[str, float] = {}
+        for test_id, (start, stop) in zip(self.test_ids, spans, strict=True):  # a re-run test adds its time
+            by_test[test_id] = round(by_test.get(test_id, 0.0) + stop - start, 3)
         return {
             "process_started_at": self.process_started_at,
             "plugin_loaded_at": self.plugin_loaded_at,
@@ -86,6 +91,7 @@ class RunCost:
             "last_test_at": spans[-1][1] if spans else None,
             "tests_s": round(sum(stop - start for start, stop in spans), 3),
             "tests": len(spans),
+            "test_s": by_test,  # each test's wall time, set-up to teardown
             "finished_at": time.time(),
             "compile_cache": {**(self.compile_cache or {"dir": None}), **compile_cache_state()},
         }

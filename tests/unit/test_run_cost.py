@@ -168,3 +168,15 @@ def test_a_cache_dir_that_cannot_be_made_is_refused_up_front(pytester: pytest.Py
     result = pytester.runpytest_subprocess("--attnperf", *FAST_OPTIONS, f"--attnperf-cache-dir={blocker}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*--attnperf-cache-dir: cannot create {blocker / 'inductor'}*"])
+
+
+def test_each_tests_time_outside_its_phases_is_named() -> None:
+    document = {
+        "cost": {"plugin_loaded_at": 0.0, "first_test_at": 1.0, "finished_at": 10.0, "tests_s": 8.0,
+                 "test_s": {"t::a": 5.0, "t::b": 3.0}},
+        "results": [{"test_id": "t::a", "verdict": "ok", "phases_ms": {"sampling": 1000.0}, "samples_ms": [1.0]}],
+    }  # fmt: skip
+    cost = gate_cost().cost_record(document)
+    assert cost["tests_other_top"] == [["t::a", 4.0], ["t::b", 3.0]]
+    assert cost["phases_s"]["tests_other"] == 7.0
+    assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
