@@ -24,7 +24,16 @@ import sys
 from typing import Any
 
 PHASES = ("first_call", "peak_call", "warmup", "sampling", "fingerprint", "equivalence")
-CASE_PHASES = ("first_call", "peak_call", "warmup", "sampling", "timing_other", "fingerprint", "reference", "equivalence")
+CASE_PHASES = (
+    "first_call",
+    "peak_call",
+    "warmup",
+    "sampling",
+    "timing_other",
+    "fingerprint",
+    "reference",
+    "equivalence",
+)
 
 
 def breakdown(document: dict[str, Any]) -> dict[str, float]:

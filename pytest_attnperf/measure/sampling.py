@@ -12,7 +12,8 @@ A ``SampleSource`` runs isolated samples and returns each one's time and SM cloc
   each batch holding one is followed by a pause, 0.05 s growing x1.5 from the second in a row up
   to 0.5 s. After more than ``max(3 * count, 30)`` discards or 2 s of pauses the case stops with what it has,
   and says so (never an empty result without a reason).
-- **Sampling stops when the median is known**: after the minimum count, sampling continues in chunks
+- **Sampling stops when the median is known**: after the minimum count (on a CPU, ``rep_ms`` of samples at
+  the warm-up's estimate: a loaded CPU's times move in bursts), sampling continues in chunks
   until the distribution-free 95 % confidence interval of the median (order statistics) is within
   +-0.3 % of it, or the cap: 3x the sampling time (``rep_ms``) of kernel time (samples x median),
   10x it of measured time (a loaded CPU's preempted samples), or the sample ceiling.
@@ -123,6 +124,13 @@ def warm_up(
                 return result
         if result.wall_ms >= cap_ms or len(result.samples) >= MAX_WARMUP_CALLS:
             return result
+
+
+def sample_count(estimate_ms: float, rep_ms: float, min_samples: int, max_samples: int) -> int:
+    """A CPU's first batch: ``rep_ms`` of samples at the warm-up's estimate. A loaded CPU's times move in bursts
+    (another job takes the second core), so its median needs a longer stretch than the interval alone asks for."""
+    wanted = int(rep_ms / max(estimate_ms, 1e-6))
+    return max(min_samples, min(max_samples, wanted))
 
 
 def median_half_width(values: Sequence[float], confidence: float = CONFIDENCE) -> float:

@@ -22,7 +22,7 @@ import torch
 from ..spec.options import TimingConfig
 from .clock import ClockProbe, NoClock, probe_for, probe_note
 from .memory import Workload
-from .sampling import Collected, Sample, WarmUp, collect, throttle_threshold, warm_up
+from .sampling import Collected, Sample, WarmUp, collect, sample_count, throttle_threshold, warm_up
 
 CPU_WARMUP_CAP_MS = 200.0  # a CPU has no boost -> power-cap step to wait out: a short cap keeps CPU runs quick
 
@@ -98,7 +98,12 @@ def timed(
     warmup: WarmUp = warm_up(source, cap_ms=cap_ms, gpu=gpu)
     if hasattr(source, "fix_lead"):
         source.fix_lead()
-    count = config.min_samples
+    # A GPU's kernel times are not preempted: the minimum, then until the median is known. A CPU's are.
+    count = (
+        config.min_samples
+        if gpu
+        else sample_count(warmup.estimate_ms, config.rep_ms, config.min_samples, config.max_samples)
+    )
     threshold = throttle_threshold(max_clock_mhz, warmup.samples) if gpu else None
     sampling_started = time.perf_counter()
     collected: Collected = collect(

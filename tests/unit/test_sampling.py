@@ -21,6 +21,7 @@ from pytest_attnperf.measure.sampling import (
     Sample,
     collect,
     median_half_width,
+    sample_count,
     throttle_threshold,
     warm_up,
 )
@@ -87,6 +88,11 @@ def test_a_cpu_is_allowed_more_jitter_than_a_gpu() -> None:
     assert warm_up(Scripted(jitter), cap_ms=1e9, gpu=False, now=lambda: next(ticks)).steady
     ticks = fake_clock()
     assert not warm_up(Scripted(jitter), cap_ms=50.0, gpu=True, now=lambda: next(ticks)).steady
+
+
+@pytest.mark.parametrize(("estimate", "count"), [(0.001, 500), (0.5, 200), (50.0, 10), (1e9, 10)])
+def test_a_cpus_first_batch_is_rep_ms_of_samples(estimate: float, count: int) -> None:
+    assert sample_count(estimate, 100.0, 10, 500) == count
 
 
 def test_the_medians_interval_comes_from_order_statistics() -> None:
