@@ -161,7 +161,11 @@ def test_the_cache_dir_setting_defaults_to_the_users_cache_folder(tmp_path: Path
     assert from_ini.compile_cache_dir == tmp_path / "kept"
 
 
-def test_a_cache_dir_that_cannot_be_made_is_refused_up_front(pytester: pytest.Pytester) -> None:
+def test_a_cache_dir_that_cannot_be_made_is_refused_up_front(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # torch sets the first once it compiles here
+        monkeypatch.delenv(variable, raising=False)
     pytester.makepyfile(test_cost=MEASURING_TEST)
     blocker = pytester.path / "a-file"
     blocker.write_text("not a folder", encoding="utf-8")
