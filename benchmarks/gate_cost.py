@@ -1,11 +1,19 @@
 """Where a gated run's time goes, from its --attnperf-json report(s): compilation, warm-up, sampling, references.
 
-    python3 benchmarks/gate_cost.py report.json [more.json ...] [--wall SECONDS ...]
+    python3 benchmarks/gate_cost.py report.json [more.json ...] [--wall SECONDS ...] [--cost OUT.json ...]
 
 Per report: the cases, the sampled kernel time (the sum of the kept samples), and the wall time of each
 step summed over the cases (first call = compilation and autotuning; peak call; warm-up; sampling;
 the dispatch fingerprint; the equivalence check with its references). With ``--wall`` (one value per
 report, from the stage's log) the rest is start-up, collection and the session's own work.
+
+``--cost`` (one path per report) writes the run's ``cost.json``: ``{"wall_s", "sampled_kernel_s",
+"startup_s", "phases_s", "cache", "cases"}``. A report made since the cost block exists carries the
+process start, each test's span and the end, so the phases add up to the wall time with nothing
+estimated: start-up (interpreter, torch, plugin, collection) to the first test; each step of the cases;
+``tests_other`` (set-up, inputs, the input guard, gc, teardown inside the tests); ``outside_tests``
+(between and after them: the baseline merge, the report). ``lead_spin_s`` and ``warmup_kernel_s`` are
+parts of the warm-up and sampling phases, named apart.
 """
 
 from __future__ import annotations
@@ -16,6 +24,16 @@ import sys
 from typing import Any
 
 PHASES = ("first_call", "peak_call", "warmup", "sampling", "fingerprint", "equivalence")
+CASE_PHASES = (
+    "first_call",
+    "peak_call",
+    "warmup",
+    "sampling",
+    "timing_other",
+    "fingerprint",
+    "reference",
+    "equivalence",
+)
 
 
 def breakdown(document: dict[str, Any]) -> dict[str, float]:
@@ -35,10 +53,95 @@ def breakdown(document: dict[str, Any]) -> dict[str, float]:
     return totals
 
 
+def case_phases(document: dict[str, Any]) -> dict[str, float]:
+    """Seconds per step of the cases, non-overlapping, plus the lead spin and warm-up kernels inside them.
+
+    A report from before the cost block has no warm-up/sampling phases: they come from its timing info
+    (the last measurement of a case), and the timing phase's rest is timing_other."""
+    totals = dict.fromkeys((*CASE_PHASES, "lead_spin", "warmup_kernel", "kernel"), 0.0)
+    for case in document["results"]:
+        phases = dict(case.get("phases_ms") or {})
+        info = case.get("timing_info") or {}
+        if "timing" in phases:  # the old layout
+            warmup, sampling = info.get("warmup_wall_ms", 0.0), info.get("sampling_wall_ms", 0.0)
+            phases.update(warmup=warmup, sampling=sampling, timing_other=phases.pop("timing") - warmup - sampling)
+            phases["lead_spin"] = info.get("lead_ms", 0.0) * (len(case.get("samples_ms") or []) + info.get(
+                "warmup_calls", 0
+            ))  # fmt: skip
+        for phase in (*CASE_PHASES, "lead_spin"):
+            totals[phase] += phases.get(phase, 0.0) / 1e3
+        totals["warmup_kernel"] += sum(case.get("warmup_ms") or []) / 1e3
+        totals["kernel"] += sum(case.get("samples_ms") or []) / 1e3
+    return totals
+
+
+def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: str | None = None) -> dict[str, Any]:
+    """The run's cost.json, from its report's cost block (and the wall time, when measured outside).
+
+    A report from before the cost block needs the wall time and the cache state from outside; its
+    start-up and the time in no phase are then one ``rest``."""
+    block = document.get("cost")
+    if not block:
+        if wall_s is None or cache not in ("warm", "cold"):
+            raise SystemExit("this report has no cost block (made before pytest-attnperf recorded one): give its "
+                             "--wall and its --cache (warm or cold)")  # fmt: skip
+        totals = case_phases(document)
+        phases = {phase: round(totals[phase], 3) for phase in CASE_PHASES}
+        phases["rest"] = round(wall_s - sum(totals[phase] for phase in CASE_PHASES), 3)
+        return {
+            "wall_s": round(wall_s, 3),
+            "sampled_kernel_s": round(totals["kernel"], 3),
+            "startup_s": None,  # not recorded: inside "rest"
+            "phases_s": phases,
+            "lead_spin_s": round(totals["lead_spin"], 3),
+            "warmup_kernel_s": round(totals["warmup_kernel"], 3),
+            "cache": cache,
+            "compile_cache": None,
+            "cases": len(document["results"]),
+            "failures": failures(document),
+        }
+    started = block.get("process_started_at") or block["plugin_loaded_at"]
+    wall = wall_s if wall_s is not None else block["finished_at"] - started
+    totals = case_phases(document)
+    phases = {phase: round(totals[phase], 3) for phase in CASE_PHASES}
+    first_test = block.get("first_test_at") or block["finished_at"]
+    startup = first_test - started
+    phases["tests_other"] = round(block.get("tests_s", 0.0) - sum(totals[phase] for phase in CASE_PHASES), 3)
+    phases["outside_tests"] = round(wall - startup - block.get("tests_s", 0.0), 3)
+    compile_cache = block.get("compile_cache") or {}
+    in_no_phase = {}
+    for test_id, seconds in (block.get("test_s") or {}).items():
+        own = case_phases({"results": [case for case in document["results"] if case["test_id"] == test_id]})
+        in_no_phase[test_id] = seconds - sum(own[phase] for phase in CASE_PHASES)
+    return {
+        "wall_s": round(wall, 3),
+        "sampled_kernel_s": round(totals["kernel"], 3),
+        "startup_s": round(startup, 3),
+        "phases_s": phases,
+        "lead_spin_s": round(totals["lead_spin"], 3),
+        "warmup_kernel_s": round(totals["warmup_kernel"], 3),
+        "cache": "cold" if compile_cache.get("state") in ("cold", "mixed") else "warm",
+        "compile_cache": compile_cache,
+        "cases": len(document["results"]),
+        "failures": failures(document),
+        # where tests_other goes: the tests with the most time outside their cases' phases
+        "tests_other_top": sorted(([t, round(s, 3)] for t, s in in_no_phase.items()), key=lambda row: -row[1])[:10],
+    }
+
+
+def failures(document: dict[str, Any]) -> list[str]:
+    return [case["test_id"] for case in document["results"] if case["verdict"] in ("REGRESSION", "MISMATCH")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+")
     parser.add_argument("--wall", type=float, nargs="*", default=[], help="each run's wall time in seconds")
+    parser.add_argument("--cost", nargs="*", default=[], help="write each report's cost.json to this path")
+    parser.add_argument(
+        "--cache", nargs="*", default=[], choices=("warm", "cold"), help="each report's compile cache, for a report "
+        "without a cost block"
+    )  # fmt: skip
     arguments = parser.parse_args(argv)
     documents = []
     for path in arguments.reports:
@@ -63,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{'-' if wall is None else f'{wall:.1f}'} | {' | '.join(cells)} | "
             f"{'-' if rest is None else f'{rest:.1f}'} | {totals['kernel']:.1f} |"
         )
+    for index, out in enumerate(arguments.cost):
+        wall = arguments.wall[index] if index < len(arguments.wall) else None
+        with open(out, "w", encoding="utf-8") as handle:
+            cache = arguments.cache[index] if index < len(arguments.cache) else None
+            json.dump(cost_record(documents[index], wall, cache), handle, indent=2)
+            handle.write("\n")
+        print(f"wrote {out}")
     return 0
 
 

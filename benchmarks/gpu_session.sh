@@ -182,6 +182,33 @@ print("gated runs:", document["gated_runs"])
 PY
 }
 
+stage_gated_suite() {
+  # RUNS back-to-back gated runs of $SUITE against the committed baselines (after a record stage, or on another
+  # machine of the same model: another unit), each run's JSON and log kept; every failure is a false alarm.
+  for run in $(seq 1 "${RUNS:-5}"); do
+    local start=$(date +%s.%N)
+    pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q -rfE $SUITE \
+      --attnperf-json="$OUT/gated_suite/gated-$run.json" >"$OUT/gated_suite/gated-$run.log" 2>&1
+    local status=$? end=$(date +%s.%N)
+    echo "run $run: exit $status, wall $(python3 -c "print(round($end - $start, 1))") s, $(tail -1 "$OUT/gated_suite/gated-$run.log")" \
+      | tee -a "$OUT/gated_suite/gated.txt"
+  done
+  nvidia-smi --query-gpu=name,uuid --format=csv,noheader | tee -a "$OUT/gated_suite/gated.txt"
+}
+
+stage_gate_live() {
+  # The gate validated live through pytest --attnperf (benchmarks/gate_validation_live.py): record the cases'
+  # baselines (unchanged; power-heavier on inputs rounded to k bits), then TRIALS interleaved gated trials of the
+  # rows unchanged, +3 %, +5 % and power-heavier. GATE_VALIDATION_CASES narrows the cases, BUDGET_S bounds the trials.
+  python3 benchmarks/gate_validation_live.py all --out "$OUT/gate_live" 2>&1 | tail -60 | tee "$OUT/gate_live/live.log"
+}
+
+stage_gate_live_cross() {
+  # The same trials on another machine against the baselines a gate_live stage recorded (LIVE_BASELINES, carried).
+  python3 benchmarks/gate_validation_live.py gate --out "$OUT/gate_live_cross" --baselines "${LIVE_BASELINES:?}" 2>&1 \
+    | tail -60 | tee "$OUT/gate_live_cross/live.log"
+}
+
 stage_xdist() {
   # One pytest-xdist worker per GPU: record this model's baselines, then gate with -n 0 and -n 2.
   nvidia-smi -L | tee "$OUT/xdist.txt"

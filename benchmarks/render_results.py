@@ -76,6 +76,7 @@ STAGES = {
     "load-tax.txt": "load_tax",
     "foreign-suite.md": "foreign_suite",
     "memory-repeat.md": "memory_repeat",
+    **{f"cost/cost-{run}-{cache}.json": "gate_cost" for run in ("before", "after") for cache in ("cold", "warm")},
 }
 # How a stage is run when it needs more than its name; "simulation" is a CPU script, not a GPU stage.
 STAGE_COMMANDS = {
@@ -90,6 +91,8 @@ STAGE_COMMANDS = {
     "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
     "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
     "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
+    "gate_cost": "pytest --attnperf tests/suite/test_attention.py --attnperf-json=cost/RUN.json, then "
+    "python benchmarks/gate_cost.py cost/RUN.json --cost cost/cost-RUN.json",
 }
 # A folder of JSON reports, one per CI-like run: made on the CPU by history_runs.py, on a GPU by its stage.
 STAGES.update({"history/": "cpu_history", "history": "history"})
@@ -1290,6 +1293,46 @@ def render_foreign_suite(ctx: Context) -> str:
         f"{rows['skipped'][bare]} without); median wall time {wall[plugin].split()[0]} s with the plugin installed, "
         f"{wall[bare].split()[0]} s with `-p no:attnperf`.",
     )
+
+
+COST_RUNS = [(run, cache) for run in ("before", "after") for cache in ("cold", "warm")]
+COST_PHASES = [  # (column, the phases_s keys it sums)
+    ("start-up s", ()),
+    ("compile (first call) s", ("first_call",)),
+    ("warm-up s", ("warmup",)),
+    ("sampling s", ("sampling",)),
+    ("references + check s", ("reference", "equivalence")),
+    ("fingerprint s", ("fingerprint",)),
+    ("rest s", ("peak_call", "timing_other", "tests_other", "outside_tests", "rest")),  # rest: an old report's
+]
+
+
+@renderer("gate-cost")
+def render_gate_cost(ctx: Context) -> str:
+    """A gated kernel-suite run's cost before and after, cold and warm compile cache (cost/cost-*.json)."""
+    rows = []
+    for run, cache in COST_RUNS:
+        name = f"cost/cost-{run}-{cache}.json"
+        if not ctx.exists(name):
+            continue
+        cost = ctx.json(name)
+        try:
+            phases, wall, kernel = cost["phases_s"], float(cost["wall_s"]), float(cost["sampled_kernel_s"])
+            startup = cost["startup_s"]  # None: a report from before the cost block (its start-up is in the rest)
+            cells = ["–" if startup is None else f"{float(startup):.1f}"] + [
+                f"{sum(float(phases.get(key, 0.0)) for key in keys):.1f}" for _, keys in COST_PHASES[1:]
+            ]
+            rows.append(
+                [run, cost["cache"], str(cost["cases"]), f"{wall:.1f}", f"{kernel:.1f}", *cells,
+                 f"{float(cost.get('lead_spin_s', 0.0)):.1f}", f"{wall / kernel:.1f}×" if kernel else "-"]
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as error:
+            raise RenderError(f"{ctx.path(name)}: not a gate_cost.py cost.json ({error!r} missing or malformed)") from None
+    if not rows:
+        raise RenderError(f"{ctx.path('cost')}: no cost-{{before,after}}-{{cold,warm}}.json file")
+    header = ["code", "compile cache", "cases", "wall s", "sampled kernel s", *(c for c, _ in COST_PHASES),
+              "of which lead spin s", "wall / kernel"]  # fmt: skip
+    return block(ctx, *table(header, rows, right=range(2, len(header))))
 
 
 @renderer("memory-repeat")

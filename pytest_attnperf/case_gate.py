@@ -43,12 +43,22 @@ class CaseGate:
 
     def __init__(self, session: AttnPerfSession, item: pytest.Item, marks: GateMarks) -> None:
         self.session, self.item, self.marks = session, item, marks
-        settings = session.settings
         deferred = item.stash.get(DEFERRED_KEY, None)
         self.first = deferred.first if deferred is not None else None
         self.stage = deferred.stage if deferred is not None else 1
-        self.fingerprint = settings.fingerprint != "off" and (marks.latency is not None or settings.update)
+        self.fingerprint = self.stage == 1 and self._fingerprint_matters()
         self.deferrable = item.stash.get(DEFERRABLE_KEY, False)
+
+    def _fingerprint_matters(self) -> bool:
+        """Profile the kernels only where they can change the verdict or are recorded: an update writes them, a
+        baseline entry that has a fingerprint is compared with them. A re-measurement keeps its first one's."""
+        settings = self.session.settings
+        if settings.fingerprint == "off" or (self.marks.latency is None and not settings.update):
+            return False
+        if settings.update:
+            return True
+        entry = self.session.baseline_entry(self.item.nodeid)
+        return entry is not None and entry.fingerprint is not None
 
     # ------------------------------------------------------------ the runner's questions
 
@@ -109,6 +119,8 @@ class CaseGate:
         if self.first is not None and not result.stages:
             result.stages.extend(self.first.stages)
             result.first_median_ms = self.first.median_ms
+        if self.first is not None and result.fingerprint is None:
+            result.fingerprint = self.first.fingerprint  # profiled once, at the first measurement
 
     def _context(self) -> GateContext:
         session = self.session

@@ -64,6 +64,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = state
     config.pluginmanager.register(fixtures, "attnperf-fixtures")
     if settings.enabled:
+        if settings.compile_cache_dir is not None:  # before torch compiles anything
+            from .run_cost import use_compile_cache
+
+            try:
+                state.cost.compile_cache = use_compile_cache(settings.compile_cache_dir)
+            except ValueError as error:
+                raise pytest.UsageError(str(error)) from None
         config.pluginmanager.register(ResultCollector(state), "attnperf-results")
         from .deferral import Deferrer
 
@@ -250,6 +257,7 @@ class ResultCollector:
         self.state = state
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.state.cost.note(report.when, report.start, report.stop, report.nodeid)
         if report.when != "call":
             return
         from .gate.results import RECORD_PROPERTY, CaseResult

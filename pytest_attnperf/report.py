@@ -40,6 +40,7 @@ class RunReport:
     update_notes: list[str] = field(default_factory=list)
     calibration_lines: list[str] = field(default_factory=list)
     output_errors: list[str] = field(default_factory=list)
+    cost: dict[str, Any] | None = None  # the run's timestamps and compile cache (run_cost.RunCost.record)
 
 
 COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "GB/s", "peak mem", "baseline", "ratio", "at clock", "verdict")
@@ -200,6 +201,7 @@ def results_document(run: RunReport) -> dict[str, Any]:
         "device": run.device,
         "baselines": run.baseline_label,
         "environment_changes": list(run.environment_changes),
+        "cost": run.cost,
         "results": [
             {
                 **json.loads(result.to_json()),

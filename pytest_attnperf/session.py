@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .run_cost import RunCost
+
 if TYPE_CHECKING:
     import torch
 
@@ -72,6 +74,7 @@ class AttnPerfSession:
         self._inputs: QKV | None = None
         self._references: ReferenceCache | None = None
         self._input_guard: InputGuard | None = None
+        self.cost = RunCost()  # the run's timestamps and compile cache, for the JSON report
 
     # ------------------------------------------------------------ device
 
@@ -266,6 +269,7 @@ class AttnPerfSession:
             update_notes=list(end.update_notes),
             calibration_lines=list(end.calibration_lines),
             output_errors=list(end.output_errors),
+            cost=self.cost.record(),
         )
 
     def _result_device(self) -> dict[str, Any]:

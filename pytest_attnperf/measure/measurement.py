@@ -85,6 +85,13 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
             peak_bytes = cpu_peak
             timing = time_cpu(workload, config)
         lap("timing")
+        # The timing step's parts, so a report's phases add up (summed over a case's re-measurements too):
+        # warm-up, sampling and the rest (NVML, stamps); the lead spin runs inside the first two.
+        warmup_ms, sampling_ms = timing.info["warmup_wall_ms"], timing.info["sampling_wall_ms"]
+        phases["warmup"], phases["sampling"] = warmup_ms, sampling_ms
+        phases["timing_other"] = round(phases.pop("timing") - warmup_ms - sampling_ms, 3)
+        if "lead_total_ms" in timing.info:
+            phases["lead_spin"] = timing.info["lead_total_ms"]
     except Exception as error:
         if not is_out_of_memory(error):
             raise

@@ -12,19 +12,25 @@ A ``SampleSource`` runs isolated samples and returns each one's time and SM cloc
   each batch holding one is followed by a pause, 0.05 s growing x1.5 from the second in a row up
   to 0.5 s. After more than ``max(3 * count, 30)`` discards or 2 s of pauses the case stops with what it has,
   and says so (never an empty result without a reason).
-- **More samples while noisy**: past the planned count, sampling continues in small chunks while
-  the median's relative standard error is over 0.25 %, up to 3x the planned sampling time.
+- **Sampling stops when the median is known**: after the minimum count (on a CPU, ``rep_ms`` of samples at
+  the warm-up's estimate: a loaded CPU's times move in bursts), sampling continues in chunks
+  until the distribution-free 95 % confidence interval of the median (order statistics) is within
+  +-0.3 % of it, or the cap: 3x the sampling time (``rep_ms``) of kernel time (samples x median),
+  10x it of measured time (a loaded CPU's preempted samples), or the sample ceiling.
+  0.3 % is a tenth of the smallest latency tolerance (3 %) and tighter than the rule it replaced
+  (a median standard error of 0.25 %); replayed on the samples of the committed H200 run 3 it keeps a
+  third of them (``benchmarks/stopping_rule_replay.py``, docs/results/cpu/profile-kernel-suite.md).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
-
-from ..gate.normalise import robust_relative_se
 
 BLOCK_MS, BLOCK_SAMPLES, HALF = 2.0, 16, 3
 STEADY_SPREAD_GPU, STEADY_SPREAD_CPU = 0.01, 0.03  # a CPU's timer jitter is larger; it has no power-cap step
@@ -32,7 +38,8 @@ MIN_BUSY_MS, LONG_KERNEL_MS = 100.0, 1.0
 MAX_WARMUP_CALLS = 400
 THROTTLE_FRACTION = 0.75
 FIRST_PAUSE_S, PAUSE_GROWTH, MAX_PAUSE_S, MAX_TOTAL_PAUSE_S = 0.05, 1.5, 0.5, 2.0
-TARGET_RELATIVE_SE, EXTEND_FACTOR = 0.0025, 3.0
+PRECISION, CONFIDENCE, EXTEND_FACTOR = 0.003, 0.95, 3.0
+WALL_FACTOR = 10.0  # sampling also stops after this x rep_ms of measured time, preempted samples included
 
 
 class Sample(NamedTuple):
@@ -120,8 +127,36 @@ def warm_up(
 
 
 def sample_count(estimate_ms: float, rep_ms: float, min_samples: int, max_samples: int) -> int:
+    """A CPU's first batch: ``rep_ms`` of samples at the warm-up's estimate. A loaded CPU's times move in bursts
+    (another job takes the second core), so its median needs a longer stretch than the interval alone asks for."""
     wanted = int(rep_ms / max(estimate_ms, 1e-6))
     return max(min_samples, min(max_samples, wanted))
+
+
+def median_half_width(values: Sequence[float], confidence: float = CONFIDENCE) -> float:
+    """Half the width of the distribution-free confidence interval of the median, relative to it.
+
+    The interval runs from the j-th to the (n+1-j)-th smallest value, j the largest rank with
+    P(Binomial(n, 1/2) < j) <= (1 - confidence) / 2: it holds the true median with at least ``confidence``
+    for any distribution. Infinite when there are too few values for such an interval.
+    """
+    count = len(values)
+    rank = _interval_rank(count, confidence)
+    centre = statistics.median(values) if count else 0.0
+    if rank < 1 or centre <= 0:
+        return math.inf
+    ordered = sorted(values)
+    return (ordered[count - rank] - ordered[rank - 1]) / 2 / centre
+
+
+@functools.lru_cache(maxsize=1024)
+def _interval_rank(count: int, confidence: float) -> int:
+    """The order statistic j of the median's interval: exact binomial tail sums (integers, no rounding)."""
+    tail, limit, rank = 0, (1 - confidence) / 2 * 2**count, 0
+    while rank <= count and tail + math.comb(count, rank) <= limit:
+        tail += math.comb(count, rank)
+        rank += 1
+    return rank
 
 
 @dataclass
@@ -129,8 +164,9 @@ class Collected:
     kept: list[Sample] = field(default_factory=list)
     discarded: list[Sample] = field(default_factory=list)
     paused_s: float = 0.0
-    exhausted: bool = False  # stopped by the discard limits before the planned count
-    extended: int = 0  # samples taken past the planned count because the median was still noisy
+    exhausted: bool = False  # stopped by the discard limits before the minimum count
+    extended: int = 0  # samples taken past the minimum because the median was not yet known well enough
+    half_width: float = math.inf  # the median's relative 95 % confidence half-width when sampling stopped
 
 
 def collect(
@@ -140,43 +176,55 @@ def collect(
     threshold_mhz: float | None,
     rep_ms: float,
     max_samples: int,
+    precision: float = PRECISION,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Collected:
-    """Take ``count`` accepted samples (discarding throttled ones, pausing after each), then more while noisy."""
+    """Take at least ``count`` accepted samples (discarding throttled ones, pausing after each), then more
+    until the median's confidence half-width is within ``precision`` of it, or the cap."""
     result = Collected()
     pause, in_a_row = FIRST_PAUSE_S, 0
     max_discards = max(3 * count, 30)
-    while len(result.kept) < count:
-        batch = source.take(count - len(result.kept))
-        throttled = [s for s in batch if _throttled(s, threshold_mhz)]
-        result.kept.extend(s for s in batch if not _throttled(s, threshold_mhz))
-        if not throttled:
-            in_a_row, pause = 0, FIRST_PAUSE_S
-            continue
-        result.discarded.extend(throttled)
-        in_a_row += 1
-        if in_a_row >= 2:
-            pause = min(pause * PAUSE_GROWTH, MAX_PAUSE_S)
-        if len(result.discarded) > max_discards or result.paused_s + pause > MAX_TOTAL_PAUSE_S:
-            result.exhausted = len(result.kept) < count
-            break
-        sleep(pause)  # let the GPU recover before the next samples (NVBench's throttle recovery)
-        result.paused_s += pause
-    if result.exhausted:
-        return result
     budget = EXTEND_FACTOR * rep_ms
-    chunk = max(1, count // 2)
-    while (
-        robust_relative_se([s.time_ms for s in result.kept]) > TARGET_RELATIVE_SE
-        and sum(s.time_ms for s in result.kept) < budget
-        and len(result.kept) + chunk <= max_samples
-    ):
-        more = [s for s in source.take(chunk) if not _throttled(s, threshold_mhz)]
-        result.kept.extend(more)
-        result.extended += len(more)
-        if not more:
-            break
-    return result
+    wanted = count
+    while True:
+        while len(result.kept) < wanted:
+            batch = source.take(wanted - len(result.kept))
+            throttled = [s for s in batch if _throttled(s, threshold_mhz)]
+            result.kept.extend(s for s in batch if not _throttled(s, threshold_mhz))
+            if not throttled:
+                in_a_row, pause = 0, FIRST_PAUSE_S
+                continue
+            result.discarded.extend(throttled)
+            in_a_row += 1
+            if in_a_row >= 2:
+                pause = min(pause * PAUSE_GROWTH, MAX_PAUSE_S)
+            if len(result.discarded) > max_discards or result.paused_s + pause > MAX_TOTAL_PAUSE_S:
+                result.exhausted = len(result.kept) < count
+                result.extended = max(0, len(result.kept) - count)
+                result.half_width = median_half_width([s.time_ms for s in result.kept])
+                return result
+            sleep(pause)  # let the GPU recover before the next samples (NVBench's throttle recovery)
+            result.paused_s += pause
+        times = [s.time_ms for s in result.kept]
+        result.half_width = median_half_width(times)
+        # The budget counts kernel time as the median says it is: one sample stretched by a preempted host
+        # (a loaded CPU) must not end the sampling before the median is known.
+        kept, median = len(times), statistics.median(times)
+        spent = kept * median
+        # ... but a host so loaded that the median never settles stops at a bound on the time it really took.
+        overrun = sum(times) >= WALL_FACTOR * rep_ms
+        if result.half_width <= precision or spent >= budget or overrun or kept >= max_samples:
+            result.extended = kept - count
+            return result
+        wanted = min(kept + _next_chunk(kept, result.half_width / precision, budget - spent, median), max_samples)
+
+
+def _next_chunk(kept: int, excess: float, budget_left_ms: float, median_ms: float) -> int:
+    """How many more samples: the interval narrows as 1/sqrt(n), so about n * (excess**2 - 1) more are
+    needed; at least a few, at most as many again as kept, and no more than the budget left holds."""
+    needed = math.ceil(kept * (min(excess, 10.0) ** 2 - 1)) if math.isfinite(excess) else kept
+    affordable = max(1, math.ceil(budget_left_ms / max(median_ms, 1e-6)))
+    return max(1, min(max(needed, 5), kept, affordable))
 
 
 def _throttled(sample: Sample, threshold_mhz: float | None) -> bool:

@@ -10,6 +10,7 @@ under the same warm-up and sampling rules, without a clock.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -97,7 +98,12 @@ def timed(
     warmup: WarmUp = warm_up(source, cap_ms=cap_ms, gpu=gpu)
     if hasattr(source, "fix_lead"):
         source.fix_lead()
-    count = sample_count(warmup.estimate_ms, config.rep_ms, config.min_samples, config.max_samples)
+    # A GPU's kernel times are not preempted: the minimum, then until the median is known. A CPU's are.
+    count = (
+        config.min_samples
+        if gpu
+        else sample_count(warmup.estimate_ms, config.rep_ms, config.min_samples, config.max_samples)
+    )
     threshold = throttle_threshold(max_clock_mhz, warmup.samples) if gpu else None
     sampling_started = time.perf_counter()
     collected: Collected = collect(
@@ -113,6 +119,7 @@ def timed(
         "warmup_clock_spread": warmup.clock_spread,
         "planned_samples": count,
         "extended": collected.extended,
+        "median_half_width": round(collected.half_width, 6) if math.isfinite(collected.half_width) else None,
         "discarded": len(collected.discarded),
         "discarded_clock_mhz": [sample.clock_mhz for sample in collected.discarded],
         "paused_s": round(collected.paused_s, 3),
@@ -122,6 +129,8 @@ def timed(
     lead_ms = getattr(source, "lead_ms", None)
     if lead_ms is not None:
         info["lead_ms"] = round(lead_ms, 4)
+        info["lead_total_ms"] = round(source.lead_total_ms, 3)  # GPU time spent spinning, warm-up included
+        info["host_launch_ms"] = round(source.host_ms, 4)
     return Timing(
         samples_ms=tuple(sample.time_ms for sample in collected.kept),
         clock=timer,
@@ -183,16 +192,26 @@ def spin_up(device: torch.device, seconds: float = 0.3) -> None:
 
 
 class CudaSource:
-    """Isolated CUDA samples: flush, lead spin, stamp, start event, workload, end event, stamp, sync."""
+    """Isolated CUDA samples: flush, lead spin, stamp, start event, workload, end event, stamp, sync.
+
+    The lead spin keeps the GPU busy while the host enqueues the stamp, the events and the workload, so
+    the timed span holds the kernels and no launch gap. It is sized from this case's own host launch
+    time, measured during the warm-up (the GPU spins meanwhile): a margin over its 90th percentile,
+    with a floor and a cap; a fixed lead would spin a millisecond before a 15 us kernel.
+    """
 
     MIN_LEAD_MS, MAX_LEAD_MS = 0.02, 5.0
+    LEAD_MARGIN, LEAD_SLACK_MS = 1.25, 0.01  # over the host's 90th-percentile launch time
+    HOST_WINDOW = 64  # the launch times the lead is sized from: the warm-up's latest
 
     def __init__(self, target: Workload, device: torch.device, probe: ClockProbe, flush: torch.Tensor | None) -> None:
         self.target, self.device, self.probe, self.flush = target, device, probe, flush
         self.stream = torch.cuda.current_stream(device)
         self.rate = cycles_per_ms(device)
         self.lead_ms = 0.05
-        self.host_ms = 0.0
+        self.lead_total_ms = 0.0
+        self.host_ms = 0.0  # the 90th-percentile host launch time the lead was sized from
+        self.host_times: list[float] = []
         self.fixed = False
 
     def fix_lead(self) -> None:
@@ -204,7 +223,7 @@ class CudaSource:
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(count)]
         self.probe.prepare(count)
         lead_cycles = int(self.lead_ms * self.rate)
-        host = 0.0
+        hosts = []
         for index in range(count):
             if self.flush is not None:
                 self.flush.zero_()
@@ -215,14 +234,23 @@ class CudaSource:
             self.target()
             ends[index].record(self.stream)
             self.probe.after(index)
-            host = max(host, (time.perf_counter() - host_start) * 1e3)
+            hosts.append((time.perf_counter() - host_start) * 1e3)
             ends[index].synchronize()  # one sample at a time: the lead stays a lead
         torch.cuda.synchronize(self.device)
         clocks = self.probe.read(count)
-        if not self.fixed:  # enough lead to cover the host's launches, with margin; capped
-            self.lead_ms = min(max(2.0 * host, self.MIN_LEAD_MS), self.MAX_LEAD_MS)
-        self.host_ms = host
+        self.lead_total_ms += count * self.lead_ms
+        if not self.fixed:
+            self.host_times = (self.host_times + hosts)[-self.HOST_WINDOW :]
+            self.host_ms, self.lead_ms = lead_for(self.host_times, self.LEAD_MARGIN, self.LEAD_SLACK_MS)
+            self.lead_ms = min(max(self.lead_ms, self.MIN_LEAD_MS), self.MAX_LEAD_MS)
         return [Sample(float(s.elapsed_time(e)), c) for s, e, c in zip(starts, ends, clocks, strict=True)]
+
+
+def lead_for(host_times_ms: list[float], margin: float, slack_ms: float) -> tuple[float, float]:
+    """The host's 90th-percentile launch time, and the lead that covers it: margin x it + slack."""
+    ordered = sorted(host_times_ms)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return p90, margin * p90 + slack_ms
 
 
 def time_cuda(

@@ -67,7 +67,7 @@ def _value(settings: Settings, where: str) -> Any:
 
 def test_the_table_covers_every_option_with_an_ini_key() -> None:
     # Paths resolve against the folder they were given from: tested on their own (the exports in test_runs.py).
-    paths = {"attnperf_baselines", "attnperf_bmf", "attnperf_github_benchmark"}
+    paths = {"attnperf_baselines", "attnperf_bmf", "attnperf_github_benchmark", "attnperf_cache_dir"}
     covered = {_dest(name) for name, *_ in SETTINGS_TABLE} | paths | {"attnperf_allow_busy_cpu"}
     assert covered == set(INI_KEYS)
     assert {option.name for option in OPTIONS if not option.ini} == {"update", "calibrate", "json", "markdown", "report"}

@@ -387,3 +387,26 @@ def test_the_h200_answer_and_frontier_come_from_the_recorded_baselines(tmp_path:
     assert "| `flash-attn` | 50.0 µs · 8.00 MiB | 23.0 ms · 260 MiB |" in text
     assert "1K: 8.0× faster, 16× less memory; 32K: standard attention does not fit, `flash-attn` runs." in text
     assert "`eager` fits at 1K (peak 128 MiB) and no longer at 32K" in text
+
+
+def test_gate_cost_renders_each_cost_json_of_the_folder(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "docs" / "results" / "h100" / "cost"
+    folder.mkdir(parents=True)
+    phases = {"first_call": 50.0, "peak_call": 1.0, "warmup": 10.0, "sampling": 40.0, "timing_other": 2.0,
+              "fingerprint": 4.0, "reference": 8.0, "equivalence": 3.0, "tests_other": 5.0, "outside_tests": 1.0}  # fmt: skip
+    before = {"wall_s": 138.0, "sampled_kernel_s": 18.5, "startup_s": 14.0, "phases_s": phases, "lead_spin_s": 20.0,
+              "cache": "cold", "cases": 124}  # fmt: skip
+    (folder / "cost-before-cold.json").write_text(json.dumps(before), encoding="utf-8")
+    (folder / "cost-after-warm.json").write_text(json.dumps({**before, "wall_s": 60.0, "cache": "warm"}), encoding="utf-8")
+    (tmp_path / "README.md").write_text("<!-- results:gate-cost h100 -->\n<!-- /results:gate-cost -->\n", encoding="utf-8")
+    text = rendered(tmp_path)
+    assert "| before | cold | 124 | 138.0 | 18.5 | 14.0 | 50.0 | 10.0 | 40.0 | 11.0 | 4.0 | 9.0 | 20.0 | 7.5× |" in text
+    assert "| after | warm | 124 | 60.0 |" in text
+    assert "cost-before-cold.json" in text
+    assert "benchmarks/gate_cost.py" in text
+    (folder / "cost-after-warm.json").write_text(json.dumps({"wall_s": 1}), encoding="utf-8")
+    status, lines = check(tmp_path)
+    assert status == 1
+    assert any("cost-after-warm.json: not a gate_cost.py cost.json" in line for line in lines)

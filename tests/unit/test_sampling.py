@@ -1,4 +1,4 @@
-"""Warm-up until steady, throttled samples discarded with a growing pause, more samples while noisy;
+"""Warm-up until steady, throttled samples discarded with a growing pause, sampling until the median is known;
 the clock read from SM-0 stamps; NVML per case; all with fakes, on the CPU."""
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from pytest_attnperf.measure.sampling import (
     MAX_PAUSE_S,
     MIN_BUSY_MS,
     PAUSE_GROWTH,
+    PRECISION,
     Sample,
     collect,
+    median_half_width,
     sample_count,
     throttle_threshold,
     warm_up,
 )
-from pytest_attnperf.measure.timing import time_cpu
+from pytest_attnperf.measure.timing import CudaSource, lead_for, time_cpu
 from pytest_attnperf.spec.options import TimingConfig
 
 
@@ -89,8 +91,17 @@ def test_a_cpu_is_allowed_more_jitter_than_a_gpu() -> None:
 
 
 @pytest.mark.parametrize(("estimate", "count"), [(0.001, 500), (0.5, 200), (50.0, 10), (1e9, 10)])
-def test_sample_count(estimate: float, count: int) -> None:
+def test_a_cpus_first_batch_is_rep_ms_of_samples(estimate: float, count: int) -> None:
     assert sample_count(estimate, 100.0, 10, 500) == count
+
+
+def test_the_medians_interval_comes_from_order_statistics() -> None:
+    # n = 10: the interval runs from the 2nd to the 9th smallest value (97.9 % coverage, the first >= 95 %).
+    values = [float(v) for v in range(1, 11)]  # median 5.5
+    assert median_half_width(values) == pytest.approx((9 - 2) / 2 / 5.5)
+    assert median_half_width([1.0] * 5) == math.inf  # five values cannot give a 95 % interval
+    assert median_half_width([2.0] * 6) == 0.0
+    assert median_half_width([]) == math.inf
 
 
 def test_throttle_threshold_is_75_percent_of_the_maximum_clock() -> None:
@@ -144,6 +155,49 @@ def test_a_noisy_median_gets_more_samples_within_three_times_the_sampling_time()
     assert sum(sample.time_ms for sample in result.kept) <= 3 * 10.0 + 10 * 1.1
     quiet = collect(Scripted([Sample(1.0, None)]), 10, threshold_mhz=None, rep_ms=10.0, max_samples=500)
     assert quiet.extended == 0
+    assert quiet.half_width == 0.0
+
+
+def test_sampling_stops_once_the_median_is_known_not_at_a_fixed_budget() -> None:
+    """A short kernel with a little jitter: the old rule took 500 samples (100 ms / 15 us); this one stops
+    when the median's 95 % interval is within PRECISION, and never under the minimum count."""
+    jitter = [Sample(0.015 * (1 + 0.001 * ((i * 7) % 11 - 5)), None) for i in range(10_000)]  # +-0.5 %
+    source = Scripted(jitter)
+    result = collect(source, 10, threshold_mhz=None, rep_ms=100.0, max_samples=500)
+    assert 10 <= len(result.kept) < 100
+    assert result.half_width <= PRECISION
+    assert median_half_width([s.time_ms for s in result.kept]) == result.half_width
+    wide = [Sample(0.015 * (1 + 0.05 * ((i * 7) % 11 - 5)), None) for i in range(10_000)]  # +-25 %: never known
+    capped = collect(Scripted(wide), 10, threshold_mhz=None, rep_ms=100.0, max_samples=500)
+    assert len(capped.kept) == 500  # the cap holds
+    assert capped.half_width > PRECISION
+
+
+def test_one_preempted_sample_does_not_spend_the_budget() -> None:
+    """A loaded CPU stretches a sample 10 000x: the budget counts samples x median, so sampling goes on."""
+    stretched = [Sample(500.0 if i == 3 else 0.05 * (1 + 0.001 * ((i * 7) % 11 - 5)), None) for i in range(10_000)]
+    result = collect(Scripted(stretched), 10, threshold_mhz=None, rep_ms=100.0, max_samples=500)
+    assert len(result.kept) > 10
+    assert result.half_width <= PRECISION
+
+
+def test_a_host_too_loaded_for_the_median_to_settle_stops_at_ten_times_the_budget() -> None:
+    """Half the samples preempted (20 ms instead of 0.05 ms): the median never settles; the measured time bounds it."""
+    bimodal = [Sample(20.0 if i % 2 else 0.05 * (1 + 0.001 * (i % 7)), None) for i in range(10_000)]
+    result = collect(Scripted(bimodal), 10, threshold_mhz=None, rep_ms=10.0, max_samples=500)
+    assert len(result.kept) == 10  # its first 10 samples took 100 ms: 10 x rep_ms
+    assert result.half_width > PRECISION  # and it says the median was not known that well
+
+
+def test_the_lead_covers_the_hosts_launch_time_not_a_fixed_millisecond() -> None:
+    """A compiled call's launch takes ~0.4 ms with a rare slow one: the lead covers its 90th percentile
+    with a margin; the old rule (twice the slowest launch of a batch) spun 2x the outlier."""
+    launches = [0.40] * 60 + [0.45] * 3 + [2.0]  # ms
+    p90, lead = lead_for(launches, CudaSource.LEAD_MARGIN, CudaSource.LEAD_SLACK_MS)
+    assert p90 == 0.40
+    assert lead == pytest.approx(1.25 * 0.40 + 0.01)
+    assert lead < 2 * max(launches) / 4
+    assert lead_for([0.005], CudaSource.LEAD_MARGIN, CudaSource.LEAD_SLACK_MS)[1] < CudaSource.MIN_LEAD_MS * 2
 
 
 def test_cpu_timing_runs_the_same_rules_and_records_how() -> None:

@@ -1,0 +1,186 @@
+"""What a run cost: the report's cost block, the compile cache folder, and gate_cost.py's cost.json from them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from fast_run import FAST_OPTIONS
+
+from pytest_attnperf.run_cost import RunCost, compile_cache_state, process_started_at, use_compile_cache
+
+MEASURING_TEST = """
+    import os
+
+    def test_forward(attnperf, attn_backend, qkv):
+        attnperf.measure(attn_backend, qkv)
+        print("INDUCTOR=" + os.environ.get("TORCHINDUCTOR_CACHE_DIR", "unset"))
+"""
+
+
+def gate_cost() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gate_cost.py"
+    spec = importlib.util.spec_from_file_location("gate_cost", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_compile_cache_goes_into_the_folder_unless_the_user_chose_one(tmp_path: Path) -> None:
+    environ = {"TRITON_CACHE_DIR": "/mine/triton"}
+    chosen = use_compile_cache(tmp_path, environ)
+    assert environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    assert environ["TRITON_CACHE_DIR"] == "/mine/triton"  # never overridden
+    assert chosen["inductor"] == {"dir": str(tmp_path / "inductor"), "set_by": "--attnperf-cache-dir"}
+    assert chosen["triton"] == {"dir": "/mine/triton", "set_by": "$TRITON_CACHE_DIR"}
+
+
+def test_warm_means_every_compiled_graph_came_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setitem(counters, "inductor", {"fxgraph_cache_hit": 3})
+    assert compile_cache_state() == {"state": "warm", "graph_hits": 3, "graph_misses": 0}
+    monkeypatch.setitem(counters, "inductor", {"fxgraph_cache_hit": 3, "fxgraph_cache_miss": 1})
+    assert compile_cache_state()["state"] == "mixed"
+    monkeypatch.setitem(counters, "inductor", {"fxgraph_cache_miss": 2})
+    assert compile_cache_state()["state"] == "cold"
+    monkeypatch.setitem(counters, "inductor", {})
+    assert compile_cache_state()["state"] == "unused"
+
+
+def test_a_tests_span_runs_from_its_setup_to_its_teardown() -> None:
+    cost = RunCost()
+    for when, start, stop in [("setup", 10.0, 10.5), ("call", 10.5, 12.0), ("teardown", 12.0, 12.1)]:
+        cost.note(when, start, stop)
+    cost.note("setup", 13.0, 13.2)
+    cost.note("teardown", 13.2, 13.3)
+    record = cost.record()
+    assert (record["first_test_at"], record["last_test_at"], record["tests"]) == (10.0, 13.3, 2)
+    assert record["tests_s"] == pytest.approx(2.1 + 0.3)
+    started = process_started_at()
+    if sys.platform == "linux":
+        assert started is not None
+        assert started <= record["plugin_loaded_at"] <= record["finished_at"]
+
+
+def test_a_run_reports_its_cost_and_gate_cost_accounts_for_all_of_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # torch sets the first once it compiles here
+        monkeypatch.delenv(variable, raising=False)
+    pytester.makepyfile(test_cost=MEASURING_TEST)
+    cache, report = pytester.path / "compile-cache", pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        "--attnperf", *FAST_OPTIONS, f"--attnperf-cache-dir={cache}", f"--attnperf-json={report}", "-s"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*INDUCTOR={cache / 'inductor'}*"])
+    document = json.loads(report.read_text(encoding="utf-8"))
+    block = document["cost"]
+    assert block["plugin_loaded_at"] <= block["first_test_at"] <= block["last_test_at"] <= block["finished_at"]
+    assert block["tests"] == 1
+    assert block["compile_cache"]["dir"] == str(cache)
+    assert block["compile_cache"]["state"] == "unused"  # eager compiles nothing
+    phases = document["results"][0]["phases_ms"]
+    assert {"first_call", "peak_call", "warmup", "sampling", "timing_other"} <= phases.keys()
+    cost = gate_cost().cost_record(document)
+    assert cost["cases"] == 1
+    assert cost["cache"] == "warm"
+    parts = cost["startup_s"] + sum(cost["phases_s"].values())
+    assert parts == pytest.approx(cost["wall_s"], abs=0.01)  # nothing estimated: the parts add up
+    assert cost["phases_s"]["tests_other"] >= 0
+    assert cost["sampled_kernel_s"] == pytest.approx(sum(document["results"][0]["samples_ms"]) / 1e3, abs=1e-3)
+
+
+def test_without_attnperf_the_compile_cache_is_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_plain="""
+        import os
+
+        def test_plain():
+            print("INDUCTOR=" + os.environ.get("TORCHINDUCTOR_CACHE_DIR", "unset"))
+        """
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*INDUCTOR=unset*"])
+
+
+LATENCY_TEST = """
+    import pytest
+
+    @pytest.mark.attnperf_latency()
+    def test_forward(attnperf, attn_backend, qkv):
+        attnperf.measure(attn_backend, qkv)
+"""
+
+
+def test_the_fingerprint_is_profiled_only_where_it_can_change_the_verdict(pytester: pytest.Pytester) -> None:
+    """No baseline: nothing to compare, no profiler. An update records it; a gate against a baseline that has
+    one profiles again, to compare."""
+    pytester.makepyfile(test_fp=LATENCY_TEST)
+    report = pytester.path / "report.json"
+    options = ("--attnperf", *FAST_OPTIONS, "--attnperf-fingerprint=warn", f"--attnperf-json={report}")
+
+    def case() -> dict[str, object]:
+        result: dict[str, object] = json.loads(report.read_text(encoding="utf-8"))["results"][0]
+        return result
+
+    pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
+    assert case()["fingerprint"] is None
+    assert "fingerprint" not in case()["phases_ms"]  # type: ignore[operator]
+    pytester.runpytest_subprocess(*options, "--attnperf-update").assert_outcomes(passed=1)
+    assert case()["fingerprint"]
+    (baseline,) = (pytester.path / "baselines").glob("*.yaml")
+    assert "fingerprint:" in baseline.read_text(encoding="utf-8")
+    pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
+    assert case()["fingerprint"]
+    assert "fingerprint" in case()["phases_ms"]  # type: ignore[operator]
+
+
+def test_the_cache_dir_setting_defaults_to_the_users_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_attnperf.spec.options import resolve_settings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    settings = resolve_settings({"attnperf": True}, {}, rootdir=tmp_path)
+    assert settings.compile_cache_dir == tmp_path / "xdg" / "pytest-attnperf"
+    given = resolve_settings(
+        {"attnperf": True, "attnperf_cache_dir": "ci-cache"}, {}, rootdir=tmp_path, invocation_dir=tmp_path / "here"
+    )
+    assert given.compile_cache_dir == tmp_path / "here" / "ci-cache"  # relative to where pytest was started
+    from_ini = resolve_settings({"attnperf": True}, {"attnperf_cache_dir": "kept"}, rootdir=tmp_path)
+    assert from_ini.compile_cache_dir == tmp_path / "kept"
+
+
+def test_a_cache_dir_that_cannot_be_made_is_refused_up_front(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # torch sets the first once it compiles here
+        monkeypatch.delenv(variable, raising=False)
+    pytester.makepyfile(test_cost=MEASURING_TEST)
+    blocker = pytester.path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    result = pytester.runpytest_subprocess("--attnperf", *FAST_OPTIONS, f"--attnperf-cache-dir={blocker}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--attnperf-cache-dir: cannot create {blocker / 'inductor'}*"])
+
+
+def test_each_tests_time_outside_its_phases_is_named() -> None:
+    document = {
+        "cost": {"plugin_loaded_at": 0.0, "first_test_at": 1.0, "finished_at": 10.0, "tests_s": 8.0,
+                 "test_s": {"t::a": 5.0, "t::b": 3.0}},
+        "results": [{"test_id": "t::a", "verdict": "ok", "phases_ms": {"sampling": 1000.0}, "samples_ms": [1.0]}],
+    }  # fmt: skip
+    cost = gate_cost().cost_record(document)
+    assert cost["tests_other_top"] == [["t::a", 4.0], ["t::b", 3.0]]
+    assert cost["phases_s"]["tests_other"] == 7.0
+    assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
