@@ -94,16 +94,32 @@ stage_calibrate() {
 }
 
 stage_cost() {
-  # Wall time of the gated kernel suite and of the main job (kernels + transformers), with each step's share.
-  for suite in tests/suite/test_attention.py tests/suite; do
-    name=$(basename "$suite" .py)
+  # The kernel suite gated, before and after the cost work, on this card back to back: before = the code at f421200
+  # (carry .old: `git archive f421200 pyproject.toml pytest_attnperf tests/suite tests/conftest.py baselines`), run from
+  # its own tree with its compile caches in a fresh folder (cold); after = this code, cold then warm (its
+  # --attnperf-cache-dir). Each run's JSON report, log, wall time and cost.json (benchmarks/gate_cost.py --cost).
+  local suite=tests/suite/test_attention.py here=$PWD
+  rm -rf /tmp/cc-before /tmp/cc-after
+  (cd .old && python3 -c "import pytest_attnperf, sys; print('before: the package at', pytest_attnperf.__file__)") \
+    | tee "$OUT/cost/which.txt"
+  local start=$(date +%s.%N)
+  (cd .old && TORCHINDUCTOR_CACHE_DIR=/tmp/cc-before/inductor TRITON_CACHE_DIR=/tmp/cc-before/triton \
+    python3 -m pytest --attnperf -p no:cacheprovider -q $suite --attnperf-json="$OUT/cost/before-cold.json" \
+    >"$OUT/cost/before-cold.log" 2>&1)
+  local before=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+  echo "before cold: wall $before s, $(tail -1 "$OUT/cost/before-cold.log")" | tee -a "$OUT/cost/walls.txt"
+  for cache in cold warm; do
     start=$(date +%s.%N)
-    pytest --attnperf -p no:cacheprovider -q "$suite" --attnperf-json="$OUT/cost/$name.json" >"$OUT/cost/$name.log" 2>&1
-    end=$(date +%s.%N)
-    walls="${walls:-} $(python3 -c "print(round($end - $start, 1))")"
+    env -u TORCHINDUCTOR_CACHE_DIR -u TRITON_CACHE_DIR python3 -m pytest --attnperf -p no:cacheprovider -q $suite \
+      --attnperf-cache-dir=/tmp/cc-after --attnperf-json="$OUT/cost/after-$cache.json" >"$OUT/cost/after-$cache.log" 2>&1
+    echo "after $cache: wall $(python3 -c "import time; print(round(time.time() - $start, 1))") s, $(tail -1 "$OUT/cost/after-$cache.log")" \
+      | tee -a "$OUT/cost/walls.txt"
   done
-  python3 benchmarks/gate_cost.py "$OUT/cost/test_attention.json" "$OUT/cost/suite.json" --wall $walls \
-    | tee "$OUT/cost/cost.md"
+  python3 benchmarks/gate_cost.py "$OUT/cost/before-cold.json" --wall "$before" --cache cold \
+    --cost "$OUT/cost/cost-before-cold.json" | tee "$OUT/cost/cost.md"
+  python3 benchmarks/gate_cost.py "$OUT/cost/after-cold.json" "$OUT/cost/after-warm.json" \
+    --cost "$OUT/cost/cost-after-cold.json" "$OUT/cost/cost-after-warm.json" | tee -a "$OUT/cost/cost.md"
+  cd "$here"
 }
 
 stage_main() {
