@@ -168,6 +168,8 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.cli",
     "pytest_attnperf.cli_runs",
     "pytest_attnperf.cli_common",
+    "pytest_attnperf.cli_env",
+    "pytest_attnperf.cli_baselines",
     "pytest_attnperf.spec.shapes",
     "pytest_attnperf.spec.dtypes",
     "pytest_attnperf.spec.units",
