@@ -186,6 +186,7 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.gate.results",
     "pytest_attnperf.gate.baseline_schema",
     "pytest_attnperf.gate.baseline_reader",
+    "pytest_attnperf.gate.baseline_limits",
     "pytest_attnperf.gate.normalise",
     "pytest_attnperf.gate.latency",
     "pytest_attnperf.gate.recording",

@@ -17,7 +17,7 @@ import pytest
 from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf import cli, cli_env
-from pytest_attnperf.gate.baseline_reader import MAX_ITEMS
+from pytest_attnperf.gate.baseline_limits import MAX_ITEMS
 from pytest_attnperf.gate.baselines import (
     BaselineEntry,
     BaselineFile,
