@@ -27,7 +27,8 @@ from .cli_runs import (
 )
 from .project_settings import settings_here
 from .spec.option_values import path_text
-from .spec.options import Settings, SettingsError, add_argparse_options, to_command_line
+from .spec.options import add_argparse_options, to_command_line
+from .spec.settings import Settings, SettingsError
 from .spec.units import argparse_type, positive_int
 
 

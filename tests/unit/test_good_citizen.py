@@ -174,6 +174,7 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.spec.dtypes",
     "pytest_attnperf.spec.units",
     "pytest_attnperf.spec.options",
+    "pytest_attnperf.spec.settings",
     "pytest_attnperf.spec.option_values",
     "pytest_attnperf.spec.marks",
     "pytest_attnperf.spec.device_info",
