@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from pytest_attnperf.gate.baseline_reader import ENTRY_ITEMS, MAX_FILE_BYTES, MAX_ITEMS
+from pytest_attnperf.gate.baseline_limits import ENTRY_ITEMS, MAX_FILE_BYTES, MAX_ITEMS
 from pytest_attnperf.gate.baselines import BaselineFile, BaselineFileError, load_baseline, parse_baseline_text
 
 SOURCE = Path(__file__).resolve().parents[1] / "baselines" / "nvidia-h200.yaml"

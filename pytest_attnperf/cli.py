@@ -1,10 +1,13 @@
-"""The ``attnperf`` command: env, update, calibrate, show, diff, memory, report, export, compare, history, merge."""
+"""The ``attnperf`` command: its parser, its table of commands and ``main``; update, calibrate, report, memory.
+
+env is in cli_env.py, show and diff (baseline files) in cli_baselines.py, export, compare, history and merge
+(stored JSON reports) in cli_runs.py.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -12,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli_common import CommandError
+from .cli_baselines import add_baseline_file_commands, command_diff, command_show
+from .cli_common import CommandError, attnperf_flags, command_device
+from .cli_env import add_environment_command, command_env
 from .cli_runs import (
     add_run_report_commands,
     command_compare,
@@ -20,148 +25,17 @@ from .cli_runs import (
     command_history,
     command_merge,
 )
-from .gate.baselines import BaselineEntry, BaselineFile, BaselineFileError, baseline_path, load_baseline
-from .gate.diff import DEFAULT_THRESHOLD
 from .project_settings import settings_here
-from .spec.device_info import SOFTWARE_KEYS, compute_units
 from .spec.option_values import path_text
-from .spec.options import Settings, SettingsError, add_argparse_options, to_command_line
-from .spec.units import argparse_type, format_bytes, format_ms, parse_fraction, positive_int
-
-
-def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
-    """Run a tiny case to prove the backend really works here (catches ABI or driver mismatches)."""
-    import torch
-
-    from .backends.registry import REGISTRY, Unsupported
-    from .measure.inputs import make_qkv
-    from .measure.memory import describe_error
-    from .spec.shapes import AttnShape
-
-    backend = REGISTRY.get(name)
-    reason = backend.unavailable_reason(info)
-    if reason:
-        return False, reason
-    dtype = "float16" if info.is_cuda else "float32"
-    shape = AttnShape(q_len=256, k_len=256, batch=1, heads=4, kv_heads=4, head_dim=64, dtype=dtype)
-    reason = backend.unsupported_reason(shape, info)
-    if reason:
-        return False, reason
-    qkv = make_qkv(shape, device=device)
-    try:
-        with torch.no_grad():
-            output = backend.run(*qkv.call_arguments(backend.layout))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    except Unsupported as unsupported:
-        return False, str(unsupported)
-    except Exception as error:  # report the failure itself: that is what env is for
-        return (
-            False,
-            f"installed but failed a {shape.label()} run: {describe_error(error)}",
-        )
-    finite = bool(torch.isfinite(output).all())
-    return finite, "ok" if finite else "ran but produced NaN/Inf"
-
-
-def environment_report(device_spec: str, baselines_dir: Path) -> dict[str, Any]:
-    """Everything `attnperf env` prints, as data."""
-    from .backends.registry import REGISTRY
-    from .measure.device import describe_device, resolve_device
-
-    device = resolve_device(device_spec)
-    info = describe_device(device)
-    backends = {}
-    for name in REGISTRY.names():
-        ok, reason = _probe_backend(name, device, info)
-        backends[name] = {"available": ok, "reason": reason, "description": REGISTRY.get(name).description}
-    path = baseline_path(baselines_dir, info.slug)
-    baseline_info: dict[str, Any] = {"path": str(path), "exists": path.exists()}
-    try:
-        baseline = load_baseline(path)
-    except BaselineFileError as error:
-        baseline_info["error"] = str(error)
-        baseline = None
-    if baseline is not None:
-        baseline_info["entries"] = len(baseline.entries)
-        baseline_info["recorded_with"] = baseline.environment
-        baseline_info["differences"] = {
-            key: {"baseline": baseline.environment.get(key), "now": value}
-            for key, value in info.software().items()
-            if key in baseline.environment and baseline.environment.get(key) != value
-        }
-    return {"device": info.as_dict(), "backends": backends, "baseline": baseline_info}
-
-
-def _print_environment(report: dict[str, Any]) -> None:
-    device = report["device"]
-    capability = ".".join(map(str, device["capability"])) if device["capability"] else "-"
-    print(f"device       {device['name']} ({device['device']}), capability {capability}, {device['generation']}")
-    print(
-        f"memory       {format_bytes(device['memory_bytes'])}, {compute_units(device['sm_count'], device.get('cpu_cores'))}"
-    )
-    for key in SOFTWARE_KEYS:
-        print(f"{key:<13}{device[key] or 'not installed'}")
-    print("\nbackends")
-    for name, entry in report["backends"].items():
-        mark = "available  " if entry["available"] else "unavailable"
-        print(f"  {name:<15} {mark}  {entry['reason'] if not entry['available'] else entry['description']}")
-    baseline = report["baseline"]
-    print(
-        f"\nbaseline    {baseline['path']} ({'exists' if baseline['exists'] else 'missing: record it with `attnperf update`'})"
-    )
-    if "error" in baseline:
-        print(f"            ERROR: {baseline['error']}")
-    if "entries" in baseline:
-        print(
-            f"            {baseline['entries']} entries, recorded {baseline['recorded_with'].get('recorded_at', '?')}"
-        )
-        for key, change in baseline["differences"].items():
-            print(f"            differs: {key} {change['baseline']} (baseline) vs {change['now']} (now)")
-        if not baseline["differences"]:
-            print("            same software as when the baseline was recorded")
-
-
-def _device(spec: str | None) -> Any:
-    from .measure.device import resolve_device
-    from .measure.known_noise import import_quietly
-
-    try:
-        device = resolve_device("auto" if spec is None else spec)  # an empty --attnperf-device= is refused, not auto
-    except ValueError as error:
-        raise CommandError(f"--attnperf-device: {error}") from None
-    import_quietly()  # env and report compile backends too: torch's import-time deprecations, filtered there
-    return device
-
-
-def command_env(arguments: argparse.Namespace) -> int:
-    from .output_paths import OutputPathError, check_baselines_folder
-
-    settings = settings_here(_attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
-    _device(settings.device)  # a device that is not there is an argument error, not a traceback
-    try:
-        check_baselines_folder(settings.baselines_dir, "--attnperf-baselines", updating=False)
-    except OutputPathError as error:
-        raise CommandError(str(error)) from None
-    report = environment_report(settings.device, settings.baselines_dir)
-    if arguments.json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_environment(report)
-    usable = any(entry["available"] for entry in report["backends"].values())
-    if "error" in report["baseline"]:
-        return 2
-    return 0 if usable else 1
-
-
-def _attnperf_flags(arguments: argparse.Namespace) -> dict[str, Any]:
-    return {dest: value for dest, value in vars(arguments).items() if dest.startswith("attnperf_")}
+from .spec.options import add_argparse_options, to_command_line
+from .spec.settings import Settings, SettingsError
+from .spec.units import argparse_type, positive_int
 
 
 def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
     from .updating import run_update
 
-    forwarded = to_command_line(_attnperf_flags(arguments))
+    forwarded = to_command_line(attnperf_flags(arguments))
     runs_dir = Path(os.path.abspath(arguments.runs_dir)) if arguments.runs_dir else None
     return run_update(arguments.runs, [*forwarded, *extra], runs_dir=runs_dir)
 
@@ -169,97 +43,8 @@ def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
 def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
-    forwarded = to_command_line(_attnperf_flags(arguments))
+    forwarded = to_command_line(attnperf_flags(arguments))
     return int(pytest.main(["--attnperf", "--attnperf-calibrate", *forwarded, *extra]))
-
-
-def _entry_rows(baseline: BaselineFile) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for test_id, entry in sorted(baseline.entries.items()):
-        rows.append(
-            (
-                test_id.split("::", 1)[-1],
-                entry.backend or "-",
-                format_ms(entry.median_ms),
-                format_bytes(entry.peak_bytes),
-                "yes" if entry.fits else "no",
-                entry.recorded_at,
-                _power(entry),
-            )
-        )
-    return rows
-
-
-def _power(entry: BaselineEntry) -> str:
-    """Mean power while running, with its log-sd between the recorded runs: '612 W ±1.2 %'."""
-    if entry.power_w is None:
-        return "-"
-    return f"{entry.power_w:.0f} W" + (f" ±{entry.power_spread * 100:.1f} %" if entry.power_spread is not None else "")
-
-
-def _load_or_exit(path: Path) -> BaselineFile:
-    try:
-        baseline = load_baseline(path)
-    except BaselineFileError as error:
-        raise SystemExit(f"attnperf: {error}") from None
-    if baseline is None:
-        raise SystemExit(f"attnperf: no baseline file at {path}")
-    return baseline
-
-
-def command_show(arguments: argparse.Namespace) -> int:
-    from .report import format_table
-
-    baseline = _load_or_exit(Path(arguments.file))
-    print(f"{baseline.path}: {baseline.device.get('name')}, {len(baseline.entries)} entries")
-    recorded = ", ".join(
-        f"{key} {value}" for key, value in baseline.environment.items() if value and not isinstance(value, dict)
-    )
-    print(f"recorded with: {recorded}")
-    for key, value in baseline.environment.items():
-        if isinstance(value, dict) and value:  # gpu_state: one readable line, not a Python dict
-            print(f"{key.replace('_', ' ')}: {_readable_fields(value)}")
-    print()
-    header = ("test", "backend", "median", "peak mem", "fits", "recorded", "power (run spread)")
-    for line in format_table(header, _entry_rows(baseline)):
-        print(line)
-    return 0
-
-
-_UNIT_ENDINGS = (("_mhz", "MHz"), ("_w", "W"), ("_c", "C"))
-
-
-def _readable_fields(fields: dict[str, Any]) -> str:
-    """{'sm_clock_mhz': 1980, 'throttle_reasons': []} -> 'sm clock 1980 MHz; throttle reasons none'."""
-    parts = []
-    for key, value in fields.items():
-        name, unit = key, ""
-        for ending, symbol in _UNIT_ENDINGS:
-            if key.endswith(ending):
-                name, unit = key.removesuffix(ending), f" {symbol}"
-                break
-        shown_value = (", ".join(map(str, value)) or "none") if isinstance(value, (list, tuple)) else f"{value}{unit}"
-        parts.append(f"{name.replace('_', ' ')} {shown_value}")
-    return "; ".join(parts)
-
-
-def command_diff(arguments: argparse.Namespace) -> int:
-    from .gate.diff import device_identity, device_mismatch, diff_baselines
-    from .report import format_table
-
-    old, new = _load_or_exit(Path(arguments.old)), _load_or_exit(Path(arguments.new))
-    mismatch = device_mismatch(old, new)
-    if mismatch and not arguments.any_gpu:
-        raise CommandError(mismatch)
-    if mismatch:
-        print(f"two GPU models (--any-gpu): {device_identity(old.device)} -> {device_identity(new.device)}\n")
-    diff = diff_baselines(old, new, threshold=arguments.threshold, show_all=arguments.all)
-    if diff.rows:
-        for line in format_table(("test", "median", "ratio", "peak memory", "ratio"), diff.rows):
-            print(line)
-        print()
-    print(diff.summary(arguments.threshold, shown_all=arguments.all))
-    return 0
 
 
 def command_report(arguments: argparse.Namespace) -> int:
@@ -267,12 +52,12 @@ def command_report(arguments: argparse.Namespace) -> int:
     from .output_paths import OutputPathError, check_folder_target
 
     # Every argument is checked before the study measures anything (it takes minutes).
-    settings = settings_here(_attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
+    settings = settings_here(attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
     try:
         REGISTRY.select(settings.backends)
     except BackendError as error:
         raise CommandError(f"--attnperf-backends: {error}") from None
-    device = _device(settings.device)
+    device = command_device(settings.device)
     out = Path(os.path.abspath(arguments.out))
     made_out = not out.exists()
     try:
@@ -355,9 +140,7 @@ QUICK_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnperf", description="Attention performance gate (pytest-attnperf).")
     commands = parser.add_subparsers(dest="command", required=True)
-    env = commands.add_parser("env", help="check this runner: GPU, versions, backends, baseline file")
-    env.add_argument("--json", action="store_true", help="print JSON for scripts")
-    add_argparse_options(env, ("device", "baselines"))
+    add_environment_command(commands)
     update = commands.add_parser(
         "update",
         help="run the suite in N independent processes and refresh this GPU's baselines from all N "
@@ -385,27 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in the baselines (extra arguments go to pytest)",
     )
     add_argparse_options(calibrate, ("backends", "seqlens", "device", "baselines", "mode", "min-samples"))
-    show = commands.add_parser("show", help="print a baseline file")
-    show.add_argument(
-        "file", type=argparse_type(path_text("baseline file", required=True)), help="a baselines/<gpu>.yaml file"
-    )
-    diff = commands.add_parser(
-        "diff",
-        help="compare two baseline files of one GPU model entry by entry: what changed beyond a threshold, "
-        "what was added or removed, and entries that measured another problem (never given a ratio)",
-    )
-    diff.add_argument("old", type=argparse_type(path_text("old baseline file", required=True)))
-    diff.add_argument("new", type=argparse_type(path_text("new baseline file", required=True)))
-    diff.add_argument(
-        "--threshold",
-        type=argparse_type(parse_fraction, "threshold"),
-        default=DEFAULT_THRESHOLD,
-        help="list an entry when its median or peak memory moved by more than this (default 5%%; 0 lists every change)",
-    )
-    diff.add_argument("--all", action="store_true", help="list every entry compared, changed or not")
-    diff.add_argument(
-        "--any-gpu", action="store_true", help="compare files of two GPU models (refused by default: not a regression)"
-    )
+    add_baseline_file_commands(commands)
     report = commands.add_parser(
         "report",
         help="measure the FlashAttention study on this GPU: tables, plots, frontier",

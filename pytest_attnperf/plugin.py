@@ -22,7 +22,8 @@ from .output_paths import OutputPathError, check_output_paths
 from .rootdir_guard import check_option_spelling
 from .session import SESSION_KEY, AttnPerfSession, session_of
 from .spec.marker_text import MARKER_HELP, MARKER_USAGE
-from .spec.options import VALUED_FLAGS, SettingsError, add_pytest_options, ini_values, resolve_settings
+from .spec.options import VALUED_FLAGS, add_pytest_options, ini_values
+from .spec.settings import SettingsError, resolve_settings
 
 SKIP_REASON = "attention benchmark: runs only with --attnperf"
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .gate.results import CaseResult
 from .output_paths import markdown_target, shown
-from .spec.options import Settings
+from .spec.settings import Settings
 from .spec.units import format_bytes, format_ms
 
 if TYPE_CHECKING:

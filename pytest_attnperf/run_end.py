@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .gate.results import CaseResult
-from .spec.options import Settings
+from .spec.settings import Settings
 
 if TYPE_CHECKING:
     from .gate.baselines import Change

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .run_end import RunEnd
     from .runner import ReferenceCache
     from .spec.device_info import DeviceInfo
-    from .spec.options import Settings
+    from .spec.settings import Settings
     from .spec.shapes import AttnShape
 
 SESSION_KEY = pytest.StashKey["AttnPerfSession"]()

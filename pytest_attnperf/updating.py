@@ -28,7 +28,7 @@ from .update_process import SteeringError, UpdateRun, update_run
 
 if TYPE_CHECKING:
     from .gate.baselines import BaselineEntry, Change
-    from .spec.options import Settings
+    from .spec.settings import Settings
 
 
 

@@ -5,17 +5,14 @@ while it constructs, so the document is parsed once: it remembers the line of ev
 (for error messages), refuses a key given twice in one mapping (PyYAML keeps the last silently)
 and refuses aliases (``*name``): a baseline file never needs them, and a walk over a document
 whose aliases nest ("billion laughs") would take exponential time. libyaml refuses nesting
-deeper than 1,000 levels, and the file's size and number of items are capped at twice a
-20,000-entry file's (measured on the plugin's own entries), so time and memory stay linear in the
-input and bounded. Statistics that contradict each other are refused: none can silence the gate.
+deeper than 1,000 levels, and the file's size and number of items are capped before it is parsed
+(:mod:`.baseline_limits`), so time and memory stay linear in the input and bounded. Statistics
+that contradict each other are refused: none can silence the gate.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
-import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..spec.shapes import MODES
+from .baseline_limits import check_item_counts, read_baseline_text
 from .baseline_schema import (
     ENTRY_KEYS,
     LATENCY_KEYS,
@@ -32,42 +30,16 @@ from .baseline_schema import (
     SCHEMA_VERSION,
     BaselineEntry,
     BaselineFile,
+    BaselineFileError,
 )
 from .normalise import BETA_MAX
 from .statistics import geometric_mean, log_spread
 
-# libyaml composes the whole document before anything is checked, at ~50 bytes of memory per byte of YAML, so
-# the file's size and its number of items (':', ',', '-', '?') are capped, derived from the plugin's own entries:
-# the 124 entries `attnperf update` wrote into baselines/nvidia-h200.yaml hold 115 items and 1,714 bytes each on
-# average (the largest, a varlen case with its kernel list, 576 and 5,864). A file may hold twice what 20,000 such
-# entries do (a large suite: backends x lengths x workloads x dtypes), so a hostile file costs at most what a
-# large legitimate one does.
-ENTRY_ITEMS, ENTRY_BYTES = 115, 1714
-LARGE_SUITE_ENTRIES = 20_000
-MAX_ITEMS = 2 * LARGE_SUITE_ENTRIES * ENTRY_ITEMS
-MAX_FILE_BYTES = 2 * LARGE_SUITE_ENTRIES * ENTRY_BYTES
-# A flood of keys in one mapping (a million duplicates) costs libyaml a whole composition before the duplicate is
-# seen: lines are counted first (~1 % of a load). A baseline file has four keys at the top and, one level in,
-# its entries' test ids beside the device's and environment's few keys.
-MAX_ENTRIES = MAX_ITEMS // ENTRY_ITEMS
-MAX_TOP_LEVEL_LINES = 64
-_TOP_LEVEL_LINE = re.compile(r"^[^\s#]", re.MULTILINE)
-_SECOND_LEVEL_LINE = re.compile(r"^  [^\s#]", re.MULTILINE)
 V1_LATENCY_KEYS = ("median", "iqr", "mean", "stdev", "min", "max", "samples", "quantiles")
 V1_ENTRY_KEYS = ("backend", "mode", "shape", "fits", "latency_ms", "peak_bytes", "recorded_at", "environment")
 CENTRE_TOLERANCE = 2e-3  # the stored centre and the geometric mean of the stored run medians (4 digits each)
 
 _LARGEST_FLOAT = int(sys.float_info.max)  # a bigger YAML integer cannot become a float
-
-
-class BaselineFileError(ValueError):
-    """A baseline file that cannot be used as it is."""
-
-    def __init__(self, path: Path, problem: str, *, line: int | None = None, key: str | None = None) -> None:
-        location = str(path) + (f":{line}" if line else "")
-        where = f" at {key!r}" if key else ""
-        super().__init__(f"baseline file {location}{where}: {problem}")
-        self.path, self.line, self.key, self.problem = path, line, key, problem
 
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -141,27 +113,7 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 def _load(text: str, path: Path) -> tuple[Any, _Loader]:
-    items = sum(text.count(mark) for mark in ":,-?")
-    if items > MAX_ITEMS:
-        raise BaselineFileError(
-            path,
-            f"holds {items:,} YAML items, more than the {MAX_ITEMS:,} a baseline file may (about "
-            f"{MAX_ITEMS // ENTRY_ITEMS:,} entries as the plugin writes them): not a baseline file, or a suite to "
-            "split over several --attnperf-baselines folders",
-        )
-    top_level = len(_TOP_LEVEL_LINE.findall(text))
-    if top_level > MAX_TOP_LEVEL_LINES:
-        raise BaselineFileError(
-            path,
-            f"has {top_level:,} lines at the top level; a baseline file has four keys there (schema_version, device, "
-            "environment, entries)",
-        )
-    second_level = len(_SECOND_LEVEL_LINE.findall(text))
-    if second_level > MAX_ENTRIES + 1000:
-        raise BaselineFileError(
-            path,
-            f"has {second_level:,} keys one level in, more than the {MAX_ENTRIES:,} entries a baseline file may hold",
-        )
+    check_item_counts(text, path)
     loader = _Loader(text)
     try:
         document = loader.get_single_data()
@@ -433,55 +385,6 @@ def _consistent(
             (*keys, "spread"),
             f"the spread {spread!r} contradicts the run medians {list(medians)} (their log-sd is {expected:.3g})",
         )
-
-
-_NOT_REGULAR = (
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a folder"),
-)
-
-
-def _not_regular(path: Path, mode: int) -> BaselineFileError | None:
-    """A baseline is a regular file (or a link to one): reading a pipe or a device would wait forever."""
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
-    return BaselineFileError(path, f"is {kind}, not a regular file: a baseline file must be a plain YAML file")
-
-
-def read_baseline_text(path: Path) -> str | None:
-    """The file's text, None if it does not exist; a non-UTF-8 or oversized file is a BaselineFileError."""
-    try:
-        refused = _not_regular(path, os.stat(path).st_mode)  # before opening: opening a FIFO blocks
-        if refused is not None:
-            raise refused
-        # Non-blocking, and checked again on the open descriptor: the name may be swapped for a pipe in between.
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(descriptor, "rb") as handle:
-            refused = _not_regular(path, os.fstat(descriptor).st_mode)
-            if refused is not None:
-                raise refused
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise BaselineFileError(path, f"cannot be read: {error.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise BaselineFileError(
-            path,
-            f"is larger than {MAX_FILE_BYTES:,} bytes (about {MAX_FILE_BYTES // ENTRY_BYTES:,} entries as the plugin "
-            "writes them): not a baseline file, or a suite to split over several --attnperf-baselines folders",
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise BaselineFileError(
-            path, f"is not UTF-8 text (byte {error.start}: {data[error.start : error.start + 1]!r})", line=line
-        ) from None
 
 
 def load_baseline(path: Path) -> BaselineFile | None:

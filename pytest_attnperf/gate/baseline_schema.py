@@ -53,6 +53,16 @@ ENTRY_KEYS = (
 )
 
 
+class BaselineFileError(ValueError):
+    """A baseline file that cannot be used as it is."""
+
+    def __init__(self, path: Path, problem: str, *, line: int | None = None, key: str | None = None) -> None:
+        location = str(path) + (f":{line}" if line else "")
+        where = f" at {key!r}" if key else ""
+        super().__init__(f"baseline file {location}{where}: {problem}")
+        self.path, self.line, self.key, self.problem = path, line, key, problem
+
+
 @dataclass(frozen=True)
 class BaselineEntry:
     """What one test measured when its baseline was recorded."""

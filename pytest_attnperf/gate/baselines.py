@@ -1,7 +1,8 @@
 """Per-GPU-model YAML baselines: where they live, locked atomic writes and merges.
 
-One file per GPU model, ``<dir>/<gpu-slug>.yaml``; what it holds is :mod:`.baseline_schema`, how
-it is read and validated :mod:`.baseline_reader` (both re-exported here). A bad file raises
+One file per GPU model, ``<dir>/<gpu-slug>.yaml``; what it holds is :mod:`.baseline_schema`, what
+a file must be before it is parsed :mod:`.baseline_limits`, how it is read and validated
+:mod:`.baseline_reader` (all re-exported here). A bad file raises
 :class:`BaselineFileError` naming the file, the line and key, and what was expected; it is
 never rewritten on error. Writes go to a temporary file in the same folder, are flushed to disk
 and renamed over the old file, under an exclusive lock, so a killed update leaves the old file
@@ -23,14 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .baseline_reader import (
+from .baseline_limits import read_baseline_text
+from .baseline_reader import entry_problem, load_baseline, parse_baseline_text
+from .baseline_schema import (
+    HEADER,
+    LATENCY_KEYS,
+    SCHEMA_VERSION,
+    BaselineEntry,
+    BaselineFile,
     BaselineFileError,
-    entry_problem,
-    load_baseline,
-    parse_baseline_text,
-    read_baseline_text,
+    round_significant,
 )
-from .baseline_schema import HEADER, LATENCY_KEYS, SCHEMA_VERSION, BaselineEntry, BaselineFile, round_significant
 
 __all__ = [
     "HEADER",

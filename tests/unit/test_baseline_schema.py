@@ -12,7 +12,7 @@ import pytest
 import yaml
 from fast_run import CPU, FAST_OPTIONS
 
-import pytest_attnperf.gate.baseline_reader as reader
+import pytest_attnperf.gate.baseline_limits as limits
 import pytest_attnperf.runner as runner  # imported before any pytester snapshot, so a patch of it holds
 from pytest_attnperf.gate.baselines import (
     BaselineEntry,
@@ -189,7 +189,7 @@ def test_hostile_yaml_is_refused_quickly_with_its_line(text: str, line: int | No
 def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.yaml"
     path.write_text("schema_version: 2\n" + "#" * 2000, encoding="utf-8")
-    monkeypatch.setattr(reader, "MAX_FILE_BYTES", 1024)
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 1024)
     with pytest.raises(
         BaselineFileError,
         match=r"is larger than 1,024 bytes \(about 0 entries as the plugin writes them\): not a baseline file",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_attnperf import REGISTRY, cli, update_process
+from pytest_attnperf import REGISTRY, cli, cli_env, update_process
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path
 from pytest_attnperf.measure.device import describe_device
 from pytest_attnperf.output_paths import shown
@@ -205,7 +205,7 @@ def test_env_with_a_malformed_baseline_reports_it_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Probing the backends is covered above; here only the baseline matters.
-    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+    monkeypatch.setattr(cli_env, "_probe_backend", lambda name, device, info: (True, "ok"))
     path = baseline_path(tmp_path, CPU.slug)
     path.write_text("schema_version: 1\ndevice: [\n", encoding="utf-8")
     assert cli.main(["env", "--json", "--attnperf-device=cpu", f"--attnperf-baselines={tmp_path}"]) == 2
@@ -217,7 +217,7 @@ def test_env_with_a_malformed_baseline_reports_it_and_exits_2(
 def test_env_exits_1_when_no_backend_works(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (False, f"{name} is broken"))
+    monkeypatch.setattr(cli_env, "_probe_backend", lambda name, device, info: (False, f"{name} is broken"))
     assert cli.main(["env", "--json", "--attnperf-device=cpu", f"--attnperf-baselines={tmp_path}"]) == 1
     assert json.loads(capsys.readouterr().out)["backends"]["eager"]["reason"] == "eager is broken"
 
@@ -387,7 +387,7 @@ def test_a_bad_argument_is_one_line_and_exit_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # They used to end in tracebacks (ValueError, BackendError) - the report one after it had started measuring.
-    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: pytest.fail("probed a backend"))
+    monkeypatch.setattr(cli_env, "_probe_backend", lambda name, device, info: pytest.fail("probed a backend"))
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(message)
@@ -479,7 +479,7 @@ def test_a_command_left_out_of_the_table_is_refused_not_run_as_another(monkeypat
 
 
 def _no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+    monkeypatch.setattr(cli_env, "_probe_backend", lambda name, device, info: (True, "ok"))
 
 
 def test_env_reads_the_ini_file_pytest_finds(

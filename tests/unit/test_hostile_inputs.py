@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from fast_run import CPU, FAST_OPTIONS
 
-from pytest_attnperf import cli
-from pytest_attnperf.gate.baseline_reader import MAX_ITEMS
+from pytest_attnperf import cli, cli_env
+from pytest_attnperf.gate.baseline_limits import MAX_ITEMS
 from pytest_attnperf.gate.baselines import (
     BaselineEntry,
     BaselineFile,
@@ -107,7 +107,7 @@ def test_show_of_a_fifo_exits_naming_it(tmp_path: Path) -> None:
 def test_env_with_a_fifo_baseline_reports_it_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+    monkeypatch.setattr(cli_env, "_probe_backend", lambda name, device, info: (True, "ok"))
     path = baseline_path(tmp_path, CPU.slug)
     os.mkfifo(path)
     with within(20):
@@ -399,7 +399,7 @@ def test_env_gives_a_broken_fa4_the_reason_the_suite_skips_with(
     )
     try:
         device = torch.device("cpu")
-        assert cli._probe_backend("flash-attn-4", device, describe_device(device)) == (False, BROKEN_REASON)
+        assert cli_env._probe_backend("flash-attn-4", device, describe_device(device)) == (False, BROKEN_REASON)
         assert list(registry._BROKEN_IMPORTS) == ["flash_attn.cute"]  # found broken once, not imported per case
     finally:
         for name in [name for name in sys.modules if name.split(".")[0] in ("flash_attn", "cutlass")]:
@@ -428,7 +428,7 @@ def test_show_and_diff_escape_a_name_the_output_cannot_encode(tmp_path: Path, mo
 
 
 def test_env_escapes_a_baseline_path_the_output_cannot_encode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_probe_backend", lambda name, device, info: (True, "ok"))
+    monkeypatch.setattr(cli_env, "_probe_backend", lambda name, device, info: (True, "ok"))
     folder = tmp_path / "básicas"
     folder.mkdir()
     raw = _ascii_stdout(monkeypatch)

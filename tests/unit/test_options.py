@@ -19,12 +19,10 @@ from pytest_attnperf.spec.options import (
     GPU_SEQLENS,
     OPTIONS,
     OPTIONS_BY_DEST,
-    Settings,
-    SettingsError,
     add_argparse_options,
-    resolve_settings,
     to_command_line,
 )
+from pytest_attnperf.spec.settings import Settings, SettingsError, resolve_settings
 
 # (option name, command-line value, its parsed value, ini value, its parsed value, default, where in Settings)
 SETTINGS_TABLE: list[tuple[str, str, Any, str, Any, Any, str]] = [

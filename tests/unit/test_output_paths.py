@@ -18,7 +18,7 @@ from pytest_attnperf.output_paths import (
     check_output_paths,
     markdown_target,
 )
-from pytest_attnperf.spec.options import resolve_settings
+from pytest_attnperf.spec.settings import resolve_settings
 
 FAST = ("--attnperf", *FAST_OPTIONS)
 TEST = """

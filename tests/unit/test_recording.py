@@ -22,7 +22,7 @@ from pytest_attnperf.gate.results import CaseResult
 from pytest_attnperf.gate.statistics import geometric_mean, log_spread
 from pytest_attnperf.measure.injection import Injector, delivered
 from pytest_attnperf.session import AttnPerfSession
-from pytest_attnperf.spec.options import resolve_settings
+from pytest_attnperf.spec.settings import resolve_settings
 from pytest_attnperf.updating import update_baselines
 
 H200 = {"device": "cuda:0", "name": "NVIDIA H200", "slug": "nvidia-h200", "uuid": "GPU-aaaa", "sm_count": 132}

@@ -148,7 +148,7 @@ def test_the_fingerprint_is_profiled_only_where_it_can_change_the_verdict(pytest
 
 
 def test_the_cache_dir_setting_defaults_to_the_users_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_attnperf.spec.options import resolve_settings
+    from pytest_attnperf.spec.settings import resolve_settings
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     settings = resolve_settings({"attnperf": True}, {}, rootdir=tmp_path)

@@ -13,7 +13,7 @@ from pytest_attnperf.output_paths import shown
 from pytest_attnperf.report import RunReport
 from pytest_attnperf.run_end import RunEnd, finish_run
 from pytest_attnperf.session import AttnPerfSession
-from pytest_attnperf.spec.options import Settings, resolve_settings
+from pytest_attnperf.spec.settings import Settings, resolve_settings
 
 
 def _result(test_id: str = "t.py::test[eager-64]") -> CaseResult:
