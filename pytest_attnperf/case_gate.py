@@ -10,7 +10,6 @@ decided and reported once.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import pytest
 
 from .calibration import Calibration
 from .gate.checks import GateContext
-from .gate.evaluate import GateOutcome, GatePolicy, equivalence_violation, evaluate_gate
+from .gate.evaluate import Decision, GatePolicy, decide
 from .gate.results import RECORD_PROPERTY, CaseResult
 from .session import AttnPerfSession
 from .spec.marks import GateMarks
@@ -76,41 +75,40 @@ class CaseGate:
             return False  # the session re-measures it at its end
         if self.stage >= 3 or result.median_ms is None:
             return False
-        trial = copy.deepcopy(result)
-        outcome = self._evaluate(trial)
-        if not (outcome.defer or outcome.again):
+        decision = self._decide(result)  # a question: the gate writes into nothing
+        if not (decision.defer or decision.again) or decision.latency is None:
             return False
-        result.stages.append(trial.stages[-1])
+        result.stages.append(decision.latency.stage_record())
         self.stage += 1
         self.session.cool_down()
         return True
 
-    def finish(self, result: CaseResult, on_final: Callable[[], None] | None = None) -> None:
+    def finish(self, result: CaseResult, on_final: Callable[[], None] | None = None) -> CaseResult:
         """Decide this case's verdict now (or defer it to the session's end), so a regression fails its own test.
 
+        The record is built once, from the measurement and the decision, and attached to the test's report.
         ``on_final`` (pytest-benchmark's samples) runs only for a verdict that is final: a deferred case
         reports from its re-run, once."""
         self._with_history(result)
-        outcome = self._evaluate(result)
-        mismatch = equivalence_violation(result, self._context())
-        violations = ([mismatch] if mismatch else []) + outcome.violations
-        if outcome.defer and not violations and not outcome.skip_reason:
-            self.item.stash[DEFERRED_KEY] = Deferred(first=result)
-            result.notes.append("ambiguous: measured again at the end of the session, after a cool-down")
+        decision = self._decide(result)
+        violations, skip_reason = decision.violations, decision.skip_reason
+        deferred = decision.defer and not violations and not skip_reason
+        outcome = "failed" if violations else "skipped" if skip_reason else None
+        ambiguous = ("ambiguous: measured again at the end of the session, after a cool-down",) if deferred else ()
+        record = decision.record(result, outcome=outcome, notes=ambiguous)
+        if deferred:
+            self.item.stash[DEFERRED_KEY] = Deferred(first=record)
         elif on_final is not None:
             on_final()
-        if violations:
-            result.outcome = "failed"
-        elif outcome.skip_reason:
-            result.outcome = "skipped"
-        self.item.user_properties.append((RECORD_PROPERTY, result.to_json()))
-        self.item.user_properties.extend(result.junit_properties())
-        for message in outcome.warnings:
+        self.item.user_properties.append((RECORD_PROPERTY, record.to_json()))
+        self.item.user_properties.extend(record.junit_properties())
+        for message in decision.warnings:
             warnings.warn(pytest.PytestWarning(message), stacklevel=1)
         if violations:
             pytest.fail("\n".join(violation.message for violation in violations), pytrace=False)
-        if outcome.skip_reason:
-            pytest.skip(outcome.skip_reason)
+        if skip_reason:
+            pytest.skip(skip_reason)
+        return record
 
     # ------------------------------------------------------------ internals
 
@@ -131,7 +129,7 @@ class CaseGate:
             environment_changes=session.environment_changes(),
         )
 
-    def _evaluate(self, result: CaseResult) -> GateOutcome:
+    def _decide(self, result: CaseResult) -> Decision:
         settings = self.session.settings
         policy = GatePolicy(
             latency_tolerance=settings.latency_tolerance,
@@ -141,6 +139,4 @@ class CaseGate:
             fingerprint=settings.fingerprint,  # type: ignore[arg-type]
             stage=self.stage,
         )
-        context = self._context()
-        result.baseline_file = context.baseline_file
-        return evaluate_gate(result, self.marks, self.session.baseline_entry(self.item.nodeid), policy, context)
+        return decide(result, self.marks, self.session.baseline_entry(self.item.nodeid), policy, self._context())

@@ -49,9 +49,10 @@ class Gate(Protocol):
     def again(self, result: CaseResult) -> bool:
         """True (after a cool-down) when this measurement is still ambiguous and one more must decide."""
 
-    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> None:
+    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> CaseResult:
         """Decide the verdict now (pytest.fail / pytest.skip), so a regression fails its own test; call
-        ``on_final`` first unless the verdict is deferred to the session's end (the re-run reports instead)."""
+        ``on_final`` first unless the verdict is deferred to the session's end (the re-run reports instead).
+        Returns the case's record: the measurement with the decision."""
 
     def calibration(self) -> Calibration | None:
         """When measuring the detection limit (attnperf calibrate): what to judge trials against."""
@@ -203,8 +204,7 @@ class AttnPerf:
         except DoesNotFit as oom:
             qkv.release_layouts()
             result.fits, result.reason = False, str(oom)
-            self._store(result)
-            return result
+            return self._store(result)
         moved = shape.bytes_moved() if run_mode == "forward" else None
         self._fill(result, measurement, shape.flops(run_mode), moved)
         del measurement
@@ -228,8 +228,7 @@ class AttnPerf:
         self._refuse_modified_inputs(backend, qkv)
         qkv.release_layouts()
         release_memory(self.device)
-        self._store(result)
-        return result
+        return self._store(result)
 
     def _refuse_modified_inputs(self, backend: Backend, qkv: QKV) -> None:
         modified = self.input_guard.modified(qkv, backend.layout)
@@ -250,8 +249,7 @@ class AttnPerf:
             pytest.skip(reason)
         result = self._new_result(backend.name, qkv.shape.as_dict(), run_mode, qkv.shape.context_len)
         result.fits, result.reason = False, qkv.reason
-        self._store(result)
-        return result
+        return self._store(result)
 
     def check_output(self, backend: Backend, qkv: QKV) -> Equivalence:
         """Run one forward and compare it with the high-precision reference under the spec."""
@@ -283,14 +281,12 @@ class AttnPerf:
             measurement = self._measure_cleanly(workload, lambda: None)
         except DoesNotFit as oom:
             result.fits, result.reason = False, str(oom)
-            self._store(result)
-            return result
+            return self._store(result)
         self._fill(result, measurement, flops)
         del measurement
         self._after_timing(result, workload, flops, None)
         release_memory(self.device)
-        self._store(result)
-        return result
+        return self._store(result)
 
     # ------------------------------------------------------------ internals
 
@@ -386,7 +382,8 @@ class AttnPerf:
             ceiling = copy_bandwidth_gbps(str(self.device))
             result.bandwidth_share = result.gbps / ceiling if ceiling else None
 
-    def _store(self, result: CaseResult) -> None:
+    def _store(self, result: CaseResult) -> CaseResult:
+        """Hand the measurement to the gate; the decided record is what the test gets back."""
         if self.result is not None:
             raise RuntimeError(
                 f"{self.test_id} measured twice: one attnperf measurement per test (parametrize instead)"
@@ -395,6 +392,7 @@ class AttnPerf:
         benchmark = self.benchmark
         if benchmark is not None and result.samples_ms and result.median_ms is not None:
             samples = tuple(result.samples_ms)
-            self.gate.finish(result, lambda: feed_samples(benchmark, samples, result))
+            self.result = self.gate.finish(result, lambda: feed_samples(benchmark, samples, result))
         else:
-            self.gate.finish(result, None)
+            self.result = self.gate.finish(result, None)
+        return self.result

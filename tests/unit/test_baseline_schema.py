@@ -24,7 +24,7 @@ from pytest_attnperf.gate.baselines import (
     parse_baseline_text,
 )
 from pytest_attnperf.gate.checks import GateContext
-from pytest_attnperf.gate.evaluate import GatePolicy, evaluate_gate
+from pytest_attnperf.gate.evaluate import GatePolicy, decide
 from pytest_attnperf.gate.results import CaseResult
 from pytest_attnperf.gate.statistics import geometric_mean, log_spread
 from pytest_attnperf.measure.measurement import Measurement
@@ -107,7 +107,7 @@ def test_quantiles_that_contradict_the_median_cannot_switch_the_check_off(tmp_pa
     )
     marks = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)
     policy = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False)
-    outcome = evaluate_gate(result, marks, entry, policy, GateContext("t::a", "NVIDIA H100", "x.yaml"))
+    outcome = decide(result, marks, entry, policy, GateContext("t::a", "NVIDIA H100", "x.yaml"))
     assert [violation.check for violation in outcome.violations] == ["latency"]
 
 
