@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 RECORD_PROPERTY = "attnperf_result"
+# The record's own version (2: built once, from the measurement and the gate's decision; 1: the records before
+# it carried one, with the same fields). A reader refuses a newer record rather than misread it.
+RECORD_VERSION = 2
 # Verdict words, worst first: the summary shows the first one a case has.
 SERIOUS_VERDICTS = ("REGRESSION", "MISMATCH", "BASELINE MISMATCH", "NO BASELINE", "DISPATCH CHANGED")
 
@@ -75,6 +78,7 @@ class CaseResult:
     plugin_version: str | None = None
     timing_settings: dict[str, Any] | None = None
     phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step of the case (cost breakdown)
+    record_version: int = RECORD_VERSION
 
     @property
     def latency_ratio(self) -> float | None:
@@ -115,6 +119,12 @@ class CaseResult:
     @classmethod
     def from_json(cls, text: str) -> CaseResult:
         data = json.loads(text)
+        version = data.setdefault("record_version", 1)
+        if not isinstance(version, int) or version > RECORD_VERSION:
+            raise ValueError(
+                f"an attnperf record of version {version!r} (test {data.get('test_id')!r}): this pytest-attnperf reads "
+                f"versions 1 to {RECORD_VERSION}; upgrade it (every process of a run must use the same version)"
+            )
         known = cls.__dataclass_fields__.keys()
         return cls(**{key: value for key, value in data.items() if key in known})
 
