@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -67,21 +67,20 @@ class CaseGate:
             return None
         return Calibration(baseline=self.session.baseline_entry(self.item.nodeid), cool_down=self.session.cool_down)
 
-    def again(self, result: CaseResult) -> bool:
+    def again(self, result: CaseResult) -> CaseResult | None:
         """An ambiguous measurement that cannot wait for the session's end (or is already its re-measurement)
-        is measured once more here, after a cool-down."""
-        self._with_history(result)
+        is measured once more here, after a cool-down: the record with this measurement's stage, or None."""
+        result = self._with_history(result)
         if self.stage == 1 and self.deferrable:
-            return False  # the session re-measures it at its end
+            return None  # the session re-measures it at its end
         if self.stage >= 3 or result.median_ms is None:
-            return False
+            return None
         decision = self._decide(result)  # a question: the gate writes into nothing
         if not (decision.defer or decision.again) or decision.latency is None:
-            return False
-        result.stages.append(decision.latency.stage_record())
+            return None
         self.stage += 1
         self.session.cool_down()
-        return True
+        return replace(result, stages=[*result.stages, decision.latency.stage_record()])
 
     def finish(self, result: CaseResult, on_final: Callable[[], None] | None = None) -> CaseResult:
         """Decide this case's verdict now (or defer it to the session's end), so a regression fails its own test.
@@ -89,7 +88,7 @@ class CaseGate:
         The record is built once, from the measurement and the decision, and attached to the test's report.
         ``on_final`` (pytest-benchmark's samples) runs only for a verdict that is final: a deferred case
         reports from its re-run, once."""
-        self._with_history(result)
+        result = self._with_history(result)
         decision = self._decide(result)
         violations, skip_reason = decision.violations, decision.skip_reason
         deferred = decision.defer and not violations and not skip_reason
@@ -112,13 +111,17 @@ class CaseGate:
 
     # ------------------------------------------------------------ internals
 
-    def _with_history(self, result: CaseResult) -> None:
-        """A re-measurement carries the first measurement's ratios and median."""
-        if self.first is not None and not result.stages:
-            result.stages.extend(self.first.stages)
-            result.first_median_ms = self.first.median_ms
-        if self.first is not None and result.fingerprint is None:
-            result.fingerprint = self.first.fingerprint  # profiled once, at the first measurement
+    def _with_history(self, result: CaseResult) -> CaseResult:
+        """A re-measurement carries the first measurement's ratios and median, and its kernels (profiled once)."""
+        first = self.first
+        if first is None:
+            return result
+        return replace(
+            result,
+            stages=result.stages or list(first.stages),
+            first_median_ms=result.first_median_ms if result.stages else first.median_ms,
+            fingerprint=result.fingerprint if result.fingerprint is not None else first.fingerprint,
+        )
 
     def _context(self) -> GateContext:
         session = self.session

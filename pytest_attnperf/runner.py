@@ -45,8 +45,9 @@ class Gate(Protocol):
 
     fingerprint: bool  # whether to record which kernels ran
 
-    def again(self, result: CaseResult) -> bool:
-        """True (after a cool-down) when this measurement is still ambiguous and one more must decide."""
+    def again(self, result: CaseResult) -> CaseResult | None:
+        """When this measurement is still ambiguous and one more must decide (after a cool-down): the record with
+        this measurement's stage, which the next measurement continues; None when this one decides."""
 
     def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> CaseResult:
         """Decide the verdict now (pytest.fail / pytest.skip), so a regression fails its own test; call
@@ -167,9 +168,9 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     return forward_backward
 
 
-def recorded(record: CaseResult, measured: CaseMeasurement) -> CaseResult:
+def recorded(record: CaseResult, measured: CaseMeasurement, **more: Any) -> CaseResult:
     """``record`` (its identity, and its stages so far) with this measurement's numbers: a new record."""
-    return dataclasses.replace(record, **measured.record_fields())
+    return dataclasses.replace(record, **measured.record_fields(), **more)
 
 
 @dataclass
@@ -332,12 +333,10 @@ class AttnPerf:
             measured = dataclasses.replace(measured, fingerprint=capture(workload, self.device))
             measured = measured.with_phase("fingerprint", (time.perf_counter() - started) * 1e3)
         result = recorded(identity, measured)
-        while self.gate.again(result):
-            first = result.median_ms
+        while (staged := self.gate.again(result)) is not None:
             again = measure_case(workload, self.device, self.timing, flops=flops, bytes_moved=bytes_moved)
             measured = measured.followed_by(again)
-            result = recorded(result, measured)
-            result.first_median_ms = result.first_median_ms or first
+            result = recorded(staged, measured, first_median_ms=staged.first_median_ms or result.median_ms)
         calibration = self.gate.calibration()
         if calibration is not None and result.median_ms is not None:
             from .calibration import calibrate_case
@@ -351,7 +350,9 @@ class AttnPerf:
                     slowed_measurement,
                 )
 
-            result.calibration = calibrate_case(calibration, result, workload, trial, self.device, dtype)
+            result = dataclasses.replace(
+                result, calibration=calibrate_case(calibration, result, workload, trial, self.device, dtype)
+            )
         return result, measured
 
     def _store(self, result: CaseResult) -> CaseResult:
