@@ -20,9 +20,11 @@ RECORD_VERSION = 2
 SERIOUS_VERDICTS = ("REGRESSION", "MISMATCH", "BASELINE MISMATCH", "NO BASELINE", "DISPATCH CHANGED")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CaseResult:
-    """One test's measurement, its baseline and each check's verdict."""
+    """One test's record: who it is, what was measured, what the gate decided, and where it was measured.
+
+    Frozen: each step makes a new record (``dataclasses.replace``) instead of writing into the last one."""
 
     test_id: str
     backend: str | None

@@ -286,9 +286,7 @@ def _result(median_ms: float = 1.0, peak_bytes: int | None = 1000, fits: bool = 
         baseline_file=CONTEXT.baseline_file,
         reason=None if fits else "OutOfMemoryError: CUDA out of memory",
     )
-    for key, value in fields.items():
-        setattr(result, key, value)
-    return result
+    return dataclasses.replace(result, **fields)  # type: ignore[arg-type]  # the record is frozen
 
 
 def _entry(median_ms: float = 1.0, peak_bytes: int = 1000, fits: bool = True, **fields: Any) -> BaselineEntry:
@@ -613,8 +611,7 @@ def test_unmeasured_memory_warns_instead_of_passing_silently() -> None:
 
 
 def test_too_few_samples_is_an_explicit_result_never_an_empty_one() -> None:
-    result = _result()
-    result.median_ms, result.reason = None, "too few samples: 2 kept, 40 discarded as throttled"
+    result = dataclasses.replace(_result(), median_ms=None, reason="too few samples: 2 kept, 40 discarded as throttled")
     outcome, result = evaluate_gate(result, LATENCY, _entry(), _policy(), CONTEXT)
     assert result.verdicts["latency"] == "not gated"
     assert result.verdict() == "not gated"
