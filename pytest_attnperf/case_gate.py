@@ -1,8 +1,10 @@
 """One test's gate: its marks, its baseline and the run's policy decide its result, inside the test.
 
 The ``attnperf`` fixture hands a :class:`CaseGate` to the runner. After a measurement the runner
-asks whether one more is needed (:meth:`CaseGate.again`), then to finish the case: the verdict
-becomes the test's own outcome (``pytest.fail`` / ``pytest.skip``), its record a user property.
+asks whether one more is needed (:meth:`CaseGate.again`), then to finish the case. Each time the
+gate (:func:`.gate.evaluate.decide`) only answers, with a frozen Decision; here the last one
+becomes the test's own outcome (``pytest.fail`` / ``pytest.skip``) and the case's record, built
+once from the measurement and the decision, a user property.
 An ambiguous first measurement is *deferred*: the test passes for now, its reports are held,
 and the session runs it again at its end after a cool-down (:mod:`.deferral`), where it is
 decided and reported once.

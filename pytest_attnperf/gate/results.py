@@ -1,5 +1,8 @@
 """The record of one measured case: what the summary, the reports and the baseline update read.
 
+Built by the case gate from the case's measurement (``measure/case.py``) and the gate's frozen
+``Decision`` (``gate/evaluate.py``); frozen itself, so each step makes a new one.
+
 Records travel as JSON in ``item.user_properties``, so they reach the controller under
 pytest-xdist and land in JUnit XML without any extra plumbing. A record carries everything the
 controller needs to write a baseline (the device record and the GPU state it was measured
