@@ -77,13 +77,10 @@ class Decision:
             "notes": [*result.notes, *self.notes, *notes],
             "stages": [*result.stages, *([latency.stage_record()] if latency is not None else [])],
             "baseline_file": self.baseline_file,
+            "baseline_median_ms": self.baseline_median_ms,
+            "baseline_peak_bytes": self.baseline_peak_bytes,
+            "detection_limit": self.detection_limit,
         }
-        if self.baseline_median_ms is not None or self.baseline_peak_bytes is not None:
-            fields.update(
-                baseline_median_ms=self.baseline_median_ms,
-                baseline_peak_bytes=self.baseline_peak_bytes,
-                detection_limit=self.detection_limit,
-            )
         if latency is not None:
             fields.update(
                 tolerance=latency.tolerance.tau,
