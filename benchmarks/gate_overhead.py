@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_attnperf.gate.checks import GateContext
-from pytest_attnperf.gate.evaluate import GatePolicy, evaluate_gate
+from pytest_attnperf.gate.evaluate import GatePolicy, decide
 from pytest_attnperf.gate.normalise import fit_beta
 from pytest_attnperf.gate.recording import entry_from_runs
 from pytest_attnperf.gate.results import CaseResult
@@ -62,8 +62,7 @@ def main() -> int:
         case = result(rng, samples, warmup)
 
         def verdict(case: CaseResult = case) -> None:
-            case.stages.clear()
-            evaluate_gate(case, marks, baseline, policy, context)
+            decide(case, marks, baseline, policy, context)
 
         rows.append((f"verdict of one case ({samples} samples + {warmup} warm-up)", per_call_us(verdict, 50)))
         rows.append(

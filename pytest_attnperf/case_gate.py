@@ -1,8 +1,10 @@
 """One test's gate: its marks, its baseline and the run's policy decide its result, inside the test.
 
 The ``attnperf`` fixture hands a :class:`CaseGate` to the runner. After a measurement the runner
-asks whether one more is needed (:meth:`CaseGate.again`), then to finish the case: the verdict
-becomes the test's own outcome (``pytest.fail`` / ``pytest.skip``), its record a user property.
+asks whether one more is needed (:meth:`CaseGate.again`), then to finish the case. Each time the
+gate (:func:`.gate.evaluate.decide`) only answers, with a frozen Decision; here the last one
+becomes the test's own outcome (``pytest.fail`` / ``pytest.skip``) and the case's record, built
+once from the measurement and the decision, a user property.
 An ambiguous first measurement is *deferred*: the test passes for now, its reports are held,
 and the session runs it again at its end after a cool-down (:mod:`.deferral`), where it is
 decided and reported once.
@@ -10,16 +12,15 @@ decided and reported once.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from .calibration import Calibration
 from .gate.checks import GateContext
-from .gate.evaluate import GateOutcome, GatePolicy, equivalence_violation, evaluate_gate
+from .gate.evaluate import Decision, GatePolicy, decide
 from .gate.results import RECORD_PROPERTY, CaseResult
 from .session import AttnPerfSession
 from .spec.marks import GateMarks
@@ -68,59 +69,61 @@ class CaseGate:
             return None
         return Calibration(baseline=self.session.baseline_entry(self.item.nodeid), cool_down=self.session.cool_down)
 
-    def again(self, result: CaseResult) -> bool:
+    def again(self, result: CaseResult) -> CaseResult | None:
         """An ambiguous measurement that cannot wait for the session's end (or is already its re-measurement)
-        is measured once more here, after a cool-down."""
-        self._with_history(result)
+        is measured once more here, after a cool-down: the record with this measurement's stage, or None."""
+        result = self._with_history(result)
         if self.stage == 1 and self.deferrable:
-            return False  # the session re-measures it at its end
+            return None  # the session re-measures it at its end
         if self.stage >= 3 or result.median_ms is None:
-            return False
-        trial = copy.deepcopy(result)
-        outcome = self._evaluate(trial)
-        if not (outcome.defer or outcome.again):
-            return False
-        result.stages.append(trial.stages[-1])
+            return None
+        decision = self._decide(result)  # a question: the gate writes into nothing
+        if not (decision.defer or decision.again) or decision.latency is None:
+            return None
         self.stage += 1
         self.session.cool_down()
-        return True
+        return replace(result, stages=[*result.stages, decision.latency.stage_record()])
 
-    def finish(self, result: CaseResult, on_final: Callable[[], None] | None = None) -> None:
+    def finish(self, result: CaseResult, on_final: Callable[[], None] | None = None) -> CaseResult:
         """Decide this case's verdict now (or defer it to the session's end), so a regression fails its own test.
 
+        The record is built once, from the measurement and the decision, and attached to the test's report.
         ``on_final`` (pytest-benchmark's samples) runs only for a verdict that is final: a deferred case
         reports from its re-run, once."""
-        self._with_history(result)
-        outcome = self._evaluate(result)
-        mismatch = equivalence_violation(result, self._context())
-        violations = ([mismatch] if mismatch else []) + outcome.violations
-        if outcome.defer and not violations and not outcome.skip_reason:
-            self.item.stash[DEFERRED_KEY] = Deferred(first=result)
-            result.notes.append("ambiguous: measured again at the end of the session, after a cool-down")
+        result = self._with_history(result)
+        decision = self._decide(result)
+        violations, skip_reason = decision.violations, decision.skip_reason
+        deferred = decision.defer and not violations and not skip_reason
+        outcome = "failed" if violations else "skipped" if skip_reason else None
+        ambiguous = ("ambiguous: measured again at the end of the session, after a cool-down",) if deferred else ()
+        record = decision.record(result, outcome=outcome, notes=ambiguous)
+        if deferred:
+            self.item.stash[DEFERRED_KEY] = Deferred(first=record)
         elif on_final is not None:
             on_final()
-        if violations:
-            result.outcome = "failed"
-        elif outcome.skip_reason:
-            result.outcome = "skipped"
-        self.item.user_properties.append((RECORD_PROPERTY, result.to_json()))
-        self.item.user_properties.extend(result.junit_properties())
-        for message in outcome.warnings:
+        self.item.user_properties.append((RECORD_PROPERTY, record.to_json()))
+        self.item.user_properties.extend(record.junit_properties())
+        for message in decision.warnings:
             warnings.warn(pytest.PytestWarning(message), stacklevel=1)
         if violations:
             pytest.fail("\n".join(violation.message for violation in violations), pytrace=False)
-        if outcome.skip_reason:
-            pytest.skip(outcome.skip_reason)
+        if skip_reason:
+            pytest.skip(skip_reason)
+        return record
 
     # ------------------------------------------------------------ internals
 
-    def _with_history(self, result: CaseResult) -> None:
-        """A re-measurement carries the first measurement's ratios and median."""
-        if self.first is not None and not result.stages:
-            result.stages.extend(self.first.stages)
-            result.first_median_ms = self.first.median_ms
-        if self.first is not None and result.fingerprint is None:
-            result.fingerprint = self.first.fingerprint  # profiled once, at the first measurement
+    def _with_history(self, result: CaseResult) -> CaseResult:
+        """A re-measurement carries the first measurement's ratios and median, and its kernels (profiled once)."""
+        first = self.first
+        if first is None:
+            return result
+        return replace(
+            result,
+            stages=result.stages or list(first.stages),
+            first_median_ms=result.first_median_ms if result.stages else first.median_ms,
+            fingerprint=result.fingerprint if result.fingerprint is not None else first.fingerprint,
+        )
 
     def _context(self) -> GateContext:
         session = self.session
@@ -131,7 +134,7 @@ class CaseGate:
             environment_changes=session.environment_changes(),
         )
 
-    def _evaluate(self, result: CaseResult) -> GateOutcome:
+    def _decide(self, result: CaseResult) -> Decision:
         settings = self.session.settings
         policy = GatePolicy(
             latency_tolerance=settings.latency_tolerance,
@@ -141,6 +144,4 @@ class CaseGate:
             fingerprint=settings.fingerprint,  # type: ignore[arg-type]
             stage=self.stage,
         )
-        context = self._context()
-        result.baseline_file = context.baseline_file
-        return evaluate_gate(result, self.marks, self.session.baseline_entry(self.item.nodeid), policy, context)
+        return decide(result, self.marks, self.session.baseline_entry(self.item.nodeid), policy, self._context())

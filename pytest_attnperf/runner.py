@@ -21,15 +21,14 @@ import torch
 from .backends.registry import Backend, Unsupported
 from .gate.results import CaseResult
 from .integrations.pytest_benchmark import feed_samples
-from .measure.bandwidth import copy_bandwidth_gbps
-from .measure.equivalence import Equivalence, describe_mismatch, measure_equivalence
+from .measure.case import CaseMeasurement, does_not_fit, measure_case
+from .measure.equivalence import Equivalence, measure_equivalence
 from .measure.input_guard import InputGuard
 from .measure.inputs import QKV, seeded_normal, torch_dtype
-from .measure.measurement import Measurement, measure
 from .measure.memory import DoesNotFit, InputsDoNotFit, Workload, describe_error, is_out_of_memory, release_memory
 from .measure.reference import reference_output
 from .measure.sampling import PRECISION
-from .measure.timing import NotCapturable, free_flush_buffers
+from .measure.timing import NotCapturable
 from .spec.device_info import DeviceInfo
 from .spec.marks import EquivalenceSpec
 from .spec.option_values import parse_mode
@@ -46,12 +45,14 @@ class Gate(Protocol):
 
     fingerprint: bool  # whether to record which kernels ran
 
-    def again(self, result: CaseResult) -> bool:
-        """True (after a cool-down) when this measurement is still ambiguous and one more must decide."""
+    def again(self, result: CaseResult) -> CaseResult | None:
+        """When this measurement is still ambiguous and one more must decide (after a cool-down): the record with
+        this measurement's stage, which the next measurement continues; None when this one decides."""
 
-    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> None:
+    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> CaseResult:
         """Decide the verdict now (pytest.fail / pytest.skip), so a regression fails its own test; call
-        ``on_final`` first unless the verdict is deferred to the session's end (the re-run reports instead)."""
+        ``on_final`` first unless the verdict is deferred to the session's end (the re-run reports instead).
+        Returns the case's record: the measurement with the decision."""
 
     def calibration(self) -> Calibration | None:
         """When measuring the detection limit (attnperf calibrate): what to judge trials against."""
@@ -132,7 +133,9 @@ def _graph_to_differentiate(
         if not is_out_of_memory(error):
             raise
         failure = describe_error(error)
-    release_memory(arguments[0].device, thorough=True)  # outside the except block: its traceback no longer holds the tensors
+    release_memory(
+        arguments[0].device, thorough=True
+    )  # outside the except block: its traceback no longer holds the tensors
     raise DoesNotFit(failure)
 
 
@@ -165,6 +168,11 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     return forward_backward
 
 
+def recorded(record: CaseResult, measured: CaseMeasurement, **more: Any) -> CaseResult:
+    """``record`` (its identity, and its stages so far) with this measurement's numbers: a new record."""
+    return dataclasses.replace(record, **measured.record_fields(), **more)
+
+
 @dataclass
 class AttnPerf:
     """What a test gets from the ``attnperf`` fixture: measure a backend on seeded inputs."""
@@ -194,42 +202,42 @@ class AttnPerf:
         # Checked (and the layout copies made) only for a backend that runs: a skipped one costs nothing.
         if self.input_guard.prepare(qkv, backend.layout):  # an earlier backend changed them (its test failed first)
             self.references.clear()
-        result = self._new_result(backend.name, shape.as_dict(), run_mode, shape.context_len)
+        identity = self._new_result(backend.name, shape.as_dict(), run_mode, shape.context_len)
+        flops = shape.flops(run_mode)
+        moved = shape.bytes_moved() if run_mode == "forward" else None
         try:
             workload = make_workload(backend, qkv, run_mode)
-            measurement = self._measure_cleanly(workload, qkv.release_layouts)
+            measured = measure_case(
+                workload,
+                self.device,
+                self.timing,
+                flops=flops,
+                bytes_moved=moved,
+                free_caches=lambda: self._free_caches(qkv.release_layouts),
+            )
         except (Unsupported, NotCapturable) as unsupported:
             pytest.skip(str(unsupported))
-        except DoesNotFit as oom:
+        except DoesNotFit as oom:  # the graph to differentiate did not fit
+            measured = does_not_fit(str(oom))
+        if not measured.fits:
             qkv.release_layouts()
-            result.fits, result.reason = False, str(oom)
-            self._store(result)
-            return result
-        moved = shape.bytes_moved() if run_mode == "forward" else None
-        self._fill(result, measurement, shape.flops(run_mode), moved)
-        del measurement
-        self._after_timing(result, workload, shape.flops(run_mode), torch_dtype(shape.dtype), moved)
+            return self._store(recorded(identity, measured))
+        result, measured = self._after_timing(identity, measured, workload, flops, torch_dtype(shape.dtype), moved)
         if self.equivalence is not None:
             started = time.perf_counter()
             equivalence = self.check_output(backend, qkv)
             # The references (computed by the problem's first backend that runs, reused by the rest) apart
             # from this backend's forward and the comparison: the cost report names each.
             if self.references.computed_ms:
-                result.phases_ms["reference"] = round(self.references.computed_ms, 3)
+                measured = measured.with_phase("reference", self.references.computed_ms)
             elapsed_ms = (time.perf_counter() - started) * 1e3 - self.references.computed_ms
-            result.phases_ms["equivalence"] = round(elapsed_ms, 3)
-            # The record travels as strict JSON (no NaN/Inf): a non-finite output keeps its count and
-            # first position in the mismatch text instead of an infinite max_error.
-            result.max_error = equivalence.max_error if math.isfinite(equivalence.max_error) else None
-            result.error_budget = equivalence.budget
-            result.equivalence_passed = equivalence.passed
-            result.mismatch = describe_mismatch(equivalence)
+            measured = dataclasses.replace(measured, equivalence=equivalence).with_phase("equivalence", elapsed_ms)
+            result = recorded(result, measured)
         del workload
         self._refuse_modified_inputs(backend, qkv)
         qkv.release_layouts()
         release_memory(self.device)
-        self._store(result)
-        return result
+        return self._store(result)
 
     def _refuse_modified_inputs(self, backend: Backend, qkv: QKV) -> None:
         modified = self.input_guard.modified(qkv, backend.layout)
@@ -248,10 +256,8 @@ class AttnPerf:
         reason = backend.unsupported_reason(qkv.shape, self.info)
         if reason:
             pytest.skip(reason)
-        result = self._new_result(backend.name, qkv.shape.as_dict(), run_mode, qkv.shape.context_len)
-        result.fits, result.reason = False, qkv.reason
-        self._store(result)
-        return result
+        identity = self._new_result(backend.name, qkv.shape.as_dict(), run_mode, qkv.shape.context_len)
+        return self._store(recorded(identity, does_not_fit(qkv.reason)))
 
     def check_output(self, backend: Backend, qkv: QKV) -> Equivalence:
         """Run one forward and compare it with the high-precision reference under the spec."""
@@ -278,19 +284,13 @@ class AttnPerf:
             raise ValueError(
                 f"measure_workload(name={name!r}): flops must be a positive finite number or None, not {flops!r}"
             )
-        result = self._new_result(name, shape, self.mode, seqlen)
-        try:
-            measurement = self._measure_cleanly(workload, lambda: None)
-        except DoesNotFit as oom:
-            result.fits, result.reason = False, str(oom)
-            self._store(result)
-            return result
-        self._fill(result, measurement, flops)
-        del measurement
-        self._after_timing(result, workload, flops, None)
+        identity = self._new_result(name, shape, self.mode, seqlen)
+        measured = measure_case(workload, self.device, self.timing, flops=flops, free_caches=self._free_caches)
+        if not measured.fits:
+            return self._store(recorded(identity, measured))
+        result, _ = self._after_timing(identity, measured, workload, flops, None)
         release_memory(self.device)
-        self._store(result)
-        return result
+        return self._store(result)
 
     # ------------------------------------------------------------ internals
 
@@ -311,82 +311,52 @@ class AttnPerf:
             timing_settings=timing_settings(self.timing),
         )
 
-    def _measure_cleanly(self, workload: Workload, release_inputs: Callable[[], None]) -> Measurement:
-        """Measure; on an out-of-memory free everything the plugin holds and try once more (a clean state)."""
-        try:
-            return measure(workload, self.device, self.timing)
-        except DoesNotFit:
-            pass
+    def _free_caches(self, release_inputs: Callable[[], None] = lambda: None) -> None:
+        """What this case may free before its out-of-memory is retried: the references, the inputs' copies."""
         self.references.clear()
-        free_flush_buffers()
         release_inputs()
-        release_memory(self.device, thorough=True)
-        measurement = measure(workload, self.device, self.timing)  # DoesNotFit again: it does not fit, cleanly
-        note = "fit only after the plugin freed its caches: the allocator's state decided the first attempt"
-        return dataclasses.replace(measurement, memory_note=measurement.memory_note or note)
 
     def _after_timing(
-        self, result: CaseResult, workload: Workload, flops: float | None, dtype: Any, bytes_moved: int | None = None
-    ) -> None:
+        self,
+        identity: CaseResult,
+        measured: CaseMeasurement,
+        workload: Workload,
+        flops: float | None,
+        dtype: Any,
+        bytes_moved: int | None = None,
+    ) -> tuple[CaseResult, CaseMeasurement]:
         """The dispatch fingerprint (after all timing), ambiguous re-measurements, and calibration if asked."""
         if self.gate.fingerprint:
             from .measure.fingerprint import capture
 
             started = time.perf_counter()
-            result.fingerprint = capture(workload, self.device)
-            result.phases_ms["fingerprint"] = round((time.perf_counter() - started) * 1e3, 3)
-        while self.gate.again(result):
-            first = result.median_ms
-            self._fill(result, measure(workload, self.device, self.timing), flops, bytes_moved)
-            result.first_median_ms = result.first_median_ms or first
+            measured = dataclasses.replace(measured, fingerprint=capture(workload, self.device))
+            measured = measured.with_phase("fingerprint", (time.perf_counter() - started) * 1e3)
+        result = recorded(identity, measured)
+        while (staged := self.gate.again(result)) is not None:
+            again = measure_case(workload, self.device, self.timing, flops=flops, bytes_moved=bytes_moved)
+            measured = measured.followed_by(again)
+            result = recorded(staged, measured, first_median_ms=staged.first_median_ms or result.median_ms)
         calibration = self.gate.calibration()
         if calibration is not None and result.median_ms is not None:
             from .calibration import calibrate_case
 
             def trial(slowed: Workload) -> CaseResult:
-                trial_result = self._new_result(result.backend or "-", result.shape, self.mode, result.seqlen)
-                self._fill(trial_result, measure(slowed, self.device, self.timing), None)
-                return trial_result
+                slowed_measurement = measure_case(slowed, self.device, self.timing)
+                if not slowed_measurement.fits:
+                    raise DoesNotFit(slowed_measurement.reason or "out of memory")
+                return recorded(
+                    self._new_result(identity.backend or "-", identity.shape, self.mode, identity.seqlen),
+                    slowed_measurement,
+                )
 
-            result.calibration = calibrate_case(calibration, result, workload, trial, self.device, dtype)
-
-    def _fill(
-        self, result: CaseResult, measurement: Measurement, flops: float | None, bytes_moved: int | None = None
-    ) -> None:
-        timing = measurement.timing
-        result.peak_bytes = measurement.peak_bytes
-        result.memory_free_bytes = measurement.free_bytes
-        result.gpu = measurement.gpu or None
-        result.clock, result.clock_source = timing.clock, timing.clock_source
-        result.timing_info = dict(timing.info)
-        for phase, milliseconds in measurement.phases_ms.items():
-            result.phases_ms[phase] = result.phases_ms.get(phase, 0.0) + milliseconds
-        result.samples_ms = list(timing.samples_ms)
-        result.clock_mhz = list(timing.clocks_mhz)
-        result.warmup_ms = list(timing.warmup_ms)
-        result.warmup_clock_mhz = list(timing.warmup_clocks_mhz)
-        if measurement.memory_note:
-            result.reason = measurement.memory_note
-        if len(timing.samples_ms) < max(3, self.timing.min_samples // 2):
-            result.median_ms = result.iqr_ms = result.latency = result.tflops = None
-            result.reason = (
-                f"too few samples: {len(timing.samples_ms)} kept, {timing.info.get('discarded', 0)} discarded as "
-                f"throttled (SM clock under {timing.info.get('throttle_threshold_mhz')} MHz) after "
-                f"{timing.info.get('paused_s')} s of pauses"
+            result = dataclasses.replace(
+                result, calibration=calibrate_case(calibration, result, workload, trial, self.device, dtype)
             )
-            return
-        result.median_ms, result.iqr_ms = timing.median_ms, timing.iqr_ms
-        result.latency = {key: float(value) for key, value in timing.summary().items()}
-        if flops:
-            result.tflops = flops / (timing.median_ms * 1e-3) / 1e12
-        if bytes_moved:
-            # What bounds decode: bytes over time, and the share of this device's measured copy bandwidth.
-            result.bytes_moved = bytes_moved
-            result.gbps = bytes_moved / (timing.median_ms * 1e-3) / 1e9
-            ceiling = copy_bandwidth_gbps(str(self.device))
-            result.bandwidth_share = result.gbps / ceiling if ceiling else None
+        return result, measured
 
-    def _store(self, result: CaseResult) -> None:
+    def _store(self, result: CaseResult) -> CaseResult:
+        """Hand the measurement to the gate; the decided record is what the test gets back."""
         if self.result is not None:
             raise RuntimeError(
                 f"{self.test_id} measured twice: one attnperf measurement per test (parametrize instead)"
@@ -395,6 +365,7 @@ class AttnPerf:
         benchmark = self.benchmark
         if benchmark is not None and result.samples_ms and result.median_ms is not None:
             samples = tuple(result.samples_ms)
-            self.gate.finish(result, lambda: feed_samples(benchmark, samples, result))
+            self.result = self.gate.finish(result, lambda: feed_samples(benchmark, samples, result))
         else:
-            self.gate.finish(result, None)
+            self.result = self.gate.finish(result, None)
+        return self.result

@@ -1,4 +1,4 @@
-"""The verdict of one case: its marks + its measurement + its baseline -> violations and verdict words.
+"""The verdict of one case: its marks + its measurement + its baseline -> a frozen Decision, writing into nothing.
 
 Latency is three-valued at a first measurement: pass, regression (far over the line), or
 ambiguous, which the session measures again after a cool-down at its end (``stage`` 2, and 3 if
@@ -8,8 +8,9 @@ fit in a clean state" (the runner retries an out-of-memory after freeing everyth
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..spec.marks import GateMarks
 from ..spec.options import MissingPolicy
@@ -24,7 +25,7 @@ from .checks import (
 )
 from .dispatch import describe_change
 from .identity import problem_differences
-from .latency import LatencyDecision, decide_latency
+from .latency import LatencyDecision, Normalisation, decide_latency
 from .results import CaseResult
 from .statistics import DEFAULT_PARAMS, GateParams, Verdict
 
@@ -47,32 +48,99 @@ class GatePolicy:
     params: GateParams = DEFAULT_PARAMS
 
 
-@dataclass
-class GateOutcome:
-    violations: list[Violation] = field(default_factory=list)
+@dataclass(frozen=True)
+class Decision:
+    """The gate's answer for one case; asking again with the same inputs gives an equal one."""
+
+    verdicts: tuple[tuple[str, str], ...] = ()  # (check, word), in the order decided
+    violations: tuple[Violation, ...] = ()  # an output mismatch first, then the checks'
     skip_reason: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
     defer: bool = False  # ambiguous first measurement: measure again at the end of the session
     again: bool = False  # ambiguous re-measurement: measure once more, after another cool-down
-    decision: LatencyDecision | None = None
+    latency: LatencyDecision | None = None
+    baseline_median_ms: float | None = None  # the baseline numbers it compared with (none for another problem)
+    baseline_peak_bytes: int | None = None
+    detection_limit: float | None = None
+    baseline_file: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def verdict_of(self, check: str) -> str | None:
+        return dict(self.verdicts).get(check)
+
+    def record(self, result: CaseResult, *, outcome: str | None = None, notes: Sequence[str] = ()) -> CaseResult:
+        """A new record: ``result`` with this decision's verdicts, baseline numbers, stage and notes (and outcome)."""
+        latency = self.latency
+        normalisation = latency.normalisation if latency is not None else Normalisation()
+        fields: dict[str, Any] = {
+            "verdicts": {**result.verdicts, **dict(self.verdicts)},
+            "notes": [*result.notes, *self.notes, *notes],
+            "stages": [*result.stages, *([latency.stage_record()] if latency is not None else [])],
+            "baseline_file": self.baseline_file,
+            "baseline_median_ms": self.baseline_median_ms,
+            "baseline_peak_bytes": self.baseline_peak_bytes,
+            "detection_limit": self.detection_limit,
+        }
+        if latency is not None:
+            fields.update(
+                tolerance=latency.tolerance.tau,
+                normalised_median_ms=normalisation.normalised_median_ms,
+                median_clock_mhz=normalisation.median_clock_mhz,
+                clock_ref_mhz=normalisation.clock_ref_mhz,
+                beta=normalisation.beta,
+                beta_source=normalisation.beta_source,
+            )
+        if outcome is not None:
+            fields["outcome"] = outcome
+        return replace(result, **fields)
 
 
-def _missing(result: CaseResult, what: str, policy: GatePolicy, outcome: GateOutcome) -> None:
+class _Answer:
+    """What one decision collects while it reads the case; frozen into a :class:`Decision` at the end."""
+
+    def __init__(self, result: CaseResult) -> None:
+        self.verdicts: dict[str, str] = {}
+        self.violations: list[Violation] = []
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
+        self.skip_reason: str | None = None
+        self.defer = self.again = False
+        self.latency: LatencyDecision | None = None
+        self.history = [float(str(stage["ratio"])) for stage in result.stages]  # earlier measurements' ratios
+
+    def freeze(self, baseline: BaselineEntry | None, context: GateContext) -> Decision:
+        return Decision(
+            verdicts=tuple(self.verdicts.items()),
+            violations=tuple(self.violations),
+            skip_reason=self.skip_reason,
+            warnings=tuple(self.warnings),
+            defer=self.defer,
+            again=self.again,
+            latency=self.latency,
+            baseline_median_ms=baseline.median_ms if baseline is not None else None,
+            baseline_peak_bytes=baseline.peak_bytes if baseline is not None else None,
+            detection_limit=baseline.detection_limit if baseline is not None else None,
+            baseline_file=context.baseline_file,
+            notes=tuple(self.notes),
+        )
+
+
+def _missing(result: CaseResult, what: str, policy: GatePolicy, answer: _Answer) -> None:
     message = (
         f"no {what} baseline for {result.test_id} on {result.device} in {result.baseline_file}; "
         "record one with `attnperf update` (or pytest --attnperf --attnperf-update)"
     )
-    result.verdicts[what] = "NO BASELINE"
-    _apply_missing_policy(message, policy, outcome, warn=False)
+    answer.verdicts[what] = "NO BASELINE"
+    _apply_missing_policy(message, policy, answer, warn=False)
 
 
-def _apply_missing_policy(message: str, policy: GatePolicy, outcome: GateOutcome, *, warn: bool) -> None:
+def _apply_missing_policy(message: str, policy: GatePolicy, answer: _Answer, *, warn: bool) -> None:
     if policy.missing == "fail":
-        outcome.violations.append(Violation("baseline", message))
+        answer.violations.append(Violation("baseline", message))
     elif policy.missing == "skip":
-        outcome.skip_reason = message
+        answer.skip_reason = message
     elif warn:
-        outcome.warnings.append(message)
+        answer.warnings.append(message)
     # "warn" for a missing baseline: the verdict says so and the summary counts them; no per-test noise.
 
 
@@ -80,68 +148,87 @@ def _problem(result: CaseResult) -> dict[str, object]:
     return {"backend": result.backend, "mode": result.mode, "shape": result.shape}
 
 
-def evaluate_gate(
+def decide(
     result: CaseResult,
     marks: GateMarks,
     baseline: BaselineEntry | None,
     policy: GatePolicy,
     context: GateContext,
-) -> GateOutcome:
-    """Check ``result`` against its marks and baseline; fill its verdicts and baseline numbers."""
-    outcome = GateOutcome()
-    enforce = not policy.updating
-    if baseline is not None and enforce:
-        differences = problem_differences(baseline.problem(), _problem(result))
-        if differences:
-            message = baseline_mismatch_message(result.test_id, differences, context.baseline_file)
-            for what, mark in (("latency", marks.latency), ("memory", marks.memory)):
-                if mark is not None and mark.use_baseline:
-                    result.verdicts[what] = "BASELINE MISMATCH"
-            result.notes.append(message)
-            _apply_missing_policy(message, policy, outcome, warn=True)
-            baseline = None  # a baseline of another problem gates nothing
-    if baseline is not None:
-        result.baseline_median_ms = baseline.median_ms
-        result.baseline_peak_bytes = baseline.peak_bytes
-        result.detection_limit = baseline.detection_limit
+) -> Decision:
+    """Check ``result`` against its marks and baseline; reads its inputs, writes into nothing."""
+    result = replace(result, baseline_file=context.baseline_file)  # the messages name the file the gate read
+    answer = _Answer(result)
+    mismatch = check_equivalence(result.mismatch, context)  # needs no baseline, so update mode enforces it too
+    if mismatch is not None:
+        answer.violations.append(mismatch)
+    baseline = _same_problem(result, marks, baseline, policy, context, answer)
+    compared = baseline
     if not result.fits:
-        _does_not_fit(result, baseline, policy, context, outcome)
-        return outcome
-    newly_fits = baseline is not None and not baseline.fits and enforce
+        _does_not_fit(result, baseline, policy, context, answer)
+        return answer.freeze(compared, context)
+    newly_fits = baseline is not None and not baseline.fits and enforce_baselines(policy)
     if newly_fits:
-        result.verdicts["memory"] = "newly fits"
-        result.notes.append(
+        answer.verdicts["memory"] = "newly fits"
+        answer.notes.append(
             f"{result.test_id} fits now; its baseline did not fit: a recorded change, not a regression. "
             "Record it with `attnperf update`"
         )
         baseline = None
     if marks.equivalence is not None and result.equivalence_passed is not None:
-        result.verdicts["equivalence"] = "ok" if result.equivalence_passed else "MISMATCH"
-    dispatch_note = _dispatch(result, baseline, policy, context, outcome)
+        answer.verdicts["equivalence"] = "ok" if result.equivalence_passed else "MISMATCH"
+    dispatch_note = _dispatch(result, baseline, policy, context, answer)
     if marks.latency is not None and result.median_ms is not None:
-        _latency(result, marks, baseline, policy, context, outcome, dispatch_note, skip_missing=newly_fits)
+        _latency(result, marks, baseline, policy, context, answer, dispatch_note, skip_missing=newly_fits)
     elif marks.latency is not None and result.reason:
-        result.verdicts["latency"] = "not gated"
-        outcome.warnings.append(f"{result.test_id}: latency not gated: {result.reason}")
+        answer.verdicts["latency"] = "not gated"
+        answer.warnings.append(f"{result.test_id}: latency not gated: {result.reason}")
     if marks.memory is not None:
-        _memory(result, marks, baseline, policy, context, outcome, skip_missing=newly_fits)
-    return outcome
+        _memory(result, marks, baseline, policy, context, answer, skip_missing=newly_fits)
+    return answer.freeze(compared, context)
+
+
+def enforce_baselines(policy: GatePolicy) -> bool:
+    """While refreshing baselines the old ones are reported, not enforced."""
+    return not policy.updating
+
+
+def _same_problem(
+    result: CaseResult,
+    marks: GateMarks,
+    baseline: BaselineEntry | None,
+    policy: GatePolicy,
+    context: GateContext,
+    answer: _Answer,
+) -> BaselineEntry | None:
+    """The baseline, unless it was recorded for another problem: that one gates nothing (and is said)."""
+    if baseline is None or not enforce_baselines(policy):
+        return baseline
+    differences = problem_differences(baseline.problem(), _problem(result))
+    if not differences:
+        return baseline
+    message = baseline_mismatch_message(result.test_id, differences, context.baseline_file)
+    for what, mark in (("latency", marks.latency), ("memory", marks.memory)):
+        if mark is not None and mark.use_baseline:
+            answer.verdicts[what] = "BASELINE MISMATCH"
+    answer.notes.append(message)
+    _apply_missing_policy(message, policy, answer, warn=True)
+    return None
 
 
 def _does_not_fit(
-    result: CaseResult, baseline: BaselineEntry | None, policy: GatePolicy, context: GateContext, outcome: GateOutcome
+    result: CaseResult, baseline: BaselineEntry | None, policy: GatePolicy, context: GateContext, answer: _Answer
 ) -> None:
     if baseline is not None and baseline.fits and not policy.updating:
-        outcome.violations.append(
+        answer.violations.append(
             Violation(
                 "memory",
                 f"{result.test_id} no longer fits in memory, even after freeing everything the plugin holds "
                 f"({result.reason}); its baseline ran with a peak of {baseline.peak_bytes} bytes {context.where()}",
             )
         )
-        result.verdicts["memory"] = "REGRESSION"
+        answer.verdicts["memory"] = "REGRESSION"
     else:
-        outcome.skip_reason = f"does not fit on {result.device}: {result.reason}"
+        answer.skip_reason = f"does not fit on {result.device}: {result.reason}"
 
 
 def _dispatch(
@@ -149,21 +236,21 @@ def _dispatch(
     baseline: BaselineEntry | None,
     policy: GatePolicy,
     context: GateContext,
-    outcome: GateOutcome,
+    answer: _Answer,
 ) -> str | None:
     if baseline is None or policy.fingerprint == "off" or policy.updating:
         return None
     change = describe_change(baseline.fingerprint, result.fingerprint)
     if change is None:
         return None
-    result.notes.append(change)
+    answer.notes.append(change)
     if policy.fingerprint == "fail":
-        result.verdicts["dispatch"] = "DISPATCH CHANGED"
-        outcome.violations.append(
+        answer.verdicts["dispatch"] = "DISPATCH CHANGED"
+        answer.violations.append(
             Violation("dispatch", f"{change} in {context.test_id} (--attnperf-fingerprint=fail) {context.where()}")
         )
     else:
-        outcome.warnings.append(f"{context.test_id}: {change}")
+        answer.warnings.append(f"{context.test_id}: {change}")
     return change
 
 
@@ -173,7 +260,7 @@ def _latency(
     baseline: BaselineEntry | None,
     policy: GatePolicy,
     context: GateContext,
-    outcome: GateOutcome,
+    answer: _Answer,
     dispatch_note: str | None,
     *,
     skip_missing: bool,
@@ -183,43 +270,40 @@ def _latency(
     assert result.median_ms is not None
     budget = check_budget(result.median_ms, spec, context)
     if budget:
-        outcome.violations.append(budget)
+        answer.violations.append(budget)
     requested = spec.tolerance if spec.tolerance is not None else policy.latency_tolerance
     use_baseline = spec.use_baseline and not policy.updating
     if not use_baseline or baseline is None or baseline.median_ms is None:
-        if use_baseline and not skip_missing and "latency" not in result.verdicts:
-            _missing(result, "latency", policy, outcome)
-        result.verdicts.setdefault("latency", "REGRESSION" if budget else "ok")
+        if use_baseline and not skip_missing and "latency" not in answer.verdicts:
+            _missing(result, "latency", policy, answer)
+        answer.verdicts.setdefault("latency", "REGRESSION" if budget else "ok")
         return
     decision = decide_latency(result, baseline, requested, policy.stage, policy.params)
-    outcome.decision = decision
-    result.tolerance = decision.tolerance.tau
-    result.stages.append(decision.stage_record())
-    result.notes.extend(decision.notes)
+    answer.latency = decision
+    answer.notes.extend(decision.notes)
     if spec.tolerance is not None and baseline.detection_limit and spec.tolerance < baseline.detection_limit:
         warning = (
             f"{result.test_id}: the marker asks to catch slowdowns over {spec.tolerance * 100:.1f} %, but "
             f"`attnperf calibrate` measured that this case detects only >= {baseline.detection_limit * 100:.1f} %"
         )
-        result.notes.append(warning)
-        outcome.warnings.append(warning)
+        answer.notes.append(warning)
+        answer.warnings.append(warning)
     if decision.verdict is Verdict.REGRESSION:
         extra = [dispatch_note] if dispatch_note else []
-        history = [float(str(stage["ratio"])) for stage in result.stages]
-        outcome.violations.append(
-            latency_violation(
-                result.median_ms, baseline.median_ms, decision, history, result.median_clock_mhz, context, extra
-            )
+        history = [*answer.history, float(str(decision.stage_record()["ratio"]))]
+        clock_mhz = decision.normalisation.median_clock_mhz
+        answer.violations.append(
+            latency_violation(result.median_ms, baseline.median_ms, decision, history, clock_mhz, context, extra)
         )
-        result.verdicts["latency"] = "REGRESSION"
+        answer.verdicts["latency"] = "REGRESSION"
     elif decision.verdict is Verdict.AMBIGUOUS:
-        result.verdicts["latency"] = "ambiguous"
-        outcome.defer, outcome.again = policy.stage == 1, policy.stage == 2
+        answer.verdicts["latency"] = "ambiguous"
+        answer.defer, answer.again = policy.stage == 1, policy.stage == 2
     else:
-        result.verdicts["latency"] = "REGRESSION" if budget else "ok"
+        answer.verdicts["latency"] = "REGRESSION" if budget else "ok"
         if policy.stage > 1:
-            first = result.stages[0]["ratio"] if result.stages else None
-            result.notes.append(f"the first measurement (x{first}) was not confirmed after a cool-down")
+            first = result.stages[0]["ratio"] if result.stages else decision.stage_record()["ratio"]
+            answer.notes.append(f"the first measurement (x{first}) was not confirmed after a cool-down")
 
 
 def _memory(
@@ -228,29 +312,24 @@ def _memory(
     baseline: BaselineEntry | None,
     policy: GatePolicy,
     context: GateContext,
-    outcome: GateOutcome,
+    answer: _Answer,
     *,
     skip_missing: bool,
 ) -> None:
     spec = marks.memory
     assert spec is not None
     if result.peak_bytes is None:
-        outcome.warnings.append(f"{result.test_id}: peak memory not measured ({result.reason}); memory check skipped")
-        result.verdicts.setdefault("memory", "not measured")
+        answer.warnings.append(f"{result.test_id}: peak memory not measured ({result.reason}); memory check skipped")
+        answer.verdicts.setdefault("memory", "not measured")
         return
     tolerance = spec.tolerance if spec.tolerance is not None else policy.memory_tolerance
     use_baseline = spec.use_baseline and not policy.updating
     baseline_bytes = baseline.peak_bytes if (baseline is not None and use_baseline) else None
-    if use_baseline and baseline_bytes is None and not skip_missing and "memory" not in result.verdicts:
-        _missing(result, "memory", policy, outcome)
+    if use_baseline and baseline_bytes is None and not skip_missing and "memory" not in answer.verdicts:
+        _missing(result, "memory", policy, answer)
     violation = check_memory(
         result.peak_bytes, spec, tolerance=tolerance, baseline_bytes=baseline_bytes, context=context
     )
     if violation:
-        outcome.violations.append(violation)
-    result.verdicts.setdefault("memory", "REGRESSION" if violation else "ok")
-
-
-def equivalence_violation(result: CaseResult, context: GateContext) -> Violation | None:
-    """The equivalence verdict needs no baseline, so update mode enforces it too."""
-    return check_equivalence(result.mismatch, context)
+        answer.violations.append(violation)
+    answer.verdicts.setdefault("memory", "REGRESSION" if violation else "ok")

@@ -43,7 +43,20 @@ THROTTLED = 0.9  # below this clock ratio a pass that only normalisation gives i
 OWN_DROP_NOTE = 0.01  # the case's clock this far under the machine's is said in the verdict
 
 
-@dataclass
+@dataclass(frozen=True)
+class Normalisation:
+    """The case's median brought to its baseline's clock, and the numbers that did it (the record shows them)."""
+
+    normalised_median_ms: float | None = None
+    median_clock_mhz: float | None = None
+    clock_ref_mhz: float | None = None
+    beta: float | None = None
+    beta_source: str | None = None
+    notes: tuple[str, ...] = ()
+    basis: str = "raw"  # what normalised it: raw (nothing), machine or own-clock
+
+
+@dataclass(frozen=True)
 class LatencyDecision:
     verdict: Verdict
     ratio: float  # the ratio decided on
@@ -52,9 +65,10 @@ class LatencyDecision:
     tolerance: Tolerance
     p_value: float
     stage: int
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     decided_by: str = "raw"  # raw, machine (normalised by what the machine explains) or own-clock (the old rule)
     machine_factor: float | None = None  # raw ratio over the normalised one: what normalisation excused
+    normalisation: Normalisation = field(default_factory=Normalisation)
 
     def stage_record(self) -> dict[str, object]:
         return {
@@ -97,8 +111,8 @@ def run_shift(result: CaseResult, baseline: BaselineEntry) -> MachineShift | Non
     return machine_shift(reference_of((result.gpu or {}).get("reference")), reference_of(baseline.reference))
 
 
-def normalise_result(result: CaseResult, baseline: BaselineEntry) -> tuple[list[str], str]:
-    """Fill the result's normalised median, beta, clocks; return notes and what normalised it (see decided_by)."""
+def normalise_result(result: CaseResult, baseline: BaselineEntry) -> Normalisation:
+    """The result's median at the baseline's clock, its beta and clocks, and what normalised it (see decided_by)."""
     times = (result.warmup_ms or []) + (result.samples_ms or [])
     clocks = (result.warmup_clock_mhz or []) + (result.clock_mhz or [])
     samples, sample_clocks = result.samples_ms or [], result.clock_mhz or [None] * len(result.samples_ms or [])
@@ -106,10 +120,13 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> tuple[list[
     stored_beta = baseline_beta(baseline)
     half_width = (baseline.beta_ci[1] - baseline.beta_ci[0]) / 2 if baseline.beta_ci else None
     choice = choose_beta(fit, stored_beta, half_width)
-    result.median_clock_mhz = median_clock(sample_clocks)
-    result.clock_ref_mhz = baseline.clock_mhz
-    result.beta, result.beta_source = choice.beta, choice.source
+    clock = median_clock(sample_clocks)
+    reference = baseline.clock_mhz
     notes: list[str] = []
+
+    def normalised(median_ms: float | None, basis: str) -> Normalisation:
+        return Normalisation(median_ms, clock, reference, choice.beta, choice.source, tuple(notes), basis)
+
     shift = run_shift(result, baseline)
     uuid = (result.device_info or {}).get("uuid")
     run_uuid = str(uuid) if uuid else None
@@ -118,44 +135,37 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> tuple[list[
     if note:
         notes.append(note)
     if not samples:
-        return notes, "raw"
+        return normalised(None, "raw")
     if shift is not None and not shift.trusted(another):
-        result.normalised_median_ms = result.median_ms
         notes.append(f"{shift.describe()}: too far to compare the machines, raw time gated")
-        return notes, "raw"
+        return normalised(result.median_ms, "raw")
     residual = shift.residual if shift is not None and another else 1.0
-    reference = baseline.clock_mhz
-    clock = result.median_clock_mhz
     if clock is None or choice.beta == 0 or reference is None:
         assert result.median_ms is not None
-        result.normalised_median_ms = result.median_ms / residual
         if clock is not None and reference is not None and choice.beta == 0 and choice.source == "none":
             notes.append("beta unknown (the clock barely moved in this run and its baseline): no clock normalisation")
-        return notes, "machine" if shift is not None and residual != 1.0 else "raw"
+        return normalised(result.median_ms / residual, "machine" if shift is not None and residual != 1.0 else "raw")
     ratio = clock / reference
     if not EXTRAPOLATION[0] <= ratio <= EXTRAPOLATION[1]:
-        result.normalised_median_ms = result.median_ms
         notes.append(
             f"SM clock {clock:.0f} MHz is {ratio:.2f} of the baseline's {reference:.0f} MHz: too far to normalise, "
             "raw time gated"
         )
-        return notes, "raw"
+        return normalised(result.median_ms, "raw")
     if shift is None or shift.clock_ratio is None:
-        result.normalised_median_ms = normalised_median(samples, sample_clocks, reference, choice.beta) / residual
         notes.append(
             "no machine reference in this baseline or run: normalised by the case's own clock (the old rule, which "
             "a kernel that lowers its own clock at the power cap passes); re-record the baseline to judge by the machine"
         )
-        return notes, "own-clock"
+        return normalised(normalised_median(samples, sample_clocks, reference, choice.beta) / residual, "own-clock")
     floor = shift.clock_ratio * reference  # the clock the machine explains
     floored = [max(f, floor) if f is not None and f > 0 else floor for f in sample_clocks]
-    result.normalised_median_ms = normalised_median(samples, floored, reference, choice.beta) / residual
     if ratio < shift.clock_ratio * (1 - OWN_DROP_NOTE):
         notes.append(
             f"the case's clock fell to x{ratio:.3f} of its baseline's, the machine's only to x{shift.clock_ratio:.3f}: "
             "the extra drop is the kernel's own and is not normalised away"
         )
-    return notes, "machine"
+    return normalised(normalised_median(samples, floored, reference, choice.beta) / residual, "machine")
 
 
 def decide_latency(
@@ -165,13 +175,15 @@ def decide_latency(
     stage: int,
     params: GateParams = DEFAULT_PARAMS,
 ) -> LatencyDecision:
-    """Normalise ``result`` to ``baseline`` and decide at ``stage`` (1 first, 2 confirmation, 3 last)."""
+    """Normalise ``result`` to ``baseline`` and decide at ``stage`` (1 first, 2 confirmation, 3 last); reads only."""
     assert result.median_ms is not None
     assert baseline.median_ms is not None
-    notes, basis = normalise_result(result, baseline)
+    normalisation = normalise_result(result, baseline)
+    notes, basis = list(normalisation.notes), normalisation.basis
     tol = tolerance(baseline.runs, baseline.spread, requested, params)
     raw_ratio = result.median_ms / baseline.median_ms
-    normalised = result.normalised_median_ms / baseline.median_ms if result.normalised_median_ms else None
+    median_at_clock = normalisation.normalised_median_ms
+    normalised = median_at_clock / baseline.median_ms if median_at_clock else None
     ratio = normalised if normalised is not None else raw_ratio
     over_raw = raw_ratio > 1 + tol.tau
     power_note = _power_note(result, baseline)
@@ -179,9 +191,8 @@ def decide_latency(
         notes.append(power_note)
     if stage == 1:
         verdict = first_verdict(ratio, tol, params)
-        clock_ratio = (
-            result.median_clock_mhz / baseline.clock_mhz if result.median_clock_mhz and baseline.clock_mhz else None
-        )
+        run_clock = normalisation.median_clock_mhz
+        clock_ratio = run_clock / baseline.clock_mhz if run_clock and baseline.clock_mhz else None
         if verdict is Verdict.PASS and over_raw and clock_ratio is not None and clock_ratio < THROTTLED:
             verdict = Verdict.AMBIGUOUS
             notes.append(f"the GPU ran at {clock_ratio:.2f} of the baseline's clock: measured again after a cool-down")
@@ -199,7 +210,17 @@ def decide_latency(
     decided_by = basis if normalised is not None and normalised != raw_ratio else "raw"
     factor = raw_ratio / ratio if decided_by != "raw" else None
     return LatencyDecision(
-        verdict, ratio, raw_ratio, normalised, tol, p_unchanged(ratio, tol), stage, notes, decided_by, factor
+        verdict,
+        ratio,
+        raw_ratio,
+        normalised,
+        tol,
+        p_unchanged(ratio, tol),
+        stage,
+        tuple(notes),
+        decided_by,
+        factor,
+        normalisation,
     )
 
 

@@ -1,5 +1,8 @@
 """The record of one measured case: what the summary, the reports and the baseline update read.
 
+Built by the case gate from the case's measurement (``measure/case.py``) and the gate's frozen
+``Decision`` (``gate/evaluate.py``); frozen itself, so each step makes a new one.
+
 Records travel as JSON in ``item.user_properties``, so they reach the controller under
 pytest-xdist and land in JUnit XML without any extra plumbing. A record carries everything the
 controller needs to write a baseline (the device record and the GPU state it was measured
@@ -13,13 +16,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 RECORD_PROPERTY = "attnperf_result"
+# The record's own version (2: built once, from the measurement and the gate's decision; 1: the records before
+# it carried one, with the same fields). A reader refuses a newer record rather than misread it.
+RECORD_VERSION = 2
 # Verdict words, worst first: the summary shows the first one a case has.
 SERIOUS_VERDICTS = ("REGRESSION", "MISMATCH", "BASELINE MISMATCH", "NO BASELINE", "DISPATCH CHANGED")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CaseResult:
-    """One test's measurement, its baseline and each check's verdict."""
+    """One test's record: who it is, what was measured, what the gate decided, and where it was measured.
+
+    Frozen: each step makes a new record (``dataclasses.replace``) instead of writing into the last one."""
 
     test_id: str
     backend: str | None
@@ -75,6 +83,7 @@ class CaseResult:
     plugin_version: str | None = None
     timing_settings: dict[str, Any] | None = None
     phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step of the case (cost breakdown)
+    record_version: int = RECORD_VERSION
 
     @property
     def latency_ratio(self) -> float | None:
@@ -115,6 +124,12 @@ class CaseResult:
     @classmethod
     def from_json(cls, text: str) -> CaseResult:
         data = json.loads(text)
+        version = data.setdefault("record_version", 1)
+        if not isinstance(version, int) or version > RECORD_VERSION:
+            raise ValueError(
+                f"an attnperf record of version {version!r} (test {data.get('test_id')!r}): this pytest-attnperf reads "
+                f"versions 1 to {RECORD_VERSION}; upgrade it (every process of a run must use the same version)"
+            )
         known = cls.__dataclass_fields__.keys()
         return cls(**{key: value for key, value in data.items() if key in known})
 

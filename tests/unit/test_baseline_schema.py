@@ -13,7 +13,7 @@ import yaml
 from fast_run import CPU, FAST_OPTIONS
 
 import pytest_attnperf.gate.baseline_limits as limits
-import pytest_attnperf.runner as runner  # imported before any pytester snapshot, so a patch of it holds
+import pytest_attnperf.measure.case as measuring  # imported before any pytester snapshot, so a patch of it holds
 from pytest_attnperf.gate.baselines import (
     BaselineEntry,
     BaselineFile,
@@ -24,7 +24,7 @@ from pytest_attnperf.gate.baselines import (
     parse_baseline_text,
 )
 from pytest_attnperf.gate.checks import GateContext
-from pytest_attnperf.gate.evaluate import GatePolicy, evaluate_gate
+from pytest_attnperf.gate.evaluate import GatePolicy, decide
 from pytest_attnperf.gate.results import CaseResult
 from pytest_attnperf.gate.statistics import geometric_mean, log_spread
 from pytest_attnperf.measure.measurement import Measurement
@@ -107,7 +107,7 @@ def test_quantiles_that_contradict_the_median_cannot_switch_the_check_off(tmp_pa
     )
     marks = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)
     policy = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False)
-    outcome = evaluate_gate(result, marks, entry, policy, GateContext("t::a", "NVIDIA H100", "x.yaml"))
+    outcome = decide(result, marks, entry, policy, GateContext("t::a", "NVIDIA H100", "x.yaml"))
     assert [violation.check for violation in outcome.violations] == ["latency"]
 
 
@@ -232,7 +232,7 @@ def test_an_update_that_measures_zero_says_so_and_keeps_a_readable_file(
         """
     )
     zero = Timing(samples_ms=(0.0,) * 10, clock="fake")
-    monkeypatch.setattr(runner, "measure", lambda *_: Measurement(zero, 0, None, None))
+    monkeypatch.setattr(measuring, "measure", lambda *_: Measurement(zero, 0, None, None))
     result = pytester.runpytest_inprocess("--attnperf", *FAST_OPTIONS, "--attnperf-update")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.re_match_lines(

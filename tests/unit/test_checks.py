@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -15,7 +16,7 @@ from fast_run import CPU, FAST_OPTIONS
 from pytest_attnperf.backends.registry import REGISTRY
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path, load_baseline
 from pytest_attnperf.gate.checks import GateContext, check_budget, check_equivalence, check_memory
-from pytest_attnperf.gate.evaluate import GatePolicy, evaluate_gate
+from pytest_attnperf.gate.evaluate import Decision, GatePolicy, decide
 from pytest_attnperf.gate.results import CaseResult
 from pytest_attnperf.measure.equivalence import describe_mismatch, measure_equivalence
 from pytest_attnperf.measure.inputs import make_qkv, torch_dtype
@@ -285,9 +286,7 @@ def _result(median_ms: float = 1.0, peak_bytes: int | None = 1000, fits: bool = 
         baseline_file=CONTEXT.baseline_file,
         reason=None if fits else "OutOfMemoryError: CUDA out of memory",
     )
-    for key, value in fields.items():
-        setattr(result, key, value)
-    return result
+    return dataclasses.replace(result, **fields)  # type: ignore[arg-type]  # the record is frozen
 
 
 def _entry(median_ms: float = 1.0, peak_bytes: int = 1000, fits: bool = True, **fields: Any) -> BaselineEntry:
@@ -313,18 +312,59 @@ BOTH = GateMarks(latency=LatencySpec(), memory=MemorySpec(), equivalence=None)
 LATENCY = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)
 
 
+def evaluate_gate(
+    result: CaseResult, marks: GateMarks, entry: BaselineEntry | None, policy: GatePolicy, context: GateContext
+) -> tuple[Decision, CaseResult]:
+    """The gate's answer, and the record the case gate builds from it (the gate itself writes into nothing)."""
+    decision = decide(result, marks, entry, policy, context)
+    return decision, decision.record(result)
+
+
 def test_gate_uses_the_run_tolerance_unless_the_mark_sets_one() -> None:
     result = _result(median_ms=1.5)
-    outcome = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
+    outcome, result = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
     assert [violation.check for violation in outcome.violations] == ["latency"]
     assert result.verdicts == {"latency": "REGRESSION", "memory": "ok"}
     assert result.baseline_median_ms == 1.0
     assert result.tolerance == 0.1
     lenient = GateMarks(latency=LatencySpec(tolerance=0.6), memory=None, equivalence=None)
-    assert evaluate_gate(_result(median_ms=1.5), lenient, _entry(), _policy(), CONTEXT).violations == []
+    assert evaluate_gate(_result(median_ms=1.5), lenient, _entry(), _policy(), CONTEXT)[0].violations == ()
 
 
 THREE_RUNS = {"runs": 3, "run_medians_ms": (0.999, 1.0, 1.001), "spread": 0.001}
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_the_gate_only_answers_asked_twice_it_answers_the_same_and_changes_nothing(stage: int) -> None:
+    """A trial question needs no copy: decide() reads its inputs and returns a frozen Decision."""
+    result = _result(
+        median_ms=1.2,
+        clock_mhz=[1710.0] * 10,
+        gpu={"reference": {"ms": 0.2 / 0.95, "clock_mhz": 1710.0}},
+        stages=[{"stage": 1, "ratio": 1.05, "verdict": "ambiguous"}] if stage > 1 else [],
+        fingerprint={"families": ["b"], "variant": "y"},
+    )
+    entry = _entry(
+        clock_mhz=1800.0, beta=1.0, reference=REFERENCE, fingerprint={"families": ["a"], "variant": "x"}, **THREE_RUNS
+    )
+    before, entry_before = copy.deepcopy(result), copy.deepcopy(entry)
+    policy = _policy(latency_tolerance=None, stage=stage)
+    first = decide(result, BOTH, entry, policy, CONTEXT)
+    second = decide(result, BOTH, entry, policy, CONTEXT)
+    assert first == second
+    assert result == before
+    assert entry == entry_before
+    assert first.violations
+    assert first.verdict_of("latency") == "REGRESSION"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.skip_reason = "x"  # type: ignore[misc]
+    record = first.record(result, outcome="failed")
+    assert result == before  # the record is a new value
+    assert record.verdicts == {"latency": "REGRESSION", "memory": "ok"}
+    assert record.stages[-1]["stage"] == stage
+    assert record.outcome == "failed"
+    assert record.baseline_median_ms == 1.0
+    assert record.beta_source == "baseline"
 
 
 @pytest.mark.parametrize(
@@ -346,7 +386,7 @@ def test_three_valued_latency_verdict_at_each_stage(
     """A quiet three-run baseline is gated at the 3 % floor: over it, a first measurement is only ambiguous."""
     result = _result(median_ms=ratio)
     policy = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False, stage=stage)
-    outcome = evaluate_gate(result, LATENCY, _entry(**THREE_RUNS), policy, CONTEXT)
+    outcome, result = evaluate_gate(result, LATENCY, _entry(**THREE_RUNS), policy, CONTEXT)
     assert result.tolerance == 0.03
     assert result.verdicts["latency"] == verdict
     assert (outcome.defer, outcome.again, bool(outcome.violations)) == (defer, again, fails)
@@ -356,7 +396,7 @@ def test_three_valued_latency_verdict_at_each_stage(
 def test_a_confirmed_regression_names_every_measurement_and_p() -> None:
     result = _result(median_ms=1.06, stages=[{"stage": 1, "ratio": 1.05, "verdict": "ambiguous"}])
     policy = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False, stage=2)
-    outcome = evaluate_gate(result, LATENCY, _entry(**THREE_RUNS), policy, CHANGED)
+    outcome, result = evaluate_gate(result, LATENCY, _entry(**THREE_RUNS), policy, CHANGED)
     (violation,) = outcome.violations
     assert re.fullmatch(
         r"latency regression in test_attn\.py::test_forward\[flash-attn-4K\]: median 1\.06 ms vs baseline 1 ms: "
@@ -373,21 +413,21 @@ def test_the_clock_excuses_what_it_explains_and_the_message_shows_both_ratios() 
     """A compute-bound case (beta 1) that ran at 0.95 of the baseline's clock is 5 % slower raw, 0 % normalised."""
     slow_clock = _result(median_ms=1.0 / 0.95, clock_mhz=[1710.0] * 10)
     entry = _entry(clock_mhz=1800.0, beta=1.0, beta_ci=(0.95, 1.05), **THREE_RUNS)
-    outcome = evaluate_gate(slow_clock, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
-    assert outcome.violations == []
+    outcome, slow_clock = evaluate_gate(slow_clock, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    assert outcome.violations == ()
     assert not outcome.defer
     assert slow_clock.normalised_ratio == pytest.approx(1.0)
     assert slow_clock.latency_ratio == pytest.approx(1 / 0.95)
     assert slow_clock.beta_source == "baseline"
     real = _result(median_ms=1.2 / 0.95, clock_mhz=[1710.0] * 10)
-    (violation,) = evaluate_gate(real, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT).violations
+    (violation,) = evaluate_gate(real, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)[0].violations
     assert "x1.263 raw, x1.200 at the baseline's clock (1710 MHz; normalised) (+20.0 %)" in violation.message
 
 
 def test_a_clock_too_far_from_the_baselines_is_not_normalised() -> None:
     result = _result(median_ms=1.5, clock_mhz=[1000.0] * 10)
     entry = _entry(clock_mhz=1800.0, beta=1.0, **THREE_RUNS)
-    outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert [violation.check for violation in outcome.violations] == ["latency"]
     assert result.normalised_median_ms == 1.5
     assert any("too far to normalise" in note for note in result.notes)
@@ -403,7 +443,7 @@ def test_a_kernel_whose_own_clock_fell_further_than_the_machines_is_judged_on_th
     """Same cycles, more energy per cycle at the power cap: the clock falls 9 %, the machine's reference did not."""
     result = _result(median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"reference": REFERENCE})
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
-    outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     (violation,) = outcome.violations
     assert result.normalised_ratio == pytest.approx(1.1)
     assert any("the extra drop is the kernel's own" in note for note in result.notes)
@@ -416,19 +456,19 @@ def test_the_clock_the_machine_explains_is_normalised_and_the_message_says_so() 
         median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"reference": {"ms": 0.2 / 0.9089, "clock_mhz": 1636.0}}
     )
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
-    outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
-    assert outcome.violations == []
-    assert outcome.decision is not None
-    assert outcome.decision.decided_by == "machine"
+    outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    assert outcome.violations == ()
+    assert outcome.latency is not None
+    assert outcome.latency.decided_by == "machine"
     assert result.normalised_ratio == pytest.approx(1.0, abs=1e-3)
-    assert outcome.decision.explanation().startswith("decided on the normalised ratio x1.000 (raw x1.100")
+    assert outcome.latency.explanation().startswith("decided on the normalised ratio x1.000 (raw x1.100")
 
 
 def test_a_regression_message_says_raw_normalised_what_the_machine_excused_and_which_decided() -> None:
     machine = {"ms": 0.2 / 0.95, "clock_mhz": 1710.0}  # the machine's reference 5 % lower in clock, as slow as that
     result = _result(median_ms=1.2, clock_mhz=[1710.0] * 10, gpu={"reference": machine})
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
-    (violation,) = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT).violations
+    (violation,) = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)[0].violations
     assert (
         "x1.200 raw, x1.140 at the baseline's clock (1710 MHz; normalised) (+14.0 %); decided on the normalised ratio "
         "x1.140 (raw x1.200; normalised by what the machine explains: x1.053 excused)"
@@ -438,17 +478,17 @@ def test_a_regression_message_says_raw_normalised_what_the_machine_excused_and_w
 def test_without_a_machine_reference_the_old_own_clock_rule_applies_and_says_so() -> None:
     result = _result(median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"energy_mj_per_call": 15.0})
     entry = _entry(clock_mhz=1800.0, beta=1.0, energy_mj=10.0, **THREE_RUNS)
-    outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert not outcome.violations
-    assert outcome.decision is not None
-    assert outcome.decision.decided_by == "own-clock"
+    assert outcome.latency is not None
+    assert outcome.latency.decided_by == "own-clock"
     assert any("no machine reference" in note and "old rule" in note for note in result.notes)
 
 
 def test_mean_power_is_reported_beside_the_verdict_and_never_decides() -> None:
     result = _result(median_ms=1.0, clock_mhz=[1800.0] * 10, gpu={"reference": REFERENCE, "burst_power_w": 690.0})
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, power_w=600.0, power_spread=0.01, **THREE_RUNS)
-    outcome = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert not outcome.violations
     assert "mean power while running 690 W, x1.150 the baseline's, between-run spread 1.0 %" in result.notes
 
@@ -456,8 +496,8 @@ def test_mean_power_is_reported_beside_the_verdict_and_never_decides() -> None:
 def test_a_marker_tolerance_below_the_calibrated_detection_limit_is_reported() -> None:
     marks = GateMarks(latency=LatencySpec(tolerance=0.02), memory=None, equivalence=None)
     result = _result(median_ms=1.0)
-    outcome = evaluate_gate(result, marks, _entry(detection_limit=0.04, **THREE_RUNS), _policy(), CONTEXT)
-    assert outcome.warnings == [
+    outcome, result = evaluate_gate(result, marks, _entry(detection_limit=0.04, **THREE_RUNS), _policy(), CONTEXT)
+    assert list(outcome.warnings) == [
         f"{CONTEXT.test_id}: the marker asks to catch slowdowns over 2.0 %, but `attnperf calibrate` measured that "
         "this case detects only >= 4.0 %"
     ]
@@ -470,7 +510,7 @@ def test_a_marker_tolerance_below_the_calibrated_detection_limit_is_reported() -
 )
 def test_missing_baseline_policy(missing: str, violations: list[str], skip: bool) -> None:
     result = _result()
-    outcome = evaluate_gate(result, BOTH, None, _policy(missing), CONTEXT)
+    outcome, result = evaluate_gate(result, BOTH, None, _policy(missing), CONTEXT)
     assert [violation.check for violation in outcome.violations] == violations
     assert (outcome.skip_reason is not None) == skip
     assert result.verdicts == {"latency": "NO BASELINE", "memory": "NO BASELINE"}
@@ -488,7 +528,7 @@ def test_a_baseline_of_another_problem_never_gates_silently(missing: str, failed
     recorded = _entry(median_ms=100.0)
     recorded = dataclasses.replace(recorded, shape={"heads": 8, "dtype": "float32", "q_len": 64})
     result = _result(median_ms=1.0, shape={"heads": 1, "dtype": "bfloat16", "q_len": 64}, mode="forward+backward")
-    outcome = evaluate_gate(result, BOTH, recorded, _policy(missing), CONTEXT)
+    outcome, result = evaluate_gate(result, BOTH, recorded, _policy(missing), CONTEXT)
     assert result.verdicts == {"latency": "BASELINE MISMATCH", "memory": "BASELINE MISMATCH"}
     assert result.verdict() == "BASELINE MISMATCH"
     assert result.baseline_median_ms is None  # never compared: not x0.01
@@ -500,41 +540,41 @@ def test_a_baseline_of_another_problem_never_gates_silently(missing: str, failed
     )
     assert [v.message for v in outcome.violations] == ([message] if failed else [])
     assert (outcome.skip_reason == message) == skipped
-    assert outcome.warnings == ([message] if missing == "warn" else [])
+    assert list(outcome.warnings) == ([message] if missing == "warn" else [])
 
 
 def test_updating_reports_the_old_baseline_without_enforcing_it() -> None:
     result = _result(median_ms=100.0, peak_bytes=10**9)
-    outcome = evaluate_gate(result, BOTH, _entry(), _policy("fail", updating=True), CONTEXT)
-    assert outcome.violations == []
+    outcome, result = evaluate_gate(result, BOTH, _entry(), _policy("fail", updating=True), CONTEXT)
+    assert outcome.violations == ()
     assert result.latency_ratio == 100.0
 
 
 def test_updating_still_enforces_an_absolute_budget() -> None:
     marks = GateMarks(latency=LatencySpec(budget_ms=1.0, use_baseline=False), memory=None, equivalence=None)
-    outcome = evaluate_gate(_result(median_ms=2.0), marks, None, _policy(updating=True), CONTEXT)
+    outcome, _ = evaluate_gate(_result(median_ms=2.0), marks, None, _policy(updating=True), CONTEXT)
     assert [violation.check for violation in outcome.violations] == ["latency"]
 
 
 def test_a_case_that_no_longer_fits_even_in_a_clean_state_is_a_memory_regression() -> None:
     result = _result(fits=False)
-    outcome = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
+    outcome, result = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
     assert [violation.check for violation in outcome.violations] == ["memory"]
     assert "no longer fits in memory, even after freeing everything the plugin holds" in outcome.violations[0].message
     assert result.verdict() == "REGRESSION"
 
 
 def test_a_case_that_never_fit_is_skipped() -> None:
-    outcome = evaluate_gate(_result(fits=False), BOTH, _entry(fits=False), _policy(), CONTEXT)
-    assert outcome.violations == []
+    outcome, _ = evaluate_gate(_result(fits=False), BOTH, _entry(fits=False), _policy(), CONTEXT)
+    assert outcome.violations == ()
     assert outcome.skip_reason == f"does not fit on {CONTEXT.device_name}: OutOfMemoryError: CUDA out of memory"
 
 
 @pytest.mark.parametrize("missing", ["fail", "warn"])
 def test_fits_now_but_the_baseline_did_not_is_a_recorded_change_not_no_baseline(missing: str) -> None:
     result = _result(median_ms=2.0)
-    outcome = evaluate_gate(result, BOTH, _entry(fits=False), _policy(missing), CONTEXT)
-    assert outcome.violations == []
+    outcome, result = evaluate_gate(result, BOTH, _entry(fits=False), _policy(missing), CONTEXT)
+    assert outcome.violations == ()
     assert outcome.skip_reason is None
     assert result.verdicts["memory"] == "newly fits"
     assert "NO BASELINE" not in result.verdicts.values()
@@ -546,7 +586,7 @@ def test_fits_now_but_the_baseline_did_not_is_a_recorded_change_not_no_baseline(
 def test_a_changed_dispatch_is_reported_and_fails_with_the_option(policy: str, fails: bool) -> None:
     recorded = _entry(fingerprint={"families": ["pytorch_flash::flash_fwd_kernel"], "variant": "a" * 12}, **THREE_RUNS)
     result = _result(median_ms=1.0, fingerprint={"families": ["cudnn_generated_fort_native_sdpa"], "variant": "b" * 12})
-    outcome = evaluate_gate(result, LATENCY, recorded, _policy(fingerprint=policy), CONTEXT)
+    outcome, result = evaluate_gate(result, LATENCY, recorded, _policy(fingerprint=policy), CONTEXT)
     change = "dispatch changed: pytorch_flash::flash_fwd_kernel -> cudnn_generated_fort_native_sdpa"
     assert (change in result.notes) == (policy != "off")
     assert bool(outcome.violations) == fails
@@ -558,25 +598,24 @@ def test_a_changed_dispatch_is_reported_and_fails_with_the_option(policy: str, f
 def test_a_dispatch_change_is_named_in_a_latency_failure() -> None:
     recorded = _entry(fingerprint={"families": ["a"], "variant": "x"}, **THREE_RUNS)
     result = _result(median_ms=2.0, fingerprint={"families": ["b"], "variant": "y"})
-    (violation,) = evaluate_gate(result, LATENCY, recorded, _policy(), CONTEXT).violations
+    (violation,) = evaluate_gate(result, LATENCY, recorded, _policy(), CONTEXT)[0].violations
     assert "dispatch changed: a -> b" in violation.message
 
 
 def test_unmeasured_memory_warns_instead_of_passing_silently() -> None:
     result = _result(peak_bytes=None)
-    outcome = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
-    assert outcome.violations == []
+    outcome, result = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
+    assert outcome.violations == ()
     assert result.verdicts["memory"] == "not measured"
     assert len(outcome.warnings) == 1
 
 
 def test_too_few_samples_is_an_explicit_result_never_an_empty_one() -> None:
-    result = _result()
-    result.median_ms, result.reason = None, "too few samples: 2 kept, 40 discarded as throttled"
-    outcome = evaluate_gate(result, LATENCY, _entry(), _policy(), CONTEXT)
+    result = dataclasses.replace(_result(), median_ms=None, reason="too few samples: 2 kept, 40 discarded as throttled")
+    outcome, result = evaluate_gate(result, LATENCY, _entry(), _policy(), CONTEXT)
     assert result.verdicts["latency"] == "not gated"
     assert result.verdict() == "not gated"
-    assert outcome.warnings == [
+    assert list(outcome.warnings) == [
         f"{CONTEXT.test_id}: latency not gated: too few samples: 2 kept, 40 discarded as throttled"
     ]
 

@@ -1,6 +1,6 @@
 """An ambiguous case is measured again at the end of the session, after a cool-down, and reported once.
 
-The measurements are scripted (``runner.measure`` replaced), so each stage's ratio is exact: the
+The measurements are scripted (``measure.case.measure`` replaced: every case is measured there), so each stage's ratio is exact: the
 baseline is 1 ms from one run, which gates at 4.1 % (the prior spread alone); a first measurement
 of x1.05 is ambiguous, x1.5 a clear regression.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fast_run import CPU, FAST_OPTIONS
 
-import pytest_attnperf.runner as runner  # imported here, before any pytester snapshot, so the patch holds
+import pytest_attnperf.measure.case as measuring  # imported before any pytester snapshot, so the patch holds
 from pytest_attnperf.gate.baselines import BaselineEntry, baseline_path, merge_entries
 from pytest_attnperf.measure.measurement import Measurement
 from pytest_attnperf.measure.timing import Timing
@@ -49,7 +49,7 @@ def scripted(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> list
         median = medians[min(index, len(medians) - 1)]
         return Measurement(Timing(samples_ms=(median,) * 10, clock="fake"), 100, None, None)
 
-    monkeypatch.setattr(runner, "measure", fake_measure)
+    monkeypatch.setattr(measuring, "measure", fake_measure)
     pytester.makepyfile(test_x=TESTS)
     _baseline(pytester)
     return medians
@@ -137,7 +137,7 @@ XDIST_CONFTEST = """
 import os
 from pytest_attnperf.measure.measurement import Measurement
 from pytest_attnperf.measure.timing import Timing
-import pytest_attnperf.runner as runner
+import pytest_attnperf.measure.case as measuring
 
 COUNT = [0]
 
@@ -147,7 +147,7 @@ def fake_measure(*_):
     COUNT[0] += 1
     return Measurement(Timing(samples_ms=(median,) * 10, clock="fake"), 100, None, None)
 
-runner.measure = fake_measure
+measuring.measure = fake_measure  # the one measuring path (measure/case.py)
 """
 
 

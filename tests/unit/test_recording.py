@@ -106,8 +106,8 @@ def test_the_controller_writes_baselines_from_the_records_without_touching_a_gpu
 
     monkeypatch.setattr(AttnPerfSession, "device", property(no_device))
     rng = random.Random(5)
-    state.results = [run(1.0, "GPU-aaaa", rng)]
-    state.results[0].session_gpu_state = {"max_sm_clock_mhz": 1980, "temperature_c": 35}
+    gpu_state = {"max_sm_clock_mhz": 1980, "temperature_c": 35}
+    state.results = [dataclasses.replace(run(1.0, "GPU-aaaa", rng), session_gpu_state=gpu_state)]  # records are frozen
     outcome = update_baselines(state.settings, state.results, state.baseline_path)
     assert (outcome.errors, outcome.failed, len(outcome.changes)) == ((), False, 1)
     written = load_baseline(baseline_path(tmp_path / "baselines", "nvidia-h200"))
