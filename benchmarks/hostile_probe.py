@@ -3123,6 +3123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # that, so the Ctrl-C probe would test nothing. A handled signal is reset to the default on exec.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     started = datetime.datetime.now(datetime.timezone.utc)
+    commit = git_commit()  # the code the probes run against, before anyone commits during the run
     clock = time.perf_counter()
     ctx = discover_context()
     _CONTEXT.append(ctx)
@@ -3144,7 +3145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/hostile_probe.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     families = tuple(dict.fromkeys(probe.family for probe in probes))
     run = RunInfo(
-        started.strftime("%Y-%m-%d %H:%M UTC"), (time.perf_counter() - clock) / 60, git_commit(), command, families
+        started.strftime("%Y-%m-%d %H:%M UTC"), (time.perf_counter() - clock) / 60, commit, command, families
     )
     runs, table = [run], ordered
     if earlier is not None:
