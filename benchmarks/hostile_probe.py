@@ -1922,6 +1922,7 @@ def cli_probes() -> list[Probe]:
                 "--attnperf-head-dim=16",
                 "--attnperf-warmup=1ms",
                 "--attnperf-rep=5ms",
+                "--attnperf-allow-busy-cpu",  # a shared machine is busy (round3-update probes the guard)
                 "-p",
                 "no:cacheprovider",
             ],
@@ -1972,25 +1973,44 @@ def oom_probes() -> list[Probe]:
             fails_no_longer_fits,
             files=fit,
         ),
+        # Since round 3 every size has an upper bound (spec/bounds.py): these three are refused before anything is
+        # allocated; the two after them reach the allocation within the bounds.
         Probe(
             "oom",
             "--attnperf-seqlens=1000000000 (inputs of 128 GB) under ulimit -v",
             capped(pytest_argv("--attnperf-seqlens=1000000000")),
-            does_not_fit,
+            refuses(r"--attnperf-seqlens", r"1,000,000,000 is larger than", codes=(4,)),
         ),
         Probe(
             "oom",
             "attnperf_shape(batch=2**20): 8.6 GB of inputs under ulimit -v",
             capped(pytest_argv("test_m.py")),
-            does_not_fit,
+            refuses(r"test_m", r"batch 1,048,576 is larger than", codes=(2,)),
             files={"test_m.py": MARKED_TEST.format(decorators="@pytest.mark.attnperf_shape(batch=2**20)")},
         ),
         Probe(
             "oom",
             "attnperf_shape(head_dim=2**31): an impossible shape",
             capped(pytest_argv("test_m.py")),
-            does_not_fit,
+            refuses(r"test_m", r"head_dim 2,147,483,648 is larger than", codes=(2,)),
             files={"test_m.py": MARKED_TEST.format(decorators="@pytest.mark.attnperf_shape(head_dim=2**31)")},
+        ),
+        Probe(
+            "oom",
+            "--attnperf-seqlens=33554432 (the bound: inputs of 12 GB) under ulimit -v",
+            capped(pytest_argv("--attnperf-seqlens=33554432")),
+            does_not_fit,
+        ),
+        Probe(
+            "oom",
+            "attnperf_shape(batch=65536, heads=4096, kv_heads=4096, head_dim=4096): every size at its bound",
+            capped(pytest_argv("test_m.py")),
+            does_not_fit,
+            files={
+                "test_m.py": MARKED_TEST.format(
+                    decorators="@pytest.mark.attnperf_shape(batch=65536, heads=4096, kv_heads=4096, head_dim=4096)"
+                )
+            },
         ),
         Probe(
             "oom",
@@ -2023,7 +2043,9 @@ def oom_probes() -> list[Probe]:
             ).replace("exec ", "")
             + "; rc=$?; grep -E '\"(status|reason)\"' r/study.json; exit $rc",
             does_not_fit,
-            weight=2,
+            # --quick also runs the decode section (added after round 2): about 110 s on a shared 2-core machine.
+            timeout=300,
+            weight=6,
             show=r'"reason": .*',
         ),
     ]
