@@ -15,6 +15,8 @@ commands are run. Standard library only.
     python benchmarks/hostile_probe.py                  # every probe, 2 at a time, Markdown on stdout
     python benchmarks/hostile_probe.py --only yaml      # one family (see --list)
     python benchmarks/hostile_probe.py --jobs 4 --out docs/results/hostile-probe-before.md
+    python benchmarks/hostile_probe.py --only inputs3 --merge --out docs/results/cpu/hostile-probe.md
+                                                        # rerun one family, keep the other families' rows
 
 Run it with the Python of the environment that has pytest-attnperf installed (its ``attnperf`` script is
 looked up next to that Python first). Some probes need to drop root's permission override (read-only
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -1919,6 +1922,7 @@ def cli_probes() -> list[Probe]:
                 "--attnperf-head-dim=16",
                 "--attnperf-warmup=1ms",
                 "--attnperf-rep=5ms",
+                "--attnperf-allow-busy-cpu",  # a shared machine is busy (round3-update probes the guard)
                 "-p",
                 "no:cacheprovider",
             ],
@@ -1969,25 +1973,44 @@ def oom_probes() -> list[Probe]:
             fails_no_longer_fits,
             files=fit,
         ),
+        # Since round 3 every size has an upper bound (spec/bounds.py): these three are refused before anything is
+        # allocated; the two after them reach the allocation within the bounds.
         Probe(
             "oom",
             "--attnperf-seqlens=1000000000 (inputs of 128 GB) under ulimit -v",
             capped(pytest_argv("--attnperf-seqlens=1000000000")),
-            does_not_fit,
+            refuses(r"--attnperf-seqlens", r"1,000,000,000 is larger than", codes=(4,)),
         ),
         Probe(
             "oom",
             "attnperf_shape(batch=2**20): 8.6 GB of inputs under ulimit -v",
             capped(pytest_argv("test_m.py")),
-            does_not_fit,
+            refuses(r"test_m", r"batch 1,048,576 is larger than", codes=(2,)),
             files={"test_m.py": MARKED_TEST.format(decorators="@pytest.mark.attnperf_shape(batch=2**20)")},
         ),
         Probe(
             "oom",
             "attnperf_shape(head_dim=2**31): an impossible shape",
             capped(pytest_argv("test_m.py")),
-            does_not_fit,
+            refuses(r"test_m", r"head_dim 2,147,483,648 is larger than", codes=(2,)),
             files={"test_m.py": MARKED_TEST.format(decorators="@pytest.mark.attnperf_shape(head_dim=2**31)")},
+        ),
+        Probe(
+            "oom",
+            "--attnperf-seqlens=33554432 (the bound: inputs of 12 GB) under ulimit -v",
+            capped(pytest_argv("--attnperf-seqlens=33554432")),
+            does_not_fit,
+        ),
+        Probe(
+            "oom",
+            "attnperf_shape(batch=65536, heads=4096, kv_heads=4096, head_dim=4096): every size at its bound",
+            capped(pytest_argv("test_m.py")),
+            does_not_fit,
+            files={
+                "test_m.py": MARKED_TEST.format(
+                    decorators="@pytest.mark.attnperf_shape(batch=65536, heads=4096, kv_heads=4096, head_dim=4096)"
+                )
+            },
         ),
         Probe(
             "oom",
@@ -2020,7 +2043,9 @@ def oom_probes() -> list[Probe]:
             ).replace("exec ", "")
             + "; rc=$?; grep -E '\"(status|reason)\"' r/study.json; exit $rc",
             does_not_fit,
-            weight=2,
+            # --quick also runs the decode section (added after round 2): about 110 s on a shared 2-core machine.
+            timeout=300,
+            weight=6,
             show=r'"reason": .*',
         ),
     ]
@@ -2770,7 +2795,8 @@ def round3_input_probes() -> list[Probe]:
                                   "def test_fwd(attnperf, attn_backend, qkv):\n    attnperf.measure(attn_backend, qkv)\n"}),
         Probe("inputs3", "PYTHONIOENCODING=ascii, `attnperf show` of a file whose GPU name is 'GPU \u00e9\u2122'",
               ["{attnperf}", "show", "gpu.yaml"], accepts(r"GPU \\xe9\\u2122"),
-              files={"gpu.yaml": baseline_with(name="'GPU \u00e9\u2122'")}, env={"PYTHONIOENCODING": "ascii"}),
+              files={"gpu.yaml": baseline_with(name="'GPU \u00e9\u2122'")}, env={"PYTHONIOENCODING": "ascii"},
+              show=r"^gpu\.yaml: .*"),
         Probe("inputs3", "PYTHONIOENCODING=ascii, --attnperf-update into the folder 'b\u00e1sicas'",
               pytest_argv("--attnperf-update", "--attnperf-baselines=b\u00e1sicas"), accepts(r"1 passed"),
               env={"PYTHONIOENCODING": "ascii"}),
@@ -2779,7 +2805,7 @@ def round3_input_probes() -> list[Probe]:
               accepts(r"1 passed, 1 skipped", r"installed but cannot be imported"), files=BROKEN_FA4_FILES),
         Probe("inputs3", "a 20,000-entry baseline file (`attnperf show`)", ["{attnperf}", "show", "big.yaml"],
               accepts(r"20,000 entries|20000 entries"), files={"big.yaml": big_baseline(20_000)}, timeout=900,
-              weight=30),
+              weight=30, show=r"^big\.yaml: .*"),
     ]
     bad_configs: list[tuple[str, FileContent, str]] = [
         ("head_dim: 0", model_config(head_dim=0), r"head_dim must be a positive integer"),
@@ -2918,31 +2944,91 @@ def describe_files(probe: Probe, ctx: Ctx) -> str:
     return "; ".join(parts) or "-"
 
 
-def machine_line(ctx: Ctx) -> str:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+def git_commit() -> str:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
         ).stdout.strip()
     except OSError:
-        commit = "?"
+        commit = ""
+    return commit or "?"
+
+
+def machine_line(ctx: Ctx) -> str:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (
         f"{ctx.name}, {os.cpu_count()} cores (load average {load} at the end: the machine is shared), "
         f"{memory:.0f} GiB RAM, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {ctx.torch}, pytest-attnperf at commit {commit or '?'}; "
+        f"Python {platform.python_version()}, torch {ctx.torch}; "
         f"read-only probes: {'yes' if ctx.drop_dac is not None else 'no'}, tmpfs probe: {'yes' if ctx.tmpfs else 'no'}"
     )
 
 
-def render(rows: list[Row], ctx: Ctx, command: str, started: datetime.datetime, seconds: float, keep: bool) -> str:
+# ---------------------------------------------------------------- the report, and merging a run into an earlier one
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of this script whose rows the report holds: when, on which commit, with which command."""
+
+    date: str  # '2026-12-02 01:54 UTC'
+    minutes: float
+    commit: str
+    command: str
+    families: tuple[str, ...]
+
+    def line(self, probes: int) -> str:
+        return (
+            f"  - {self.date} ({self.minutes:.1f} min), pytest-attnperf at commit {self.commit}: `{self.command}`; "
+            f"families {', '.join(self.families)} ({probes} probes)"
+        )
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """A row of the report's table as written (cells escaped); a merge keeps those of the families that did not run."""
+
+    family: str
+    input: str
+    happened: str
+    verdict: str
+    reproduce: tuple[str, ...] = ()  # the '  - run/files/saw' lines of its defect entry
+
+
+RUN_LINE = re.compile(
+    r"^  - (?P<date>.+?) \((?P<minutes>[\d.]+) min\), pytest-attnperf at commit (?P<commit>\S+): `(?P<command>.+)`; "
+    r"families (?P<families>.+) \(\d+ probes\)$"
+)
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def table_rows(rows: list[Row], ctx: Ctx) -> list[TableRow]:
+    made = []
+    for row in rows:
+        reproduce: tuple[str, ...] = ()
+        if row.verdict in ("DEFECT", HARNESS_ERROR):
+            command = readable(row.probe.cmd, ctx, abbreviate=True) if row.probe.custom is None else "(a timing)"
+            reproduce = (
+                f"  - run: `{command}`"
+                + (f" in `{row.probe.cwd}`" if row.probe.cwd != "." else "")
+                + (f", env {dict(row.probe.env)}" if row.probe.env else ""),
+                f"  - files: {describe_files(row.probe, ctx)}",
+                f"  - saw: {trim(row.happened, 400)}",
+            )
+        made.append(TableRow(row.probe.family, cell(row.probe.input), cell(row.happened), row.verdict, reproduce))
+    return made
+
+
+def render(runs: Sequence[RunInfo], rows: Sequence[TableRow], ctx: Ctx, machine: str, keep: bool) -> str:
+    """The report: each run's command, date and commit, the verdict counts, the table, how to reproduce a defect."""
     counts = {verdict: sum(row.verdict == verdict for row in rows) for verdict in (*VERDICTS, SKIPPED, HARNESS_ERROR)}
     lines = [
         "# Hostile probe of pytest-attnperf",
         "",
-        f"- command: `{command}`",
-        f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')} ({seconds / 60:.1f} min)",
-        f"- machine: {machine_line(ctx)}",
+        "- runs (the rows of a family come from the latest run of it):",
+        *(run.line(sum(row.family in run.families for row in rows)) for run in runs),
+        f"- machine: {machine}",
         f"- {len(rows)} probes: **{counts['clear error']} clear error, {counts['acceptable']} acceptable, "
         f"{counts['DEFECT']} DEFECT**"
         + (f", {counts[SKIPPED]} skipped" if counts[SKIPPED] else "")
@@ -2957,27 +3043,72 @@ def render(rows: list[Row], ctx: Ctx, command: str, started: datetime.datetime, 
         "| # | family | input | what happened | verdict |",
         "|---:|---|---|---|---|",
     ]
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         verdict = f"**{row.verdict}**" if row.verdict == "DEFECT" else row.verdict
-        lines.append(
-            f"| {row.number} | {row.probe.family} | {cell(row.probe.input)} | {cell(row.happened)} | {verdict} |"
-        )
-    defects = [row for row in rows if row.verdict in ("DEFECT", HARNESS_ERROR)]
+        lines.append(f"| {number} | {row.family} | {row.input} | {row.happened} | {verdict} |")
+    defects = [(number, row) for number, row in enumerate(rows, 1) if row.reproduce]
     if defects:
         lines += ["", "## Reproducing the defects", ""]
-        for row in defects:
-            command = readable(row.probe.cmd, ctx, abbreviate=True) if row.probe.custom is None else "(a timing)"
-            lines += [
-                f"- **#{row.number}** ({row.probe.family}) {row.probe.input}",
-                f"  - run: `{command}`"
-                + (f" in `{row.probe.cwd}`" if row.probe.cwd != "." else "")
-                + (f", env {dict(row.probe.env)}" if row.probe.env else ""),
-                f"  - files: {describe_files(row.probe, ctx)}",
-                f"  - saw: {trim(row.happened, 400)}",
-            ]
+        for number, row in defects:
+            lines += [f"- **#{number}** ({row.family}) {row.input}", *row.reproduce]
     if keep:
         lines += ["", "(--keep: the project folders were left under the system's temporary folder)"]
     return "\n".join(lines) + "\n"
+
+
+def parse_report(text: str, source: Path) -> tuple[list[RunInfo], list[TableRow], str]:
+    """The runs, rows and machine line of a report this script wrote (also the one-command header of round 2)."""
+    rows: list[TableRow] = []
+    reproduce: dict[int, list[str]] = {}
+    current_defect: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| # "):
+            cells = [part.strip() for part in _CELL_SPLIT.split(line)[1:-1]]
+            if len(cells) != 5 or not cells[0].isdigit():
+                raise SystemExit(f"hostile_probe: {source}: not a row of the probe's table: {line[:120]}")
+            rows.append(TableRow(cells[1], cells[2], cells[3], cells[4].strip("*")))
+        head = re.match(r"^- \*\*#(\d+)\*\* ", line)
+        if head:
+            current_defect = reproduce.setdefault(int(head.group(1)), [])
+        elif current_defect is not None and line.startswith("  - "):
+            current_defect.append(line)
+        else:
+            current_defect = None
+    rows = [
+        TableRow(row.family, row.input, row.happened, row.verdict, tuple(reproduce.get(number, ())))
+        for number, row in enumerate(rows, 1)
+    ]
+    machine = re.search(r"^- machine: (.*)$", text, re.MULTILINE)
+    runs = [
+        RunInfo(m["date"], float(m["minutes"]), m["commit"], m["command"], tuple(m["families"].split(", ")))
+        for m in map(RUN_LINE.match, text.splitlines())
+        if m
+    ]
+    if not runs:  # a report of one run (round 2's): command, date, and the commit inside the machine line
+        command = re.search(r"^- command: `(.*)`$", text, re.MULTILINE)
+        date = re.search(r"^- date: (.*) \(([\d.]+) min\)$", text, re.MULTILINE)
+        commit = re.search(r"pytest-attnperf at commit (\w+)", text)
+        if command and date and commit:
+            families = tuple(dict.fromkeys(row.family for row in rows))
+            runs = [RunInfo(date[1], float(date[2]), commit[1], command[1], families)]
+    if not rows or not runs or machine is None:
+        raise SystemExit(f"hostile_probe: {source}: no runs, machine line or table: not a report of this script")
+    return runs, rows, re.sub(r", pytest-attnperf at commit \w+", "", machine[1])
+
+
+def merge(
+    old_runs: Sequence[RunInfo], old_rows: Sequence[TableRow], run: RunInfo, new_rows: Sequence[TableRow]
+) -> tuple[list[RunInfo], list[TableRow]]:
+    """The old report with the rows of ``run``'s families replaced by its rows; families in the script's order."""
+    order = {family: index for index, family in enumerate(FAMILIES)}
+    kept = [row for row in old_rows if row.family not in run.families]
+    rows = sorted([*kept, *new_rows], key=lambda row: order.get(row.family, len(order)))  # stable: rows keep order
+    runs = []
+    for old in old_runs:
+        families = tuple(family for family in old.families if family not in run.families)
+        if families:
+            runs.append(dataclasses.replace(old, families=families))
+    return [*runs, run], rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2988,7 +3119,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     parser.add_argument("--keep", action="store_true", help="keep each probe's project folder")
     parser.add_argument("--list", action="store_true", help="list the probes and exit")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the rows of the families that run in the --out report, keep the others (with their run)",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.merge and (arguments.out is None or not arguments.out.is_file()):
+        parser.error("--merge needs --out naming an existing report of this script to merge into")
+    if arguments.merge and arguments.match:
+        parser.error("--merge replaces whole families: it cannot be combined with --match")
+    earlier = parse_report(arguments.out.read_text(encoding="utf-8"), arguments.out) if arguments.merge else None
     probes = [
         probe
         for probe in all_probes()
@@ -3004,6 +3145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # that, so the Ctrl-C probe would test nothing. A handled signal is reset to the default on exec.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     started = datetime.datetime.now(datetime.timezone.utc)
+    commit = git_commit()  # the code the probes run against, before anyone commits during the run
     clock = time.perf_counter()
     ctx = discover_context()
     _CONTEXT.append(ctx)
@@ -3021,9 +3163,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{trim(row.probe.input, 70)}",
                 file=sys.stderr,
             )
-    ordered = [rows[number] for number in sorted(rows)]
+    ordered = table_rows([rows[number] for number in sorted(rows)], ctx)
     command = "python benchmarks/hostile_probe.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
-    text = render(ordered, ctx, command, started, time.perf_counter() - clock, arguments.keep)
+    families = tuple(dict.fromkeys(probe.family for probe in probes))
+    run = RunInfo(
+        started.strftime("%Y-%m-%d %H:%M UTC"), (time.perf_counter() - clock) / 60, commit, command, families
+    )
+    runs, table = [run], ordered
+    if earlier is not None:
+        runs, table = merge(earlier[0], earlier[1], run, ordered)
+    text = render(runs, table, ctx, machine_line(ctx), arguments.keep)
     print(text)
     if arguments.out is not None:
         arguments.out.parent.mkdir(parents=True, exist_ok=True)

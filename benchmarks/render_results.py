@@ -1245,6 +1245,52 @@ def render_hostile_probe(ctx: Context) -> str:
     return block(ctx, counts.removeprefix("- "), "", *rows)
 
 
+PROBE_VERDICTS = ("clear error", "acceptable", "DEFECT", "skipped", "harness error")
+# A run line of the report's header (benchmarks/hostile_probe.py's RunInfo.line).
+PROBE_RUN = re.compile(
+    r"^  - (?P<date>.+?) \([\d.]+ min\), pytest-attnperf at commit (?P<commit>\S+): `.+`; "
+    r"families (?P<families>.+) \(\d+ probes\)$"
+)
+
+
+@renderer("hostile-probe-families")
+def render_hostile_probe_families(ctx: Context) -> str:
+    """The hostile probe's verdicts per family (``families=a,b``: only those), with the run that made each family's rows."""
+    name = "hostile-probe.md"
+    text = ctx.read(name)
+    counts: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 5 and cells[0].isdigit():
+            verdict = cells[4].strip("*")
+            if verdict not in PROBE_VERDICTS:
+                raise RenderError(f"{ctx.path(name)}: unknown verdict {verdict!r} in row {cells[0]}")
+            counts.setdefault(cells[1], dict.fromkeys(PROBE_VERDICTS, 0))[verdict] += 1
+    runs = {}
+    for match in map(PROBE_RUN.match, text.splitlines()):
+        if match:
+            runs.update(dict.fromkeys(match["families"].split(", "), f"{match['date']}, commit {match['commit']}"))
+    wanted = ctx.options["families"].split(",") if "families" in ctx.options else list(counts)
+    unknown = [family for family in wanted if family not in counts]
+    if unknown or not wanted:
+        raise RenderError(f"{ctx.path(name)}: no probes of the families {', '.join(unknown) or '(none given)'}")
+    shown = list(PROBE_VERDICTS[:3]) + [
+        verdict for verdict in PROBE_VERDICTS[3:] if any(counts[family][verdict] for family in wanted)
+    ]
+    lines = [
+        "| family | probes | " + " | ".join(shown) + " | run |",
+        "| --- | ---: | " + " | ".join("---:" for _ in shown) + " | --- |",
+    ]
+    for family in wanted:
+        row = counts[family]
+        lines.append(
+            f"| {family} | {sum(row.values())} | "
+            + " | ".join(f"**{row[v]}**" if v == "DEFECT" and row[v] else str(row[v]) for v in shown)
+            + f" | {runs.get(family, '-')} |"
+        )
+    return block(ctx, *lines)
+
+
 def _found(pattern: str, text: str, name: str) -> re.Match[str]:
     match = re.search(pattern, text, flags=re.M)
     if match is None:

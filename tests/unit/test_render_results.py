@@ -410,3 +410,45 @@ def test_gate_cost_renders_each_cost_json_of_the_folder(tmp_path: Path) -> None:
     status, lines = check(tmp_path)
     assert status == 1
     assert any("cost-after-warm.json: not a gate_cost.py cost.json" in line for line in lines)
+
+
+HOSTILE_PROBE = """\
+# Hostile probe of pytest-attnperf
+
+- runs (the rows of a family come from the latest run of it):
+  - 2026-12-02 01:54 UTC (10.7 min), pytest-attnperf at commit 9dd6a8f: `python benchmarks/hostile_probe.py`; families yaml (2 probes)
+  - 2026-12-07 10:42 UTC (2.1 min), pytest-attnperf at commit abc1234: `python benchmarks/hostile_probe.py --only inputs3 --merge`; families inputs3 (3 probes)
+- machine: X
+- 5 probes: **3 clear error, 1 acceptable, 1 DEFECT**
+
+| # | family | input | what happened | verdict |
+|---:|---|---|---|---|
+| 1 | yaml | a \\| pipe | exit 4: refused | clear error |
+| 2 | yaml | a BOM | exit 0: 1 passed | acceptable |
+| 3 | inputs3 | a FIFO | exit 4: is a named pipe | clear error |
+| 4 | inputs3 | a folder | exit 1: is a folder | clear error |
+| 5 | inputs3 | diff of two problems | exit 0: x10.000 | **DEFECT** |
+"""
+
+
+def test_the_hostile_probe_counts_per_family_name_the_run_of_each(tmp_path: Path) -> None:
+    folder = tmp_path / "docs" / "results" / "cpu"
+    folder.mkdir(parents=True)
+    (folder / "hostile-probe.md").write_text(HOSTILE_PROBE, encoding="utf-8")
+    (tmp_path / "README.md").write_text(
+        "<!-- results:hostile-probe-families cpu families=inputs3 -->\n<!-- /results:hostile-probe-families -->\n\n"
+        "<!-- results:hostile-probe-families cpu -->\n<!-- /results:hostile-probe-families -->\n",
+        encoding="utf-8",
+    )
+    text = rendered(tmp_path)
+    assert "| inputs3 | 3 | 2 | 0 | **1** | 2026-12-07 10:42 UTC, commit abc1234 |" in text
+    assert "| yaml | 2 | 1 | 1 | 0 | 2026-12-02 01:54 UTC, commit 9dd6a8f |" in text  # the second region: every family
+    assert text.count("| yaml |") == 1
+    assert "benchmarks/hostile_probe.py" in text
+    (tmp_path / "README.md").write_text(
+        "<!-- results:hostile-probe-families cpu families=round9 -->\n<!-- /results:hostile-probe-families -->\n",
+        encoding="utf-8",
+    )
+    status, lines = check(tmp_path)
+    assert status == 1
+    assert any("no probes of the families round9" in line for line in lines)
