@@ -10,7 +10,7 @@ import pytest
 from pytest_attnperf.gate.results import RECORD_VERSION, CaseResult
 from pytest_attnperf.report import RunReport, results_document
 from pytest_attnperf.runs.stored import report_from_document
-from pytest_attnperf.spec.options import resolve_settings
+from pytest_attnperf.spec.settings import resolve_settings
 
 
 def _record(**fields: object) -> CaseResult:
