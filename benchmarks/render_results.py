@@ -68,6 +68,7 @@ STAGES = {
     "record/record.txt": "record",
     "record/nvidia-h200.yaml": "record",
     "record/report-run3.json.gz": "record",
+    "record/nvidia-h100-80gb-hbm3.yaml": "record",
     "gate-validation-rejudged.json": "rejudge",
     "gate-validation-live.json": "gate_validation_live",
     "gated/gate-forward-1.log": "gated",
@@ -84,6 +85,11 @@ STAGE_COMMANDS = {
     "simulation": "python benchmarks/gate_simulation.py --out docs/results/simulation",
     "record": "SUITE=tests/suite/test_attention.py bash benchmarks/gpu_session.sh record",
     "gate_validation_live": "python benchmarks/gate_validation_live.py all --out $OUT",
+    # What ran on the H100 in December 2026 (docs/results/h100/2026-12/README.md), each in one call:
+    "record_h100": 'SUITE="--attnperf-cache-dir=/tmp/cc-after tests/suite/test_attention.py" '
+    "bash benchmarks/gpu_session.sh record",
+    "gate_live_h100": "GATE_VALIDATION_CASES=flash-attn-32K,sdpa-cudnn-16K,sdpa-flash-4K,decode-flash-attn-16K "
+    "TRIALS=5 BUDGET_S=230 bash benchmarks/gpu_session.sh gate_live",
     "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
@@ -329,7 +335,7 @@ class Context:
         return f"[{target}]({Path(href).as_posix()}{'#' + anchor if anchor else ''})"
 
     def command(self, name: str) -> str:
-        stage = STAGES.get(name)
+        stage = self.options.get("stage") or STAGES.get(name)  # stage=: a region whose files another stage wrote
         if stage is None:
             raise RenderError(f"no gpu_session.sh stage is known for {name}: add it to STAGES")
         return STAGE_COMMANDS.get(stage, f"bash benchmarks/gpu_session.sh {stage}")
@@ -411,6 +417,8 @@ def _environment(study: dict[str, Any]) -> str:
         parts.append(f"flash-attn {gpu['flash_attn']}")
     if gpu.get("flash_attn_3"):
         parts.append(f"flash-attn-3 {gpu['flash_attn_3']}")
+    if gpu.get("flash_attn_4"):
+        parts.append(f"flash-attn-4 {gpu['flash_attn_4']}")
     parts.append(f"triton {gpu.get('triton')}")
     return f"{gpu.get('name', 'the GPU')} ({', '.join(parts)})"
 
@@ -631,7 +639,17 @@ def render_transformers_table(ctx: Context) -> str:
 
 def _fidelity_rows(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(cases that ran, cases that did not fit) of fidelity.md, each with the plugin/do_bench ratio."""
-    tables = markdown_tables(ctx.read("fidelity.md"))
+    # The stage logs stderr into the same file: a library's warning printed between two rows (FlashAttention-4's
+    # CuTe DSL note) is dropped, so the table reads as one.
+    lines = ctx.read("fidelity.md").splitlines()
+    kept = [
+        line
+        for index, line in enumerate(lines)
+        if line.lstrip().startswith("|")
+        or not any(row.lstrip().startswith("|") for row in lines[:index])
+        or not any(row.lstrip().startswith("|") for row in lines[index + 1 :])
+    ]
+    tables = markdown_tables("\n".join(kept))
     if not tables:
         raise RenderError(f"{ctx.path('fidelity.md')}: no table")
     ran, unfit = [], []
@@ -663,8 +681,13 @@ def render_fidelity_summary(ctx: Context) -> str:
     return block(
         ctx,
         f"The plugin's medians agree with `triton.testing.do_bench` within ±3 % for {_within(ran, 0.03)} of the "
-        f"{len(ran)} cases that fit (fp16, causal, B=1, H=32, D=128, forward); outside it, plugin/do_bench: "
-        + join([f"{_case_name(case)} {fmt_ratio(case['ratio'])}" for case in outside])
+        f"{len(ran)} cases that fit (fp16, causal, B=1, H=32, D=128, forward)"
+        + (
+            "; outside it, plugin/do_bench: "
+            + join([f"{_case_name(case)} {fmt_ratio(case['ratio'])}" for case in outside])
+            if outside
+            else ""
+        )
         + ".",
     )
 
@@ -1091,7 +1114,18 @@ PREFILL_ORDER = (
     "torch-varlen",
     "flex",
     "sdpa-cudnn",
+    "flash-attn-4",
 )
+
+
+def _recorded_baselines(ctx: Context) -> Any:
+    """The baseline file a record stage wrote (region option baseline=, default the H200's)."""
+    return ctx.yaml(ctx.options.get("baseline", "record/nvidia-h200.yaml"))
+
+
+def _recorded_report(ctx: Context) -> Any:
+    """The last run's JSON report of a record stage (region option report=, default the H200's third run)."""
+    return ctx.json_gz(ctx.options.get("report", "record/report-run3.json.gz"))
 
 
 def _suite_cases(entries: dict[str, Any], test: str, workload: str | None = None) -> dict[tuple[str, int], Any]:
@@ -1112,9 +1146,10 @@ def _entry_cell(entry: Any) -> str:
 
 
 @renderer("h200-prefill")
+@renderer("suite-prefill")  # the same for any card's recorded baselines (baseline=, report=)
 def render_h200_prefill(ctx: Context) -> str:
     """FlashAttention on vs off for the prompt: every backend's median and peak at each length, from the baselines."""
-    data = ctx.yaml("record/nvidia-h200.yaml")
+    data = _recorded_baselines(ctx)
     cases = _suite_cases(data["entries"], "test_forward")
     lengths = sorted({length for _, length in cases})
     backends = [name for name in PREFILL_ORDER if any((name, n) in cases for n in lengths)]
@@ -1142,9 +1177,10 @@ def render_h200_prefill(ctx: Context) -> str:
 
 
 @renderer("h200-frontier")
+@renderer("suite-frontier")  # the same for any card's recorded baselines (baseline=, report=)
 def render_h200_frontier(ctx: Context) -> str:
     """Where the materialising backends stop fitting, and what the fused ones need there."""
-    data = ctx.yaml("record/nvidia-h200.yaml")
+    data = _recorded_baselines(ctx)
     cases = _suite_cases(data["entries"], "test_forward")
     memory = data["device"]["memory_bytes"]
     lines = []
@@ -1166,7 +1202,7 @@ def render_h200_frontier(ctx: Context) -> str:
     ]
     return block(
         ctx,
-        f"On the H200's {fmt_bytes(memory)}: {'; '.join(lines)}. Every fused backend runs {seqlen_label(longest)} "
+        f"On the {data['device']['name']}'s {fmt_bytes(memory)}: {'; '.join(lines)}. Every fused backend runs {seqlen_label(longest)} "
         f"in {fmt_bytes_range(min(fused), max(fused))} over the inputs.",
     )
 
@@ -1180,13 +1216,15 @@ DECODE_ORDER = (
     "sdpa-flash",
     "flash-attn",
     "sdpa-cudnn",
+    "flash-attn-4",
 )
 
 
 @renderer("h200-decode")
+@renderer("suite-decode")  # the same for any card's recorded baselines (baseline=, report=)
 def render_h200_decode(ctx: Context) -> str:
     """One decode step over a KV cache (plain and paged): median and share of the copy bandwidth, from a recorded run."""
-    report = ctx.json_gz("record/report-run3.json.gz")
+    report = _recorded_report(ctx)
     cells: dict[tuple[str, str, int], str] = {}
     for result in report["results"]:
         shape = result.get("shape") or {}
