@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..gate.identity import problem_differences
+from ..spec.device_info import SOFTWARE_KEYS
 from ..spec.units import format_bytes, format_ms
 from .stored import StoredReport, gpu_of, problem_of, short_id
 
@@ -21,17 +22,6 @@ COMMENT_LIMIT = 65536  # characters GitHub accepts in one comment
 QUIET_BAND = 0.03  # under the size limit, a passing case within this of BASE is the first to be left out
 MARKER = "<!-- attnperf-compare -->"  # the first line: a workflow finds its own comment by it and updates it
 FAILING_VERDICTS = ("REGRESSION", "MISMATCH")  # the verdicts that fail HEAD's gate, and `compare`'s exit status
-SOFTWARE_KEYS = (
-    "driver",
-    "cuda",
-    "cudnn",
-    "torch",
-    "triton",
-    "flash_attn",
-    "flash_attn_3",
-    "flash_attn_4",
-    "transformers",
-)
 
 
 @dataclass
