@@ -158,7 +158,11 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> Normalisati
             "a kernel that lowers its own clock at the power cap passes); re-record the baseline to judge by the machine"
         )
         return normalised(normalised_median(samples, sample_clocks, reference, choice.beta) / residual, "own-clock")
-    floor = shift.clock_ratio * reference  # the clock the machine explains
+    # The clock the machine explains, never above the baseline's: a machine with more headroom than then (a cool
+    # card at a CI job's start) is no reason for a kernel at the power cap to clock higher, so only a slower
+    # machine excuses anything. (Replayed on three unchanged H100 record runs, a floor at the machine's higher
+    # clock failed a dozen capped kernels of the first, cooler run: docs/measurement.md.)
+    floor = min(shift.clock_ratio, 1.0) * reference
     floored = [max(f, floor) if f is not None and f > 0 else floor for f in sample_clocks]
     if ratio < shift.clock_ratio * (1 - OWN_DROP_NOTE):
         notes.append(

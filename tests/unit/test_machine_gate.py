@@ -139,6 +139,27 @@ def test_a_regression_at_a_higher_machine_clock_is_not_hidden() -> None:
         assert verdict(baseline, lambda: run(rng, Machine(clock=1.05), slowdown=1.05)) is Verdict.REGRESSION
 
 
+@pytest.mark.parametrize("machine_clock", [1.03, 1.06])
+def test_a_cooler_machine_does_not_count_against_a_kernel_held_at_the_cap(machine_clock: float) -> None:
+    """The first run of a CI job on a cool card: the reference clocks higher than in the baseline's session, the
+    kernel at the power cap does not (its own clock is the baseline's). Replayed on three unchanged H100 record
+    runs, a floor at the machine's higher clock failed a dozen capped kernels of the cooler first run."""
+    rng = random.Random(int(machine_clock * 1000))
+    baseline = entry()
+    for _ in range(20):
+        held = lambda: run(rng, Machine(clock=machine_clock), own_clock=1 / machine_clock)  # noqa: E731
+        assert verdict(baseline, held) is Verdict.PASS
+
+
+def test_on_a_cooler_machine_a_kernel_whose_own_clock_fell_is_still_caught() -> None:
+    """The same cooler machine, the kernel's own clock 8 % under the baseline's (more energy per cycle): caught."""
+    rng = random.Random(11)
+    baseline = entry()
+    for _ in range(20):
+        heavier = lambda: run(rng, Machine(clock=1.06), own_clock=0.92 / 1.06)  # noqa: E731
+        assert verdict(baseline, heavier) is Verdict.REGRESSION
+
+
 # ---------------------------------------------------------------- beta over 1
 
 

@@ -1,0 +1,108 @@
+"""An experiment: the runs of one `attnperf update --runs N` judged by the current gate, each against a baseline
+made from the other runs (leave one out), with no GPU. Every run measured the same unchanged kernels, so every
+verdict other than ok is a false alarm the gate would raise on that card (an ambiguous one is measured again by
+the plugin before it fails).
+
+    python benchmarks/rejudge_record_runs.py docs/results/h100/2026-12/record > docs/results/h100/2026-12/record-rejudged.md
+
+With ``--live SAMPLES BASELINES`` it judges instead the first measurement of each trial of a live gate validation
+(``gate-validation-samples.json.gz`` against the baseline file it recorded), counting each row's verdicts: what the
+current gate says of the same samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from collections import Counter, defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from pytest_attnperf.gate.baselines import load_baseline
+from pytest_attnperf.gate.checks import GateContext
+from pytest_attnperf.gate.evaluate import Decision, GatePolicy, decide
+from pytest_attnperf.gate.recording import entry_from_runs
+from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.spec.marks import GateMarks, LatencySpec
+
+MARKS = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)
+POLICY = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False)
+
+
+def load_runs(folder: Path) -> list[dict[str, CaseResult]]:
+    runs = []
+    for path in sorted(folder.glob("report-run*.json.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            results = json.load(handle)["results"]
+        runs.append({record["test_id"]: CaseResult.from_json(json.dumps(record)) for record in results})
+    return runs
+
+
+def judge(runs: list[dict[str, CaseResult]]) -> list[tuple[int, str, Decision, CaseResult]]:
+    """Each run's measured cases against the entry the other runs make."""
+    judged = []
+    for index, run in enumerate(runs):
+        others = [other for position, other in enumerate(runs) if position != index]
+        for test_id, result in run.items():
+            rest = [other[test_id] for other in others if test_id in other]
+            if len(rest) < 2 or not result.fits or result.median_ms is None:
+                continue
+            entry = entry_from_runs(rest, "replay")
+            judged.append(
+                (index + 1, test_id, decide(result, MARKS, entry, POLICY, GateContext(test_id, "-", "-")), result)
+            )
+    return judged
+
+
+def live_rows(samples: Path, baselines: Path) -> dict[str, Counter[str]]:
+    """Each live trial's first measurement (its records with their stages dropped) judged again, counted per row."""
+    baseline = load_baseline(baselines)
+    assert baseline is not None, baselines
+    with gzip.open(samples, "rt", encoding="utf-8") as handle:
+        trials = json.load(handle)
+    rows: dict[str, Counter[str]] = defaultdict(Counter)
+    for trial in trials:
+        for record in trial["results"]:
+            result = replace(CaseResult.from_json(json.dumps(record)), stages=[], verdicts={}, notes=[])
+            entry = baseline.entries.get(result.test_id)
+            if entry is None or result.median_ms is None:
+                continue
+            decision = decide(result, MARKS, entry, POLICY, GateContext(result.test_id, "-", "-"))
+            rows[result.test_id.split("[", 1)[-1].rstrip("]")][str(decision.verdict_of("latency"))] += 1
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("record", type=Path, nargs="?", help="a record stage's folder (report-run<k>.json.gz)")
+    parser.add_argument("--live", type=Path, nargs=2, metavar=("SAMPLES", "BASELINES"))
+    arguments = parser.parse_args()
+    if arguments.live:
+        print(f"# The live trials' first measurements ({arguments.live[0].as_posix()}) judged by the current gate\n")
+        print("| case and row | verdicts |")
+        print("|---|---|")
+        for row, counts in sorted(live_rows(*arguments.live).items()):
+            print(f"| {row} | {', '.join(f'{word} {count}' for word, count in sorted(counts.items()))} |")
+        return 0
+    folder = arguments.record
+    runs = load_runs(folder)
+    judged = judge(runs)
+    flagged = [row for row in judged if row[2].verdict_of("latency") not in ("ok", None)]
+    print(f"# {len(runs)} record runs of {folder.as_posix()}, each judged against the other runs\n")
+    print(f"{len(judged)} judgements; {len(flagged)} not ok (every one a false alarm or a re-measurement):\n")
+    print("| run | case | verdict | raw ratio | normalised ratio | decided by |")
+    print("|---:|---|---|---:|---:|---|")
+    for run, test_id, decision, _ in flagged:
+        latency = decision.latency
+        raw = f"{latency.raw_ratio:.3f}" if latency is not None and latency.raw_ratio is not None else "-"
+        ratio = f"{latency.ratio:.3f}" if latency is not None and latency.ratio is not None else "-"
+        decided = latency.decided_by if latency is not None else "-"
+        print(
+            f"| {run} | `{test_id.split('::', 1)[-1]}` | {decision.verdict_of('latency')} | {raw} | {ratio} | {decided} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
