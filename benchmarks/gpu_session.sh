@@ -10,6 +10,11 @@
 # ran in the next call with FIRST_RUN=3 RUNS_DIR=<the first two runs' records, carried back>), then `sensitivity`
 # (about 8 min). Remember PYTHONPATH=/tmp/site (set by this preamble) for any command run outside this script:
 # without it flash-attn is not importable and its backends are "unavailable".
+# What ran on the H100 in December 2026 (docs/results/h100/2026-12/README.md), in this order: fa4_lib (two calls),
+# then with .whl carried `fa4 study_quick` and `fidelity`; on a second machine fa4_lib again, `cost` (carry .old),
+# `gate_live` (four cases, TRIALS=5), `record` of the kernel suite (about 130 s a run), one `gated_suite` cut off by the
+# session's device time. Next: gated_suite RUNS=5 with the capped floor, SUITE=tests/suite/test_transformers.py record,
+# gate_live of the other four cases and gate_live_cross on another machine, study (all configurations).
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
