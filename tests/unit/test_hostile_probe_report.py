@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "hostile_probe.py"
-
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hostile_probe", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = load()
+probe = load_script("hostile_probe")
 CTX = probe.Ctx(py="python", attnperf="attnperf", slug="cpu-x", name="X", torch="2.13", drop_dac=(), tmpfs=True)
 
 # A report as round 2 wrote it: one command, its date, the commit inside the machine line.

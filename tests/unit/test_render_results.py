@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from benchmark_scripts import BENCHMARKS, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "render_results.py"
+SCRIPT = BENCHMARKS / "render_results.py"
 
 
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_results", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-render = load()
+render = load_script("render_results")
 
 FIDELITY = """\
 # Timing fidelity on a GPU

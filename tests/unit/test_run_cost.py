@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_script
 from fast_run import FAST_OPTIONS
 
 from pytest_attnperf.run_cost import RunCost, compile_cache_state, process_started_at, use_compile_cache
@@ -20,17 +19,6 @@ MEASURING_TEST = """
         attnperf.measure(attn_backend, qkv)
         print("INDUCTOR=" + os.environ.get("TORCHINDUCTOR_CACHE_DIR", "unset"))
 """
-
-
-def gate_cost() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gate_cost.py"
-    spec = importlib.util.spec_from_file_location("gate_cost", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_compile_cache_goes_into_the_folder_unless_the_user_chose_one(tmp_path: Path) -> None:
@@ -90,7 +78,7 @@ def test_a_run_reports_its_cost_and_gate_cost_accounts_for_all_of_it(
     assert block["compile_cache"]["state"] == "unused"  # eager compiles nothing
     phases = document["results"][0]["phases_ms"]
     assert {"first_call", "peak_call", "warmup", "sampling", "timing_other"} <= phases.keys()
-    cost = gate_cost().cost_record(document)
+    cost = load_script("gate_cost").cost_record(document)
     assert cost["cases"] == 1
     assert cost["cache"] == "warm"
     parts = cost["startup_s"] + sum(cost["phases_s"].values())
@@ -180,7 +168,7 @@ def test_each_tests_time_outside_its_phases_is_named() -> None:
                  "test_s": {"t::a": 5.0, "t::b": 3.0}},
         "results": [{"test_id": "t::a", "verdict": "ok", "phases_ms": {"sampling": 1000.0}, "samples_ms": [1.0]}],
     }  # fmt: skip
-    cost = gate_cost().cost_record(document)
+    cost = load_script("gate_cost").cost_record(document)
     assert cost["tests_other_top"] == [["t::a", 4.0], ["t::b", 3.0]]
     assert cost["phases_s"]["tests_other"] == 7.0
     assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
