@@ -84,6 +84,9 @@ stage_record() {
     | tee -a "$OUT/record/record.txt"
   [ "$folder" = "$OUT/record/runs" ] || cp -a "$folder" "$OUT/record/runs"
   cp baselines/*.yaml "$OUT/record/" 2>/dev/null
+  # Kept on the machine (outside the repository, which each call copies afresh) for the gated_suite stage of a
+  # later call on the same warm machine.
+  mkdir -p /tmp/attnperf-recorded && cp baselines/*.yaml /tmp/attnperf-recorded/
 }
 
 stage_clockcheck() {
@@ -204,17 +207,30 @@ PY
 }
 
 stage_gated_suite() {
-  # RUNS back-to-back gated runs of $SUITE against the committed baselines (after a record stage, or on another
-  # machine of the same model: another unit), each run's JSON and log kept; every failure is a false alarm.
-  for run in $(seq 1 "${RUNS:-5}"); do
-    local start=$(date +%s.%N)
-    pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q -rfE $SUITE \
-      --attnperf-json="$OUT/gated_suite/gated-$run.json" >"$OUT/gated_suite/gated-$run.log" 2>&1
-    local status=$? end=$(date +%s.%N)
-    echo "run $run: exit $status, wall $(python3 -c "print(round($end - $start, 1))") s, $(tail -1 "$OUT/gated_suite/gated-$run.log")" \
+  # RUNS back-to-back gated runs of $SUITE against the committed baselines, or against what a record stage of an
+  # earlier call on this machine recorded (/tmp/attnperf-recorded); on another unit of the same model they are the
+  # cross-card runs. Every failure is a false alarm. Each run's JSON, log and cost.json (benchmarks/gate_cost.py
+  # --cost); the compile caches in CACHE_DIR (shared with the cost stage's after runs), cold if it is empty.
+  # FIRST_RUN numbers the runs on from an earlier call.
+  local cache=${CACHE_DIR:-/tmp/cc-after}
+  if ls /tmp/attnperf-recorded/*.yaml >/dev/null 2>&1; then
+    cp /tmp/attnperf-recorded/*.yaml baselines/ && echo "baselines from this machine's record stage" \
       | tee -a "$OUT/gated_suite/gated.txt"
-  done
+  fi
   nvidia-smi --query-gpu=name,uuid --format=csv,noheader | tee -a "$OUT/gated_suite/gated.txt"
+  local first=${FIRST_RUN:-1}
+  for run in $(seq "$first" $(( first + ${RUNS:-5} - 1 ))); do
+    local state=warm
+    [ -d "$cache" ] || state=cold
+    local start=$(date +%s.%N)
+    pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q -rfE $SUITE --attnperf-cache-dir="$cache" \
+      --attnperf-json="$OUT/gated_suite/gated-$run.json" >"$OUT/gated_suite/gated-$run.log" 2>&1
+    local status=$? wall=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+    echo "run $run: exit $status, wall $wall s, cache $state, $(tail -1 "$OUT/gated_suite/gated-$run.log")" \
+      | tee -a "$OUT/gated_suite/gated.txt"
+    python3 benchmarks/gate_cost.py "$OUT/gated_suite/gated-$run.json" --wall "$wall" --cache "$state" \
+      --cost "$OUT/gated_suite/cost-$run.json" >>"$OUT/gated_suite/cost.md" 2>&1
+  done
 }
 
 stage_gate_live() {
