@@ -1,23 +1,23 @@
 """Regenerate every GPU figure quoted in README.md and docs/*.md from the committed result files.
 
-The project's rule is "numbers come from data": a GPU figure in the prose is written by a renderer of
+The project's rule is "numbers come from data": a GPU figure in the prose is written by a region kind of
 this script from a file under docs/results/, never typed in. In the Markdown, a generated region is
 
     <!-- results:NAME FOLDER [key=value ...] -->
     ...generated text...
     <!-- /results:NAME -->
 
-NAME picks a renderer (``RENDERERS``), FOLDER is the result folder under docs/results/ (``h100``,
-``h200x2``; an H200 section is the same region with ``h200``). A region whose opening comment is
-followed by a line break is a block (its own lines); otherwise it is inline, inside a sentence.
-Each block ends with a line naming its source files and the ``benchmarks/gpu_session.sh`` stage that
-made them.
+NAME picks a row of ``KINDS``, FOLDER is the result folder under docs/results/ (``h100``, ``h200x2``;
+an H200 section is the same region with ``h200``). A region whose opening comment is followed by a line
+break is a block (its own lines); otherwise it is inline, inside a sentence. Each block ends with a line
+naming its source files and the command that made them (``stage=`` names another ``gpu_session.sh`` stage).
 
     python benchmarks/render_results.py           # rewrite the regions in place
     python benchmarks/render_results.py --check   # exit 1 on a stale region or a typed-in GPU figure
 
 Adding a GPU: copy the $OUT of a ``gpu_session.sh`` run (file names as the stages write them) into
-docs/results/<gpu>/ and add regions naming that folder; ``STAGES`` maps each file to its stage.
+docs/results/<gpu>/ and add regions naming that folder. Adding a kind of result: one function from the
+parsed data to the region's lines, and one row of ``KINDS`` naming it, the files it reads and their stages.
 
 ``--check`` also scans README.md and docs/*.md outside the regions for anything that looks like a
 GPU figure (see ``FIGURE_PATTERNS``) and fails on it, unless ``ALLOWED`` names it as a non-GPU
@@ -45,41 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")
 SCRIPT = "python benchmarks/render_results.py"
 
-# The gpu_session.sh stage that writes each result file (its name as the stage writes it into $OUT).
-STAGES = {
-    "study.json": "study",
-    "study.log": "study",
-    "hf-gate.json": "hf",
-    "hf-gate.log": "hf",
-    "fidelity.md": "fidelity",
-    "ncu-fidelity.md": "ncu",
-    "sensitivity.md": "sensitivity",
-    "false-alarms.txt": "false_alarms",
-    "main-job.log": "main",
-    "modes.log": "modes",
-    "gpu-faults.md": "faults",
-    "property-gpu.md": "property",
-    "xdist.txt": "xdist",
-    "ci/ci-gate.log": "ci",
-    "gate-validation.json": "sensitivity",
-    "calibrate.log": "calibrate",
-    "cost.md": "cost",
-    "gate-simulation.json": "simulation",
-    "record/record.txt": "record",
-    "record/nvidia-h200.yaml": "record",
-    "record/report-run3.json.gz": "record",
-    "record/nvidia-h100-80gb-hbm3.yaml": "record",
-    "gate-validation-rejudged.json": "rejudge",
-    "gate-validation-live.json": "gate_validation_live",
-    "gated/gate-forward-1.log": "gated",
-    "gated/gate-forward-2.log": "gated",
-    "hostile-probe.md": "hostile",
-    "load-tax.txt": "load_tax",
-    "foreign-suite.md": "foreign_suite",
-    "memory-repeat.md": "memory_repeat",
-    **{f"cost/cost-{run}-{cache}.json": "gate_cost" for run in ("before", "after") for cache in ("cold", "warm")},
-}
-# How a stage is run when it needs more than its name; "simulation" is a CPU script, not a GPU stage.
+# How a stage is run when it needs more than `bash benchmarks/gpu_session.sh STAGE`; some are CPU scripts.
 STAGE_COMMANDS = {
     "false_alarms": "RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
     "simulation": "python benchmarks/gate_simulation.py --out docs/results/simulation",
@@ -100,15 +66,13 @@ STAGE_COMMANDS = {
     "gate_cost": "pytest --attnperf tests/suite/test_attention.py --attnperf-json=cost/RUN.json, then "
     "python benchmarks/gate_cost.py cost/RUN.json --cost cost/cost-RUN.json",
 }
-# A folder of JSON reports, one per CI-like run: made on the CPU by history_runs.py, on a GPU by its stage.
-STAGES.update({"history/": "cpu_history", "history": "history"})
 
 
 class RenderError(Exception):
     """A region cannot be rendered: a missing or malformed source file, a bad region header."""
 
 
-# ---------------------------------------------------------------- formatting
+# ---------------------------------------------------------------- formatting numbers and text
 
 
 def sig(value: float, digits: int = 3) -> str:
@@ -127,13 +91,11 @@ def sig(value: float, digits: int = 3) -> str:
 
 def fmt_ms(milliseconds: float) -> str:
     """Three significant digits, in µs below 0.1 ms: 0.423 ms, 59.1 µs, 82.1 ms."""
-    if milliseconds < 0.1:
-        return f"{sig(milliseconds * 1e3)} µs"
-    return f"{sig(milliseconds)} ms"
+    return f"{sig(milliseconds * 1e3)} µs" if milliseconds < 0.1 else f"{sig(milliseconds)} ms"
 
 
-def fmt_us(milliseconds: float) -> str:
-    return f"{milliseconds * 1e3:.1f} µs"
+def fmt_ms_precise(milliseconds: float) -> str:
+    return f"{milliseconds:.4f} ms"
 
 
 def fmt_bytes(num_bytes: float) -> str:
@@ -152,12 +114,6 @@ def fmt_bytes_range(low: float, high: float) -> str:
     return f"{a}–{b} {unit_a}" if unit_a == unit_b else f"{first}–{second}"
 
 
-def gpu_of(text: str) -> str | None:
-    """The GPU a plugin run names in its summary header ('attnperf: NVIDIA H100 80GB HBM3 (cuda:0)')."""
-    match = re.search(r"attnperf: (.+?) \((?:cuda|cpu)", text)
-    return match.group(1) if match else None
-
-
 def fmt_ratio(ratio: float) -> str:
     return f"×{ratio:.3f}"
 
@@ -169,6 +125,20 @@ def fmt_pct(fraction: float, decimals: int = 1, sign: bool = False) -> str:
 
 def fmt_range(low: str, high: str) -> str:
     return low if low == high else f"{low}–{high}"
+
+
+def span(values: Iterable[Any], fmt: Callable[[Any], str] = str) -> str:
+    """The range of ``values``, each end formatted: '3', '31.2–35.0'."""
+    values = list(values)
+    return fmt_range(fmt(min(values)), fmt(max(values)))
+
+
+def f3(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def f1(value: float) -> str:
+    return f"{value:.1f}"
 
 
 def seqlen_label(seqlen: int) -> str:
@@ -185,6 +155,18 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> list[str]:
+    """A Markdown table; the columns of ``right`` right-aligned."""
+    aligned = set(right)
+    out = ["| " + " | ".join(header) + " |"]
+    out.append("| " + " | ".join("---:" if index in aligned else "---" for index in range(len(header))) + " |")
+    out.extend("| " + " | ".join(row) + " |" for row in rows)
+    return out
+
+
+# ---------------------------------------------------------------- reading what the tools print
+
+
 def parse_ms(text: str) -> float | None:
     """'0.374 ms', '62.7 us', '62.7 µs', '0.4354' (ms) -> milliseconds; '-' or 'does not fit' -> None."""
     match = re.fullmatch(r"\s*([\d.]+)\s*(ms|us|µs)?\s*", text)
@@ -192,6 +174,18 @@ def parse_ms(text: str) -> float | None:
         return None
     value = float(match.group(1))
     return value / 1e3 if match.group(2) in ("us", "µs") else value
+
+
+def first_int(text: str) -> int | None:
+    """The first whole number in a text ('+10% of the median' -> 10), or None."""
+    match = re.search(r"\d+", text)
+    return int(match.group()) if match else None
+
+
+def gpu_of(text: str) -> str | None:
+    """The GPU a plugin run names in its summary header ('attnperf: NVIDIA H100 80GB HBM3 (cuda:0)')."""
+    match = re.search(r"attnperf: (.+?) \((?:cuda|cpu)", text)
+    return match.group(1) if match else None
 
 
 def test_label(test_id: str) -> str:
@@ -204,9 +198,6 @@ def test_label(test_id: str) -> str:
         return f"{name} {length}"
     model, _, implementation = name.rpartition("-")
     return f"{model} {implementation} {kind} {length}" if model else f"{name} {kind} {length}"
-
-
-# ---------------------------------------------------------------- reading result files
 
 
 def markdown_tables(text: str) -> list[list[dict[str, str]]]:
@@ -242,28 +233,20 @@ class PytestSummary:
     @classmethod
     def parse(cls, line: str) -> PytestSummary:
         counts = {word: int(number) for number, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)\b", line)}
-        return cls(
-            passed=counts.get("passed", 0),
-            failed=counts.get("failed", 0),
-            skipped=counts.get("skipped", 0),
-            errors=counts.get("error", 0) + counts.get("errors", 0),
-        )
+        errors = counts.get("error", 0) + counts.get("errors", 0)
+        return cls(counts.get("passed", 0), counts.get("failed", 0), counts.get("skipped", 0), errors)
 
     def text(self) -> str:
         parts = [f"{self.passed} passed", f"{self.skipped} skipped", f"{self.failed} failed"]
-        if self.errors:
-            parts.append(f"{self.errors} errors")
-        return ", ".join(parts)
+        return ", ".join(parts + ([f"{self.errors} errors"] if self.errors else []))
 
 
 def attnperf_rows(text: str) -> list[dict[str, str]]:
     """The per-case rows of the plugin's terminal summary (columns separated by two or more spaces)."""
     rows = []
     for line in text.splitlines():
-        if not re.match(r"test_\w+\[", line):
-            continue
         cells = re.split(r"\s{2,}", line.strip())
-        if len(cells) < 9:
+        if not re.match(r"test_\w+\[", line) or len(cells) < 9:
             continue
         names: tuple[str, ...] = ("test", "backend", "len", "median", "tflops", "peak", "baseline", "ratio", "verdict")
         if len(cells) >= 10:  # since the clock-aware gate: the ratio at the baseline's clock before the verdict
@@ -280,53 +263,70 @@ def summary_line(text: str) -> str:
     return lines[-1]
 
 
-# ---------------------------------------------------------------- regions and their context
+# ---------------------------------------------------------------- the region kinds' machinery
 
 
 @dataclass
 class Context:
-    """What a renderer gets: the repository, the Markdown file it writes into, its result folder."""
+    """What a region kind gets: the repository, the Markdown file it writes into, its result folder."""
 
     root: Path
     doc: Path  # relative to root
     folder: str  # under docs/results/
     options: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)  # the kind's files -> the stage that writes each
+    main: str = ""  # the file the kind parses
     used: list[str] = field(default_factory=list)
 
     def path(self, name: str) -> Path:
         return RESULTS / self.folder / name
 
-    def read(self, name: str) -> str:
-        path = self.root / self.path(name)
-        if not path.is_file():
-            raise RenderError(f"{self.path(name)} does not exist")
-        if name not in self.used:
-            self.used.append(name)
-        return path.read_text(encoding="utf-8")
-
-    def json(self, name: str) -> Any:
-        try:
-            return json.loads(self.read(name))
-        except json.JSONDecodeError as error:
-            raise RenderError(f"{self.path(name)}: not valid JSON ({error})") from None
-
-    def json_gz(self, name: str) -> Any:
-        path = self.root / self.path(name)
-        if not path.is_file():
-            raise RenderError(f"{self.path(name)} does not exist")
-        if name not in self.used:
-            self.used.append(name)
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return json.load(handle)
-
-    def yaml(self, name: str) -> Any:
-        try:
-            return yaml.load(self.read(name), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as error:
-            raise RenderError(f"{self.path(name)}: not valid YAML ({error})") from None
+    def error(self, message: str, name: str | None = None) -> RenderError:
+        """A RenderError naming the result file (default: the one the kind parses)."""
+        return RenderError(f"{self.path(name or self.main).as_posix()}: {message}")
 
     def exists(self, name: str) -> bool:
         return (self.root / self.path(name)).is_file()
+
+    def read(self, name: str) -> str:
+        return self.load(name, text=True)  # type: ignore[no-any-return]
+
+    def load(self, name: str, text: bool = False) -> Any:
+        """A result file, parsed by its suffix (.json, .json.gz, .yaml; else its text); remembered as a source."""
+        path = self.root / self.path(name)
+        if not path.is_file():
+            raise RenderError(f"{self.path(name).as_posix()} does not exist")
+        if name not in self.used:
+            self.used.append(name)
+        if name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                content = handle.read()
+        else:
+            content = path.read_text(encoding="utf-8")
+        try:
+            if not text and name.endswith((".json", ".json.gz")):
+                return json.loads(content)
+            if not text and name.endswith((".yaml", ".yml")):
+                return yaml.load(content, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise self.error(
+                f"not valid {'JSON' if name.endswith(('.json', '.gz')) else 'YAML'} ({error})", name
+            ) from None
+        return content
+
+    def tables(self, name: str, count: int = 1, what: str = "no table") -> list[list[dict[str, str]]]:
+        """The Markdown tables of a result file; a RenderError saying ``what`` when it has fewer than ``count``."""
+        tables = markdown_tables(self.read(name))
+        if len(tables) < count:
+            raise self.error(what, name)
+        return tables
+
+    def find(self, pattern: str, name: str | None = None) -> re.Match[str]:
+        """The first line of a result file (default: the kind's) that matches ``pattern``."""
+        match = re.search(pattern, self.read(name or self.main), flags=re.M)
+        if match is None:
+            raise self.error(f"no line matching {pattern!r}", name)
+        return match
 
     def link(self, name: str, anchor: str = "") -> str:
         """A Markdown link to a result file, relative to the document, showing its repository path."""
@@ -335,45 +335,30 @@ class Context:
         return f"[{target}]({Path(href).as_posix()}{'#' + anchor if anchor else ''})"
 
     def command(self, name: str) -> str:
-        stage = self.options.get("stage") or STAGES.get(name)  # stage=: a region whose files another stage wrote
+        stage = self.options.get("stage") or self.stages.get(name)  # stage=: a region whose files another stage wrote
         if stage is None:
-            raise RenderError(f"no gpu_session.sh stage is known for {name}: add it to STAGES")
+            raise RenderError(f"no stage is known for {name}: add it to the files of its row of KINDS")
         return STAGE_COMMANDS.get(stage, f"bash benchmarks/gpu_session.sh {stage}")
 
     def source_line(self) -> str:
         """The closing line of a block region: each file it read and the command that made it."""
-        sources = []
-        for name in self.used:
-            sources.append(f"{self.link(name)} (`{self.command(name)}`)")
+        sources = [f"{self.link(name)} (`{self.command(name)}`)" for name in self.used]
         return f"<sub>Generated by `{SCRIPT}` from {join(sources)}.</sub>"
 
 
-Renderer = Callable[[Context], str]
-RENDERERS: dict[str, Renderer] = {}
+@dataclass(frozen=True)
+class Kind:
+    """A row of KINDS: which files a region kind reads, how it parses the first, how it writes the region."""
 
-
-def renderer(name: str) -> Callable[[Renderer], Renderer]:
-    def register(function: Renderer) -> Renderer:
-        RENDERERS[name] = function
-        return function
-
-    return register
-
-
-def block(ctx: Context, *lines: str) -> str:
-    """Block region text: the lines, a blank line and the source line."""
-    return "\n".join([*lines, "", ctx.source_line()])
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> list[str]:
-    aligned = set(right)
-    out = ["| " + " | ".join(header) + " |"]
-    out.append("| " + " | ".join("---:" if index in aligned else "---" for index in range(len(header))) + " |")
-    out.extend("| " + " | ".join(row) + " |" for row in rows)
-    return out
+    render: Callable[[Context, Any], list[str]]  # (context, the parsed data) -> the region's lines
+    files: dict[str, str]  # each file it may read -> the gpu_session.sh stage (or STAGE_COMMANDS key) that writes it
+    parse: Callable[[Context, str], Any] = Context.load
+    option: str | None = None  # a region option naming another file of the folder to parse instead of the first
 
 
 # ---------------------------------------------------------------- the study (attnperf report)
+
+DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 
 
 def _study_config(ctx: Context, study: dict[str, Any]) -> dict[str, Any]:
@@ -381,7 +366,7 @@ def _study_config(ctx: Context, study: dict[str, Any]) -> dict[str, Any]:
     for config in study.get("configs", []):
         if config.get("name") == name:
             return dict(config)
-    raise RenderError(f"{ctx.path('study.json')}: no config named {name!r}")
+    raise ctx.error(f"no config named {name!r}", "study.json")
 
 
 def _cases(config: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -397,45 +382,24 @@ def _cell(case: dict[str, Any] | None, tflops: bool = False) -> str:
         return "–"
     if not _ok(case):
         return {"does_not_fit": "**does not fit**", "unavailable": "n/a"}.get(case.get("status", ""), "error")
-    text = fmt_ms(case["median_ms"])
-    if tflops and case.get("tflops"):
-        text += f" ({sig(case['tflops'])} TFLOP/s)"
-    return text
-
-
-def _cudnn(value: object) -> str:
-    if isinstance(value, str) and value.isdigit():
-        number = int(value)
-        return f"{number // 10000}.{number % 10000 // 100}"
-    return str(value)
+    return fmt_ms(case["median_ms"]) + (f" ({sig(case['tflops'])} TFLOP/s)" if tflops and case.get("tflops") else "")
 
 
 def _environment(study: dict[str, Any]) -> str:
     gpu = study.get("gpu", {})
-    parts = [f"torch {gpu.get('torch')}", f"CUDA {gpu.get('cuda')}", f"cuDNN {_cudnn(gpu.get('cudnn'))}"]
-    if gpu.get("flash_attn"):
-        parts.append(f"flash-attn {gpu['flash_attn']}")
-    if gpu.get("flash_attn_3"):
-        parts.append(f"flash-attn-3 {gpu['flash_attn_3']}")
-    if gpu.get("flash_attn_4"):
-        parts.append(f"flash-attn-4 {gpu['flash_attn_4']}")
+    cudnn = gpu.get("cudnn")
+    if isinstance(cudnn, str) and cudnn.isdigit():
+        cudnn = f"{int(cudnn) // 10000}.{int(cudnn) % 10000 // 100}"
+    parts = [f"torch {gpu.get('torch')}", f"CUDA {gpu.get('cuda')}", f"cuDNN {cudnn}"]
+    parts += [
+        f"{key.replace('_', '-')} {gpu[key]}" for key in ("flash_attn", "flash_attn_3", "flash_attn_4") if gpu.get(key)
+    ]
     parts.append(f"triton {gpu.get('triton')}")
     return f"{gpu.get('name', 'the GPU')} ({', '.join(parts)})"
 
 
-def _shape_sentence(config: dict[str, Any]) -> str:
-    dtype = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(config["dtype"], config["dtype"])
-    causal = "causal" if config.get("causal") else "not causal"
-    heads = f"{config['heads']} heads"
-    if config.get("kv_heads") not in (None, config["heads"]):
-        heads += f" ({config['kv_heads']} KV heads)"
-    return f"{dtype}, {causal}, batch {config['batch']}, {heads}, head_dim {config['head_dim']}, forward"
-
-
-@renderer("study-answer")
-def render_study_answer(ctx: Context) -> str:
+def study_answer(ctx: Context, study: Any) -> list[str]:
     """FlashAttention on vs off: eager, flash-attn, sdpa-flash, the speedup and the fastest backend per length."""
-    study = ctx.json("study.json")
     config = _study_config(ctx, study)
     cases = _cases(config)
     seqlens = sorted({seqlen for _, seqlen in cases})
@@ -457,34 +421,32 @@ def render_study_answer(ctx: Context) -> str:
     ]
     rows = []
     for seqlen in seqlens:
-        last = seqlen == seqlens[-1]
-        flash = cases.get(("flash-attn", seqlen))
+        flash, best = cases.get(("flash-attn", seqlen)), fastest.get(seqlen)
         speedup = flash.get("speedup_vs_eager") if flash else None
-        best = fastest.get(seqlen)
-        best_cell = _cell(best, tflops=last)
+        best_cell = _cell(best, tflops=seqlen == seqlens[-1])
         if best is not None and one_fastest is None:
             best_cell += f" ({best['backend']})"
-        rows.append(
-            [
-                seqlen_label(seqlen),
-                _cell(cases.get(("eager", seqlen))),
-                _cell(flash, tflops=last),
-                _cell(cases.get(("sdpa-flash", seqlen))),
-                f"{sig(speedup)}×" if speedup else "–",
-                best_cell,
-            ]
-        )
-    return block(
-        ctx,
+        eager, sdpa = _cell(cases.get(("eager", seqlen))), _cell(cases.get(("sdpa-flash", seqlen)))
+        flash_cell = _cell(flash, tflops=seqlen == seqlens[-1])
+        rows.append([seqlen_label(seqlen), eager, flash_cell, sdpa, f"{sig(speedup)}×" if speedup else "–", best_cell])
+    dtype = DTYPES.get(config["dtype"], config["dtype"])
+    heads = f"{config['heads']} heads"
+    if config.get("kv_heads") not in (None, config["heads"]):
+        heads += f" ({config['kv_heads']} KV heads)"
+    shape = (
+        f"{dtype}, {'causal' if config.get('causal') else 'not causal'}, batch {config['batch']}, {heads}, "
+        f"head_dim {config['head_dim']}, forward"
+    )
+    return [
         f"Measured with `attnperf report` on an {_environment(study)}, "
         f"`{ctx.command('study.json')}` on the GPU machine.",
         f"Full tables, {plural(len(study.get('configs', [])), 'configuration')}, plots and the frontier explanation: "
         f"{ctx.link('README.md')}.",
         "",
-        f"{_shape_sentence(config)}, median of CUDA-event samples:",
+        f"{shape}, median of CUDA-event samples:",
         "",
         *table(header, rows, right=range(1, 6)),
-    )
+    ]
 
 
 def _score_matrices(entry: dict[str, Any], config: dict[str, Any], tokens: int) -> float:
@@ -496,29 +458,18 @@ def _score_matrices(entry: dict[str, Any], config: dict[str, Any], tokens: int) 
     return float((entry["free_bytes"] - inputs) / score)
 
 
-@renderer("study-frontier")
-def render_study_frontier(ctx: Context) -> str:
+def study_frontier(ctx: Context, study: Any) -> list[str]:
     """Where standard attention stops fitting: measured, first failure, the memory model, the naive model."""
-    study = ctx.json("study.json")
     config = _study_config(ctx, study)
     entries = [entry for entry in study.get("frontier", []) if entry.get("config") == config["name"]]
     if not entries:
-        raise RenderError(f"{ctx.path('study.json')}: no frontier for {config['name']!r}")
+        raise ctx.error(f"no frontier for {config['name']!r}")
     causal = "causal" if config.get("causal") else "not causal"
     steps = {entry["first_failure_tokens"] - entry["measured_tokens"] for entry in entries}
     step = f"bisected to {next(iter(steps))} tokens" if len(steps) == 1 else "bisected"
-    free = fmt_bytes(entries[0]["free_bytes"])
-    rows = [
-        [
-            f"{entry['backend']} ({causal})",
-            f"{entry['measured_tokens']:,}",
-            f"{entry['first_failure_tokens']:,}",
-            f"{entry['predicted_tokens']:,}",
-            f"{entry['naive_tokens']:,}",
-        ]
-        for entry in entries
-    ]
-    dtype = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}.get(config["dtype"], config["dtype"])
+    keys = ("measured_tokens", "first_failure_tokens", "predicted_tokens", "naive_tokens")
+    rows = [[f"{entry['backend']} ({causal})", *(f"{entry[key]:,}" for key in keys)] for entry in entries]
+    dtype = DTYPES.get(config["dtype"], config["dtype"])
     notes = []
     for entry in entries:
         optimism = entry["naive_tokens"] / entry["measured_tokens"] - 1
@@ -528,13 +479,10 @@ def render_study_frontier(ctx: Context) -> str:
             f"- **{entry['backend']}**: the naive model is {fmt_pct(optimism)} too optimistic; what fits means "
             f"{fmt_range(f'{low:.1f}', f'{high:.1f}')} {dtype} score matrices' worth of memory above q, k and v at the peak."
         )
-    exact = all(entry["predicted_tokens"] == entry["measured_tokens"] for entry in entries)
-    model = (
-        "The memory model's prediction equals the measured frontier for every backend"
-        if exact
-        else "The memory model predicts "
-        + join([f"{entry['backend']} {entry['predicted_tokens']:,}" for entry in entries])
-    )
+    if all(entry["predicted_tokens"] == entry["measured_tokens"] for entry in entries):
+        model = "The memory model's prediction equals the measured frontier for every backend"
+    else:
+        model = "The memory model predicts " + join([f"{e['backend']} {e['predicted_tokens']:,}" for e in entries])
     model += " in this fresh process"
     if ctx.exists("ci/ci-gate.log"):
         found = re.findall(
@@ -552,9 +500,9 @@ def render_study_frontier(ctx: Context) -> str:
                 + (": what fits depends on the allocator's state, not only on the shape" if moved else "")
             )
     fused = [
-        case
-        for case in config.get("cases", [])
-        if case["backend"] not in ("eager", "sdpa-math") and _ok(case) and case.get("peak_bytes")
+        c
+        for c in config.get("cases", [])
+        if c["backend"] not in ("eager", "sdpa-math") and _ok(c) and c.get("peak_bytes")
     ]
     longest = max((case["seqlen"] for case in fused), default=None)
     if longest is not None:
@@ -563,37 +511,35 @@ def render_study_frontier(ctx: Context) -> str:
             f"- **fused kernels** ({join(sorted({case['backend'] for case in fused if case['seqlen'] == longest}))}) "
             f"need {fmt_bytes_range(min(peaks), max(peaks))} above their inputs at {seqlen_label(longest)}."
         )
-    return block(
-        ctx,
-        f"Largest context standard attention fits in this GPU's {free} of free memory ({step}):",
+    header = ["backend", "measured", "first failure", "memory model", 'naive "scores + probabilities" model']
+    return [
+        f"Largest context standard attention fits in this GPU's {fmt_bytes(entries[0]['free_bytes'])} of free memory "
+        f"({step}):",
         "",
-        *table(
-            ["backend", "measured", "first failure", "memory model", 'naive "scores + probabilities" model'],
-            rows,
-            right=range(1, 5),
-        ),
+        *table(header, rows, right=range(1, 5)),
         "",
         *notes,
         "",
         model + ".",
-    )
+    ]
 
 
-@renderer("transformers-table")
-def render_transformers_table(ctx: Context) -> str:
+def transformers_table(ctx: Context, study: Any) -> list[str]:
     """One model's prefill/decode medians per attn_implementation, and how much they moved against the baseline run."""
-    study = ctx.json("study.json")
     preset = ctx.options.get("model", "Llama-3-8B")
     rows = [row for row in study.get("transformers", []) if row.get("preset") == preset]
     if not rows:
-        raise RenderError(f"{ctx.path('study.json')}: no transformers rows for {preset!r}")
+        raise ctx.error(f"no transformers rows for {preset!r}")
     implementations = list(dict.fromkeys(row["attn_implementation"] for row in rows))
     cells = {(row["attn_implementation"], row["phase"], row["seqlen"]): row for row in rows}
-    wanted = [("prefill", 4096, False), ("prefill", 16384, True), ("prefill", 32768, False), ("decode", 32768, False)]
     lines = []
-    for phase, seqlen, memory in wanted:
-        label = f"{phase} {seqlen_label(seqlen)}" if phase == "prefill" else f"decode, {seqlen_label(seqlen)} cache"
-        line = [label]
+    for phase, seqlen, memory in (
+        ("prefill", 4096, False),
+        ("prefill", 16384, True),
+        ("prefill", 32768, False),
+        ("decode", 32768, False),
+    ):
+        line = [f"{phase} {seqlen_label(seqlen)}" if phase == "prefill" else f"decode, {seqlen_label(seqlen)} cache"]
         for implementation in implementations:
             row = cells.get((implementation, phase, seqlen))
             if row is None:
@@ -601,21 +547,14 @@ def render_transformers_table(ctx: Context) -> str:
             elif row.get("status") != "ok" or row.get("median_ms") is None:
                 line.append("**does not fit**" if row.get("status") == "does_not_fit" else "n/a")
             else:
-                text = fmt_ms(row["median_ms"])
-                if memory and row.get("peak_bytes"):
-                    text += f" ({fmt_bytes(row['peak_bytes'])})"
-                line.append(text)
+                memory_cell = f" ({fmt_bytes(row['peak_bytes'])})" if memory and row.get("peak_bytes") else ""
+                line.append(fmt_ms(row["median_ms"]) + memory_cell)
         lines.append(line)
-    gate = ctx.json("hf-gate.json")
-    results = gate.get("results", [])
+    results = ctx.load("hf-gate.json").get("results", [])
     shape = next((r["shape"] for r in results if (r.get("shape") or {}).get("model") == preset), None)
+    what = preset
     if shape:
-        what = (
-            f"{preset} shape ({shape['heads']} heads, {shape['kv_heads']} KV heads), "
-            f"{shape['layers']} layers, {shape['dtype']}"
-        )
-    else:
-        what = preset
+        what = f"{preset} shape ({shape['heads']} heads, {shape['kv_heads']} KV heads), {shape['layers']} layers, {shape['dtype']}"
     both = [r for r in results if r.get("median_ms") and r.get("baseline_median_ms")]
     moved = [r for r in both if abs(r["median_ms"] / r["baseline_median_ms"] - 1) > 0.05]
     worst = max(both, key=lambda r: abs(math.log(r["median_ms"] / r["baseline_median_ms"])), default=None)
@@ -626,32 +565,26 @@ def render_transformers_table(ctx: Context) -> str:
             f"{len(both)} transformers cases that ran in both moved by more than 5 % (the most: "
             f"{test_label(worst['test_id'])}, {fmt_ratio(worst['median_ms'] / worst['baseline_median_ms'])})."
         )
-    return block(
-        ctx,
+    return [
         f"{what}; table for both models in {ctx.link('README.md', 'transformers')}.{stability}",
         "",
         *table(["phase", *implementations], lines, right=range(1, len(implementations) + 1)),
-    )
+    ]
 
 
 # ---------------------------------------------------------------- timing fidelity
 
 
-def _fidelity_rows(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def fidelity_rows(ctx: Context, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(cases that ran, cases that did not fit) of fidelity.md, each with the plugin/do_bench ratio."""
     # The stage logs stderr into the same file: a library's warning printed between two rows (FlashAttention-4's
     # CuTe DSL note) is dropped, so the table reads as one.
-    lines = ctx.read("fidelity.md").splitlines()
-    kept = [
-        line
-        for index, line in enumerate(lines)
-        if line.lstrip().startswith("|")
-        or not any(row.lstrip().startswith("|") for row in lines[:index])
-        or not any(row.lstrip().startswith("|") for row in lines[index + 1 :])
-    ]
+    lines = ctx.read(name).splitlines()
+    rows = [index for index, line in enumerate(lines) if line.lstrip().startswith("|")]
+    kept = [line for index, line in enumerate(lines) if not rows or index in rows or not rows[0] < index < rows[-1]]
     tables = markdown_tables("\n".join(kept))
     if not tables:
-        raise RenderError(f"{ctx.path('fidelity.md')}: no table")
+        raise ctx.error("no table")
     ran, unfit = [], []
     for row in tables[0]:
         plugin = parse_ms(row.get("plugin (CUDA events)", ""))
@@ -660,8 +593,7 @@ def _fidelity_rows(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, A
         if plugin is None or reference is None:
             unfit.append(case)
         else:
-            case["ratio"] = plugin / reference
-            ran.append(case)
+            ran.append({**case, "ratio": plugin / reference})
     return ran, unfit
 
 
@@ -673,46 +605,40 @@ def _case_name(case: dict[str, Any]) -> str:
     return f"{case['backend']} {seqlen_label(case['seqlen'])}"
 
 
-@renderer("fidelity-summary")
-def render_fidelity_summary(ctx: Context) -> str:
+def _outside(ran: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cases more than 3 % from do_bench, the lowest ratio first."""
+    return sorted((case for case in ran if abs(case["ratio"] - 1) > 0.03), key=lambda case: case["ratio"])
+
+
+def fidelity_summary(ctx: Context, fidelity: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> list[str]:
     """One sentence for the README: how many cases agree with do_bench within ±3 %, and which do not."""
-    ran, _ = _fidelity_rows(ctx)
-    outside = sorted((case for case in ran if abs(case["ratio"] - 1) > 0.03), key=lambda case: case["ratio"])
-    return block(
-        ctx,
+    ran, outside = fidelity[0], _outside(fidelity[0])
+    listed = "; outside it, plugin/do_bench: " + join([f"{_case_name(c)} {fmt_ratio(c['ratio'])}" for c in outside])
+    return [
         f"The plugin's medians agree with `triton.testing.do_bench` within ±3 % for {_within(ran, 0.03)} of the "
-        f"{len(ran)} cases that fit (fp16, causal, B=1, H=32, D=128, forward)"
-        + (
-            "; outside it, plugin/do_bench: "
-            + join([f"{_case_name(case)} {fmt_ratio(case['ratio'])}" for case in outside])
-            if outside
-            else ""
-        )
-        + ".",
-    )
+        f"{len(ran)} cases that fit (fp16, causal, B=1, H=32, D=128, forward){listed if outside else ''}."
+    ]
 
 
-@renderer("fidelity")
-def render_fidelity(ctx: Context) -> str:
+def fidelity(ctx: Context, fidelity: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> list[str]:
     """The do_bench comparison: counts within ±3 % and ±2.5 %, the cases outside, and the same cases in the study."""
-    ran, unfit = _fidelity_rows(ctx)
+    (ran, unfit), outside = fidelity, _outside(fidelity[0])
     ratios = [case["ratio"] for case in ran]
-    outside = sorted((case for case in ran if abs(case["ratio"] - 1) > 0.03), key=lambda case: case["ratio"])
     lines = [
         f"- {len(ran)} of the {len(ran) + len(unfit)} cases fit ({join([_case_name(case) for case in unfit])} do not). "
         f"{_within(ran, 0.03)} of the {len(ran)} agree within ±3 % and {_within(ran, 0.025)} within ±2.5 % "
-        f"(plugin/do_bench {ratios and fmt_range(f'{min(ratios):.3f}', f'{max(ratios):.3f}')}).",
+        f"(plugin/do_bench {ratios and span(ratios, f3)}).",
         "- Outside ±3 %: "
         + join(
             [
-                f"{_case_name(case)} {fmt_ratio(case['ratio'])} (plugin {fmt_ms(case['plugin'])}, do_bench {fmt_ms(case['do_bench'])})"
-                for case in outside
+                f"{_case_name(c)} {fmt_ratio(c['ratio'])} (plugin {fmt_ms(c['plugin'])}, do_bench {fmt_ms(c['do_bench'])})"
+                for c in outside
             ]
         )
         + ".",
     ]
     if ctx.exists("study.json"):
-        study_cases = _cases(_study_config(ctx, ctx.json("study.json")))
+        study_cases = _cases(_study_config(ctx, ctx.load("study.json")))
         again = [
             f"{_case_name(case)} {fmt_ms(study_cases[(case['backend'], case['seqlen'])]['median_ms'])}"
             for case in outside
@@ -720,39 +646,24 @@ def render_fidelity(ctx: Context) -> str:
         ]
         if again:
             lines.append(f"- The same cases in the plugin's study run: {join(again)}.")
-    return block(ctx, *lines)
+    return lines
 
 
-def _ncu_rows(ctx: Context) -> list[dict[str, Any]]:
-    tables = markdown_tables(ctx.read("ncu-fidelity.md"))
-    if not tables:
-        raise RenderError(f"{ctx.path('ncu-fidelity.md')}: no table")
+def ncu_rows(ctx: Context, name: str) -> list[dict[str, Any]]:
+    """The cases of ncu-fidelity.md: the plugin's median against Nsight Compute's kernel sum."""
     rows = []
-    for row in tables[0]:
+    for row in ctx.tables(name)[0]:
         backend, _, length = row["case"].rpartition("-")
         plugin, kernel = float(row["plugin median (ms)"]), float(row["ncu kernel sum (ms)"])
         rows.append(
-            {
-                "backend": backend,
-                "seqlen": int(length),
-                "plugin": plugin,
-                "ncu": kernel,
-                "kernels": int(row["kernels"]),
-                "ratio": plugin / kernel,
-            }
-        )
+            {"backend": backend, "seqlen": int(length), "plugin": plugin, "ncu": kernel, "kernels": int(row["kernels"]),
+             "ratio": plugin / kernel}
+        )  # fmt: skip
     return rows
 
 
-def _ratio_range(cases: Sequence[dict[str, Any]]) -> str:
-    ratios = [case["ratio"] for case in cases]
-    return fmt_range(f"{min(ratios):.3f}", f"{max(ratios):.3f}")
-
-
-@renderer("ncu")
-def render_ncu(ctx: Context) -> str:
+def ncu(ctx: Context, rows: list[dict[str, Any]]) -> list[str]:
     """Plugin medians against Nsight Compute's kernel time, per length; how many within ±3 %."""
-    rows = _ncu_rows(ctx)
     lines = []
     shortest = min(row["seqlen"] for row in rows)
     for seqlen in sorted({row["seqlen"] for row in rows}):
@@ -760,71 +671,55 @@ def render_ncu(ctx: Context) -> str:
         multi = [r for r in rows if r["seqlen"] == seqlen and r["kernels"] > 1]
         parts = []
         if single:
-            gaps = [(r["plugin"] - r["ncu"]) * 1e3 for r in single]
-            gap = f"; plugin − ncu {fmt_range(f'{min(gaps):.1f}', f'{max(gaps):.1f}')} µs" if seqlen == shortest else ""
+            gap = f"; plugin − ncu {span([(r['plugin'] - r['ncu']) * 1e3 for r in single], f1)} µs"
+            ratios = ", ".join(f"{r['backend']} {r['ratio']:.3f}" for r in single)
             parts.append(
-                f"single-kernel backends {_ratio_range(single)} ("
-                + ", ".join(f"{r['backend']} {r['ratio']:.3f}" for r in single)
-                + f"{gap})"
+                f"single-kernel backends {span([r['ratio'] for r in single], f3)} ({ratios}"
+                f"{gap if seqlen == shortest else ''})"
             )
         parts.extend(f"{r['backend']} ({r['kernels']} kernels) {r['ratio']:.3f}" for r in multi)
         lines.append(f"- {seqlen_label(seqlen)}: " + "; ".join(parts) + ".")
-    lines.append(f"- **Within ±3 %: {_within(rows, 0.03)} of the {len(rows)} cases.**")
-    return block(ctx, *lines)
+    return [*lines, f"- **Within ±3 %: {_within(rows, 0.03)} of the {len(rows)} cases.**"]
 
 
-def _modes(ctx: Context) -> list[dict[str, Any]]:
+def modes_sections(ctx: Context, name: str) -> list[dict[str, Any]]:
     """The sections of modes.log: the extra option, its table rows, its summary and skip lines."""
     sections: list[dict[str, Any]] = []
-    for chunk in re.split(r"^=== ", ctx.read("modes.log"), flags=re.M)[1:]:
+    for chunk in re.split(r"^=== ", ctx.read(name), flags=re.M)[1:]:
         option, _, body = chunk.partition("\n")
         skips = [(int(count), reason) for count, reason in re.findall(r"SKIPPED \[(\d+)\] [^:]+:\d+: (.+)", body)]
-        sections.append(
-            {
-                "option": option.strip(),
-                "rows": attnperf_rows(body),
-                "summary": PytestSummary.parse(summary_line(body)),
-                "skips": skips,
-            }
-        )
+        summary = PytestSummary.parse(summary_line(body))
+        sections.append({"option": option.strip(), "rows": attnperf_rows(body), "summary": summary, "skips": skips})
     if not sections:
-        raise RenderError(f"{ctx.path('modes.log')}: no '=== option' sections")
+        raise ctx.error("no '=== option' sections", name)
     return sections
 
 
-@renderer("modes")
-def render_modes(ctx: Context) -> str:
+def modes(ctx: Context, sections: list[dict[str, Any]]) -> list[str]:
     """Graph mode and the training modes at 1K/4K: outcome counts per mode, and which cases are missing."""
-    sections = _modes(ctx)
     everyone = {row["test"] for section in sections for row in section["rows"]}
     rows = []
     for section in sections:
         missing = sorted(everyone - {row["test"] for row in section["rows"]}, key=test_label)
-        summary = section["summary"]
         skip = "; ".join(
             f"{count} skipped: {reason.split(' needs ')[0]} not installed"
             if " needs " in reason
             else f"{count}: {reason}"
             for count, reason in section["skips"]
         )
+        outcome = section["summary"].text()
         rows.append(
-            [
-                f"`{section['option']}`",
-                summary.text(),
-                join([test_label(test) for test in missing]) or "–",
-                skip or "–",
-            ]
+            [f"`{section['option']}`", outcome, join([test_label(test) for test in missing]) or "–", skip or "–"]
         )
-    return block(ctx, *table(["option", "outcome", "cases missing from its table", "skips"], rows))
+    return table(["option", "outcome", "cases missing from its table", "skips"], rows)
 
 
-@renderer("graph-vs-ncu")
-def render_graph_vs_ncu(ctx: Context) -> str:
+def graph_vs_ncu(ctx: Context, ncu_cases: list[dict[str, Any]]) -> list[str]:
     """The 1K single-kernel cases: event-timed eager mode, CUDA-graph mode (modes.log) and ncu's kernel time."""
-    ncu = {(r["backend"], r["seqlen"]): r for r in _ncu_rows(ctx) if r["kernels"] == 1}
-    graph = next((s for s in _modes(ctx) if "cuda-graph" in s["option"]), None)
+    ncu = {(r["backend"], r["seqlen"]): r for r in ncu_cases if r["kernels"] == 1}
+    graph = next((s for s in modes_sections(ctx, "modes.log") if "cuda-graph" in s["option"]), None)
     if graph is None:
-        raise RenderError(f"{ctx.path('modes.log')}: no CUDA-graph section")
+        raise ctx.error("no CUDA-graph section", "modes.log")
     rows: list[list[str]] = []
     graph_ratios: dict[int, list[float]] = {}
     plain_ratios: dict[int, list[float]] = {}
@@ -836,35 +731,28 @@ def render_graph_vs_ncu(ctx: Context) -> str:
         reference = ncu[key]
         graph_ratios.setdefault(key[1], []).append(median / reference["ncu"])
         plain_ratios.setdefault(key[1], []).append(reference["ratio"])
-        rows.append(
-            [
-                f"{key[0]} {seqlen_label(key[1])}",
-                fmt_ms(reference["ncu"]),
-                f"{fmt_ms(reference['plugin'])} ({fmt_ratio(reference['ratio'])})",
-                f"{fmt_ms(median)} ({fmt_ratio(median / reference['ncu'])})",
-            ]
-        )
+        events = f"{fmt_ms(reference['plugin'])} ({fmt_ratio(reference['ratio'])})"
+        graphed = f"{fmt_ms(median)} ({fmt_ratio(median / reference['ncu'])})"
+        rows.append([f"{key[0]} {seqlen_label(key[1])}", fmt_ms(reference["ncu"]), events, graphed])
     if not rows:
         raise RenderError("no case is in both the CUDA-graph run and the ncu comparison")
-    return block(
-        ctx,
+    ratios = "; ".join(
+        f"{seqlen_label(seqlen)} {span(plain, f3)} with events, {span(graph_ratios[seqlen], f3)} with the graph"
+        for seqlen, plain in sorted(plain_ratios.items())
+    )
+    return [
         *table(["case", "ncu kernel time", "plugin, events", "plugin, CUDA graph"], rows, right=(1, 2, 3)),
         "",
-        "Over ncu's kernel time (events and CUDA graph were timed in different processes): "
-        + "; ".join(
-            f"{seqlen_label(seqlen)} {fmt_range(f'{min(plain):.3f}', f'{max(plain):.3f}')} with events, "
-            f"{fmt_range(f'{min(graph_ratios[seqlen]):.3f}', f'{max(graph_ratios[seqlen]):.3f}')} with the graph"
-            for seqlen, plain in sorted(plain_ratios.items())
-        )
-        + ".",
-    )
+        f"Over ncu's kernel time (events and CUDA graph were timed in different processes): {ratios}.",
+    ]
 
 
 # ---------------------------------------------------------------- the gate: false alarms, sensitivity, cost
 
 
-def _false_alarm_runs(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    text = ctx.read("false-alarms.txt")
+def false_alarm_runs(ctx: Context, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The 'run N: exit S, wall W s, <summary>' lines of false-alarms.txt, and what each JSON report held."""
+    text = ctx.read(name)
     runs = [
         {"run": int(run), "exit": int(status), "wall": float(wall), "summary": PytestSummary.parse(rest)}
         for run, status, wall, rest in re.findall(r"^run (\d+): exit (\d+), wall ([\d.]+) s, (.*)$", text, flags=re.M)
@@ -876,18 +764,13 @@ def _false_alarm_runs(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str
         )
     ]
     if not runs:
-        raise RenderError(f"{ctx.path('false-alarms.txt')}: no 'run N: exit S, wall W s' lines")
+        raise ctx.error("no 'run N: exit S, wall W s' lines")
     return runs, reports
 
 
-def _span(values: Iterable[int | float], fmt: Callable[[Any], str] = str) -> str:
-    values = list(values)
-    return fmt_range(fmt(min(values)), fmt(max(values)))
-
-
-@renderer("false-alarms")
-def render_false_alarms(ctx: Context) -> str:
-    runs, reports = _false_alarm_runs(ctx)
+def false_alarms(ctx: Context, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> list[str]:
+    """How many gated runs of an unchanged build failed, and what their JSON reports list."""
+    runs, reports = data
     failing = [run for run in runs if run["exit"] != 0]
     counts = {run["summary"].text() for run in runs}
     listed = [report for report in reports if report["failures"]]
@@ -896,61 +779,46 @@ def render_false_alarms(ctx: Context) -> str:
         if failing
         else f"**0 failures in {len(runs)} runs**"
     )
-    return block(
-        ctx,
-        f"{head} (exit status {_span([run['exit'] for run in runs])}; "
-        f"{'each: ' + next(iter(counts)) if len(counts) == 1 else join(sorted(counts), 'or')}); "
-        f"the {len(reports)} JSON reports hold {_span([r['cases'] for r in reports])} cases each and list "
-        f"{plural(len(listed), 'failure') if listed else 'no failure'}.",
-    )
+    each = "each: " + next(iter(counts)) if len(counts) == 1 else join(sorted(counts), "or")
+    return [
+        f"{head} (exit status {span([run['exit'] for run in runs])}; {each}); the {len(reports)} JSON reports hold "
+        f"{span([r['cases'] for r in reports])} cases each and list "
+        f"{plural(len(listed), 'failure') if listed else 'no failure'}."
+    ]
 
 
-@renderer("cost")
-def render_cost(ctx: Context) -> str:
-    runs, reports = _false_alarm_runs(ctx)
+def cost(ctx: Context, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> list[str]:
+    """The wall time of a gated run, and the sampled kernel time's share of it."""
+    runs, reports = data
     kernel = {report["run"]: report["kernel"] for report in reports}
     shares = [kernel[run["run"]] / run["wall"] for run in runs if run["run"] in kernel]
-    return block(
-        ctx,
-        f"A full gated run of the attention suite ({_span([r['cases'] for r in reports])} cases) took "
-        f"**{_span([run['wall'] for run in runs], lambda v: f'{v:.1f}')} s from `pytest` start to exit** over the "
-        f"{len(runs)} runs. The sampled kernel time was {_span(kernel.values(), lambda v: f'{v:.1f}')} s of that "
-        f"({_span([round(share * 100) for share in shares])} %).",
-    )
+    return [
+        f"A full gated run of the attention suite ({span([r['cases'] for r in reports])} cases) took "
+        f"**{span([run['wall'] for run in runs], f1)} s from `pytest` start to exit** over the "
+        f"{len(runs)} runs. The sampled kernel time was {span(kernel.values(), f1)} s of that "
+        f"({span([round(share * 100) for share in shares])} %)."
+    ]
 
 
-def _first_int(text: str) -> int | None:
-    """The first whole number in a text ('+10% of the median' -> 10), or None."""
-    match = re.search(r"\d+", text)
-    return int(match.group()) if match else None
-
-
-@renderer("sensitivity")
-def render_sensitivity(ctx: Context) -> str:
+def sensitivity(ctx: Context, text: str) -> list[str]:
     """Detected/false-alarm counts per tolerance, the drift of the unchanged rows and what the injections added."""
-    tables = markdown_tables(ctx.read("sensitivity.md"))
-    if not tables:
-        raise RenderError(f"{ctx.path('sensitivity.md')}: no table")
-    rows = tables[0]
+    rows = ctx.tables(ctx.main)[0]
     tolerances = sorted(
         (column for column in rows[0] if re.fullmatch(r"detected at \d+% tolerance", column)),
-        key=lambda column: -(_first_int(column) or 0),
+        key=lambda column: -(first_int(column) or 0),
     )
     if not tolerances:
-        raise RenderError(f"{ctx.path('sensitivity.md')}: no 'detected at N% tolerance' columns")
+        raise ctx.error("no 'detected at N% tolerance' columns")
     cases = list(dict.fromkeys((row["backend"], int(row["length"])) for row in rows))
     kinds = list(dict.fromkeys(row["injected"] for row in rows))
     by = {(row["backend"], int(row["length"]), row["injected"]): row for row in rows}
     none = next((kind for kind in kinds if not kind.startswith("+")), None)
-    injected = sorted((kind for kind in kinds if kind != none), key=lambda kind: _first_int(kind) or 0)
+    injected = sorted((kind for kind in kinds if kind != none), key=lambda kind: first_int(kind) or 0)
     order = [*reversed(injected), *([none] if none is not None else [])]
-
-    def label(kind: str) -> str:
-        return f"detected at +{_first_int(kind)} %" if kind != none else "false alarms (no injection)"
-
+    labels = [f"detected at +{first_int(kind)} %" if kind != none else "false alarms (no injection)" for kind in order]
     out = []
     for column in tolerances:
-        line = [f"{_first_int(column)} %"]
+        line = [f"{first_int(column)} %"]
         for kind in order:
             cells = [by[(backend, length, kind)][column] for backend, length in cases]
             totals = {cell.split("/")[1] for cell in cells}
@@ -963,420 +831,103 @@ def render_sensitivity(ctx: Context) -> str:
         return float(by[(backend, length, kind)]["mean measured ratio"].lstrip("x"))
 
     lines = [
-        *table(["tolerance", *[label(kind) for kind in order]], out),
+        *table(["tolerance", *labels], out),
         "",
         f"Cases, in this order: {join([f'{b} {seqlen_label(n)}' for b, n in cases])}; "
         f"{rows[0][tolerances[0]].split('/')[1]} trials per row, the baseline measured once in the same process.",
     ]
     if none is not None:
+        added = "; ".join(
+            f"+{first_int(kind)} % → "
+            + ", ".join(fmt_pct(ratio(b, n, kind) / ratio(b, n, none) - 1, sign=True) for b, n in cases)
+            for kind in injected
+        )
         lines.append(
             "Mean measured ratio to that baseline with nothing injected: "
             + ", ".join(fmt_ratio(ratio(b, n, none)) for b, n in cases)
-            + "; what the injections added over that unchanged row: "
-            + "; ".join(
-                f"+{_first_int(kind)} % → "
-                + ", ".join(fmt_pct(ratio(b, n, kind) / ratio(b, n, none) - 1, sign=True) for b, n in cases)
-                for kind in injected
-            )
-            + "."
+            + f"; what the injections added over that unchanged row: {added}."
         )
-    return block(ctx, *lines)
+    return lines
 
 
-def _probability(value: float) -> str:
-    return "below 0.0001" if value < 1e-4 else f"{value:.4f}"
-
-
-@renderer("gate-simulation")
-def render_gate_simulation(ctx: Context) -> str:
+def gate_simulation(ctx: Context, data: Any) -> list[str]:
     """The CPU simulation of the old and the new gate, per case: false alarms and slowdowns caught."""
-    data = ctx.json("gate-simulation.json")
     trials = int(data["trials"])
     rows = []
     for case in data["cases"]:
         old, new = case["old"], case["new"]
+        old_cells = [" / ".join(str(old[level][tol]) for tol in ("0.10", "0.05", "0.03")) for level in ("0.00", "0.05")]
+        new_cells = [str(new[level]) for level in ("0.00", "0.03", "0.05", "0.10")]
         rows.append(
-            [
-                case["case"],
-                fmt_pct(case["sigma_b"], 2),
-                fmt_pct(case["sigma_normalised"], 2),
-                " / ".join(str(old["0.00"][tol]) for tol in ("0.10", "0.05", "0.03")),
-                " / ".join(str(old["0.05"][tol]) for tol in ("0.10", "0.05", "0.03")),
-                str(new["0.00"]),
-                str(new["0.03"]),
-                str(new["0.05"]),
-                str(new["0.10"]),
-            ]
+            [case["case"], fmt_pct(case["sigma_b"], 2), fmt_pct(case["sigma_normalised"], 2), *old_cells, *new_cells]
         )
     caught = [case["new"]["0.05"] for case in data["cases"]]
     worst = min(data["cases"], key=lambda case: case["new"]["0.05"])
-    return block(
-        ctx,
+    probability = data["p_any_false_alarm_in_10_suite_runs"]
+    header = ["case", "between-run sd, raw", "normalised", "old: false alarms", "old: +5 % caught", "new: false alarms",
+              "new: +3 %", "new: +5 %", "new: +10 %"]  # fmt: skip
+    return [
         f"Out of {trials} simulated trials per cell (the old gate at tolerances 10 / 5 / 3 %; the new gate at its "
         "automatic tolerance):",
         "",
-        *table(
-            [
-                "case",
-                "between-run sd, raw",
-                "normalised",
-                "old: false alarms",
-                "old: +5 % caught",
-                "new: false alarms",
-                "new: +3 %",
-                "new: +5 %",
-                "new: +10 %",
-            ],
-            rows,
-            right=range(1, 9),
-        ),
+        *table(header, rows, right=range(1, 9)),
         "",
         f"The new gate catches +5 % in {min(caught)}–{max(caught)} of {trials} trials per case (fewest: "
         f"{worst['case']}); its model's probability of at least one false alarm in {data['suite_runs']} runs of "
-        f"these {len(data['cases'])} cases is {_probability(data['p_any_false_alarm_in_10_suite_runs'])}. "
+        f"these {len(data['cases'])} cases is {'below 0.0001' if probability < 1e-4 else f'{probability:.4f}'}. "
         "A simulation fitted to one H100's committed runs: it guides the design and proves nothing about a GPU.",
-    )
-
-
-@renderer("gate-validation")
-def render_gate_validation(ctx: Context) -> str:
-    """The GPU proof of the gate (issue 15's form): injected slowdowns caught, false alarms, gated runs.
-
-    A file with ``injected_units`` (benchmarks/gate_validation_live.py) gives the delivered slowdown in wall
-    time with cycles beside it, per row; the older files gave it at the baseline's clock, and say so.
-    """
-    data = ctx.json(ctx.options.get("file", "gate-validation.json"))
-    if "injected_units" in data:
-        return _render_live_validation(ctx, data)
-    rows = [
-        [
-            row["case"],
-            fmt_pct(row["intended"], 0, sign=True) if row.get("intended") is not None else "–",
-            fmt_pct(row["injected"], 1, sign=True),
-            f"{row['detected']} of {row['trials']}",
-            f"{row['false_alarms']} of {row['false_alarm_trials']}",
-            fmt_pct(row["tolerance"], 1) if row.get("tolerance") is not None else "–",
-        ]
-        for row in data["sensitivity"]
     ]
-    runs = data.get("gated_runs") or {"runs": 0}
-    delivered = "delivered (at the baseline's clock, not wall time)"
-    header = ["case", "intended", delivered, "detected", "false alarms", "tolerance"]
-    lines = table(header, rows, right=range(1, 6))
-    if runs["runs"]:
-        lines += [
-            "",
-            f"Gated runs of the whole suite on an unchanged build: {runs['failed']} failed of {runs['runs']}.",
-        ]
-    return block(ctx, *lines)
 
 
 LIVE_ROWS = {"plus3": "+3 % work", "plus5": "+5 % work", "power": "power-heavier"}
 
 
-def _render_live_validation(ctx: Context, data: dict[str, Any]) -> str:
-    rows = [
-        [
-            row["case"],
-            LIVE_ROWS.get(str(row.get("row")))
-            or (f"{fmt_pct(row['intended'], 0, sign=True)} work" if row.get("intended") is not None else "–"),
-            fmt_pct(row["injected"], 1, sign=True),
-            fmt_pct(row["injected_cycles"], 1, sign=True) if row.get("injected_cycles") is not None else "–",
+def gate_validation(ctx: Context, data: Any) -> list[str]:
+    """The GPU proof of the gate (issue 15's form): injected slowdowns caught, false alarms, gated runs.
+
+    A file with ``injected_units`` (benchmarks/gate_validation_live.py) gives the delivered slowdown in wall
+    time with cycles beside it, per row; the older files gave it at the baseline's clock, and say so.
+    """
+    live = "injected_units" in data
+    rows = []
+    for row in data["sensitivity"]:
+        intended = fmt_pct(row["intended"], 0, sign=True) if row.get("intended") is not None else "–"
+        if live:
+            intended = LIVE_ROWS.get(str(row.get("row"))) or (intended if intended == "–" else f"{intended} work")
+        cells = [row["case"], intended]
+        cells.append(fmt_pct(row["injected"], 1, sign=True))
+        if live:
+            cycles = row.get("injected_cycles")
+            cells.append(fmt_pct(cycles, 1, sign=True) if cycles is not None else "–")
+        tolerance = fmt_pct(row["tolerance"], 1) if row.get("tolerance") is not None else "–"
+        cells += [
             f"{row['detected']} of {row['trials']}",
             f"{row['false_alarms']} of {row['false_alarm_trials']}",
-            fmt_pct(row["tolerance"], 1) if row.get("tolerance") is not None else "–",
+            tolerance,
         ]
-        for row in data["sensitivity"]
-    ]
-    header = ["case", "row", "delivered (wall time)", "in cycles", "detected", "false alarms (unchanged)", "tolerance"]
+        rows.append(cells)
+    if not live:
+        runs = data.get("gated_runs") or {"runs": 0}
+        header = ["case", "intended", "delivered (at the baseline's clock, not wall time)", "detected", "false alarms",
+                  "tolerance"]  # fmt: skip
+        lines = table(header, rows, right=range(1, 6))
+        if runs["runs"]:
+            lines += [
+                "",
+                f"Gated runs of the whole suite on an unchanged build: {runs['failed']} failed of {runs['runs']}.",
+            ]
+        return lines
     runs = data["gated_runs"]
-    lines = table(header, rows, right=range(2, 7))
     cards = ""
     if data.get("recorded_on") and data.get("gated_on"):
         same = set(data["recorded_on"]) == set(data["gated_on"])
         cards = f", {'on the card that recorded the baselines' if same else 'on another card than the one that recorded them'}"
-    lines += [
+    header = ["case", "row", "delivered (wall time)", "in cycles", "detected", "false alarms (unchanged)", "tolerance"]
+    return [
+        *table(header, rows, right=range(2, 7)),
         "",
         f"{runs['runs']} gated runs through `pytest --attnperf`{cards}: the unchanged rows failed in {runs['failed']}.",
     ]
-    return block(ctx, *lines)
-
-
-# ---------------------------------------------------------------- the H200: the kernel suite's three recorded runs
-
-SUITE_ID = "tests/suite/test_attention.py::"
-PREFILL_ORDER = (
-    "eager",
-    "sdpa-math",
-    "sdpa-efficient",
-    "sdpa-flash",
-    "flash-attn",
-    "torch-varlen",
-    "flex",
-    "sdpa-cudnn",
-    "flash-attn-4",
-)
-
-
-def _recorded_baselines(ctx: Context) -> Any:
-    """The baseline file a record stage wrote (region option baseline=, default the H200's)."""
-    return ctx.yaml(ctx.options.get("baseline", "record/nvidia-h200.yaml"))
-
-
-def _recorded_report(ctx: Context) -> Any:
-    """The last run's JSON report of a record stage (region option report=, default the H200's third run)."""
-    return ctx.json_gz(ctx.options.get("report", "record/report-run3.json.gz"))
-
-
-def _suite_cases(entries: dict[str, Any], test: str, workload: str | None = None) -> dict[tuple[str, int], Any]:
-    """(backend, context length) -> baseline entry of one suite test (and workload)."""
-    cases = {}
-    for test_id, entry in entries.items():
-        name = test_id.removeprefix(SUITE_ID)
-        shape = entry.get("shape") or {}
-        if name.startswith(f"{test}[") and (workload is None or shape.get("workload") == workload):
-            cases[(entry["backend"], int(shape["k_len"]))] = entry
-    return cases
-
-
-def _entry_cell(entry: Any) -> str:
-    if not entry.get("fits", True):
-        return "does not fit"
-    return f"{fmt_ms(entry['latency_ms']['median'])} · {fmt_bytes(entry['peak_bytes'])}"
-
-
-@renderer("h200-prefill")
-@renderer("suite-prefill")  # the same for any card's recorded baselines (baseline=, report=)
-def render_h200_prefill(ctx: Context) -> str:
-    """FlashAttention on vs off for the prompt: every backend's median and peak at each length, from the baselines."""
-    data = _recorded_baselines(ctx)
-    cases = _suite_cases(data["entries"], "test_forward")
-    lengths = sorted({length for _, length in cases})
-    backends = [name for name in PREFILL_ORDER if any((name, n) in cases for n in lengths)]
-    rows = [[f"`{b}`", *[_entry_cell(cases[(b, n)]) if (b, n) in cases else "–" for n in lengths]] for b in backends]
-    speedups = []
-    for n in lengths:
-        off, on = cases.get(("eager", n)), cases.get(("flash-attn", n))
-        if off and on and off.get("fits", True) and on.get("fits", True):
-            ratio = off["latency_ms"]["median"] / on["latency_ms"]["median"]
-            memory = off["peak_bytes"] / on["peak_bytes"]
-            speedups.append(f"{seqlen_label(n)}: {ratio:.1f}× faster, {memory:.0f}× less memory")
-        elif off and on and not off.get("fits", True):
-            speedups.append(f"{seqlen_label(n)}: standard attention does not fit, `flash-attn` runs")
-    shape = next(iter(cases.values()))["shape"]
-    runs = {entry.get("runs") for entry in cases.values()}
-    return block(
-        ctx,
-        *table(["backend", *[seqlen_label(n) for n in lengths]], rows, right=range(1, len(lengths) + 1)),
-        "",
-        f"Median forward time · peak memory over the inputs, {shape['dtype']}, causal, batch {shape['batch']}, "
-        f"{shape['heads']} heads, head_dim {shape['head_dim']}; each median is the centre of "
-        f"{join(sorted(str(r) for r in runs))} independent runs (`attnperf update --runs 3`). "
-        f"FlashAttention on (`flash-attn`) vs off (`eager`, materialised): {'; '.join(speedups)}.",
-    )
-
-
-@renderer("h200-frontier")
-@renderer("suite-frontier")  # the same for any card's recorded baselines (baseline=, report=)
-def render_h200_frontier(ctx: Context) -> str:
-    """Where the materialising backends stop fitting, and what the fused ones need there."""
-    data = _recorded_baselines(ctx)
-    cases = _suite_cases(data["entries"], "test_forward")
-    memory = data["device"]["memory_bytes"]
-    lines = []
-    for backend in ("eager", "sdpa-math"):
-        lengths = sorted(n for b, n in cases if b == backend)
-        misfits = [n for n in lengths if not cases[(backend, n)].get("fits", True)]
-        fitting = [n for n in lengths if cases[(backend, n)].get("fits", True)]
-        if misfits and fitting:
-            last = cases[(backend, fitting[-1])]
-            lines.append(
-                f"`{backend}` fits at {seqlen_label(fitting[-1])} (peak {fmt_bytes(last['peak_bytes'])}) and "
-                f"no longer at {seqlen_label(misfits[0])}"
-            )
-    longest = max(n for _, n in cases)
-    fused = [
-        cases[(b, longest)]["peak_bytes"]
-        for b in PREFILL_ORDER
-        if (b, longest) in cases and cases[(b, longest)].get("fits", True)
-    ]
-    return block(
-        ctx,
-        f"On the {data['device']['name']}'s {fmt_bytes(memory)}: {'; '.join(lines)}. Every fused backend runs {seqlen_label(longest)} "
-        f"in {fmt_bytes_range(min(fused), max(fused))} over the inputs.",
-    )
-
-
-DECODE_ORDER = (
-    "eager",
-    "sdpa-math",
-    "sdpa-efficient",
-    "torch-varlen",
-    "flex",
-    "sdpa-flash",
-    "flash-attn",
-    "sdpa-cudnn",
-    "flash-attn-4",
-)
-
-
-@renderer("h200-decode")
-@renderer("suite-decode")  # the same for any card's recorded baselines (baseline=, report=)
-def render_h200_decode(ctx: Context) -> str:
-    """One decode step over a KV cache (plain and paged): median and share of the copy bandwidth, from a recorded run."""
-    report = _recorded_report(ctx)
-    cells: dict[tuple[str, str, int], str] = {}
-    for result in report["results"]:
-        shape = result.get("shape") or {}
-        if shape.get("workload") not in ("decode", "paged") or not result.get("median_ms"):
-            continue
-        share = result.get("bandwidth_share")
-        cells[(shape["workload"], result["backend"], int(shape["k_len"]))] = fmt_ms(result["median_ms"]) + (
-            f" · {share * 100:.0f} %" if share else ""
-        )
-    lengths = sorted({n for _, _, n in cells})
-    rows = []
-    for workload in ("decode", "paged"):
-        for backend in DECODE_ORDER:
-            if any((workload, backend, n) in cells for n in lengths):
-                rows.append([workload, f"`{backend}`", *[cells.get((workload, backend, n), "–") for n in lengths]])
-    return block(
-        ctx,
-        *table(
-            ["workload", "backend", *[f"{seqlen_label(n)} cache" for n in lengths]],
-            rows,
-            right=range(2, len(lengths) + 2),
-        ),
-        "",
-        "One new token per sequence (batch 1, 32 heads, head_dim 128, fp16): median time · the bytes it must move "
-        "(Q, the cache it reads, O) per second, as a share of the copy bandwidth measured in the same run. "
-        "Paged: the cache in 256-token pages scattered in memory.",
-    )
-
-
-@renderer("h200-record")
-def render_h200_record(ctx: Context) -> str:
-    """The three update runs: outcome, wall time, and the sampling's share of the last one."""
-    runs = re.findall(
-        r"^run (\d+) of (\d+): exit (\d+), wall (\d+) s, (.*)$", ctx.read("record/record.txt"), flags=re.M
-    )
-    finished = [run for run in runs if run[2] == "0"]
-    report = ctx.json_gz("record/report-run3.json.gz")
-    sampling = sum((r.get("timing_info") or {}).get("sampling_wall_ms", 0.0) for r in report["results"]) / 1e3
-    walls = [int(run[3]) for run in finished]
-    return block(
-        ctx,
-        f"{len(finished)} runs of the kernel suite, each {finished[-1][4].split(' in ')[0]}; wall "
-        f"{', '.join(f'{w} s' for w in walls)} (the first compiles FlexAttention's kernels). In the last run the "
-        f"timed sampling took {sampling:.0f} s ({sampling / walls[-1] * 100:.0f} % of its wall time).",
-    )
-
-
-@renderer("hostile-probe")
-def render_hostile_probe(ctx: Context) -> str:
-    """The hostile probe's verdict counts and its whole table (a CPU run of benchmarks/hostile_probe.py)."""
-    text = ctx.read("hostile-probe.md")
-    counts = next((line for line in text.splitlines() if re.match(r"- \d+ probes: ", line)), None)
-    rows = [line for line in text.splitlines() if line.startswith("|")]
-    if counts is None or len(rows) < 3:
-        raise RenderError(f"{ctx.path('hostile-probe.md')}: no verdict counts or no table")
-    return block(ctx, counts.removeprefix("- "), "", *rows)
-
-
-PROBE_VERDICTS = ("clear error", "acceptable", "DEFECT", "skipped", "harness error")
-# A run line of the report's header (benchmarks/hostile_probe.py's RunInfo.line).
-PROBE_RUN = re.compile(
-    r"^  - (?P<date>.+?) \([\d.]+ min\), pytest-attnperf at commit (?P<commit>\S+): `.+`; "
-    r"families (?P<families>.+) \(\d+ probes\)$"
-)
-
-
-@renderer("hostile-probe-families")
-def render_hostile_probe_families(ctx: Context) -> str:
-    """The hostile probe's verdicts per family (``families=a,b``: only those), with the run that made each family's rows."""
-    name = "hostile-probe.md"
-    text = ctx.read(name)
-    counts: dict[str, dict[str, int]] = {}
-    for line in text.splitlines():
-        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
-        if len(cells) == 5 and cells[0].isdigit():
-            verdict = cells[4].strip("*")
-            if verdict not in PROBE_VERDICTS:
-                raise RenderError(f"{ctx.path(name)}: unknown verdict {verdict!r} in row {cells[0]}")
-            counts.setdefault(cells[1], dict.fromkeys(PROBE_VERDICTS, 0))[verdict] += 1
-    runs = {}
-    for match in map(PROBE_RUN.match, text.splitlines()):
-        if match:
-            runs.update(dict.fromkeys(match["families"].split(", "), f"{match['date']}, commit {match['commit']}"))
-    wanted = ctx.options["families"].split(",") if "families" in ctx.options else list(counts)
-    unknown = [family for family in wanted if family not in counts]
-    if unknown or not wanted:
-        raise RenderError(f"{ctx.path(name)}: no probes of the families {', '.join(unknown) or '(none given)'}")
-    shown = list(PROBE_VERDICTS[:3]) + [
-        verdict for verdict in PROBE_VERDICTS[3:] if any(counts[family][verdict] for family in wanted)
-    ]
-    lines = [
-        "| family | probes | " + " | ".join(shown) + " | run |",
-        "| --- | ---: | " + " | ".join("---:" for _ in shown) + " | --- |",
-    ]
-    for family in wanted:
-        row = counts[family]
-        lines.append(
-            f"| {family} | {sum(row.values())} | "
-            + " | ".join(f"**{row[v]}**" if v == "DEFECT" and row[v] else str(row[v]) for v in shown)
-            + f" | {runs.get(family, '-')} |"
-        )
-    return block(ctx, *lines)
-
-
-def _found(pattern: str, text: str, name: str) -> re.Match[str]:
-    match = re.search(pattern, text, flags=re.M)
-    if match is None:
-        raise RenderError(f"{name}: no line matching {pattern!r}")
-    return match
-
-
-@renderer("load-tax")
-def render_load_tax(ctx: Context) -> str:
-    """What every pytest run pays with the plugin installed (benchmarks/load_tax.py on a CPU machine)."""
-    text = ctx.read("load-tax.txt")
-    ratio = _found(r"^ratio of medians \(plugin installed / -p no:attnperf\): ([\d.]+) \(([+-][\d.]+) s", text, "load-tax.txt")
-    cpu = _found(r"^ratio of CPU-time medians \(information, not the goal\): ([\d.]+)", text, "load-tax.txt")
-    torch = _found(r"^torch imported when loading the plugin: (\w+)", text, "load-tax.txt")
-    help_cost = _found(r"^attnperf --help: ([+-][\d.]+) s over python -c pass", text, "load-tax.txt")
-    show_cost = _found(r"^attnperf show [^:\n]+: ([+-][\d.]+) s over python -c pass", text, "load-tax.txt")
-    packages = _found(r"^packages: (.+)$", text, "load-tax.txt").group(1)
-    runs = _found(r"^pytest, plugin installed .* (\d+)$", text, "load-tax.txt").group(1)
-    load = _found(r"^load average \(1 min\) before / after: ([\d.]+) / ([\d.]+)", text, "load-tax.txt")
-    return block(
-        ctx,
-        f"A one-test suite with the plugin installed takes {ratio.group(1)}× the median wall time of the same run with "
-        f"`-p no:attnperf` ({ratio.group(2)} s; CPU time {cpu.group(1)}×), torch imported at load: {torch.group(1)}; "
-        f"`attnperf --help` costs {help_cost.group(1)} s over `python -c pass`, `attnperf show` of the H200 baselines "
-        f"{show_cost.group(1)} s. Measured where the README's CPU install puts it (a virtual environment with "
-        f"`pip install torch==2.13.0 && pip install -e .` and nothing else: {packages}), on a 2-core CPU machine "
-        f"shared with other work (load average {load.group(1)} before, {load.group(2)} after); medians of {runs} "
-        "interleaved runs.",
-    )
-
-
-@renderer("foreign-suite")
-def render_foreign_suite(ctx: Context) -> str:
-    """A suite nobody here wrote (einops'), with the plugin installed and with -p no:attnperf."""
-    text = ctx.read("foreign-suite.md")
-    rows = {row[""]: row for row in markdown_tables(text)[0]}
-    plugin, bare = "`plugin installed`", "`-p no:attnperf`"
-    identical = _found(r"^\*\*identical outcomes: (\w+)\*\*", text, "foreign-suite.md").group(1)
-    runs = _found(r"^- runs per mode: (\d+)", text, "foreign-suite.md").group(1)
-    wall = rows["wall time, whole process (s)"]
-    return block(
-        ctx,
-        f"einops' own test suite (its PyPI source distribution, numpy and torch backends), {runs} runs per mode: "
-        f"identical outcomes in every run: **{identical}** ({rows['passed'][plugin]} passed, {rows['failed'][plugin]} "
-        f"failed, {rows['skipped'][plugin]} skipped with the plugin; {rows['passed'][bare]}, {rows['failed'][bare]}, "
-        f"{rows['skipped'][bare]} without); median wall time {wall[plugin].split()[0]} s with the plugin installed, "
-        f"{wall[bare].split()[0]} s with `-p no:attnperf`.",
-    )
 
 
 COST_RUNS = [(run, cache) for run in ("before", "after") for cache in ("cold", "warm")]
@@ -1391,15 +942,14 @@ COST_PHASES = [  # (column, the phases_s keys it sums)
 ]
 
 
-@renderer("gate-cost")
-def render_gate_cost(ctx: Context) -> str:
-    """A gated kernel-suite run's cost before and after, cold and warm compile cache (cost/cost-*.json)."""
+def cost_rows(ctx: Context, name: str) -> list[list[str]]:
+    """One table row per cost/cost-{before,after}-{cold,warm}.json of the folder (benchmarks/gate_cost.py)."""
     rows = []
     for run, cache in COST_RUNS:
         name = f"cost/cost-{run}-{cache}.json"
         if not ctx.exists(name):
             continue
-        cost = ctx.json(name)
+        cost = ctx.load(name)
         try:
             phases, wall, kernel = cost["phases_s"], float(cost["wall_s"]), float(cost["sampled_kernel_s"])
             startup = cost["startup_s"]  # None: a report from before the cost block (its start-up is in the rest)
@@ -1411,89 +961,292 @@ def render_gate_cost(ctx: Context) -> str:
                  f"{float(cost.get('lead_spin_s', 0.0)):.1f}", f"{wall / kernel:.1f}×" if kernel else "-"]
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as error:
-            raise RenderError(f"{ctx.path(name)}: not a gate_cost.py cost.json ({error!r} missing or malformed)") from None
+            raise ctx.error(f"not a gate_cost.py cost.json ({error!r} missing or malformed)", name) from None
     if not rows:
-        raise RenderError(f"{ctx.path('cost')}: no cost-{{before,after}}-{{cold,warm}}.json file")
+        raise ctx.error("no cost-{before,after}-{cold,warm}.json file", "cost")
+    return rows
+
+
+def gate_cost(ctx: Context, rows: list[list[str]]) -> list[str]:
+    """A gated kernel-suite run's cost before and after, cold and warm compile cache."""
     header = ["code", "compile cache", "cases", "wall s", "sampled kernel s", *(c for c, _ in COST_PHASES),
               "of which lead spin s", "wall / kernel"]  # fmt: skip
-    return block(ctx, *table(header, rows, right=range(2, len(header))))
+    return table(header, rows, right=range(2, len(header)))
 
 
-@renderer("memory-repeat")
-def render_memory_repeat(ctx: Context) -> str:
-    """The CPU memory gate run again and again right after one update: its false alarms."""
-    text = ctx.read("memory-repeat.md")
-    summary = _found(r"^\*\*(\d+) runs, (\d+) cases each: (\d+) memory false alarms\*\*.*?from its baseline in any run: ([\d.]+ %)", text, "memory-repeat.md")
-    runs, cases, alarms, deviation = summary.groups()
-    return block(
-        ctx,
-        f"The repo's CPU kernel suite gated {runs} times right after one `--attnperf-update`, {cases} cases each: "
-        f"**{alarms} memory false alarms**; the largest peak deviation from its baseline in any run: {deviation}.",
-    )
+# ---------------------------------------------------------------- the kernel suite's recorded runs (record stage)
+
+SUITE_ID = "tests/suite/test_attention.py::"
+PREFILL_ORDER = ("eager", "sdpa-math", "sdpa-efficient", "sdpa-flash", "flash-attn", "torch-varlen", "flex",
+                 "sdpa-cudnn", "flash-attn-4")  # fmt: skip
+DECODE_ORDER = ("eager", "sdpa-math", "sdpa-efficient", "torch-varlen", "flex", "sdpa-flash", "flash-attn",
+                "sdpa-cudnn", "flash-attn-4")  # fmt: skip
 
 
-@renderer("gated-runs")
-def render_gated_runs(ctx: Context) -> str:
+def _forward_cases(data: Any) -> dict[tuple[str, int], Any]:
+    """(backend, context length) -> baseline entry of the suite's test_forward."""
+    cases = {}
+    for test_id, entry in data["entries"].items():
+        if test_id.removeprefix(SUITE_ID).startswith("test_forward["):
+            cases[(entry["backend"], int((entry.get("shape") or {})["k_len"]))] = entry
+    return cases
+
+
+def _fits(entry: Any) -> bool:
+    return bool(entry.get("fits", True))
+
+
+def suite_prefill(ctx: Context, data: Any) -> list[str]:
+    """FlashAttention on vs off for the prompt: every backend's median and peak at each length, from the baselines."""
+    cases = _forward_cases(data)
+    lengths = sorted({length for _, length in cases})
+    backends = [name for name in PREFILL_ORDER if any((name, n) in cases for n in lengths)]
+
+    def cell(entry: Any) -> str:
+        if entry is None:
+            return "–"
+        return (
+            f"{fmt_ms(entry['latency_ms']['median'])} · {fmt_bytes(entry['peak_bytes'])}"
+            if _fits(entry)
+            else "does not fit"
+        )
+
+    rows = [[f"`{b}`", *[cell(cases.get((b, n))) for n in lengths]] for b in backends]
+    speedups = []
+    for n in lengths:
+        off, on = cases.get(("eager", n)), cases.get(("flash-attn", n))
+        if off and on and _fits(off) and _fits(on):
+            ratio = off["latency_ms"]["median"] / on["latency_ms"]["median"]
+            memory = off["peak_bytes"] / on["peak_bytes"]
+            speedups.append(f"{seqlen_label(n)}: {ratio:.1f}× faster, {memory:.0f}× less memory")
+        elif off and on and not _fits(off):
+            speedups.append(f"{seqlen_label(n)}: standard attention does not fit, `flash-attn` runs")
+    shape = next(iter(cases.values()))["shape"]
+    runs = join(sorted(str(runs) for runs in {entry.get("runs") for entry in cases.values()}))
+    return [
+        *table(["backend", *[seqlen_label(n) for n in lengths]], rows, right=range(1, len(lengths) + 1)),
+        "",
+        f"Median forward time · peak memory over the inputs, {shape['dtype']}, causal, batch {shape['batch']}, "
+        f"{shape['heads']} heads, head_dim {shape['head_dim']}; each median is the centre of "
+        f"{runs} independent runs (`attnperf update --runs 3`). "
+        f"FlashAttention on (`flash-attn`) vs off (`eager`, materialised): {'; '.join(speedups)}.",
+    ]
+
+
+def suite_frontier(ctx: Context, data: Any) -> list[str]:
+    """Where the materialising backends stop fitting, and what the fused ones need there."""
+    cases = _forward_cases(data)
+    lines = []
+    for backend in ("eager", "sdpa-math"):
+        lengths = sorted(n for b, n in cases if b == backend)
+        misfits = [n for n in lengths if not _fits(cases[(backend, n)])]
+        fitting = [n for n in lengths if _fits(cases[(backend, n)])]
+        if misfits and fitting:
+            lines.append(
+                f"`{backend}` fits at {seqlen_label(fitting[-1])} (peak {fmt_bytes(cases[(backend, fitting[-1])]['peak_bytes'])}) "
+                f"and no longer at {seqlen_label(misfits[0])}"
+            )
+    longest = max(n for _, n in cases)
+    fused = [
+        cases[(b, longest)]["peak_bytes"] for b in PREFILL_ORDER if (b, longest) in cases and _fits(cases[(b, longest)])
+    ]
+    return [
+        f"On the {data['device']['name']}'s {fmt_bytes(data['device']['memory_bytes'])}: {'; '.join(lines)}. "
+        f"Every fused backend runs {seqlen_label(longest)} in {fmt_bytes_range(min(fused), max(fused))} over the inputs."
+    ]
+
+
+def suite_decode(ctx: Context, report: Any) -> list[str]:
+    """One decode step over a KV cache (plain and paged): median and share of the copy bandwidth, from a recorded run."""
+    cells: dict[tuple[str, str, int], str] = {}
+    for result in report["results"]:
+        shape = result.get("shape") or {}
+        if shape.get("workload") not in ("decode", "paged") or not result.get("median_ms"):
+            continue
+        share = result.get("bandwidth_share")
+        cell = fmt_ms(result["median_ms"]) + (f" · {share * 100:.0f} %" if share else "")
+        cells[(shape["workload"], result["backend"], int(shape["k_len"]))] = cell
+    lengths = sorted({n for _, _, n in cells})
+    rows = [
+        [workload, f"`{backend}`", *[cells.get((workload, backend, n), "–") for n in lengths]]
+        for workload in ("decode", "paged")
+        for backend in DECODE_ORDER
+        if any((workload, backend, n) in cells for n in lengths)
+    ]
+    header = ["workload", "backend", *[f"{seqlen_label(n)} cache" for n in lengths]]
+    return [
+        *table(header, rows, right=range(2, len(lengths) + 2)),
+        "",
+        "One new token per sequence (batch 1, 32 heads, head_dim 128, fp16): median time · the bytes it must move "
+        "(Q, the cache it reads, O) per second, as a share of the copy bandwidth measured in the same run. "
+        "Paged: the cache in 256-token pages scattered in memory.",
+    ]
+
+
+def suite_record(ctx: Context, text: str) -> list[str]:
+    """The three update runs: outcome, wall time, and the sampling's share of the last one."""
+    runs = re.findall(r"^run (\d+) of (\d+): exit (\d+), wall (\d+) s, (.*)$", text, flags=re.M)
+    finished = [run for run in runs if run[2] == "0"]
+    report = ctx.load("record/report-run3.json.gz")
+    sampling = sum((r.get("timing_info") or {}).get("sampling_wall_ms", 0.0) for r in report["results"]) / 1e3
+    walls = [int(run[3]) for run in finished]
+    return [
+        f"{len(finished)} runs of the kernel suite, each {finished[-1][4].split(' in ')[0]}; wall "
+        f"{', '.join(f'{w} s' for w in walls)} (the first compiles FlexAttention's kernels). In the last run the "
+        f"timed sampling took {sampling:.0f} s ({sampling / walls[-1] * 100:.0f} % of its wall time)."
+    ]
+
+
+def gated_runs(ctx: Context, first: str) -> list[str]:
     """Gated runs against the recorded baselines: each one's pytest summary."""
-    summaries = []
-    for name in ("gated/gate-forward-1.log", "gated/gate-forward-2.log"):
-        summaries.append(summary_line(ctx.read(name)))
+    summaries = [summary_line(first), summary_line(ctx.read("gated/gate-forward-2.log"))]
     failed = sum("failed" in summary for summary in summaries)
-    return block(
-        ctx,
+    return [
         f"{failed} failed of {len(summaries)} gated runs of `test_forward` against the recorded baselines: "
         + "; ".join(f"`{summary}`" for summary in summaries)
-        + ".",
-    )
+        + "."
+    ]
 
 
-@renderer("history")
-def render_history(ctx: Context) -> str:
-    """`attnperf history` of a folder of JSON reports (<folder>/history/, real runs), as docs/ci.md shows it."""
-    from pytest_attnperf.runs.drift import DriftRule
-    from pytest_attnperf.runs.history import build_series, find_reports, history_markdown
+# ---------------------------------------------------------------- CPU runs: load tax, foreign suite, probes, history
+
+
+def load_tax(ctx: Context, text: str) -> list[str]:
+    """What every pytest run pays with the plugin installed (benchmarks/load_tax.py on a CPU machine)."""
+    ratio = ctx.find(r"^ratio of medians \(plugin installed / -p no:attnperf\): ([\d.]+) \(([+-][\d.]+) s")
+    cpu = ctx.find(r"^ratio of CPU-time medians \(information, not the goal\): ([\d.]+)")[1]
+    torch = ctx.find(r"^torch imported when loading the plugin: (\w+)")[1]
+    help_cost = ctx.find(r"^attnperf --help: ([+-][\d.]+) s over python -c pass")[1]
+    show_cost = ctx.find(r"^attnperf show [^:\n]+: ([+-][\d.]+) s over python -c pass")[1]
+    packages = ctx.find(r"^packages: (.+)$")[1]
+    runs = ctx.find(r"^pytest, plugin installed .* (\d+)$")[1]
+    load = ctx.find(r"^load average \(1 min\) before / after: ([\d.]+) / ([\d.]+)")
+    return [
+        f"A one-test suite with the plugin installed takes {ratio[1]}× the median wall time of the same run with "
+        f"`-p no:attnperf` ({ratio[2]} s; CPU time {cpu}×), torch imported at load: {torch}; "
+        f"`attnperf --help` costs {help_cost} s over `python -c pass`, `attnperf show` of the H200 baselines "
+        f"{show_cost} s. Measured where the README's CPU install puts it (a virtual environment with "
+        f"`pip install torch==2.13.0 && pip install -e .` and nothing else: {packages}), on a 2-core CPU machine "
+        f"shared with other work (load average {load[1]} before, {load[2]} after); medians of {runs} "
+        "interleaved runs."
+    ]
+
+
+def foreign_suite(ctx: Context, text: str) -> list[str]:
+    """A suite nobody here wrote (einops'), with the plugin installed and with -p no:attnperf."""
+    rows = {row[""]: row for row in ctx.tables(ctx.main)[0]}
+    plugin, bare = "`plugin installed`", "`-p no:attnperf`"
+    identical = ctx.find(r"^\*\*identical outcomes: (\w+)\*\*")[1]
+    runs = ctx.find(r"^- runs per mode: (\d+)")[1]
+    wall = rows["wall time, whole process (s)"]
+    return [
+        f"einops' own test suite (its PyPI source distribution, numpy and torch backends), {runs} runs per mode: "
+        f"identical outcomes in every run: **{identical}** ({rows['passed'][plugin]} passed, {rows['failed'][plugin]} "
+        f"failed, {rows['skipped'][plugin]} skipped with the plugin; {rows['passed'][bare]}, {rows['failed'][bare]}, "
+        f"{rows['skipped'][bare]} without); median wall time {wall[plugin].split()[0]} s with the plugin installed, "
+        f"{wall[bare].split()[0]} s with `-p no:attnperf`."
+    ]
+
+
+def memory_repeat(ctx: Context, text: str) -> list[str]:
+    """The CPU memory gate run again and again right after one update: its false alarms."""
+    runs, cases, alarms, deviation = ctx.find(
+        r"^\*\*(\d+) runs, (\d+) cases each: (\d+) memory false alarms\*\*.*?from its baseline in any run: ([\d.]+ %)"
+    ).groups()
+    return [
+        f"The repo's CPU kernel suite gated {runs} times right after one `--attnperf-update`, {cases} cases each: "
+        f"**{alarms} memory false alarms**; the largest peak deviation from its baseline in any run: {deviation}."
+    ]
+
+
+def hostile_probe(ctx: Context, text: str) -> list[str]:
+    """The hostile probe's verdict counts and its whole table (a CPU run of benchmarks/hostile_probe.py)."""
+    counts = next((line for line in text.splitlines() if re.match(r"- \d+ probes: ", line)), None)
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    if counts is None or len(rows) < 3:
+        raise ctx.error("no verdict counts or no table")
+    return [counts.removeprefix("- "), "", *rows]
+
+
+PROBE_VERDICTS = ("clear error", "acceptable", "DEFECT", "skipped", "harness error")
+# A run line of the report's header (benchmarks/hostile_probe.py's RunInfo.line).
+PROBE_RUN = re.compile(
+    r"^  - (?P<date>.+?) \([\d.]+ min\), pytest-attnperf at commit (?P<commit>\S+): `.+`; "
+    r"families (?P<families>.+) \(\d+ probes\)$"
+)
+
+
+def hostile_probe_families(ctx: Context, text: str) -> list[str]:
+    """The hostile probe's verdicts per family (``families=a,b``: only those), with the run that made each family's rows."""
+    counts: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 5 and cells[0].isdigit():
+            verdict = cells[4].strip("*")
+            if verdict not in PROBE_VERDICTS:
+                raise ctx.error(f"unknown verdict {verdict!r} in row {cells[0]}")
+            counts.setdefault(cells[1], dict.fromkeys(PROBE_VERDICTS, 0))[verdict] += 1
+    runs = {}
+    for match in map(PROBE_RUN.match, text.splitlines()):
+        if match:
+            runs.update(dict.fromkeys(match["families"].split(", "), f"{match['date']}, commit {match['commit']}"))
+    wanted = ctx.options["families"].split(",") if "families" in ctx.options else list(counts)
+    unknown = [family for family in wanted if family not in counts]
+    if unknown or not wanted:
+        raise ctx.error(f"no probes of the families {', '.join(unknown) or '(none given)'}")
+    shown = [*PROBE_VERDICTS[:3], *(v for v in PROBE_VERDICTS[3:] if any(counts[family][v] for family in wanted))]
+    rows = [
+        [family, str(sum(counts[family].values())),
+         *(f"**{n}**" if v == "DEFECT" and n else str(n) for v, n in ((v, counts[family][v]) for v in shown)),
+         runs.get(family, "-")]
+        for family in wanted
+    ]  # fmt: skip
+    return table(["family", "probes", *shown, "run"], rows, right=range(1, len(shown) + 2))
+
+
+def history_reports(ctx: Context, name: str) -> Any:
+    """The JSON reports of <folder>/history/ (real runs), as pytest_attnperf's history reads them."""
+    from pytest_attnperf.runs.history import find_reports
     from pytest_attnperf.runs.stored import ReportError
 
-    folder = ctx.root / ctx.path("history/")
     try:
-        reports, _ = find_reports([folder])
+        reports, _ = find_reports([ctx.root / ctx.path(name)])
     except ReportError as error:
         raise RenderError(str(error)) from None
     if not reports:
-        raise RenderError(f"no JSON report in {ctx.path('history/')}")
-    ctx.used.append("history/" if ctx.folder == "cpu" else "history")
-    return block(ctx, *history_markdown(build_series(reports), DriftRule()))
+        raise RenderError(f"no JSON report in {ctx.path(name).as_posix()}/")
+    ctx.used.append(name if ctx.folder == "cpu" else "history")  # the CPU runs' stage is a script, not the GPU's
+    return reports
 
 
-# ---------------------------------------------------------------- README: main job, xdist
+def history(ctx: Context, reports: Any) -> list[str]:
+    """`attnperf history` of a folder of JSON reports, as docs/ci.md shows it."""
+    from pytest_attnperf.runs.drift import DriftRule
+    from pytest_attnperf.runs.history import build_series, history_markdown
+
+    return list(history_markdown(build_series(reports), DriftRule()))
 
 
-@renderer("main-job")
-def render_main_job(ctx: Context) -> str:
-    text = ctx.read("main-job.log")
+# ---------------------------------------------------------------- the GPU session's other runs
+
+
+def main_job(ctx: Context, text: str) -> list[str]:
+    """The gated suite on the GPU machine: its outcome, wall time and the cases that do not fit."""
     summary = PytestSummary.parse(summary_line(text))
     wall = re.search(r"^exit (\d+) wall ([\d.]+) s$", text, flags=re.M)
     rows = attnperf_rows(text)
     unfit = [test_label(row["test"]) for row in rows if row["verdict"] == "does not fit"]
     other = summary.skipped - len(unfit)
-    took = f"took {wall.group(2)} s and " if wall else ""
-    gpu = gpu_of(text) or "the GPU machine"
-    rest = (
-        f"; the other {other} skipped tests are not in the table (flash-attn-3 is not installed there)"
-        if other > 0
-        else ""
-    )
-    return block(
-        ctx,
-        f"`pytest --attnperf --attnperf-missing=fail` on the {gpu} {took}gave "
-        f"**{summary.text()}** ({ctx.link('main-job.log')}; {len(rows)} cases in its table; "
-        f"skipped because they do not fit: {join(unfit)}{rest}).",
-    )
+    rest = f"; the other {other} skipped tests are not in the table (flash-attn-3 is not installed there)"
+    return [
+        f"`pytest --attnperf --attnperf-missing=fail` on the {gpu_of(text) or 'the GPU machine'} "
+        f"{f'took {wall.group(2)} s and ' if wall else ''}gave **{summary.text()}** ({ctx.link(ctx.main)}; "
+        f"{len(rows)} cases in its table; skipped because they do not fit: {join(unfit)}{rest if other > 0 else ''})."
+    ]
 
 
-@renderer("xdist")
-def render_xdist(ctx: Context) -> str:
-    text = ctx.read("xdist.txt")
+def xdist(ctx: Context, text: str) -> list[str]:
+    """The suite under pytest-xdist on two GPUs: wall times, verdicts and medians against one worker."""
     gpus = re.findall(r"^GPU \d+: (.+?) \(UUID", text, flags=re.M)
     runs = {
         workers: (float(wall), PytestSummary.parse(rest))
@@ -1502,7 +1255,7 @@ def render_xdist(ctx: Context) -> str:
     entries = re.search(r"wrote (\d+) entries", text)
     tables = markdown_tables(text)
     if not tables or len(runs) < 2:
-        raise RenderError(f"{ctx.path('xdist.txt')}: expected the '-n N' lines and the comparison table")
+        raise ctx.error("expected the '-n N' lines and the comparison table")
     compare = tables[0]
     ratios = [float(row["median ratio"].lstrip("x")) for row in compare if row["median ratio"].startswith("x")]
     second = list(compare[0].keys())[2]
@@ -1510,117 +1263,92 @@ def render_xdist(ctx: Context) -> str:
     differing = re.search(r"(\d+) verdicts differ", text)
     counts = {summary.text() for _, summary in runs.values()}
     (n_a, (wall_a, _)), (n_b, (wall_b, _)) = sorted(runs.items())[:2]
-    return block(
-        ctx,
+    outcomes = "both " + next(iter(counts)) if len(counts) == 1 else join(sorted(counts))
+    return [
         f"On {len(gpus)} × {join(sorted(set(gpus)))}: the baselines were recorded with `-n 2`"
         f"{f' ({entries.group(1)} entries)' if entries else ''}; the gated suite then took {wall_a:.1f} s with "
-        f"`-n {n_a}` and {wall_b:.1f} s with `-n {n_b}` ({'both ' + next(iter(counts)) if len(counts) == 1 else join(sorted(counts))}); "
+        f"`-n {n_a}` and {wall_b:.1f} s with `-n {n_b}` ({outcomes}); "
         f"the two reports hold {len(compare)} cases and {differing.group(1) if differing else '?'} verdicts differ "
         f"({elsewhere} of the {len(compare)} cases ran on cuda:1 under `-n {n_b}`); the `-n {n_b}` medians are "
-        f"{fmt_range(fmt_ratio(min(ratios)), fmt_ratio(max(ratios)))} of the `-n {n_a}` ones "
-        f"({fmt_pct(min(ratios) - 1, sign=True)} to {fmt_pct(max(ratios) - 1, sign=True)}).",
-    )
+        f"{span(ratios, fmt_ratio)} of the `-n {n_a}` ones "
+        f"({fmt_pct(min(ratios) - 1, sign=True)} to {fmt_pct(max(ratios) - 1, sign=True)})."
+    ]
 
 
-# ---------------------------------------------------------------- reliability on the GPU
+def _bytes_change(value: str) -> str:
+    """'+4294967296 B (4 GiB)' -> '+4,294,967,296 B (4 GiB)'; '+0 B (0 B)' -> '+0 B'."""
+    match = re.match(r"([+-])(\d+) B(?: \((.+)\))?", value)
+    if match is None:
+        return value
+    sign, number, readable = match.groups()
+    text = f"{sign}{int(number):,} B"
+    return f"{text} ({readable})" if readable and int(number) else text
 
 
-@renderer("gpu-faults")
-def render_gpu_faults(ctx: Context) -> str:
-    text = ctx.read("gpu-faults.md")
-    tables = markdown_tables(text)
-    if len(tables) < 3:
-        raise RenderError(f"{ctx.path('gpu-faults.md')}: expected the OOM, sdpa-flash and workspace tables")
-    tries, after, workspace = tables[0], tables[1], tables[2]
+def _bytes_cell(value: str) -> str:
+    number = re.match(r"[+-]?\d+", value)
+    return f"{int(number.group()):,} B" if number else value
+
+
+def gpu_faults(ctx: Context, text: str) -> list[str]:
+    """What an out-of-memory case and a raising backend leave behind (benchmarks/gpu_faults.py)."""
+    tries, after, workspace = ctx.tables(ctx.main, 3, "expected the OOM, sdpa-flash and workspace tables")[:3]
     before = re.search(r"allocated before the inputs: (\d+) B; with the 32K inputs: (\d+) B", text)
     freed = re.search(r"allocated once the 32K inputs are freed: (\d+) B \(before them: (\d+) B\)", text)
-    results = {f"`{row['result'].split(' Tried')[0].rstrip('.')}`" for row in tries}
-    allocated = {row["allocated after"] for row in tries}
-    changes = {row["change"] for row in tries}
-    reserved = {row["reserved after"] for row in tries}
-    peaks = {row["peak during the try"] for row in tries}
     checks = re.findall(r"^- (PASS|FAIL): (.+)$", text, flags=re.M)
     alone = parse_ms(after[0]["median"]) or 0.0
+
+    def seen(column: str, cell: Callable[[str], str] = str) -> str:
+        return join([cell(value) for value in sorted({row[column] for row in tries})], "or")
 
     def moved(row: dict[str, str]) -> str:
         median = parse_ms(row["median"].split(" (")[0]) or 0.0
         return f"{fmt_ms_precise(median)} ({fmt_pct(median / alone - 1, 2, sign=True)})"
 
-    def bytes_change(value: str) -> str:
-        """'+4294967296 B (4 GiB)' -> '+4,294,967,296 B (4 GiB)'; '+0 B (0 B)' -> '+0 B'."""
-        match = re.match(r"([+-])(\d+) B(?: \((.+)\))?", value)
-        if match is None:
-            return value
-        sign, number, readable = match.groups()
-        text = f"{sign}{int(number):,} B"
-        return f"{text} ({readable})" if readable and int(number) else text
-
-    def bytes_cell(value: str) -> str:
-        number = re.match(r"[+-]?\d+", value)
-        return f"{int(number.group()):,} B" if number else value
-
+    results = {f"`{row['result'].split(' Tried')[0].rstrip('.')}`" for row in tries}
     oom = (
         f"{len(tries)} tries, each: {join(sorted(results), 'or')}; allocated after the try "
-        f"{join([bytes_cell(a) for a in sorted(allocated)], 'or')} ({join(sorted(changes), 'or')}), reserved after "
-        f"{join(sorted(reserved), 'or')}, peak during the try {join(sorted(peaks), 'or')}"
+        f"{seen('allocated after', _bytes_cell)} ({seen('change')}), reserved after "
+        f"{seen('reserved after')}, peak during the try {seen('peak during the try')}"
     )
     if before and freed:
         oom += (
             f"; allocated with the 32K inputs {int(before.group(2)):,} B; once they are freed {int(freed.group(1)):,} B "
             f"(before them: {int(freed.group(2)):,} B)"
         )
+    script = "`benchmarks/gpu_faults.py`"
     rows = [
-        [
-            "out-of-memory in one case (eager at 32K, B=1 H=32 D=128 fp16 causal), five times",
-            oom,
-            "`benchmarks/gpu_faults.py` (a)",
-        ],
+        ["out-of-memory in one case (eager at 32K, B=1 H=32 D=128 fp16 causal), five times", oom, f"{script} (a)"],
         [
             "the case after the OOMs (sdpa-flash 4K)",
             f"right after them {moved(after[2])} against {fmt_ms_precise(alone)} measured alone before; "
             f"a second measurement alone: {moved(after[1])}",
-            "`benchmarks/gpu_faults.py` (a)",
+            f"{script} (a)",
         ],
         [
             "a backend that allocates 4 GiB of workspace and raises",
-            f"allocated {workspace[0]['moment']}: {bytes_cell(workspace[0]['allocated'])}; "
-            + "; ".join(f"{row['moment']}: {bytes_change(row['change'])}" for row in workspace[1:]),
-            "`benchmarks/gpu_faults.py` (b)",
+            f"allocated {workspace[0]['moment']}: {_bytes_cell(workspace[0]['allocated'])}; "
+            + "; ".join(f"{row['moment']}: {_bytes_change(row['change'])}" for row in workspace[1:]),
+            f"{script} (b)",
         ],
     ]
     passed = sum(result == "PASS" for result, _ in checks)
-    return block(
-        ctx,
+    failing = join([name for result, name in checks if result != "PASS"])
+    return [
         *table(["fault", "seen", "script"], rows),
         "",
-        f"The script's own checks: {passed} of {len(checks)} pass"
-        + (f" (failing: {join([name for result, name in checks if result != 'PASS'])})" if passed < len(checks) else "")
-        + ".",
-    )
+        f"The script's own checks: {passed} of {len(checks)} pass{f' (failing: {failing})' if passed < len(checks) else ''}.",
+    ]
 
 
-def fmt_ms_precise(milliseconds: float) -> str:
-    return f"{milliseconds:.4f} ms"
-
-
-@renderer("property-gpu")
-def render_property_gpu(ctx: Context) -> str:
-    text = ctx.read("property-gpu.md")
+def property_gpu(ctx: Context, text: str) -> list[str]:
+    """The property test on the GPU: random shapes per backend, and what the failures were."""
     head = re.search(r"^(\d+) random shapes in ([\d.]+) s", text, flags=re.M)
     tables = markdown_tables(text)
     if not tables or head is None:
-        raise RenderError(f"{ctx.path('property-gpu.md')}: expected the 'N random shapes in S s' line and the table")
-    rows = [
-        [
-            row["backend"],
-            row["ran"],
-            row["agreed"],
-            row["fp32 false alarms (known, error <= 1e-4)"],
-            row["failed"],
-            row["skipped"],
-        ]
-        for row in tables[0]
-    ]
+        raise ctx.error("expected the 'N random shapes in S s' line and the table")
+    columns = ("backend", "ran", "agreed", "fp32 false alarms (known, error <= 1e-4)", "failed", "skipped")
+    rows = [[row[column] for column in columns] for row in tables[0]]
     failures = re.findall(r"^- ([\w-]+), (.+)$", text.partition("## Failures")[2], flags=re.M)
     notes = []
     for backend in dict.fromkeys(name for name, _ in failures):
@@ -1629,27 +1357,74 @@ def render_property_gpu(ctx: Context) -> str:
         no_key = [detail for detail in mine if "see no key" in detail]
         if no_key:
             errors = [float(e) for e in re.findall(r"max \|out - ref\| = ([\d.e+-]+)", " ".join(no_key))]
-            parts.append(
-                f"{len(no_key)} with query rows that see no key"
-                + (f", max |out − ref| {fmt_range(f'{min(errors):.3g}', f'{max(errors):.3g}')}" if errors else "")
-            )
+            largest = f", max |out − ref| {span(errors, lambda e: f'{e:.3g}')}" if errors else ""
+            parts.append(f"{len(no_key)} with query rows that see no key{largest}")
         raised: dict[str, int] = {}
         for detail in mine:
             match = re.search(r"raised (\w+): (?:\w+: )?(\w+Error)?", detail)
             if match:
-                name, detail = match.groups()
-                key = f"`{name}` (`{detail}`)" if detail else f"`{name}`"
+                name, error = match.groups()
+                key = f"`{name}` (`{error}`)" if error else f"`{name}`"
                 raised[key] = raised.get(key, 0) + 1
         parts.extend(f"{count} raised {name}" for name, count in raised.items())
         notes.append(f"{backend} {len(mine)}: {', '.join(parts)}" if parts else f"{backend} {len(mine)}")
-    return block(
-        ctx,
+    return [
         f"{head.group(1)} random shapes in {head.group(2)} s:",
         "",
         *table(["backend", "ran", "agreed", "fp32 false alarms", "failed", "skipped"], rows, right=range(1, 6)),
         "",
         f"Failures: {'; '.join(notes)}." if notes else "No failures.",
-    )
+    ]
+
+
+def first_table(ctx: Context, name: str) -> list[dict[str, str]]:
+    return ctx.tables(name)[0]
+
+
+# ---------------------------------------------------------------- the region kinds
+
+STUDY = {"study.json": "study"}
+RECORDED_BASELINES = {"record/nvidia-h200.yaml": "record", "record/nvidia-h100-80gb-hbm3.yaml": "record"}
+RECORDED_REPORT = {"record/report-run3.json.gz": "record"}
+VALIDATION = {
+    "gate-validation.json": "sensitivity",
+    "gate-validation-rejudged.json": "rejudge",
+    "gate-validation-live.json": "gate_validation_live",
+}
+# NAME of <!-- results:NAME FOLDER --> -> what it reads (the first file is parsed and handed to its function).
+KINDS: dict[str, Kind] = {
+    "study-answer": Kind(study_answer, STUDY),
+    "study-frontier": Kind(study_frontier, {**STUDY, "ci/ci-gate.log": "ci"}),
+    "transformers-table": Kind(transformers_table, {**STUDY, "hf-gate.json": "hf"}),
+    "fidelity-summary": Kind(fidelity_summary, {"fidelity.md": "fidelity"}, fidelity_rows),
+    "fidelity": Kind(fidelity, {"fidelity.md": "fidelity", **STUDY}, fidelity_rows),
+    "ncu": Kind(ncu, {"ncu-fidelity.md": "ncu"}, ncu_rows),
+    "modes": Kind(modes, {"modes.log": "modes"}, modes_sections),
+    "graph-vs-ncu": Kind(graph_vs_ncu, {"ncu-fidelity.md": "ncu", "modes.log": "modes"}, ncu_rows),
+    "false-alarms": Kind(false_alarms, {"false-alarms.txt": "false_alarms"}, false_alarm_runs),
+    "cost": Kind(cost, {"false-alarms.txt": "false_alarms"}, false_alarm_runs),
+    "sensitivity": Kind(sensitivity, {"sensitivity.md": "sensitivity"}, first_table),
+    "gate-simulation": Kind(gate_simulation, {"gate-simulation.json": "simulation"}),
+    "gate-validation": Kind(gate_validation, VALIDATION, option="file"),
+    "gate-cost": Kind(gate_cost, {f"cost/cost-{run}-{cache}.json": "gate_cost" for run, cache in COST_RUNS}, cost_rows),
+    "suite-prefill": Kind(suite_prefill, RECORDED_BASELINES, option="baseline"),
+    "suite-frontier": Kind(suite_frontier, RECORDED_BASELINES, option="baseline"),
+    "suite-decode": Kind(suite_decode, RECORDED_REPORT, option="report"),
+    "suite-record": Kind(suite_record, {"record/record.txt": "record", **RECORDED_REPORT}),
+    "gated-runs": Kind(gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
+    "load-tax": Kind(load_tax, {"load-tax.txt": "load_tax"}),
+    "foreign-suite": Kind(foreign_suite, {"foreign-suite.md": "foreign_suite"}),
+    "memory-repeat": Kind(memory_repeat, {"memory-repeat.md": "memory_repeat"}),
+    "hostile-probe": Kind(hostile_probe, {"hostile-probe.md": "hostile"}),
+    "hostile-probe-families": Kind(hostile_probe_families, {"hostile-probe.md": "hostile"}),
+    "history": Kind(history, {"history/": "cpu_history", "history": "history"}, history_reports),
+    "main-job": Kind(main_job, {"main-job.log": "main"}),
+    "xdist": Kind(xdist, {"xdist.txt": "xdist"}),
+    "gpu-faults": Kind(gpu_faults, {"gpu-faults.md": "faults"}),
+    "property-gpu": Kind(property_gpu, {"property-gpu.md": "property"}),
+}
+# The H200's names of the suite's kinds, from before other cards recorded baselines too.
+KINDS.update({f"h200-{name}": KINDS[f"suite-{name}"] for name in ("prefill", "frontier", "decode", "record")})
 
 
 # ---------------------------------------------------------------- regions in Markdown
@@ -1689,19 +1464,20 @@ def regions(text: str) -> Iterator[Region]:
 
 def render_region(root: Path, doc: Path, region: Region) -> str:
     """The body the region should have."""
-    function = RENDERERS.get(region.name)
-    if function is None:
-        raise RenderError(f"unknown renderer {region.name!r}; known: {', '.join(sorted(RENDERERS))}")
+    kind = KINDS.get(region.name)
+    if kind is None:
+        raise RenderError(f"unknown region kind {region.name!r}; the accepted names: {', '.join(sorted(KINDS))}")
     words = region.args.split()
     positional = [word for word in words if "=" not in word]
     if len(positional) != 1:
         raise RenderError(f"results:{region.name} needs exactly one result folder (e.g. h100), got {region.args!r}")
     options = dict(word.split("=", 1) for word in words if "=" in word)
     options = {key: value.replace("_", " ") if key == "config" else value for key, value in options.items()}
-    ctx = Context(root=root, doc=doc, folder=positional[0], options=options)
+    main = options.get(kind.option, next(iter(kind.files))) if kind.option else next(iter(kind.files))
+    ctx = Context(root=root, doc=doc, folder=positional[0], options=options, stages=kind.files, main=main)
     if not (root / RESULTS / ctx.folder).is_dir():
         raise RenderError(f"no result folder {RESULTS / ctx.folder}")
-    text = function(ctx).strip("\n")
+    text = "\n".join([*kind.render(ctx, kind.parse(ctx, main)), "", ctx.source_line()]).strip("\n")
     if region.inline:
         # Inside a sentence: the text and its source line, on one line.
         body, _, source = text.rpartition("\n\n")

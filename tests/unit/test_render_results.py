@@ -132,8 +132,8 @@ def test_a_renderer_of_several_lines_cannot_be_inline(tmp_path: Path) -> None:
     [
         pytest.param(
             "<!-- results:no-such h100 -->\n<!-- /results:no-such -->\n",
-            "README.md:3: results:no-such: cannot render: unknown renderer 'no-such'",
-            id="unknown-renderer",
+            "README.md:3: results:no-such: cannot render: unknown region kind 'no-such'; the accepted names: cost, ",
+            id="unknown-kind",
         ),
         pytest.param(
             "<!-- results:fidelity-summary h200 -->\n<!-- /results:fidelity-summary -->\n",
