@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = BENCHMARKS / "render_results.py"
 
 
-render = load_script("render_results")
+render = load_script("render_results")  # puts benchmarks/ on sys.path for the package render/ it runs
+figures = importlib.import_module("render.figures")
+kinds = importlib.import_module("render.kinds")
+source = importlib.import_module("render.source")
 
 FIDELITY = """\
 # Timing fidelity on a GPU
@@ -218,7 +222,7 @@ def test_result_files_are_data_not_prose(tmp_path: Path) -> None:
     ],
 )
 def test_what_counts_as_a_gpu_figure(line: str) -> None:
-    assert render.typed_in_figures(Path("README.md"), line), line
+    assert figures.typed_in_figures(Path("README.md"), line), line
 
 
 @pytest.mark.parametrize(
@@ -238,20 +242,20 @@ def test_what_counts_as_a_gpu_figure(line: str) -> None:
     ],
 )
 def test_what_is_not_a_gpu_figure(line: str) -> None:
-    assert render.typed_in_figures(Path("README.md"), line) == []
+    assert figures.typed_in_figures(Path("README.md"), line) == []
 
 
 def test_code_blocks_are_skipped_but_program_output_is_not(tmp_path: Path) -> None:
     code = "```python\n@pytest.mark.attnperf_memory(ceiling='2 GiB')  # 0.5 ms\n```\n"
     output = "```text\nmedian 0.236 ms vs baseline 62.5 us\n```\n"
-    assert render.typed_in_figures(Path("README.md"), code) == []
-    (problem,) = render.typed_in_figures(Path("README.md"), output)
+    assert figures.typed_in_figures(Path("README.md"), code) == []
+    (problem,) = figures.typed_in_figures(Path("README.md"), output)
     assert str(problem).startswith("README.md:2: GPU figure outside a generated region (0.236 ms, 62.5 us)")
 
 
 def test_the_allowlist_is_short_and_says_why() -> None:
-    assert len(render.ALLOWED) <= 12
-    assert all(len(reason) > 10 for _, _, reason in render.ALLOWED)
+    assert len(figures.ALLOWED) <= 12
+    assert all(len(reason) > 10 for _, _, reason in figures.ALLOWED)
 
 
 # ---------------------------------------------------------------- the clock-aware gate's results
@@ -337,8 +341,8 @@ def test_the_live_validation_renders_wall_time_and_cycles_and_names_the_cards(tm
 def test_the_summary_table_is_read_with_and_without_the_clock_column() -> None:
     old = "test_forward[eager-1K]  eager  1024  0.374 ms  23  137 MiB  0.517 ms  x0.724  ok"
     new = "test_forward[eager-1K]  eager  1024  0.374 ms  23  137 MiB  0.517 ms  x0.724  x0.701  ok"
-    assert render.attnperf_rows(old)[0]["verdict"] == "ok"
-    (row,) = render.attnperf_rows(new)
+    assert source.attnperf_rows(old)[0]["verdict"] == "ok"
+    (row,) = source.attnperf_rows(new)
     assert (row["at_clock"], row["verdict"]) == ("x0.701", "ok")
 
 

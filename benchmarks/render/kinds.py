@@ -1,0 +1,93 @@
+"""The table of region kinds: NAME of <!-- results:NAME FOLDER --> -> its function, files and parser."""
+
+from __future__ import annotations
+
+from render.cpu import (
+    foreign_suite,
+    history,
+    history_reports,
+    hostile_probe,
+    hostile_probe_families,
+    load_tax,
+    memory_repeat,
+)
+from render.gate import (
+    COST_RUNS,
+    cost,
+    cost_rows,
+    false_alarm_runs,
+    false_alarms,
+    gate_cost,
+    gate_simulation,
+    gate_validation,
+    sensitivity,
+)
+from render.session import gpu_faults, main_job, property_gpu, xdist
+from render.source import Kind, first_table
+from render.study import (
+    fidelity,
+    fidelity_rows,
+    fidelity_summary,
+    graph_vs_ncu,
+    modes,
+    modes_sections,
+    ncu,
+    ncu_rows,
+    study_answer,
+    study_frontier,
+    transformers_table,
+)
+from render.suite import gated_runs, suite_decode, suite_frontier, suite_prefill, suite_record
+
+STUDY = {"study.json": "study"}
+
+
+RECORDED_BASELINES = {"record/nvidia-h200.yaml": "record", "record/nvidia-h100-80gb-hbm3.yaml": "record"}
+
+
+RECORDED_REPORT = {"record/report-run3.json.gz": "record"}
+
+
+VALIDATION = {
+    "gate-validation.json": "sensitivity",
+    "gate-validation-rejudged.json": "rejudge",
+    "gate-validation-live.json": "gate_validation_live",
+}
+
+
+# NAME of <!-- results:NAME FOLDER --> -> what it reads (the first file is parsed and handed to its function).
+KINDS: dict[str, Kind] = {
+    "study-answer": Kind(study_answer, STUDY),
+    "study-frontier": Kind(study_frontier, {**STUDY, "ci/ci-gate.log": "ci"}),
+    "transformers-table": Kind(transformers_table, {**STUDY, "hf-gate.json": "hf"}),
+    "fidelity-summary": Kind(fidelity_summary, {"fidelity.md": "fidelity"}, fidelity_rows),
+    "fidelity": Kind(fidelity, {"fidelity.md": "fidelity", **STUDY}, fidelity_rows),
+    "ncu": Kind(ncu, {"ncu-fidelity.md": "ncu"}, ncu_rows),
+    "modes": Kind(modes, {"modes.log": "modes"}, modes_sections),
+    "graph-vs-ncu": Kind(graph_vs_ncu, {"ncu-fidelity.md": "ncu", "modes.log": "modes"}, ncu_rows),
+    "false-alarms": Kind(false_alarms, {"false-alarms.txt": "false_alarms"}, false_alarm_runs),
+    "cost": Kind(cost, {"false-alarms.txt": "false_alarms"}, false_alarm_runs),
+    "sensitivity": Kind(sensitivity, {"sensitivity.md": "sensitivity"}, first_table),
+    "gate-simulation": Kind(gate_simulation, {"gate-simulation.json": "simulation"}),
+    "gate-validation": Kind(gate_validation, VALIDATION, option="file"),
+    "gate-cost": Kind(gate_cost, {f"cost/cost-{run}-{cache}.json": "gate_cost" for run, cache in COST_RUNS}, cost_rows),
+    "suite-prefill": Kind(suite_prefill, RECORDED_BASELINES, option="baseline"),
+    "suite-frontier": Kind(suite_frontier, RECORDED_BASELINES, option="baseline"),
+    "suite-decode": Kind(suite_decode, RECORDED_REPORT, option="report"),
+    "suite-record": Kind(suite_record, {"record/record.txt": "record", **RECORDED_REPORT}),
+    "gated-runs": Kind(gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
+    "load-tax": Kind(load_tax, {"load-tax.txt": "load_tax"}),
+    "foreign-suite": Kind(foreign_suite, {"foreign-suite.md": "foreign_suite"}),
+    "memory-repeat": Kind(memory_repeat, {"memory-repeat.md": "memory_repeat"}),
+    "hostile-probe": Kind(hostile_probe, {"hostile-probe.md": "hostile"}),
+    "hostile-probe-families": Kind(hostile_probe_families, {"hostile-probe.md": "hostile"}),
+    "history": Kind(history, {"history/": "cpu_history", "history": "history"}, history_reports),
+    "main-job": Kind(main_job, {"main-job.log": "main"}),
+    "xdist": Kind(xdist, {"xdist.txt": "xdist"}),
+    "gpu-faults": Kind(gpu_faults, {"gpu-faults.md": "faults"}),
+    "property-gpu": Kind(property_gpu, {"property-gpu.md": "property"}),
+}
+
+
+# The H200's names of the suite's kinds, from before other cards recorded baselines too.
+KINDS.update({f"h200-{name}": KINDS[f"suite-{name}"] for name in ("prefill", "frontier", "decode", "record")})
