@@ -109,6 +109,8 @@ def history_reports(ctx: Context, name: str) -> Any:
     from pytest_attnperf.runs.history import find_reports
     from pytest_attnperf.runs.stored import ReportError
 
+    if not (ctx.root / ctx.path(name)).is_dir():
+        raise RenderError(f"{ctx.path(name).as_posix()}/ does not exist")
     try:
         reports, _ = find_reports([ctx.root / ctx.path(name)])
     except ReportError as error:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from render.format import f1, fmt_pct, fmt_ratio, join, plural, seqlen_label, span, table
-from render.source import Context, PytestSummary, first_int
+from render.source import Context, PytestSummary, RenderError, first_int
 
 
 def false_alarm_runs(ctx: Context, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -224,7 +224,7 @@ def cost_rows(ctx: Context, name: str) -> list[list[str]]:
         except (KeyError, TypeError, ValueError) as error:
             raise ctx.error(f"not a gate_cost.py cost.json ({error!r} missing or malformed)", name) from None
     if not rows:
-        raise ctx.error("no cost-{before,after}-{cold,warm}.json file", "cost")
+        raise RenderError(f"{ctx.path('cost').as_posix()}/cost-{{before,after}}-{{cold,warm}}.json do not exist")
     return rows
 
 

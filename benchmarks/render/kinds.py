@@ -74,7 +74,7 @@ KINDS: dict[str, Kind] = {
     "suite-prefill": Kind(suite_prefill, RECORDED_BASELINES, option="baseline"),
     "suite-frontier": Kind(suite_frontier, RECORDED_BASELINES, option="baseline"),
     "suite-decode": Kind(suite_decode, RECORDED_REPORT, option="report"),
-    "suite-record": Kind(suite_record, {"record/record.txt": "record", **RECORDED_REPORT}),
+    "h200-record": Kind(suite_record, {"record/record.txt": "record", **RECORDED_REPORT}),
     "gated-runs": Kind(gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
     "load-tax": Kind(load_tax, {"load-tax.txt": "load_tax"}),
     "foreign-suite": Kind(foreign_suite, {"foreign-suite.md": "foreign_suite"}),
@@ -90,4 +90,4 @@ KINDS: dict[str, Kind] = {
 
 
 # The H200's names of the suite's kinds, from before other cards recorded baselines too.
-KINDS.update({f"h200-{name}": KINDS[f"suite-{name}"] for name in ("prefill", "frontier", "decode", "record")})
+KINDS.update({f"h200-{name}": KINDS[f"suite-{name}"] for name in ("prefill", "frontier", "decode")})
