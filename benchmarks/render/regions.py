@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from render.kinds import KINDS
+from render.kinds import KINDS, command
 from render.source import RESULTS, Context, RenderError
 
 OPEN = re.compile(r"<!-- results:(?P<name>[\w-]+)(?P<args>(?: [^ >]+)*) -->")
@@ -56,8 +56,13 @@ def render_region(root: Path, doc: Path, region: Region) -> str:
         raise RenderError(f"results:{region.name} needs exactly one result folder (e.g. h100), got {region.args!r}")
     options = dict(word.split("=", 1) for word in words if "=" in word)
     options = {key: value.replace("_", " ") if key == "config" else value for key, value in options.items()}
-    main = options.get(kind.option, next(iter(kind.files))) if kind.option else next(iter(kind.files))
-    ctx = Context(root=root, doc=doc, folder=positional[0], options=options, stages=kind.files, main=main)
+    first = next(iter(kind.files))
+    main = options.get(kind.option, first) if kind.option else first  # e.g. file=gate-validation-live.json
+    stage = options.get("stage")  # stage=: a region whose files another stage wrote
+    commands = {name: command(stage or writer) for name, writer in kind.files.items()}
+    if stage:
+        commands.setdefault(main, command(stage))
+    ctx = Context(root=root, doc=doc, folder=positional[0], options=options, commands=commands, main=main)
     if not (root / RESULTS / ctx.folder).is_dir():
         raise RenderError(f"no result folder {RESULTS / ctx.folder}")
     text = "\n".join([*kind.render(ctx, kind.parse(ctx, main)), "", ctx.source_line()]).strip("\n")

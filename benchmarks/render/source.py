@@ -22,29 +22,6 @@ RESULTS = Path("docs/results")
 SCRIPT = "python benchmarks/render_results.py"
 
 
-# How a stage is run when it needs more than `bash benchmarks/gpu_session.sh STAGE`; some are CPU scripts.
-STAGE_COMMANDS = {
-    "false_alarms": "RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
-    "simulation": "python benchmarks/gate_simulation.py --out docs/results/simulation",
-    "record": "SUITE=tests/suite/test_attention.py bash benchmarks/gpu_session.sh record",
-    "gate_validation_live": "python benchmarks/gate_validation_live.py all --out $OUT",
-    # What ran on the H100 in December 2026 (docs/results/h100/2026-12/README.md), each in one call:
-    "record_h100": 'SUITE="--attnperf-cache-dir=/tmp/cc-after tests/suite/test_attention.py" '
-    "bash benchmarks/gpu_session.sh record",
-    "gate_live_h100": "GATE_VALIDATION_CASES=flash-attn-32K,sdpa-cudnn-16K,sdpa-flash-4K,decode-flash-attn-16K "
-    "TRIALS=5 BUDGET_S=230 bash benchmarks/gpu_session.sh gate_live",
-    "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
-    "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
-    "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
-    "load_tax": "python benchmarks/load_tax.py --runs 21 --baseline baselines/nvidia-h200.yaml",
-    "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
-    "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
-    "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
-    "gate_cost": "pytest --attnperf tests/suite/test_attention.py --attnperf-json=cost/RUN.json, then "
-    "python benchmarks/gate_cost.py cost/RUN.json --cost cost/cost-RUN.json",
-}
-
-
 class RenderError(Exception):
     """A region cannot be rendered: a missing or malformed source file, a bad region header."""
 
@@ -145,7 +122,7 @@ class Context:
     doc: Path  # relative to root
     folder: str  # under docs/results/
     options: dict[str, str] = field(default_factory=dict)
-    stages: dict[str, str] = field(default_factory=dict)  # the kind's files -> the stage that writes each
+    commands: dict[str, str] = field(default_factory=dict)  # the kind's files -> the command that writes each
     main: str = ""  # the file the kind parses
     used: list[str] = field(default_factory=list)
 
@@ -206,10 +183,10 @@ class Context:
         return f"[{target}]({Path(href).as_posix()}{'#' + anchor if anchor else ''})"
 
     def command(self, name: str) -> str:
-        stage = self.options.get("stage") or self.stages.get(name)  # stage=: a region whose files another stage wrote
-        if stage is None:
+        """The command line that made a result file."""
+        if name not in self.commands:
             raise RenderError(f"no stage is known for {name}: add it to the files of its row of KINDS")
-        return STAGE_COMMANDS.get(stage, f"bash benchmarks/gpu_session.sh {stage}")
+        return self.commands[name]
 
     def source_line(self) -> str:
         """The closing line of a block region: each file it read and the command that made it."""
@@ -222,6 +199,6 @@ class Kind:
     """A row of KINDS: which files a region kind reads, how it parses the first, how it writes the region."""
 
     render: Callable[[Context, Any], list[str]]  # (context, the parsed data) -> the region's lines
-    files: dict[str, str]  # each file it may read -> the gpu_session.sh stage (or STAGE_COMMANDS key) that writes it
+    files: dict[str, str]  # each file it may read -> the gpu_session.sh stage (or kinds.STAGE_COMMANDS key) writing it
     parse: Callable[[Context, str], Any] = Context.load
     option: str | None = None  # a region option naming another file of the folder to parse instead of the first
