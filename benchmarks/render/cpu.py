@@ -95,17 +95,19 @@ def hostile_probe_families(ctx: Context, text: str) -> list[str]:
     if unknown or not wanted:
         raise ctx.error(f"no probes of the families {', '.join(unknown) or '(none given)'}")
     shown = [*PROBE_VERDICTS[:3], *(v for v in PROBE_VERDICTS[3:] if any(counts[family][v] for family in wanted))]
-    rows = [
-        [family, str(sum(counts[family].values())),
-         *(f"**{n}**" if v == "DEFECT" and n else str(n) for v, n in ((v, counts[family][v]) for v in shown)),
-         runs.get(family, "-")]
-        for family in wanted
-    ]  # fmt: skip
+
+    def count(family: str, verdict: str) -> str:
+        found = counts[family][verdict]
+        return f"**{found}**" if verdict == "DEFECT" and found else str(found)
+
+    total = {family: str(sum(counts[family].values())) for family in wanted}
+    rows = [[family, total[family], *(count(family, v) for v in shown), runs.get(family, "-")] for family in wanted]
     return table(["family", "probes", *shown, "run"], rows, right=range(1, len(shown) + 2))
 
 
 def history_reports(ctx: Context, name: str) -> Any:
     """The JSON reports of <folder>/history/ (real runs), as pytest_attnperf's history reads them."""
+    # Imported here: only this kind needs the plugin's code (which imports no torch for these modules).
     from pytest_attnperf.runs.history import find_reports
     from pytest_attnperf.runs.stored import ReportError
 
@@ -117,7 +119,8 @@ def history_reports(ctx: Context, name: str) -> Any:
         raise RenderError(str(error)) from None
     if not reports:
         raise RenderError(f"no JSON report in {ctx.path(name).as_posix()}/")
-    ctx.used.append(name if ctx.folder == "cpu" else "history")  # the CPU runs' stage is a script, not the GPU's
+    # A folder, not a file: on the CPU history_runs.py writes it ("history/"), on a GPU the history stage.
+    ctx.used.append(name if ctx.folder == "cpu" else "history")
     return reports
 
 

@@ -17,8 +17,6 @@ import yaml
 from render.format import join
 
 RESULTS = Path("docs/results")
-
-
 SCRIPT = "python benchmarks/render_results.py"
 
 
@@ -66,10 +64,6 @@ def markdown_tables(text: str) -> list[list[dict[str, str]]]:
         else:
             index += 1
     return tables
-
-
-def first_table(ctx: Context, name: str) -> list[dict[str, str]]:
-    return ctx.tables(name)[0]
 
 
 @dataclass
@@ -202,3 +196,8 @@ class Kind:
     files: dict[str, str]  # each file it may read -> the gpu_session.sh stage (or kinds.STAGE_COMMANDS key) writing it
     parse: Callable[[Context, str], Any] = Context.load
     option: str | None = None  # a region option naming another file of the folder to parse instead of the first
+
+
+def first_table(ctx: Context, name: str) -> list[dict[str, str]]:
+    """A parser for KINDS: the rows of a result file's first Markdown table."""
+    return ctx.tables(name)[0]
