@@ -30,9 +30,9 @@ def load_tax(ctx: Context, text: str) -> list[str]:
     ]
 
 
-def foreign_suite(ctx: Context, text: str) -> list[str]:
+def foreign_suite(ctx: Context, outcomes: list[dict[str, str]]) -> list[str]:
     """A suite nobody here wrote (einops'), with the plugin installed and with -p no:attnperf."""
-    rows = {row[""]: row for row in ctx.tables(ctx.main)[0]}
+    rows = {row[""]: row for row in outcomes}
     plugin, bare = "`plugin installed`", "`-p no:attnperf`"
     identical = ctx.find(r"^\*\*identical outcomes: (\w+)\*\*")[1]
     runs = ctx.find(r"^- runs per mode: (\d+)")[1]

@@ -59,9 +59,8 @@ def cost(ctx: Context, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]) 
     ]
 
 
-def sensitivity(ctx: Context, text: str) -> list[str]:
+def sensitivity(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
     """Detected/false-alarm counts per tolerance, the drift of the unchanged rows and what the injections added."""
-    rows = ctx.tables(ctx.main)[0]
     tolerances = sorted(
         (column for column in rows[0] if re.fullmatch(r"detected at \d+% tolerance", column)),
         key=lambda column: -(first_int(column) or 0),
@@ -203,14 +202,14 @@ COST_PHASES = [  # (column, the phases_s keys it sums)
 ]
 
 
-def cost_rows(ctx: Context, name: str) -> list[list[str]]:
-    """One table row per cost/cost-{before,after}-{cold,warm}.json of the folder (benchmarks/gate_cost.py)."""
+def cost_rows(ctx: Context, first: str) -> list[list[str]]:
+    """One table row per cost/cost-{before,after}-{cold,warm}.json of the folder (``first`` is one of them)."""
     rows = []
     for run, cache in COST_RUNS:
-        name = f"cost/cost-{run}-{cache}.json"
-        if not ctx.exists(name):
+        file = f"cost/cost-{run}-{cache}.json"
+        if not ctx.exists(file):
             continue
-        cost = ctx.load(name)
+        cost = ctx.load(file)
         try:
             phases, wall, kernel = cost["phases_s"], float(cost["wall_s"]), float(cost["sampled_kernel_s"])
             startup = cost["startup_s"]  # None: a report from before the cost block (its start-up is in the rest)
@@ -222,7 +221,7 @@ def cost_rows(ctx: Context, name: str) -> list[list[str]]:
                  f"{float(cost.get('lead_spin_s', 0.0)):.1f}", f"{wall / kernel:.1f}×" if kernel else "-"]
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as error:
-            raise ctx.error(f"not a gate_cost.py cost.json ({error!r} missing or malformed)", name) from None
+            raise ctx.error(f"not a gate_cost.py cost.json ({error!r} missing or malformed)", file) from None
     if not rows:
         raise RenderError(f"{ctx.path('cost').as_posix()}/cost-{{before,after}}-{{cold,warm}}.json do not exist")
     return rows

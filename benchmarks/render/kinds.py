@@ -105,7 +105,7 @@ KINDS: dict[str, Kind] = {
     "h200-record": Kind(suite_record, {"record/record.txt": "record", **RECORDED_REPORT}),
     "gated-runs": Kind(gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
     "load-tax": Kind(load_tax, {"load-tax.txt": "load_tax"}),
-    "foreign-suite": Kind(foreign_suite, {"foreign-suite.md": "foreign_suite"}),
+    "foreign-suite": Kind(foreign_suite, {"foreign-suite.md": "foreign_suite"}, first_table),
     "memory-repeat": Kind(memory_repeat, {"memory-repeat.md": "memory_repeat"}),
     "hostile-probe": Kind(hostile_probe, {"hostile-probe.md": "hostile"}),
     "hostile-probe-families": Kind(hostile_probe_families, {"hostile-probe.md": "hostile"}),
