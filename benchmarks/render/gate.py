@@ -108,7 +108,7 @@ def sensitivity(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
     return lines
 
 
-def gate_simulation(ctx: Context, data: Any) -> list[str]:
+def simulation(ctx: Context, data: Any) -> list[str]:
     """The CPU simulation of the old and the new gate, per case: false alarms and slowdowns caught."""
     trials = int(data["trials"])
     rows = []
@@ -140,7 +140,7 @@ def gate_simulation(ctx: Context, data: Any) -> list[str]:
 LIVE_ROWS = {"plus3": "+3 % work", "plus5": "+5 % work", "power": "power-heavier"}
 
 
-def gate_validation(ctx: Context, data: Any) -> list[str]:
+def validation(ctx: Context, data: Any) -> list[str]:
     """The GPU proof of the gate (issue 15's form): injected slowdowns caught, false alarms, gated runs.
 
     A file with ``injected_units`` (benchmarks/gate_validation_live.py) gives the delivered slowdown in wall

@@ -2,42 +2,8 @@
 
 from __future__ import annotations
 
-from render.cpu import (
-    foreign_suite,
-    history,
-    history_reports,
-    hostile_probe,
-    hostile_probe_families,
-    load_tax,
-    memory_repeat,
-)
-from render.gate import (
-    COST_RUNS,
-    cost,
-    cost_rows,
-    false_alarm_runs,
-    false_alarms,
-    gate_cost,
-    gate_simulation,
-    gate_validation,
-    sensitivity,
-)
-from render.session import gpu_faults, main_job, property_gpu, xdist
+from render import cpu, gate, session, study, suite
 from render.source import Kind, first_table
-from render.study import (
-    fidelity,
-    fidelity_rows,
-    fidelity_summary,
-    graph_vs_ncu,
-    modes,
-    modes_sections,
-    ncu,
-    ncu_rows,
-    study_answer,
-    study_frontier,
-    transformers_table,
-)
-from render.suite import gated_runs, suite_decode, suite_frontier, suite_prefill, suite_record
 
 # How a stage is run when it needs more than `bash benchmarks/gpu_session.sh STAGE`; some are CPU scripts.
 STAGE_COMMANDS = {
@@ -68,14 +34,8 @@ def command(stage: str) -> str:
 
 
 STUDY = {"study.json": "study"}
-
-
 RECORDED_BASELINES = {"record/nvidia-h200.yaml": "record", "record/nvidia-h100-80gb-hbm3.yaml": "record"}
-
-
 RECORDED_REPORT = {"record/report-run3.json.gz": "record"}
-
-
 VALIDATION = {
     "gate-validation.json": "sensitivity",
     "gate-validation-rejudged.json": "rejudge",
@@ -85,37 +45,37 @@ VALIDATION = {
 
 # NAME of <!-- results:NAME FOLDER --> -> what it reads (the first file is parsed and handed to its function).
 KINDS: dict[str, Kind] = {
-    "study-answer": Kind(study_answer, STUDY),
-    "study-frontier": Kind(study_frontier, {**STUDY, "ci/ci-gate.log": "ci"}),
-    "transformers-table": Kind(transformers_table, {**STUDY, "hf-gate.json": "hf"}),
-    "fidelity-summary": Kind(fidelity_summary, {"fidelity.md": "fidelity"}, fidelity_rows),
-    "fidelity": Kind(fidelity, {"fidelity.md": "fidelity", **STUDY}, fidelity_rows),
-    "ncu": Kind(ncu, {"ncu-fidelity.md": "ncu"}, ncu_rows),
-    "modes": Kind(modes, {"modes.log": "modes"}, modes_sections),
-    "graph-vs-ncu": Kind(graph_vs_ncu, {"ncu-fidelity.md": "ncu", "modes.log": "modes"}, ncu_rows),
-    "false-alarms": Kind(false_alarms, {"false-alarms.txt": "false_alarms"}, false_alarm_runs),
-    "cost": Kind(cost, {"false-alarms.txt": "false_alarms"}, false_alarm_runs),
-    "sensitivity": Kind(sensitivity, {"sensitivity.md": "sensitivity"}, first_table),
-    "gate-simulation": Kind(gate_simulation, {"gate-simulation.json": "simulation"}),
-    "gate-validation": Kind(gate_validation, VALIDATION, option="file"),
-    "gate-cost": Kind(gate_cost, {f"cost/cost-{run}-{cache}.json": "gate_cost" for run, cache in COST_RUNS}, cost_rows),
-    "suite-prefill": Kind(suite_prefill, RECORDED_BASELINES, option="baseline"),
-    "suite-frontier": Kind(suite_frontier, RECORDED_BASELINES, option="baseline"),
-    "suite-decode": Kind(suite_decode, RECORDED_REPORT, option="report"),
-    "h200-record": Kind(suite_record, {"record/record.txt": "record", **RECORDED_REPORT}),
-    "gated-runs": Kind(gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
-    "load-tax": Kind(load_tax, {"load-tax.txt": "load_tax"}),
-    "foreign-suite": Kind(foreign_suite, {"foreign-suite.md": "foreign_suite"}, first_table),
-    "memory-repeat": Kind(memory_repeat, {"memory-repeat.md": "memory_repeat"}),
-    "hostile-probe": Kind(hostile_probe, {"hostile-probe.md": "hostile"}),
-    "hostile-probe-families": Kind(hostile_probe_families, {"hostile-probe.md": "hostile"}),
-    "history": Kind(history, {"history/": "cpu_history", "history": "history"}, history_reports),
-    "main-job": Kind(main_job, {"main-job.log": "main"}),
-    "xdist": Kind(xdist, {"xdist.txt": "xdist"}),
-    "gpu-faults": Kind(gpu_faults, {"gpu-faults.md": "faults"}),
-    "property-gpu": Kind(property_gpu, {"property-gpu.md": "property"}),
+    "study-answer": Kind(study.answer, STUDY),
+    "study-frontier": Kind(study.frontier, {**STUDY, "ci/ci-gate.log": "ci"}),
+    "transformers-table": Kind(study.transformers_table, {**STUDY, "hf-gate.json": "hf"}),
+    "fidelity-summary": Kind(study.fidelity_summary, {"fidelity.md": "fidelity"}, study.fidelity_rows),
+    "fidelity": Kind(study.fidelity, {"fidelity.md": "fidelity", **STUDY}, study.fidelity_rows),
+    "ncu": Kind(study.ncu, {"ncu-fidelity.md": "ncu"}, study.ncu_rows),
+    "modes": Kind(study.modes, {"modes.log": "modes"}, study.modes_sections),
+    "graph-vs-ncu": Kind(study.graph_vs_ncu, {"ncu-fidelity.md": "ncu", "modes.log": "modes"}, study.ncu_rows),
+    "false-alarms": Kind(gate.false_alarms, {"false-alarms.txt": "false_alarms"}, gate.false_alarm_runs),
+    "cost": Kind(gate.cost, {"false-alarms.txt": "false_alarms"}, gate.false_alarm_runs),
+    "sensitivity": Kind(gate.sensitivity, {"sensitivity.md": "sensitivity"}, first_table),
+    "gate-simulation": Kind(gate.simulation, {"gate-simulation.json": "simulation"}),
+    "gate-validation": Kind(gate.validation, VALIDATION, option="file"),
+    "gate-cost": Kind(
+        gate.gate_cost, {f"cost/cost-{run}-{cache}.json": "gate_cost" for run, cache in gate.COST_RUNS}, gate.cost_rows
+    ),
+    "suite-prefill": Kind(suite.prefill, RECORDED_BASELINES, option="baseline"),
+    "suite-frontier": Kind(suite.frontier, RECORDED_BASELINES, option="baseline"),
+    "suite-decode": Kind(suite.decode, RECORDED_REPORT, option="report"),
+    "h200-record": Kind(suite.record, {"record/record.txt": "record", **RECORDED_REPORT}),
+    "gated-runs": Kind(suite.gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
+    "load-tax": Kind(cpu.load_tax, {"load-tax.txt": "load_tax"}),
+    "foreign-suite": Kind(cpu.foreign_suite, {"foreign-suite.md": "foreign_suite"}, first_table),
+    "memory-repeat": Kind(cpu.memory_repeat, {"memory-repeat.md": "memory_repeat"}),
+    "hostile-probe": Kind(cpu.hostile_probe, {"hostile-probe.md": "hostile"}),
+    "hostile-probe-families": Kind(cpu.hostile_probe_families, {"hostile-probe.md": "hostile"}),
+    "history": Kind(cpu.history, {"history/": "cpu_history", "history": "history"}, cpu.history_reports),
+    "main-job": Kind(session.main_job, {"main-job.log": "main"}),
+    "xdist": Kind(session.xdist, {"xdist.txt": "xdist"}),
+    "gpu-faults": Kind(session.gpu_faults, {"gpu-faults.md": "faults"}),
+    "property-gpu": Kind(session.property_gpu, {"property-gpu.md": "property"}),
 }
-
-
 # The H200's names of the suite's kinds, from before other cards recorded baselines too.
 KINDS.update({f"h200-{name}": KINDS[f"suite-{name}"] for name in ("prefill", "frontier", "decode")})

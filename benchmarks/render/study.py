@@ -66,7 +66,7 @@ def _environment(study: dict[str, Any]) -> str:
     return f"{gpu.get('name', 'the GPU')} ({', '.join(parts)})"
 
 
-def study_answer(ctx: Context, study: Any) -> list[str]:
+def answer(ctx: Context, study: Any) -> list[str]:
     """FlashAttention on vs off: eager, flash-attn, sdpa-flash, the speedup and the fastest backend per length."""
     config = _study_config(ctx, study)
     cases = _cases(config)
@@ -126,7 +126,7 @@ def _score_matrices(entry: dict[str, Any], config: dict[str, Any], tokens: int) 
     return float((entry["free_bytes"] - inputs) / score)
 
 
-def study_frontier(ctx: Context, study: Any) -> list[str]:
+def frontier(ctx: Context, study: Any) -> list[str]:
     """Where standard attention stops fitting: measured, first failure, the memory model, the naive model."""
     config = _study_config(ctx, study)
     entries = [entry for entry in study.get("frontier", []) if entry.get("config") == config["name"]]

@@ -32,7 +32,7 @@ def _fits(entry: Any) -> bool:
     return bool(entry.get("fits", True))
 
 
-def suite_prefill(ctx: Context, data: Any) -> list[str]:
+def prefill(ctx: Context, data: Any) -> list[str]:
     """FlashAttention on vs off for the prompt: every backend's median and peak at each length, from the baselines."""
     cases = _forward_cases(data)
     lengths = sorted({length for _, length in cases})
@@ -69,7 +69,7 @@ def suite_prefill(ctx: Context, data: Any) -> list[str]:
     ]
 
 
-def suite_frontier(ctx: Context, data: Any) -> list[str]:
+def frontier(ctx: Context, data: Any) -> list[str]:
     """Where the materialising backends stop fitting, and what the fused ones need there."""
     cases = _forward_cases(data)
     lines = []
@@ -92,7 +92,7 @@ def suite_frontier(ctx: Context, data: Any) -> list[str]:
     ]
 
 
-def suite_decode(ctx: Context, report: Any) -> list[str]:
+def decode(ctx: Context, report: Any) -> list[str]:
     """One decode step over a KV cache (plain and paged): median and share of the copy bandwidth, from a recorded run."""
     cells: dict[tuple[str, str, int], str] = {}
     for result in report["results"]:
@@ -119,7 +119,7 @@ def suite_decode(ctx: Context, report: Any) -> list[str]:
     ]
 
 
-def suite_record(ctx: Context, text: str) -> list[str]:
+def record(ctx: Context, text: str) -> list[str]:
     """The three update runs: outcome, wall time, and the sampling's share of the last one."""
     runs = re.findall(r"^run (\d+) of (\d+): exit (\d+), wall (\d+) s, (.*)$", text, flags=re.M)
     finished = [run for run in runs if run[2] == "0"]
