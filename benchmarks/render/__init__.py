@@ -17,8 +17,8 @@ naming its source files and the command that made them (``stage=`` names another
 
 Adding a GPU: copy the $OUT of a ``gpu_session.sh`` run (file names as the stages write them) into
 docs/results/<gpu>/ and add regions naming that folder. Adding a kind of result: one function from the
-parsed data to the region's lines (in the module of its topic: study, gate, suite, cpu, session), and one
-row of ``KINDS`` naming it, the files it reads and the stage that writes each.
+parsed data to the region's lines, in the module of its topic (study, timing, gate, suite, cpu, session),
+and one row of ``KINDS`` naming it, the files it reads and the stage that writes each.
 
 ``--check`` also scans README.md and docs/*.md outside the regions for anything that looks like a
 GPU figure (figures.py) and fails on it, unless ``ALLOWED`` names it as a non-GPU

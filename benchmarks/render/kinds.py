@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from render import cpu, gate, session, study, suite
+from render import cpu, gate, session, study, suite, timing
 from render.source import Kind, first_table
 
 # How a stage is run when it needs more than `bash benchmarks/gpu_session.sh STAGE`; some are CPU scripts.
@@ -48,11 +48,11 @@ KINDS: dict[str, Kind] = {
     "study-answer": Kind(study.answer, STUDY),
     "study-frontier": Kind(study.frontier, {**STUDY, "ci/ci-gate.log": "ci"}),
     "transformers-table": Kind(study.transformers_table, {**STUDY, "hf-gate.json": "hf"}),
-    "fidelity-summary": Kind(study.fidelity_summary, {"fidelity.md": "fidelity"}, study.fidelity_rows),
-    "fidelity": Kind(study.fidelity, {"fidelity.md": "fidelity", **STUDY}, study.fidelity_rows),
-    "ncu": Kind(study.ncu, {"ncu-fidelity.md": "ncu"}, study.ncu_rows),
-    "modes": Kind(study.modes, {"modes.log": "modes"}, study.modes_sections),
-    "graph-vs-ncu": Kind(study.graph_vs_ncu, {"ncu-fidelity.md": "ncu", "modes.log": "modes"}, study.ncu_rows),
+    "fidelity-summary": Kind(timing.fidelity_summary, {"fidelity.md": "fidelity"}, timing.fidelity_rows),
+    "fidelity": Kind(timing.fidelity, {"fidelity.md": "fidelity", **STUDY}, timing.fidelity_rows),
+    "ncu": Kind(timing.ncu, {"ncu-fidelity.md": "ncu"}, timing.ncu_rows),
+    "modes": Kind(timing.modes, {"modes.log": "modes"}, timing.modes_sections),
+    "graph-vs-ncu": Kind(timing.graph_vs_ncu, {"ncu-fidelity.md": "ncu", "modes.log": "modes"}, timing.ncu_rows),
     "false-alarms": Kind(gate.false_alarms, {"false-alarms.txt": "false_alarms"}, gate.false_alarm_runs),
     "cost": Kind(gate.cost, {"false-alarms.txt": "false_alarms"}, gate.false_alarm_runs),
     "sensitivity": Kind(gate.sensitivity, {"sensitivity.md": "sensitivity"}, first_table),
