@@ -8,8 +8,10 @@ from typing import Any
 from render.format import f1, fmt_pct, fmt_ratio, join, plural, seqlen_label, span, table
 from render.source import Context, PytestSummary, RenderError, first_int
 
+GatedRuns = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # (the runs, what their JSON reports held)
 
-def false_alarm_runs(ctx: Context, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+
+def false_alarm_runs(ctx: Context, name: str) -> GatedRuns:
     """The 'run N: exit S, wall W s, <summary>' lines of false-alarms.txt, and what each JSON report held."""
     text = ctx.read(name)
     runs = [
@@ -27,7 +29,7 @@ def false_alarm_runs(ctx: Context, name: str) -> tuple[list[dict[str, Any]], lis
     return runs, reports
 
 
-def false_alarms(ctx: Context, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> list[str]:
+def false_alarms(ctx: Context, data: GatedRuns) -> list[str]:
     """How many gated runs of an unchanged build failed, and what their JSON reports list."""
     runs, reports = data
     failing = [run for run in runs if run["exit"] != 0]
@@ -46,7 +48,7 @@ def false_alarms(ctx: Context, data: tuple[list[dict[str, Any]], list[dict[str, 
     ]
 
 
-def cost(ctx: Context, data: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> list[str]:
+def cost(ctx: Context, data: GatedRuns) -> list[str]:
     """The wall time of a gated run, and the sampled kernel time's share of it."""
     runs, reports = data
     kernel = {report["run"]: report["kernel"] for report in reports}
@@ -140,6 +142,10 @@ def simulation(ctx: Context, data: Any) -> list[str]:
 LIVE_ROWS = {"plus3": "+3 % work", "plus5": "+5 % work", "power": "power-heavier"}
 
 
+def _pct(fraction: float | None, decimals: int = 1, sign: bool = True) -> str:
+    return "–" if fraction is None else fmt_pct(fraction, decimals, sign=sign)
+
+
 def validation(ctx: Context, data: Any) -> list[str]:
     """The GPU proof of the gate (issue 15's form): injected slowdowns caught, false alarms, gated runs.
 
@@ -149,21 +155,12 @@ def validation(ctx: Context, data: Any) -> list[str]:
     live = "injected_units" in data
     rows = []
     for row in data["sensitivity"]:
-        intended = fmt_pct(row["intended"], 0, sign=True) if row.get("intended") is not None else "–"
+        intended = _pct(row.get("intended"), 0)
         if live:
             intended = LIVE_ROWS.get(str(row.get("row"))) or (intended if intended == "–" else f"{intended} work")
-        cells = [row["case"], intended]
-        cells.append(fmt_pct(row["injected"], 1, sign=True))
-        if live:
-            cycles = row.get("injected_cycles")
-            cells.append(fmt_pct(cycles, 1, sign=True) if cycles is not None else "–")
-        tolerance = fmt_pct(row["tolerance"], 1) if row.get("tolerance") is not None else "–"
-        cells += [
-            f"{row['detected']} of {row['trials']}",
-            f"{row['false_alarms']} of {row['false_alarm_trials']}",
-            tolerance,
-        ]
-        rows.append(cells)
+        delivered = [_pct(row["injected"]), *([_pct(row.get("injected_cycles"))] if live else [])]
+        counts = [f"{row['detected']} of {row['trials']}", f"{row['false_alarms']} of {row['false_alarm_trials']}"]
+        rows.append([row["case"], intended, *delivered, *counts, _pct(row.get("tolerance"), sign=False)])
     if not live:
         runs = data.get("gated_runs") or {"runs": 0}
         header = ["case", "intended", "delivered (at the baseline's clock, not wall time)", "detected", "false alarms",
@@ -189,8 +186,6 @@ def validation(ctx: Context, data: Any) -> list[str]:
 
 
 COST_RUNS = [(run, cache) for run in ("before", "after") for cache in ("cold", "warm")]
-
-
 COST_PHASES = [  # (column, the phases_s keys it sums)
     ("start-up s", ()),
     ("compile (first call) s", ("first_call",)),
@@ -209,16 +204,16 @@ def cost_rows(ctx: Context, first: str) -> list[list[str]]:
         file = f"cost/cost-{run}-{cache}.json"
         if not ctx.exists(file):
             continue
-        cost = ctx.load(file)
+        report = ctx.load(file)
         try:
-            phases, wall, kernel = cost["phases_s"], float(cost["wall_s"]), float(cost["sampled_kernel_s"])
-            startup = cost["startup_s"]  # None: a report from before the cost block (its start-up is in the rest)
+            phases, wall, kernel = report["phases_s"], float(report["wall_s"]), float(report["sampled_kernel_s"])
+            startup = report["startup_s"]  # None: a report from before the cost block (its start-up is in the rest)
             cells = ["–" if startup is None else f"{float(startup):.1f}"] + [
                 f"{sum(float(phases.get(key, 0.0)) for key in keys):.1f}" for _, keys in COST_PHASES[1:]
             ]
             rows.append(
-                [run, cost["cache"], str(cost["cases"]), f"{wall:.1f}", f"{kernel:.1f}", *cells,
-                 f"{float(cost.get('lead_spin_s', 0.0)):.1f}", f"{wall / kernel:.1f}×" if kernel else "-"]
+                [run, report["cache"], str(report["cases"]), f"{wall:.1f}", f"{kernel:.1f}", *cells,
+                 f"{float(report.get('lead_spin_s', 0.0)):.1f}", f"{wall / kernel:.1f}×" if kernel else "-"]
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as error:
             raise ctx.error(f"not a gate_cost.py cost.json ({error!r} missing or malformed)", file) from None
