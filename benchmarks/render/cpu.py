@@ -68,7 +68,6 @@ def hostile_probe(ctx: Context, text: str) -> list[str]:
 
 PROBE_VERDICTS = ("clear error", "acceptable", "DEFECT", "skipped", "harness error")
 
-
 # A run line of the report's header (benchmarks/hostile_probe.py's RunInfo.line).
 PROBE_RUN = re.compile(
     r"^  - (?P<date>.+?) \([\d.]+ min\), pytest-attnperf at commit (?P<commit>\S+): `.+`; "

@@ -10,8 +10,6 @@ from render.regions import Problem, regions
 # What looks like a GPU figure: a number with a unit of time, size, throughput or tokens, a percentage,
 # a ratio (×1.09, x3.779, 7.2×, a bare 0.955), an "N of M" or "N/M" count, a pytest outcome count.
 NUMBER = r"[+±−-]?\d[\d,]*(?:\.\d+)?"
-
-
 FIGURE_PATTERNS = (
     rf"(?<![\w.-]){NUMBER}(?:\s?[–-]\s?{NUMBER})?(?:\s?(?:ms|µs|us|ns|s|TFLOP/s|GB/s|GiB|MiB|KiB|GB|MB|tokens|%)|\sB)(?![\w/])",
     r"(?<![\w.])×\d+(?:\.\d+)?",
@@ -22,10 +20,7 @@ FIGURE_PATTERNS = (
     r"(?<![\w.])\d+ (?:passed|failed|skipped)\b",
     r"(?<![\w.])\d\.\d{3}(?![\w.])",
 )
-
-
 FIGURE = re.compile("|".join(f"(?:{pattern})" for pattern in FIGURE_PATTERNS))
-
 
 # Numbers that match FIGURE_PATTERNS but are not GPU measurements: (file glob, pattern, why).
 ALLOWED: tuple[tuple[str, str, str], ...] = (
@@ -48,7 +43,6 @@ ALLOWED: tuple[tuple[str, str, str], ...] = (
     ("*", r"\ba 20 ms check\b", "the busy-CPU check's length, a constant of measure/cpu_load.py"),
     ("docs/reliability.md", r"SIGKILL after 10 s", "the cancelled update's grace, a constant of update_process.py"),
 )
-
 
 # Fenced blocks in these languages are code (commands, examples), not output: skipped.
 CODE_LANGUAGES = {"python", "py", "bash", "sh", "shell", "yaml", "yml", "toml", "ini", "json"}

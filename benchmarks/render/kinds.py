@@ -42,7 +42,6 @@ VALIDATION = {
     "gate-validation-live.json": "gate_validation_live",
 }
 
-
 # NAME of <!-- results:NAME FOLDER --> -> what it reads (the first file is parsed and handed to its function).
 KINDS: dict[str, Kind] = {
     "study-answer": Kind(study.answer, STUDY),
@@ -77,5 +76,6 @@ KINDS: dict[str, Kind] = {
     "gpu-faults": Kind(session.gpu_faults, {"gpu-faults.md": "faults"}),
     "property-gpu": Kind(session.property_gpu, {"property-gpu.md": "property"}),
 }
+
 # The H200's names of the suite's kinds, from before other cards recorded baselines too.
 KINDS.update({f"h200-{name}": KINDS[f"suite-{name}"] for name in ("prefill", "frontier", "decode")})

@@ -11,8 +11,6 @@ from render.kinds import KINDS, command
 from render.source import RESULTS, Context, RenderError
 
 OPEN = re.compile(r"<!-- results:(?P<name>[\w-]+)(?P<args>(?: [^ >]+)*) -->")
-
-
 REGION = re.compile(
     r"(?P<open><!-- results:(?P<name>[\w-]+)(?P<args>(?: [^ >]+)*) -->)(?P<body>.*?)(?P<close><!-- /results:(?P=name) -->)",
     re.S,

@@ -9,8 +9,6 @@ from render.format import fmt_bytes, fmt_bytes_range, fmt_ms, join, seqlen_label
 from render.source import Context, summary_line
 
 SUITE_ID = "tests/suite/test_attention.py::"
-
-
 PREFILL_ORDER = ("eager", "sdpa-math", "sdpa-efficient", "sdpa-flash", "flash-attn", "torch-varlen", "flex",
                  "sdpa-cudnn", "flash-attn-4")  # fmt: skip
 
