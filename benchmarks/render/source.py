@@ -179,7 +179,9 @@ class Context:
     def command(self, name: str) -> str:
         """The command line that made a result file."""
         if name not in self.commands:
-            raise RenderError(f"no stage is known for {name}: add it to the files of its row of KINDS")
+            raise RenderError(
+                f"{name} is not among the files of its row of KINDS: add it with the stage that writes it"
+            )
         return self.commands[name]
 
     def source_line(self) -> str:

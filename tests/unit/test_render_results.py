@@ -251,7 +251,8 @@ def test_a_kind_reading_a_file_its_row_does_not_list_fails(tmp_path: Path, monke
     root = repo(tmp_path, "<!-- results:sneaky h100 -->\n<!-- /results:sneaky -->\n")
     (root / "docs" / "results" / "h100" / "notes.txt").write_text("x", encoding="utf-8")
     assert check(root)[1] == [
-        "README.md:1: results:sneaky: cannot render: no stage is known for fidelity.md: add it to the files of its row of KINDS"
+        "README.md:1: results:sneaky: cannot render: fidelity.md is not among the files of its row of KINDS: "
+        "add it with the stage that writes it"
     ]
 
 
