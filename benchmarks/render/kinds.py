@@ -1,0 +1,81 @@
+"""The table of region kinds: NAME of <!-- results:NAME FOLDER --> -> its function, files and parser."""
+
+from __future__ import annotations
+
+from render import cpu, gate, session, study, suite, timing
+from render.source import Kind, first_table
+
+# How a stage is run when it needs more than `bash benchmarks/gpu_session.sh STAGE`; some are CPU scripts.
+STAGE_COMMANDS = {
+    "false_alarms": "RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
+    "simulation": "python benchmarks/gate_simulation.py --out docs/results/simulation",
+    "record": "SUITE=tests/suite/test_attention.py bash benchmarks/gpu_session.sh record",
+    "gate_validation_live": "python benchmarks/gate_validation_live.py all --out $OUT",
+    # What ran on the H100 in December 2026 (docs/results/h100/2026-12/README.md), each in one call:
+    "record_h100": 'SUITE="--attnperf-cache-dir=/tmp/cc-after tests/suite/test_attention.py" '
+    "bash benchmarks/gpu_session.sh record",
+    "gate_live_h100": "GATE_VALIDATION_CASES=flash-attn-32K,sdpa-cudnn-16K,sdpa-flash-4K,decode-flash-attn-16K "
+    "TRIALS=5 BUDGET_S=230 bash benchmarks/gpu_session.sh gate_live",
+    "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
+    "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
+    "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
+    "load_tax": "python benchmarks/load_tax.py --runs 21 --baseline baselines/nvidia-h200.yaml",
+    "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
+    "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
+    "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
+    "gate_cost": "pytest --attnperf tests/suite/test_attention.py --attnperf-json=cost/RUN.json, then "
+    "python benchmarks/gate_cost.py cost/RUN.json --cost cost/cost-RUN.json",
+}
+
+
+def command(stage: str) -> str:
+    """The command line of a stage: its STAGE_COMMANDS line, else the gpu_session.sh stage of that name."""
+    return STAGE_COMMANDS.get(stage, f"bash benchmarks/gpu_session.sh {stage}")
+
+
+STUDY = {"study.json": "study"}
+RECORDED_BASELINES = {"record/nvidia-h200.yaml": "record", "record/nvidia-h100-80gb-hbm3.yaml": "record"}
+RECORDED_REPORT = {"record/report-run3.json.gz": "record"}
+VALIDATION = {
+    "gate-validation.json": "sensitivity",
+    "gate-validation-rejudged.json": "rejudge",
+    "gate-validation-live.json": "gate_validation_live",
+}
+
+# NAME of <!-- results:NAME FOLDER --> -> what it reads (the first file is parsed and handed to its function).
+KINDS: dict[str, Kind] = {
+    "study-answer": Kind(study.answer, STUDY),
+    "study-frontier": Kind(study.frontier, {**STUDY, "ci/ci-gate.log": "ci"}),
+    "transformers-table": Kind(study.transformers_table, {**STUDY, "hf-gate.json": "hf"}),
+    "fidelity-summary": Kind(timing.fidelity_summary, {"fidelity.md": "fidelity"}, timing.fidelity_rows),
+    "fidelity": Kind(timing.fidelity, {"fidelity.md": "fidelity", **STUDY}, timing.fidelity_rows),
+    "ncu": Kind(timing.ncu, {"ncu-fidelity.md": "ncu"}, timing.ncu_rows),
+    "modes": Kind(timing.modes, {"modes.log": "modes"}, timing.modes_sections),
+    "graph-vs-ncu": Kind(timing.graph_vs_ncu, {"ncu-fidelity.md": "ncu", "modes.log": "modes"}, timing.ncu_rows),
+    "false-alarms": Kind(gate.false_alarms, {"false-alarms.txt": "false_alarms"}, gate.false_alarm_runs),
+    "cost": Kind(gate.cost, {"false-alarms.txt": "false_alarms"}, gate.false_alarm_runs),
+    "sensitivity": Kind(gate.sensitivity, {"sensitivity.md": "sensitivity"}, first_table),
+    "gate-simulation": Kind(gate.simulation, {"gate-simulation.json": "simulation"}),
+    "gate-validation": Kind(gate.validation, VALIDATION, option="file"),
+    "gate-cost": Kind(
+        gate.gate_cost, {f"cost/cost-{run}-{cache}.json": "gate_cost" for run, cache in gate.COST_RUNS}, gate.cost_rows
+    ),
+    "suite-prefill": Kind(suite.prefill, RECORDED_BASELINES, option="baseline"),
+    "suite-frontier": Kind(suite.frontier, RECORDED_BASELINES, option="baseline"),
+    "suite-decode": Kind(suite.decode, RECORDED_REPORT, option="report"),
+    "h200-record": Kind(suite.record, {"record/record.txt": "record", **RECORDED_REPORT}),
+    "gated-runs": Kind(suite.gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
+    "load-tax": Kind(cpu.load_tax, {"load-tax.txt": "load_tax"}),
+    "foreign-suite": Kind(cpu.foreign_suite, {"foreign-suite.md": "foreign_suite"}, first_table),
+    "memory-repeat": Kind(cpu.memory_repeat, {"memory-repeat.md": "memory_repeat"}),
+    "hostile-probe": Kind(cpu.hostile_probe, {"hostile-probe.md": "hostile"}),
+    "hostile-probe-families": Kind(cpu.hostile_probe_families, {"hostile-probe.md": "hostile"}),
+    "history": Kind(cpu.history, {"history/": "cpu_history", "history": "history"}, cpu.history_reports),
+    "main-job": Kind(session.main_job, {"main-job.log": "main"}),
+    "xdist": Kind(session.xdist, {"xdist.txt": "xdist"}),
+    "gpu-faults": Kind(session.gpu_faults, {"gpu-faults.md": "faults"}),
+    "property-gpu": Kind(session.property_gpu, {"property-gpu.md": "property"}),
+}
+
+# The H200's names of the suite's kinds, from before other cards recorded baselines too.
+KINDS.update({f"h200-{name}": KINDS[f"suite-{name}"] for name in ("prefill", "frontier", "decode")})
