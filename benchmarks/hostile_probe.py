@@ -339,6 +339,11 @@ def current() -> Ctx:
     return _CONTEXT[0]
 
 
+def use_context(ctx: Ctx) -> None:
+    """Make ``ctx`` the context of this run (before any probe is evaluated)."""
+    _CONTEXT[:] = [ctx]
+
+
 def silent_when(predicate: Callable[[Outcome], bool], defect: str, ok: str = "") -> Classifier:
     """Exit 0 with ``predicate`` true is a silent wrong answer."""
 
@@ -3148,7 +3153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commit = git_commit()  # the code the probes run against, before anyone commits during the run
     clock = time.perf_counter()
     ctx = discover_context()
-    _CONTEXT.append(ctx)
+    use_context(ctx)
     print(f"hostile_probe: {len(probes)} probes, {arguments.jobs} at a time, on {ctx.slug}", file=sys.stderr)
     numbered = list(enumerate(probes, 1))
     order = sorted(numbered, key=lambda pair: -pair[1].weight)
