@@ -10,6 +10,7 @@ family it is the one with the widest margin (a pytest start's noise is not in it
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -82,13 +83,13 @@ def test_the_probe_finds_no_defect(ctx: Any, family: str, text: str) -> None:
 @pytest.mark.parametrize(
     ("command", "reason"),
     [
-        pytest.param(["{py}", "-c", "raise RuntimeError('bad.yaml')"], "uncaught Python traceback", id="traceback"),
-        pytest.param(["{py}", "-c", "print('bad.yaml')"], "accepted (exit 0)", id="silent-exit-0"),
+        pytest.param(["{py}", "-c", "raise RuntimeError('bad.yaml:3')"], "uncaught Python traceback", id="traceback"),
+        pytest.param(["{py}", "-c", "print('bad.yaml:3')"], "accepted (exit 0)", id="silent-exit-0"),
     ],
 )
-def test_the_harness_calls_a_crash_or_a_silent_acceptance_a_defect(ctx: Any, command: list[str], reason: str) -> None:
-    """A control: the subset would catch a regression (the classifiers are not vacuous)."""
-    refusal = probe.Probe("cli", "a control", command, probe.refuses(r"bad\.yaml"), project=False)
-    row = probe.evaluate(1, refusal, ctx, keep=False)
+def test_a_probe_calls_a_crash_or_a_silent_acceptance_a_defect(ctx: Any, command: list[str], reason: str) -> None:
+    """A control: `show a corrupt file`'s own classifier, given a command that crashes or accepts, says DEFECT."""
+    broken = dataclasses.replace(find("cli", "show a corrupt file"), cmd=command)
+    row = probe.evaluate(1, broken, ctx, keep=False)
     assert row.verdict == "DEFECT"
     assert reason in row.happened
