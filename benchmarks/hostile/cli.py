@@ -18,8 +18,6 @@ from .harness import (
     refuses,
 )
 
-# ---------------------------------------------------------------- family: the attnperf command
-
 BROKEN_PIPE = "; rc=${PIPESTATUS[0]}; echo ATTNPERF-EXIT=$rc; exit $rc"
 
 

@@ -289,10 +289,10 @@ def either(*needles: str) -> Classifier:
 def bad_baseline(*keys: str, line: bool = True) -> Classifier:
     """A bad baseline file: usage error (exit 4) naming the file (and line) and the key."""
     needles = [r"\{slug\}\.yaml:\d+" if line else r"\{slug\}\.yaml", *keys]
-    return _deferred_refusal(needles, codes=(4,))
+    return deferred_refusal(needles, codes=(4,))
 
 
-def _deferred_refusal(needles: Sequence[str], codes: Sequence[int]) -> Classifier:
+def deferred_refusal(needles: Sequence[str], codes: Sequence[int]) -> Classifier:
     # {slug} is known only once the context is (see discover_context).
     def classify(outcome: Outcome) -> tuple[str, str]:
         slug = re.escape(current().slug)
@@ -389,7 +389,7 @@ def _make_writable(root: Path) -> None:
                     os.chmod(path, stat.S_IRWXU)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
 
@@ -449,7 +449,7 @@ def run_probe(probe: Probe, ctx: Ctx, workdir: Path) -> Outcome:
             rc: int | None = process.wait(timeout=probe.timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            kill_group(process)
             process.wait()
             rc, timed_out = None, True
     out = log.read_text(encoding="utf-8", errors="replace")

@@ -22,8 +22,6 @@ from .harness import (
     refuses,
 )
 
-# ---------------------------------------------------------------- family: round 3 (issue 23), inputs, files and comparisons
-
 
 def special_file(name: str, kind: str) -> Callable[[Path, Ctx], None]:
     """Make ``name`` (tokens expanded) a FIFO, a folder or a link to /dev/zero where a baseline file should be."""

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from .harness import Classifier, Probe, accepts, pytest_argv, refuses
 from .options import duplicate_cases
 
-# ---------------------------------------------------------------- family: marker arguments
-
 MARKED_TEST = """\
 import pytest
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from .harness import Classifier, Outcome, Probe, crash, fails_test_with, has, pytest_argv, refuses
 from .markers import marker_probe
 
-# ---------------------------------------------------------------- family: measurement oddities
-
 CONFTEST = """\
 import torch
 import torch.nn.functional as F

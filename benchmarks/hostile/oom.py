@@ -20,8 +20,6 @@ from .harness import (
 from .markers import MARKED_TEST
 from .measure import CONFTEST
 
-# ---------------------------------------------------------------- family: CPU out of memory
-
 ADDRESS_SPACE_KIB = 3_000_000  # ulimit -v: allocations past ~2.9 GB fail, the machine is never at risk
 
 

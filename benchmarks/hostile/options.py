@@ -22,8 +22,6 @@ from .harness import (
 )
 from .yaml_files import mismatched_entry
 
-# ---------------------------------------------------------------- family: options and ini values
-
 
 def written_to(relative: str, *, expected: bool, defect: str, elsewhere: str | None = None) -> Classifier:
     """Where did --attnperf-update write? ``expected``: whether ``relative`` should exist afterwards."""

@@ -26,8 +26,6 @@ from .harness import (
     shell,
 )
 
-# ---------------------------------------------------------------- family: paths the run writes to
-
 
 def symlink_loop(name: str) -> Callable[[Path, Ctx], None]:
     def setup(workdir: Path, ctx: Ctx) -> None:

@@ -11,9 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .harness import BASELINE_FILE, Ctx, Outcome, Probe, _kill_group, big_baseline, pytest_argv
-
-# ---------------------------------------------------------------- family: how fast the baseline reader is
+from .harness import BASELINE_FILE, Ctx, Outcome, Probe, big_baseline, kill_group, pytest_argv
 
 
 def child_cpu_seconds(argv: Sequence[str], cwd: Path, timeout: float = 600.0) -> tuple[int, float, str]:
@@ -22,7 +20,7 @@ def child_cpu_seconds(argv: Sequence[str], cwd: Path, timeout: float = 600.0) ->
         process = subprocess.Popen(
             argv, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-        timer = threading.Timer(timeout, lambda: _kill_group(process))
+        timer = threading.Timer(timeout, lambda: kill_group(process))
         timer.daemon = True
         timer.start()
         try:

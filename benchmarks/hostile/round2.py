@@ -20,8 +20,6 @@ from .markers import marker_probe
 from .options import written_to
 from .paths import output_path
 
-# ---------------------------------------------------------------- family: round 2 (issue 12), added in the robustness branch
-
 ROUND2_CONFTEST = """\
 from pytest_attnperf import register_backend
 from pytest_attnperf.measure.reference import eager_attention

@@ -21,17 +21,15 @@ from .harness import (
     Outcome,
     Probe,
     SignalPlan,
-    _deferred_refusal,
     accepts,
     baseline_with,
     crash,
     current,
+    deferred_refusal,
     pytest_argv,
     shell,
 )
 from .paths import keep_copy
-
-# ---------------------------------------------------------------- family: round 3, the update process and the machine
 
 # In the last run of an update (or a plain --attnperf-update run), after the measured test: say who runs, then wait
 # long enough to be cancelled in; a run that outlived its cancel would merge after the wait.
@@ -102,7 +100,7 @@ def unchanged_refusal(*needles: str, codes: Sequence[int]) -> Classifier:
     """Refused (naming ``needles``) and the baseline file is the old one, byte for byte."""
 
     def classify(outcome: Outcome) -> tuple[str, str]:
-        verdict, note = _deferred_refusal(needles, codes=codes)(outcome)
+        verdict, note = deferred_refusal(needles, codes=codes)(outcome)
         path = outcome.workdir / current().expand(BASELINE_FILE, outcome.workdir)
         if path.read_bytes() != (outcome.workdir / "old.yaml").read_bytes():
             return "DEFECT", "the baseline file was rewritten"

@@ -8,8 +8,6 @@ import subprocess
 from .harness import BASELINE_FILE, TRACEBACK, Outcome, Probe, SignalPlan, big_baseline, current, pytest_argv, trim
 from .paths import keep_copy
 
-# ---------------------------------------------------------------- family: signals during --attnperf-update
-
 KILL_ENTRIES = 1000
 
 

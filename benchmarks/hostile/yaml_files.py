@@ -25,8 +25,6 @@ from .harness import (
     yaml_quote,
 )
 
-# ---------------------------------------------------------------- family: YAML that attacks the parser
-
 
 def yaml_probes() -> list[Probe]:
     probes: list[Probe] = []
