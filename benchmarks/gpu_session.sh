@@ -166,7 +166,7 @@ stage_study_quick() {
 }
 
 stage_fidelity() {
-  timeout "${FIDELITY_SECONDS:-600}" python3 benchmarks/fidelity.py 2>&1 | tee "$OUT/fidelity.md"
+  timeout "${FIDELITY_SECONDS:-600}" python3 benchmarks/experiments/fidelity.py 2>&1 | tee "$OUT/fidelity.md"
 }
 
 stage_sensitivity() {
@@ -311,11 +311,11 @@ stage_modes() {
 
 stage_ncu() {
   # The plugin's medians against Nsight Compute's kernel durations.
-  python3 benchmarks/ncu_fidelity.py plugin > "$OUT/plugin-medians.json"
+  python3 benchmarks/experiments/ncu_fidelity.py plugin > "$OUT/plugin-medians.json"
   ncu --clock-control none --nvtx --nvtx-include "regex:case-.*/" --metrics gpu__time_duration.sum,sm__cycles_elapsed.max \
-    --csv --page raw python3 benchmarks/ncu_fidelity.py profile > "$OUT/ncu.csv" 2>"$OUT/ncu.err"
+    --csv --page raw python3 benchmarks/experiments/ncu_fidelity.py profile > "$OUT/ncu.csv" 2>"$OUT/ncu.err"
   echo "ncu exit status: $?"; tail -3 "$OUT/ncu.err"
-  python3 benchmarks/ncu_fidelity.py compare "$OUT/plugin-medians.json" "$OUT/ncu.csv" | tee "$OUT/ncu-fidelity.md"
+  python3 benchmarks/experiments/ncu_fidelity.py compare "$OUT/plugin-medians.json" "$OUT/ncu.csv" | tee "$OUT/ncu-fidelity.md"
 }
 
 stage_fa4_lib() {

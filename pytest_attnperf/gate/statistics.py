@@ -9,7 +9,7 @@ the time it is below a quarter of the truth). scipy.stats gives the t quantiles.
 
 A first measurement is three-valued (PASS, AMBIGUOUS, REGRESSION); an ambiguous one is measured
 again after a cool-down at the end of the session, and only a confirmed excess fails.
-``docs/measurement.md`` derives every number here; ``benchmarks/gate_simulation.py`` checks them.
+``docs/measurement.md`` derives every number here; ``benchmarks/experiments/gate_simulation.py`` checks them.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ A ``SampleSource`` runs isolated samples and returns each one's time and SM cloc
   10x it of measured time (a loaded CPU's preempted samples), or the sample ceiling.
   0.3 % is a tenth of the smallest latency tolerance (3 %) and tighter than the rule it replaced
   (a median standard error of 0.25 %); replayed on the samples of the committed H200 run 3 it keeps a
-  third of them (``benchmarks/stopping_rule_replay.py``, docs/results/cpu/profile-kernel-suite.md).
+  third of them (``benchmarks/experiments/stopping_rule_replay.py``, docs/results/cpu/profile-kernel-suite.md).
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def test_a_20000_entry_file_written_by_the_plugin_reads(tmp_path: Path) -> None:
     """5,000 entries of a real suite hit the old item cap; the cap now derives from the plugin's own entries.
 
     The entries are those `attnperf update` recorded on the H200, repeated under new ids and written by the
-    plugin's writer. How fast it reads against a plain libyaml load is benchmarks/baseline_reader.py's job.
+    plugin's writer. How fast it reads against a plain libyaml load is benchmarks/experiments/baseline_reader.py's job.
     """
     recorded = load_baseline(Path(__file__).resolve().parents[2] / "baselines" / "nvidia-h200.yaml")
     assert recorded is not None

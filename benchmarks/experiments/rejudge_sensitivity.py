@@ -8,7 +8,7 @@ the recorded re-measurements (stage 2, 3). A trial the current rule would re-mea
 took no re-measurement is counted as "no data", never guessed. The samples file predates the energy
 column, so the power rule cannot fire in this replay (it needs the energy per call).
 
-    python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines baselines/nvidia-h200.yaml
+    python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines baselines/nvidia-h200.yaml
         # writes docs/results/h200/gate-validation-rejudged.json and prints the table
 """
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "sensitivity": rows,
         "gated_runs": measured.get("gated_runs"),
         "judged_by": "the gate's current decision code, replaying the recorded samples "
-        "(python benchmarks/rejudge_sensitivity.py); the measurements are those of gate-validation.json",
+        "(python benchmarks/experiments/rejudge_sensitivity.py); the measurements are those of gate-validation.json",
     }
     out = arguments.folder / "gate-validation-rejudged.json"
     out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

@@ -1,6 +1,6 @@
 """The host (CPU) cost of the clock-aware gate's own code per case, so the warm-up and clock reads earn their cost.
 
-    python benchmarks/gate_overhead.py
+    python benchmarks/experiments/gate_overhead.py
 
 Measured on the CPU with synthetic samples (no GPU needed): the per-case verdict (normalisation,
 Theil-Sen beta, the tolerance from scipy's t), a 3-run baseline entry, the sampling rules' own

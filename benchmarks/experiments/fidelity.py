@@ -1,6 +1,6 @@
 """Fidelity of the plugin's timing: its median vs triton.testing.do_bench's median, per backend and length.
 
-Run on the GPU machine: python3 benchmarks/fidelity.py > fidelity.md
+Run on the GPU machine: python3 benchmarks/experiments/fidelity.py > fidelity.md
 Both time the same workload on the same inputs; do_bench flushes L2 with a 256 MiB buffer,
 the plugin with twice the L2 size. The table is Markdown, ready for docs/measurement.md.
 """

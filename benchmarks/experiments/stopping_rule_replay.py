@@ -1,6 +1,6 @@
 """Replay the sampling's stopping rule on the samples a committed run recorded under the old fixed budget.
 
-    python benchmarks/stopping_rule_replay.py docs/results/h200/record/report-run3.json.gz [--precision 0.003]
+    python benchmarks/experiments/stopping_rule_replay.py docs/results/h200/record/report-run3.json.gz [--precision 0.003]
 
 Each case's recorded samples, in their order, are fed to ``measure.sampling.collect`` (the rule itself,
 not a copy): how many it keeps, their kernel time, the lead spin they would cost at the case's recorded

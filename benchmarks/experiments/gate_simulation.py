@@ -26,7 +26,7 @@ one-sided Mann-Whitney test of the 25 quantiles against the baseline's scaled by
 p < 0.01 (scipy.stats.mannwhitneyu). The new gate: the plugin's own code (gate.recording builds a
 3-run baseline from simulated samples with clocks; gate.latency decides each stage).
 
-    python benchmarks/gate_simulation.py --out docs/results/simulation    # ~2 minutes on a CPU
+    python benchmarks/experiments/gate_simulation.py --out docs/results/simulation    # ~2 minutes on a CPU
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from pytest_attnperf.gate.recording import entry_from_runs
 from pytest_attnperf.gate.results import CaseResult
 from pytest_attnperf.gate.statistics import DEFAULT_PARAMS, Verdict, tolerance
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 H100 = ROOT / "docs" / "results" / "h100"
 MATMUL_PEAK = 695.0  # H100 fp16 dense matmul, TFLOP/s (FACTS.md, measured)
 SLOWDOWNS = (0.0, 0.03, 0.05, 0.10)
@@ -288,7 +288,7 @@ def main() -> int:
         print(f"{case.name}: done", file=sys.stderr, flush=True)
     document = {
         "note": "a CPU simulation fitted to the committed H100 data; it guides the design and proves nothing about a GPU",
-        "command": "python benchmarks/gate_simulation.py --out docs/results/simulation",
+        "command": "python benchmarks/experiments/gate_simulation.py --out docs/results/simulation",
         "trials": arguments.trials,
         "sigma_residual": round(sigma_r, 5),
         "slowdowns": list(SLOWDOWNS),

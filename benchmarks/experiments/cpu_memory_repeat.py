@@ -1,6 +1,6 @@
 """The CPU memory gate, run again and again right after an update: how many false alarms?
 
-    python benchmarks/cpu_memory_repeat.py --runs 20 --out docs/results/cpu/memory-repeat.md
+    python benchmarks/experiments/cpu_memory_repeat.py --runs 20 --out docs/results/cpu/memory-repeat.md
 
 Records the baselines of the repo's CPU suite (``pytest --attnperf tests/suite``) into a scratch folder
 with ``--attnperf-update``, then runs the same suite ``--runs`` times against them, each run writing its
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_suite(repo: Path, tests: str, baselines: Path, json_path: Path, extra: Sequence[str], *, update: bool) -> int:
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch  # only for the machine line
 
     meta = {
-        "command": "python benchmarks/cpu_memory_repeat.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/experiments/cpu_memory_repeat.py " + " ".join(sys.argv[1:]),
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "minutes": f"{(time.perf_counter() - clock) / 60:.1f}",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "

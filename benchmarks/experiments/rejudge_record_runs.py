@@ -3,7 +3,7 @@ made from the other runs (leave one out), with no GPU. Every run measured the sa
 verdict other than ok is a false alarm the gate would raise on that card (an ambiguous one is measured again by
 the plugin before it fails).
 
-    python benchmarks/rejudge_record_runs.py docs/results/h100/2026-12/record > docs/results/h100/2026-12/record-rejudged.md
+    python benchmarks/experiments/rejudge_record_runs.py docs/results/h100/2026-12/record > docs/results/h100/2026-12/record-rejudged.md
 
 With ``--live SAMPLES BASELINES`` it judges instead the first measurement of each trial of a live gate validation
 (``gate-validation-samples.json.gz`` against the baseline file it recorded), counting each row's verdicts: what the

@@ -6,7 +6,7 @@ kept, and hostile input is refused in bounded time and memory. The entries are t
 `attnperf update` recorded in baselines/nvidia-h200.yaml, repeated under new test ids up to ``--entries``, and
 written through the plugin's writer (``BaselineFile.to_text``).
 
-    python benchmarks/baseline_reader.py [--entries 20000] [--repeats 3] [--source baselines/nvidia-h200.yaml]
+    python benchmarks/experiments/baseline_reader.py [--entries 20000] [--repeats 3] [--source baselines/nvidia-h200.yaml]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import yaml
 from pytest_attnperf.gate.baseline_limits import ENTRY_ITEMS, MAX_FILE_BYTES, MAX_ITEMS
 from pytest_attnperf.gate.baselines import BaselineFile, BaselineFileError, load_baseline, parse_baseline_text
 
-SOURCE = Path(__file__).resolve().parents[1] / "baselines" / "nvidia-h200.yaml"
+SOURCE = Path(__file__).resolve().parents[2] / "baselines" / "nvidia-h200.yaml"
 
 
 def plugin_written(source: Path, count: int) -> BaselineFile:

@@ -1,11 +1,11 @@
 """The plugin's median against Nsight Compute's kernel durations (ncu --clock-control none), in time and in cycles.
 
 On the GPU machine:
-    python3 benchmarks/ncu_fidelity.py plugin > plugin.json       # the plugin's medians (time, and time x clock)
+    python3 benchmarks/experiments/ncu_fidelity.py plugin > plugin.json       # the plugin's medians (time, and time x clock)
     ncu --clock-control none --nvtx --nvtx-include "regex:case-.*/" \
         --metrics gpu__time_duration.sum,sm__cycles_elapsed.max \
-        --csv --page raw python3 benchmarks/ncu_fidelity.py profile > ncu.csv
-    python3 benchmarks/ncu_fidelity.py compare plugin.json ncu.csv
+        --csv --page raw python3 benchmarks/experiments/ncu_fidelity.py profile > ncu.csv
+    python3 benchmarks/experiments/ncu_fidelity.py compare plugin.json ncu.csv
 Each case runs once inside an NVTX range named case-<backend>-<length>; ncu times every kernel
 in it (caches flushed, as the plugin does); the case's duration is the sum of its kernels. In
 cycles the comparison does not depend on the clock each tool ran at: the plugin's cycles are the
