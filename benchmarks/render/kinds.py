@@ -8,7 +8,7 @@ from render.source import Kind, first_table
 # How a stage is run when it needs more than `bash benchmarks/gpu_session.sh STAGE`; some are CPU scripts.
 STAGE_COMMANDS = {
     "false_alarms": "RUNS=10 bash benchmarks/gpu_session.sh false_alarms",
-    "simulation": "python benchmarks/gate_simulation.py --out docs/results/simulation",
+    "simulation": "python benchmarks/experiments/gate_simulation.py --out docs/results/simulation",
     "record": "SUITE=tests/suite/test_attention.py bash benchmarks/gpu_session.sh record",
     "gate_validation_live": "python benchmarks/gate_validation_live.py all --out $OUT",
     # What ran on the H100 in December 2026 (docs/results/h100/2026-12/README.md), each in one call:
@@ -16,12 +16,12 @@ STAGE_COMMANDS = {
     "bash benchmarks/gpu_session.sh record",
     "gate_live_h100": "GATE_VALIDATION_CASES=flash-attn-32K,sdpa-cudnn-16K,sdpa-flash-4K,decode-flash-attn-16K "
     "TRIALS=5 BUDGET_S=230 bash benchmarks/gpu_session.sh gate_live",
-    "rejudge": "python benchmarks/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
+    "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
     "load_tax": "python benchmarks/load_tax.py --runs 21 --baseline baselines/nvidia-h200.yaml",
     "foreign_suite": "python benchmarks/foreign_suite.py --runs 3",
-    "memory_repeat": "python benchmarks/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
+    "memory_repeat": "python benchmarks/experiments/cpu_memory_repeat.py --runs 20 --tests tests/suite/test_attention.py",
     "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
     "gate_cost": "pytest --attnperf tests/suite/test_attention.py --attnperf-json=cost/RUN.json, then "
     "python benchmarks/gate_cost.py cost/RUN.json --cost cost/cost-RUN.json",
