@@ -93,7 +93,7 @@ def _device_record(result: CaseRecord) -> dict[str, Any]:
 
 
 def _earlier_runs(run: UpdateRun) -> list[list[CaseRecord]]:
-    return [[CaseRecord.from_json(json.dumps(record)) for record in records] for records in run.earlier_runs()]
+    return [[CaseRecord.from_dict(record) for record in records] for records in run.earlier_runs()]
 
 
 @dataclass(frozen=True)

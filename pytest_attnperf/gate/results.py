@@ -130,6 +130,33 @@ class CaseRecord:
     provenance: Provenance = field(default_factory=Provenance)
     record_version: int = RECORD_VERSION
 
+    # ------------------------------------------------------------ what a test reads of its own record
+    # (``result = attnperf.measure(...)``: the README's examples; the plugin itself reads the parts)
+
+    @property
+    def fits(self) -> bool:
+        return self.measurement.fits
+
+    @property
+    def median_ms(self) -> float | None:
+        return self.measurement.median_ms
+
+    @property
+    def peak_bytes(self) -> int | None:
+        return self.measurement.peak_bytes
+
+    @property
+    def tflops(self) -> float | None:
+        return self.measurement.tflops
+
+    @property
+    def gbps(self) -> float | None:
+        return self.measurement.gbps
+
+    @property
+    def seqlen(self) -> int | None:
+        return self.identity.seqlen
+
     # ------------------------------------------------------------ derived
 
     @property
@@ -249,6 +276,8 @@ class CaseRecord:
 CaseResult = CaseRecord  # its name before record version 3
 
 
-def flat_record(**values: Any) -> CaseRecord:
-    """A record from flat fields by name (tests, replayed runs): ``flat_record(test_id=..., median_ms=...)``."""
-    return CaseRecord.from_flat({"record_version": RECORD_VERSION, **values})
+def flat_record(*identity: Any, **values: Any) -> CaseRecord:
+    """A record from fields by name, the identity's also in order (tests, replayed runs), as the flat record was built:
+    ``flat_record("t.py::test", "eager", "cpu", "cpu", "forward", None, 64, median_ms=1.0)``."""
+    order = [item.name for item in fields(CaseIdentity)]
+    return CaseRecord.from_flat({"record_version": RECORD_VERSION, **dict(zip(order, identity, strict=False)), **values})
