@@ -108,19 +108,16 @@ def baseline_beta(baseline: BaselineEntry) -> float | None:
 
 def run_shift(result: CaseRecord, baseline: BaselineEntry) -> MachineShift | None:
     """The machine's shift between the baseline's reference and the one measured next to this run."""
-    return machine_shift(
-        reference_of((result.measurement.gpu or {}).get("reference")), reference_of(baseline.reference)
-    )
+    measured_reference = reference_of((result.measurement.gpu or {}).get("reference"))
+    return machine_shift(measured_reference, reference_of(baseline.reference))
 
 
 def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisation:
     """The result's median at the baseline's clock, its beta and clocks, and what normalised it (see decided_by)."""
-    times = (result.measurement.warmup_ms or []) + (result.measurement.samples_ms or [])
-    clocks = (result.measurement.warmup_clock_mhz or []) + (result.measurement.clock_mhz or [])
-    samples, sample_clocks = (
-        result.measurement.samples_ms or [],
-        result.measurement.clock_mhz or [None] * len(result.measurement.samples_ms or []),
-    )
+    measured = result.measurement
+    times = (measured.warmup_ms or []) + (measured.samples_ms or [])
+    clocks = (measured.warmup_clock_mhz or []) + (measured.clock_mhz or [])
+    samples, sample_clocks = measured.samples_ms or [], measured.clock_mhz or [None] * len(measured.samples_ms or [])
     fit = fit_beta(times, clocks) if len(times) == len(clocks) else None
     stored_beta = baseline_beta(baseline)
     half_width = (baseline.beta_ci[1] - baseline.beta_ci[0]) / 2 if baseline.beta_ci else None
@@ -143,22 +140,20 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
         return normalised(None, "raw")
     if shift is not None and not shift.trusted(another):
         notes.append(f"{shift.describe()}: too far to compare the machines, raw time gated")
-        return normalised(result.measurement.median_ms, "raw")
+        return normalised(measured.median_ms, "raw")
     residual = shift.residual if shift is not None and another else 1.0
     if clock is None or choice.beta == 0 or reference is None:
-        assert result.measurement.median_ms is not None
+        assert measured.median_ms is not None
         if clock is not None and reference is not None and choice.beta == 0 and choice.source == "none":
             notes.append("beta unknown (the clock barely moved in this run and its baseline): no clock normalisation")
-        return normalised(
-            result.measurement.median_ms / residual, "machine" if shift is not None and residual != 1.0 else "raw"
-        )
+        return normalised(measured.median_ms / residual, "machine" if shift is not None and residual != 1.0 else "raw")
     ratio = clock / reference
     if not EXTRAPOLATION[0] <= ratio <= EXTRAPOLATION[1]:
         notes.append(
             f"SM clock {clock:.0f} MHz is {ratio:.2f} of the baseline's {reference:.0f} MHz: too far to normalise, "
             "raw time gated"
         )
-        return normalised(result.measurement.median_ms, "raw")
+        return normalised(measured.median_ms, "raw")
     if shift is None or shift.clock_ratio is None:
         notes.append(
             "no machine reference in this baseline or run: normalised by the case's own clock (the old rule, which "

@@ -19,16 +19,16 @@ from typing import Any
 from .baseline_schema import BaselineEntry, round_significant
 from .machine import median_reference, reference_of
 from .normalise import fit_beta, median_clock, normalised_median
-from .results import CaseRecord
+from .results import CaseRecord, MeasurementRecord
 from .statistics import geometric_mean, log_spread
 
 
-def _measured(result: CaseRecord) -> bool:
-    return result.measurement.fits and result.measurement.median_ms is not None and bool(result.measurement.samples_ms)
+def _measured(measurement: MeasurementRecord) -> bool:
+    return measurement.fits and measurement.median_ms is not None and bool(measurement.samples_ms)
 
 
-def _fingerprint(results: Sequence[CaseRecord]) -> dict[str, Any] | None:
-    prints = [result.measurement.fingerprint for result in results if result.measurement.fingerprint]
+def _fingerprint(runs: Sequence[MeasurementRecord]) -> dict[str, Any] | None:
+    prints = [run.fingerprint for run in runs if run.fingerprint]
     if not prints:
         return None
     variants = Counter(str(sorted(p.items())) for p in prints)
@@ -40,7 +40,8 @@ def _fingerprint(results: Sequence[CaseRecord]) -> dict[str, Any] | None:
 def entry_from_runs(results: Sequence[CaseRecord], recorded_at: str) -> BaselineEntry:
     """One entry from the results of one test in N independent runs (N >= 1; runs that did not fit are left out)."""
     last = results[-1]
-    measured = [result for result in results if _measured(result)]
+    runs = [result.measurement for result in results]
+    measured = [run for run in runs if _measured(run)]
     common: dict[str, Any] = {
         "backend": last.identity.backend,
         "shape": last.identity.shape,
@@ -48,41 +49,30 @@ def entry_from_runs(results: Sequence[CaseRecord], recorded_at: str) -> Baseline
         "recorded_at": recorded_at,
         "environment": dict(last.provenance.environment),
         "gpu_uuids": tuple(
-            sorted(
-                {
-                    str((r.provenance.device_info or {}).get("uuid"))
-                    for r in results
-                    if (r.provenance.device_info or {}).get("uuid")
-                }
-            )
+            sorted({str(uuid) for result in results if (uuid := (result.provenance.device_info or {}).get("uuid"))})
         ),
         "plugin_version": last.provenance.plugin_version,
-        "timing": {**(last.provenance.timing_settings or {}), "clock_source": last.measurement.clock_source}
-        if last.provenance.timing_settings
+        "timing": {**settings, "clock_source": last.measurement.clock_source}
+        if (settings := last.provenance.timing_settings)
         else None,
-        "fingerprint": _fingerprint(results),
+        "fingerprint": _fingerprint(runs),
     }
     if not measured:
-        peaks = [
-            r.measurement.peak_bytes for r in results if r.measurement.fits and r.measurement.peak_bytes is not None
-        ]
-        fits = any(result.measurement.fits for result in results)
+        peaks = [run.peak_bytes for run in runs if run.fits and run.peak_bytes is not None]
+        fits = any(run.fits for run in runs)
         return BaselineEntry(
             latency_ms=None, peak_bytes=max(peaks) if fits and peaks else None, fits=fits, runs=len(results), **common
         )
-    times = [t for r in measured for t in (r.measurement.warmup_ms or []) + (r.measurement.samples_ms or [])]
-    clocks = [c for r in measured for c in (r.measurement.warmup_clock_mhz or []) + (r.measurement.clock_mhz or [])]
+    times = [t for r in measured for t in (r.warmup_ms or []) + (r.samples_ms or [])]
+    clocks = [c for r in measured for c in (r.warmup_clock_mhz or []) + (r.clock_mhz or [])]
     fit = fit_beta(times, clocks) if len(times) == len(clocks) else None
     beta = fit.beta if fit is not None and fit.identified else None  # over 1 only with its interval over 1
-    run_clocks = [clock for r in measured if (clock := median_clock(r.measurement.clock_mhz or [])) is not None]
+    run_clocks = [clock for r in measured if (clock := median_clock(r.clock_mhz or [])) is not None]
     reference = statistics.median(run_clocks) if run_clocks else None
     medians = tuple(
         round_significant(
             normalised_median(
-                r.measurement.samples_ms or [],
-                r.measurement.clock_mhz or [None] * len(r.measurement.samples_ms or []),
-                reference,
-                beta or 0.0,
+                r.samples_ms or [], r.clock_mhz or [None] * len(r.samples_ms or []), reference, beta or 0.0
             )
         )
         for r in measured
@@ -90,12 +80,10 @@ def entry_from_runs(results: Sequence[CaseRecord], recorded_at: str) -> Baseline
     usable = all(value > 0 and math.isfinite(value) for value in medians)
     # a median of 0 (a workload faster than the clock) is kept as it is: the writer refuses it with the reason
     spread = log_spread(list(medians)) if usable else None
-    raw = [t for r in measured for t in r.measurement.samples_ms or []]
+    raw = [t for r in measured for t in r.samples_ms or []]
     latency = {
         "median": round_significant(geometric_mean(list(medians)) if usable else min(medians)),
-        "raw_median": round_significant(
-            statistics.median(r.measurement.median_ms for r in measured if r.measurement.median_ms is not None)
-        ),
+        "raw_median": round_significant(statistics.median(r.median_ms for r in measured if r.median_ms is not None)),
         "iqr": round_significant(_iqr(raw)),
         "mean": round_significant(statistics.fmean(raw)),
         "stdev": round_significant(statistics.stdev(raw) if len(raw) > 1 else 0.0),
@@ -103,13 +91,11 @@ def entry_from_runs(results: Sequence[CaseRecord], recorded_at: str) -> Baseline
         "max": round_significant(max(raw)),
         "samples": len(raw),
     }
-    powers = [
-        p for r in measured if isinstance(p := (r.measurement.gpu or {}).get("burst_power_w"), (int, float)) and p > 0
-    ]
+    powers = [p for r in measured if isinstance(p := (r.gpu or {}).get("burst_power_w"), (int, float)) and p > 0]
     power_spread = log_spread(powers)
-    readings = [ref for r in measured if (ref := reference_of((r.measurement.gpu or {}).get("reference"))) is not None]
+    readings = [ref for r in measured if (ref := reference_of((r.gpu or {}).get("reference"))) is not None]
     machine = median_reference(readings)
-    peaks = [r.measurement.peak_bytes for r in measured if r.measurement.peak_bytes is not None]
+    peaks = [r.peak_bytes for r in measured if r.peak_bytes is not None]
     return BaselineEntry(
         latency_ms=latency,
         peak_bytes=max(peaks) if peaks else None,
@@ -136,7 +122,7 @@ def _iqr(values: Sequence[float]) -> float:
 
 def runs_note(results: Sequence[CaseRecord]) -> str | None:
     """Said in the update report when not every run measured the case."""
-    measured = sum(_measured(result) for result in results)
+    measured = sum(_measured(result.measurement) for result in results)
     if 0 < measured < len(results):
         return f"measured in {measured} of {len(results)} runs (the others did not fit or failed)"
     return None
