@@ -116,6 +116,17 @@ PARTS = {
 # Which part each flat field (record versions 1 and 2, the JSON report) belongs to.
 PART_OF = {item.name: part for part, kind in PARTS.items() for item in fields(kind)}
 KNOWN = {part: {item.name for item in fields(kind)} for part, kind in PARTS.items()}
+REQUIRED = tuple(item.name for item in fields(CaseIdentity) if item.name != "device_id")
+
+
+def _identity(values: Mapping[str, Any]) -> CaseIdentity:
+    missing = [name for name in REQUIRED if name not in values]
+    if missing:
+        raise ValueError(
+            f"an attnperf record without {', '.join(missing)} (test {values.get('test_id')!r}): not a case record "
+            "written by pytest-attnperf"
+        )
+    return CaseIdentity(**{key: value for key, value in values.items() if key in KNOWN["identity"]})
 
 
 @dataclass(frozen=True)
@@ -208,7 +219,7 @@ class CaseRecord:
             if name in PART_OF:
                 parts[PART_OF[name]][name] = value
         return cls(
-            identity=CaseIdentity(**parts["identity"]),
+            identity=_identity(parts["identity"]),
             measurement=MeasurementRecord(**parts["measurement"]),
             decision=DecisionRecord(**parts["decision"]),
             provenance=Provenance(**parts["provenance"]),
@@ -248,9 +259,9 @@ class CaseRecord:
         parts: dict[str, Any] = {
             part: kind(**{key: value for key, value in data[part].items() if key in KNOWN[part]})
             for part, kind in PARTS.items()
-            if isinstance(data.get(part), dict)
+            if part != "identity" and isinstance(data.get(part), dict)
         }
-        return cls(**parts, record_version=version)
+        return cls(_identity(data["identity"]), **parts, record_version=version)
 
     def junit_properties(self) -> list[tuple[str, object]]:
         """Flat properties that CI systems show next to the test case."""
@@ -278,6 +289,7 @@ CaseResult = CaseRecord  # its name before record version 3
 
 def flat_record(*identity: Any, **values: Any) -> CaseRecord:
     """A record from fields by name, the identity's also in order (tests, replayed runs), as the flat record was built:
-    ``flat_record("t.py::test", "eager", "cpu", "cpu", "forward", None, 64, median_ms=1.0)``."""
-    order = [item.name for item in fields(CaseIdentity)]
-    return CaseRecord.from_flat({"record_version": RECORD_VERSION, **dict(zip(order, identity, strict=False)), **values})
+    ``flat_record("t.py::test", "eager", "cpu", "cpu", "forward", None, 64, median_ms=1.0)``; a misspelt name raises."""
+    named = {**dict(zip([item.name for item in fields(CaseIdentity)], identity, strict=False)), **values}
+    who = {name: named.pop(name) for name in KNOWN["identity"] if name in named}
+    return CaseRecord(_identity(who)).with_fields(**named)

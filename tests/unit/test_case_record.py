@@ -67,11 +67,21 @@ def test_a_version_2_record_is_read_by_converting_it_into_its_parts() -> None:
     record = CaseRecord.from_json(json.dumps(VERSION_2))
     assert record.record_version == 2
     assert record.identity == CaseIdentity(
-        "t.py::test[x]", "eager", "NVIDIA H100 80GB HBM3", "nvidia-h100-80gb-hbm3", "forward", {"heads": 8}, 64, "cuda:1"
+        "t.py::test[x]",
+        "eager",
+        "NVIDIA H100 80GB HBM3",
+        "nvidia-h100-80gb-hbm3",
+        "forward",
+        {"heads": 8},
+        64,
+        "cuda:1",
     )
     assert record.measurement == MeasurementRecord(median_ms=1.25, samples_ms=[1.2, 1.25, 1.3], peak_bytes=4096)
     assert record.decision == DecisionRecord(
-        verdicts={"latency": "REGRESSION"}, stages=[{"stage": 1, "ratio": 1.25}], outcome="failed", baseline_median_ms=1.0
+        verdicts={"latency": "REGRESSION"},
+        stages=[{"stage": 1, "ratio": 1.25}],
+        outcome="failed",
+        baseline_median_ms=1.0,
     )
     assert record.provenance == Provenance(environment={"torch": "2.9.0"}, plugin_version="0.9.0", clock="cuda-events")
     assert record.latency_ratio == 1.25
@@ -90,7 +100,9 @@ def test_a_newer_record_is_refused_rather_than_misread(layout: str) -> None:
     record = _record()
     data = json.loads(record.to_json()) if layout == "nested" else record.flat()
     data["record_version"] = RECORD_VERSION + 1
-    with pytest.raises(ValueError, match=r"record of version 4 \(test 't.py::test\[x\]'\).*versions 1 to 3.*upgrade it"):
+    with pytest.raises(
+        ValueError, match=r"record of version 4 \(test 't.py::test\[x\]'\).*versions 1 to 3.*upgrade it"
+    ):
         CaseRecord.from_json(json.dumps(data))
 
 
@@ -127,3 +139,18 @@ def test_the_committed_reports_of_older_versions_read_as_records(path: str) -> N
         assert record.identity.test_id == case["test_id"]
         assert record.measurement.median_ms == case.get("median_ms")
         assert record.verdict() == case["verdict"]
+
+
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_a_record_without_its_identity_is_refused_by_name(layout: str) -> None:
+    record = _record()
+    data = json.loads(record.to_json()) if layout == "nested" else record.flat()
+    identity = data["identity"] if layout == "nested" else data
+    del identity["device_slug"], identity["mode"]
+    with pytest.raises(ValueError, match=r"record without device_slug, mode \(test 't.py::test\[x\]'\): not a case"):
+        CaseRecord.from_dict(data)
+
+
+def test_a_misspelt_field_of_a_record_built_by_name_raises() -> None:
+    with pytest.raises(TypeError, match="a case record has no field 'median'"):
+        flat_record("t.py::test[x]", "eager", "cpu", "cpu", "forward", None, 64, median=1.0)
