@@ -168,6 +168,10 @@ class CaseRecord:
     def seqlen(self) -> int | None:
         return self.identity.seqlen
 
+    @property
+    def shape(self) -> dict[str, Any] | None:
+        return self.identity.shape
+
     # ------------------------------------------------------------ derived
 
     @property
