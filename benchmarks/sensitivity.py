@@ -36,7 +36,7 @@ from pytest_attnperf.backends.registry import REGISTRY
 from pytest_attnperf.gate.baselines import BaselineEntry, load_baseline
 from pytest_attnperf.gate.latency import decide_latency
 from pytest_attnperf.gate.recording import entry_from_runs
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.gate.statistics import DEFAULT_PARAMS, Verdict, tolerance
 from pytest_attnperf.measure.device import describe_device
 from pytest_attnperf.measure.injection import Injector
@@ -79,9 +79,9 @@ def parse_case(spec: str) -> Case:
     )
 
 
-def as_result(case: Case, measurement: Any) -> CaseResult:
+def as_result(case: Case, measurement: Any) -> CaseRecord:
     timing = measurement.timing
-    return CaseResult(
+    return flat_record(
         case.test_id or case.name, case.backend, "-", "-", "forward", case.shape.as_dict(), case.shape.q_len,
         median_ms=timing.median_ms if timing.samples_ms else None, samples_ms=list(timing.samples_ms),
         clock_mhz=list(timing.clocks_mhz), warmup_ms=list(timing.warmup_ms),
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         qkv = make_qkv(case.shape, device=device)
         plain = make_workload(backend, qkv, "forward")
 
-        def run(workload: Any, case: Case = case) -> CaseResult:
+        def run(workload: Any, case: Case = case) -> CaseRecord:
             return as_result(case, measure(workload, device, config))
 
         entry: BaselineEntry | None = (
@@ -154,18 +154,19 @@ def main(argv: list[str] | None = None) -> int:
                     if stage > 1:
                         cool_down()
                     result = run(workload)
+                    measured = result.measurement
                     decision = decide_latency(result, entry, None, stage, DEFAULT_PARAMS)
                     verdict = decision.verdict
                     samples.append({"case": case.name, "row": row, "trial": trial, "stage": stage,
-                                    "time_ms": result.samples_ms, "clock_mhz": result.clock_mhz,
-                                    "warmup_ms": result.warmup_ms, "warmup_clock_mhz": result.warmup_clock_mhz,
+                                    "time_ms": measured.samples_ms, "clock_mhz": measured.clock_mhz,
+                                    "warmup_ms": measured.warmup_ms, "warmup_clock_mhz": measured.warmup_clock_mhz,
                                     "ratio": decision.ratio, "raw_ratio": decision.raw_ratio, "verdict": verdict.value,
-                                    "gpu": result.gpu, "decided_by": decision.decided_by})  # fmt: skip
+                                    "gpu": measured.gpu, "decided_by": decision.decided_by})  # fmt: skip
                     if stage == 1:
                         first_ratio[row].append(decision.ratio)
                         first_raw[row].append(decision.raw_ratio)
-                        clocks = result.clock_mhz or []
-                        cycles = [t * f for t, f in zip(result.samples_ms or [], clocks, strict=False) if f]
+                        clocks = measured.clock_mhz or []
+                        cycles = [t * f for t, f in zip(measured.samples_ms or [], clocks, strict=False) if f]
                         if cycles:
                             first_cycles[row].append(statistics.median(cycles))
                     stage += 1

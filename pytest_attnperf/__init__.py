@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backends.registry import REGISTRY, Backend, BackendError, Unsupported, register_backend
-    from .gate.results import CaseResult
+    from .gate.results import CaseRecord, CaseResult
     from .measure.inputs import QKV, make_qkv
     from .runner import AttnPerf
     from .spec.device_info import DeviceInfo
@@ -24,6 +24,7 @@ _WHERE = {
     "BackendError": ".backends.registry",
     "Unsupported": ".backends.registry",
     "register_backend": ".backends.registry",
+    "CaseRecord": ".gate.results",
     "CaseResult": ".gate.results",
     "QKV": ".measure.inputs",
     "make_qkv": ".measure.inputs",
@@ -41,6 +42,7 @@ __all__ = [
     "AttnShape",
     "Backend",
     "BackendError",
+    "CaseRecord",
     "CaseResult",
     "DeviceInfo",
     "EquivalenceSpec",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .gate.baselines import BaselineEntry
 from .gate.latency import decide_latency
 from .gate.normalise import fit_beta
-from .gate.results import CaseResult
+from .gate.results import CaseRecord
 from .gate.statistics import DEFAULT_PARAMS, GateParams, Verdict, predicted_detection_limit, tolerance
 
 if TYPE_CHECKING:
@@ -40,39 +40,40 @@ class Calibration:
     params: GateParams = field(default_factory=lambda: DEFAULT_PARAMS)
 
 
-def _reference(calibration: Calibration, plain: CaseResult) -> BaselineEntry:
+def _reference(calibration: Calibration, plain: CaseRecord) -> BaselineEntry:
     """The case's baseline, or (without one) an entry made from the plain measurement itself."""
     baseline = calibration.baseline
     if baseline is not None and baseline.fits and baseline.median_ms:
         return baseline
     fit = fit_beta(
-        (plain.warmup_ms or []) + (plain.samples_ms or []), (plain.warmup_clock_mhz or []) + (plain.clock_mhz or [])
+        (plain.measurement.warmup_ms or []) + (plain.measurement.samples_ms or []),
+        (plain.measurement.warmup_clock_mhz or []) + (plain.measurement.clock_mhz or []),
     )
-    assert plain.median_ms is not None
+    assert plain.measurement.median_ms is not None
     return BaselineEntry(
-        backend=plain.backend,
-        shape=plain.shape,
-        mode=plain.mode,
-        latency_ms={"median": plain.median_ms},
-        peak_bytes=plain.peak_bytes,
+        backend=plain.identity.backend,
+        shape=plain.identity.shape,
+        mode=plain.identity.mode,
+        latency_ms={"median": plain.measurement.median_ms},
+        peak_bytes=plain.measurement.peak_bytes,
         fits=True,
         recorded_at="",
         environment={},
-        clock_mhz=plain.median_clock_mhz,
+        clock_mhz=plain.decision.median_clock_mhz,
         beta=fit.beta if fit is not None and fit.identified else None,
     )
 
 
-def _judge(result: CaseResult, reference: BaselineEntry, stage: int, params: GateParams) -> tuple[Verdict, float]:
+def _judge(result: CaseRecord, reference: BaselineEntry, stage: int, params: GateParams) -> tuple[Verdict, float]:
     decision = decide_latency(result, reference, None, stage, params)  # a question: it writes into nothing
     return decision.verdict, decision.ratio
 
 
 def calibrate_case(
     calibration: Calibration,
-    plain: CaseResult,
+    plain: CaseRecord,
     workload: Workload,
-    trial: Callable[[Workload], CaseResult],
+    trial: Callable[[Workload], CaseRecord],
     device: Any,
     dtype: Any,
 ) -> dict[str, Any]:
@@ -94,10 +95,10 @@ def calibrate_case(
         "levels": [],
         "detection_limit": None,
     }
-    assert plain.median_ms is not None
+    assert plain.measurement.median_ms is not None
     try:
         for level in calibration.levels[start:]:
-            size = injector.size_for(level * plain.median_ms)
+            size = injector.size_for(level * plain.measurement.median_ms)
             caught, deliveries = 0, []
             for index in range(calibration.trials):
                 verdict, ratio = _judge(trial(injector.wrap(workload, size)), reference, 1, params)

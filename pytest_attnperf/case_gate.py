@@ -21,7 +21,7 @@ import pytest
 from .calibration import Calibration
 from .gate.checks import GateContext
 from .gate.evaluate import Decision, GatePolicy, decide
-from .gate.results import RECORD_PROPERTY, CaseResult
+from .gate.results import RECORD_PROPERTY, CaseRecord
 from .session import AttnPerfSession
 from .spec.marks import GateMarks
 
@@ -30,7 +30,7 @@ from .spec.marks import GateMarks
 class Deferred:
     """A case whose first measurement was ambiguous: measured again at the end of the session."""
 
-    first: CaseResult
+    first: CaseRecord
     stage: int = 2  # the stage of its next measurement
     reports: list[pytest.TestReport] = field(default_factory=list)  # the first run's reports, held back
 
@@ -69,22 +69,23 @@ class CaseGate:
             return None
         return Calibration(baseline=self.session.baseline_entry(self.item.nodeid), cool_down=self.session.cool_down)
 
-    def again(self, result: CaseResult) -> CaseResult | None:
+    def again(self, result: CaseRecord) -> CaseRecord | None:
         """An ambiguous measurement that cannot wait for the session's end (or is already its re-measurement)
         is measured once more here, after a cool-down: the record with this measurement's stage, or None."""
         result = self._with_history(result)
         if self.stage == 1 and self.deferrable:
             return None  # the session re-measures it at its end
-        if self.stage >= 3 or result.median_ms is None:
+        if self.stage >= 3 or result.measurement.median_ms is None:
             return None
         decision = self._decide(result)  # a question: the gate writes into nothing
         if not (decision.defer or decision.again) or decision.latency is None:
             return None
         self.stage += 1
         self.session.cool_down()
-        return replace(result, stages=[*result.stages, decision.latency.stage_record()])
+        stages = [*result.decision.stages, decision.latency.stage_record()]
+        return replace(result, decision=replace(result.decision, stages=stages))
 
-    def finish(self, result: CaseResult, on_final: Callable[[], None] | None = None) -> CaseResult:
+    def finish(self, result: CaseRecord, on_final: Callable[[], None] | None = None) -> CaseRecord:
         """Decide this case's verdict now (or defer it to the session's end), so a regression fails its own test.
 
         The record is built once, from the measurement and the decision, and attached to the test's report.
@@ -113,16 +114,20 @@ class CaseGate:
 
     # ------------------------------------------------------------ internals
 
-    def _with_history(self, result: CaseResult) -> CaseResult:
+    def _with_history(self, result: CaseRecord) -> CaseRecord:
         """A re-measurement carries the first measurement's ratios and median, and its kernels (profiled once)."""
         first = self.first
         if first is None:
             return result
+        measured, first_measured = result.measurement, first.measurement
         return replace(
             result,
-            stages=result.stages or list(first.stages),
-            first_median_ms=result.first_median_ms if result.stages else first.median_ms,
-            fingerprint=result.fingerprint if result.fingerprint is not None else first.fingerprint,
+            decision=replace(result.decision, stages=result.decision.stages or list(first.decision.stages)),
+            measurement=replace(
+                measured,
+                first_median_ms=measured.first_median_ms if result.decision.stages else first_measured.median_ms,
+                fingerprint=measured.fingerprint if measured.fingerprint is not None else first_measured.fingerprint,
+            ),
         )
 
     def _context(self) -> GateContext:
@@ -134,7 +139,7 @@ class CaseGate:
             environment_changes=session.environment_changes(),
         )
 
-    def _decide(self, result: CaseResult) -> Decision:
+    def _decide(self, result: CaseRecord) -> Decision:
         settings = self.session.settings
         policy = GatePolicy(
             latency_tolerance=settings.latency_tolerance,

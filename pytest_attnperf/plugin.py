@@ -261,11 +261,11 @@ class ResultCollector:
         self.state.cost.note(report.when, report.start, report.stop, report.nodeid)
         if report.when != "call":
             return
-        from .gate.results import RECORD_PROPERTY, CaseResult
+        from .gate.results import RECORD_PROPERTY, CaseRecord
 
         for name, value in report.user_properties:
             if name == RECORD_PROPERTY:
-                self.state.add_result(CaseResult.from_json(str(value)))
+                self.state.add_result(CaseRecord.from_json(str(value)))
 
 
 # ---------------------------------------------------------------- the end

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .gate.results import CaseResult
+from .gate.results import CaseRecord
 from .output_paths import markdown_target, shown
 from .spec.settings import Settings
 from .spec.units import format_bytes, format_ms
@@ -28,7 +28,7 @@ class RunReport:
     """What one run has to show: its results, where its baselines are, what changed and what was written."""
 
     settings: Settings
-    results: list[CaseResult]
+    results: list[CaseRecord]
     device: dict[str, Any]  # DeviceInfo.as_dict() of the device this process measured on
     baseline_label: str
     environment_changes: tuple[str, ...] = ()
@@ -50,30 +50,30 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"x{value:.3f}"
 
 
-def _bandwidth(result: CaseResult) -> str:
+def _bandwidth(result: CaseRecord) -> str:
     """'812' GB/s, with the share of the device's copy bandwidth when it was measured: '812 (19%)'."""
-    if not result.gbps:
+    if not result.measurement.gbps:
         return "-"
-    share = f" ({100 * result.bandwidth_share:.0f}%)" if result.bandwidth_share else ""
-    return f"{result.gbps:.3g}{share}"
+    share = f" ({100 * result.measurement.bandwidth_share:.0f}%)" if result.measurement.bandwidth_share else ""
+    return f"{result.measurement.gbps:.3g}{share}"
 
 
 def _short_id(test_id: str) -> str:
     return test_id.split("::", 1)[-1]
 
 
-def result_rows(results: Sequence[CaseResult]) -> list[tuple[str, ...]]:
+def result_rows(results: Sequence[CaseRecord]) -> list[tuple[str, ...]]:
     """One row per case, in run order."""
     return [
         (
-            _short_id(result.test_id),
-            result.backend or "-",
-            str(result.seqlen or "-"),
-            format_ms(result.median_ms),
-            f"{result.tflops:.3g}" if result.tflops else "-",
+            _short_id(result.identity.test_id),
+            result.identity.backend or "-",
+            str(result.identity.seqlen or "-"),
+            format_ms(result.measurement.median_ms),
+            f"{result.measurement.tflops:.3g}" if result.measurement.tflops else "-",
             _bandwidth(result),
-            format_bytes(result.peak_bytes),
-            format_ms(result.baseline_median_ms),
+            format_bytes(result.measurement.peak_bytes),
+            format_ms(result.decision.baseline_median_ms),
             _ratio(result.latency_ratio),
             _ratio(result.normalised_ratio),
             result.verdict(),
@@ -124,13 +124,13 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
     """The attnperf section at the end of the pytest output."""
     write = terminalreporter.write_line
     if run.results:
-        devices = sorted({f"{result.device} ({result.device_id})" for result in run.results})
+        devices = sorted({f"{result.identity.device} ({result.identity.device_id})" for result in run.results})
         terminalreporter.section(f"attnperf: {', '.join(devices)}")
         for line in format_table(COLUMNS, result_rows(run.results)):
             write(line)
-        sources = sorted({result.clock_source for result in run.results if result.clock_source})
+        sources = sorted({result.measurement.clock_source for result in run.results if result.measurement.clock_source})
         write(
-            f"baselines: {run.baseline_label}; clock: {run.results[0].clock or '-'}; "
+            f"baselines: {run.baseline_label}; clock: {run.results[0].provenance.clock or '-'}; "
             f"SM clock read by: {', '.join(sources) or '-'}"
         )
         changed = run.environment_changes
@@ -141,9 +141,9 @@ def terminal_summary(terminalreporter: Any, run: RunReport) -> None:
         for problem in run.cpu_problems:
             write(f"CPU busy: {problem}: its medians are the scheduler's as much as the kernel's", yellow=True)
         for result in run.results:
-            for note in result.notes:
-                write(f"{_short_id(result.test_id)}: {note}", yellow=True)
-        missing = sum(1 for result in run.results if "NO BASELINE" in result.verdicts.values())
+            for note in result.decision.notes:
+                write(f"{_short_id(result.identity.test_id)}: {note}", yellow=True)
+        missing = sum(1 for result in run.results if "NO BASELINE" in result.decision.verdicts.values())
         if missing and not run.settings.update:
             write(
                 f"{missing} case(s) have no baseline in {run.baseline_label}: record them with "
@@ -204,7 +204,7 @@ def results_document(run: RunReport) -> dict[str, Any]:
         "cost": run.cost,
         "results": [
             {
-                **json.loads(result.to_json()),
+                **result.flat(),
                 "latency_ratio": result.latency_ratio,
                 "normalised_ratio": result.normalised_ratio,
                 "memory_ratio": result.memory_ratio,
@@ -217,7 +217,9 @@ def results_document(run: RunReport) -> dict[str, Any]:
 
 def markdown_summary(run: RunReport) -> str:
     """A Markdown table for CI job summaries ($GITHUB_STEP_SUMMARY)."""
-    regressions = [result for result in run.results if {"REGRESSION", "MISMATCH"} & set(result.verdicts.values())]
+    regressions = [
+        result for result in run.results if {"REGRESSION", "MISMATCH"} & set(result.decision.verdicts.values())
+    ]
     verdict = f"**{len(regressions)} regression(s)**" if regressions else "no regressions"
     lines = [
         f"## attnperf on {run.device.get('name', '?')}",

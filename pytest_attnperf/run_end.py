@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .gate.results import CaseResult
+from .gate.results import CaseRecord
 from .spec.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ INTERRUPTED_UPDATE = (
 
 def finish_run(
     settings: Settings,
-    results: Sequence[CaseResult],
+    results: Sequence[CaseRecord],
     *,
     baseline_path_of: Callable[[str], Path],
     report_of: Callable[[RunEnd], RunReport],

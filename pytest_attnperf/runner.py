@@ -1,4 +1,4 @@
-"""Running one case: backend + seeded inputs -> measurement, output check and a CaseResult.
+"""Running one case: backend + seeded inputs -> measurement, output check and a CaseRecord.
 
 The ``attnperf`` fixture hands tests an :class:`AttnPerf`; the verdict is decided by the
 :class:`Gate` it is given (the session's), from what this records.
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from .backends.registry import Backend, Unsupported
-from .gate.results import CaseResult
+from .gate.results import CaseIdentity, CaseRecord, Provenance
 from .integrations.pytest_benchmark import feed_samples
 from .measure.case import CaseMeasurement, does_not_fit, measure_case
 from .measure.equivalence import Equivalence, measure_equivalence
@@ -45,11 +45,11 @@ class Gate(Protocol):
 
     fingerprint: bool  # whether to record which kernels ran
 
-    def again(self, result: CaseResult) -> CaseResult | None:
+    def again(self, result: CaseRecord) -> CaseRecord | None:
         """When this measurement is still ambiguous and one more must decide (after a cool-down): the record with
         this measurement's stage, which the next measurement continues; None when this one decides."""
 
-    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> CaseResult:
+    def finish(self, result: CaseRecord, on_final: Callable[[], None] | None) -> CaseRecord:
         """Decide the verdict now (pytest.fail / pytest.skip), so a regression fails its own test; call
         ``on_final`` first unless the verdict is deferred to the session's end (the re-run reports instead).
         Returns the case's record: the measurement with the decision."""
@@ -168,9 +168,9 @@ def make_workload(backend: Backend, qkv: QKV, mode: Mode) -> Callable[[], Any]:
     return forward_backward
 
 
-def recorded(record: CaseResult, measured: CaseMeasurement, **more: Any) -> CaseResult:
+def recorded(record: CaseRecord, measured: CaseMeasurement, **more: Any) -> CaseRecord:
     """``record`` (its identity, and its stages so far) with this measurement's numbers: a new record."""
-    return dataclasses.replace(record, **measured.record_fields(), **more)
+    return record.with_fields(**measured.record_fields(), **more)
 
 
 @dataclass
@@ -188,9 +188,9 @@ class AttnPerf:
     input_guard: InputGuard  # the run's: the pristine state of the inputs every backend is handed
     benchmark: Any = None  # pytest-benchmark's fixture, when its output was asked for
     gpu_state: dict[str, Any] | None = None  # this process's GPU state at session start
-    result: CaseResult | None = None
+    result: CaseRecord | None = None
 
-    def measure(self, backend: Backend, qkv: QKV | InputsDoNotFit, *, mode: Mode | None = None) -> CaseResult:
+    def measure(self, backend: Backend, qkv: QKV | InputsDoNotFit, *, mode: Mode | None = None) -> CaseRecord:
         """Time ``backend`` on ``qkv``, measure its peak memory, check its output; skip if unsupported."""
         run_mode: Mode = parse_mode(mode) if mode is not None else self.mode  # type: ignore[assignment]
         if isinstance(qkv, InputsDoNotFit):
@@ -251,7 +251,7 @@ class AttnPerf:
                 pytrace=False,
             )
 
-    def _inputs_do_not_fit(self, backend: Backend, qkv: InputsDoNotFit, run_mode: Mode) -> CaseResult:
+    def _inputs_do_not_fit(self, backend: Backend, qkv: InputsDoNotFit, run_mode: Mode) -> CaseRecord:
         """The inputs could not be allocated: the case does not fit, decided by the gate as any other."""
         reason = backend.unsupported_reason(qkv.shape, self.info)
         if reason:
@@ -276,7 +276,7 @@ class AttnPerf:
         flops: float | None = None,
         shape: dict[str, Any] | None = None,
         seqlen: int | None = None,
-    ) -> CaseResult:
+    ) -> CaseRecord:
         """Time any callable (a transformers model step, a custom kernel) under the same gate."""
         if flops is not None and (
             isinstance(flops, bool) or not isinstance(flops, (int, float)) or not 0 < flops < math.inf
@@ -294,21 +294,25 @@ class AttnPerf:
 
     # ------------------------------------------------------------ internals
 
-    def _new_result(self, backend: str, shape: dict[str, Any] | None, mode: Mode, seqlen: int | None) -> CaseResult:
-        return CaseResult(
-            test_id=self.test_id,
-            backend=backend,
-            device=self.info.name,
-            device_slug=self.info.slug,
-            device_id=self.info.device,
-            mode=mode,
-            shape=shape,
-            seqlen=seqlen,
-            environment=self.info.software(),
-            device_info=self.info.as_dict(),
-            session_gpu_state=self.gpu_state,
-            plugin_version=plugin_version(),
-            timing_settings=timing_settings(self.timing),
+    def _new_result(self, backend: str, shape: dict[str, Any] | None, mode: Mode, seqlen: int | None) -> CaseRecord:
+        return CaseRecord(
+            identity=CaseIdentity(
+                test_id=self.test_id,
+                backend=backend,
+                device=self.info.name,
+                device_slug=self.info.slug,
+                device_id=self.info.device,
+                mode=mode,
+                shape=shape,
+                seqlen=seqlen,
+            ),
+            provenance=Provenance(
+                environment=self.info.software(),
+                device_info=self.info.as_dict(),
+                session_gpu_state=self.gpu_state,
+                plugin_version=plugin_version(),
+                timing_settings=timing_settings(self.timing),
+            ),
         )
 
     def _free_caches(self, release_inputs: Callable[[], None] = lambda: None) -> None:
@@ -318,13 +322,13 @@ class AttnPerf:
 
     def _after_timing(
         self,
-        identity: CaseResult,
+        identity: CaseRecord,
         measured: CaseMeasurement,
         workload: Workload,
         flops: float | None,
         dtype: Any,
         bytes_moved: int | None = None,
-    ) -> tuple[CaseResult, CaseMeasurement]:
+    ) -> tuple[CaseRecord, CaseMeasurement]:
         """The dispatch fingerprint (after all timing), ambiguous re-measurements, and calibration if asked."""
         if self.gate.fingerprint:
             from .measure.fingerprint import capture
@@ -336,26 +340,29 @@ class AttnPerf:
         while (staged := self.gate.again(result)) is not None:
             again = measure_case(workload, self.device, self.timing, flops=flops, bytes_moved=bytes_moved)
             measured = measured.followed_by(again)
-            result = recorded(staged, measured, first_median_ms=staged.first_median_ms or result.median_ms)
+            first_median_ms = staged.measurement.first_median_ms or result.measurement.median_ms
+            result = recorded(staged, measured, first_median_ms=first_median_ms)
         calibration = self.gate.calibration()
-        if calibration is not None and result.median_ms is not None:
+        if calibration is not None and result.measurement.median_ms is not None:
             from .calibration import calibrate_case
 
-            def trial(slowed: Workload) -> CaseResult:
+            def trial(slowed: Workload) -> CaseRecord:
                 slowed_measurement = measure_case(slowed, self.device, self.timing)
                 if not slowed_measurement.fits:
                     raise DoesNotFit(slowed_measurement.reason or "out of memory")
                 return recorded(
-                    self._new_result(identity.backend or "-", identity.shape, self.mode, identity.seqlen),
+                    self._new_result(
+                        identity.identity.backend or "-", identity.identity.shape, self.mode, identity.identity.seqlen
+                    ),
                     slowed_measurement,
                 )
 
-            result = dataclasses.replace(
-                result, calibration=calibrate_case(calibration, result, workload, trial, self.device, dtype)
+            result = result.with_fields(
+                calibration=calibrate_case(calibration, result, workload, trial, self.device, dtype)
             )
         return result, measured
 
-    def _store(self, result: CaseResult) -> CaseResult:
+    def _store(self, result: CaseRecord) -> CaseRecord:
         """Hand the measurement to the gate; the decided record is what the test gets back."""
         if self.result is not None:
             raise RuntimeError(
@@ -363,8 +370,8 @@ class AttnPerf:
             )
         self.result = result
         benchmark = self.benchmark
-        if benchmark is not None and result.samples_ms and result.median_ms is not None:
-            samples = tuple(result.samples_ms)
+        if benchmark is not None and result.measurement.samples_ms and result.measurement.median_ms is not None:
+            samples = tuple(result.measurement.samples_ms)
             self.result = self.gate.finish(result, lambda: feed_samples(benchmark, samples, result))
         else:
             self.result = self.gate.finish(result, None)

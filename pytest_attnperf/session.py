@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from .gate.baselines import BaselineEntry, BaselineFile
-    from .gate.results import CaseResult
+    from .gate.results import CaseRecord
     from .measure.guards import GpuState
     from .measure.input_guard import InputGuard
     from .measure.inputs import QKV
@@ -64,7 +64,7 @@ class AttnPerfSession:
         self.distributing = distributing
         self._device: torch.device | None = None
         self._baselines: dict[str, BaselineFile | None] = {}
-        self.results: list[CaseResult] = []
+        self.results: list[CaseRecord] = []
         self.end: RunEnd | None = None  # what the end of the run did (run_end.finish_run), for the report
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
@@ -245,7 +245,7 @@ class AttnPerfSession:
             forget_compiled_kernels()
         release_memory(self._device, thorough=True)
 
-    def add_result(self, result: CaseResult) -> None:
+    def add_result(self, result: CaseRecord) -> None:
         self.results.append(result)
 
     def report(self, end: RunEnd | None = None) -> RunReport:
@@ -274,9 +274,9 @@ class AttnPerfSession:
 
     def _result_device(self) -> dict[str, Any]:
         """The controller's report under pytest-xdist: the workers' device records, never a GPU of its own."""
-        names = ", ".join(sorted({result.device for result in self.results})) or "no device"
-        records = [result.device_info for result in self.results if result.device_info]
-        same_model = len({result.device_slug for result in self.results}) == 1
+        names = ", ".join(sorted({result.identity.device for result in self.results})) or "no device"
+        records = [result.provenance.device_info for result in self.results if result.provenance.device_info]
+        same_model = len({result.identity.device_slug for result in self.results}) == 1
         return {**records[0], "device": "pytest-xdist workers"} if records and same_model else {"name": names}
 
     def finish(self, session: pytest.Session) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .gate.results import CaseResult
+from .gate.results import CaseRecord
 from .spec.device_info import SOFTWARE_KEYS
 from .update_process import SteeringError, UpdateRun, update_run
 
@@ -42,7 +42,7 @@ def run_position() -> tuple[int, int] | None:
 
 
 def update_refusal(
-    settings: Settings, results: Sequence[CaseResult], *, interrupted: bool, cpu_problems: Sequence[str]
+    settings: Settings, results: Sequence[CaseRecord], *, interrupted: bool, cpu_problems: Sequence[str]
 ) -> str | None:
     """Why this run must write no baseline at all, or None: interrupted, its update cancelled, a busy CPU."""
     if interrupted:
@@ -57,11 +57,11 @@ def update_refusal(
     return busy_cpu_refusal(settings, results, cpu_problems)
 
 
-def measured_on_cpu(results: Sequence[CaseResult]) -> bool:
-    return any((result.device_info or {}).get("device") == "cpu" for result in results)
+def measured_on_cpu(results: Sequence[CaseRecord]) -> bool:
+    return any((result.provenance.device_info or {}).get("device") == "cpu" for result in results)
 
 
-def busy_cpu_refusal(settings: Settings, results: Sequence[CaseResult], cpu_problems: Sequence[str]) -> str | None:
+def busy_cpu_refusal(settings: Settings, results: Sequence[CaseRecord], cpu_problems: Sequence[str]) -> str | None:
     """A contended CPU's medians are no baseline, unless --attnperf-allow-busy-cpu says to record them."""
     if settings.guard == "off" or not measured_on_cpu(results) or not cpu_problems or settings.allow_busy_cpu:
         return None
@@ -71,9 +71,9 @@ def busy_cpu_refusal(settings: Settings, results: Sequence[CaseResult], cpu_prob
     )
 
 
-def recordable(result: CaseResult) -> bool:
+def recordable(result: CaseRecord) -> bool:
     """Only outputs that agree with the reference, from tests that ran to the end, become baselines."""
-    return result.equivalence_passed is not False and result.outcome != "error"
+    return result.measurement.equivalence_passed is not False and result.decision.outcome != "error"
 
 
 def run_environment(software: dict[str, Any], plugin_version: str | None) -> dict[str, Any]:
@@ -85,15 +85,15 @@ def run_environment(software: dict[str, Any], plugin_version: str | None) -> dic
     }
 
 
-def _device_record(result: CaseResult) -> dict[str, Any]:
-    info = dict(result.device_info or {"name": result.device, "slug": result.device_slug})
+def _device_record(result: CaseRecord) -> dict[str, Any]:
+    info = dict(result.provenance.device_info or {"name": result.identity.device, "slug": result.identity.device_slug})
     for key in ("device", "uuid", *SOFTWARE_KEYS):
         info.pop(key, None)
-    return {"name": result.device, "slug": result.device_slug, **info}
+    return {"name": result.identity.device, "slug": result.identity.device_slug, **info}
 
 
-def _earlier_runs(run: UpdateRun) -> list[list[CaseResult]]:
-    return [[CaseResult.from_json(json.dumps(record)) for record in records] for records in run.earlier_runs()]
+def _earlier_runs(run: UpdateRun) -> list[list[CaseRecord]]:
+    return [[CaseRecord.from_dict(record) for record in records] for records in run.earlier_runs()]
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class UpdateOutcome:
 
 def update_baselines(
     settings: Settings,
-    results: Sequence[CaseResult],
+    results: Sequence[CaseRecord],
     baseline_path_of: Callable[[str], Path],
     *,
     interrupted: bool = False,
@@ -136,10 +136,10 @@ def update_baselines(
         runs = (_earlier_runs(update) if update is not None else []) + [recordable_results]
     except SteeringError as error:
         return UpdateOutcome(errors=(str(error),), failed=True)
-    grouped: dict[str, dict[str, list[CaseResult]]] = defaultdict(lambda: defaultdict(list))
+    grouped: dict[str, dict[str, list[CaseRecord]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for result in run:
-            grouped[result.device_slug][result.test_id].append(result)
+            grouped[result.identity.device_slug][result.identity.test_id].append(result)
     recorded_at = now_iso()
     changes: list[Change] = []
     notes: list[str] = []
@@ -147,16 +147,15 @@ def update_baselines(
     for slug, by_test in grouped.items():
         newest = by_test[next(reversed(by_test))][-1]
         environment = {
-            **run_environment(dict(newest.environment), newest.plugin_version),
+            **run_environment(dict(newest.provenance.environment), newest.provenance.plugin_version),
             "recorded_at": recorded_at,
             "command": "attnperf update --runs " + str(len(runs))
             if position
             else "pytest --attnperf --attnperf-update",
             "runs": len(runs),
         }
-        gpu_state = next(
-            (r.session_gpu_state for tests in by_test.values() for r in tests if r.session_gpu_state), None
-        )
+        states = (result.provenance.session_gpu_state for tests in by_test.values() for result in tests)
+        gpu_state = next((state for state in states if state), None)
         if gpu_state is not None:
             environment["gpu_state"] = gpu_state
         entries = {test_id: entry_from_runs(tests, recorded_at) for test_id, tests in by_test.items()}
@@ -185,7 +184,7 @@ class CalibrationOutcome:
 
 
 def write_detection_limits(
-    results: Sequence[CaseResult], baseline_path_of: Callable[[str], Path]
+    results: Sequence[CaseRecord], baseline_path_of: Callable[[str], Path]
 ) -> CalibrationOutcome:
     """`attnperf calibrate`: store each case's measured detection limit in its baseline entry, and say it."""
     from .gate.baselines import BaselineFileError, load_baseline, merge_entries
@@ -197,34 +196,35 @@ def write_detection_limits(
     failed = False
     by_slug: dict[str, dict[str, BaselineEntry]] = defaultdict(dict)
     for result in results:
-        if not result.calibration:
+        calibration, identity = result.measurement.calibration, result.identity
+        if not calibration:
             continue
-        limit = result.calibration.get("detection_limit")
-        name = result.test_id.split("::", 1)[-1]
-        levels = result.calibration.get("levels") or []
+        limit = calibration.get("detection_limit")
+        name = identity.test_id.split("::", 1)[-1]
+        levels = calibration.get("levels") or []
         tried = max((level["delivered"] for level in levels), default=0.0)
-        if result.calibration.get("unchanged_fails"):
+        if calibration.get("unchanged_fails"):
             lines.append(
                 f"{name}: no detection limit: every trial failed with no slowdown delivered (the case fails its "
                 "baseline unchanged: re-record it with `attnperf update` on a quiet machine)"
             )
             continue
         lines.append(
-            f"{name}: detects >= {limit * 100:.1f} % (predicted from its spread: {result.calibration['predicted'] * 100:.1f} %)"
+            f"{name}: detects >= {limit * 100:.1f} % (predicted from its spread: {calibration['predicted'] * 100:.1f} %)"
             if limit is not None
             else f"{name}: not caught in every trial up to {tried * 100:.1f} % delivered"
         )
         try:
-            baseline = load_baseline(baseline_path_of(result.device_slug))
+            baseline = load_baseline(baseline_path_of(identity.device_slug))
         except BaselineFileError as error:
             errors.append(str(error))
             continue
-        entry = baseline.entries.get(result.test_id) if baseline else None
-        problem = {"backend": result.backend, "mode": result.mode, "shape": result.shape}
+        entry = baseline.entries.get(identity.test_id) if baseline else None
+        problem = {"backend": identity.backend, "mode": identity.mode, "shape": identity.shape}
         if entry is None or problem_differences(entry.problem(), problem):
             lines.append(f"{name}: no baseline of this problem to store it in: run `attnperf update` first")
             continue
-        by_slug[result.device_slug][result.test_id] = dataclasses.replace(entry, detection_limit=limit)
+        by_slug[identity.device_slug][identity.test_id] = dataclasses.replace(entry, detection_limit=limit)
     for slug, entries in by_slug.items():
         path = baseline_path_of(slug)
         try:

@@ -22,15 +22,15 @@ from pytest_attnperf.gate.checks import GateContext
 from pytest_attnperf.gate.evaluate import GatePolicy, decide
 from pytest_attnperf.gate.normalise import fit_beta
 from pytest_attnperf.gate.recording import entry_from_runs
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.measure.sampling import Sample, collect, warm_up
 from pytest_attnperf.spec.marks import GateMarks, LatencySpec, MemorySpec
 
 
-def result(rng: random.Random, samples: int, warmup: int) -> CaseResult:
+def result(rng: random.Random, samples: int, warmup: int) -> CaseRecord:
     clocks = [1800 * math.exp(rng.gauss(0, 0.01)) for _ in range(samples + warmup)]
     times = [2.0 * (1800 / clock) * math.exp(rng.gauss(0, 0.002)) for clock in clocks]
-    return CaseResult(
+    return flat_record(
         "t.py::test[sdpa-flash-4K]", "sdpa-flash", "GPU", "gpu", "forward", {"heads": 32}, 4096,
         median_ms=sorted(times[warmup:])[samples // 2], samples_ms=times[warmup:], clock_mhz=clocks[warmup:],
         warmup_ms=times[:warmup], warmup_clock_mhz=clocks[:warmup], peak_bytes=1 << 20,
@@ -61,21 +61,23 @@ def main() -> int:
     for samples, warmup in ((10, 20), (30, 20), (500, 200)):
         case = result(rng, samples, warmup)
 
-        def verdict(case: CaseResult = case) -> None:
+        def verdict(case: CaseRecord = case) -> None:
             decide(case, marks, baseline, policy, context)
 
         rows.append((f"verdict of one case ({samples} samples + {warmup} warm-up)", per_call_us(verdict, 50)))
         rows.append(
             (
                 "  of which the beta fit",
-                per_call_us(lambda case=case: fit_beta(case.samples_ms or [], case.clock_mhz or []), 50),
+                per_call_us(
+                    lambda case=case: fit_beta(case.measurement.samples_ms or [], case.measurement.clock_mhz or []), 50
+                ),
             )
         )  # type: ignore[misc]
         text = case.to_json()
         rows.append(
             (
                 f"result record to JSON and back ({len(text) / 1024:.0f} KiB)",
-                per_call_us(lambda text=text: CaseResult.from_json(text).to_json(), 50),
+                per_call_us(lambda text=text: CaseRecord.from_json(text).to_json(), 50),
             )
         )  # type: ignore[misc]
     rows.append(

@@ -48,7 +48,7 @@ from scipy import stats
 
 from pytest_attnperf.gate.latency import decide_latency
 from pytest_attnperf.gate.recording import entry_from_runs
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.gate.statistics import DEFAULT_PARAMS, Verdict, tolerance
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +192,7 @@ def old_gate(rng: random.Random, case: Case, sigma_r: float, sigma_f: float, slo
     return bool(p_value < 0.01)
 
 
-def _new_run(rng: random.Random, case: Case, clock: float, residual: float, slowdown: float) -> CaseResult:
+def _new_run(rng: random.Random, case: Case, clock: float, residual: float, slowdown: float) -> CaseRecord:
     """One process's samples with their clocks: 20 warm-up samples (from boost to the cap) and 30 steady ones."""
     times, clocks = [], []
     for index in range(50):
@@ -203,7 +203,7 @@ def _new_run(rng: random.Random, case: Case, clock: float, residual: float, slow
         )
         clocks.append(1800.0 * math.exp(log_f + rng.gauss(0, PROBE_NOISE)))
     samples, sample_clocks = times[20:], clocks[20:]
-    return CaseResult(
+    return flat_record(
         "t", case.backend, "H100", "h100", "forward", None, case.seqlen,
         median_ms=statistics.median(samples), samples_ms=samples, clock_mhz=sample_clocks,
         warmup_ms=times[:20], warmup_clock_mhz=clocks[:20],

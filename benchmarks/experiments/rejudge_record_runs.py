@@ -16,37 +16,36 @@ import argparse
 import gzip
 import json
 from collections import Counter, defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 from pytest_attnperf.gate.baselines import load_baseline
 from pytest_attnperf.gate.checks import GateContext
 from pytest_attnperf.gate.evaluate import Decision, GatePolicy, decide
 from pytest_attnperf.gate.recording import entry_from_runs
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord
 from pytest_attnperf.spec.marks import GateMarks, LatencySpec
 
 MARKS = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)
 POLICY = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False)
 
 
-def load_runs(folder: Path) -> list[dict[str, CaseResult]]:
+def load_runs(folder: Path) -> list[dict[str, CaseRecord]]:
     runs = []
     for path in sorted(folder.glob("report-run*.json.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             results = json.load(handle)["results"]
-        runs.append({record["test_id"]: CaseResult.from_json(json.dumps(record)) for record in results})
+        runs.append({record["test_id"]: CaseRecord.from_dict(record) for record in results})
     return runs
 
 
-def judge(runs: list[dict[str, CaseResult]]) -> list[tuple[int, str, Decision, CaseResult]]:
+def judge(runs: list[dict[str, CaseRecord]]) -> list[tuple[int, str, Decision, CaseRecord]]:
     """Each run's measured cases against the entry the other runs make."""
     judged = []
     for index, run in enumerate(runs):
         others = [other for position, other in enumerate(runs) if position != index]
         for test_id, result in run.items():
             rest = [other[test_id] for other in others if test_id in other]
-            if len(rest) < 2 or not result.fits or result.median_ms is None:
+            if len(rest) < 2 or not result.measurement.fits or result.measurement.median_ms is None:
                 continue
             entry = entry_from_runs(rest, "replay")
             judged.append(
@@ -64,12 +63,13 @@ def live_rows(samples: Path, baselines: Path) -> dict[str, Counter[str]]:
     rows: dict[str, Counter[str]] = defaultdict(Counter)
     for trial in trials:
         for record in trial["results"]:
-            result = replace(CaseResult.from_json(json.dumps(record)), stages=[], verdicts={}, notes=[])
-            entry = baseline.entries.get(result.test_id)
-            if entry is None or result.median_ms is None:
+            result = CaseRecord.from_dict(record).with_fields(stages=[], verdicts={}, notes=[])
+            test_id = result.identity.test_id
+            entry = baseline.entries.get(test_id)
+            if entry is None or result.measurement.median_ms is None:
                 continue
-            decision = decide(result, MARKS, entry, POLICY, GateContext(result.test_id, "-", "-"))
-            rows[result.test_id.split("[", 1)[-1].rstrip("]")][str(decision.verdict_of("latency"))] += 1
+            decision = decide(result, MARKS, entry, POLICY, GateContext(test_id, "-", "-"))
+            rows[test_id.split("[", 1)[-1].rstrip("]")][str(decision.verdict_of("latency"))] += 1
     return rows
 
 

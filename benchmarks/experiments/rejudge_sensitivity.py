@@ -25,7 +25,7 @@ from typing import Any
 
 from pytest_attnperf.gate.baselines import load_baseline
 from pytest_attnperf.gate.latency import decide_latency
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import flat_record
 from pytest_attnperf.gate.statistics import tolerance
 
 SUITE = "tests/suite/test_attention.py"
@@ -46,7 +46,7 @@ def judge(stages: dict[int, dict[str, Any]], entry: Any) -> tuple[str, float | N
         sample = stages.get(stage)
         if sample is None:
             return "no data", first_ratio
-        result = CaseResult(
+        result = flat_record(
             test_id(sample["case"]), "-", "-", "-", "forward", {}, 0,
             median_ms=statistics.median(sample["time_ms"]), samples_ms=sample["time_ms"],
             clock_mhz=sample["clock_mhz"], warmup_ms=sample["warmup_ms"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..spec.marks import GateMarks
 from ..spec.options import MissingPolicy
@@ -25,8 +25,8 @@ from .checks import (
 )
 from .dispatch import describe_change
 from .identity import problem_differences
-from .latency import LatencyDecision, Normalisation, decide_latency
-from .results import CaseResult
+from .latency import LatencyDecision, decide_latency
+from .results import CaseRecord
 from .statistics import DEFAULT_PARAMS, GateParams, Verdict
 
 if TYPE_CHECKING:
@@ -68,21 +68,25 @@ class Decision:
     def verdict_of(self, check: str) -> str | None:
         return dict(self.verdicts).get(check)
 
-    def record(self, result: CaseResult, *, outcome: str | None = None, notes: Sequence[str] = ()) -> CaseResult:
+    def record(self, result: CaseRecord, *, outcome: str | None = None, notes: Sequence[str] = ()) -> CaseRecord:
         """A new record: ``result`` with this decision's verdicts, baseline numbers, stage and notes (and outcome)."""
         latency = self.latency
-        normalisation = latency.normalisation if latency is not None else Normalisation()
-        fields: dict[str, Any] = {
-            "verdicts": {**result.verdicts, **dict(self.verdicts)},
-            "notes": [*result.notes, *self.notes, *notes],
-            "stages": [*result.stages, *([latency.stage_record()] if latency is not None else [])],
-            "baseline_file": self.baseline_file,
-            "baseline_median_ms": self.baseline_median_ms,
-            "baseline_peak_bytes": self.baseline_peak_bytes,
-            "detection_limit": self.detection_limit,
-        }
+        earlier = result.decision
+        decided = replace(
+            earlier,
+            verdicts={**earlier.verdicts, **dict(self.verdicts)},
+            notes=[*earlier.notes, *self.notes, *notes],
+            stages=[*earlier.stages, *([latency.stage_record()] if latency is not None else [])],
+            baseline_file=self.baseline_file,
+            baseline_median_ms=self.baseline_median_ms,
+            baseline_peak_bytes=self.baseline_peak_bytes,
+            detection_limit=self.detection_limit,
+            outcome=earlier.outcome if outcome is None else outcome,
+        )
         if latency is not None:
-            fields.update(
+            normalisation = latency.normalisation
+            decided = replace(
+                decided,
                 tolerance=latency.tolerance.tau,
                 normalised_median_ms=normalisation.normalised_median_ms,
                 median_clock_mhz=normalisation.median_clock_mhz,
@@ -90,15 +94,13 @@ class Decision:
                 beta=normalisation.beta,
                 beta_source=normalisation.beta_source,
             )
-        if outcome is not None:
-            fields["outcome"] = outcome
-        return replace(result, **fields)
+        return replace(result, decision=decided)
 
 
 class _Answer:
     """What one decision collects while it reads the case; frozen into a :class:`Decision` at the end."""
 
-    def __init__(self, result: CaseResult) -> None:
+    def __init__(self, result: CaseRecord) -> None:
         self.verdicts: dict[str, str] = {}
         self.violations: list[Violation] = []
         self.warnings: list[str] = []
@@ -106,7 +108,7 @@ class _Answer:
         self.skip_reason: str | None = None
         self.defer = self.again = False
         self.latency: LatencyDecision | None = None
-        self.history = [float(str(stage["ratio"])) for stage in result.stages]  # earlier measurements' ratios
+        self.history = [float(str(stage["ratio"])) for stage in result.decision.stages]  # earlier measurements' ratios
 
     def freeze(self, baseline: BaselineEntry | None, context: GateContext) -> Decision:
         return Decision(
@@ -125,9 +127,9 @@ class _Answer:
         )
 
 
-def _missing(result: CaseResult, what: str, policy: GatePolicy, answer: _Answer) -> None:
+def _missing(result: CaseRecord, what: str, policy: GatePolicy, answer: _Answer) -> None:
     message = (
-        f"no {what} baseline for {result.test_id} on {result.device} in {result.baseline_file}; "
+        f"no {what} baseline for {result.identity.test_id} on {result.identity.device} in {result.decision.baseline_file}; "
         "record one with `attnperf update` (or pytest --attnperf --attnperf-update)"
     )
     answer.verdicts[what] = "NO BASELINE"
@@ -144,44 +146,47 @@ def _apply_missing_policy(message: str, policy: GatePolicy, answer: _Answer, *, 
     # "warn" for a missing baseline: the verdict says so and the summary counts them; no per-test noise.
 
 
-def _problem(result: CaseResult) -> dict[str, object]:
-    return {"backend": result.backend, "mode": result.mode, "shape": result.shape}
+def _problem(result: CaseRecord) -> dict[str, object]:
+    return {"backend": result.identity.backend, "mode": result.identity.mode, "shape": result.identity.shape}
 
 
 def decide(
-    result: CaseResult,
+    result: CaseRecord,
     marks: GateMarks,
     baseline: BaselineEntry | None,
     policy: GatePolicy,
     context: GateContext,
 ) -> Decision:
     """Check ``result`` against its marks and baseline; reads its inputs, writes into nothing."""
-    result = replace(result, baseline_file=context.baseline_file)  # the messages name the file the gate read
+    # the messages name the file the gate read
+    result = replace(result, decision=replace(result.decision, baseline_file=context.baseline_file))
     answer = _Answer(result)
-    mismatch = check_equivalence(result.mismatch, context)  # needs no baseline, so update mode enforces it too
+    mismatch = check_equivalence(
+        result.measurement.mismatch, context
+    )  # needs no baseline, so update mode enforces it too
     if mismatch is not None:
         answer.violations.append(mismatch)
     baseline = _same_problem(result, marks, baseline, policy, context, answer)
     compared = baseline
-    if not result.fits:
+    if not result.measurement.fits:
         _does_not_fit(result, baseline, policy, context, answer)
         return answer.freeze(compared, context)
     newly_fits = baseline is not None and not baseline.fits and enforce_baselines(policy)
     if newly_fits:
         answer.verdicts["memory"] = "newly fits"
         answer.notes.append(
-            f"{result.test_id} fits now; its baseline did not fit: a recorded change, not a regression. "
+            f"{result.identity.test_id} fits now; its baseline did not fit: a recorded change, not a regression. "
             "Record it with `attnperf update`"
         )
         baseline = None
-    if marks.equivalence is not None and result.equivalence_passed is not None:
-        answer.verdicts["equivalence"] = "ok" if result.equivalence_passed else "MISMATCH"
+    if marks.equivalence is not None and result.measurement.equivalence_passed is not None:
+        answer.verdicts["equivalence"] = "ok" if result.measurement.equivalence_passed else "MISMATCH"
     dispatch_note = _dispatch(result, baseline, policy, context, answer)
-    if marks.latency is not None and result.median_ms is not None:
+    if marks.latency is not None and result.measurement.median_ms is not None:
         _latency(result, marks, baseline, policy, context, answer, dispatch_note, skip_missing=newly_fits)
-    elif marks.latency is not None and result.reason:
+    elif marks.latency is not None and result.measurement.reason:
         answer.verdicts["latency"] = "not gated"
-        answer.warnings.append(f"{result.test_id}: latency not gated: {result.reason}")
+        answer.warnings.append(f"{result.identity.test_id}: latency not gated: {result.measurement.reason}")
     if marks.memory is not None:
         _memory(result, marks, baseline, policy, context, answer, skip_missing=newly_fits)
     return answer.freeze(compared, context)
@@ -193,7 +198,7 @@ def enforce_baselines(policy: GatePolicy) -> bool:
 
 
 def _same_problem(
-    result: CaseResult,
+    result: CaseRecord,
     marks: GateMarks,
     baseline: BaselineEntry | None,
     policy: GatePolicy,
@@ -206,7 +211,7 @@ def _same_problem(
     differences = problem_differences(baseline.problem(), _problem(result))
     if not differences:
         return baseline
-    message = baseline_mismatch_message(result.test_id, differences, context.baseline_file)
+    message = baseline_mismatch_message(result.identity.test_id, differences, context.baseline_file)
     for what, mark in (("latency", marks.latency), ("memory", marks.memory)):
         if mark is not None and mark.use_baseline:
             answer.verdicts[what] = "BASELINE MISMATCH"
@@ -216,23 +221,23 @@ def _same_problem(
 
 
 def _does_not_fit(
-    result: CaseResult, baseline: BaselineEntry | None, policy: GatePolicy, context: GateContext, answer: _Answer
+    result: CaseRecord, baseline: BaselineEntry | None, policy: GatePolicy, context: GateContext, answer: _Answer
 ) -> None:
     if baseline is not None and baseline.fits and not policy.updating:
         answer.violations.append(
             Violation(
                 "memory",
-                f"{result.test_id} no longer fits in memory, even after freeing everything the plugin holds "
-                f"({result.reason}); its baseline ran with a peak of {baseline.peak_bytes} bytes {context.where()}",
+                f"{result.identity.test_id} no longer fits in memory, even after freeing everything the plugin holds "
+                f"({result.measurement.reason}); its baseline ran with a peak of {baseline.peak_bytes} bytes {context.where()}",
             )
         )
         answer.verdicts["memory"] = "REGRESSION"
     else:
-        answer.skip_reason = f"does not fit on {result.device}: {result.reason}"
+        answer.skip_reason = f"does not fit on {result.identity.device}: {result.measurement.reason}"
 
 
 def _dispatch(
-    result: CaseResult,
+    result: CaseRecord,
     baseline: BaselineEntry | None,
     policy: GatePolicy,
     context: GateContext,
@@ -240,7 +245,7 @@ def _dispatch(
 ) -> str | None:
     if baseline is None or policy.fingerprint == "off" or policy.updating:
         return None
-    change = describe_change(baseline.fingerprint, result.fingerprint)
+    change = describe_change(baseline.fingerprint, result.measurement.fingerprint)
     if change is None:
         return None
     answer.notes.append(change)
@@ -255,7 +260,7 @@ def _dispatch(
 
 
 def _latency(
-    result: CaseResult,
+    result: CaseRecord,
     marks: GateMarks,
     baseline: BaselineEntry | None,
     policy: GatePolicy,
@@ -267,8 +272,8 @@ def _latency(
 ) -> None:
     spec = marks.latency
     assert spec is not None
-    assert result.median_ms is not None
-    budget = check_budget(result.median_ms, spec, context)
+    assert result.measurement.median_ms is not None
+    budget = check_budget(result.measurement.median_ms, spec, context)
     if budget:
         answer.violations.append(budget)
     requested = spec.tolerance if spec.tolerance is not None else policy.latency_tolerance
@@ -283,7 +288,7 @@ def _latency(
     answer.notes.extend(decision.notes)
     if spec.tolerance is not None and baseline.detection_limit and spec.tolerance < baseline.detection_limit:
         warning = (
-            f"{result.test_id}: the marker asks to catch slowdowns over {spec.tolerance * 100:.1f} %, but "
+            f"{result.identity.test_id}: the marker asks to catch slowdowns over {spec.tolerance * 100:.1f} %, but "
             f"`attnperf calibrate` measured that this case detects only >= {baseline.detection_limit * 100:.1f} %"
         )
         answer.notes.append(warning)
@@ -293,7 +298,9 @@ def _latency(
         history = [*answer.history, float(str(decision.stage_record()["ratio"]))]
         clock_mhz = decision.normalisation.median_clock_mhz
         answer.violations.append(
-            latency_violation(result.median_ms, baseline.median_ms, decision, history, clock_mhz, context, extra)
+            latency_violation(
+                result.measurement.median_ms, baseline.median_ms, decision, history, clock_mhz, context, extra
+            )
         )
         answer.verdicts["latency"] = "REGRESSION"
     elif decision.verdict is Verdict.AMBIGUOUS:
@@ -302,12 +309,12 @@ def _latency(
     else:
         answer.verdicts["latency"] = "REGRESSION" if budget else "ok"
         if policy.stage > 1:
-            first = result.stages[0]["ratio"] if result.stages else decision.stage_record()["ratio"]
+            first = result.decision.stages[0]["ratio"] if result.decision.stages else decision.stage_record()["ratio"]
             answer.notes.append(f"the first measurement (x{first}) was not confirmed after a cool-down")
 
 
 def _memory(
-    result: CaseResult,
+    result: CaseRecord,
     marks: GateMarks,
     baseline: BaselineEntry | None,
     policy: GatePolicy,
@@ -318,8 +325,10 @@ def _memory(
 ) -> None:
     spec = marks.memory
     assert spec is not None
-    if result.peak_bytes is None:
-        answer.warnings.append(f"{result.test_id}: peak memory not measured ({result.reason}); memory check skipped")
+    if result.measurement.peak_bytes is None:
+        answer.warnings.append(
+            f"{result.identity.test_id}: peak memory not measured ({result.measurement.reason}); memory check skipped"
+        )
         answer.verdicts.setdefault("memory", "not measured")
         return
     tolerance = spec.tolerance if spec.tolerance is not None else policy.memory_tolerance
@@ -328,7 +337,7 @@ def _memory(
     if use_baseline and baseline_bytes is None and not skip_missing and "memory" not in answer.verdicts:
         _missing(result, "memory", policy, answer)
     violation = check_memory(
-        result.peak_bytes, spec, tolerance=tolerance, baseline_bytes=baseline_bytes, context=context
+        result.measurement.peak_bytes, spec, tolerance=tolerance, baseline_bytes=baseline_bytes, context=context
     )
     if violation:
         answer.violations.append(violation)

@@ -36,7 +36,7 @@ from .statistics import (
 
 if TYPE_CHECKING:
     from .baselines import BaselineEntry
-    from .results import CaseResult
+    from .results import CaseRecord
 
 EXTRAPOLATION = (0.8, 1.25)  # beyond these clock ratios the power law is not trusted at all
 THROTTLED = 0.9  # below this clock ratio a pass that only normalisation gives is re-measured
@@ -106,16 +106,18 @@ def baseline_beta(baseline: BaselineEntry) -> float | None:
     return baseline.beta
 
 
-def run_shift(result: CaseResult, baseline: BaselineEntry) -> MachineShift | None:
+def run_shift(result: CaseRecord, baseline: BaselineEntry) -> MachineShift | None:
     """The machine's shift between the baseline's reference and the one measured next to this run."""
-    return machine_shift(reference_of((result.gpu or {}).get("reference")), reference_of(baseline.reference))
+    measured_reference = reference_of((result.measurement.gpu or {}).get("reference"))
+    return machine_shift(measured_reference, reference_of(baseline.reference))
 
 
-def normalise_result(result: CaseResult, baseline: BaselineEntry) -> Normalisation:
+def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisation:
     """The result's median at the baseline's clock, its beta and clocks, and what normalised it (see decided_by)."""
-    times = (result.warmup_ms or []) + (result.samples_ms or [])
-    clocks = (result.warmup_clock_mhz or []) + (result.clock_mhz or [])
-    samples, sample_clocks = result.samples_ms or [], result.clock_mhz or [None] * len(result.samples_ms or [])
+    measured = result.measurement
+    times = (measured.warmup_ms or []) + (measured.samples_ms or [])
+    clocks = (measured.warmup_clock_mhz or []) + (measured.clock_mhz or [])
+    samples, sample_clocks = measured.samples_ms or [], measured.clock_mhz or [None] * len(measured.samples_ms or [])
     fit = fit_beta(times, clocks) if len(times) == len(clocks) else None
     stored_beta = baseline_beta(baseline)
     half_width = (baseline.beta_ci[1] - baseline.beta_ci[0]) / 2 if baseline.beta_ci else None
@@ -128,7 +130,7 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> Normalisati
         return Normalisation(median_ms, clock, reference, choice.beta, choice.source, tuple(notes), basis)
 
     shift = run_shift(result, baseline)
-    uuid = (result.device_info or {}).get("uuid")
+    uuid = (result.provenance.device_info or {}).get("uuid")
     run_uuid = str(uuid) if uuid else None
     another = other_unit(run_uuid, tuple(baseline.gpu_uuids))
     note = unit_note(run_uuid, tuple(baseline.gpu_uuids), shift)
@@ -138,20 +140,20 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> Normalisati
         return normalised(None, "raw")
     if shift is not None and not shift.trusted(another):
         notes.append(f"{shift.describe()}: too far to compare the machines, raw time gated")
-        return normalised(result.median_ms, "raw")
+        return normalised(measured.median_ms, "raw")
     residual = shift.residual if shift is not None and another else 1.0
     if clock is None or choice.beta == 0 or reference is None:
-        assert result.median_ms is not None
+        assert measured.median_ms is not None
         if clock is not None and reference is not None and choice.beta == 0 and choice.source == "none":
             notes.append("beta unknown (the clock barely moved in this run and its baseline): no clock normalisation")
-        return normalised(result.median_ms / residual, "machine" if shift is not None and residual != 1.0 else "raw")
+        return normalised(measured.median_ms / residual, "machine" if shift is not None and residual != 1.0 else "raw")
     ratio = clock / reference
     if not EXTRAPOLATION[0] <= ratio <= EXTRAPOLATION[1]:
         notes.append(
             f"SM clock {clock:.0f} MHz is {ratio:.2f} of the baseline's {reference:.0f} MHz: too far to normalise, "
             "raw time gated"
         )
-        return normalised(result.median_ms, "raw")
+        return normalised(measured.median_ms, "raw")
     if shift is None or shift.clock_ratio is None:
         notes.append(
             "no machine reference in this baseline or run: normalised by the case's own clock (the old rule, which "
@@ -173,19 +175,19 @@ def normalise_result(result: CaseResult, baseline: BaselineEntry) -> Normalisati
 
 
 def decide_latency(
-    result: CaseResult,
+    result: CaseRecord,
     baseline: BaselineEntry,
     requested: float | None,
     stage: int,
     params: GateParams = DEFAULT_PARAMS,
 ) -> LatencyDecision:
     """Normalise ``result`` to ``baseline`` and decide at ``stage`` (1 first, 2 confirmation, 3 last); reads only."""
-    assert result.median_ms is not None
+    assert result.measurement.median_ms is not None
     assert baseline.median_ms is not None
     normalisation = normalise_result(result, baseline)
     notes, basis = list(normalisation.notes), normalisation.basis
     tol = tolerance(baseline.runs, baseline.spread, requested, params)
-    raw_ratio = result.median_ms / baseline.median_ms
+    raw_ratio = result.measurement.median_ms / baseline.median_ms
     median_at_clock = normalisation.normalised_median_ms
     normalised = median_at_clock / baseline.median_ms if median_at_clock else None
     ratio = normalised if normalised is not None else raw_ratio
@@ -228,9 +230,9 @@ def decide_latency(
     )
 
 
-def _power_note(result: CaseResult, baseline: BaselineEntry) -> str | None:
+def _power_note(result: CaseRecord, baseline: BaselineEntry) -> str | None:
     """Mean power over back-to-back calls against the baseline's: said, never decisive (the clock rule decides)."""
-    power = (result.gpu or {}).get("burst_power_w")
+    power = (result.measurement.gpu or {}).get("burst_power_w")
     if not isinstance(power, (int, float)) or power <= 0 or not baseline.power_w:
         return None
     spread = f", between-run spread {baseline.power_spread * 100:.1f} %" if baseline.power_spread else ""

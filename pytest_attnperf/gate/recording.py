@@ -19,16 +19,16 @@ from typing import Any
 from .baseline_schema import BaselineEntry, round_significant
 from .machine import median_reference, reference_of
 from .normalise import fit_beta, median_clock, normalised_median
-from .results import CaseResult
+from .results import CaseRecord, MeasurementRecord
 from .statistics import geometric_mean, log_spread
 
 
-def _measured(result: CaseResult) -> bool:
-    return result.fits and result.median_ms is not None and bool(result.samples_ms)
+def _measured(measurement: MeasurementRecord) -> bool:
+    return measurement.fits and measurement.median_ms is not None and bool(measurement.samples_ms)
 
 
-def _fingerprint(results: Sequence[CaseResult]) -> dict[str, Any] | None:
-    prints = [result.fingerprint for result in results if result.fingerprint]
+def _fingerprint(runs: Sequence[MeasurementRecord]) -> dict[str, Any] | None:
+    prints = [run.fingerprint for run in runs if run.fingerprint]
     if not prints:
         return None
     variants = Counter(str(sorted(p.items())) for p in prints)
@@ -37,26 +37,29 @@ def _fingerprint(results: Sequence[CaseResult]) -> dict[str, Any] | None:
     return {key: value for key, value in chosen.items() if key in ("families", "variant", "kernels")}
 
 
-def entry_from_runs(results: Sequence[CaseResult], recorded_at: str) -> BaselineEntry:
+def entry_from_runs(results: Sequence[CaseRecord], recorded_at: str) -> BaselineEntry:
     """One entry from the results of one test in N independent runs (N >= 1; runs that did not fit are left out)."""
     last = results[-1]
-    measured = [result for result in results if _measured(result)]
+    runs = [result.measurement for result in results]
+    measured = [run for run in runs if _measured(run)]
     common: dict[str, Any] = {
-        "backend": last.backend,
-        "shape": last.shape,
-        "mode": last.mode,
+        "backend": last.identity.backend,
+        "shape": last.identity.shape,
+        "mode": last.identity.mode,
         "recorded_at": recorded_at,
-        "environment": dict(last.environment),
+        "environment": dict(last.provenance.environment),
         "gpu_uuids": tuple(
-            sorted({str((r.device_info or {}).get("uuid")) for r in results if (r.device_info or {}).get("uuid")})
+            sorted({str(uuid) for result in results if (uuid := (result.provenance.device_info or {}).get("uuid"))})
         ),
-        "plugin_version": last.plugin_version,
-        "timing": {**(last.timing_settings or {}), "clock_source": last.clock_source} if last.timing_settings else None,
-        "fingerprint": _fingerprint(results),
+        "plugin_version": last.provenance.plugin_version,
+        "timing": {**settings, "clock_source": last.measurement.clock_source}
+        if (settings := last.provenance.timing_settings)
+        else None,
+        "fingerprint": _fingerprint(runs),
     }
     if not measured:
-        peaks = [r.peak_bytes for r in results if r.fits and r.peak_bytes is not None]
-        fits = any(result.fits for result in results)
+        peaks = [run.peak_bytes for run in runs if run.fits and run.peak_bytes is not None]
+        fits = any(run.fits for run in runs)
         return BaselineEntry(
             latency_ms=None, peak_bytes=max(peaks) if fits and peaks else None, fits=fits, runs=len(results), **common
         )
@@ -117,9 +120,9 @@ def _iqr(values: Sequence[float]) -> float:
     return quartiles[2] - quartiles[0]
 
 
-def runs_note(results: Sequence[CaseResult]) -> str | None:
+def runs_note(results: Sequence[CaseRecord]) -> str | None:
     """Said in the update report when not every run measured the case."""
-    measured = sum(_measured(result) for result in results)
+    measured = sum(_measured(result.measurement) for result in results)
     if 0 < measured < len(results):
         return f"measured in {measured} of {len(results)} runs (the others did not fit or failed)"
     return None

@@ -1,44 +1,54 @@
-"""The record of one measured case: what the summary, the reports and the baseline update read.
+"""The record of one measured case: what the summary, the reports, the baseline update and the xdist controller read.
 
-Built by the case gate from the case's measurement (``measure/case.py``) and the gate's frozen
-``Decision`` (``gate/evaluate.py``); frozen itself, so each step makes a new one.
+A record is four frozen parts, built once by the case gate: who the case is (:class:`CaseIdentity`),
+what was measured (:class:`MeasurementRecord`, from ``measure/case.py``'s ``CaseMeasurement``), what
+the gate decided (:class:`DecisionRecord`, from ``gate/evaluate.py``'s ``Decision``, over every stage
+of the case) and where and how it was measured (:class:`Provenance`). The parts hold plain JSON
+values, so this module stays torch-free and the record reads back equal from its JSON.
 
 Records travel as JSON in ``item.user_properties``, so they reach the controller under
 pytest-xdist and land in JUnit XML without any extra plumbing. A record carries everything the
 controller needs to write a baseline (the device record and the GPU state it was measured
-with), so the controller never touches a GPU.
+with), so the controller never touches a GPU. The JSON report (``--attnperf-json``) shows each
+record flat (:meth:`CaseRecord.flat`), the layout it has always had.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 RECORD_PROPERTY = "attnperf_result"
-# The record's own version (2: built once, from the measurement and the gate's decision; 1: the records before
-# it carried one, with the same fields). A reader refuses a newer record rather than misread it.
-RECORD_VERSION = 2
+# The record's own version. 3: four nested parts (identity, measurement, decision, provenance); 2: one flat
+# record built once from the measurement and the decision; 1: the flat records before it carried a version.
+# Versions 1 and 2 (and the flat cases of a JSON report) are read by converting them; a newer one is refused.
+RECORD_VERSION = 3
 # Verdict words, worst first: the summary shows the first one a case has.
 SERIOUS_VERDICTS = ("REGRESSION", "MISMATCH", "BASELINE MISMATCH", "NO BASELINE", "DISPATCH CHANGED")
 
 
 @dataclass(frozen=True)
-class CaseResult:
-    """One test's record: who it is, what was measured, what the gate decided, and where it was measured.
-
-    Frozen: each step makes a new record (``dataclasses.replace``) instead of writing into the last one."""
+class CaseIdentity:
+    """Which case: the test, what it ran and on which GPU."""
 
     test_id: str
     backend: str | None
-    device: str
-    device_slug: str
+    device: str  # the GPU model's name
+    device_slug: str  # the name the baseline files use
     mode: str
     shape: dict[str, Any] | None
     seqlen: int | None
-    fits: bool = True
     device_id: str | None = None  # e.g. cuda:1: which GPU of the host (pytest-xdist worker gwN -> cuda:N)
-    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class MeasurementRecord:
+    """What the case cost and did, as JSON values (``CaseMeasurement.record_fields`` fills it)."""
+
+    fits: bool = True
+    reason: str | None = None  # why it does not fit, why no median was kept, or how it came to fit
     median_ms: float | None = None  # raw median of the kept samples
     iqr_ms: float | None = None
     latency: dict[str, float] | None = None
@@ -50,7 +60,6 @@ class CaseResult:
     timing_info: dict[str, Any] | None = None  # warm-up, discarded samples, pauses, lead
     gpu: dict[str, Any] | None = None  # NVML over the case: temperature, power, energy per call, clock-event reasons
     fingerprint: dict[str, Any] | None = None  # the kernels that ran (families, variant hash)
-    stages: list[dict[str, Any]] = field(default_factory=list)  # each measurement's ratios and verdict
     first_median_ms: float | None = None  # set when the case was measured again
     tflops: float | None = None
     bytes_moved: int | None = None  # Q read, the visible KV cache read once, O written (forward)
@@ -58,57 +67,134 @@ class CaseResult:
     bandwidth_share: float | None = None  # gbps over the device's measured copy bandwidth (CUDA)
     peak_bytes: int | None = None
     memory_free_bytes: int | None = None  # free device memory before the peak call: the headroom
+    max_error: float | None = None
+    error_budget: float | None = None
+    equivalence_passed: bool | None = None
+    mismatch: str | None = None
+    calibration: dict[str, Any] | None = None  # this run's `attnperf calibrate` ladder and detection limit
+    phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step of the case (cost breakdown)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """What the gate decided, over every measurement of the case (``Decision.record`` adds each)."""
+
+    verdicts: dict[str, str] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # each measurement's ratios and verdict
+    notes: list[str] = field(default_factory=list)
+    outcome: str = "passed"
     baseline_file: str | None = None
     baseline_median_ms: float | None = None
     baseline_peak_bytes: int | None = None
+    detection_limit: float | None = None  # from the baseline (attnperf calibrate)
+    tolerance: float | None = None  # the threshold the latency was gated at
     normalised_median_ms: float | None = None  # the median at the baseline's clock
     median_clock_mhz: float | None = None
     clock_ref_mhz: float | None = None
     beta: float | None = None
     beta_source: str | None = None
-    tolerance: float | None = None  # the threshold the latency was gated at
-    detection_limit: float | None = None  # from the baseline (attnperf calibrate)
-    calibration: dict[str, Any] | None = None  # this run's `attnperf calibrate` ladder and detection limit
-    max_error: float | None = None
-    error_budget: float | None = None
-    equivalence_passed: bool | None = None
-    mismatch: str | None = None
-    verdicts: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    outcome: str = "passed"
-    environment: dict[str, Any] = field(default_factory=dict)
-    clock: str | None = None  # the timer: cuda-events, cuda-graph-events or perf_counter
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where and how the case was measured: what a baseline written from it records."""
+
+    environment: dict[str, Any] = field(default_factory=dict)  # the software versions
     device_info: dict[str, Any] | None = None  # DeviceInfo.as_dict() of the process that measured
     session_gpu_state: dict[str, Any] | None = None  # that process's GPU state at session start
     plugin_version: str | None = None
     timing_settings: dict[str, Any] | None = None
-    phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step of the case (cost breakdown)
+    clock: str | None = None  # the timer: cuda-events, cuda-graph-events or perf_counter
+
+
+PARTS = {
+    "identity": CaseIdentity,
+    "measurement": MeasurementRecord,
+    "decision": DecisionRecord,
+    "provenance": Provenance,
+}
+# Which part each flat field (record versions 1 and 2, the JSON report) belongs to.
+PART_OF = {item.name: part for part, kind in PARTS.items() for item in fields(kind)}
+KNOWN = {part: {item.name for item in fields(kind)} for part, kind in PARTS.items()}
+REQUIRED = tuple(item.name for item in fields(CaseIdentity) if item.name != "device_id")
+
+
+def _identity(values: Mapping[str, Any]) -> CaseIdentity:
+    missing = [name for name in REQUIRED if name not in values]
+    if missing:
+        raise ValueError(
+            f"an attnperf record without {', '.join(missing)} (test {values.get('test_id')!r}): not a case record "
+            "written by pytest-attnperf"
+        )
+    return CaseIdentity(**{key: value for key, value in values.items() if key in KNOWN["identity"]})
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One test's record: who it is, what was measured, what the gate decided, and where it was measured.
+
+    Frozen: each step makes a new record (``dataclasses.replace`` of a part) instead of writing into the last."""
+
+    identity: CaseIdentity
+    measurement: MeasurementRecord = field(default_factory=MeasurementRecord)
+    decision: DecisionRecord = field(default_factory=DecisionRecord)
+    provenance: Provenance = field(default_factory=Provenance)
     record_version: int = RECORD_VERSION
+
+    # ------------------------------------------------------------ what a test reads of its own record
+    # (``result = attnperf.measure(...)``: the README's examples; the plugin itself reads the parts)
+
+    @property
+    def fits(self) -> bool:
+        return self.measurement.fits
+
+    @property
+    def median_ms(self) -> float | None:
+        return self.measurement.median_ms
+
+    @property
+    def peak_bytes(self) -> int | None:
+        return self.measurement.peak_bytes
+
+    @property
+    def tflops(self) -> float | None:
+        return self.measurement.tflops
+
+    @property
+    def gbps(self) -> float | None:
+        return self.measurement.gbps
+
+    @property
+    def seqlen(self) -> int | None:
+        return self.identity.seqlen
+
+    @property
+    def shape(self) -> dict[str, Any] | None:
+        return self.identity.shape
+
+    # ------------------------------------------------------------ derived
 
     @property
     def latency_ratio(self) -> float | None:
         """Raw median over the baseline centre."""
-        if self.median_ms is None or not self.baseline_median_ms:
-            return None
-        return self.median_ms / self.baseline_median_ms
+        median, baseline = self.measurement.median_ms, self.decision.baseline_median_ms
+        return None if median is None or not baseline else median / baseline
 
     @property
     def normalised_ratio(self) -> float | None:
         """Median at the baseline's clock over the baseline centre: what the gate decides on."""
-        if self.normalised_median_ms is None or not self.baseline_median_ms:
-            return None
-        return self.normalised_median_ms / self.baseline_median_ms
+        median, baseline = self.decision.normalised_median_ms, self.decision.baseline_median_ms
+        return None if median is None or not baseline else median / baseline
 
     @property
     def memory_ratio(self) -> float | None:
-        if self.peak_bytes is None or not self.baseline_peak_bytes:
-            return None
-        return self.peak_bytes / self.baseline_peak_bytes
+        peak, baseline = self.measurement.peak_bytes, self.decision.baseline_peak_bytes
+        return None if peak is None or not baseline else peak / baseline
 
     def verdict(self) -> str:
         """One word for the summary: the worst of the checks."""
-        values = set(self.verdicts.values())
-        if not self.fits and "REGRESSION" not in values:
+        values = set(self.decision.verdicts.values())
+        if not self.measurement.fits and "REGRESSION" not in values:
             return "does not fit"
         for word in SERIOUS_VERDICTS:
             if word in values:
@@ -116,38 +202,98 @@ class CaseResult:
         for word in ("newly fits", "not gated"):
             if word in values:
                 return word
-        return "ok" if self.outcome == "passed" else self.outcome
+        return "ok" if self.decision.outcome == "passed" else self.decision.outcome
+
+    # ------------------------------------------------------------ building
+
+    def with_fields(self, **values: Any) -> CaseRecord:
+        """A new record with these fields set, each in its part (``measure/case.py`` hands its fields by name)."""
+        changes: dict[str, dict[str, Any]] = {}
+        for name, value in values.items():
+            if name not in PART_OF:
+                raise TypeError(f"a case record has no field {name!r}")
+            changes.setdefault(PART_OF[name], {})[name] = value
+        return replace(self, **{part: replace(getattr(self, part), **new) for part, new in changes.items()})
+
+    @classmethod
+    def from_flat(cls, data: Mapping[str, Any]) -> CaseRecord:
+        """A record from flat fields (records of versions 1 and 2, a JSON report's case); other keys are ignored."""
+        parts: dict[str, dict[str, Any]] = {part: {} for part in PARTS}
+        for name, value in data.items():
+            if name in PART_OF:
+                parts[PART_OF[name]][name] = value
+        return cls(
+            identity=_identity(parts["identity"]),
+            measurement=MeasurementRecord(**parts["measurement"]),
+            decision=DecisionRecord(**parts["decision"]),
+            provenance=Provenance(**parts["provenance"]),
+            record_version=int(data.get("record_version", 1)),
+        )
+
+    # ------------------------------------------------------------ JSON
+
+    def flat(self) -> dict[str, Any]:
+        """Every field at one level, as the JSON report shows a case (the layout of record versions 1 and 2)."""
+        data: dict[str, Any] = {}
+        for part in PARTS:
+            data.update(asdict(getattr(self, part)))
+        data["record_version"] = self.record_version
+        return data
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> CaseResult:
-        data = json.loads(text)
-        version = data.setdefault("record_version", 1)
+    def from_json(cls, text: str) -> CaseRecord:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaseRecord:
+        """A record from its JSON form: nested (version 3) or flat (versions 1 and 2, a JSON report's case)."""
+        nested = isinstance(data.get("identity"), dict)
+        version = data.get("record_version", 1)
         if not isinstance(version, int) or version > RECORD_VERSION:
+            test_id = data["identity"].get("test_id") if nested else data.get("test_id")
             raise ValueError(
-                f"an attnperf record of version {version!r} (test {data.get('test_id')!r}): this pytest-attnperf reads "
+                f"an attnperf record of version {version!r} (test {test_id!r}): this pytest-attnperf reads "
                 f"versions 1 to {RECORD_VERSION}; upgrade it (every process of a run must use the same version)"
             )
-        known = cls.__dataclass_fields__.keys()
-        return cls(**{key: value for key, value in data.items() if key in known})
+        if not nested:
+            return cls.from_flat({**data, "record_version": version})
+        parts: dict[str, Any] = {
+            part: kind(**{key: value for key, value in data[part].items() if key in KNOWN[part]})
+            for part, kind in PARTS.items()
+            if part != "identity" and isinstance(data.get(part), dict)
+        }
+        return cls(_identity(data["identity"]), **parts, record_version=version)
 
     def junit_properties(self) -> list[tuple[str, object]]:
         """Flat properties that CI systems show next to the test case."""
+        measurement, decision = self.measurement, self.decision
         pairs: list[tuple[str, object]] = [
-            ("attnperf_backend", self.backend),
-            ("attnperf_device", self.device),
-            ("attnperf_median_ms", self.median_ms),
-            ("attnperf_baseline_ms", self.baseline_median_ms),
+            ("attnperf_backend", self.identity.backend),
+            ("attnperf_device", self.identity.device),
+            ("attnperf_median_ms", measurement.median_ms),
+            ("attnperf_baseline_ms", decision.baseline_median_ms),
             ("attnperf_ratio", None if self.latency_ratio is None else round(self.latency_ratio, 4)),
             ("attnperf_normalised_ratio", None if self.normalised_ratio is None else round(self.normalised_ratio, 4)),
-            ("attnperf_clock_mhz", None if self.median_clock_mhz is None else round(self.median_clock_mhz, 1)),
-            ("attnperf_tolerance", self.tolerance),
-            ("attnperf_peak_bytes", self.peak_bytes),
-            ("attnperf_baseline_peak_bytes", self.baseline_peak_bytes),
-            ("attnperf_tflops", self.tflops),
-            ("attnperf_gbps", self.gbps),
+            ("attnperf_clock_mhz", None if decision.median_clock_mhz is None else round(decision.median_clock_mhz, 1)),
+            ("attnperf_tolerance", decision.tolerance),
+            ("attnperf_peak_bytes", measurement.peak_bytes),
+            ("attnperf_baseline_peak_bytes", decision.baseline_peak_bytes),
+            ("attnperf_tflops", measurement.tflops),
+            ("attnperf_gbps", measurement.gbps),
             ("attnperf_verdict", self.verdict()),
         ]
         return [(name, value) for name, value in pairs if value is not None]
+
+
+CaseResult = CaseRecord  # its name before record version 3
+
+
+def flat_record(*identity: Any, **values: Any) -> CaseRecord:
+    """A record from fields by name, the identity's also in order (tests, replayed runs), as the flat record was built:
+    ``flat_record("t.py::test", "eager", "cpu", "cpu", "forward", None, 64, median_ms=1.0)``; a misspelt name raises."""
+    named = {**dict(zip([item.name for item in fields(CaseIdentity)], identity, strict=False)), **values}
+    who = {name: named.pop(name) for name in KNOWN["identity"] if name in named}
+    return CaseRecord(_identity(who)).with_fields(**named)

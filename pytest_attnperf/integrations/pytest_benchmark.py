@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..gate.results import CaseResult
+from ..gate.results import CaseRecord
 
 # The internals this module relies on, checked by the contract test.
 FIXTURE_INTERNALS = ("_make_stats", "_mode", "stats", "extra_info")
 
 
-def feed_samples(benchmark: Any, samples_ms: tuple[float, ...], result: CaseResult) -> None:
+def feed_samples(benchmark: Any, samples_ms: tuple[float, ...], result: CaseRecord) -> None:
     """Put ``samples_ms`` into ``benchmark``'s statistics (its own timer never runs), with our numbers as extra info."""
     if benchmark.stats is None:
         benchmark._make_stats(1)  # pytest-benchmark's per-test statistics holder: one per test
@@ -28,9 +28,9 @@ def feed_samples(benchmark: Any, samples_ms: tuple[float, ...], result: CaseResu
         benchmark.stats.update(sample / 1e3)
     benchmark.extra_info.update(
         {
-            "attnperf_clock": result.clock,
-            "attnperf_backend": result.backend,
-            "attnperf_peak_bytes": result.peak_bytes,
-            "attnperf_tflops": result.tflops,
+            "attnperf_clock": result.provenance.clock,
+            "attnperf_backend": result.identity.backend,
+            "attnperf_peak_bytes": result.measurement.peak_bytes,
+            "attnperf_tflops": result.measurement.tflops,
         }
     )

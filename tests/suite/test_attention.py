@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pytest_attnperf import QKV, AttnPerf, Backend
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord
 from pytest_attnperf.spec.dtypes import dtype_bytes
 
 INFERENCE = ["decode", "paged", "varlen", "chunked"]
@@ -51,7 +51,7 @@ def test_inference(
 
 def _measure_untouched(
     attnperf: AttnPerf, backend: Backend, qkv: QKV, context_len: int, request: pytest.FixtureRequest
-) -> CaseResult:
+) -> CaseRecord:
     """Measure, and check the case is the one its id names and its inputs came back unchanged."""
     shape = qkv.shape
     case_id = request.node.callspec.id

@@ -25,7 +25,7 @@ from pytest_attnperf.gate.baselines import (
 )
 from pytest_attnperf.gate.checks import GateContext
 from pytest_attnperf.gate.evaluate import GatePolicy, decide
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import flat_record
 from pytest_attnperf.gate.statistics import geometric_mean, log_spread
 from pytest_attnperf.measure.measurement import Measurement
 from pytest_attnperf.measure.timing import Timing
@@ -102,7 +102,7 @@ def test_a_version_1_file_is_read_and_rewritten_as_version_2(tmp_path: Path) -> 
 def test_quantiles_that_contradict_the_median_cannot_switch_the_check_off(tmp_path: Path) -> None:
     """Issue 12, defect 9: quantiles of 1e6 ms next to a 0.001 ms median let a 340x slower case pass."""
     entry = parse_baseline_text(V1, tmp_path / "x.yaml").entries["t::a"]
-    result = CaseResult(
+    result = flat_record(
         "t::a", "eager", "NVIDIA H100", "h100", "forward", None, 64, median_ms=0.34, samples_ms=[0.34] * 10
     )
     marks = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)

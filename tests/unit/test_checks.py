@@ -17,7 +17,7 @@ from pytest_attnperf.backends.registry import REGISTRY
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path, load_baseline
 from pytest_attnperf.gate.checks import GateContext, check_budget, check_equivalence, check_memory
 from pytest_attnperf.gate.evaluate import Decision, GatePolicy, decide
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.measure.equivalence import describe_mismatch, measure_equivalence
 from pytest_attnperf.measure.inputs import make_qkv, torch_dtype
 from pytest_attnperf.measure.reference import reference_attention
@@ -269,8 +269,8 @@ def test_check_equivalence_wraps_the_mismatch_with_test_and_place() -> None:
 # ---------------------------------------------------------------- the gate: marks + result + baseline
 
 
-def _result(median_ms: float = 1.0, peak_bytes: int | None = 1000, fits: bool = True, **fields: object) -> CaseResult:
-    result = CaseResult(
+def _result(median_ms: float = 1.0, peak_bytes: int | None = 1000, fits: bool = True, **fields: object) -> CaseRecord:
+    result = flat_record(
         test_id=CONTEXT.test_id,
         backend="flash-attn",
         device=CONTEXT.device_name,
@@ -286,7 +286,7 @@ def _result(median_ms: float = 1.0, peak_bytes: int | None = 1000, fits: bool = 
         baseline_file=CONTEXT.baseline_file,
         reason=None if fits else "OutOfMemoryError: CUDA out of memory",
     )
-    return dataclasses.replace(result, **fields)  # type: ignore[arg-type]  # the record is frozen
+    return result.with_fields(**fields)  # the record is frozen: a new one
 
 
 def _entry(median_ms: float = 1.0, peak_bytes: int = 1000, fits: bool = True, **fields: Any) -> BaselineEntry:
@@ -313,8 +313,8 @@ LATENCY = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)
 
 
 def evaluate_gate(
-    result: CaseResult, marks: GateMarks, entry: BaselineEntry | None, policy: GatePolicy, context: GateContext
-) -> tuple[Decision, CaseResult]:
+    result: CaseRecord, marks: GateMarks, entry: BaselineEntry | None, policy: GatePolicy, context: GateContext
+) -> tuple[Decision, CaseRecord]:
     """The gate's answer, and the record the case gate builds from it (the gate itself writes into nothing)."""
     decision = decide(result, marks, entry, policy, context)
     return decision, decision.record(result)
@@ -324,9 +324,9 @@ def test_gate_uses_the_run_tolerance_unless_the_mark_sets_one() -> None:
     result = _result(median_ms=1.5)
     outcome, result = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
     assert [violation.check for violation in outcome.violations] == ["latency"]
-    assert result.verdicts == {"latency": "REGRESSION", "memory": "ok"}
-    assert result.baseline_median_ms == 1.0
-    assert result.tolerance == 0.1
+    assert result.decision.verdicts == {"latency": "REGRESSION", "memory": "ok"}
+    assert result.decision.baseline_median_ms == 1.0
+    assert result.decision.tolerance == 0.1
     lenient = GateMarks(latency=LatencySpec(tolerance=0.6), memory=None, equivalence=None)
     assert evaluate_gate(_result(median_ms=1.5), lenient, _entry(), _policy(), CONTEXT)[0].violations == ()
 
@@ -360,11 +360,11 @@ def test_the_gate_only_answers_asked_twice_it_answers_the_same_and_changes_nothi
         first.skip_reason = "x"  # type: ignore[misc]
     record = first.record(result, outcome="failed")
     assert result == before  # the record is a new value
-    assert record.verdicts == {"latency": "REGRESSION", "memory": "ok"}
-    assert record.stages[-1]["stage"] == stage
-    assert record.outcome == "failed"
-    assert record.baseline_median_ms == 1.0
-    assert record.beta_source == "baseline"
+    assert record.decision.verdicts == {"latency": "REGRESSION", "memory": "ok"}
+    assert record.decision.stages[-1]["stage"] == stage
+    assert record.decision.outcome == "failed"
+    assert record.decision.baseline_median_ms == 1.0
+    assert record.decision.beta_source == "baseline"
 
 
 @pytest.mark.parametrize(
@@ -387,10 +387,10 @@ def test_three_valued_latency_verdict_at_each_stage(
     result = _result(median_ms=ratio)
     policy = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False, stage=stage)
     outcome, result = evaluate_gate(result, LATENCY, _entry(**THREE_RUNS), policy, CONTEXT)
-    assert result.tolerance == 0.03
-    assert result.verdicts["latency"] == verdict
+    assert result.decision.tolerance == 0.03
+    assert result.decision.verdicts["latency"] == verdict
     assert (outcome.defer, outcome.again, bool(outcome.violations)) == (defer, again, fails)
-    assert result.stages[-1]["stage"] == stage
+    assert result.decision.stages[-1]["stage"] == stage
 
 
 def test_a_confirmed_regression_names_every_measurement_and_p() -> None:
@@ -418,7 +418,7 @@ def test_the_clock_excuses_what_it_explains_and_the_message_shows_both_ratios() 
     assert not outcome.defer
     assert slow_clock.normalised_ratio == pytest.approx(1.0)
     assert slow_clock.latency_ratio == pytest.approx(1 / 0.95)
-    assert slow_clock.beta_source == "baseline"
+    assert slow_clock.decision.beta_source == "baseline"
     real = _result(median_ms=1.2 / 0.95, clock_mhz=[1710.0] * 10)
     (violation,) = evaluate_gate(real, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)[0].violations
     assert "x1.263 raw, x1.200 at the baseline's clock (1710 MHz; normalised) (+20.0 %)" in violation.message
@@ -429,8 +429,8 @@ def test_a_clock_too_far_from_the_baselines_is_not_normalised() -> None:
     entry = _entry(clock_mhz=1800.0, beta=1.0, **THREE_RUNS)
     outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert [violation.check for violation in outcome.violations] == ["latency"]
-    assert result.normalised_median_ms == 1.5
-    assert any("too far to normalise" in note for note in result.notes)
+    assert result.decision.normalised_median_ms == 1.5
+    assert any("too far to normalise" in note for note in result.decision.notes)
 
 
 # The old "power rule" (energy per call over time per call rising > 10 % refused normalisation) is gone: its
@@ -446,7 +446,7 @@ def test_a_kernel_whose_own_clock_fell_further_than_the_machines_is_judged_on_th
     outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     (violation,) = outcome.violations
     assert result.normalised_ratio == pytest.approx(1.1)
-    assert any("the extra drop is the kernel's own" in note for note in result.notes)
+    assert any("the extra drop is the kernel's own" in note for note in result.decision.notes)
     assert "decided on the raw ratio" not in violation.message  # nothing was excused: one ratio decided
 
 
@@ -482,7 +482,7 @@ def test_without_a_machine_reference_the_old_own_clock_rule_applies_and_says_so(
     assert not outcome.violations
     assert outcome.latency is not None
     assert outcome.latency.decided_by == "own-clock"
-    assert any("no machine reference" in note and "old rule" in note for note in result.notes)
+    assert any("no machine reference" in note and "old rule" in note for note in result.decision.notes)
 
 
 def test_mean_power_is_reported_beside_the_verdict_and_never_decides() -> None:
@@ -490,7 +490,7 @@ def test_mean_power_is_reported_beside_the_verdict_and_never_decides() -> None:
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, power_w=600.0, power_spread=0.01, **THREE_RUNS)
     outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert not outcome.violations
-    assert "mean power while running 690 W, x1.150 the baseline's, between-run spread 1.0 %" in result.notes
+    assert "mean power while running 690 W, x1.150 the baseline's, between-run spread 1.0 %" in result.decision.notes
 
 
 def test_a_marker_tolerance_below_the_calibrated_detection_limit_is_reported() -> None:
@@ -501,7 +501,7 @@ def test_a_marker_tolerance_below_the_calibrated_detection_limit_is_reported() -
         f"{CONTEXT.test_id}: the marker asks to catch slowdowns over 2.0 %, but `attnperf calibrate` measured that "
         "this case detects only >= 4.0 %"
     ]
-    assert result.detection_limit == 0.04
+    assert result.decision.detection_limit == 0.04
 
 
 @pytest.mark.parametrize(
@@ -513,7 +513,7 @@ def test_missing_baseline_policy(missing: str, violations: list[str], skip: bool
     outcome, result = evaluate_gate(result, BOTH, None, _policy(missing), CONTEXT)
     assert [violation.check for violation in outcome.violations] == violations
     assert (outcome.skip_reason is not None) == skip
-    assert result.verdicts == {"latency": "NO BASELINE", "memory": "NO BASELINE"}
+    assert result.decision.verdicts == {"latency": "NO BASELINE", "memory": "NO BASELINE"}
     assert result.verdict() == "no baseline"
     if violations:
         assert outcome.violations[0].message.startswith(f"no latency baseline for {CONTEXT.test_id} on")
@@ -529,9 +529,9 @@ def test_a_baseline_of_another_problem_never_gates_silently(missing: str, failed
     recorded = dataclasses.replace(recorded, shape={"heads": 8, "dtype": "float32", "q_len": 64})
     result = _result(median_ms=1.0, shape={"heads": 1, "dtype": "bfloat16", "q_len": 64}, mode="forward+backward")
     outcome, result = evaluate_gate(result, BOTH, recorded, _policy(missing), CONTEXT)
-    assert result.verdicts == {"latency": "BASELINE MISMATCH", "memory": "BASELINE MISMATCH"}
+    assert result.decision.verdicts == {"latency": "BASELINE MISMATCH", "memory": "BASELINE MISMATCH"}
     assert result.verdict() == "BASELINE MISMATCH"
-    assert result.baseline_median_ms is None  # never compared: not x0.01
+    assert result.decision.baseline_median_ms is None  # never compared: not x0.01
     message = (
         f"the baseline of {CONTEXT.test_id} in {CONTEXT.baseline_file} was recorded for another problem "
         "(mode forward -> forward+backward, dtype float32 -> bfloat16, heads 8 -> 1; recorded -> now): it cannot "
@@ -576,10 +576,10 @@ def test_fits_now_but_the_baseline_did_not_is_a_recorded_change_not_no_baseline(
     outcome, result = evaluate_gate(result, BOTH, _entry(fits=False), _policy(missing), CONTEXT)
     assert outcome.violations == ()
     assert outcome.skip_reason is None
-    assert result.verdicts["memory"] == "newly fits"
-    assert "NO BASELINE" not in result.verdicts.values()
+    assert result.decision.verdicts["memory"] == "newly fits"
+    assert "NO BASELINE" not in result.decision.verdicts.values()
     assert result.verdict() == "newly fits"
-    assert any("fits now; its baseline did not fit: a recorded change" in note for note in result.notes)
+    assert any("fits now; its baseline did not fit: a recorded change" in note for note in result.decision.notes)
 
 
 @pytest.mark.parametrize(("policy", "fails"), [("warn", False), ("fail", True), ("off", False)])
@@ -588,7 +588,7 @@ def test_a_changed_dispatch_is_reported_and_fails_with_the_option(policy: str, f
     result = _result(median_ms=1.0, fingerprint={"families": ["cudnn_generated_fort_native_sdpa"], "variant": "b" * 12})
     outcome, result = evaluate_gate(result, LATENCY, recorded, _policy(fingerprint=policy), CONTEXT)
     change = "dispatch changed: pytorch_flash::flash_fwd_kernel -> cudnn_generated_fort_native_sdpa"
-    assert (change in result.notes) == (policy != "off")
+    assert (change in result.decision.notes) == (policy != "off")
     assert bool(outcome.violations) == fails
     if fails:
         assert outcome.violations[0].message.startswith(f"{change} in {CONTEXT.test_id} (--attnperf-fingerprint=fail)")
@@ -606,14 +606,14 @@ def test_unmeasured_memory_warns_instead_of_passing_silently() -> None:
     result = _result(peak_bytes=None)
     outcome, result = evaluate_gate(result, BOTH, _entry(), _policy(), CONTEXT)
     assert outcome.violations == ()
-    assert result.verdicts["memory"] == "not measured"
+    assert result.decision.verdicts["memory"] == "not measured"
     assert len(outcome.warnings) == 1
 
 
 def test_too_few_samples_is_an_explicit_result_never_an_empty_one() -> None:
-    result = dataclasses.replace(_result(), median_ms=None, reason="too few samples: 2 kept, 40 discarded as throttled")
+    result = _result().with_fields(median_ms=None, reason="too few samples: 2 kept, 40 discarded as throttled")
     outcome, result = evaluate_gate(result, LATENCY, _entry(), _policy(), CONTEXT)
-    assert result.verdicts["latency"] == "not gated"
+    assert result.decision.verdicts["latency"] == "not gated"
     assert result.verdict() == "not gated"
     assert list(outcome.warnings) == [
         f"{CONTEXT.test_id}: latency not gated: too few samples: 2 kept, 40 discarded as throttled"

@@ -18,7 +18,7 @@ from pytest_attnperf.gate.baselines import BaselineEntry
 from pytest_attnperf.gate.latency import decide_latency
 from pytest_attnperf.gate.machine import machine_shift, reference_of, unit_note
 from pytest_attnperf.gate.normalise import bounded_beta, fit_beta
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.gate.statistics import Verdict
 
 F0 = 1662.6  # sdpa-cudnn 16K's baseline clock on the H200 (MHz)
@@ -46,12 +46,12 @@ def run(
     own_clock: float = 1.0,
     slowdown: float = 1.0,
     with_reference: bool = True,
-) -> CaseResult:
+) -> CaseRecord:
     """One measurement: ``own_clock`` is the kernel's own further clock drop (more energy per cycle at the cap)."""
     clocks = [F0 * machine.clock * own_clock * math.exp(rng.gauss(0, 0.002)) for _ in range(60)]
     times = [t0 * slowdown * machine.offset * (F0 / f) ** beta * math.exp(rng.gauss(0, 0.002)) for f in clocks]
     samples = times[20:]
-    return CaseResult(
+    return flat_record(
         "t.py::test[sdpa-cudnn-16K]",
         "sdpa-cudnn",
         "NVIDIA H200",

@@ -18,7 +18,7 @@ from fast_run import CPU, FAST_OPTIONS
 from pytest_attnperf.gate.baselines import BaselineFile, baseline_path, load_baseline, parse_baseline_text
 from pytest_attnperf.gate.dispatch import describe_change, family_name, fingerprint
 from pytest_attnperf.gate.recording import entry_from_runs, runs_note
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.gate.statistics import geometric_mean, log_spread
 from pytest_attnperf.measure.injection import Injector, delivered
 from pytest_attnperf.session import AttnPerfSession
@@ -28,11 +28,11 @@ from pytest_attnperf.updating import update_baselines
 H200 = {"device": "cuda:0", "name": "NVIDIA H200", "slug": "nvidia-h200", "uuid": "GPU-aaaa", "sm_count": 132}
 
 
-def run(level: float, uuid: str, rng: random.Random, beta: float = 1.0) -> CaseResult:
+def run(level: float, uuid: str, rng: random.Random, beta: float = 1.0) -> CaseRecord:
     """One process's result of a compute-bound case whose clock settled at ``level`` of 1980 MHz."""
     clocks = [1980 * level * math.exp(rng.gauss(0, 0.01)) for _ in range(60)]
     times = [3.0 * (1980 / clock) ** beta * math.exp(rng.gauss(0, 0.001)) for clock in clocks]
-    result = CaseResult(
+    result = flat_record(
         "t.py::test[sdpa-cudnn-16K]",
         "sdpa-cudnn",
         "NVIDIA H200",
@@ -86,7 +86,7 @@ def test_three_runs_become_one_consistent_entry_with_their_spread() -> None:
 def test_runs_that_did_not_fit_are_left_out_and_said() -> None:
     rng = random.Random(4)
     results = [run(1.0, "GPU-0", rng), run(1.0, "GPU-0", rng)]
-    results.append(CaseResult("t", "sdpa-cudnn", "H200", "nvidia-h200", "forward", None, 1, fits=False))
+    results.append(flat_record("t", "sdpa-cudnn", "H200", "nvidia-h200", "forward", None, 1, fits=False))
     entry = entry_from_runs(results, "")
     assert entry.runs == 2
     assert runs_note(results) == "measured in 2 of 3 runs (the others did not fit or failed)"
@@ -107,7 +107,7 @@ def test_the_controller_writes_baselines_from_the_records_without_touching_a_gpu
     monkeypatch.setattr(AttnPerfSession, "device", property(no_device))
     rng = random.Random(5)
     gpu_state = {"max_sm_clock_mhz": 1980, "temperature_c": 35}
-    state.results = [dataclasses.replace(run(1.0, "GPU-aaaa", rng), session_gpu_state=gpu_state)]  # records are frozen
+    state.results = [run(1.0, "GPU-aaaa", rng).with_fields(session_gpu_state=gpu_state)]  # records are frozen
     outcome = update_baselines(state.settings, state.results, state.baseline_path)
     assert (outcome.errors, outcome.failed, len(outcome.changes)) == ((), False, 1)
     written = load_baseline(baseline_path(tmp_path / "baselines", "nvidia-h200"))
@@ -287,7 +287,7 @@ def test_the_software_versions_are_listed_once_and_kept_out_of_the_device_block(
     versions = {key: f"{key}-1.0" for key in SOFTWARE_KEYS}
     info = DeviceInfo("cuda:0", "NVIDIA H200", "nvidia-h200", (9, 0), "Hopper", 1 << 30, 132, **versions)  # type: ignore[arg-type]
     assert info.software() == versions
-    result = CaseResult("t", "eager", "NVIDIA H200", "nvidia-h200", "forward", None, 1, device_info=info.as_dict())
+    result = flat_record("t", "eager", "NVIDIA H200", "nvidia-h200", "forward", None, 1, device_info=info.as_dict())
     assert not set(_device_record(result)) & set(SOFTWARE_KEYS)
     for path in sorted(Path(__file__).parents[2].glob("baselines/*.yaml")):
         committed = load_baseline(path)

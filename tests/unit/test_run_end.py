@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pytest_attnperf.gate.baselines import baseline_path, load_baseline
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.output_paths import shown
 from pytest_attnperf.report import RunReport
 from pytest_attnperf.run_end import RunEnd, finish_run
@@ -16,8 +16,8 @@ from pytest_attnperf.session import AttnPerfSession
 from pytest_attnperf.spec.settings import Settings, resolve_settings
 
 
-def _result(test_id: str = "t.py::test[eager-64]") -> CaseResult:
-    return CaseResult(
+def _result(test_id: str = "t.py::test[eager-64]") -> CaseRecord:
+    return flat_record(
         test_id,
         "eager",
         "NVIDIA H200",

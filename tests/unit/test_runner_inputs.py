@@ -11,7 +11,7 @@ import torch
 from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf.backends.registry import Backend
-from pytest_attnperf.gate.results import CaseResult
+from pytest_attnperf.gate.results import CaseRecord
 from pytest_attnperf.measure.input_guard import InputGuard, bits_checksum
 from pytest_attnperf.measure.inputs import make_qkv
 from pytest_attnperf.measure.reference import eager_attention
@@ -29,12 +29,12 @@ class KeepingGate:
     fingerprint = False
 
     def __init__(self) -> None:
-        self.results: list[CaseResult] = []
+        self.results: list[CaseRecord] = []
 
-    def again(self, result: CaseResult) -> CaseResult | None:
+    def again(self, result: CaseRecord) -> CaseRecord | None:
         return None  # this measurement decides
 
-    def finish(self, result: CaseResult, on_final: Callable[[], None] | None) -> CaseResult:
+    def finish(self, result: CaseRecord, on_final: Callable[[], None] | None) -> CaseRecord:
         if on_final is not None:
             on_final()
         self.results.append(result)
@@ -100,9 +100,9 @@ def test_an_out_of_memory_while_building_the_backward_graph_does_not_fit(mode: A
         return torch.empty(1 << 62, dtype=torch.uint8)
 
     result = _runner().measure(Backend("too-big", too_big), make_qkv(SHAPE), mode=mode)
-    assert result.fits is False
-    assert result.reason is not None
-    assert "DefaultCPUAllocator: can't allocate memory" in result.reason
+    assert result.measurement.fits is False
+    assert result.measurement.reason is not None
+    assert "DefaultCPUAllocator: can't allocate memory" in result.measurement.reason
 
 
 def test_the_checksum_sees_any_bit() -> None:
@@ -147,7 +147,7 @@ def test_a_backend_that_leaves_its_inputs_alone_passes_the_guard() -> None:
     qkv = make_qkv(SHAPE)
     runner = _runner()
     result = runner.measure(Backend("correct", _correct, layout="bshd"), qkv)
-    assert result.median_ms is not None
+    assert result.measurement.median_ms is not None
     assert runner.input_guard.modified(qkv, "bshd") == []
 
 
