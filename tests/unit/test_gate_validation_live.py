@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fast_run import FAST_OPTIONS
+
+import pytest_attnperf.measure.case as measuring  # imported before any pytester snapshot, so the patch holds
+from pytest_attnperf.measure.measurement import Measurement
+from pytest_attnperf.measure.timing import Timing
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -280,3 +286,62 @@ def test_no_process_starts_that_the_budget_cannot_hold(
     assert "gate: stopping before trial 0: one more process needs about 25 s, 5 s of --budget-s are left" in out
     assert "no trial ran" in out
     assert not list((tmp_path / "raw").iterdir())
+
+
+@pytest.mark.slow
+def test_the_session_end_re_measures_every_trials_ambiguous_items(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real suite, several trials in one session, its timings scripted: a first measurement of x1.05 is
+    ambiguous (the baseline is 1 ms from one run), so every item of every trial is held and measured again at the
+    session's end, against its own trial's entry; the reports then split per trial as one process a trial did."""
+    medians: list[float] = []
+    measured: list[str] = []  # the item of each measurement, in order
+
+    def scripted(*_: object) -> Measurement:
+        measured.append(os.environ["PYTEST_CURRENT_TEST"].split("[")[1].split("]")[0])
+        median = medians.pop(0) if len(medians) > 1 else medians[0]
+        return Measurement(Timing(samples_ms=(median,) * 10, clock="fake"), 100, None, None)
+
+    monkeypatch.setattr(measuring, "measure", scripted)
+    suite = pytester.path / "benchmarks" / "gate_validation"
+    suite.mkdir(parents=True)
+    for name in ("test_live_gate.py", "live_cases.py"):
+        (suite / name).write_text((live.SUITE / name).read_text(encoding="utf-8"), encoding="utf-8")
+    options = (*FAST_OPTIONS, "--attnperf", "--attnperf-device=cpu", "benchmarks/gate_validation/test_live_gate.py")
+    monkeypatch.setenv("GATE_VALIDATION_CASES", "eager-256")
+    monkeypatch.setenv("GATE_VALIDATION_PHASE", "record")
+    monkeypatch.setenv("GATE_VALIDATION_ROWS", "unchanged,power")
+    medians.append(1.0)
+    pytester.runpytest_inprocess(*options, "--attnperf-update", "--attnperf-baselines=recorded").assert_outcomes(
+        passed=2
+    )
+    live.alias_extra_rows(pytester.path / "recorded")
+    live.trial_baselines(pytester.path / "recorded", pytester.path / "derived", [3, 4, 5])
+    monkeypatch.setenv("GATE_VALIDATION_PHASE", "gate")
+    monkeypatch.delenv("GATE_VALIDATION_ROWS")
+    monkeypatch.setenv("GATE_VALIDATION_TRIAL", "3")
+    monkeypatch.setenv("GATE_VALIDATION_TRIAL_COUNT", "3")
+    medians[:] = [1.05] * 12 + [0.99]  # every first measurement ambiguous, every second one a pass
+    report = pytester.path / "out" / "raw" / "trials-003-005.json"
+    result = pytester.runpytest_inprocess(
+        *options, "--attnperf-baselines=derived", "--attnperf-missing=fail", f"--attnperf-json={report}"
+    )
+    result.assert_outcomes(passed=12)
+    first_pass = [f"{case}-{row}-t{trial}" for trial, case, row in live_cases.interleaved()]
+    assert len(first_pass) == 12
+    assert measured[-24:] == first_pass + first_pass  # each item again at the end, after the last trial's items
+    document = json.loads(report.read_text(encoding="utf-8"))
+    for entry in document["results"]:
+        assert [stage["verdict"] for stage in entry["stages"]] == ["ambiguous", "pass"], entry["test_id"]
+        assert entry["first_median_ms"] == 1.05
+    trials = live.gathered([pytester.path / "out"])
+    assert [trial["trial"] for trial in trials] == [3, 4, 5]
+    assert [[r["test_id"].split("[")[1] for r in trial["results"]] for trial in trials][1] == [
+        "eager-256-unchanged]",
+        "eager-256-plus3]",
+        "eager-256-plus5]",
+        "eager-256-power]",
+    ]  # trial 4's: its rows rotated by 4, its ids as recorded
+    rows = {row["row"]: row for row in live.summarise(trials, ["eager-256"], pytester.path / "recorded")["sensitivity"]}
+    assert (rows["plus5"]["trials"], rows["plus5"]["detected"], rows["plus5"]["false_alarm_trials"]) == (3, 0, 3)
