@@ -345,3 +345,34 @@ def test_the_session_end_re_measures_every_trials_ambiguous_items(
     ]  # trial 4's: its rows rotated by 4, its ids as recorded
     rows = {row["row"]: row for row in live.summarise(trials, ["eager-256"], pytester.path / "recorded")["sensitivity"]}
     assert (rows["plus5"]["trials"], rows["plus5"]["detected"], rows["plus5"]["false_alarm_trials"]) == (3, 0, 3)
+
+
+@pytest.mark.slow
+def test_the_script_on_the_cpu_over_two_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Record and two trials in one process, then a third trial in another call against the same baselines, then
+    both gathered: the summary has the form of the committed one-process-a-trial run's."""
+    monkeypatch.setenv("GATE_VALIDATION_CASES", "eager-256")
+    first, second = tmp_path / "call1", tmp_path / "call2"
+    common = ["--device", "cpu", "--trials-per-process", "2"]
+    assert live.main(["all", "--out", str(first), "--trials", "2", "--record-runs", "1", *common]) == 0
+    monkeypatch.setenv("FIRST_TRIAL", "2")
+    assert (
+        live.main(["gate", "--out", str(second), "--baselines", str(first / "baselines"), "--trials", "3", *common])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "estimate: gate trials 0-1 (1 cases x 4 rows each) in 1 pytest processes of at most 2 trials" in out
+    assert "gate: trials 0-1 done in" in out
+    assert "gate: trials 2-2 done in" in out
+    assert sorted(path.name for path in (first / "raw").iterdir()) == ["trials-000-001.json"]
+    assert live.main(["summarise", "--out", str(tmp_path / "all"), str(first), str(second)]) == 0
+    summary = json.loads((tmp_path / "all" / "gate-validation-live.json").read_text(encoding="utf-8"))
+    committed = json.loads((ROOT / "docs/results/h100/2026-12/gate-validation-live.json").read_text(encoding="utf-8"))
+    assert summary.keys() == committed.keys()
+    assert [row.keys() for row in summary["sensitivity"]] == [committed["sensitivity"][0].keys()] * 3
+    assert summary["gated_runs"]["runs"] == 3
+    assert summary["gated_runs"]["processes"] == 2
+    assert {row["trials"] for row in summary["sensitivity"]} == {3}
+    assert summary["recorded_on"] == []  # a CPU has no UUID
