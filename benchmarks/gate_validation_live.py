@@ -304,13 +304,14 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
     return sorted(trials, key=lambda trial: int(trial["trial"]))
 
 
+def _contents(baselines: Path) -> tuple[tuple[str, bytes], ...]:
+    return tuple((path.name, path.read_bytes()) for path in sorted(baselines.glob("*.yaml")))
+
+
 def gated_against(folders: list[Path]) -> Path | None:
     """The one baselines/ folder the gathered folders were gated against (the same files in each)."""
     found = [folder / "baselines" for folder in folders if list((folder / "baselines").glob("*.yaml"))]
-    contents = {
-        tuple((path.name, path.read_bytes()) for path in sorted(baselines.glob("*.yaml"))) for baselines in found
-    }
-    if len(contents) > 1:
+    if len({_contents(baselines) for baselines in found}) > 1:
         raise SystemExit(f"{', '.join(map(str, found))} hold different baseline files: summarise each on its own")
     return found[0] if found else None
 
@@ -506,6 +507,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"GATE_VALIDATION_CASES: unknown {', '.join(unknown)}; expected some of {', '.join(ALL_CASES)}")
     baselines = arguments.baselines or arguments.out / "baselines"
+    if trials_on_disk(arguments.out / "raw"):  # a folder's trials are all gated against one set of baselines
+        if arguments.stage != "gate":
+            raise SystemExit(f"{arguments.out / 'raw'} already holds gated trials: recording again would gate the "
+                             "next ones against other baselines; continue with the gate stage, or give another --out")  # fmt: skip
+        if _contents(baselines) != _contents(arguments.out / "baselines"):
+            raise SystemExit(f"{arguments.out} holds trials gated against other baselines than {baselines}: give "
+                             "another --out")  # fmt: skip
     first = first_trial(arguments) if arguments.stage != "record" else 0
     if arguments.stage == "gate":
         baseline_files(baselines)
