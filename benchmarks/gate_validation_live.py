@@ -237,6 +237,7 @@ def gate(arguments: argparse.Namespace, baselines: Path, cases: list[str], first
             trial_baselines(baselines, derived, numbers)
             path = raw / f"trials-{numbers[0]:03d}-{numbers[-1]:03d}.json"
             partial = path.with_name(path.name + ".partial")  # a report only once its process ended
+            partial.unlink(missing_ok=True)  # a cut-off call's
             env = {**os.environ, "GATE_VALIDATION_PHASE": "gate", "GATE_VALIDATION_TRIAL": str(index),
                    "GATE_VALIDATION_TRIAL_COUNT": str(count)}  # fmt: skip
             env.pop("GATE_VALIDATION_ROWS", None)
@@ -246,16 +247,21 @@ def gate(arguments: argparse.Namespace, baselines: Path, cases: list[str], first
             if not partial.exists():
                 print(f"gate: trials {index}-{numbers[-1]}: pytest wrote no report (exit {code}); stopping", flush=True)
                 return 1
+            if code not in (0, 1):  # not a whole session (its held items were not measured again): not gathered
+                partial.replace(path.with_name(f"{path.name}.exit-{code}"))
+                print(f"gate: trials {index}-{numbers[-1]}: pytest exited {code}; its report is set aside as "
+                      f"{path.name}.exit-{code}; stopping", flush=True)  # fmt: skip
+                return 1
             document = json.loads(partial.read_text(encoding="utf-8"))
             document["gate_validation"] = {
                 "trials": numbers, "exit": code, "wall_s": round(wall_s, 1), "command": arguments.command_line,
                 "baselines": str(baselines),  # gated against these entries, copied under each trial's id
             }  # fmt: skip
-            path.write_text(json.dumps(document) + "\n", encoding="utf-8")
-            partial.unlink()
-            expected = count * len(cases) * len(ROWS)
-            if len({record["test_id"] for record in document["results"]}) != expected:
-                print(f"gate: {path.name} holds {len(document['results'])} records, not {expected}", flush=True)
+            partial.write_text(json.dumps(document) + "\n", encoding="utf-8")
+            partial.replace(path)
+            expected, found = count * len(cases) * len(ROWS), len({record["test_id"] for record in document["results"]})
+            if found != expected:
+                print(f"gate: {path.name} holds {found} of the {expected} items' records", flush=True)
             pace.learn(wall_s, document.get("cost"), count)
             print(
                 f"gate: trials {index}-{numbers[-1]} done in {wall_s:.0f} s (exit {code}), {time.perf_counter() - started:.0f} s "
@@ -272,7 +278,10 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
     seen: dict[int, Path] = {}
     trials: list[dict[str, Any]] = []
     for folder in folders:
-        for path in sorted((folder / "raw").glob("*.json")):
+        reports = sorted((folder / "raw").glob("*.json"))
+        if not reports:
+            raise SystemExit(f"no gated trials in {folder / 'raw'} (expected the gate stage's trials-A-B.json)")
+        for path in reports:
             try:
                 document = json.loads(path.read_text(encoding="utf-8"))
                 results, device = document["results"], document["device"]
@@ -299,8 +308,6 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
                 run = document.get("gate_validation") or {}
                 trials.append({"trial": index, "exit": run.get("exit"), "results": records, "device": device,
                                "raw": f"{folder.name}/raw/{path.name}", "command": run.get("command")})  # fmt: skip
-    if not trials:
-        raise SystemExit(f"no gated trials in {', '.join(str(folder / 'raw') for folder in folders)}")
     return sorted(trials, key=lambda trial: int(trial["trial"]))
 
 

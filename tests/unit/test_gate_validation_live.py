@@ -376,3 +376,53 @@ def test_the_script_on_the_cpu_over_two_calls(
     assert summary["gated_runs"]["processes"] == 2
     assert {row["trials"] for row in summary["sensitivity"]} == {3}
     assert summary["recorded_on"] == []  # a CPU has no UUID
+
+
+FAKE_PYTEST = """
+import json, os, sys, yaml
+report, baselines = sys.argv[1], sys.argv[2]
+(path,) = [os.path.join(baselines, name) for name in os.listdir(baselines) if name.endswith(".yaml")]
+ids = list(yaml.safe_load(open(path, encoding="utf-8"))["entries"])  # the items of this process's trials
+template = json.loads(os.environ["FAKE_RECORD"])
+results = [{**template, "test_id": test_id} for test_id in ids]
+cost = {"first_test_at": 100.0, "last_test_at": 100.0 + 0.01 * len(ids)}
+json.dump({"device": {"name": "GPU", "uuid": "GPU-b"}, "results": results, "cost": cost}, open(report, "w"))
+sys.exit(int(os.environ.get("FAKE_EXIT", "1")))
+"""
+
+
+def test_the_gate_runs_the_trials_k_a_process_and_a_later_call_continues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gate stage's loop with a stand-in for pytest, which reports every item of the trials' baseline file."""
+    monkeypatch.setattr(
+        live,
+        "pytest_command",
+        lambda out_json, baselines, device: [sys.executable, "-c", FAKE_PYTEST, out_json, baselines],
+    )
+    monkeypatch.setenv("FAKE_RECORD", json.dumps(record("eager-256", "unchanged", 1.0, "ok")))
+    monkeypatch.setenv("GATE_VALIDATION_CASES", "eager-256")
+    baseline_file(tmp_path / "baselines", [f"eager-256-{row}" for row in live.ROWS])
+    assert live.main(["gate", "--out", str(tmp_path), "--trials", "5", "--trials-per-process", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "in 3 pytest processes of at most 2 trials" in out
+    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == [
+        "trials-000-001.json", "trials-002-003.json", "trials-004-004.json",
+    ]  # fmt: skip
+    report = json.loads((tmp_path / "raw" / "trials-002-003.json").read_text(encoding="utf-8"))
+    assert report["gate_validation"]["trials"] == [2, 3]
+    assert report["gate_validation"]["exit"] == 1
+    assert sorted(r["test_id"].split("[")[1] for r in report["results"])[:2] == [
+        "eager-256-plus3-t2]",
+        "eager-256-plus3-t3]",
+    ]
+    summary = json.loads((tmp_path / "gate-validation-live.json").read_text(encoding="utf-8"))
+    assert summary["gated_runs"]["runs"] == 5
+    assert summary["gated_runs"]["processes"] == 3
+    # a later call with the same --out continues at trial 5; a session that did not end normally is set aside
+    assert live.main(["gate", "--out", str(tmp_path), "--trials", "6"]) == 0
+    assert "gate: trials 5-5 done in" in capsys.readouterr().out
+    monkeypatch.setenv("FAKE_EXIT", "2")
+    assert live.main(["gate", "--out", str(tmp_path), "--trials", "7"]) == 1
+    assert "pytest exited 2; its report is set aside as trials-006-006.json.exit-2; stopping" in capsys.readouterr().out
+    assert [trial["trial"] for trial in live.gathered([tmp_path])] == [0, 1, 2, 3, 4, 5]
