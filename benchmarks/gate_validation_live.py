@@ -263,12 +263,14 @@ def gate(arguments: argparse.Namespace, baselines: Path, cases: list[str], first
             if found != expected:
                 print(f"gate: {path.name} holds {found} of the {expected} items' records", flush=True)
             pace.learn(wall_s, document.get("cost"), count)
+            index += count
+            more = sum(pace.plan(index, arguments.trials, arguments.trials_per_process, deadline - time.perf_counter()))
             print(
-                f"gate: trials {index}-{numbers[-1]} done in {wall_s:.0f} s (exit {code}), {time.perf_counter() - started:.0f} s "
-                f"in all; measured: start {pace.starts_s[-1]:.0f} s, {pace.trials_s[-1]:.1f} s a trial",
+                f"gate: trials {numbers[0]}-{numbers[-1]} done in {wall_s:.0f} s (exit {code}), "
+                f"{time.perf_counter() - started:.0f} s in all; measured: start {pace.starts_s[-1]:.0f} s, "
+                f"{pace.trials_s[-1]:.1f} s a trial; {arguments.trials - index} to go, about {more} within --budget-s",
                 flush=True,
             )
-            index += count
     return 0
 
 
@@ -469,6 +471,8 @@ def write_outputs(out: Path, trials: list[dict[str, Any]], summary: dict[str, An
     text = markdown(summary)
     (out / "gate-validation.md").write_text(text, encoding="utf-8")
     print(text)
+    if len(summary["gated_on"]) > 1:  # e.g. a later call on a fresh machine: say so, the table mixes the cards
+        print(f"note: these trials ran on {len(summary['gated_on'])} cards: {', '.join(summary['gated_on'])}")
 
 
 def _cases_of(trials: list[dict[str, Any]]) -> list[str]:

@@ -406,6 +406,8 @@ def test_the_gate_runs_the_trials_k_a_process_and_a_later_call_continues(
     assert live.main(["gate", "--out", str(tmp_path), "--trials", "5", "--trials-per-process", "2"]) == 0
     out = capsys.readouterr().out
     assert "in 3 pytest processes of at most 2 trials" in out
+    assert "gate: trials 0-1 done in" in out
+    assert "a trial; 3 to go, about 3 within --budget-s" in out  # by the pace measured
     assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == [
         "trials-000-001.json", "trials-002-003.json", "trials-004-004.json",
     ]  # fmt: skip
