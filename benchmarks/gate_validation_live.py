@@ -55,12 +55,14 @@ sys.path.insert(0, str(SUITE))
 
 from live_cases import ALL_CASES, CASES, EXTRA, ROWS, item_id, parse_item_id  # noqa: E402
 
-# Rough costs (s) for the estimate before anything ran: a pytest process's start (torch, CUDA, the session's
-# spin-up and reference), flex's compilation (once a process), and one measured test (warm-up <= 1 s, sampling,
-# power window, reference; an ambiguous one's cool-down and re-measurement at the session's end). The H100 run of
-# December 2026 took 29 s a process of 16 tests, against 39 s so estimated. Once a process ran, its report's
+# Rough costs (s) for the estimate before anything ran, and for the size of a call's first process: a pytest
+# process's start (python, torch, CUDA, the session's spin-up and reference), flex's compilation (once a process),
+# and one test (warm-up <= 1 s, sampling, power window, reference; an ambiguous one's cool-down and re-measurement
+# at the session's end). From the H100 run of December 2026 (docs/results/h100/2026-12/live.log): 144 s for five
+# processes of 16 tests (29 s each), the last one's pytest session 23 s of it, so at most about 1.45 s a test;
+# START_S + 16 PER_TEST_S = 33 s is on the safe side, as a process cut off by the call's end loses all its trials. Once a process ran, its report's
 # timestamps replace them: its start (wall time outside its tests) and a trial's time, the slowest seen, + 5 %.
-START_S, FLEX_COMPILE_S, PER_TEST_S, MARGIN = 20.0, 15.0, 1.2, 1.05
+START_S, FLEX_COMPILE_S, PER_TEST_S, MARGIN = 10.0, 15.0, 1.45, 1.05
 RAW_FILE = re.compile(r"^trials-(\d+)-(\d+)\.json$")
 OLD_RAW_FILE = re.compile(r"^trial-(\d+)\.json$")  # one process a trial (the December 2026 run)
 ALL_COMMAND = "python benchmarks/gate_validation_live.py all --out $OUT"
