@@ -482,6 +482,30 @@ def _cases_of(trials: list[dict[str, Any]]) -> list[str]:
     return [case for case in ALL_CASES if case in found]
 
 
+def print_estimate(arguments: argparse.Namespace, cases: list[str], first: int) -> None:
+    """What the call should take by the rough costs, and how many trials its budget should hold."""
+    record_s = estimate_s(cases, 2, arguments.record_runs) if arguments.stage != "gate" else 0.0
+    if arguments.stage != "gate":
+        print(
+            f"estimate: record {record_s:.0f} s ({arguments.record_runs} runs x {len(cases)} cases x 2 rows)",
+            flush=True,
+        )
+    if arguments.stage == "record":
+        return
+    pace, left = Pace(cases), arguments.trials - first
+    processes = math.ceil(left / arguments.trials_per_process)
+    gate_s = processes * pace.predict_s(0) + left * (pace.predict_s(1) - pace.predict_s(0))
+    fit = sum(pace.plan(first, arguments.trials, arguments.trials_per_process, arguments.budget_s - record_s))
+    print(
+        f"estimate: gate trials {first}-{arguments.trials - 1} ({len(cases)} cases x {len(ROWS)} rows each) in "
+        f"{processes} pytest processes of at most {arguments.trials_per_process} trials: {gate_s:.0f} s "
+        f"({pace.predict_s(0):.0f} s a process's start, {pace.predict_s(1) - pace.predict_s(0):.0f} s a trial)"
+        f"{f'; with the record: {record_s + gate_s:.0f} s' if record_s else ''}. Within --budget-s {arguments.budget_s:.0f}: about {fit} "
+        f"trials{'' if fit >= left else f', the rest in another call (--first-trial {first + fit})'}",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ.get
@@ -495,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=_whole_number(1, "TRIALS"), default=environ("TRIALS", "20"),
                         help="the total number of trials: numbered 0 to TRIALS-1 (TRIALS)")  # fmt: skip
     parser.add_argument("--trials-per-process", type=_whole_number(1, "TRIALS_PER_PROCESS"),
-                        default=environ("TRIALS_PER_PROCESS", "5"), help="at most this many trials in one pytest process")  # fmt: skip
+                        default=environ("TRIALS_PER_PROCESS", "10"), help="at most this many trials in one pytest process (TRIALS_PER_PROCESS)")  # fmt: skip
     parser.add_argument("--first-trial", type=_whole_number(0, "FIRST_TRIAL"), default=environ("FIRST_TRIAL"),
                         help="this call's first trial (FIRST_TRIAL; default: after the ones under OUT/raw, else 0)")  # fmt: skip
     parser.add_argument("--record-runs", type=_whole_number(1, "RECORD_RUNS"), default=environ("RECORD_RUNS", "3"))
@@ -530,21 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     first = first_trial(arguments) if arguments.stage != "record" else 0
     if arguments.stage == "gate":
         baseline_files(baselines)
-    record_s = estimate_s(cases, 2, arguments.record_runs) if arguments.stage != "gate" else 0.0
-    print(f"estimate: record {record_s:.0f} s ({arguments.record_runs} runs x {len(cases)} cases x 2 rows)", flush=True)
-    if arguments.stage != "record":
-        pace, left = Pace(cases), arguments.trials - first
-        processes = math.ceil(left / arguments.trials_per_process)
-        gate_s = processes * pace.predict_s(0) + left * (pace.predict_s(1) - pace.predict_s(0))
-        fit = sum(pace.plan(first, arguments.trials, arguments.trials_per_process, arguments.budget_s - record_s))
-        print(
-            f"estimate: gate trials {first}-{arguments.trials - 1} ({len(cases)} cases x {len(ROWS)} rows each) in "
-            f"{processes} pytest processes of at most {arguments.trials_per_process} trials: {gate_s:.0f} s "
-            f"({pace.predict_s(0):.0f} s a process's start, {pace.predict_s(1) - pace.predict_s(0):.0f} s a trial); "
-            f"with the record: {record_s + gate_s:.0f} s. Within --budget-s {arguments.budget_s:.0f}: about {fit} "
-            f"trials{'' if fit >= left else f', the rest in another call (--first-trial {first + fit})'}",
-            flush=True,
-        )
+    print_estimate(arguments, cases, first)
     arguments.out.mkdir(parents=True, exist_ok=True)
     if arguments.stage in ("record", "all"):
         baselines.mkdir(parents=True, exist_ok=True)
