@@ -109,7 +109,7 @@ def test_the_summary_gives_wall_time_and_cycles_and_counts_verdicts(tmp_path: Pa
 
 def test_a_process_starts_only_if_it_ends_within_the_budget() -> None:
     pace = live.Pace(["flash-attn-32K", "eager-4K"])  # before any process: the rough costs
-    one_trial = live.PER_TEST_S * 2 * len(live.ROWS)
+    one_trial = live.PER_TEST_S * 2 * len(live_cases.ROWS)
     assert pace.predict_s(3) == pytest.approx(live.START_S + 3 * one_trial)
     assert pace.fitting(5, live.START_S + 2.5 * one_trial) == 2
     assert pace.fitting(5, live.START_S) == 0
@@ -217,7 +217,7 @@ def test_summarise_refuses_what_cannot_be_gathered(tmp_path: Path) -> None:
 def test_the_one_process_a_trial_reports_are_still_read(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     for trial in range(2):  # raw/trial-N.json, ids without the trial (the December 2026 run)
-        results = [record("eager-4K", row, 1.0, "ok") for row in live.ROWS]
+        results = [record("eager-4K", row, 1.0, "ok") for row in live_cases.ROWS]
         document = {"device": {"name": "GPU", "uuid": "GPU-a"}, "results": results}
         (tmp_path / "raw" / f"trial-{trial}.json").write_text(json.dumps(document), encoding="utf-8")
     assert [trial["trial"] for trial in live.gathered([tmp_path])] == [0, 1]
@@ -283,7 +283,7 @@ def test_no_process_starts_that_the_budget_cannot_hold(
     assert live.main(["gate", "--out", str(tmp_path), "--budget-s", "5", "--device", "cpu"]) == 1
     out = capsys.readouterr().out
     assert "Within --budget-s 5: about 0 trials, the rest in another call (--first-trial 0)" in out
-    one_process = live.START_S + live.PER_TEST_S * len(live.ROWS)
+    one_process = live.START_S + live.PER_TEST_S * len(live_cases.ROWS)
     assert f"gate: stopping before trial 0: one more process needs about {one_process:.0f} s, 5 s of --budget-s" in out
     assert "no trial ran" in out
     assert not list((tmp_path / "raw").iterdir())
@@ -403,7 +403,7 @@ def test_the_gate_runs_the_trials_k_a_process_and_a_later_call_continues(
     )
     monkeypatch.setenv("FAKE_RECORD", json.dumps(record("eager-256", "unchanged", 1.0, "ok")))
     monkeypatch.setenv("GATE_VALIDATION_CASES", "eager-256")
-    baseline_file(tmp_path / "baselines", [f"eager-256-{row}" for row in live.ROWS])
+    baseline_file(tmp_path / "baselines", [f"eager-256-{row}" for row in live_cases.ROWS])
     assert live.main(["gate", "--out", str(tmp_path), "--trials", "5", "--trials-per-process", "2"]) == 0
     out = capsys.readouterr().out
     assert "in 3 pytest processes of at most 2 trials" in out
