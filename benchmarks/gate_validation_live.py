@@ -171,7 +171,10 @@ def trial_baselines(baselines: Path, into: Path, trials: list[int]) -> None:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         copies: dict[str, Any] = {}
         for test_id, entry in (document.get("entries") or {}).items():
-            case, row, trial = parse_item_id(test_id)
+            try:
+                case, row, trial = parse_item_id(test_id)
+            except ValueError as error:
+                raise SystemExit(f"{path}: {error}: not the record stage's baselines") from None
             if trial is not None:
                 raise SystemExit(f"{path}: {test_id} names a trial; expected the record stage's [case-row] entries")
             for index in trials:

@@ -146,6 +146,9 @@ def test_each_trial_is_gated_against_the_recorded_entry_copied_under_its_id(tmp_
     baseline_file(tmp_path / "odd", ["eager-4K-unchanged-t2"])
     with pytest.raises(SystemExit, match=r"names a trial; expected the record stage's \[case-row\] entries"):
         live.trial_baselines(tmp_path / "odd", tmp_path / "derived", [0])
+    baseline_file(tmp_path / "suite", ["eager-1K"])  # another suite's baselines
+    with pytest.raises(SystemExit, match=r"is not an id of test_gate\[case-row\].*: not the record stage's baselines"):
+        live.trial_baselines(tmp_path / "suite", tmp_path / "derived", [0])
     with pytest.raises(SystemExit, match="no baseline file"):
         live.trial_baselines(tmp_path / "none", tmp_path / "derived", [0])
 
