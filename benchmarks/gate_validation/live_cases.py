@@ -7,12 +7,18 @@ Environment (set by ``benchmarks/gate_validation_live.py``):
 - ``GATE_VALIDATION_PHASE``: ``record`` (the power-heavier row's baseline on inputs rounded to
   ``GATE_VALIDATION_ROUNDING`` fractional bits: less switching, the same cycles) or ``gate`` (every row
   on the seeded inputs as they are);
-- ``GATE_VALIDATION_TRIAL``: the trial's index; the rows of each case run in an order rotated by it.
+- ``GATE_VALIDATION_TRIAL`` and ``GATE_VALIDATION_TRIAL_COUNT``: the gate phase runs the trials numbered from
+  the first for the count given (default 0 and 1), one after the other in this session; each is a parameter of
+  the test (``[case-row-tN]``) and runs every case, with the rows of each case in an order rotated by its index.
+
+A gated test's id names its trial, so its baseline entry is the record phase's ``[case-row]`` entry copied under
+the trial's id (``gate_validation_live.py`` writes that copy): one entry per item, as the plugin looks them up.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -75,8 +81,21 @@ def selected_rows() -> list[str]:
     return _listed("GATE_VALIDATION_ROWS", ROWS)
 
 
-def trial() -> int:
-    return int(os.environ.get("GATE_VALIDATION_TRIAL", "0"))
+def _whole_number(variable: str, default: int, minimum: int) -> int:
+    value = os.environ.get(variable, str(default))
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise pytest.UsageError(f"{variable} must be a whole number >= {minimum}, not {value!r}")
+    return number
+
+
+def trials() -> list[int]:
+    """The trial indices this gate session runs, in order."""
+    first = _whole_number("GATE_VALIDATION_TRIAL", 0, 0)
+    return list(range(first, first + _whole_number("GATE_VALIDATION_TRIAL_COUNT", 1, 1)))
 
 
 def phase() -> str:
@@ -90,8 +109,32 @@ def rounding_bits() -> int:
     return int(os.environ.get("GATE_VALIDATION_ROUNDING", "3"))
 
 
-def interleaved() -> list[tuple[str, str]]:
-    """(case, row) in run order: each case's rows rotated by the trial index, so no row always runs first."""
-    rows = selected_rows()
-    shift = trial() % len(rows)
-    return [(case, row) for case in selected_cases() for row in rows[shift:] + rows[:shift]]
+def interleaved() -> list[tuple[int | None, str, str]]:
+    """(trial, case, row) in run order: the record phase once, without a trial; the gate phase trial after trial,
+    every case in each, its rows rotated by the trial's index, so no row always runs first and drift over the
+    session falls on every row alike."""
+    rows, cases = selected_rows(), selected_cases()
+    if phase() == "record":
+        return [(None, case, row) for case in cases for row in rows]
+    return [
+        (index, case, row)
+        for index in trials()
+        for case in cases
+        for row in rows[index % len(rows) :] + rows[: index % len(rows)]
+    ]
+
+
+def item_id(case: str, row: str, trial: int | None) -> str:
+    """The parameter id of one item: ``case-row`` (record), ``case-row-tN`` (trial N)."""
+    return f"{case}-{row}" if trial is None else f"{case}-{row}-t{trial}"
+
+
+_ID = re.compile(rf"\[(?P<case>[^\[\]]+)-(?P<row>{'|'.join(ROWS)})(?:-t(?P<trial>\d+))?\]$")
+
+
+def parse_item_id(node_id: str) -> tuple[str, str, int | None]:
+    """(case, row, trial) of a node id of test_gate (trial None: the record phase's id)."""
+    match = _ID.search(node_id)
+    if match is None or match["case"] not in ALL_CASES:
+        raise ValueError(f"{node_id!r} is not an id of test_gate[case-row] or test_gate[case-row-tN]")
+    return match["case"], match["row"], None if match["trial"] is None else int(match["trial"])

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from live_cases import ALL_CASES, EXTRA, interleaved, phase, rounding_bits
+from live_cases import ALL_CASES, EXTRA, interleaved, item_id, phase, rounding_bits
 
 from pytest_attnperf import AttnPerf
 from pytest_attnperf.backends.registry import REGISTRY, Backend
@@ -36,11 +36,16 @@ def _inputs(case: str, rounded: bool, device: torch.device) -> QKV:
     return qkv
 
 
-def _slowed(backend: Backend, case: str, row: str, request: pytest.FixtureRequest, device: torch.device) -> Backend:
-    """The backend followed by extra GPU work worth EXTRA[row] of the unchanged baseline's median."""
+def _slowed(
+    backend: Backend, trial: int | None, case: str, row: str, request: pytest.FixtureRequest, device: torch.device
+) -> Backend:
+    """The backend followed by extra GPU work worth EXTRA[row] of the unchanged baseline's median (sized once per
+    case and row: every trial's entry is the same recorded one)."""
     key = f"{case}-{row}"
     if key not in _injectors:
-        unchanged = request.node.nodeid.replace(f"[{key}]", f"[{case}-unchanged]")
+        unchanged = request.node.nodeid.replace(
+            f"[{item_id(case, row, trial)}]", f"[{item_id(case, 'unchanged', trial)}]"
+        )
         entry = session_of(request.config).baseline_entry(unchanged)
         if entry is None or entry.median_ms is None:
             pytest.fail(f"{unchanged} has no baseline: record the unchanged row first (gate_validation_live.py record)")
@@ -59,11 +64,11 @@ def _slowed(backend: Backend, case: str, row: str, request: pytest.FixtureReques
 
 
 @pytest.mark.attnperf_latency
-@pytest.mark.parametrize(("case", "row"), interleaved(), ids=[f"{case}-{row}" for case, row in interleaved()])
-def test_gate(attnperf: AttnPerf, case: str, row: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(("trial", "case", "row"), interleaved(), ids=[item_id(c, r, t) for t, c, r in interleaved()])
+def test_gate(attnperf: AttnPerf, trial: int | None, case: str, row: str, request: pytest.FixtureRequest) -> None:
     backend = REGISTRY.get(ALL_CASES[case].backend)
     qkv = _inputs(case, rounded=row == "power" and phase() == "record", device=attnperf.device)
     if row in EXTRA:
-        backend = _slowed(backend, case, row, request, attnperf.device)
+        backend = _slowed(backend, trial, case, row, request, attnperf.device)
     result = attnperf.measure(backend, qkv)
     assert result.fits, result.reason
