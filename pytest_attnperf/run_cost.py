@@ -69,15 +69,22 @@ class RunCost:
     test_spans: list[tuple[float, float]] = field(default_factory=list)  # each test's setup start, teardown stop
     test_ids: list[str] = field(default_factory=list)
     compile_cache: dict[str, Any] | None = None
+    # Seconds in the tests' set-ups (fixtures: inputs, a backend's import, the session's start on the first) and
+    # teardowns (the caches freed between modules), so the time in a call outside its case's phases stands alone.
+    setup_s: dict[str, float] = field(default_factory=dict)
+    teardown_s: float = 0.0
 
     def note(self, when: str, start: float, stop: float, test_id: str = "") -> None:
         """A test phase's report (setup, call, teardown): a test's span runs from its setup to its teardown."""
         if when == "setup":
             self.test_spans.append((start, stop))
             self.test_ids.append(test_id)
+            self.setup_s[test_id] = self.setup_s.get(test_id, 0.0) + stop - start
         elif self.test_spans:
             first, _ = self.test_spans[-1]
             self.test_spans[-1] = (first, stop)
+            if when == "teardown":
+                self.teardown_s += stop - start
 
     def record(self) -> dict[str, Any]:
         spans = self.test_spans
@@ -91,7 +98,10 @@ class RunCost:
             "last_test_at": spans[-1][1] if spans else None,
             "tests_s": round(sum(stop - start for start, stop in spans), 3),
             "tests": len(spans),
+            "setup_s": round(sum(self.setup_s.values()), 3),
+            "teardown_s": round(self.teardown_s, 3),
             "test_s": by_test,  # each test's wall time, set-up to teardown
+            "test_setup_s": {test_id: round(seconds, 3) for test_id, seconds in self.setup_s.items()},
             "finished_at": time.time(),
             "compile_cache": {**(self.compile_cache or {"dir": None}), **compile_cache_state()},
         }

@@ -48,7 +48,6 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
     peak_bytes: int | None
     free_bytes: int | None = None
     gpu: dict[str, Any] = {}
-    release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
     phases: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -58,6 +57,8 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         phases[name] = round(phases.get(name, 0.0) + (now - clock) * 1e3, 3)
         clock = now
 
+    release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
+    lap("release")
     try:
         workload()  # first call: compile/autotune, so it is not counted as the workload's peak
         lap("first_call")
@@ -68,7 +69,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
             memory_note = None
             nvml = nvml_for(device)
             reference = machine_reference.current(device)  # the machine's state next to this case (gate/machine.py)
-            lap("reference")
+            lap("machine_reference")
             start = nvml.snapshot() if nvml else None
             timing = time_cuda(workload, device, config, max_clock_mhz=nvml.max_sm_clock_mhz() if nvml else None)
             if nvml is not None and start is not None:

@@ -52,6 +52,8 @@ def test_a_tests_span_runs_from_its_setup_to_its_teardown() -> None:
     record = cost.record()
     assert (record["first_test_at"], record["last_test_at"], record["tests"]) == (10.0, 13.3, 2)
     assert record["tests_s"] == pytest.approx(2.1 + 0.3)
+    assert record["setup_s"] == pytest.approx(0.5 + 0.2)  # the fixtures, apart from the calls
+    assert record["teardown_s"] == pytest.approx(0.1 + 0.1)
     started = process_started_at()
     if sys.platform == "linux":
         assert started is not None
@@ -171,4 +173,14 @@ def test_each_tests_time_outside_its_phases_is_named() -> None:
     cost = load_script("gate_cost").cost_record(document)
     assert cost["tests_other_top"] == [["t::a", 4.0], ["t::b", 3.0]]
     assert cost["phases_s"]["tests_other"] == 7.0
+    assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
+    # Since the set-ups and teardowns are recorded, they are named apart; the rest is in the calls.
+    document["cost"].update(setup_s=2.5, teardown_s=0.5, test_setup_s={"t::a": 2.0, "t::b": 0.5})
+    document["results"][0]["phases_ms"].update(power=500.0, machine_reference=250.0, out_of_memory=250.0)
+    cost = load_script("gate_cost").cost_record(document)
+    assert (cost["phases_s"]["test_setup"], cost["phases_s"]["test_teardown"]) == (2.5, 0.5)
+    assert cost["phases_s"]["power"] == 0.5
+    assert cost["phases_s"]["tests_other"] == 3.0  # 8 s of tests - 2 s of phases - 2.5 s set-up - 0.5 s teardown
+    assert cost["tests_other_top"] == [["t::b", 2.5], ["t::a", 1.0]]
+    assert cost["test_setup_top"] == [["t::a", 2.0], ["t::b", 0.5]]
     assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
