@@ -104,14 +104,18 @@ def timed(
         source.fix_lead()
     # A GPU's kernel times are not preempted: the minimum, then until the median is known. A CPU's are.
     count = (
-        config.min_samples
-        if gpu
-        else sample_count(warmup.estimate_ms, rep_ms, config.min_samples, config.max_samples)
+        config.min_samples if gpu else sample_count(warmup.estimate_ms, rep_ms, config.min_samples, config.max_samples)
     )
     threshold = throttle_threshold(max_clock_mhz, warmup.samples) if gpu else None
     sampling_started = time.perf_counter()
     collected: Collected = collect(
-        source, count, threshold_mhz=threshold, rep_ms=rep_ms, max_samples=config.max_samples, sleep=sleep
+        source,
+        count,
+        threshold_mhz=threshold,
+        rep_ms=rep_ms,
+        max_samples=config.max_samples,
+        sleep=sleep,
+        bounded_from=None if gpu else config.min_samples,  # a GPU's samples are not preempted
     )
     sampling_wall_ms = (time.perf_counter() - sampling_started) * 1e3
     info: dict[str, Any] = {

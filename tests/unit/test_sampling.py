@@ -190,6 +190,19 @@ def test_a_host_too_loaded_for_the_median_to_settle_stops_at_ten_times_the_budge
     assert result.half_width > PRECISION  # and it says the median was not known that well
 
 
+def test_a_cpus_first_batch_stops_at_the_bound_when_another_job_takes_the_host() -> None:
+    """Planned from a 0.06 ms warm-up: 400 samples. The host is taken meanwhile (each sample 40 ms): the batch
+    stops at ten times the budget of measured time, once it holds the minimum count; a GPU's batch is not cut."""
+    stretched = [Sample(40.0, None)] * 10_000
+    cpu = collect(Scripted(stretched), 400, threshold_mhz=None, rep_ms=25.0, max_samples=500, bounded_from=10)
+    assert len(cpu.kept) == 10  # 400 ms >= 10 x 25 ms once the minimum is in
+    assert cpu.extended == 0
+    slow = collect(Scripted(stretched), 400, threshold_mhz=None, rep_ms=25.0, max_samples=500, bounded_from=20)
+    assert len(slow.kept) == 20  # never fewer than the minimum, however long they took
+    unbounded = collect(Scripted(stretched), 400, threshold_mhz=None, rep_ms=25.0, max_samples=500)
+    assert len(unbounded.kept) == 400
+
+
 def test_the_lead_covers_the_hosts_launch_time_not_a_fixed_millisecond() -> None:
     """A compiled call's launch takes ~0.4 ms with a rare slow one: the lead covers its 90th percentile
     with a margin; the old rule (twice the slowest launch of a batch) spun 2x the outlier."""
