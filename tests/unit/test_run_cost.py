@@ -28,6 +28,23 @@ def test_the_compile_cache_goes_into_the_folder_unless_the_user_chose_one(tmp_pa
     assert environ["TRITON_CACHE_DIR"] == "/mine/triton"  # never overridden
     assert chosen["inductor"] == {"dir": str(tmp_path / "inductor"), "set_by": "--attnperf-cache-dir"}
     assert chosen["triton"] == {"dir": "/mine/triton", "set_by": "$TRITON_CACHE_DIR"}
+    # FlashAttention-4's CuTe DSL cache is off unless switched on: switched on, in the folder
+    assert environ["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] == "1"
+    assert environ["FLASH_ATTENTION_CUTE_DSL_CACHE_DIR"] == str(tmp_path / "flash_attn_cute")
+    assert (tmp_path / "flash_attn_cute").is_dir()
+
+
+def test_a_flash_attention_4_cache_the_user_switched_off_stays_off(tmp_path: Path) -> None:
+    environ = {"FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "0"}
+    chosen = use_compile_cache(tmp_path, environ)
+    assert environ == {
+        "FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "0",
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "TRITON_CACHE_DIR": str(tmp_path / "triton"),
+    }
+    assert chosen["flash_attn_cute"] == {
+        "dir": None, "set_by": "$FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "enabled": False
+    }  # fmt: skip
 
 
 def test_warm_means_every_compiled_graph_came_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +82,8 @@ def test_a_run_reports_its_cost_and_gate_cost_accounts_for_all_of_it(
 ) -> None:
     for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # torch sets the first once it compiles here
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", raising=False)
+    monkeypatch.delenv("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", raising=False)
     pytester.makepyfile(test_cost=MEASURING_TEST)
     cache, report = pytester.path / "compile-cache", pytester.path / "report.json"
     result = pytester.runpytest_subprocess(
