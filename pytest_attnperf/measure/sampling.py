@@ -195,9 +195,9 @@ def collect(
     step = max_samples if bounded_from is None else bounded_from  # samples per take(): all at once, unbounded
     while True:
         while len(result.kept) < wanted:
-            if bounded_from is not None and len(result.kept) >= bounded_from:
-                if sum(s.time_ms for s in result.kept) >= WALL_FACTOR * rep_ms:
-                    break
+            bounded = bounded_from is not None and len(result.kept) >= bounded_from
+            if bounded and sum(s.time_ms for s in result.kept) >= WALL_FACTOR * rep_ms:
+                break
             batch = source.take(min(wanted - len(result.kept), step))
             throttled = [s for s in batch if _throttled(s, threshold_mhz)]
             result.kept.extend(s for s in batch if not _throttled(s, threshold_mhz))
