@@ -21,6 +21,7 @@ parts of the warm-up and sampling phases, named apart.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from typing import Any
@@ -139,7 +140,17 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
         # where tests_other goes: the tests with the most time outside their cases' phases (and their set-up)
         "tests_other_top": sorted(([t, round(s, 3)] for t, s in in_no_phase.items()), key=lambda row: -row[1])[:10],
         "test_setup_top": sorted(([t, round(s, 3)] for t, s in setups.items()), key=lambda row: -row[1])[:10],
+        "first_call_by_backend": first_call_by_backend(document),  # which compilers the first calls wait on
     }
+
+
+def first_call_by_backend(document: dict[str, Any]) -> dict[str, float]:
+    """Seconds of first calls per backend, the most first."""
+    totals: dict[str, float] = {}
+    for case in document["results"]:
+        backend = case.get("backend") or "-"
+        totals[backend] = totals.get(backend, 0.0) + (case.get("phases_ms") or {}).get("first_call", 0.0) / 1e3
+    return {backend: round(seconds, 3) for backend, seconds in sorted(totals.items(), key=lambda item: -item[1])}
 
 
 def failures(document: dict[str, Any]) -> list[str]:
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     documents = []
     for path in arguments.reports:
-        with open(path, encoding="utf-8") as handle:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as handle:
             documents.append(json.load(handle))
     for path, document in zip(arguments.reports, documents, strict=True):  # the line render_results.py reads
         failures = [case["test_id"] for case in document["results"] if case["verdict"] in ("REGRESSION", "MISMATCH")]

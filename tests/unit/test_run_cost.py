@@ -202,4 +202,11 @@ def test_each_tests_time_outside_its_phases_is_named() -> None:
     assert cost["phases_s"]["tests_other"] == 3.0  # 8 s of tests - 2 s of phases - 2.5 s set-up - 0.5 s teardown
     assert cost["tests_other_top"] == [["t::b", 2.5], ["t::a", 1.0]]
     assert cost["test_setup_top"] == [["t::a", 2.0], ["t::b", 0.5]]
+    assert cost["first_call_by_backend"] == {"-": 0.0}
+    document["results"] += [
+        {"test_id": "t::c", "backend": "flex", "verdict": "ok", "phases_ms": {"first_call": 1500.0}},
+        {"test_id": "t::d", "backend": "flex", "verdict": "ok", "phases_ms": {"first_call": 500.0}},
+        {"test_id": "t::e", "backend": "eager", "verdict": "ok", "phases_ms": {"first_call": 20.0}},
+    ]
+    assert load_script("gate_cost").first_call_by_backend(document) == {"flex": 2.0, "eager": 0.02, "-": 0.0}
     assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
