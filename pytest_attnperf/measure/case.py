@@ -133,7 +133,7 @@ def measure_case(
         free_flush_buffers()
         release_memory(device)
         try:
-            measurement = measure(workload, device, config)
+            measurement = measure(workload, device, config, retry_follows=False)
         except DoesNotFit as oom:  # again, in a clean state: it does not fit
             return does_not_fit(str(oom)).with_phase("out_of_memory", (time.perf_counter() - started) * 1e3)
         retry_ms = sum(ms for phase, ms in measurement.phases_ms.items() if phase != "lead_spin")  # inside others

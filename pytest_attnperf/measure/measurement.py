@@ -42,8 +42,15 @@ class Measurement:
     phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step, for the cost breakdown
 
 
-def measure(workload: Workload, device: torch.device, config: TimingConfig) -> Measurement:
-    """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit."""
+def measure(
+    workload: Workload, device: torch.device, config: TimingConfig, *, retry_follows: bool = True
+) -> Measurement:
+    """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit.
+
+    An out-of-memory is followed by a thorough release (every reference cycle, frozen ones too), so a retry starts
+    clean. ``retry_follows=False``: the caller decides "does not fit" from this attempt (itself a retry after a
+    thorough release); what it leaves is new, unfrozen objects, so a plain release frees their cycles.
+    """
     failure: str | None = None
     peak_bytes: int | None
     free_bytes: int | None = None
@@ -99,7 +106,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         failure = describe_error(error)
     if failure is not None:
         # The traceback (and every tensor its frames held) is gone once the except block ends.
-        release_memory(device, thorough=True)
+        release_memory(device, thorough=retry_follows)
         raise DoesNotFit(failure)
     return Measurement(
         timing=timing,
