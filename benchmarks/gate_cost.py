@@ -11,7 +11,9 @@ report, from the stage's log) the rest is start-up, collection and the session's
 "startup_s", "phases_s", "cache", "cases"}``. A report made since the cost block exists carries the
 process start, each test's span and the end, so the phases add up to the wall time with nothing
 estimated: start-up (interpreter, torch, plugin, collection) to the first test; each step of the cases;
-``tests_other`` (set-up, inputs, the input guard, gc, teardown inside the tests); ``outside_tests``
+``test_setup`` and ``test_teardown`` (the fixtures: inputs, a backend's import; the caches freed between
+modules); ``tests_other`` (what is left inside the tests' calls: the input guard, the test's own checks, the
+memory handed back after a case); ``outside_tests``
 (between and after them: the baseline merge, the report). ``lead_spin_s`` and ``warmup_kernel_s`` are
 parts of the warm-up and sampling phases, named apart.
 """
@@ -19,19 +21,24 @@ parts of the warm-up and sampling phases, named apart.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from typing import Any
 
 PHASES = ("first_call", "peak_call", "warmup", "sampling", "fingerprint", "equivalence")
 CASE_PHASES = (
+    "release",  # the memory handed back before a case starts (gc, empty_cache)
     "first_call",
     "peak_call",
+    "machine_reference",  # the fp16 matmul reading, every 20 s (gate/machine.py)
     "warmup",
     "sampling",
     "timing_other",
+    "power",  # the back-to-back window between two ticks of NVML's energy counter
+    "out_of_memory",  # a case that does not fit: the failed attempts and the frees between them
     "fingerprint",
-    "reference",
+    "reference",  # the fp32 references of a problem, on its first backend
     "equivalence",
 )
 
@@ -106,13 +113,19 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
     phases = {phase: round(totals[phase], 3) for phase in CASE_PHASES}
     first_test = block.get("first_test_at") or block["finished_at"]
     startup = first_test - started
-    phases["tests_other"] = round(block.get("tests_s", 0.0) - sum(totals[phase] for phase in CASE_PHASES), 3)
+    # The tests' set-ups (fixtures: inputs, a backend's import) and teardowns apart; a report from before they were
+    # recorded keeps them in tests_other.
+    setup, teardown = block.get("setup_s", 0.0), block.get("teardown_s", 0.0)
+    phases["test_setup"], phases["test_teardown"] = round(setup, 3), round(teardown, 3)
+    in_cases = sum(totals[phase] for phase in CASE_PHASES)
+    phases["tests_other"] = round(block.get("tests_s", 0.0) - in_cases - setup - teardown, 3)
     phases["outside_tests"] = round(wall - startup - block.get("tests_s", 0.0), 3)
     compile_cache = block.get("compile_cache") or {}
     in_no_phase = {}
+    setups = block.get("test_setup_s") or {}
     for test_id, seconds in (block.get("test_s") or {}).items():
         own = case_phases({"results": [case for case in document["results"] if case["test_id"] == test_id]})
-        in_no_phase[test_id] = seconds - sum(own[phase] for phase in CASE_PHASES)
+        in_no_phase[test_id] = seconds - setups.get(test_id, 0.0) - sum(own[phase] for phase in CASE_PHASES)
     return {
         "wall_s": round(wall, 3),
         "sampled_kernel_s": round(totals["kernel"], 3),
@@ -124,9 +137,20 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
         "compile_cache": compile_cache,
         "cases": len(document["results"]),
         "failures": failures(document),
-        # where tests_other goes: the tests with the most time outside their cases' phases
+        # where tests_other goes: the tests with the most time outside their cases' phases (and their set-up)
         "tests_other_top": sorted(([t, round(s, 3)] for t, s in in_no_phase.items()), key=lambda row: -row[1])[:10],
+        "test_setup_top": sorted(([t, round(s, 3)] for t, s in setups.items()), key=lambda row: -row[1])[:10],
+        "first_call_by_backend": first_call_by_backend(document),  # which compilers the first calls wait on
     }
+
+
+def first_call_by_backend(document: dict[str, Any]) -> dict[str, float]:
+    """Seconds of first calls per backend, the most first."""
+    totals: dict[str, float] = {}
+    for case in document["results"]:
+        backend = case.get("backend") or "-"
+        totals[backend] = totals.get(backend, 0.0) + (case.get("phases_ms") or {}).get("first_call", 0.0) / 1e3
+    return {backend: round(seconds, 3) for backend, seconds in sorted(totals.items(), key=lambda item: -item[1])}
 
 
 def failures(document: dict[str, Any]) -> list[str]:
@@ -145,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     documents = []
     for path in arguments.reports:
-        with open(path, encoding="utf-8") as handle:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8") as handle:
             documents.append(json.load(handle))
     for path, document in zip(arguments.reports, documents, strict=True):  # the line render_results.py reads
         failures = [case["test_id"] for case in document["results"] if case["verdict"] in ("REGRESSION", "MISMATCH")]

@@ -2,8 +2,9 @@
 
 Torch-free. With the cases' own phases (``phases_ms``, ``timing_info``) these timestamps account for
 the whole wall time, so ``benchmarks/gate_cost.py`` estimates nothing. The compile cache is the folder
-where torch.compile (Inductor) and Triton keep their compiled kernels: by default one under the user's
-cache folder, which a CI job can keep between runs, so FlexAttention compiles once, not on every run.
+where torch.compile (Inductor), Triton and FlashAttention-4's CuTe DSL keep their compiled kernels: by
+default one under the user's cache folder, which a CI job can keep between runs, so FlexAttention and
+FlashAttention-4 compile once, not on every run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 PLUGIN_LOADED_AT = time.time()
-CACHE_VARIABLES = {"inductor": "TORCHINDUCTOR_CACHE_DIR", "triton": "TRITON_CACHE_DIR"}
+CACHE_VARIABLES = {
+    "inductor": "TORCHINDUCTOR_CACHE_DIR",
+    "triton": "TRITON_CACHE_DIR",
+    # FlashAttention-4 (flash_attn.cute) compiles each kernel variant with the CuTe DSL in every process (~2 s per
+    # workload on the H100); its own on-disk cache is off unless FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1
+    # (flash_attn/cute/cache_utils.py, read when flash_attn.cute is imported: after this, in the backend).
+    "flash_attn_cute": "FLASH_ATTENTION_CUTE_DSL_CACHE_DIR",
+}
+SWITCHES = {"flash_attn_cute": "FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"}  # a cache that is off unless switched on
 
 
 def process_started_at() -> float | None:
@@ -32,10 +41,16 @@ def process_started_at() -> float | None:
 
 
 def use_compile_cache(folder: Path, environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, Any]:
-    """Point Inductor's and Triton's caches into ``folder`` (before torch compiles anything), leaving a variable
-    the user set as it is; what each uses and who chose it."""
+    """Point Inductor's, Triton's and FlashAttention-4's caches into ``folder`` (before torch compiles anything),
+    leaving a variable the user set as it is; what each uses and who chose it."""
     chosen: dict[str, Any] = {"dir": str(folder)}
     for name, variable in CACHE_VARIABLES.items():
+        switch = SWITCHES.get(name)
+        if switch is not None and environ.get(switch):  # the user said whether they want it: as they said
+            chosen[name] = {"dir": environ.get(variable), "set_by": f"${switch}", "enabled": environ[switch] == "1"}
+            continue
+        if switch is not None:
+            environ[switch] = "1"
         if environ.get(variable):
             chosen[name] = {"dir": environ[variable], "set_by": f"${variable}"}
             continue
@@ -69,15 +84,22 @@ class RunCost:
     test_spans: list[tuple[float, float]] = field(default_factory=list)  # each test's setup start, teardown stop
     test_ids: list[str] = field(default_factory=list)
     compile_cache: dict[str, Any] | None = None
+    # Seconds in the tests' set-ups (fixtures: inputs, a backend's import, the session's start on the first) and
+    # teardowns (the caches freed between modules), so the time in a call outside its case's phases stands alone.
+    setup_s: dict[str, float] = field(default_factory=dict)
+    teardown_s: float = 0.0
 
     def note(self, when: str, start: float, stop: float, test_id: str = "") -> None:
         """A test phase's report (setup, call, teardown): a test's span runs from its setup to its teardown."""
         if when == "setup":
             self.test_spans.append((start, stop))
             self.test_ids.append(test_id)
+            self.setup_s[test_id] = self.setup_s.get(test_id, 0.0) + stop - start
         elif self.test_spans:
             first, _ = self.test_spans[-1]
             self.test_spans[-1] = (first, stop)
+            if when == "teardown":
+                self.teardown_s += stop - start
 
     def record(self) -> dict[str, Any]:
         spans = self.test_spans
@@ -91,7 +113,10 @@ class RunCost:
             "last_test_at": spans[-1][1] if spans else None,
             "tests_s": round(sum(stop - start for start, stop in spans), 3),
             "tests": len(spans),
+            "setup_s": round(sum(self.setup_s.values()), 3),
+            "teardown_s": round(self.teardown_s, 3),
             "test_s": by_test,  # each test's wall time, set-up to teardown
+            "test_setup_s": {test_id: round(seconds, 3) for test_id, seconds in self.setup_s.items()},
             "finished_at": time.time(),
             "compile_cache": {**(self.compile_cache or {"dir": None}), **compile_cache_state()},
         }

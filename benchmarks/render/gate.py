@@ -186,6 +186,10 @@ def validation(ctx: Context, data: Any) -> list[str]:
 
 
 COST_RUNS = [(run, cache) for run in ("before", "after") for cache in ("cold", "warm")]
+REST_PHASES = (  # "rest": an old report's
+    *("peak_call", "timing_other", "tests_other", "outside_tests", "rest"),
+    *("release", "machine_reference", "power", "out_of_memory", "test_setup", "test_teardown"),
+)
 COST_PHASES = [  # (column, the phases_s keys it sums)
     ("start-up s", ()),
     ("compile (first call) s", ("first_call",)),
@@ -193,7 +197,7 @@ COST_PHASES = [  # (column, the phases_s keys it sums)
     ("sampling s", ("sampling",)),
     ("references + check s", ("reference", "equivalence")),
     ("fingerprint s", ("fingerprint",)),
-    ("rest s", ("peak_call", "timing_other", "tests_other", "outside_tests", "rest")),  # rest: an old report's
+    ("rest s", REST_PHASES),
 ]
 
 

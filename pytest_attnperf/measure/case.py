@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,17 +123,26 @@ def measure_case(
     free_caches: Callable[[], None] = lambda: None,
 ) -> CaseMeasurement:
     """Measure ``workload``; an out-of-memory is retried once after ``free_caches`` and the plugin's own buffers."""
+    started = time.perf_counter()
     try:
         measurement = measure(workload, device, config)
     except DoesNotFit:
+        # measure() already collected every cycle (a thorough release) before it raised; what is freed now goes by
+        # reference counting, so a plain release hands it back without walking every object once more.
         free_caches()
         free_flush_buffers()
-        release_memory(device, thorough=True)
+        release_memory(device)
         try:
-            measurement = measure(workload, device, config)
+            measurement = measure(workload, device, config, retry_follows=False)
         except DoesNotFit as oom:  # again, in a clean state: it does not fit
-            return does_not_fit(str(oom))
-        measurement = dataclasses.replace(measurement, memory_note=measurement.memory_note or CLEAN_RETRY_NOTE)
+            return does_not_fit(str(oom)).with_phase("out_of_memory", (time.perf_counter() - started) * 1e3)
+        retry_ms = sum(ms for phase, ms in measurement.phases_ms.items() if phase != "lead_spin")  # inside others
+        failed_ms = (time.perf_counter() - started) * 1e3 - retry_ms
+        measurement = dataclasses.replace(
+            measurement,
+            memory_note=measurement.memory_note or CLEAN_RETRY_NOTE,
+            phases_ms={**measurement.phases_ms, "out_of_memory": round(failed_ms, 3)},
+        )
     return summarise(measurement, device, config, flops=flops, bytes_moved=bytes_moved)
 
 

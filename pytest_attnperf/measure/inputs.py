@@ -39,35 +39,46 @@ _MIX_2 = -0x6B2FB644ECCEEE15  # 0x94D049BB133111EB
 _CHUNK = 1 << 24  # elements hashed at a time: bounds the int64 temporaries to a few hundred MiB
 
 
-def _logical_shift_right(values: torch.Tensor, bits: int) -> torch.Tensor:
-    # torch's >> on int64 is arithmetic; mask off the copied sign bits.
-    return (values >> bits) & ((1 << (64 - bits)) - 1)
+def _shift_right_into(values: torch.Tensor, bits: int, out: torch.Tensor, mask: int) -> torch.Tensor:
+    """``out`` = the logical right shift of ``values`` by ``bits``, masked: torch's >> on int64 is arithmetic, so
+    the copied sign bits are masked off (``mask`` within the low 64 - bits)."""
+    torch.bitwise_right_shift(values, bits, out=out)
+    return out.bitwise_and_(mask)
 
 
 def _splitmix64(values: torch.Tensor) -> torch.Tensor:
+    """splitmix64 of every element (a new tensor), in place on it and one scratch buffer."""
     z = values + _GOLDEN
-    z = (z ^ _logical_shift_right(z, 30)) * _MIX_1
-    z = (z ^ _logical_shift_right(z, 27)) * _MIX_2
-    return z ^ _logical_shift_right(z, 31)
+    scratch = torch.empty_like(z)
+    for bits, multiplier in ((30, _MIX_1), (27, _MIX_2)):
+        z.bitwise_xor_(_shift_right_into(z, bits, scratch, (1 << (64 - bits)) - 1)).mul_(multiplier)
+    return z.bitwise_xor_(_shift_right_into(z, 31, scratch, (1 << 33) - 1))
 
 
 def seeded_normal(
     shape: tuple[int, ...], *, seed: int, stream: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """Deterministic, roughly N(0, 1) tensor: element i depends only on (seed, stream, i)."""
+    """Deterministic, roughly N(0, 1) tensor: element i depends only on (seed, stream, i).
+
+    Element i hashes i + key with splitmix64 and sums the hash's four 16-bit words (Irwin-Hall, scaled). In place
+    on two int64 buffers per chunk: the inputs of a case are made in its set-up, and on a CPU the
+    out-of-place version took most of it.
+    """
     numel = math.prod(shape)
     output = torch.empty(numel, dtype=dtype, device=device)
     key = (seed * 0x100000001B3 + stream * 0x1F3) & ((1 << 62) - 1)
     sqrt3 = torch.tensor(math.sqrt(3.0), dtype=torch.float32, device=device)
     for start in range(0, numel, _CHUNK):
         stop = min(numel, start + _CHUNK)
-        hashed = _splitmix64(torch.arange(start, stop, dtype=torch.int64, device=device) + key)
-        total = hashed & 0xFFFF
+        z = _splitmix64(torch.arange(start, stop, dtype=torch.int64, device=device).add_(key))
+        scratch = torch.empty_like(z)
+        total = z.bitwise_and(0xFFFF)
         for shift in (16, 32, 48):
-            total += _logical_shift_right(hashed, shift) & 0xFFFF
+            total.add_(_shift_right_into(z, shift, scratch, 0xFFFF))
+        del z, scratch
         # total < 2**18, so the float32 conversion and the division by 2**16 are exact.
-        uniform_sum = total.to(torch.float32) / 65536.0
-        output[start:stop] = ((uniform_sum - 2.0) * sqrt3).to(dtype)
+        uniform_sum = total.to(torch.float32).div_(65536.0)
+        output[start:stop] = uniform_sum.sub_(2.0).mul_(sqrt3).to(dtype)
     return output.view(shape)
 
 

@@ -42,13 +42,19 @@ class Measurement:
     phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step, for the cost breakdown
 
 
-def measure(workload: Workload, device: torch.device, config: TimingConfig) -> Measurement:
-    """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit."""
+def measure(
+    workload: Workload, device: torch.device, config: TimingConfig, *, retry_follows: bool = True
+) -> Measurement:
+    """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit.
+
+    An out-of-memory is followed by a thorough release (every reference cycle, frozen ones too), so a retry starts
+    clean. ``retry_follows=False``: the caller decides "does not fit" from this attempt (itself a retry after a
+    thorough release); what it leaves is new, unfrozen objects, so a plain release frees their cycles.
+    """
     failure: str | None = None
     peak_bytes: int | None
     free_bytes: int | None = None
     gpu: dict[str, Any] = {}
-    release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
     phases: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -58,6 +64,8 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         phases[name] = round(phases.get(name, 0.0) + (now - clock) * 1e3, 3)
         clock = now
 
+    release_memory(device)  # a failed case before this one may still hold tensors in a reference cycle
+    lap("release")
     try:
         workload()  # first call: compile/autotune, so it is not counted as the workload's peak
         lap("first_call")
@@ -68,7 +76,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
             memory_note = None
             nvml = nvml_for(device)
             reference = machine_reference.current(device)  # the machine's state next to this case (gate/machine.py)
-            lap("reference")
+            lap("machine_reference")
             start = nvml.snapshot() if nvml else None
             timing = time_cuda(workload, device, config, max_clock_mhz=nvml.max_sm_clock_mhz() if nvml else None)
             if nvml is not None and start is not None:
@@ -98,7 +106,7 @@ def measure(workload: Workload, device: torch.device, config: TimingConfig) -> M
         failure = describe_error(error)
     if failure is not None:
         # The traceback (and every tensor its frames held) is gone once the except block ends.
-        release_memory(device, thorough=True)
+        release_memory(device, thorough=retry_follows)
         raise DoesNotFit(failure)
     return Measurement(
         timing=timing,

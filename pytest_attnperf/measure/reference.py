@@ -97,7 +97,8 @@ def reference_attention(
     """Attention computed in ``compute_dtype`` a block of query rows at a time, returned in that dtype.
 
     Chunking keeps the reference's memory bounded (a 32K fp32 score matrix would be 128 GiB for
-    32 heads) without changing any row's arithmetic.
+    32 heads) without changing any row's arithmetic. A block reads only the keys some row of it may see
+    (:func:`key_range`): a masked key's weight is exactly 0, so the causal 32K reference does half the work.
     """
     batch, heads, q_len, _ = q.shape
     k_len = k.shape[2]
@@ -114,19 +115,30 @@ def reference_attention(
         for start in range(0, q_len, rows_per_chunk):
             stop = min(q_len, start + rows_per_chunk)
             q_rows = q[:, :, start:stop].to(compute_dtype)
-            scores = cap_scores(torch.matmul(q_rows, k.transpose(-2, -1)) * softmax_scale, softcap)
+            keys = key_range(q_len, k_len, start, stop, causal=causal, window=window)
+            scores = cap_scores(torch.matmul(q_rows, k[:, :, keys].transpose(-2, -1)) * softmax_scale, softcap)
             allowed = band_mask(
                 q_len, k_len, causal=causal, window=window, device=q.device, row_start=start, row_stop=stop
             )
             if allowed is not None:
-                scores.masked_fill_(~allowed, float("-inf"))
+                scores.masked_fill_(~allowed[:, keys], float("-inf"))
             weights = torch.softmax(scores, dim=-1)
             if allowed is not None:
                 weights = weights.nan_to_num_(0.0)
-            output[:, :, start:stop] = torch.matmul(weights, v)
+            output[:, :, start:stop] = torch.matmul(weights, v[:, :, keys])
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous_tf32
     return output
+
+
+def key_range(q_len: int, k_len: int, row_start: int, row_stop: int, *, causal: bool, window: Window) -> slice:
+    """The keys that query rows ``row_start:row_stop`` may see, as one slice (the band's union over the rows);
+    every key when none of them sees any (their rows come out zero, as they do over all keys)."""
+    left, right = mask_bounds(causal, window)
+    offset = k_len - q_len
+    first = max(0, row_start + offset - left) if left >= 0 else 0
+    stop = min(k_len, row_stop - 1 + offset + right + 1) if right >= 0 else k_len
+    return slice(first, stop) if first < stop else slice(0, k_len)
 
 
 def gather_pages(pool: torch.Tensor, paged: PagedKV, k_len: int) -> torch.Tensor:

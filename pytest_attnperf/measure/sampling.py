@@ -178,17 +178,27 @@ def collect(
     max_samples: int,
     precision: float = PRECISION,
     sleep: Callable[[float], None] = time.sleep,
+    bounded_from: int | None = None,
 ) -> Collected:
     """Take at least ``count`` accepted samples (discarding throttled ones, pausing after each), then more
-    until the median's confidence half-width is within ``precision`` of it, or the cap."""
+    until the median's confidence half-width is within ``precision`` of it, or the cap.
+
+    ``bounded_from`` (a CPU's minimum count): the first batch too stops at the bound on measured time once it
+    holds that many samples. A CPU's first batch is planned from the warm-up's estimate; a host that another job
+    takes meanwhile can stretch each of its hundreds of samples a thousandfold (0.06 ms became 40 ms: 8 s).
+    """
     result = Collected()
     pause, in_a_row = FIRST_PAUSE_S, 0
     max_discards = max(3 * count, 30)
     budget = EXTEND_FACTOR * rep_ms
     wanted = count
+    step = max_samples if bounded_from is None else bounded_from  # samples per take(): all at once, unbounded
     while True:
         while len(result.kept) < wanted:
-            batch = source.take(wanted - len(result.kept))
+            bounded = bounded_from is not None and len(result.kept) >= bounded_from
+            if bounded and sum(s.time_ms for s in result.kept) >= WALL_FACTOR * rep_ms:
+                break
+            batch = source.take(min(wanted - len(result.kept), step))
             throttled = [s for s in batch if _throttled(s, threshold_mhz)]
             result.kept.extend(s for s in batch if not _throttled(s, threshold_mhz))
             if not throttled:
@@ -214,7 +224,7 @@ def collect(
         # ... but a host so loaded that the median never settles stops at a bound on the time it really took.
         overrun = sum(times) >= WALL_FACTOR * rep_ms
         if result.half_width <= precision or spent >= budget or overrun or kept >= max_samples:
-            result.extended = kept - count
+            result.extended = max(0, kept - count)
             return result
         wanted = min(kept + _next_chunk(kept, result.half_width / precision, budget - spent, median), max_samples)
 

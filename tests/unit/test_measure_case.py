@@ -38,8 +38,8 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, outcomes: list[object]) -> list[s
     """measure() replaced: each call raises or returns the next outcome; the calls and frees are logged."""
     log: list[str] = []
 
-    def fake_measure(*_: object) -> Measurement:
-        log.append("measure")
+    def fake_measure(*_: object, retry_follows: bool = True) -> Measurement:
+        log.append("measure" if retry_follows else "measure, decided after")
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
@@ -56,12 +56,17 @@ def _measurement(samples: int) -> Measurement:
 
 def test_an_out_of_memory_is_retried_once_after_the_caller_frees_its_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     log = _scripted(monkeypatch, [measuring.DoesNotFit("OOM"), _measurement(10)])
+    # measure() collected every cycle before it raised: what the caller frees now needs no second full walk
+    monkeypatch.setattr(measuring, "release_memory", lambda _device, thorough=False: log.append(f"release {thorough}"))
     measured = measure_case(lambda: None, CPU, QUICK, free_caches=lambda: log.append("free"))
-    assert log == ["measure", "free", "measure"]
+    assert log == ["measure", "free", "release False", "measure, decided after"]
     assert measured.fits
     assert measured.reason == CLEAN_RETRY_NOTE
+    assert measured.phases_ms["out_of_memory"] >= 0  # the failed attempt, named in the cost breakdown
     log = _scripted(monkeypatch, [measuring.DoesNotFit("OOM 1"), measuring.DoesNotFit("OOM 2")])
-    assert measure_case(lambda: None, CPU, QUICK) == CaseMeasurement(fits=False, reason="OOM 2")
+    failed = measure_case(lambda: None, CPU, QUICK)
+    assert dataclasses.replace(failed, phases_ms={}) == CaseMeasurement(fits=False, reason="OOM 2")
+    assert list(failed.phases_ms) == ["out_of_memory"]
 
 
 def test_too_few_samples_keep_no_median_and_say_why(monkeypatch: pytest.MonkeyPatch) -> None:

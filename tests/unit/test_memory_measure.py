@@ -90,6 +90,19 @@ def test_a_real_cpu_out_of_memory_does_not_fit() -> None:
         measure(lambda: [0] * (1 << 62), CPU, QUICK)
 
 
+def test_an_out_of_memory_is_released_thoroughly_unless_no_retry_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a retry every cycle is collected, frozen ones too; after the deciding attempt its own new objects are
+    all there is to collect, which a plain release does."""
+    from pytest_attnperf.measure import measurement
+
+    releases: list[bool] = []
+    monkeypatch.setattr(measurement, "release_memory", lambda _device, thorough=False: releases.append(thorough))
+    for follows in (True, False):
+        with pytest.raises(DoesNotFit):
+            measure(lambda: [0] * (1 << 62), CPU, QUICK, retry_follows=follows)
+    assert releases == [False, True, False, False]  # each attempt starts with a plain release
+
+
 SHAPE_TEST = """
     import pytest
 

@@ -28,6 +28,23 @@ def test_the_compile_cache_goes_into_the_folder_unless_the_user_chose_one(tmp_pa
     assert environ["TRITON_CACHE_DIR"] == "/mine/triton"  # never overridden
     assert chosen["inductor"] == {"dir": str(tmp_path / "inductor"), "set_by": "--attnperf-cache-dir"}
     assert chosen["triton"] == {"dir": "/mine/triton", "set_by": "$TRITON_CACHE_DIR"}
+    # FlashAttention-4's CuTe DSL cache is off unless switched on: switched on, in the folder
+    assert environ["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] == "1"
+    assert environ["FLASH_ATTENTION_CUTE_DSL_CACHE_DIR"] == str(tmp_path / "flash_attn_cute")
+    assert (tmp_path / "flash_attn_cute").is_dir()
+
+
+def test_a_flash_attention_4_cache_the_user_switched_off_stays_off(tmp_path: Path) -> None:
+    environ = {"FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "0"}
+    chosen = use_compile_cache(tmp_path, environ)
+    assert environ == {
+        "FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "0",
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "TRITON_CACHE_DIR": str(tmp_path / "triton"),
+    }
+    assert chosen["flash_attn_cute"] == {
+        "dir": None, "set_by": "$FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "enabled": False
+    }  # fmt: skip
 
 
 def test_warm_means_every_compiled_graph_came_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,6 +69,8 @@ def test_a_tests_span_runs_from_its_setup_to_its_teardown() -> None:
     record = cost.record()
     assert (record["first_test_at"], record["last_test_at"], record["tests"]) == (10.0, 13.3, 2)
     assert record["tests_s"] == pytest.approx(2.1 + 0.3)
+    assert record["setup_s"] == pytest.approx(0.5 + 0.2)  # the fixtures, apart from the calls
+    assert record["teardown_s"] == pytest.approx(0.1 + 0.1)
     started = process_started_at()
     if sys.platform == "linux":
         assert started is not None
@@ -63,6 +82,8 @@ def test_a_run_reports_its_cost_and_gate_cost_accounts_for_all_of_it(
 ) -> None:
     for variable in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # torch sets the first once it compiles here
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("FLASH_ATTENTION_CUTE_DSL_CACHE_DIR", raising=False)
+    monkeypatch.delenv("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", raising=False)
     pytester.makepyfile(test_cost=MEASURING_TEST)
     cache, report = pytester.path / "compile-cache", pytester.path / "report.json"
     result = pytester.runpytest_subprocess(
@@ -171,4 +192,21 @@ def test_each_tests_time_outside_its_phases_is_named() -> None:
     cost = load_script("gate_cost").cost_record(document)
     assert cost["tests_other_top"] == [["t::a", 4.0], ["t::b", 3.0]]
     assert cost["phases_s"]["tests_other"] == 7.0
+    assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
+    # Since the set-ups and teardowns are recorded, they are named apart; the rest is in the calls.
+    document["cost"].update(setup_s=2.5, teardown_s=0.5, test_setup_s={"t::a": 2.0, "t::b": 0.5})
+    document["results"][0]["phases_ms"].update(power=500.0, machine_reference=250.0, out_of_memory=250.0)
+    cost = load_script("gate_cost").cost_record(document)
+    assert (cost["phases_s"]["test_setup"], cost["phases_s"]["test_teardown"]) == (2.5, 0.5)
+    assert cost["phases_s"]["power"] == 0.5
+    assert cost["phases_s"]["tests_other"] == 3.0  # 8 s of tests - 2 s of phases - 2.5 s set-up - 0.5 s teardown
+    assert cost["tests_other_top"] == [["t::b", 2.5], ["t::a", 1.0]]
+    assert cost["test_setup_top"] == [["t::a", 2.0], ["t::b", 0.5]]
+    assert cost["first_call_by_backend"] == {"-": 0.0}
+    document["results"] += [
+        {"test_id": "t::c", "backend": "flex", "verdict": "ok", "phases_ms": {"first_call": 1500.0}},
+        {"test_id": "t::d", "backend": "flex", "verdict": "ok", "phases_ms": {"first_call": 500.0}},
+        {"test_id": "t::e", "backend": "eager", "verdict": "ok", "phases_ms": {"first_call": 20.0}},
+    ]
+    assert load_script("gate_cost").first_call_by_backend(document) == {"flex": 2.0, "eager": 0.02, "-": 0.0}
     assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])

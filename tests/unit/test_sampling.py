@@ -13,6 +13,7 @@ import torch
 
 from pytest_attnperf.measure import clock, nvml
 from pytest_attnperf.measure.sampling import (
+    EXTEND_FACTOR,
     FIRST_PAUSE_S,
     MAX_PAUSE_S,
     MIN_BUSY_MS,
@@ -25,7 +26,7 @@ from pytest_attnperf.measure.sampling import (
     throttle_threshold,
     warm_up,
 )
-from pytest_attnperf.measure.timing import CudaSource, lead_for, time_cpu
+from pytest_attnperf.measure.timing import CPU_REP_CAP_MS, CudaSource, lead_for, time_cpu, timed
 from pytest_attnperf.spec.options import TimingConfig
 
 
@@ -189,6 +190,19 @@ def test_a_host_too_loaded_for_the_median_to_settle_stops_at_ten_times_the_budge
     assert result.half_width > PRECISION  # and it says the median was not known that well
 
 
+def test_a_cpus_first_batch_stops_at_the_bound_when_another_job_takes_the_host() -> None:
+    """Planned from a 0.06 ms warm-up: 400 samples. The host is taken meanwhile (each sample 40 ms): the batch
+    stops at ten times the budget of measured time, once it holds the minimum count; a GPU's batch is not cut."""
+    stretched = [Sample(40.0, None)] * 10_000
+    cpu = collect(Scripted(stretched), 400, threshold_mhz=None, rep_ms=25.0, max_samples=500, bounded_from=10)
+    assert len(cpu.kept) == 10  # 400 ms >= 10 x 25 ms once the minimum is in
+    assert cpu.extended == 0
+    slow = collect(Scripted(stretched), 400, threshold_mhz=None, rep_ms=25.0, max_samples=500, bounded_from=20)
+    assert len(slow.kept) == 20  # never fewer than the minimum, however long they took
+    unbounded = collect(Scripted(stretched), 400, threshold_mhz=None, rep_ms=25.0, max_samples=500)
+    assert len(unbounded.kept) == 400
+
+
 def test_the_lead_covers_the_hosts_launch_time_not_a_fixed_millisecond() -> None:
     """A compiled call's launch takes ~0.4 ms with a rare slow one: the lead covers its 90th percentile
     with a margin; the old rule (twice the slowest launch of a batch) spun 2x the outlier."""
@@ -207,6 +221,19 @@ def test_cpu_timing_runs_the_same_rules_and_records_how() -> None:
     assert timing.warmup_ms
     assert timing.clock_source == "none"
     assert {"steady", "warmup_calls", "discarded", "paused_s", "extended"} <= timing.info.keys()
+
+
+def test_a_cpu_samples_from_a_quarter_of_the_gpus_sampling_time_and_records_it() -> None:
+    """A CPU run is a smoke run: its first batch and its caps come from CPU_REP_CAP_MS, a GPU's from rep_ms."""
+    noisy = [Sample(1.0 + 0.4 * (i * 0.618034 % 1), None) for i in range(10_000)]  # its median: not to +-0.3 % soon
+    config = TimingConfig(warmup_ms=5.0, rep_ms=100.0, min_samples=5, max_samples=10_000)
+    cpu = timed(Scripted(noisy), config, gpu=False, timer="fake", clock_source="none")
+    assert cpu.info["rep_ms"] == CPU_REP_CAP_MS < config.rep_ms
+    assert len(cpu.samples_ms) * cpu.median_ms >= EXTEND_FACTOR * CPU_REP_CAP_MS  # its own budget, spent
+    assert sum(cpu.samples_ms) < EXTEND_FACTOR * config.rep_ms / 2
+    gpu = timed(Scripted(noisy), config, gpu=True, timer="fake", clock_source="none")
+    assert gpu.info["rep_ms"] == config.rep_ms
+    assert len(gpu.samples_ms) * gpu.median_ms >= EXTEND_FACTOR * config.rep_ms
 
 
 # ---------------------------------------------------------------- the clock stamps
