@@ -64,7 +64,7 @@ class CaseMeasurement:
         )
 
     def record_fields(self) -> dict[str, Any]:
-        """The CaseResult fields this measurement fills (the record is built from them, once)."""
+        """The record's fields this measurement fills (the record is built from them, once)."""
         timing = self.timing
         fields: dict[str, Any] = {
             "fits": self.fits,
