@@ -223,7 +223,7 @@ stage_gated_suite() {
     local state=warm
     [ -d "$cache" ] || state=cold
     local start=$(date +%s.%N)
-    pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -q -rfE $SUITE --attnperf-cache-dir="$cache" \
+    pytest --attnperf --attnperf-missing=fail -p no:cacheprovider -v -rfE $SUITE --attnperf-cache-dir="$cache" \
       --attnperf-json="$OUT/gated_suite/gated-$run.json" >"$OUT/gated_suite/gated-$run.log" 2>&1
     local status=$? wall=$(python3 -c "import time; print(round(time.time() - $start, 1))")
     echo "run $run: exit $status, wall $wall s, cache $state, $(tail -1 "$OUT/gated_suite/gated-$run.log")" \
