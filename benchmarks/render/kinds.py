@@ -14,6 +14,7 @@ STAGE_COMMANDS = {
     # What ran on the H100 in December 2026 (docs/results/h100/2026-12/README.md), each in one call:
     "record_h100": 'SUITE="--attnperf-cache-dir=/tmp/cc-after tests/suite/test_attention.py" '
     "bash benchmarks/gpu_session.sh record",
+    "record_h100_transformers": "SUITE=tests/suite/test_transformers.py RECORD_SECONDS=380 bash benchmarks/gpu_session.sh record",
     "gate_live_h100": "GATE_VALIDATION_CASES=flash-attn-32K,sdpa-cudnn-16K,sdpa-flash-4K,decode-flash-attn-16K "
     "TRIALS=5 BUDGET_S=230 bash benchmarks/gpu_session.sh gate_live",
     "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
@@ -63,6 +64,7 @@ KINDS: dict[str, Kind] = {
     "suite-prefill": Kind(suite.prefill, RECORDED_BASELINES, option="baseline"),
     "suite-frontier": Kind(suite.frontier, RECORDED_BASELINES, option="baseline"),
     "suite-decode": Kind(suite.decode, RECORDED_REPORT, option="report"),
+    "suite-transformers": Kind(suite.transformers, RECORDED_BASELINES, option="baseline"),
     "h200-record": Kind(suite.record, {"record/record.txt": "record", **RECORDED_REPORT}),
     "gated-runs": Kind(suite.gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
     "load-tax": Kind(cpu.load_tax, {"load-tax.txt": "load_tax"}),

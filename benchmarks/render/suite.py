@@ -140,3 +140,59 @@ def gated_runs(ctx: Context, first: str) -> list[str]:
         + "; ".join(f"`{summary}`" for summary in summaries)
         + "."
     ]
+
+
+HF_ID = "tests/suite/test_transformers.py::"
+HF_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
+
+
+def transformers(ctx: Context, data: Any) -> list[str]:
+    """The transformers suite's recorded entries: each model x attn_implementation, prefill and decode, per length."""
+    cases: dict[tuple[str, str, str, int], Any] = {}
+    for test_id, entry in data["entries"].items():
+        name = test_id.removeprefix(HF_ID)
+        if name == test_id or not name.startswith(("test_prefill[", "test_decode[")):
+            continue
+        shape = entry["shape"]
+        length = int(shape.get("cache_len") or shape["seqlen"])
+        cases[(name.split("[", 1)[0].removeprefix("test_"), shape["model"], shape["implementation"], length)] = entry
+    if not cases:
+        raise ValueError(f"{ctx.path}: no transformers suite entries")
+    lengths = sorted({key[3] for key in cases})
+    models = sorted({key[1] for key in cases})
+
+    def cell(entry: Any) -> str:
+        if entry is None:
+            return "–"
+        return (
+            f"{fmt_ms(entry['latency_ms']['median'])} · {fmt_bytes(entry['peak_bytes'])}"
+            if _fits(entry)
+            else "does not fit"
+        )
+
+    lines: list[str] = []
+    for workload, what in (
+        ("prefill", "the prompt's forward pass"),
+        ("decode", "one new token over a KV cache of that length"),
+    ):
+        rows = [
+            [f"{model} `{implementation}`", *[cell(cases.get((workload, model, implementation, n))) for n in lengths]]
+            for model in models
+            for implementation in HF_IMPLEMENTATIONS
+            if any((workload, model, implementation, n) in cases for n in lengths)
+        ]
+        lines += [
+            f"**{workload}** ({what}):",
+            "",
+            *table(
+                ["model `attn_implementation`", *map(seqlen_label, lengths)], rows, right=range(1, len(lengths) + 1)
+            ),
+            "",
+        ]
+    runs = join(sorted(str(runs) for runs in {entry.get("runs") for entry in cases.values()}))
+    layers = join(sorted({str(entry["shape"].get("layers")) for entry in cases.values()}))
+    return [
+        *lines,
+        f"Median time · peak memory of a {layers}-layer model of each preset (fp16, batch 1); each median is the centre "
+        f"of {runs} independent runs (`attnperf update --runs 3` of `tests/suite/test_transformers.py`).",
+    ]
