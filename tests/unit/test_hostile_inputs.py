@@ -134,6 +134,7 @@ def test_a_run_with_a_fifo_baseline_stops_naming_it(pytester: pytest.Pytester) -
 # ---------------------------------------------------------------- a large baseline file
 
 
+@pytest.mark.slow  # a subprocess run of many seconds: the slow part of CI
 def test_a_20000_entry_file_written_by_the_plugin_reads(tmp_path: Path) -> None:
     """5,000 entries of a real suite hit the old item cap; the cap now derives from the plugin's own entries.
 

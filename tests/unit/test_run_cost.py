@@ -133,6 +133,7 @@ LATENCY_TEST = """
 """
 
 
+@pytest.mark.slow  # a subprocess run of many seconds: the slow part of CI
 def test_the_fingerprint_is_profiled_only_where_it_can_change_the_verdict(pytester: pytest.Pytester) -> None:
     """No baseline: nothing to compare, no profiler. An update records it; a gate against a baseline that has
     one profiles again, to compare."""

@@ -72,6 +72,7 @@ def project(tmp_path: Path) -> Path:
 # ---------------------------------------------------------------- a killed update (real processes)
 
 
+@pytest.mark.slow  # a subprocess run of many seconds: the slow part of CI
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_update_leaves_no_process_no_runs_folder_and_no_baseline(project: Path, signum: int) -> None:
     main = "import sys; from pytest_attnperf.cli import main; sys.exit(main())"
