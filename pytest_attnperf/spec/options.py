@@ -210,9 +210,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "power",
-        "when to measure each case's mean power while running (about 0.15 s a case): auto (when recording "
-        "baselines, and when gating a kernel long enough to reach the power cap whose baseline has a recorded "
-        "power), on or off (default auto)",
+        "when to measure each case's mean power while running (calls back to back after its sampling): auto (when "
+        "recording baselines, and when gating a kernel long enough to reach the power cap whose baseline has a "
+        "recorded power), on or off (default auto)",
         choice("power window", POWER_CHOICES),
         "WHEN",
         default="auto",
