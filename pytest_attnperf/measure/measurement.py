@@ -25,7 +25,7 @@ from .memory import (
     is_out_of_memory,
     release_memory,
 )
-from .nvml import POWER_MAX_S, Nvml, busy_power, case_summary, nvml_for
+from .nvml import POWER_MAX_S, POWER_QUEUE, Nvml, busy_power, case_summary, nvml_for
 from .timing import Timing, time_cpu, time_cuda
 
 
@@ -150,6 +150,10 @@ def power_fields(
 
 
 CHUNK_MS = 2.0  # calls per queued chunk of the power window: about this much GPU time
+# A chunk of at least this much GPU time (one call of a long kernel) is queued two deep, not three: the host
+# launches the next in far less (a case's host launch time was at most 1.6 ms on the H100), and every chunk
+# still queued when the second tick comes is drained unused.
+LONG_CHUNK_MS = 10.0
 
 
 def _busy_power(workload: Workload, device: torch.device, nvml: Nvml, median_ms: float) -> dict[str, float]:
@@ -163,6 +167,6 @@ def _busy_power(workload: Workload, device: torch.device, nvml: Nvml, median_ms:
         done.record()
         return done.query
 
-    window = busy_power(nvml.energy_mj, launch_chunk)
+    window = busy_power(nvml.energy_mj, launch_chunk, queue=2 if calls * median_ms >= LONG_CHUNK_MS else POWER_QUEUE)
     torch.cuda.synchronize(device)
     return window.as_gpu_fields() if window is not None else {}

@@ -47,6 +47,13 @@ def test_the_window_runs_from_tick_to_tick_and_gives_the_true_power(tick_s: floa
     assert gpu.launched > 3  # the queue was kept full while the counter was read
 
 
+@pytest.mark.parametrize("queue", [2, 3])
+def test_the_queue_holds_as_many_chunks_as_asked(queue: int) -> None:
+    gpu = FakeGpu(watts=650.0, tick_s=10.0)
+    assert busy_power(gpu.energy, gpu.launch, max_s=0.0, queue=queue, now=gpu.now) is None
+    assert gpu.launched == queue  # queued before the first read; a long kernel's chunks go two deep
+
+
 def test_no_counter_or_a_counter_that_does_not_step_gives_no_power() -> None:
     gpu = FakeGpu(watts=650.0, tick_s=10.0)
     assert busy_power(gpu.energy, gpu.launch, max_s=0.05, now=gpu.now) is None
