@@ -75,10 +75,12 @@ class CaseGate:
         (``gate/power.py``); otherwise why not, for the record."""
         settings = self.session.settings
         latency = self.marks.latency
-        entry = self.session.baseline_entry(self.item.nodeid) if latency is not None and latency.use_baseline else None
+        # attnperf calibrate judges its trials, stores only detection limits and says no power: nothing reads it.
+        compared = latency is not None and latency.use_baseline and not settings.calibrate
+        entry = self.session.baseline_entry(self.item.nodeid) if compared else None
         return power_window_skip(
             settings.power,
-            recording=settings.update or settings.calibrate,
+            recording=settings.update,
             gated=entry is not None and entry.median_ms is not None,
             baseline_power_w=entry.power_w if entry is not None else None,
             median_ms=median_ms,

@@ -4,7 +4,8 @@ The mean power while running (``measure/nvml.py``: back-to-back calls between tw
 counter, ~0.1-0.2 s a case) decides no verdict. It is recorded into a baseline (its median and its spread
 between the runs) and said in a gated case's verdict next to the baseline's, where a change of power
 explains a change of clock: at the power cap. So ``--attnperf-power=auto`` measures it when recording
-(``--attnperf-update``, ``attnperf update``, ``attnperf calibrate``) and, in a gated run, only for a case
+(``--attnperf-update``, ``attnperf update``; ``attnperf calibrate`` stores only detection limits, so it does
+not) and, in a gated run, only for a case
 whose latency is gated against a baseline entry with a recorded power and whose kernel is long enough to
 reach the cap; ``on`` always, ``off`` never. A case that skips it says why in its record.
 """
@@ -30,7 +31,7 @@ def power_window_skip(
 ) -> str | None:
     """None to measure the power window of this case; otherwise why it is skipped (its record says it).
 
-    ``recording``: the run writes baselines (update, calibrate); ``gated``: the case's latency is judged
+    ``recording``: the run writes baseline entries (update); ``gated``: the case's latency is judged
     against a baseline entry; ``baseline_power_w``: that entry's recorded power, if any.
     """
     if setting not in POWER_CHOICES:

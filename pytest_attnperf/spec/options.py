@@ -211,7 +211,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "power",
         "when to measure each case's mean power while running (calls back to back after its sampling): auto (when "
-        "recording baselines, and when gating a kernel long enough to reach the power cap whose baseline has a "
+        "recording baselines with --attnperf-update, and when gating a kernel long enough to reach the power cap whose baseline has a "
         "recorded power), on or off (default auto)",
         choice("power window", POWER_CHOICES),
         "WHEN",

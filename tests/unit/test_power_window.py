@@ -117,8 +117,8 @@ def test_a_skipped_or_failed_window_is_a_null_power_with_its_reason_never_a_zero
 
 
 class _Session:
-    def __init__(self, power: str, update: bool, entry: BaselineEntry | None) -> None:
-        self.settings = SimpleNamespace(power=power, update=update, calibrate=False, fingerprint="off")
+    def __init__(self, power: str, update: bool, entry: BaselineEntry | None, calibrate: bool) -> None:
+        self.settings = SimpleNamespace(power=power, update=update, calibrate=calibrate, fingerprint="off")
         self.entry = entry
 
     def baseline_entry(self, nodeid: str) -> BaselineEntry | None:
@@ -128,15 +128,15 @@ class _Session:
 GATED = LatencySpec()
 
 
-def _gate(power: str = "auto", *, update: bool = False, entry_power: float | None = 600.0,
-          latency: LatencySpec | None = GATED) -> CaseGate:  # fmt: skip
+def _gate(power: str = "auto", *, update: bool = False, calibrate: bool = False,
+          entry_power: float | None = 600.0, latency: LatencySpec | None = GATED) -> CaseGate:  # fmt: skip
     entry = BaselineEntry(
         backend="flash-attn", shape=None, mode="forward", latency_ms={"median": 5.0, "samples": 20}, peak_bytes=None,
         fits=True, recorded_at="2026-01-01T00:00:00Z", environment={}, power_w=entry_power,
     )  # fmt: skip
     item = SimpleNamespace(nodeid="test_x.py::test_attention[flash-attn-16K]", stash={})
     marks = GateMarks(latency=latency, memory=None, equivalence=None)
-    return CaseGate(_Session(power, update, entry), item, marks)  # type: ignore[arg-type]
+    return CaseGate(_Session(power, update, entry, calibrate), item, marks)  # type: ignore[arg-type]
 
 
 def test_the_case_gate_asks_for_the_window_from_its_baseline_entry_and_the_run() -> None:
@@ -149,3 +149,6 @@ def test_the_case_gate_asks_for_the_window_from_its_baseline_entry_and_the_run()
     assert _gate(update=True, entry_power=None).power_window(0.2) is None  # recording: every case
     assert _gate("off", update=True).power_window(5.0) == "--attnperf-power=off"
     assert _gate("on", latency=None).power_window(0.01) is None
+    # attnperf calibrate stores detection limits only and judges no case against its baseline: nothing reads it.
+    assert _gate(calibrate=True).power_window(5.0) == "auto: no baseline latency to compare it with"
+    assert _gate(calibrate=True, update=True).power_window(5.0) is None
