@@ -18,6 +18,7 @@ from ..spec.options import POWER_CHOICES
 # three record runs and the two cost runs of docs/results/h100/2026-12/), no kernel under 1 ms drew more than
 # 0.78 of the limit even back to back, and the shortest to reach 0.9 of it took 3.5 ms; on the H200 the cases
 # spending most of their time power-capped start at 2-4 ms. 1 ms keeps a margin of 3.5x under the first.
+# benchmarks/experiments/power_window_policy.py prints this from the reports (power-window-policy.md there).
 CAP_KERNEL_MS = 1.0
 
 
