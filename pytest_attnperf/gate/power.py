@@ -4,10 +4,10 @@ The mean power while running (``measure/nvml.py``: back-to-back calls between tw
 counter, ~0.1-0.2 s a case) decides no verdict. It is recorded into a baseline (its median and its spread
 between the runs) and said in a gated case's verdict next to the baseline's, where a change of power
 explains a change of clock: at the power cap. So ``--attnperf-power=auto`` measures it when recording
-(``--attnperf-update``, ``attnperf update``; ``attnperf calibrate`` stores only detection limits, so it does
-not) and, in a gated run, only for a case
-whose latency is gated against a baseline entry with a recorded power and whose kernel is long enough to
-reach the cap; ``on`` always, ``off`` never. A case that skips it says why in its record.
+(``--attnperf-update``, ``attnperf update``; not ``attnperf calibrate``, which stores only detection limits)
+and, in a gated run, only for a case whose latency is gated against a baseline entry with a recorded power
+and whose kernel is long enough to reach the cap; ``on`` always, ``off`` never. A case that skips it says
+why in its record.
 """
 
 from __future__ import annotations
