@@ -26,7 +26,8 @@ BINS_MS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, float("inf"))
 
 
 def _results(path: Path) -> list[dict[str, Any]]:
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         return list(json.load(handle)["results"])
 
 
@@ -78,7 +79,7 @@ def _saving(reports: list[Path], baselines: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("reports", nargs="+", type=Path, help="JSON reports (.json.gz) of GPU runs")
+    parser.add_argument("reports", nargs="+", type=Path, help="JSON reports (.json or .json.gz) of GPU runs")
     parser.add_argument("--baselines", type=Path, required=True, help="the baseline file a gated run would use")
     arguments = parser.parse_args(argv)
     print(f"power window threshold CAP_KERNEL_MS = {CAP_KERNEL_MS:g} ms\n")
