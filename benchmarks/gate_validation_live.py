@@ -109,10 +109,11 @@ class Pace:
 
 
 def pytest_command(out_json: Path | None, baselines: Path, device: str) -> list[str]:
+    # --attnperf-power=on: every row reports its mean power (mean_power_w), the short cases' too.
     command = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--attnperf",
         f"--attnperf-baselines={baselines}", f"--attnperf-device={device}", "--attnperf-fingerprint=off",
-        "--attnperf-missing=fail", str(SUITE / "test_live_gate.py"),
+        "--attnperf-missing=fail", "--attnperf-power=on", str(SUITE / "test_live_gate.py"),
     ]  # fmt: skip
     if out_json is not None:
         command.append(f"--attnperf-json={out_json}")

@@ -21,6 +21,7 @@ import pytest
 from .calibration import Calibration
 from .gate.checks import GateContext
 from .gate.evaluate import Decision, GatePolicy, decide
+from .gate.power import power_window_skip
 from .gate.results import RECORD_PROPERTY, CaseRecord
 from .session import AttnPerfSession
 from .spec.marks import GateMarks
@@ -68,6 +69,22 @@ class CaseGate:
         if not settings.calibrate or self.marks.latency is None:
             return None
         return Calibration(baseline=self.session.baseline_entry(self.item.nodeid), cool_down=self.session.cool_down)
+
+    def power_window(self, median_ms: float) -> str | None:
+        """Measure the mean power while running only where it is recorded or said next to a baseline's
+        (``gate/power.py``); otherwise why not, for the record."""
+        settings = self.session.settings
+        latency = self.marks.latency
+        # attnperf calibrate judges its trials, stores only detection limits and says no power: nothing reads it.
+        compared = latency is not None and latency.use_baseline and not settings.calibrate
+        entry = self.session.baseline_entry(self.item.nodeid) if compared else None
+        return power_window_skip(
+            settings.power,
+            recording=settings.update,
+            gated=entry is not None and entry.median_ms is not None,
+            baseline_power_w=entry.power_w if entry is not None else None,
+            median_ms=median_ms,
+        )
 
     def again(self, result: CaseRecord) -> CaseRecord | None:
         """An ambiguous measurement that cannot wait for the session's end (or is already its re-measurement)

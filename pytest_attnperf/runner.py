@@ -57,6 +57,9 @@ class Gate(Protocol):
     def calibration(self) -> Calibration | None:
         """When measuring the detection limit (attnperf calibrate): what to judge trials against."""
 
+    def power_window(self, median_ms: float) -> str | None:
+        """None to measure the case's mean power while running (a kernel of ``median_ms``); else why not."""
+
 
 class ReferenceCache:
     """The high- and input-precision references of the last shape, shared by every backend of it."""
@@ -214,6 +217,7 @@ class AttnPerf:
                 flops=flops,
                 bytes_moved=moved,
                 free_caches=lambda: self._free_caches(qkv.release_layouts),
+                power_skip=self.gate.power_window,
             )
         except (Unsupported, NotCapturable) as unsupported:
             pytest.skip(str(unsupported))
@@ -285,7 +289,14 @@ class AttnPerf:
                 f"measure_workload(name={name!r}): flops must be a positive finite number or None, not {flops!r}"
             )
         identity = self._new_result(name, shape, self.mode, seqlen)
-        measured = measure_case(workload, self.device, self.timing, flops=flops, free_caches=self._free_caches)
+        measured = measure_case(
+            workload,
+            self.device,
+            self.timing,
+            flops=flops,
+            free_caches=self._free_caches,
+            power_skip=self.gate.power_window,
+        )
         if not measured.fits:
             return self._store(recorded(identity, measured))
         result, _ = self._after_timing(identity, measured, workload, flops, None)
@@ -338,7 +349,14 @@ class AttnPerf:
             measured = measured.with_phase("fingerprint", (time.perf_counter() - started) * 1e3)
         result = recorded(identity, measured)
         while (staged := self.gate.again(result)) is not None:
-            again = measure_case(workload, self.device, self.timing, flops=flops, bytes_moved=bytes_moved)
+            again = measure_case(
+                workload,
+                self.device,
+                self.timing,
+                flops=flops,
+                bytes_moved=bytes_moved,
+                power_skip=self.gate.power_window,
+            )
             measured = measured.followed_by(again)
             first_median_ms = staged.measurement.first_median_ms or result.measurement.median_ms
             result = recorded(staged, measured, first_median_ms=first_median_ms)
@@ -347,7 +365,7 @@ class AttnPerf:
             from .calibration import calibrate_case
 
             def trial(slowed: Workload) -> CaseRecord:
-                slowed_measurement = measure_case(slowed, self.device, self.timing)
+                slowed_measurement = measure_case(slowed, self.device, self.timing)  # a trial's power: read by none
                 if not slowed_measurement.fits:
                     raise DoesNotFit(slowed_measurement.reason or "out of memory")
                 return recorded(

@@ -21,7 +21,7 @@ import torch
 from ..spec.options import TimingConfig
 from .bandwidth import copy_bandwidth_gbps
 from .equivalence import Equivalence, describe_mismatch
-from .measurement import Measurement, measure
+from .measurement import Measurement, PowerWindowSkip, measure, never_power
 from .memory import DoesNotFit, Workload, release_memory
 from .timing import Timing, free_flush_buffers
 
@@ -121,11 +121,14 @@ def measure_case(
     flops: float | None = None,
     bytes_moved: int | None = None,
     free_caches: Callable[[], None] = lambda: None,
+    power_skip: PowerWindowSkip = never_power,
 ) -> CaseMeasurement:
-    """Measure ``workload``; an out-of-memory is retried once after ``free_caches`` and the plugin's own buffers."""
+    """Measure ``workload``; an out-of-memory is retried once after ``free_caches`` and the plugin's own buffers.
+
+    ``power_skip``: whether the power window is measured, from the median (``measure``)."""
     started = time.perf_counter()
     try:
-        measurement = measure(workload, device, config)
+        measurement = measure(workload, device, config, power_skip=power_skip)
     except DoesNotFit:
         # measure() already collected every cycle (a thorough release) before it raised; what is freed now goes by
         # reference counting, so a plain release hands it back without walking every object once more.
@@ -133,7 +136,7 @@ def measure_case(
         free_flush_buffers()
         release_memory(device)
         try:
-            measurement = measure(workload, device, config, retry_follows=False)
+            measurement = measure(workload, device, config, retry_follows=False, power_skip=power_skip)
         except DoesNotFit as oom:  # again, in a clean state: it does not fit
             return does_not_fit(str(oom)).with_phase("out_of_memory", (time.perf_counter() - started) * 1e3)
         retry_ms = sum(ms for phase, ms in measurement.phases_ms.items() if phase != "lead_spin")  # inside others

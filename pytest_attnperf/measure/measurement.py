@@ -25,7 +25,7 @@ from .memory import (
     is_out_of_memory,
     release_memory,
 )
-from .nvml import Nvml, busy_power, case_summary, nvml_for
+from .nvml import POWER_MAX_S, POWER_QUEUE, Nvml, busy_power, case_summary, nvml_for
 from .timing import Timing, time_cpu, time_cuda
 
 
@@ -42,14 +42,30 @@ class Measurement:
     phases_ms: dict[str, float] = field(default_factory=dict)  # wall time of each step, for the cost breakdown
 
 
+# Given the case's median (ms): None to measure its power window, or why not (``gate/power.py`` decides for a case).
+PowerWindowSkip = Callable[[float], str | None]
+
+
+def never_power(median_ms: float) -> str | None:
+    """The default of internal measurements (the copy bandwidth, the study's matmul): nothing reads their power."""
+    return "not asked for"
+
+
 def measure(
-    workload: Workload, device: torch.device, config: TimingConfig, *, retry_follows: bool = True
+    workload: Workload,
+    device: torch.device,
+    config: TimingConfig,
+    *,
+    retry_follows: bool = True,
+    power_skip: PowerWindowSkip = never_power,
 ) -> Measurement:
     """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit.
 
     An out-of-memory is followed by a thorough release (every reference cycle, frozen ones too), so a retry starts
     clean. ``retry_follows=False``: the caller decides "does not fit" from this attempt (itself a retry after a
     thorough release); what it leaves is new, unfrozen objects, so a plain release frees their cycles.
+    ``power_skip`` says, from the median, whether the power window is measured; a skipped one is recorded as
+    ``burst_power_w: None`` with the reason in ``burst_power_skipped``, so no reader takes it for zero.
     """
     failure: str | None = None
     peak_bytes: int | None
@@ -85,7 +101,8 @@ def measure(
                 gpu["reference"] = reference.as_dict()
             if nvml is not None and timing.samples_ms:
                 lap("timing")
-                gpu.update(_busy_power(workload, device, nvml, timing.median_ms))
+                median_ms = timing.median_ms
+                gpu.update(power_fields(power_skip, median_ms, lambda: _busy_power(workload, device, nvml, median_ms)))
                 lap("power")
         else:
             output, cpu_peak, memory_note = cpu_peak_memory(workload)
@@ -119,7 +136,24 @@ def measure(
     )
 
 
+def power_fields(
+    power_skip: PowerWindowSkip, median_ms: float, window: Callable[[], dict[str, float]]
+) -> dict[str, Any]:
+    """The power window's fields when ``power_skip`` asks for it and it comes; else a null power and why."""
+    skipped = power_skip(median_ms)
+    if skipped is None:
+        fields = window()
+        if fields:
+            return fields
+        skipped = f"the energy counter did not step twice within {POWER_MAX_S:g} s"
+    return {"burst_power_w": None, "burst_power_skipped": skipped}
+
+
 CHUNK_MS = 2.0  # calls per queued chunk of the power window: about this much GPU time
+# A chunk of at least this much GPU time (one call of a long kernel) is queued two deep, not three: the host
+# launches the next in far less (a case's host launch time was at most 1.6 ms on the H100), and every chunk
+# still queued when the second tick comes is drained unused.
+LONG_CHUNK_MS = 10.0
 
 
 def _busy_power(workload: Workload, device: torch.device, nvml: Nvml, median_ms: float) -> dict[str, float]:
@@ -133,6 +167,6 @@ def _busy_power(workload: Workload, device: torch.device, nvml: Nvml, median_ms:
         done.record()
         return done.query
 
-    window = busy_power(nvml.energy_mj, launch_chunk)
+    window = busy_power(nvml.energy_mj, launch_chunk, queue=2 if calls * median_ms >= LONG_CHUNK_MS else POWER_QUEUE)
     torch.cuda.synchronize(device)
     return window.as_gpu_fields() if window is not None else {}

@@ -101,9 +101,10 @@ def busy_power(
     *,
     min_window_s: float = POWER_WINDOW_S,
     max_s: float = POWER_MAX_S,
+    queue: int = POWER_QUEUE,
     now: Callable[[], float] = time.perf_counter,
 ) -> PowerWindow | None:
-    """Keep ``POWER_QUEUE`` chunks of calls queued and read the counter until two ticks ``min_window_s`` apart.
+    """Keep ``queue`` chunks of calls queued and read the counter until two ticks ``min_window_s`` apart.
 
     NVML's total-energy counter advances in steps (every few to ~100 ms by driver and GPU): a window
     from one step to another holds exactly the energy of its time, and the GPU is busy all through
@@ -113,7 +114,7 @@ def busy_power(
     first = energy_mj()
     if first is None:
         return None
-    pending = deque(launch_chunk() for _ in range(POWER_QUEUE))
+    pending = deque(launch_chunk() for _ in range(queue))
     began, last = now(), first
     start: tuple[float, float] | None = None
     while now() - began < max_s:

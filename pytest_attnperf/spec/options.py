@@ -24,6 +24,7 @@ from .units import (
 )
 from .workloads import MODES, WORKLOADS
 
+POWER_CHOICES = ("auto", "on", "off")  # when the power window is measured (gate/power.py)
 MissingPolicy = Literal["fail", "skip", "warn"]
 MISSING_POLICIES: tuple[MissingPolicy, ...] = ("fail", "skip", "warn")
 # Full-size problems on a GPU. A CPU run is a smoke run: one short context, since most of its time is
@@ -206,6 +207,15 @@ OPTIONS: tuple[Option, ...] = (
         choice("fingerprint", ("warn", "fail", "off")),
         "POLICY",
         default="warn",
+    ),
+    Option(
+        "power",
+        "when to measure each case's mean power while running (calls back to back after its sampling): auto (when "
+        "recording baselines with --attnperf-update, and when gating a kernel long enough to reach the power cap whose baseline has a "
+        "recorded power), on or off (default auto)",
+        choice("power window", POWER_CHOICES),
+        "WHEN",
+        default="auto",
     ),
     Option(
         "calibrate",

@@ -64,6 +64,7 @@ class Settings:
     github_benchmark_path: Path | None = None
     allow_busy_cpu: bool = False
     compile_cache_dir: Path | None = None  # where torch.compile and Triton keep their kernels (None: theirs)
+    power: str = "auto"  # when the power window is measured: auto, on, off (gate/power.py)
 
     def seqlens_for(self, is_cuda: bool) -> tuple[int, ...]:
         return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
@@ -201,6 +202,7 @@ def resolve_settings(
         update=bool(values["attnperf_update"]),
         calibrate=bool(values["attnperf_calibrate"]),
         fingerprint=values["attnperf_fingerprint"],
+        power=values["attnperf_power"],
         latency_tolerance=None
         if values["attnperf_latency_tolerance"] == "auto"
         else values["attnperf_latency_tolerance"],

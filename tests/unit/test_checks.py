@@ -493,6 +493,15 @@ def test_mean_power_is_reported_beside_the_verdict_and_never_decides() -> None:
     assert "mean power while running 690 W, x1.150 the baseline's, between-run spread 1.0 %" in result.decision.notes
 
 
+def test_a_skipped_power_window_says_no_power_and_decides_the_same() -> None:
+    skipped = {"reference": REFERENCE, "burst_power_w": None, "burst_power_skipped": "--attnperf-power=off"}
+    result = _result(median_ms=1.0, clock_mhz=[1800.0] * 10, gpu=skipped)
+    entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, power_w=600.0, power_spread=0.01, **THREE_RUNS)
+    outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    assert not outcome.violations
+    assert not any("power" in note for note in result.decision.notes)
+
+
 def test_a_marker_tolerance_below_the_calibrated_detection_limit_is_reported() -> None:
     marks = GateMarks(latency=LatencySpec(tolerance=0.02), memory=None, equivalence=None)
     result = _result(median_ms=1.0)

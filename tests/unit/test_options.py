@@ -49,6 +49,7 @@ SETTINGS_TABLE: list[tuple[str, str, Any, str, Any, Any, str]] = [
     ("min-samples", "3", 3, "4", 4, 10, "timing.min_samples"),
     ("cuda-graph", "false", False, "on", True, False, "timing.cuda_graph"),
     ("fingerprint", "fail", "fail", "off", "off", "warn", "fingerprint"),
+    ("power", "on", "on", "off", "off", "auto", "power"),
 ]
 INI_KEYS = [option.dest for option in OPTIONS if option.ini]
 
@@ -231,6 +232,7 @@ BAD_VALUES = [
     ("seqlens", "abc", "context length 'abc' is not a positive integer (e.g. 4096 or 4K)"),
     ("missing", "maybe", "missing-baseline policy 'maybe' is not one of: fail, skip, warn"),
     ("guard", "sometimes", "guard 'sometimes' is not one of: warn, refuse, off"),
+    ("power", "always", "power window 'always' is not one of: auto, on, off"),
     ("latency-tolerance", "2000%", "tolerance '2000%' is out of range; expected a fraction such as 0.1"),
     ("memory-tolerance", "lots", "cannot read 'lots' as a tolerance"),
     ("mode", "sideways", "mode 'sideways' is not one of: forward, backward, forward+backward"),

@@ -60,6 +60,23 @@ def run(level: float, uuid: str, rng: random.Random, beta: float = 1.0) -> CaseR
     return result
 
 
+def test_a_skipped_power_window_is_left_out_of_the_entry_never_taken_for_zero() -> None:
+    rng = random.Random(5)
+    results = [run(level, f"GPU-{i}", rng) for i, level in enumerate((1.0, 0.93, 0.96))]
+    skipped = {"burst_power_w": None, "burst_power_skipped": "--attnperf-power=off"}
+
+    def without_power(result: CaseRecord) -> CaseRecord:
+        measured = result.measurement
+        return dataclasses.replace(result, measurement=dataclasses.replace(measured, gpu={**measured.gpu, **skipped}))
+
+    entry = entry_from_runs([without_power(results[0]), *results[1:]], "2026-12-01T00:00:00Z")
+    assert entry.power_w == 567.0  # the median of the two runs that measured it
+    assert entry.power_spread == pytest.approx(log_spread([558.0, 576.0]), rel=1e-2)  # kept to 3 digits
+    none = entry_from_runs([without_power(result) for result in results], "2026-12-01T00:00:00Z")
+    assert none.power_w is None
+    assert none.power_spread is None
+
+
 def test_three_runs_become_one_consistent_entry_with_their_spread() -> None:
     rng = random.Random(3)
     results = [run(level, f"GPU-{i}", rng) for i, level in enumerate((1.0, 0.93, 0.96))]

@@ -43,6 +43,9 @@ class KeepingGate:
     def calibration(self) -> None:
         return None
 
+    def power_window(self, median_ms: float) -> str | None:
+        return "not asked for"
+
 
 def _runner(input_guard: InputGuard | None = None) -> AttnPerf:
     """A runner with caches of its own, or the ``input_guard`` a run hands each of its cases."""
@@ -206,3 +209,19 @@ def test_the_backend_after_an_inplace_one_sees_the_seeded_inputs(pytester: pytes
             "*attention backend 'inplace' modified its input(s) v in place*",
         ]
     )
+
+
+def test_the_runner_asks_its_gate_whether_to_measure_the_power_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pytest_attnperf.runner as runner
+
+    asked: list[Any] = []
+    measure_case = runner.measure_case
+
+    def spying(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("power_skip"))
+        return measure_case(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "measure_case", spying)
+    attnperf = _runner()
+    attnperf.measure_workload(lambda: torch.ones(4) * 2, name="tiny")
+    assert asked == [attnperf.gate.power_window]  # the gate decides, from the median the measurement finds
