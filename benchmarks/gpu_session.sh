@@ -13,8 +13,13 @@
 # What ran on the H100 in December 2026 (docs/results/h100/2026-12/README.md), in this order: fa4_lib (two calls),
 # then with .whl carried `fa4 study_quick` and `fidelity`; on a second machine fa4_lib again, `cost` (carry .old),
 # `gate_live` (four cases, TRIALS=5), `record` of the kernel suite (about 130 s a run), one `gated_suite` cut off by the
-# session's device time. Next: gated_suite RUNS=5 with the capped floor, SUITE=tests/suite/test_transformers.py record,
-# gate_live of the other four cases and gate_live_cross on another machine, study (all configurations).
+# session's device time. The next session (a third H100, GPU-f03b79be): fa4_lib, then
+# `SUITE=tests/suite/test_transformers.py RECORD_SECONDS=380 record` (the H100 file's transformers entries) and a
+# whole-suite gated_suite cut off by the call's limit with one F, most likely test_inference[varlen-flex-16K] (mapped
+# from the -q progress line); the machine was then taken back. Next, in this order: the kernel suite gated on this
+# code (`SUITE=tests/suite/test_attention.py RUNS=2 gated_suite`: -v and the deadline name any failure; is it the
+# other unit?), `cost`, the whole suite gated five times, gate_live with all eight cases (TRIALS=20
+# TRIALS_PER_PROCESS=10 BUDGET_S=520, two calls), the study's other configurations (resumable).
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
