@@ -30,22 +30,24 @@ def _fits(entry: Any) -> bool:
     return bool(entry.get("fits", True))
 
 
+def _median_and_peak(entry: Any) -> str:
+    """A baseline entry as one table cell: median time · peak memory, or why there is none."""
+    if entry is None:
+        return "–"
+    return (
+        f"{fmt_ms(entry['latency_ms']['median'])} · {fmt_bytes(entry['peak_bytes'])}"
+        if _fits(entry)
+        else "does not fit"
+    )
+
+
 def prefill(ctx: Context, data: Any) -> list[str]:
     """FlashAttention on vs off for the prompt: every backend's median and peak at each length, from the baselines."""
     cases = _forward_cases(data)
     lengths = sorted({length for _, length in cases})
     backends = [name for name in PREFILL_ORDER if any((name, n) in cases for n in lengths)]
 
-    def cell(entry: Any) -> str:
-        if entry is None:
-            return "–"
-        return (
-            f"{fmt_ms(entry['latency_ms']['median'])} · {fmt_bytes(entry['peak_bytes'])}"
-            if _fits(entry)
-            else "does not fit"
-        )
-
-    rows = [[f"`{b}`", *[cell(cases.get((b, n))) for n in lengths]] for b in backends]
+    rows = [[f"`{b}`", *[_median_and_peak(cases.get((b, n))) for n in lengths]] for b in backends]
     speedups = []
     for n in lengths:
         off, on = cases.get(("eager", n)), cases.get(("flash-attn", n))
@@ -161,22 +163,16 @@ def transformers(ctx: Context, data: Any) -> list[str]:
     lengths = sorted({key[3] for key in cases})
     models = sorted({key[1] for key in cases})
 
-    def cell(entry: Any) -> str:
-        if entry is None:
-            return "–"
-        return (
-            f"{fmt_ms(entry['latency_ms']['median'])} · {fmt_bytes(entry['peak_bytes'])}"
-            if _fits(entry)
-            else "does not fit"
-        )
-
     lines: list[str] = []
     for workload, what in (
         ("prefill", "the prompt's forward pass"),
         ("decode", "one new token over a KV cache of that length"),
     ):
         rows = [
-            [f"{model} `{implementation}`", *[cell(cases.get((workload, model, implementation, n))) for n in lengths]]
+            [
+                f"{model} `{implementation}`",
+                *[_median_and_peak(cases.get((workload, model, implementation, n))) for n in lengths],
+            ]
             for model in models
             for implementation in HF_IMPLEMENTATIONS
             if any((workload, model, implementation, n) in cases for n in lengths)
