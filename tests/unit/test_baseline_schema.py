@@ -232,7 +232,7 @@ def test_an_update_that_measures_zero_says_so_and_keeps_a_readable_file(
         """
     )
     zero = Timing(samples_ms=(0.0,) * 10, clock="fake")
-    monkeypatch.setattr(measuring, "measure", lambda *_: Measurement(zero, 0, None, None))
+    monkeypatch.setattr(measuring, "measure", lambda *_, **__: Measurement(zero, 0, None, None))
     result = pytester.runpytest_inprocess("--attnperf", *FAST_OPTIONS, "--attnperf-update")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.re_match_lines(

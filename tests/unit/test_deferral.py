@@ -44,7 +44,7 @@ def scripted(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> list
     medians: list[float] = []
     calls = iter(range(1000))
 
-    def fake_measure(*_: object) -> Measurement:
+    def fake_measure(*_: object, **__: object) -> Measurement:
         index = next(calls)
         median = medians[min(index, len(medians) - 1)]
         return Measurement(Timing(samples_ms=(median,) * 10, clock="fake"), 100, None, None)
@@ -141,7 +141,7 @@ import pytest_attnperf.measure.case as measuring
 
 COUNT = [0]
 
-def fake_measure(*_):
+def fake_measure(*_, **__):
     medians = [1.05, 1.06]
     median = medians[min(COUNT[0], len(medians) - 1)]
     COUNT[0] += 1

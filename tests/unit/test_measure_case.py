@@ -38,7 +38,7 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, outcomes: list[object]) -> list[s
     """measure() replaced: each call raises or returns the next outcome; the calls and frees are logged."""
     log: list[str] = []
 
-    def fake_measure(*_: object, retry_follows: bool = True) -> Measurement:
+    def fake_measure(*_: object, retry_follows: bool = True, **__: object) -> Measurement:
         log.append("measure" if retry_follows else "measure, decided after")
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
