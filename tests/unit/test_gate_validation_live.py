@@ -302,7 +302,7 @@ def test_the_session_end_re_measures_every_trials_ambiguous_items(
     medians: list[float] = []
     measured: list[str] = []  # the item of each measurement, in order
 
-    def scripted(*_: object) -> Measurement:
+    def scripted(*_: object, **__: object) -> Measurement:
         measured.append(os.environ["PYTEST_CURRENT_TEST"].split("[")[1].split("]")[0])
         median = medians.pop(0) if len(medians) > 1 else medians[0]
         return Measurement(Timing(samples_ms=(median,) * 10, clock="fake"), 100, None, None)
