@@ -8,9 +8,10 @@ the bytes each step must move, and measures where a whole model's KV cache stops
 
 from __future__ import annotations
 
+import copy
 import datetime
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -30,6 +31,7 @@ from ..spec.shapes import AttnShape
 from . import peak_model
 from .decode_plan import DecodeStudy
 from .memory_calculator import kv_cache_limit, model_kv_cache_bytes, weights_bytes
+from .plan import DECODE_PART, finished_parts, missing_parts, study_plan
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,33 @@ def fused_limit(
     return {"backend": backend.name, "config": config.name, "max_tokens": max_tokens, "statement": statement}
 
 
+def plan_of(
+    configs: Sequence[StudyConfig],
+    seqlens: Sequence[int],
+    backends: Sequence[str] | None,
+    *,
+    timing: TimingConfig = DEFAULT_TIMING,
+    seed: int = 0,
+    frontier: bool = True,
+    decode: DecodeStudy | None = None,
+) -> dict[str, Any]:
+    """The plan run_study records for these arguments: what an earlier study.json must match to be gone on with."""
+    selected = REGISTRY.select(tuple(backends) if backends else None)
+    return study_plan(
+        configs=[config.as_dict() for config in configs],
+        seqlens=seqlens,
+        backends=[backend.name for backend in selected],
+        decode=decode,
+        timing=timing,
+        seed=seed,
+        frontier=frontier,
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def run_study(
     device: torch.device,
     info: DeviceInfo,
@@ -276,37 +305,55 @@ def run_study(
     decode: DecodeStudy | None = None,
     command: str = "attnperf report",
     progress: Progress | None = None,
+    measure: Collection[str] | None = None,
+    measure_decode: bool = True,
+    previous: Mapping[str, Any] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure every backend x context length x configuration; add the frontier, the fused limits and decode."""
+    """Measure every backend x context length x configuration; add the frontier, the fused limits and decode.
+
+    ``configs`` and ``decode`` are the whole study. ``measure`` names the configurations this call measures
+    (default: all) and ``measure_decode`` whether it measures the decode section; ``previous`` is a document of
+    the same study (the same plan) whose finished parts are kept as they are and not measured again.
+    ``checkpoint`` gets the document after each part finishes (a configuration with its frontier, or the decode
+    section), so a run cut off keeps what it finished."""
     show = progress or (lambda line: None)
     selected = REGISTRY.select(tuple(backends) if backends else None)
-    study: dict[str, Any] = {
-        "schema": "attnperf-study/1",
-        "command": command,
-        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "gpu": info.as_dict(),
-        "configs": [],
-        "frontier": [],
-        "fused_limits": [],
-        "matmul_peak_tflops": {},
-        "flash_backends": [backend.name for backend in selected if backend.flash],
-        "materialised_backends": [backend.name for backend in selected if backend.materializes_scores],
-    }
+    plan = plan_of(configs, seqlens, backends, timing=timing, seed=seed, frontier=frontier, decode=decode)
+    study = _start_document(previous, plan, info, command, selected)
+    done = set(finished_parts(study))
+    wanted = set(measure) if measure is not None else {config.name for config in configs}
+    if wanted - {config.name for config in configs}:
+        raise ValueError(f"run_study: measure names configurations not in the study: {sorted(wanted)}")
+    todo = [config for config in configs if config.name in wanted and config.name not in done]
+    run: dict[str, Any] = {"started": _now(), "command": command, "uuid": info.uuid, "parts": []}
+
+    def finish(part: str) -> None:
+        if not run["parts"]:  # a run that finished nothing is not one of the study's runs
+            study["runs"].append(run)
+        run["parts"].append({"name": part, "finished": _now()})
+        study["command"], study["created"] = command, run["started"]
+        _order_by_plan(study, [config.name for config in configs])
+        study["missing"] = missing_parts(study)
+        study["complete"] = not study["missing"]
+        if checkpoint is not None:
+            checkpoint(study)
+
     if device.type == "cuda":
-        for dtype in sorted({config.dtype for config in configs} - {"float32"}):
+        for dtype in sorted({config.dtype for config in todo} - {"float32"} - set(study["matmul_peak_tflops"])):
             study["matmul_peak_tflops"][dtype] = matmul_peak_tflops(device, getattr(torch, dtype))
             show(f"matmul peak {dtype}: {study['matmul_peak_tflops'][dtype]:.0f} TFLOP/s")
-    total = len(configs) * len(seqlens) * len(selected)
-    done = 0
-    for config in configs:
+    total = len(todo) * len(seqlens) * len(selected)
+    count = 0
+    for config in todo:
         cases = []
         for seqlen in seqlens:
             for backend in selected:
-                done += 1
+                count += 1
                 case = measure_case(backend, config.shape(seqlen), info, device, timing, seed)
                 cases.append(case)
                 value = f"{case['median_ms']:.3g} ms" if case["status"] == "ok" else case["status"]
-                show(f"[{done:>3}/{total}] {config.name} | {backend.name} | {seqlen:,}: {value}")
+                show(f"[{count:>3}/{total}] {config.name} | {backend.name} | {seqlen:,}: {value}")
         _add_relative_numbers(cases, study["matmul_peak_tflops"].get(config.dtype))
         study["configs"].append({**config.as_dict(), "cases": cases})
         release_memory(device)
@@ -324,9 +371,53 @@ def run_study(
                 limit = fused_limit(backend, config, free_bytes, cases)
                 if limit:
                     study["fused_limits"].append(limit)
-    if decode is not None:
+        finish(config.name)
+    if decode is not None and measure_decode and DECODE_PART not in done:
         study["decode"] = run_decode(device, info, decode, selected, timing=timing, seed=seed, show=show)
+        finish(DECODE_PART)
+    study["missing"] = missing_parts(study)
+    study["complete"] = not study["missing"]
     return study
+
+
+def _start_document(
+    previous: Mapping[str, Any] | None,
+    plan: dict[str, Any],
+    info: DeviceInfo,
+    command: str,
+    selected: Sequence[Backend],
+) -> dict[str, Any]:
+    """A new study document, or a copy of ``previous`` (of the same plan) that this run adds its parts to."""
+    if previous is not None:
+        if previous.get("plan") != plan:
+            raise ValueError("run_study: the previous study has another plan (check it with study.resume first)")
+        kept = copy.deepcopy(dict(previous))
+        kept["gpu"] = info.as_dict()  # the same model and software (checked); this run's card
+        for key in ("frontier", "fused_limits", "runs"):
+            kept[key] = list(kept.get(key) or [])
+        kept["matmul_peak_tflops"] = dict(kept.get("matmul_peak_tflops") or {})
+        return kept
+    return {
+        "schema": "attnperf-study/1",
+        "command": command,
+        "created": _now(),
+        "gpu": info.as_dict(),
+        "plan": plan,
+        "runs": [],
+        "configs": [],
+        "frontier": [],
+        "fused_limits": [],
+        "matmul_peak_tflops": {},
+        "flash_backends": [backend.name for backend in selected if backend.flash],
+        "materialised_backends": [backend.name for backend in selected if backend.materializes_scores],
+    }
+
+
+def _order_by_plan(study: dict[str, Any], names: Sequence[str]) -> None:
+    """Configurations and their frontier and fused limits in the study's order, whichever run measured them."""
+    order = {name: index for index, name in enumerate(names)}
+    for key, name_key in (("configs", "name"), ("frontier", "config"), ("fused_limits", "config")):
+        study[key].sort(key=lambda entry: order.get(entry.get(name_key), len(order)))
 
 
 def run_decode(
