@@ -78,7 +78,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     from .spec.options import GPU_SEQLENS
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
-    from .study.plan import DECODE_PART, SelectionError, finished_parts, select_configs
+    from .study.plan import DECODE_PART, SelectionError, finished_parts, missing_parts, select_configs
     from .study.resume import ResumeError, check_resumable, read_study
     from .study.runner import (
         CPU_CONFIGS,
@@ -122,7 +122,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         write_study(document, out, plots=False)  # the plots once at the end: they take seconds each
         print(
             f"attnperf report: saved {saved} ({len(finished_parts(document))} parts; still missing: "
-            f"{_listed(document['missing'])})",
+            f"{_listed(missing_parts(document))})",
             flush=True,
         )
 
@@ -143,7 +143,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     )
     for path in write_study(study, out, plots=plots):
         print(f"wrote {path}")
-    missing = study["missing"]
+    missing = missing_parts(study)
     if missing:
         print(
             f"attnperf report: the study is not complete; missing {_listed(missing)}: run the command again with "
