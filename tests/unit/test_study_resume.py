@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -333,3 +336,39 @@ def test_missing_parts_follow_the_plan_and_a_document_without_one_has_none() -> 
     assert missing_parts({"plan": {**plan, "decode": None}, "configs": [{"name": "a"}, {"name": "b"}]}) == []
     assert missing_parts({"configs": []}) == []
     assert "Not measured yet" not in render_markdown({"configs": [], "runs": [{"parts": []}]})
+
+
+# A real kill: the study's process sends itself SIGKILL as its second configuration starts (nothing runs after it).
+KILLED_AFTER_FIRST = """
+import os, signal, sys
+import pytest_attnperf.study.runner as runner
+from pytest_attnperf import cli
+measure, calls = runner.measure_case, []
+def measure_then_die(*arguments):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return measure(*arguments)
+runner.measure_case = measure_then_die
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # two subprocess runs of the CPU study
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_killed_report_goes_on_from_its_saved_study(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    arguments = ["report", *TOY, "--only", "prefill", "--out", str(out)]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_FIRST, *arguments], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    first = _load(out)
+    assert [config["name"] for config in first["configs"]] == NAMES[:1]
+    finished = subprocess.run(
+        [sys.executable, "-m", "pytest_attnperf.cli", *arguments], capture_output=True, text=True, check=True
+    )
+    assert f"going on with {out / 'study.json'}: keeping 'fp32 causal d64'" in finished.stdout
+    assert "[  1/4] fp32 non-causal d64 | eager | 32:" in finished.stderr  # two configurations left, two cases each
+    assert "missing 'decode section'" in finished.stdout
+    second = _load(out)
+    assert [config["name"] for config in second["configs"]] == NAMES
+    assert _config_text(second, NAMES[0]) == _config_text(first, NAMES[0])
