@@ -107,6 +107,8 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         decode = decode.with_lengths(settings.seqlens)
     plan = plan_of(configs, seqlens, settings.backends, timing=settings.timing, decode=decode)
     saved = out / "study.json"
+    if saved.exists() and not saved.is_file():
+        raise CommandError(f"{saved}: not a file, so the study cannot be saved there; choose another --out")
     previous = None
     if saved.exists() and not arguments.fresh:
         try:
@@ -118,29 +120,37 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         print(f"attnperf report: going on with {saved}: keeping {_listed(kept)}; measuring only what is missing")
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
 
+    saves: list[Path] = []
+
     def save(document: dict[str, Any]) -> None:
         write_study(document, out, plots=False)  # the plots once at the end: they take seconds each
+        saves.append(saved)
         print(
             f"attnperf report: saved {saved} ({len(finished_parts(document))} parts; still missing: "
             f"{_listed(missing_parts(document))})",
             flush=True,
         )
 
-    study = run_study(
-        device,
-        info,
-        configs=configs,
-        seqlens=seqlens,
-        backends=settings.backends,
-        timing=settings.timing,
-        decode=decode,
-        command=command,
-        progress=stderr_progress(),
-        measure=measure,
-        measure_decode=arguments.only != "prefill",
-        previous=previous,
-        checkpoint=save,
-    )
+    try:
+        study = run_study(
+            device,
+            info,
+            configs=configs,
+            seqlens=seqlens,
+            backends=settings.backends,
+            timing=settings.timing,
+            decode=decode,
+            command=command,
+            progress=stderr_progress(),
+            measure=measure,
+            measure_decode=arguments.only != "prefill",
+            previous=previous,
+            checkpoint=save,
+        )
+    except KeyboardInterrupt:
+        if saves or previous is not None:
+            print(f"attnperf report: interrupted; {saved} keeps the parts finished, and the same command goes on")
+        raise
     for path in write_study(study, out, plots=plots):
         print(f"wrote {path}")
     missing = missing_parts(study)

@@ -46,7 +46,8 @@ def study_plan(
         "seed": seed,
         "frontier": frontier,
     }
-    return json.loads(json.dumps(plan))  # tuples as lists: the form it takes once read back from study.json
+    read_back: dict[str, Any] = json.loads(json.dumps(plan))  # tuples as lists, as study.json gives them back
+    return read_back
 
 
 def planned_config_names(plan: Mapping[str, Any]) -> list[str]:

@@ -332,7 +332,8 @@ def run_study(
         if not run["parts"]:  # a run that finished nothing is not one of the study's runs
             study["runs"].append(run)
         run["parts"].append({"name": part, "finished": _now()})
-        study["command"], study["created"] = command, run["started"]
+        # The same model and software as the earlier runs (checked); the card and command of the latest run.
+        study["gpu"], study["command"], study["created"] = info.as_dict(), command, run["started"]
         _order_by_plan(study, [config.name for config in configs])
         study["missing"] = missing_parts(study)
         study["complete"] = not study["missing"]
@@ -392,7 +393,6 @@ def _start_document(
         if previous.get("plan") != plan:
             raise ValueError("run_study: the previous study has another plan (check it with study.resume first)")
         kept = copy.deepcopy(dict(previous))
-        kept["gpu"] = info.as_dict()  # the same model and software (checked); this run's card
         for key in ("frontier", "fused_limits", "runs"):
             kept[key] = list(kept.get(key) or [])
         kept["matmul_peak_tflops"] = dict(kept.get("matmul_peak_tflops") or {})

@@ -130,6 +130,45 @@ def test_a_complete_study_run_again_measures_nothing(
     assert "the study is complete" in capsys.readouterr().out
 
 
+def test_a_run_on_another_card_of_the_model_that_measures_nothing_changes_nothing(
+    cut_after_first: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _report(cut_after_first) == 0
+    done = _edited(cut_after_first, lambda s: s["gpu"].update(uuid="GPU-of-the-earlier-runs"))
+    assert _report(cut_after_first) == 0
+    assert _load(cut_after_first) == json.loads(done)  # the earlier runs' card is kept: this run added nothing
+
+
+def test_an_interrupted_run_says_that_the_next_goes_on(
+    cut_after_first: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    measure = study_runner.measure_case
+
+    def interrupted(backend: Any, shape: AttnShape, *arguments: Any) -> dict[str, Any]:
+        if shape.kv_heads != shape.heads:  # the third configuration: the second is saved by then
+            raise KeyboardInterrupt
+        return measure(backend, shape, *arguments)
+
+    monkeypatch.setattr(study_runner, "measure_case", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _report(cut_after_first)
+    assert [config["name"] for config in _load(cut_after_first)["configs"]] == NAMES[:2]
+    assert (
+        f"attnperf report: interrupted; {cut_after_first / 'study.json'} keeps the parts finished, and the same "
+        "command goes on\n"
+    ) in capsys.readouterr().out
+
+
+def test_a_study_json_that_is_a_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "study.json").mkdir()
+    for fresh in ((), ("--fresh",)):
+        assert _report(tmp_path, *fresh) == 2
+        assert capsys.readouterr().err == (
+            f"attnperf report: {tmp_path / 'study.json'}: not a file, so the study cannot be saved there; "
+            "choose another --out\n"
+        )
+
+
 def test_configs_measures_only_the_chosen_ones_and_says_what_is_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
