@@ -209,6 +209,8 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.study.decode_markdown",
     "pytest_attnperf.study.decode_plan",
     "pytest_attnperf.study.output",
+    "pytest_attnperf.study.plan",
+    "pytest_attnperf.study.resume",
     "pytest_attnperf.study.memory_calculator",
     "pytest_attnperf.study.timelines",
     "pytest_attnperf.study.allocator_model",
