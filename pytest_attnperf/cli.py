@@ -78,8 +78,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     from .spec.options import GPU_SEQLENS
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
-    from .study.plan import DECODE_PART, SelectionError, finished_parts, missing_parts, select_configs
-    from .study.resume import ResumeError, check_resumable, read_study
+    from .study.plan import DECODE_PART, finished_parts, missing_parts
     from .study.runner import (
         CPU_CONFIGS,
         CPU_STUDY_SEQLENS,
@@ -97,27 +96,14 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     # The whole study; --quick, --configs and --only choose which of its parts this call measures.
     configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
     names = [config.name for config in configs]
-    try:
-        measure = _chosen_configs(arguments, names, select_configs)
-    except SelectionError as error:
-        raise CommandError(str(error)) from None
+    measure = _chosen_configs(arguments, names)
     seqlens = settings.seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_STUDY_SEQLENS)
     decode = GPU_DECODE if device.type == "cuda" else CPU_DECODE
     if settings.seqlens:  # the decode section's cache lengths too: it was most of a "quick" run
         decode = decode.with_lengths(settings.seqlens)
     plan = plan_of(configs, seqlens, settings.backends, timing=settings.timing, decode=decode)
     saved = out / "study.json"
-    if saved.exists() and not saved.is_file():
-        raise CommandError(f"{saved}: not a file, so the study cannot be saved there; choose another --out")
-    previous = None
-    if saved.exists() and not arguments.fresh:
-        try:
-            previous = read_study(saved)
-            check_resumable(saved, previous, plan, info.as_dict())
-        except ResumeError as error:
-            raise CommandError(str(error)) from None
-        kept = finished_parts(previous)
-        print(f"attnperf report: going on with {saved}: keeping {_listed(kept)}; measuring only what is missing")
+    previous = _earlier_study(saved, plan, info.as_dict(), fresh=arguments.fresh)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
 
     saves: list[Path] = []
@@ -164,10 +150,10 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     return 0
 
 
-def _chosen_configs(
-    arguments: argparse.Namespace, names: list[str], select: Callable[[str, Sequence[str]], tuple[str, ...]]
-) -> tuple[str, ...]:
+def _chosen_configs(arguments: argparse.Namespace, names: list[str]) -> tuple[str, ...]:
     """The configurations this call measures: --configs, --quick (the first) or all; none with --only decode."""
+    from .study.plan import SelectionError, select_configs
+
     if arguments.configs is not None and (arguments.quick or arguments.only == "decode"):
         other = "--quick" if arguments.quick else "--only decode"
         raise CommandError(f"--configs and {other} both choose the configurations to measure: give one")
@@ -175,7 +161,30 @@ def _chosen_configs(
         return ()
     if arguments.quick:
         return tuple(names[:1])
-    return select(arguments.configs, names) if arguments.configs is not None else tuple(names)
+    try:
+        return select_configs(arguments.configs, names) if arguments.configs is not None else tuple(names)
+    except SelectionError as error:
+        raise CommandError(str(error)) from None
+
+
+def _earlier_study(saved: Path, plan: dict[str, Any], gpu: dict[str, Any], *, fresh: bool) -> dict[str, Any] | None:
+    """The study.json an earlier run left in --out, checked to be this study on this GPU model and software
+    (none with --fresh: this run's first part replaces it)."""
+    from .study.plan import finished_parts
+    from .study.resume import ResumeError, check_resumable, read_study
+
+    if saved.exists() and not saved.is_file():
+        raise CommandError(f"{saved}: not a file, so the study cannot be saved there; choose another --out")
+    if fresh or not saved.exists():
+        return None
+    try:
+        previous = read_study(saved)
+        check_resumable(saved, previous, plan, gpu)
+    except ResumeError as error:
+        raise CommandError(str(error)) from None
+    kept = _listed(finished_parts(previous))
+    print(f"attnperf report: going on with {saved}: keeping {kept}; measuring only what is missing")
+    return previous
 
 
 def _listed(parts: Sequence[str]) -> str:
