@@ -106,11 +106,10 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     previous = _earlier_study(saved, plan, info.as_dict(), fresh=arguments.fresh)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
 
-    saves: list[Path] = []
+    saves: list[list[Path]] = []  # what each save wrote: README and plots always show everything gathered
 
     def save(document: dict[str, Any]) -> None:
-        write_study(document, out, plots=False)  # the plots once at the end: they take seconds each
-        saves.append(saved)
+        saves.append(write_study(document, out, plots=plots))
         print(
             f"attnperf report: saved {saved} ({len(finished_parts(document))} parts; still missing: "
             f"{_listed(missing_parts(document))})",
@@ -137,7 +136,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         if saves or previous is not None:
             print(f"attnperf report: interrupted; {saved} keeps the parts finished, and the same command goes on")
         raise
-    for path in write_study(study, out, plots=plots):
+    for path in saves[-1] if saves else write_study(study, out, plots=plots):  # this run measured nothing: drawn anew
         print(f"wrote {path}")
     missing = missing_parts(study)
     if missing:
@@ -256,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the FlashAttention study: prefill tables per configuration, the memory frontier, and "
         "a decode section (one new token over KV caches). --attnperf-seqlens sets the prefill context lengths and "
         "the decode section's cache lengths (default: 1K-32K on a GPU; on a CPU 128-1024, and caches of 256-4096). "
-        "study.json is saved after each configuration and after the decode section: run the command again with the "
+        "study.json, README.md and the plots are saved after each configuration and after the decode section: run the command again with the "
         "same --out to go on with a study a time limit cut off (only what is missing is measured).",
     )
     report.add_argument(

@@ -92,6 +92,16 @@ def test_a_cut_off_run_leaves_its_finished_configuration_saved(cut_after_first: 
     assert not [path.name for path in cut_after_first.iterdir() if path.name.endswith(".tmp")]
 
 
+def test_a_cut_off_run_has_drawn_the_plots_of_what_it_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(study_output, "plots_available", lambda: True)
+    _record_cases(monkeypatch, cut_at=3)
+    with pytest.raises(Cut):
+        _report(tmp_path)
+    drawn = sorted(path.name for path in tmp_path.glob("*.png"))
+    assert drawn == ["latency-fp32-causal-d64.png", "memory-fp32-causal-d64.png"]
+
+
 def test_the_next_run_measures_only_what_is_missing_and_keeps_the_first_byte_for_byte(
     cut_after_first: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
