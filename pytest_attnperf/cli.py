@@ -76,18 +76,11 @@ def command_report(arguments: argparse.Namespace) -> int:
 def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any, out: Path) -> int:
     from .measure.device import describe_device
     from .spec.options import GPU_SEQLENS
+    from .study.configs import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
     from .study.plan import DECODE_PART, finished_parts, missing_parts
-    from .study.runner import (
-        CPU_CONFIGS,
-        CPU_STUDY_SEQLENS,
-        GPU_CONFIGS,
-        StudyConfig,
-        plan_of,
-        run_study,
-        stderr_progress,
-    )
+    from .study.runner import plan_of, run_study, stderr_progress
 
     plots = plots_available()
     if not plots:  # said before measuring, not after it

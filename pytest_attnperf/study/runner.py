@@ -12,7 +12,6 @@ import copy
 import datetime
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 import torch
@@ -22,69 +21,20 @@ from ..measure import case as measuring
 from ..measure.bandwidth import copy_bandwidth_gbps
 from ..measure.inputs import make_qkv, torch_dtype
 from ..measure.measurement import measure
-from ..measure.memory import DoesNotFit, cuda_peak_memory, describe_error, is_out_of_memory, release_memory
+from ..measure.memory import DoesNotFit, describe_error, is_out_of_memory, release_memory
 from ..runner import make_workload
 from ..spec.device_info import DeviceInfo
 from ..spec.options import TimingConfig
 from ..spec.presets import get_preset
 from ..spec.shapes import AttnShape
-from . import peak_model
+from .configs import CPU_CONFIGS as CPU_CONFIGS  # the study's configurations, imported from here by its callers
+from .configs import CPU_STUDY_SEQLENS as CPU_STUDY_SEQLENS
+from .configs import GPU_CONFIGS as GPU_CONFIGS
+from .configs import StudyConfig
 from .decode_plan import DecodeStudy
+from .frontier import frontier_entry, fused_limit
 from .memory_calculator import kv_cache_limit, model_kv_cache_bytes, weights_bytes
 from .plan import DECODE_PART, finished_parts, missing_parts, study_plan
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """One table of the study: a dtype, masking, head dim and head grouping."""
-
-    name: str
-    dtype: str
-    causal: bool
-    head_dim: int
-    heads: int = 32
-    kv_heads: int = 32
-    batch: int = 1
-
-    def shape(self, seqlen: int) -> AttnShape:
-        return AttnShape(
-            q_len=seqlen,
-            k_len=seqlen,
-            batch=self.batch,
-            heads=self.heads,
-            kv_heads=self.kv_heads,
-            head_dim=self.head_dim,
-            dtype=self.dtype,
-            causal=self.causal,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dtype": self.dtype,
-            "causal": self.causal,
-            "batch": self.batch,
-            "heads": self.heads,
-            "kv_heads": self.kv_heads,
-            "head_dim": self.head_dim,
-        }
-
-
-GPU_CONFIGS = (
-    StudyConfig("fp16 causal d128", "float16", True, 128),
-    StudyConfig("bf16 causal d128", "bfloat16", True, 128),
-    StudyConfig("fp16 non-causal d128", "float16", False, 128),
-    StudyConfig("fp16 causal d64", "float16", True, 64, heads=64, kv_heads=64),
-    StudyConfig("fp16 causal d128 GQA 32:8", "float16", True, 128, kv_heads=8),
-)
-# The study on a CPU sweeps more lengths than a CPU main job's smoke run (spec.options.CPU_SEQLENS).
-CPU_STUDY_SEQLENS = (128, 256, 512, 1024)
-CPU_CONFIGS = (
-    StudyConfig("fp32 causal d64", "float32", True, 64, heads=8, kv_heads=8),
-    StudyConfig("fp32 non-causal d64", "float32", False, 64, heads=8, kv_heads=8),
-    StudyConfig("fp32 causal d64 GQA 8:2", "float32", True, 64, heads=8, kv_heads=2),
-)
-
 
 Progress = Callable[[str], None]
 DEFAULT_TIMING = TimingConfig()
@@ -172,97 +122,6 @@ def measure_case(
         "peak_bytes": measured.peak_bytes,
         "phases_ms": dict(measured.phases_ms),
     }
-
-
-def _forward_once(backend: Backend, shape: AttnShape, device: torch.device) -> None:
-    workload = make_workload(backend, make_qkv(shape, device=device), "forward")
-    if device.type == "cuda":
-        cuda_peak_memory(workload, device)
-    else:
-        workload()
-
-
-def fits_once(backend: Backend, shape: AttnShape, device: torch.device) -> bool:
-    """Does one forward call (inputs included) fit? Memory is handed back either way."""
-    try:
-        _forward_once(backend, shape, device)  # its tensors die with its frame
-        fits = True
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
-        fits = False
-    release_memory(device)
-    return fits
-
-
-def measured_frontier(
-    backend: Backend, config: StudyConfig, device: torch.device, *, low: int, high: int, granularity: int = 256
-) -> tuple[int, int]:
-    """Bisect the largest multiple of ``granularity`` that fits: (last fitting, first failing)."""
-    low_steps, high_steps = low // granularity, high // granularity
-    while high_steps - low_steps > 1:
-        middle = (low_steps + high_steps) // 2
-        if fits_once(backend, config.shape(middle * granularity), device):
-            low_steps = middle
-        else:
-            high_steps = middle
-    return low_steps * granularity, high_steps * granularity
-
-
-def frontier_entry(
-    backend: Backend, config: StudyConfig, device: torch.device, free_bytes: int, cases: Sequence[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """Predicted (memory model) and measured (bisection) largest context of a materialising backend."""
-    fitting = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "ok"]
-    failing = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "does_not_fit"]
-    if not fitting or not failing:
-        return None  # the sweep never crossed the frontier: nothing to bisect between
-    shape_arguments: dict[str, Any] = {
-        "batch": config.batch,
-        "heads": config.heads,
-        "kv_heads": config.kv_heads,
-        "head_dim": config.head_dim,
-        "dtype": config.dtype,
-        "causal": config.causal,
-    }
-    measured, first_failure = measured_frontier(backend, config, device, low=max(fitting), high=min(failing))
-    # The caching-allocator model: a live-tensor count alone misses the split blocks that strand memory.
-    predicted = peak_model.predict_max_context(backend.name, free_bytes, allocator="cuda-caching", **shape_arguments)
-    naive = peak_model.predict_max_context("naive", free_bytes, **shape_arguments)
-    peak = peak_model.predict_peak(backend.name, q_len=measured, k_len=measured, **shape_arguments)
-    explanation = peak_model.explain_gap(backend.name, predicted, measured, free_bytes=free_bytes, **shape_arguments)
-    return {
-        "backend": backend.name,
-        "config": config.name,
-        "measured_tokens": measured,
-        "first_failure_tokens": first_failure,
-        "predicted_tokens": predicted,
-        "naive_tokens": naive,
-        "gap_fraction": predicted / measured - 1,
-        "free_bytes": free_bytes,
-        "explanation": explanation,
-        "predicted_items": [list(item) for item in peak.items],
-    }
-
-
-def fused_limit(
-    backend: Backend, config: StudyConfig, free_bytes: int, cases: Sequence[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """How far a fused backend goes: its memory is inputs + output + O(N) row statistics."""
-    ran = [c for c in cases if c["backend"] == backend.name and c["status"] == "ok" and c["peak_bytes"]]
-    if not ran:
-        return None
-    largest = max(ran, key=lambda c: c["seqlen"])
-    shape = config.shape(largest["seqlen"])
-    per_token = (shape.input_bytes() + largest["peak_bytes"]) / largest["seqlen"]  # inputs + measured rise
-    max_tokens = int(free_bytes / per_token) // 256 * 256
-    statement = (
-        f"{backend.name}: at {largest['seqlen']:,} tokens it needs {largest['peak_bytes'] / 2**20:.0f} MiB above "
-        f"its inputs (the output and O(N) row statistics, no score matrix); memory grows linearly, so inputs plus "
-        f"output would fill {free_bytes / 2**30:.1f} GiB only at about {max_tokens:,} tokens "
-        f"(batch {config.batch}, {config.heads} heads); time, not memory, limits it (quadratic FLOPs)."
-    )
-    return {"backend": backend.name, "config": config.name, "max_tokens": max_tokens, "statement": statement}
 
 
 def plan_of(

@@ -210,6 +210,7 @@ TORCH_FREE_MODULES = (
     "pytest_attnperf.study.decode_plan",
     "pytest_attnperf.study.output",
     "pytest_attnperf.study.plan",
+    "pytest_attnperf.study.configs",
     "pytest_attnperf.study.resume",
     "pytest_attnperf.study.memory_calculator",
     "pytest_attnperf.study.timelines",
