@@ -66,6 +66,9 @@ def _shape_problem(document: object) -> str | None:
         return "a configuration without a list of cases"
     if "decode" in document and not isinstance(document["decode"], dict):
         return "its decode section is not an object"
+    lists = [key for key in ("frontier", "fused_limits", "runs") if not isinstance(document.get(key, []), list)]
+    if lists or not isinstance(document.get("matmul_peak_tflops", {}), dict):
+        return f"its {', '.join(lists) or 'matmul_peak_tflops'} is not a {'list' if lists else 'mapping'}"
     if not isinstance(document.get("gpu"), dict):
         return "it records no device"
     return None

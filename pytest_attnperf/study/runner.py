@@ -182,8 +182,9 @@ def run_study(
     study = _start_document(previous, plan, info, command, selected)
     done = set(finished_parts(study))
     wanted = set(measure) if measure is not None else {config.name for config in configs}
-    if wanted - {config.name for config in configs}:
-        raise ValueError(f"run_study: measure names configurations not in the study: {sorted(wanted)}")
+    unknown = wanted - {config.name for config in configs}
+    if unknown:
+        raise ValueError(f"run_study: measure names configurations not in the study: {sorted(unknown)}")
     todo = [config for config in configs if config.name in wanted and config.name not in done]
     run: dict[str, Any] = {"started": _now(), "command": command, "uuid": info.uuid, "parts": []}
 

@@ -240,6 +240,7 @@ def _edited(out: Path, edit: Callable[[dict[str, Any]], None]) -> bytes:
             "it records no study plan (it was written before attnperf report could go on with a study)",
             id="no-plan",
         ),
+        pytest.param(lambda s: s.update(runs={}), (), "its runs is not a list", id="runs-not-a-list"),
         pytest.param(
             lambda s: s["configs"].append(dict(s["configs"][0])),
             (),
