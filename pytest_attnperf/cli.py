@@ -103,8 +103,9 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
 
     def save(document: dict[str, Any]) -> None:
         saves.append(write_study(document, out, plots=plots))
+        done = len(finished_parts(document))
         print(
-            f"attnperf report: saved {saved} ({len(finished_parts(document))} parts; still missing: "
+            f"attnperf report: saved {saved} ({done} part{'s' if done != 1 else ''} in; still missing: "
             f"{_listed(missing_parts(document))})",
             flush=True,
         )
@@ -134,8 +135,8 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     missing = missing_parts(study)
     if missing:
         print(
-            f"attnperf report: the study is not complete; missing {_listed(missing)}: run the command again with "
-            f"--out {out} to measure only those"
+            f"attnperf report: the study is not complete; missing {_listed(missing)}: attnperf report --out {out} "
+            "(with the same --attnperf-* options) measures only those"
         )
     else:
         print(f"attnperf report: the study is complete ({len(names)} configurations and the {DECODE_PART})")

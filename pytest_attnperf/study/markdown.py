@@ -85,7 +85,9 @@ def _parts_lines(study: Record) -> list[str]:
     missing = missing_parts(study) if isinstance(study.get("plan"), Mapping) else []
     if missing:
         named = ", ".join(md(part) for part in missing)
-        lines.append(f"- **Not measured yet:** {named} (the same command with the same `--out` measures only these)")
+        lines.append(
+            f"- **Not measured yet:** {named} (`attnperf report` with the same `--out` and `--attnperf-*` options measures only these)"
+        )
     runs = records(study.get("runs"))
     if len(runs) > 1:
         lines += [f"- **Measured in {len(runs)} runs**, each adding the parts named:", ""]

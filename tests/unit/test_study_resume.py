@@ -190,7 +190,11 @@ def test_configs_measures_only_the_chosen_ones_and_says_what_is_left(
     study = _load(out)
     assert [config["name"] for config in study["configs"]] == NAMES[1:]  # in the study's order
     assert study["missing"] == [NAMES[0], DECODE_PART]
-    assert "missing 'fp32 causal d64', 'decode section': run the command again" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert (
+        f"missing 'fp32 causal d64', 'decode section': attnperf report --out {out} (with the same --attnperf-* "
+        "options) measures only those\n"
+    ) in said
 
 
 def _edited(out: Path, edit: Callable[[dict[str, Any]], None]) -> bytes:
