@@ -76,38 +76,112 @@ def command_report(arguments: argparse.Namespace) -> int:
 def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any, out: Path) -> int:
     from .measure.device import describe_device
     from .spec.options import GPU_SEQLENS
+    from .study.configs import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
     from .study.output import PLOTS_NEED, plots_available, write_study
-    from .study.runner import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig, run_study, stderr_progress
+    from .study.plan import DECODE_PART, finished_parts, missing_parts
+    from .study.runner import plan_of, run_study, stderr_progress
 
     plots = plots_available()
     if not plots:  # said before measuring, not after it
         print(f"attnperf report: writing the tables, study.json and README.md without plots; {PLOTS_NEED}")
     info = describe_device(device)
+    # The whole study; --quick, --configs and --only choose which of its parts this call measures.
     configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
-    if arguments.quick:
-        configs = configs[:1]
-    if arguments.only == "decode":
-        configs = ()
+    names = [config.name for config in configs]
+    measure = _chosen_configs(arguments, names)
     seqlens = settings.seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_STUDY_SEQLENS)
     decode = GPU_DECODE if device.type == "cuda" else CPU_DECODE
     if settings.seqlens:  # the decode section's cache lengths too: it was most of a "quick" run
         decode = decode.with_lengths(settings.seqlens)
+    plan = plan_of(configs, seqlens, settings.backends, timing=settings.timing, decode=decode)
+    saved = out / "study.json"
+    previous = _earlier_study(saved, plan, info.as_dict(), fresh=arguments.fresh)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
-    study = run_study(
-        device,
-        info,
-        configs=configs,
-        seqlens=seqlens,
-        backends=settings.backends,
-        timing=settings.timing,
-        decode=None if arguments.only == "prefill" else decode,
-        command=command,
-        progress=stderr_progress(),
-    )
-    for path in write_study(study, out, plots=plots):
+
+    saves: list[list[Path]] = []  # what each save wrote: README and plots always show everything gathered
+
+    def save(document: dict[str, Any]) -> None:
+        saves.append(write_study(document, out, plots=plots))
+        done = len(finished_parts(document))
+        print(
+            f"attnperf report: saved {saved} ({done} part{'s' if done != 1 else ''} in; still missing: "
+            f"{_listed(missing_parts(document))})",
+            flush=True,
+        )
+
+    try:
+        study = run_study(
+            device,
+            info,
+            configs=configs,
+            seqlens=seqlens,
+            backends=settings.backends,
+            timing=settings.timing,
+            decode=decode,
+            command=command,
+            progress=stderr_progress(),
+            measure=measure,
+            measure_decode=arguments.only != "prefill",
+            previous=previous,
+            checkpoint=save,
+        )
+    except KeyboardInterrupt:
+        if saves or previous is not None:
+            print(f"attnperf report: interrupted; {saved} keeps the parts finished, and the same command goes on")
+        raise
+    for path in saves[-1] if saves else write_study(study, out, plots=plots):  # this run measured nothing: drawn anew
         print(f"wrote {path}")
+    missing = missing_parts(study)
+    if missing:
+        print(
+            f"attnperf report: the study is not complete; missing {_listed(missing)}: attnperf report --out {out} "
+            "(with the same --attnperf-* options) measures only those"
+        )
+    else:
+        print(f"attnperf report: the study is complete ({len(names)} configurations and the {DECODE_PART})")
     return 0
+
+
+def _chosen_configs(arguments: argparse.Namespace, names: list[str]) -> tuple[str, ...]:
+    """The configurations this call measures: --configs, --quick (the first) or all; none with --only decode."""
+    from .study.plan import SelectionError, select_configs
+
+    if arguments.configs is not None and (arguments.quick or arguments.only == "decode"):
+        other = "--quick" if arguments.quick else "--only decode"
+        raise CommandError(f"--configs and {other} both choose the configurations to measure: give one")
+    if arguments.only == "decode":
+        return ()
+    if arguments.quick:
+        return tuple(names[:1])
+    try:
+        return select_configs(arguments.configs, names) if arguments.configs is not None else tuple(names)
+    except SelectionError as error:
+        raise CommandError(str(error)) from None
+
+
+def _earlier_study(saved: Path, plan: dict[str, Any], gpu: dict[str, Any], *, fresh: bool) -> dict[str, Any] | None:
+    """The study.json an earlier run left in --out, checked to be this study on this GPU model and software
+    (none with --fresh: this run's first part replaces it)."""
+    from .study.plan import finished_parts
+    from .study.resume import ResumeError, check_resumable, read_study
+
+    if saved.exists() and not saved.is_file():
+        raise CommandError(f"{saved}: not a file, so the study cannot be saved there; choose another --out")
+    if fresh or not saved.exists():
+        return None
+    try:
+        previous = read_study(saved)
+        check_resumable(saved, previous, plan, gpu)
+    except ResumeError as error:
+        raise CommandError(str(error)) from None
+    kept = _listed(finished_parts(previous))
+    print(f"attnperf report: going on with {saved}: keeping {kept}; measuring only what is missing")
+    return previous
+
+
+def _listed(parts: Sequence[str]) -> str:
+    return ", ".join(repr(part) for part in parts) if parts else "nothing"
 
 
 def command_memory(arguments: argparse.Namespace) -> int:
@@ -174,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure the FlashAttention study on this GPU: tables, plots, frontier",
         description="Measure the FlashAttention study: prefill tables per configuration, the memory frontier, and "
         "a decode section (one new token over KV caches). --attnperf-seqlens sets the prefill context lengths and "
-        "the decode section's cache lengths (default: 1K-32K on a GPU; on a CPU 128-1024, and caches of 256-4096).",
+        "the decode section's cache lengths (default: 1K-32K on a GPU; on a CPU 128-1024, and caches of 256-4096). "
+        "study.json, README.md and the plots are saved after each configuration and after the decode section: run the command again with the "
+        "same --out to go on with a study a time limit cut off (only what is missing is measured).",
     )
     report.add_argument(
         "--out",
@@ -188,6 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("prefill", "decode"),
         default=None,
         help="only the prefill configurations, or only the decode section (default: both)",
+    )
+    report.add_argument(
+        "--configs",
+        default=None,
+        metavar="WHICH",
+        help="measure only these prefill configurations: numbers from 1, ranges (2-5) or names, comma-separated "
+        "(e.g. 2-5 or 'bf16 causal d128'); the others stay missing for a later run with the same --out",
+    )
+    report.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the study over even when --out holds the study.json of an earlier run, replacing it when the "
+        "first part is saved (by default its finished configurations and decode section are kept and only what is "
+        "missing is measured)",
     )
     add_argparse_options(report, ("backends", "seqlens", "device", "min-samples"))
     memory = commands.add_parser("memory", help="memory of a model shape: KV cache, score matrix, FlashAttention state")

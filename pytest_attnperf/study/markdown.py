@@ -33,6 +33,7 @@ from .document import (
     significant,
     token_count,
 )
+from .plan import missing_parts
 
 
 def _version(name: str, value: object) -> str | None:
@@ -75,7 +76,30 @@ def _header(study: Record) -> list[str]:
     if command or created:
         produced = code(command) if command else "(command not recorded)"
         lines.append(f"- **Produced by:** {produced}" + (f" at {md(created)}" if created else ""))
-    return [*lines, ""]
+    return [*lines, *_parts_lines(study), ""]
+
+
+def _parts_lines(study: Record) -> list[str]:
+    """What of the study's plan is still missing, and which run measured which part when runs were several."""
+    lines = []
+    missing = missing_parts(study) if isinstance(study.get("plan"), Mapping) else []
+    if missing:
+        named = ", ".join(md(part) for part in missing)
+        lines.append(
+            f"- **Not measured yet:** {named} (`attnperf report` with the same `--out` and `--attnperf-*` options measures only these)"
+        )
+    runs = records(study.get("runs"))
+    if len(runs) > 1:
+        lines += [f"- **Measured in {len(runs)} runs**, each adding the parts named:", ""]
+        rows = []
+        for number, run in enumerate(runs, start=1):
+            parts = ", ".join(md(as_text(mapping(part).get("name")) or "?") for part in records(run.get("parts")))
+            card = as_text(run.get("uuid"))
+            command = as_text(run.get("command"))
+            started = md(as_text(run.get("started")) or "–")
+            rows.append([str(number), started, code(card) if card else "not recorded", parts, code(command or "?")])
+        lines += table(["run", "started", "card", "parts", "command"], rows, text_columns=(1, 2, 3, 4))
+    return lines
 
 
 def _off_on_row(cells: Mapping[Any, Record], seqlen: int, flash: Sequence[str]) -> tuple[list[str], float | None]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..gate.baselines import write_atomic
 from .document import render_json
 from .markdown import render_markdown
 
@@ -22,8 +23,9 @@ def write_study(study: Mapping[str, Any], out_dir: Path | str, *, plots: bool = 
     """Write study.json, README.md and (with ``plots`` and matplotlib) the plots into ``out_dir``; return the paths."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "study.json").write_text(render_json(study), encoding="utf-8")
-    (folder / "README.md").write_text(render_markdown(study), encoding="utf-8")
+    # Through a temporary file and a rename: a run killed mid-write (a time limit) leaves the last whole study.
+    write_atomic(folder / "study.json", render_json(study))
+    write_atomic(folder / "README.md", render_markdown(study))
     written = [folder / "study.json", folder / "README.md"]
     if plots and plots_available():
         from .plots import render_plots

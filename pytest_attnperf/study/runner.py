@@ -8,10 +8,10 @@ the bytes each step must move, and measures where a whole model's KV cache stops
 
 from __future__ import annotations
 
+import copy
 import datetime
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TextIO
 
 import torch
@@ -21,68 +21,20 @@ from ..measure import case as measuring
 from ..measure.bandwidth import copy_bandwidth_gbps
 from ..measure.inputs import make_qkv, torch_dtype
 from ..measure.measurement import measure
-from ..measure.memory import DoesNotFit, cuda_peak_memory, describe_error, is_out_of_memory, release_memory
+from ..measure.memory import DoesNotFit, describe_error, is_out_of_memory, release_memory
 from ..runner import make_workload
 from ..spec.device_info import DeviceInfo
 from ..spec.options import TimingConfig
 from ..spec.presets import get_preset
 from ..spec.shapes import AttnShape
-from . import peak_model
+from .configs import CPU_CONFIGS as CPU_CONFIGS  # the study's configurations, imported from here by its callers
+from .configs import CPU_STUDY_SEQLENS as CPU_STUDY_SEQLENS
+from .configs import GPU_CONFIGS as GPU_CONFIGS
+from .configs import StudyConfig
 from .decode_plan import DecodeStudy
+from .frontier import frontier_entry, fused_limit
 from .memory_calculator import kv_cache_limit, model_kv_cache_bytes, weights_bytes
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """One table of the study: a dtype, masking, head dim and head grouping."""
-
-    name: str
-    dtype: str
-    causal: bool
-    head_dim: int
-    heads: int = 32
-    kv_heads: int = 32
-    batch: int = 1
-
-    def shape(self, seqlen: int) -> AttnShape:
-        return AttnShape(
-            q_len=seqlen,
-            k_len=seqlen,
-            batch=self.batch,
-            heads=self.heads,
-            kv_heads=self.kv_heads,
-            head_dim=self.head_dim,
-            dtype=self.dtype,
-            causal=self.causal,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dtype": self.dtype,
-            "causal": self.causal,
-            "batch": self.batch,
-            "heads": self.heads,
-            "kv_heads": self.kv_heads,
-            "head_dim": self.head_dim,
-        }
-
-
-GPU_CONFIGS = (
-    StudyConfig("fp16 causal d128", "float16", True, 128),
-    StudyConfig("bf16 causal d128", "bfloat16", True, 128),
-    StudyConfig("fp16 non-causal d128", "float16", False, 128),
-    StudyConfig("fp16 causal d64", "float16", True, 64, heads=64, kv_heads=64),
-    StudyConfig("fp16 causal d128 GQA 32:8", "float16", True, 128, kv_heads=8),
-)
-# The study on a CPU sweeps more lengths than a CPU main job's smoke run (spec.options.CPU_SEQLENS).
-CPU_STUDY_SEQLENS = (128, 256, 512, 1024)
-CPU_CONFIGS = (
-    StudyConfig("fp32 causal d64", "float32", True, 64, heads=8, kv_heads=8),
-    StudyConfig("fp32 non-causal d64", "float32", False, 64, heads=8, kv_heads=8),
-    StudyConfig("fp32 causal d64 GQA 8:2", "float32", True, 64, heads=8, kv_heads=2),
-)
-
+from .plan import DECODE_PART, finished_parts, missing_parts, study_plan
 
 Progress = Callable[[str], None]
 DEFAULT_TIMING = TimingConfig()
@@ -172,95 +124,31 @@ def measure_case(
     }
 
 
-def _forward_once(backend: Backend, shape: AttnShape, device: torch.device) -> None:
-    workload = make_workload(backend, make_qkv(shape, device=device), "forward")
-    if device.type == "cuda":
-        cuda_peak_memory(workload, device)
-    else:
-        workload()
-
-
-def fits_once(backend: Backend, shape: AttnShape, device: torch.device) -> bool:
-    """Does one forward call (inputs included) fit? Memory is handed back either way."""
-    try:
-        _forward_once(backend, shape, device)  # its tensors die with its frame
-        fits = True
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
-        fits = False
-    release_memory(device)
-    return fits
-
-
-def measured_frontier(
-    backend: Backend, config: StudyConfig, device: torch.device, *, low: int, high: int, granularity: int = 256
-) -> tuple[int, int]:
-    """Bisect the largest multiple of ``granularity`` that fits: (last fitting, first failing)."""
-    low_steps, high_steps = low // granularity, high // granularity
-    while high_steps - low_steps > 1:
-        middle = (low_steps + high_steps) // 2
-        if fits_once(backend, config.shape(middle * granularity), device):
-            low_steps = middle
-        else:
-            high_steps = middle
-    return low_steps * granularity, high_steps * granularity
-
-
-def frontier_entry(
-    backend: Backend, config: StudyConfig, device: torch.device, free_bytes: int, cases: Sequence[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """Predicted (memory model) and measured (bisection) largest context of a materialising backend."""
-    fitting = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "ok"]
-    failing = [c["seqlen"] for c in cases if c["backend"] == backend.name and c["status"] == "does_not_fit"]
-    if not fitting or not failing:
-        return None  # the sweep never crossed the frontier: nothing to bisect between
-    shape_arguments: dict[str, Any] = {
-        "batch": config.batch,
-        "heads": config.heads,
-        "kv_heads": config.kv_heads,
-        "head_dim": config.head_dim,
-        "dtype": config.dtype,
-        "causal": config.causal,
-    }
-    measured, first_failure = measured_frontier(backend, config, device, low=max(fitting), high=min(failing))
-    # The caching-allocator model: a live-tensor count alone misses the split blocks that strand memory.
-    predicted = peak_model.predict_max_context(backend.name, free_bytes, allocator="cuda-caching", **shape_arguments)
-    naive = peak_model.predict_max_context("naive", free_bytes, **shape_arguments)
-    peak = peak_model.predict_peak(backend.name, q_len=measured, k_len=measured, **shape_arguments)
-    explanation = peak_model.explain_gap(backend.name, predicted, measured, free_bytes=free_bytes, **shape_arguments)
-    return {
-        "backend": backend.name,
-        "config": config.name,
-        "measured_tokens": measured,
-        "first_failure_tokens": first_failure,
-        "predicted_tokens": predicted,
-        "naive_tokens": naive,
-        "gap_fraction": predicted / measured - 1,
-        "free_bytes": free_bytes,
-        "explanation": explanation,
-        "predicted_items": [list(item) for item in peak.items],
-    }
-
-
-def fused_limit(
-    backend: Backend, config: StudyConfig, free_bytes: int, cases: Sequence[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """How far a fused backend goes: its memory is inputs + output + O(N) row statistics."""
-    ran = [c for c in cases if c["backend"] == backend.name and c["status"] == "ok" and c["peak_bytes"]]
-    if not ran:
-        return None
-    largest = max(ran, key=lambda c: c["seqlen"])
-    shape = config.shape(largest["seqlen"])
-    per_token = (shape.input_bytes() + largest["peak_bytes"]) / largest["seqlen"]  # inputs + measured rise
-    max_tokens = int(free_bytes / per_token) // 256 * 256
-    statement = (
-        f"{backend.name}: at {largest['seqlen']:,} tokens it needs {largest['peak_bytes'] / 2**20:.0f} MiB above "
-        f"its inputs (the output and O(N) row statistics, no score matrix); memory grows linearly, so inputs plus "
-        f"output would fill {free_bytes / 2**30:.1f} GiB only at about {max_tokens:,} tokens "
-        f"(batch {config.batch}, {config.heads} heads); time, not memory, limits it (quadratic FLOPs)."
+def plan_of(
+    configs: Sequence[StudyConfig],
+    seqlens: Sequence[int],
+    backends: Sequence[str] | None,
+    *,
+    timing: TimingConfig = DEFAULT_TIMING,
+    seed: int = 0,
+    frontier: bool = True,
+    decode: DecodeStudy | None = None,
+) -> dict[str, Any]:
+    """The plan run_study records for these arguments: what an earlier study.json must match to be gone on with."""
+    selected = REGISTRY.select(tuple(backends) if backends else None)
+    return study_plan(
+        configs=[config.as_dict() for config in configs],
+        seqlens=seqlens,
+        backends=[backend.name for backend in selected],
+        decode=decode,
+        timing=timing,
+        seed=seed,
+        frontier=frontier,
     )
-    return {"backend": backend.name, "config": config.name, "max_tokens": max_tokens, "statement": statement}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_study(
@@ -276,37 +164,57 @@ def run_study(
     decode: DecodeStudy | None = None,
     command: str = "attnperf report",
     progress: Progress | None = None,
+    measure: Collection[str] | None = None,
+    measure_decode: bool = True,
+    previous: Mapping[str, Any] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure every backend x context length x configuration; add the frontier, the fused limits and decode."""
+    """Measure every backend x context length x configuration; add the frontier, the fused limits and decode.
+
+    ``configs`` and ``decode`` are the whole study. ``measure`` names the configurations this call measures
+    (default: all) and ``measure_decode`` whether it measures the decode section; ``previous`` is a document of
+    the same study (the same plan) whose finished parts are kept as they are and not measured again.
+    ``checkpoint`` gets the document after each part finishes (a configuration with its frontier, or the decode
+    section), so a run cut off keeps what it finished."""
     show = progress or (lambda line: None)
     selected = REGISTRY.select(tuple(backends) if backends else None)
-    study: dict[str, Any] = {
-        "schema": "attnperf-study/1",
-        "command": command,
-        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "gpu": info.as_dict(),
-        "configs": [],
-        "frontier": [],
-        "fused_limits": [],
-        "matmul_peak_tflops": {},
-        "flash_backends": [backend.name for backend in selected if backend.flash],
-        "materialised_backends": [backend.name for backend in selected if backend.materializes_scores],
-    }
+    plan = plan_of(configs, seqlens, backends, timing=timing, seed=seed, frontier=frontier, decode=decode)
+    study = _start_document(previous, plan, info, command, selected)
+    done = set(finished_parts(study))
+    wanted = set(measure) if measure is not None else {config.name for config in configs}
+    unknown = wanted - {config.name for config in configs}
+    if unknown:
+        raise ValueError(f"run_study: measure names configurations not in the study: {sorted(unknown)}")
+    todo = [config for config in configs if config.name in wanted and config.name not in done]
+    run: dict[str, Any] = {"started": _now(), "command": command, "uuid": info.uuid, "parts": []}
+
+    def finish(part: str) -> None:
+        if not run["parts"]:  # a run that finished nothing is not one of the study's runs
+            study["runs"].append(run)
+        run["parts"].append({"name": part, "finished": _now()})
+        # The same model and software as the earlier runs (checked); the card and command of the latest run.
+        study["gpu"], study["command"], study["created"] = info.as_dict(), command, run["started"]
+        _order_by_plan(study, [config.name for config in configs])
+        study["missing"] = missing_parts(study)
+        study["complete"] = not study["missing"]
+        if checkpoint is not None:
+            checkpoint(study)
+
     if device.type == "cuda":
-        for dtype in sorted({config.dtype for config in configs} - {"float32"}):
+        for dtype in sorted({config.dtype for config in todo} - {"float32"} - set(study["matmul_peak_tflops"])):
             study["matmul_peak_tflops"][dtype] = matmul_peak_tflops(device, getattr(torch, dtype))
             show(f"matmul peak {dtype}: {study['matmul_peak_tflops'][dtype]:.0f} TFLOP/s")
-    total = len(configs) * len(seqlens) * len(selected)
-    done = 0
-    for config in configs:
+    total = len(todo) * len(seqlens) * len(selected)
+    count = 0
+    for config in todo:
         cases = []
         for seqlen in seqlens:
             for backend in selected:
-                done += 1
+                count += 1
                 case = measure_case(backend, config.shape(seqlen), info, device, timing, seed)
                 cases.append(case)
                 value = f"{case['median_ms']:.3g} ms" if case["status"] == "ok" else case["status"]
-                show(f"[{done:>3}/{total}] {config.name} | {backend.name} | {seqlen:,}: {value}")
+                show(f"[{count:>3}/{total}] {config.name} | {backend.name} | {seqlen:,}: {value}")
         _add_relative_numbers(cases, study["matmul_peak_tflops"].get(config.dtype))
         study["configs"].append({**config.as_dict(), "cases": cases})
         release_memory(device)
@@ -324,9 +232,52 @@ def run_study(
                 limit = fused_limit(backend, config, free_bytes, cases)
                 if limit:
                     study["fused_limits"].append(limit)
-    if decode is not None:
+        finish(config.name)
+    if decode is not None and measure_decode and DECODE_PART not in done:
         study["decode"] = run_decode(device, info, decode, selected, timing=timing, seed=seed, show=show)
+        finish(DECODE_PART)
+    study["missing"] = missing_parts(study)
+    study["complete"] = not study["missing"]
     return study
+
+
+def _start_document(
+    previous: Mapping[str, Any] | None,
+    plan: dict[str, Any],
+    info: DeviceInfo,
+    command: str,
+    selected: Sequence[Backend],
+) -> dict[str, Any]:
+    """A new study document, or a copy of ``previous`` (of the same plan) that this run adds its parts to."""
+    if previous is not None:
+        if previous.get("plan") != plan:
+            raise ValueError("run_study: the previous study has another plan (check it with study.resume first)")
+        kept = copy.deepcopy(dict(previous))
+        for key in ("frontier", "fused_limits", "runs"):
+            kept[key] = list(kept.get(key) or [])
+        kept["matmul_peak_tflops"] = dict(kept.get("matmul_peak_tflops") or {})
+        return kept
+    return {
+        "schema": "attnperf-study/1",
+        "command": command,
+        "created": _now(),
+        "gpu": info.as_dict(),
+        "plan": plan,
+        "runs": [],
+        "configs": [],
+        "frontier": [],
+        "fused_limits": [],
+        "matmul_peak_tflops": {},
+        "flash_backends": [backend.name for backend in selected if backend.flash],
+        "materialised_backends": [backend.name for backend in selected if backend.materializes_scores],
+    }
+
+
+def _order_by_plan(study: dict[str, Any], names: Sequence[str]) -> None:
+    """Configurations and their frontier and fused limits in the study's order, whichever run measured them."""
+    order = {name: index for index, name in enumerate(names)}
+    for key, name_key in (("configs", "name"), ("frontier", "config"), ("fused_limits", "config")):
+        study[key].sort(key=lambda entry: order.get(entry.get(name_key), len(order)))
 
 
 def run_decode(
