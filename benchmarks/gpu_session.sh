@@ -178,6 +178,19 @@ stage_study_quick() {
   echo "decode study exit ${PIPESTATUS[0]}" | tee -a "$OUT/study_quick/decode.log"
 }
 
+stage_study_parts() {
+  # The whole study (every prefill configuration and the decode section) over as many calls as it takes: each
+  # configuration is saved to study.json as it finishes, and a later call given that folder (STUDY_FROM, carried back;
+  # after the fa4 install, so the versions match) measures only what is missing. Exit 124: cut off, parts kept;
+  # 2: refused (the log says why).
+  mkdir -p "$OUT/study"
+  if [ -n "${STUDY_FROM:-}" ] && [ -f "$STUDY_FROM/study.json" ]; then cp -a "$STUDY_FROM/." "$OUT/study/"; fi
+  bounded attnperf report --out "$OUT/study" ${STUDY_ARGS:-} >"$OUT/study_parts/study-$(date +%H%M%S).log" 2>&1
+  echo "study exit $?"
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print("complete" if d["complete"] else "missing: " + ", ".join(map(str, d["missing"])))' \
+    "$OUT/study/study.json" | tee -a "$OUT/study_parts/status.txt"
+}
+
 stage_fidelity() {
   timeout "${FIDELITY_SECONDS:-600}" python3 benchmarks/experiments/fidelity.py 2>&1 | tee "$OUT/fidelity.md"
 }
