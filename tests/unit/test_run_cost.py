@@ -127,7 +127,9 @@ def test_without_attnperf_the_compile_cache_is_left_alone(pytester: pytest.Pytes
 LATENCY_TEST = """
     import pytest
 
-    @pytest.mark.attnperf_latency()
+    # gated (so the fingerprint can matter), wide enough that a loaded CI host does not fail it: the subject here is
+    # when the profiler runs, not the CPU's latency
+    @pytest.mark.attnperf_latency(tolerance="1000%")
     def test_forward(attnperf, attn_backend, qkv):
         attnperf.measure(attn_backend, qkv)
 """
