@@ -41,6 +41,8 @@ def read_study(path: Path) -> dict[str, Any]:
         raise ResumeError(f"{path}: cannot read it to go on with its study: {error}; {START_OVER}") from None
     except json.JSONDecodeError as error:
         raise ResumeError(f"{path}: not a readable study.json ({error}); {START_OVER}") from None
+    except RecursionError:  # arrays nested thousands deep: no study.json this plugin wrote
+        raise ResumeError(f"{path}: not a readable study.json (nested too deep); {START_OVER}") from None
     problem = _shape_problem(document)
     if problem:
         raise ResumeError(f"{path}: cannot go on with this study: {problem}; {START_OVER}")

@@ -280,6 +280,7 @@ def test_another_study_is_refused_before_measuring_with_what_differs(
         pytest.param('{"schema": "attnperf-study/1", "configs": [', "not a readable study.json (Expecting", id="cut"),
         pytest.param("[]", "it is not a JSON object", id="a-list"),
         pytest.param('{"schema": "other/2"}', "its schema is 'other/2', not 'attnperf-study/1'", id="schema"),
+        pytest.param("[" * 100_000 + "]" * 100_000, "not a readable study.json (nested too deep)", id="deep"),
     ],
 )
 def test_an_unreadable_study_json_is_refused(
@@ -375,6 +376,8 @@ def test_configs_chooses_by_number_range_or_name_in_the_studys_order(spec: str, 
         ("1,,2", "an empty item"),
         ("-1", "unknown configuration '-1'"),
         ("fp16 causal", "unknown configuration 'fp16 causal'"),
+        ("\u00b2", "unknown configuration '\u00b2'"),  # "²".isdigit() is true, but it is no number to int()
+        ("\uff11", "unknown configuration '\uff11'"),  # a full-width 1: numbers are ASCII digits
     ],
 )
 def test_a_bad_configs_value_says_why_and_lists_the_names(spec: str, said: str) -> None:
