@@ -50,6 +50,7 @@ def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
 def command_report(arguments: argparse.Namespace) -> int:
     from .backends.registry import REGISTRY, BackendError
     from .output_paths import OutputPathError, check_folder_target
+    from .study.resume import ResumeError, holding_folder
 
     # Every argument is checked before the study measures anything (it takes minutes).
     settings = settings_here(attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
@@ -65,7 +66,10 @@ def command_report(arguments: argparse.Namespace) -> int:
     except OutputPathError as error:
         raise CommandError(str(error)) from None
     try:
-        return _report_into(arguments, settings, device, out)
+        with holding_folder(out):
+            return _report_into(arguments, settings, device, out)
+    except ResumeError as error:  # another report measures into --out now
+        raise CommandError(str(error)) from None
     except BaseException:
         if made_out:  # a refused or interrupted report leaves no empty folder of ours behind
             with contextlib.suppress(OSError):

@@ -21,6 +21,7 @@ from pytest_attnperf import cli
 from pytest_attnperf.spec.shapes import AttnShape
 from pytest_attnperf.study.markdown import render_markdown
 from pytest_attnperf.study.plan import DECODE_PART, SelectionError, missing_parts, select_configs
+from pytest_attnperf.study.resume import holding_folder
 from pytest_attnperf.study.runner import CPU_CONFIGS
 
 NAMES = [config.name for config in CPU_CONFIGS]  # fp32 causal d64, fp32 non-causal d64, fp32 causal d64 GQA 8:2
@@ -429,3 +430,21 @@ def test_a_killed_report_goes_on_from_its_saved_study(tmp_path: Path) -> None:
     second = _load(out)
     assert [config["name"] for config in second["configs"]] == NAMES
     assert _config_text(second, NAMES[0]) == _config_text(first, NAMES[0])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="folders are held with flock")
+def test_a_second_report_into_a_folder_in_use_is_refused_and_changes_nothing(
+    cut_after_first: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (cut_after_first / "study.json").read_bytes()
+    measured = _record_cases(monkeypatch)
+    with holding_folder(cut_after_first):  # as the first report does while it measures
+        assert _report(cut_after_first) == 2
+        assert _report(cut_after_first, "--fresh") == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"attnperf report: {cut_after_first}: another attnperf report is measuring into this")
+    assert "choose another --out" in error
+    assert measured == []
+    assert (cut_after_first / "study.json").read_bytes() == before
+    assert _report(cut_after_first, "--configs", "2") == 0  # held no more: the next goes on
+    assert [config["name"] for config in _load(cut_after_first)["configs"]] == NAMES[:2]
