@@ -94,10 +94,11 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
     names = [config.name for config in configs]
     measure = _chosen_configs(arguments, names)
-    seqlens = settings.seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_STUDY_SEQLENS)
+    # Ascending whatever order they were given in: the same lengths are the same study to go on with.
+    seqlens = tuple(sorted(settings.seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_STUDY_SEQLENS)))
     decode = GPU_DECODE if device.type == "cuda" else CPU_DECODE
     if settings.seqlens:  # the decode section's cache lengths too: it was most of a "quick" run
-        decode = decode.with_lengths(settings.seqlens)
+        decode = decode.with_lengths(seqlens)
     plan = plan_of(configs, seqlens, settings.backends, timing=settings.timing, decode=decode)
     saved = out / "study.json"
     previous = _earlier_study(saved, plan, info.as_dict(), fresh=arguments.fresh)

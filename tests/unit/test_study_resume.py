@@ -448,3 +448,20 @@ def test_a_second_report_into_a_folder_in_use_is_refused_and_changes_nothing(
     assert (cut_after_first / "study.json").read_bytes() == before
     assert _report(cut_after_first, "--configs", "2") == 0  # held no more: the next goes on
     assert [config["name"] for config in _load(cut_after_first)["configs"]] == NAMES[:2]
+
+
+def test_the_same_backends_and_lengths_in_another_order_are_the_same_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _report(tmp_path, "--attnperf-backends=sdpa-math,eager", "--configs", "1", "--only", "prefill") == 0
+    first = _load(tmp_path)
+    assert first["plan"]["backends"] == ["eager", "sdpa-math"]  # the registry's order
+    assert first["plan"]["seqlens"] == [32, 64]
+    again = ["--attnperf-backends=eager,sdpa-math", "--attnperf-seqlens=64,32", "--configs", "2", "--only", "prefill"]
+    assert _report(tmp_path, *again) == 0, capsys.readouterr().err
+    second = _load(tmp_path)
+    assert [config["name"] for config in second["configs"]] == NAMES[:2]
+    assert _config_text(second, NAMES[0]) == _config_text(first, NAMES[0])
+    assert [(case["seqlen"], case["backend"]) for case in second["configs"][1]["cases"]] == [
+        (32, "eager"), (32, "sdpa-math"), (64, "eager"), (64, "sdpa-math")
+    ]
