@@ -463,5 +463,8 @@ def test_the_same_backends_and_lengths_in_another_order_are_the_same_study(
     assert [config["name"] for config in second["configs"]] == NAMES[:2]
     assert _config_text(second, NAMES[0]) == _config_text(first, NAMES[0])
     assert [(case["seqlen"], case["backend"]) for case in second["configs"][1]["cases"]] == [
-        (32, "eager"), (32, "sdpa-math"), (64, "eager"), (64, "sdpa-math")
+        (32, "eager"),
+        (32, "sdpa-math"),
+        (64, "eager"),
+        (64, "sdpa-math"),
     ]
