@@ -82,7 +82,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     from .spec.options import GPU_SEQLENS
     from .study.configs import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
-    from .study.output import PLOTS_NEED, plots_available, write_study
+    from .study.output import PLOTS_NEED, plots_available, plots_in, write_study
     from .study.plan import DECODE_PART, finished_parts, missing_parts
     from .study.runner import plan_of, run_study, stderr_progress
 
@@ -105,9 +105,14 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
 
     saves: list[list[Path]] = []  # what each save wrote: README and plots always show everything gathered
+    # --fresh over an earlier study: its plots go with it at the first save, not left beside another study's README.
+    replaced_plots = plots_in(out) if arguments.fresh and saved.is_file() else set()
 
     def save(document: dict[str, Any]) -> None:
         saves.append(write_study(document, out, plots=plots))
+        for stale in replaced_plots - set(saves[-1]):
+            stale.unlink(missing_ok=True)
+        replaced_plots.clear()
         done = len(finished_parts(document))
         print(
             f"attnperf report: saved {saved} ({done} part{'s' if done != 1 else ''} in; still missing: "
