@@ -123,17 +123,22 @@ def holding_folder(folder: Path) -> Iterator[None]:
     except ImportError:  # Windows: no flock; runs into one folder are not guarded there
         yield
         return
-    descriptor = os.open(folder, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ResumeError(
-                f"{folder}: another attnperf report is measuring into this folder now; wait for it to finish "
-                "(then the same command goes on with its study), or choose another --out"
-            ) from None
-        except OSError:  # a file system without locks (some network mounts) cannot tell; the run goes on unguarded
-            pass
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder one may write in but not list: nothing to hold it by, the run goes on unguarded
+        descriptor = None
+    try:
+        if descriptor is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ResumeError(
+                    f"{folder}: another attnperf report is measuring into this folder now; wait for it to finish "
+                    "(then the same command goes on with its study), or choose another --out"
+                ) from None
+            except OSError:  # a file system without locks (some network mounts) cannot tell: the run goes unguarded
+                pass
         yield
     finally:
-        os.close(descriptor)
+        if descriptor is not None:
+            os.close(descriptor)

@@ -16,6 +16,7 @@ import pytest
 from fast_run import CPU  # noqa: F401  (loads torch and scipy before an in-process run)
 
 import pytest_attnperf.study.output as study_output
+import pytest_attnperf.study.resume as study_resume
 import pytest_attnperf.study.runner as study_runner
 from pytest_attnperf import cli
 from pytest_attnperf.spec.shapes import AttnShape
@@ -480,3 +481,16 @@ def test_fresh_takes_the_earlier_studys_plots_with_it(cut_after_first: Path) -> 
     assert [config["name"] for config in _load(cut_after_first)["configs"]] == NAMES[1:2]
     assert not any(plot.exists() for plot in earlier)  # they showed numbers study.json no longer holds
     assert kept.read_bytes() == b"mine"
+
+
+def test_a_folder_that_cannot_be_opened_to_hold_is_written_unguarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unlistable(path: Any, flags: int, *arguments: Any) -> int:
+        raise PermissionError(13, "Permission denied", str(path))  # a folder with -wx rights, as a non-root user
+
+    monkeypatch.setattr(study_resume.os, "open", unlistable)
+    entered = []
+    with holding_folder(tmp_path):
+        entered.append(True)
+    assert entered == [True]
