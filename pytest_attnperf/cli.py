@@ -108,8 +108,17 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     # --fresh over an earlier study: its plots go with it at the first save, not left beside another study's README.
     replaced_plots = plots_in(out) if arguments.fresh and saved.is_file() else set()
 
+    def write(document: dict[str, Any]) -> list[Path]:
+        try:
+            return write_study(document, out, plots=plots)
+        except OSError as error:  # a full disk, a folder removed mid-run: one line, after minutes of measuring
+            raise CommandError(
+                f"cannot save the study into {out}: {error.strerror or error}; {saved} is whole as last saved, "
+                "and the same command goes on from it"
+            ) from None
+
     def save(document: dict[str, Any]) -> None:
-        saves.append(write_study(document, out, plots=plots))
+        saves.append(write(document))
         for stale in replaced_plots - set(saves[-1]):
             stale.unlink(missing_ok=True)
         replaced_plots.clear()
@@ -140,7 +149,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         if saves or previous is not None:
             print(f"attnperf report: interrupted; {saved} keeps the parts finished, and the same command goes on")
         raise
-    for path in saves[-1] if saves else write_study(study, out, plots=plots):  # this run measured nothing: drawn anew
+    for path in saves[-1] if saves else write(study):  # this run measured nothing: drawn anew
         print(f"wrote {path}")
     missing = missing_parts(study)
     if missing:

@@ -494,3 +494,24 @@ def test_a_folder_that_cannot_be_opened_to_hold_is_written_unguarded(
     with holding_folder(tmp_path):
         entered.append(True)
     assert entered == [True]
+
+
+def test_a_full_disk_at_a_save_is_one_line_and_keeps_the_last_whole_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write = study_output.write_study
+    saves: list[int] = []
+
+    def full_at_the_second(study: dict[str, Any], out: Path, *, plots: bool) -> list[Path]:
+        saves.append(1)
+        if len(saves) == 2:
+            raise OSError(28, "No space left on device")
+        return write(study, out, plots=plots)
+
+    monkeypatch.setattr(study_output, "write_study", full_at_the_second)
+    assert _report(tmp_path, "--configs", "1-2", "--only", "prefill") == 2
+    assert capsys.readouterr().err == (
+        f"attnperf report: cannot save the study into {tmp_path}: No space left on device; "
+        f"{tmp_path / 'study.json'} is whole as last saved, and the same command goes on from it\n"
+    )
+    assert [config["name"] for config in _load(tmp_path)["configs"]] == NAMES[:1]
