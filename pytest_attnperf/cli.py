@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--fresh",
         action="store_true",
-        help="start the study over even when --out holds the study.json of an earlier run, replacing it when the "
-        "first part is saved (by default its finished configurations and decode section are kept and only what is "
+        help="start the study over even when --out holds the study.json of an earlier run, replacing it (and its "
+        "plots) when the first part is saved (by default its finished configurations and decode section are kept and only what is "
         "missing is measured)",
     )
     add_argparse_options(report, ("backends", "seqlens", "device", "min-samples"))
