@@ -187,6 +187,8 @@ def _earlier_study(saved: Path, plan: dict[str, Any], gpu: dict[str, Any], *, fr
 
     if saved.exists() and not saved.is_file():
         raise CommandError(f"{saved}: not a file, so the study cannot be saved there; choose another --out")
+    if fresh and saved.exists():
+        print(f"attnperf report: starting over (--fresh): {saved} and its plots are replaced when a part is saved")
     if fresh or not saved.exists():
         return None
     try:

@@ -471,13 +471,17 @@ def test_the_same_backends_and_lengths_in_another_order_are_the_same_study(
     ]
 
 
-def test_fresh_takes_the_earlier_studys_plots_with_it(cut_after_first: Path) -> None:
+def test_fresh_takes_the_earlier_studys_plots_with_it(
+    cut_after_first: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     earlier = [cut_after_first / name for name in ("latency-fp32-causal-d64.png", "memory-fp32-causal-d64.png")]
     for plot in earlier:
         plot.write_bytes(b"the earlier study's plot")
     kept = cut_after_first / "my-notes.png"  # not a plot of the study's
     kept.write_bytes(b"mine")
     assert _report(cut_after_first, "--fresh", "--configs", "2", "--only", "prefill") == 0
+    said = f"attnperf report: starting over (--fresh): {cut_after_first / 'study.json'} and its plots are replaced"
+    assert f"{said} when a part is saved\n" in capsys.readouterr().out
     assert [config["name"] for config in _load(cut_after_first)["configs"]] == NAMES[1:2]
     assert not any(plot.exists() for plot in earlier)  # they showed numbers study.json no longer holds
     assert kept.read_bytes() == b"mine"
