@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,21 +132,22 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         )
 
     try:
-        study = run_study(
-            device,
-            info,
-            configs=configs,
-            seqlens=seqlens,
-            backends=settings.backends,
-            timing=settings.timing,
-            decode=decode,
-            command=command,
-            progress=stderr_progress(),
-            measure=measure,
-            measure_decode=arguments.only != "prefill",
-            previous=previous,
-            checkpoint=save,
-        )
+        with _terminated_as_interrupted():
+            study = run_study(
+                device,
+                info,
+                configs=configs,
+                seqlens=seqlens,
+                backends=settings.backends,
+                timing=settings.timing,
+                decode=decode,
+                command=command,
+                progress=stderr_progress(),
+                measure=measure,
+                measure_decode=arguments.only != "prefill",
+                previous=previous,
+                checkpoint=save,
+            )
     except KeyboardInterrupt:
         if saves or previous is not None:
             print(f"attnperf report: interrupted; {saved} keeps the parts finished, and the same command goes on")
@@ -160,6 +163,24 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     else:
         print(f"attnperf report: the study is complete ({len(names)} configurations and the {DECODE_PART})")
     return 0
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (a scheduler's time limit) ends the study as Ctrl-C does: a save's temporary file is removed and the
+    run says what is kept, instead of a silent end."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    earlier = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier if earlier is not None else signal.SIG_DFL)
 
 
 def _chosen_configs(arguments: argparse.Namespace, names: list[str]) -> tuple[str, ...]:

@@ -519,3 +519,19 @@ def test_a_full_disk_at_a_save_is_one_line_and_keeps_the_last_whole_study(
         f"{tmp_path / 'study.json'} is whole as last saved, and the same command goes on from it\n"
     )
     assert [config["name"] for config in _load(tmp_path)["configs"]] == NAMES[:1]
+
+
+# A scheduler's time limit: the study's process gets SIGTERM as its second configuration starts.
+TERMINATED_AFTER_FIRST = KILLED_AFTER_FIRST.replace("signal.SIGKILL", "signal.SIGTERM")
+
+
+@pytest.mark.slow  # a subprocess run of the CPU study
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_a_terminated_report_says_what_it_keeps_as_ctrl_c_does(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    arguments = ["report", *TOY, "--only", "prefill", "--out", str(out)]
+    ended = subprocess.run([sys.executable, "-c", TERMINATED_AFTER_FIRST, *arguments], capture_output=True, text=True)
+    assert ended.returncode == -signal.SIGINT, ended.stderr  # ended as an interrupt, not killed silently
+    assert f"interrupted; {out / 'study.json'} keeps the parts finished, and the same command goes on" in ended.stdout
+    assert [config["name"] for config in _load(out)["configs"]] == NAMES[:1]
+    assert not [path.name for path in out.iterdir() if path.name.startswith(".")]  # no temporary file left
