@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
 def command_report(arguments: argparse.Namespace) -> int:
     from .backends.registry import REGISTRY, BackendError
     from .output_paths import OutputPathError, check_folder_target
+    from .study.resume import ResumeError, holding_folder
 
     # Every argument is checked before the study measures anything (it takes minutes).
     settings = settings_here(attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
@@ -65,7 +68,10 @@ def command_report(arguments: argparse.Namespace) -> int:
     except OutputPathError as error:
         raise CommandError(str(error)) from None
     try:
-        return _report_into(arguments, settings, device, out)
+        with holding_folder(out):
+            return _report_into(arguments, settings, device, out)
+    except ResumeError as error:  # another report measures into --out now
+        raise CommandError(str(error)) from None
     except BaseException:
         if made_out:  # a refused or interrupted report leaves no empty folder of ours behind
             with contextlib.suppress(OSError):
@@ -78,7 +84,7 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     from .spec.options import GPU_SEQLENS
     from .study.configs import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig
     from .study.decode_plan import CPU_DECODE, GPU_DECODE
-    from .study.output import PLOTS_NEED, plots_available, write_study
+    from .study.output import PLOTS_NEED, plots_available, plots_in, write_study
     from .study.plan import DECODE_PART, finished_parts, missing_parts
     from .study.runner import plan_of, run_study, stderr_progress
 
@@ -90,19 +96,34 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     configs: tuple[StudyConfig, ...] = GPU_CONFIGS if device.type == "cuda" else CPU_CONFIGS
     names = [config.name for config in configs]
     measure = _chosen_configs(arguments, names)
-    seqlens = settings.seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_STUDY_SEQLENS)
+    # Ascending whatever order they were given in: the same lengths are the same study to go on with.
+    seqlens = tuple(sorted(settings.seqlens or (GPU_SEQLENS if device.type == "cuda" else CPU_STUDY_SEQLENS)))
     decode = GPU_DECODE if device.type == "cuda" else CPU_DECODE
     if settings.seqlens:  # the decode section's cache lengths too: it was most of a "quick" run
-        decode = decode.with_lengths(settings.seqlens)
+        decode = decode.with_lengths(seqlens)
     plan = plan_of(configs, seqlens, settings.backends, timing=settings.timing, decode=decode)
     saved = out / "study.json"
     previous = _earlier_study(saved, plan, info.as_dict(), fresh=arguments.fresh)
     command = "attnperf report " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["report"] else "attnperf report"
 
     saves: list[list[Path]] = []  # what each save wrote: README and plots always show everything gathered
+    # --fresh over an earlier study: its plots go with it at the first save, not left beside another study's README.
+    replaced_plots = plots_in(out) if arguments.fresh and saved.is_file() else set()
+
+    def write(document: dict[str, Any]) -> list[Path]:
+        try:
+            return write_study(document, out, plots=plots)
+        except OSError as error:  # a full disk, a folder removed mid-run: one line, after minutes of measuring
+            raise CommandError(
+                f"cannot save the study into {out}: {error.strerror or error}; {saved} is whole as last saved, "
+                "and the same command goes on from it"
+            ) from None
 
     def save(document: dict[str, Any]) -> None:
-        saves.append(write_study(document, out, plots=plots))
+        saves.append(write(document))
+        for stale in replaced_plots - set(saves[-1]):
+            stale.unlink(missing_ok=True)
+        replaced_plots.clear()
         done = len(finished_parts(document))
         print(
             f"attnperf report: saved {saved} ({done} part{'s' if done != 1 else ''} in; still missing: "
@@ -111,26 +132,27 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         )
 
     try:
-        study = run_study(
-            device,
-            info,
-            configs=configs,
-            seqlens=seqlens,
-            backends=settings.backends,
-            timing=settings.timing,
-            decode=decode,
-            command=command,
-            progress=stderr_progress(),
-            measure=measure,
-            measure_decode=arguments.only != "prefill",
-            previous=previous,
-            checkpoint=save,
-        )
+        with _terminated_as_interrupted():
+            study = run_study(
+                device,
+                info,
+                configs=configs,
+                seqlens=seqlens,
+                backends=settings.backends,
+                timing=settings.timing,
+                decode=decode,
+                command=command,
+                progress=stderr_progress(),
+                measure=measure,
+                measure_decode=arguments.only != "prefill",
+                previous=previous,
+                checkpoint=save,
+            )
     except KeyboardInterrupt:
         if saves or previous is not None:
             print(f"attnperf report: interrupted; {saved} keeps the parts finished, and the same command goes on")
         raise
-    for path in saves[-1] if saves else write_study(study, out, plots=plots):  # this run measured nothing: drawn anew
+    for path in saves[-1] if saves else write(study):  # this run measured nothing: drawn anew
         print(f"wrote {path}")
     missing = missing_parts(study)
     if missing:
@@ -141,6 +163,24 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     else:
         print(f"attnperf report: the study is complete ({len(names)} configurations and the {DECODE_PART})")
     return 0
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (a scheduler's time limit) ends the study as Ctrl-C does: a save's temporary file is removed and the
+    run says what is kept, instead of a silent end."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    earlier = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier if earlier is not None else signal.SIG_DFL)
 
 
 def _chosen_configs(arguments: argparse.Namespace, names: list[str]) -> tuple[str, ...]:
@@ -168,6 +208,8 @@ def _earlier_study(saved: Path, plan: dict[str, Any], gpu: dict[str, Any], *, fr
 
     if saved.exists() and not saved.is_file():
         raise CommandError(f"{saved}: not a file, so the study cannot be saved there; choose another --out")
+    if fresh and saved.exists():
+        print(f"attnperf report: starting over (--fresh): {saved} and its plots are replaced when a part is saved")
     if fresh or not saved.exists():
         return None
     try:
@@ -275,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--fresh",
         action="store_true",
-        help="start the study over even when --out holds the study.json of an earlier run, replacing it when the "
-        "first part is saved (by default its finished configurations and decode section are kept and only what is "
+        help="start the study over even when --out holds the study.json of an earlier run, replacing it (and its "
+        "plots) when the first part is saved (by default its finished configurations and decode section are kept and only what is "
         "missing is measured)",
     )
     add_argparse_options(report, ("backends", "seqlens", "device", "min-samples"))

@@ -19,6 +19,11 @@ def plots_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
+def plots_in(folder: Path) -> set[Path]:
+    """The plot files a study drew into ``folder`` (render_plots' names: latency-, memory- and decode-<config>.png)."""
+    return {path for kind in ("latency", "memory", "decode") for path in folder.glob(f"{kind}-*.png")}
+
+
 def write_study(study: Mapping[str, Any], out_dir: Path | str, *, plots: bool = True) -> list[Path]:
     """Write study.json, README.md and (with ``plots`` and matplotlib) the plots into ``out_dir``; return the paths."""
     folder = Path(out_dir)

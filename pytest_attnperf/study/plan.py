@@ -19,7 +19,7 @@ from .decode_plan import DecodeStudy
 from .document import mapping, records
 
 DECODE_PART = "decode section"
-_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+_NUMBERS = re.compile(r"^([0-9]+)(?:\s*-\s*([0-9]+))?$")  # ASCII digits: "²".isdigit() is true, int("²") fails
 
 
 class SelectionError(ValueError):
@@ -86,9 +86,9 @@ def select_configs(spec: str, names: Sequence[str]) -> tuple[str, ...]:
         item = " ".join(raw.split())
         if not item:
             raise SelectionError(f"--configs {spec!r}: an empty item; {_accepted(names)}")
-        span = _RANGE.match(item)
-        if item.isdigit() or span:
-            first, last = (int(item), int(item)) if item.isdigit() else (int(span[1]), int(span[2]))  # type: ignore[index]
+        numbers = _NUMBERS.match(item)
+        if numbers:
+            first, last = int(numbers[1]), int(numbers[2] or numbers[1])
             if not 1 <= first <= last <= len(names):
                 problem = "a range that runs backwards" if first > last else f"only 1-{len(names)} exist"
                 raise SelectionError(f"--configs {spec!r}: {item!r}: {problem}; {_accepted(names)}")

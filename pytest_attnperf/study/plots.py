@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +31,7 @@ from .document import (
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 _COLOURS = {
     "eager": "#d62728",
@@ -211,9 +216,26 @@ def _plot(study: Record, config: Record, kind: str, path: Path) -> None:
         what = _latency_axis(ax, values, banded) if kind == "latency" else _memory_axis(ax, values, banded, study)
         ax.set_title(f"{gpu_name(study)} · {name}\n{what} ({config_summary(config)})", fontsize=11)
         _finish(ax, missing, banded)
-        figure.savefig(path, dpi=130, bbox_inches="tight")
+        _save_whole(figure, path)
     finally:
         plt.close(figure)
+
+
+def _save_whole(figure: Figure, path: Path) -> None:
+    """Drawn in memory, then through a temporary file and a rename: a run killed mid-save (a study's time limit)
+    leaves the last whole plot, never a cut-off PNG."""
+    drawn = io.BytesIO()
+    figure.savefig(drawn, format="png", dpi=130, bbox_inches="tight")
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(drawn.getvalue())
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
 
 
 def render_plots(study: Mapping[str, Any], out_dir: Path) -> list[Path]:

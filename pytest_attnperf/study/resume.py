@@ -7,8 +7,10 @@ one study: such a file is refused with what differs, never silently mixed in or 
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ def read_study(path: Path) -> dict[str, Any]:
         raise ResumeError(f"{path}: cannot read it to go on with its study: {error}; {START_OVER}") from None
     except json.JSONDecodeError as error:
         raise ResumeError(f"{path}: not a readable study.json ({error}); {START_OVER}") from None
+    except RecursionError:  # arrays nested thousands deep: no study.json this plugin wrote
+        raise ResumeError(f"{path}: not a readable study.json (nested too deep); {START_OVER}") from None
     problem = _shape_problem(document)
     if problem:
         raise ResumeError(f"{path}: cannot go on with this study: {problem}; {START_OVER}")
@@ -105,3 +109,36 @@ def check_resumable(path: Path, previous: Mapping[str, Any], plan: Mapping[str, 
     problems = resume_problems(previous, plan, gpu)
     if problems:
         raise ResumeError(f"{path}: another study than this run's: {'; '.join(problems)}; {START_OVER}")
+
+
+@contextlib.contextmanager
+def holding_folder(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for one run: a second report into it at the same time is refused (ResumeError).
+
+    Each run saves the study it started from plus its own parts, so of two at once the later save would drop
+    the other's parts (and the two would share the GPU, spoiling each other's timings). The lock is the
+    kernel's (flock on the folder itself): it leaves no file behind and ends with the process, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs into one folder are not guarded there
+        yield
+        return
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder one may write in but not list: nothing to hold it by, the run goes on unguarded
+        descriptor = None
+    try:
+        if descriptor is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ResumeError(
+                    f"{folder}: another attnperf report is measuring into this folder now; wait for it to finish "
+                    "(then the same command goes on with its study), or choose another --out"
+                ) from None
+            except OSError:  # a file system without locks (some network mounts) cannot tell: the run goes unguarded
+                pass
+        yield
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)

@@ -124,6 +124,13 @@ def measure_case(
     }
 
 
+def study_backends(names: Sequence[str] | None) -> tuple[Backend, ...]:
+    """The backends a study measures, in the registry's order however they were named: the same set of backends is
+    the same study, so a later run that lists them in another order goes on with it."""
+    order = {name: index for index, name in enumerate(REGISTRY.names())}
+    return tuple(sorted(REGISTRY.select(tuple(names) if names else None), key=lambda backend: order[backend.name]))
+
+
 def plan_of(
     configs: Sequence[StudyConfig],
     seqlens: Sequence[int],
@@ -135,7 +142,7 @@ def plan_of(
     decode: DecodeStudy | None = None,
 ) -> dict[str, Any]:
     """The plan run_study records for these arguments: what an earlier study.json must match to be gone on with."""
-    selected = REGISTRY.select(tuple(backends) if backends else None)
+    selected = study_backends(backends)
     return study_plan(
         configs=[config.as_dict() for config in configs],
         seqlens=seqlens,
@@ -177,7 +184,7 @@ def run_study(
     ``checkpoint`` gets the document after each part finishes (a configuration with its frontier, or the decode
     section), so a run cut off keeps what it finished."""
     show = progress or (lambda line: None)
-    selected = REGISTRY.select(tuple(backends) if backends else None)
+    selected = study_backends(backends)
     plan = plan_of(configs, seqlens, backends, timing=timing, seed=seed, frontier=frontier, decode=decode)
     study = _start_document(previous, plan, info, command, selected)
     done = set(finished_parts(study))

@@ -223,3 +223,22 @@ def test_plots_tolerate_missing_optional_keys(study: dict[str, Any], tmp_path: P
     assert [path.name for path in paths][2:] == ["latency-config-2.png", "memory-config-2.png"]
     assert all(path.read_bytes().startswith(PNG_SIGNATURE) for path in paths)
     assert plt.get_fignums() == []
+
+
+def test_a_plot_cut_off_mid_save_leaves_the_last_whole_one(
+    study: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.figure import Figure
+
+    first = render_plots(study, tmp_path)
+    before = {path: path.read_bytes() for path in first}
+
+    def cut_off(figure: Figure, target: Any, *arguments: Any, **options: Any) -> None:
+        target.write(PNG_SIGNATURE)  # the first bytes, then the time limit
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        render_plots(study, tmp_path)
+    assert {path: path.read_bytes() for path in first} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(path.name for path in first)  # no temp file

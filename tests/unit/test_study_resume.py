@@ -16,11 +16,13 @@ import pytest
 from fast_run import CPU  # noqa: F401  (loads torch and scipy before an in-process run)
 
 import pytest_attnperf.study.output as study_output
+import pytest_attnperf.study.resume as study_resume
 import pytest_attnperf.study.runner as study_runner
 from pytest_attnperf import cli
 from pytest_attnperf.spec.shapes import AttnShape
 from pytest_attnperf.study.markdown import render_markdown
 from pytest_attnperf.study.plan import DECODE_PART, SelectionError, missing_parts, select_configs
+from pytest_attnperf.study.resume import holding_folder
 from pytest_attnperf.study.runner import CPU_CONFIGS
 
 NAMES = [config.name for config in CPU_CONFIGS]  # fp32 causal d64, fp32 non-causal d64, fp32 causal d64 GQA 8:2
@@ -280,6 +282,7 @@ def test_another_study_is_refused_before_measuring_with_what_differs(
         pytest.param('{"schema": "attnperf-study/1", "configs": [', "not a readable study.json (Expecting", id="cut"),
         pytest.param("[]", "it is not a JSON object", id="a-list"),
         pytest.param('{"schema": "other/2"}', "its schema is 'other/2', not 'attnperf-study/1'", id="schema"),
+        pytest.param("[" * 100_000 + "]" * 100_000, "not a readable study.json (nested too deep)", id="deep"),
     ],
 )
 def test_an_unreadable_study_json_is_refused(
@@ -375,6 +378,8 @@ def test_configs_chooses_by_number_range_or_name_in_the_studys_order(spec: str, 
         ("1,,2", "an empty item"),
         ("-1", "unknown configuration '-1'"),
         ("fp16 causal", "unknown configuration 'fp16 causal'"),
+        ("\u00b2", "unknown configuration '\u00b2'"),  # "²".isdigit() is true, but it is no number to int()
+        ("\uff11", "unknown configuration '\uff11'"),  # a full-width 1: numbers are ASCII digits
     ],
 )
 def test_a_bad_configs_value_says_why_and_lists_the_names(spec: str, said: str) -> None:
@@ -426,3 +431,107 @@ def test_a_killed_report_goes_on_from_its_saved_study(tmp_path: Path) -> None:
     second = _load(out)
     assert [config["name"] for config in second["configs"]] == NAMES
     assert _config_text(second, NAMES[0]) == _config_text(first, NAMES[0])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="folders are held with flock")
+def test_a_second_report_into_a_folder_in_use_is_refused_and_changes_nothing(
+    cut_after_first: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (cut_after_first / "study.json").read_bytes()
+    measured = _record_cases(monkeypatch)
+    with holding_folder(cut_after_first):  # as the first report does while it measures
+        assert _report(cut_after_first) == 2
+        assert _report(cut_after_first, "--fresh") == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"attnperf report: {cut_after_first}: another attnperf report is measuring into this")
+    assert "choose another --out" in error
+    assert measured == []
+    assert (cut_after_first / "study.json").read_bytes() == before
+    assert _report(cut_after_first, "--configs", "2") == 0  # held no more: the next goes on
+    assert [config["name"] for config in _load(cut_after_first)["configs"]] == NAMES[:2]
+
+
+def test_the_same_backends_and_lengths_in_another_order_are_the_same_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _report(tmp_path, "--attnperf-backends=sdpa-math,eager", "--configs", "1", "--only", "prefill") == 0
+    first = _load(tmp_path)
+    assert first["plan"]["backends"] == ["eager", "sdpa-math"]  # the registry's order
+    assert first["plan"]["seqlens"] == [32, 64]
+    again = ["--attnperf-backends=eager,sdpa-math", "--attnperf-seqlens=64,32", "--configs", "2", "--only", "prefill"]
+    assert _report(tmp_path, *again) == 0, capsys.readouterr().err
+    second = _load(tmp_path)
+    assert [config["name"] for config in second["configs"]] == NAMES[:2]
+    assert _config_text(second, NAMES[0]) == _config_text(first, NAMES[0])
+    assert [(case["seqlen"], case["backend"]) for case in second["configs"][1]["cases"]] == [
+        (32, "eager"),
+        (32, "sdpa-math"),
+        (64, "eager"),
+        (64, "sdpa-math"),
+    ]
+
+
+def test_fresh_takes_the_earlier_studys_plots_with_it(
+    cut_after_first: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    earlier = [cut_after_first / name for name in ("latency-fp32-causal-d64.png", "memory-fp32-causal-d64.png")]
+    for plot in earlier:
+        plot.write_bytes(b"the earlier study's plot")
+    kept = cut_after_first / "my-notes.png"  # not a plot of the study's
+    kept.write_bytes(b"mine")
+    assert _report(cut_after_first, "--fresh", "--configs", "2", "--only", "prefill") == 0
+    said = f"attnperf report: starting over (--fresh): {cut_after_first / 'study.json'} and its plots are replaced"
+    assert f"{said} when a part is saved\n" in capsys.readouterr().out
+    assert [config["name"] for config in _load(cut_after_first)["configs"]] == NAMES[1:2]
+    assert not any(plot.exists() for plot in earlier)  # they showed numbers study.json no longer holds
+    assert kept.read_bytes() == b"mine"
+
+
+def test_a_folder_that_cannot_be_opened_to_hold_is_written_unguarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unlistable(path: Any, flags: int, *arguments: Any) -> int:
+        raise PermissionError(13, "Permission denied", str(path))  # a folder with -wx rights, as a non-root user
+
+    monkeypatch.setattr(study_resume.os, "open", unlistable)
+    entered = []
+    with holding_folder(tmp_path):
+        entered.append(True)
+    assert entered == [True]
+
+
+def test_a_full_disk_at_a_save_is_one_line_and_keeps_the_last_whole_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write = study_output.write_study
+    saves: list[int] = []
+
+    def full_at_the_second(study: dict[str, Any], out: Path, *, plots: bool) -> list[Path]:
+        saves.append(1)
+        if len(saves) == 2:
+            raise OSError(28, "No space left on device")
+        return write(study, out, plots=plots)
+
+    monkeypatch.setattr(study_output, "write_study", full_at_the_second)
+    assert _report(tmp_path, "--configs", "1-2", "--only", "prefill") == 2
+    assert capsys.readouterr().err == (
+        f"attnperf report: cannot save the study into {tmp_path}: No space left on device; "
+        f"{tmp_path / 'study.json'} is whole as last saved, and the same command goes on from it\n"
+    )
+    assert [config["name"] for config in _load(tmp_path)["configs"]] == NAMES[:1]
+
+
+# A scheduler's time limit: the study's process gets SIGTERM as its second configuration starts.
+TERMINATED_AFTER_FIRST = KILLED_AFTER_FIRST.replace("signal.SIGKILL", "signal.SIGTERM")
+
+
+@pytest.mark.slow  # a subprocess run of the CPU study
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_a_terminated_report_says_what_it_keeps_as_ctrl_c_does(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    arguments = ["report", *TOY, "--only", "prefill", "--out", str(out)]
+    ended = subprocess.run([sys.executable, "-c", TERMINATED_AFTER_FIRST, *arguments], capture_output=True, text=True)
+    assert ended.returncode == -signal.SIGINT, ended.stderr  # ended as an interrupt, not killed silently
+    assert f"interrupted; {out / 'study.json'} keeps the parts finished, and the same command goes on" in ended.stdout
+    assert [config["name"] for config in _load(out)["configs"]] == NAMES[:1]
+    assert not [path.name for path in out.iterdir() if path.name.startswith(".")]  # no temporary file left
