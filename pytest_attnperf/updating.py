@@ -24,7 +24,7 @@ import pytest
 
 from .gate.results import CaseRecord
 from .spec.device_info import SOFTWARE_KEYS
-from .update_process import SteeringError, UpdateRun, update_run
+from .update_process import SteeringError, UpdateRun, run_file_name, update_run
 
 if TYPE_CHECKING:
     from .gate.baselines import BaselineEntry, Change
@@ -93,7 +93,15 @@ def _device_record(result: CaseRecord) -> dict[str, Any]:
 
 
 def _earlier_runs(run: UpdateRun) -> list[list[CaseRecord]]:
-    return [[CaseRecord.from_dict(record) for record in records] for records in run.earlier_runs()]
+    """Runs 1..k-1's records; one that does not read back as a record refuses the merge, naming its run file."""
+    runs = []
+    for index, records in enumerate(run.earlier_runs(), start=1):
+        try:
+            runs.append([CaseRecord.from_dict(record) for record in records])
+        except ValueError as error:
+            path = run.folder / run_file_name(index)
+            raise SteeringError(f"{path} holds a record this run cannot read: {error}; nothing merged") from None
+    return runs
 
 
 @dataclass(frozen=True)
