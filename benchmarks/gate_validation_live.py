@@ -91,7 +91,11 @@ class Pace:
 
     def fitting(self, wanted: int, left_s: float) -> int:
         """The most trials (up to wanted) one process can run and end within left_s."""
-        return max((count for count in range(1, wanted + 1) if self.predict_s(count) <= left_s), default=0)
+        low, high = 0, wanted  # predict_s grows with the trials: bisected, as wanted may be any TRIALS_PER_PROCESS
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if self.predict_s(middle) <= left_s else (low, middle - 1)
+        return low
 
     def learn(self, wall_s: float, cost: dict[str, Any] | None, trials: int) -> None:
         first, last = (cost or {}).get("first_test_at"), (cost or {}).get("last_test_at")
@@ -470,6 +474,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+def out_folder(out: Path) -> None:
+    """--out made (with its parents) and written to once, or refused by name before anything is measured."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out}: is a file; give a folder (made if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise SystemExit(
+            f"--out {out}: cannot write there ({error.strerror or error}); give a folder you can write"
+        ) from None
+
+
 def write_outputs(out: Path, trials: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     with gzip.open(out / "gate-validation-samples.json.gz", "wt", encoding="utf-8") as handle:
         json.dump(trials, handle)
@@ -533,11 +551,16 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_intermixed_args(argv)  # summarise --out DIR A B
     if arguments.folders and arguments.stage != "summarise":
         parser.error(f"folders are for summarise only, not {arguments.stage}")
+    if arguments.out.exists() and not arguments.out.is_dir():
+        parser.error(f"--out {arguments.out}: is a file; give a folder (made if missing)")
     arguments.command_line = _command_line(arguments, argv)
     if arguments.stage == "summarise":
-        folders = arguments.folders or [arguments.out]
+        named: dict[Path, Path] = {}
+        for folder in arguments.folders:  # a folder named twice is gathered once
+            named.setdefault(folder.resolve(), folder)
+        folders = list(named.values()) or [arguments.out]
         trials = gathered(folders)
-        arguments.out.mkdir(parents=True, exist_ok=True)
+        out_folder(arguments.out)
         baselines = arguments.baselines or gated_against(folders)
         write_outputs(arguments.out, trials, summarise(trials, _cases_of(trials), baselines, arguments.command_line))
         return 0
@@ -559,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.stage == "gate":
         baseline_files(baselines)
     print_estimate(arguments, cases, first)
-    arguments.out.mkdir(parents=True, exist_ok=True)
+    out_folder(arguments.out)
     if arguments.stage in ("record", "all"):
         baselines.mkdir(parents=True, exist_ok=True)
         record(arguments, baselines)

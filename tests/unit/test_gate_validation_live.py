@@ -432,3 +432,34 @@ def test_the_gate_runs_the_trials_k_a_process_and_a_later_call_continues(
     assert live.main(["gate", "--out", str(tmp_path), "--trials", "7"]) == 1
     assert "pytest exited 2; its report is set aside as trials-006-006.json.exit-2; stopping" in capsys.readouterr().out
     assert [trial["trial"] for trial in live.gathered([tmp_path])] == [0, 1, 2, 3, 4, 5]
+
+
+def test_any_trials_per_process_is_planned_at_once() -> None:
+    pace = live.Pace(["eager-256"])
+    one_trial = live.PER_TEST_S * len(live_cases.ROWS)
+    assert pace.fitting(10**12, live.START_S + 2.5 * one_trial) == 2  # bisected: no loop over 10**12 counts
+    assert pace.fitting(10**12, 10.0**15) == 10**12
+    assert pace.plan(0, 10**12, 10**12, live.START_S + 3 * one_trial) == [3]
+
+
+def test_an_out_that_is_a_file_or_under_one_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw_report(tmp_path / "call1", [0, 1])
+    taken = tmp_path / "report.json"
+    taken.write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit) as raised:
+        live.main(["summarise", "--out", str(taken), str(tmp_path / "call1")])
+    assert raised.value.code == 2
+    assert f"--out {taken}: is a file; give a folder (made if missing)" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"--out .*report.json/summary: cannot write there \(Not a directory\)"):
+        live.main(["summarise", "--out", str(taken / "summary"), str(tmp_path / "call1")])
+    assert taken.read_text(encoding="utf-8") == "{}"
+
+
+def test_a_folder_named_twice_is_summarised_once(tmp_path: Path) -> None:
+    raw_report(tmp_path / "call1", [0, 1])
+    folder = str(tmp_path / "call1")
+    assert live.main(["summarise", "--out", str(tmp_path / "all"), folder, folder + "/"]) == 0
+    summary = json.loads((tmp_path / "all" / "gate-validation-live.json").read_text(encoding="utf-8"))
+    assert summary["gated_runs"]["runs"] == 2
