@@ -96,11 +96,18 @@ def _earlier_runs(run: UpdateRun) -> list[list[CaseRecord]]:
     """Runs 1..k-1's records; one that does not read back as a record refuses the merge, naming its run file."""
     runs = []
     for index, records in enumerate(run.earlier_runs(), start=1):
+        path = run.folder / run_file_name(index)
         try:
-            runs.append([CaseRecord.from_dict(record) for record in records])
+            results = [CaseRecord.from_dict(record) for record in records]
         except ValueError as error:
-            path = run.folder / run_file_name(index)
             raise SteeringError(f"{path} holds a record this run cannot read: {error}; nothing merged") from None
+        seen: set[tuple[str, str]] = set()
+        for result in results:  # a run measures a test once (runner.py refuses a second measurement)
+            key = (result.identity.device_slug, result.identity.test_id)
+            if key in seen:
+                raise SteeringError(f"{path} holds {key[1]} twice; one run measures a test once: nothing merged")
+            seen.add(key)
+        runs.append(results)
     return runs
 
 

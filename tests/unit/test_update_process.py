@@ -167,6 +167,9 @@ def test_a_tampered_record_in_an_earlier_run_file_refuses_the_merge_naming_the_f
     record = json.loads(flat_record("t.py::test", "eager", "cpu", "cpu", "forward", None, 64, median_ms=1.0).to_json())
     UpdateRun(1, 2, path, run.token, os.getpid(), None).keep([record])
     assert [[item.measurement.median_ms for item in records] for records in _earlier_runs(run)] == [[1.0]]
+    UpdateRun(1, 2, path, run.token, os.getpid(), None).keep([record, record])  # one run's record counted twice
+    with pytest.raises(SteeringError, match=r"run-1.json holds t.py::test twice; one run measures a test once"):
+        _earlier_runs(run)
     del record["measurement"]  # the run file edited between runs, its token kept
     UpdateRun(1, 2, path, run.token, os.getpid(), None).keep([record])
     with pytest.raises(
