@@ -314,10 +314,10 @@ class CaseRecord:
         nested = "identity" in data
         version = data.get("record_version", 1)
         if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= RECORD_VERSION:
-            identity = data["identity"] if nested and isinstance(data["identity"], Mapping) else data
+            who = data["identity"] if nested and isinstance(data["identity"], Mapping) else data
             newer = isinstance(version, int) and not isinstance(version, bool) and version > RECORD_VERSION
             raise ValueError(
-                f"an attnperf record of version {version!r} (test {identity.get('test_id')!r}): this pytest-attnperf "
+                f"an attnperf record of version {version!r} (test {who.get('test_id')!r}): this pytest-attnperf "
                 f"reads versions 1 to {RECORD_VERSION}"
                 + ("; upgrade it (every process of a run must use the same version)" if newer else "")
             )

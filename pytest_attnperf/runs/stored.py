@@ -136,7 +136,7 @@ REPORT_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
 )
 # What a report shows of a case beyond its record's fields (report.py's results_document).
-DERIVED = {
+DERIVED: dict[str, type | tuple[type, ...]] = {
     "latency_ratio": (int, float),
     "normalised_ratio": (int, float),
     "memory_ratio": (int, float),
