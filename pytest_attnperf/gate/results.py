@@ -19,7 +19,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -120,29 +120,40 @@ PARTS = {
 PART_OF = {item.name: part for part, kind in PARTS.items() for item in fields(kind)}
 KNOWN = {part: {item.name for item in fields(kind)} for part, kind in PARTS.items()}
 REQUIRED = tuple(item.name for item in fields(CaseIdentity) if item.name != "device_id")
-# Each field's declared type, checked on every record read back: a hand-edited or foreign record is refused by
-# field rather than failing later, deep in the gate or the baseline update, on a value it never expected.
-HINTS = {part: typing.get_type_hints(kind) for part, kind in PARTS.items()}
+Check = Callable[[Any], bool]
 
 
-def _is_json_of(value: Any, hint: Any) -> bool:
-    """Whether a JSON value has the declared type; a number must be finite (the plugin never writes NaN or inf)."""
+def _check_of(hint: Any) -> Check:
+    """Whether a JSON value has the declared type; a number must be finite (the plugin never writes NaN or inf).
+
+    Built once per field: a record is read for every case (the xdist controller, each stored report)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
-        return _finite(value)
+        return _finite
     if origin in (typing.Union, types.UnionType):
-        return any(_is_json_of(value, arg) for arg in args)
-    if hint is type(None) or hint is bool or hint is str:
-        return type(value) is hint or (hint is type(None) and value is None)
+        checks = [_check_of(arg) for arg in args]
+        if len(args) == 2 and args[1] is type(None):  # X | None, the common case, in one call
+            check = checks[0]
+            return lambda value: value is None or check(value)
+        return lambda value: any(check(value) for check in checks)
+    if hint is type(None):
+        return lambda value: value is None
+    if hint is bool or hint is str:
+        return lambda value: isinstance(value, hint)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return lambda value: (
+            (isinstance(value, float) and math.isfinite(value))
+            or (isinstance(value, int) and not isinstance(value, bool))
+        )
     if origin is list:
-        return isinstance(value, list) and all(_is_json_of(item, args[0]) for item in value)
+        item = _check_of(args[0])
+        return lambda value: isinstance(value, list) and all(map(item, value))
     if origin is dict:
-        return isinstance(value, dict) and all(
-            isinstance(key, str) and _is_json_of(item, args[1]) for key, item in value.items()
+        item = _check_of(args[1])
+        return lambda value: (
+            isinstance(value, dict) and all(isinstance(key, str) and item(entry) for key, entry in value.items())
         )
     raise TypeError(f"no JSON check for the type {hint!r}")  # a new field's type: teach this function
 
@@ -157,12 +168,18 @@ def _finite(value: Any) -> bool:
     return True
 
 
+# Each field's declared type and its check, run on every record read back: a hand-edited or foreign record is
+# refused by field rather than failing later, deep in the gate or the baseline update, on a value it never expected.
+HINTS = {part: typing.get_type_hints(kind) for part, kind in PARTS.items()}
+CHECKS = {part: {name: _check_of(hint) for name, hint in hints.items()} for part, hints in HINTS.items()}
+
+
 def _part(part: str, values: Mapping[str, Any], test_id: object) -> Any:
     """One part from its JSON fields (unknown ones ignored: a later record may add fields); a wrong type raises."""
     known = {key: value for key, value in values.items() if key in KNOWN[part]}
     for name, value in known.items():
         hint = HINTS[part][name]
-        if not _is_json_of(value, hint):
+        if not CHECKS[part][name](value):
             expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
             raise ValueError(
                 f"an attnperf record whose {part} field {name!r} is {json.dumps(value)[:80]} (test {test_id!r}); "
