@@ -294,11 +294,7 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
         if not reports:
             raise SystemExit(f"no gated trials in {folder / 'raw'} (expected the gate stage's trials-A-B.json)")
         for path in reports:
-            try:
-                document = json.loads(path.read_text(encoding="utf-8"))
-                results, device = document["results"], document["device"]
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise SystemExit(f"{path}: not a JSON report of pytest --attnperf ({error!r})") from None
+            document, results, device = _raw_report(path)
             old = OLD_RAW_FILE.match(path.name)
             groups: dict[int, list[dict[str, Any]]] = {}
             for record in results:
@@ -317,10 +313,28 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
                     raise SystemExit(f"trial {index} is in both {seen[index]} and {path}: gather folders whose "
                                      "trials were numbered apart (--first-trial)")  # fmt: skip
                 seen[index] = path
-                run = document.get("gate_validation") or {}
+                run = document.get("gate_validation") or {}  # checked by _raw_report
                 trials.append({"trial": index, "exit": run.get("exit"), "results": records, "device": device,
                                "raw": f"{folder.name}/raw/{path.name}", "command": run.get("command")})  # fmt: skip
     return sorted(trials, key=lambda trial: int(trial["trial"]))
+
+
+def _raw_report(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A gated process's report, read as the plugin's report readers read one (every case a whole record, each
+    field of its type), with its device record and gate_validation key; anything else refused by name."""
+    from pytest_attnperf.runs.stored import ReportError, load_report
+
+    try:
+        report = load_report(path)
+    except ReportError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        raise SystemExit(f"{path}: not a JSON report of pytest --attnperf ({reason})") from None
+    device, run = report.document.get("device"), report.document.get("gate_validation")
+    if not isinstance(device, dict):
+        raise SystemExit(f"{path}: its device is {json.dumps(device)[:60]}; expected the device record (an object)")
+    if run is not None and not isinstance(run, dict):
+        raise SystemExit(f"{path}: its gate_validation is {json.dumps(run)[:60]}; expected an object")
+    return report.document, report.cases, device
 
 
 def _contents(baselines: Path) -> tuple[tuple[str, bytes], ...]:

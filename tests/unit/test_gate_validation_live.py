@@ -66,6 +66,7 @@ def test_one_session_runs_several_trials_one_after_the_other(monkeypatch: pytest
 def record(case: str, row: str, raw: float, verdict: str, clock: float = 1500.0) -> dict[str, Any]:
     return {
         "test_id": f"benchmarks/gate_validation/test_live_gate.py::test_gate[{case}-{row}]",
+        **{"backend": "eager", "device": "GPU", "device_slug": "gpu", "mode": "forward", "shape": None, "seqlen": 4096},
         "stages": [{"raw_ratio": raw, "decided_by": "machine"}],
         "verdicts": {"latency": verdict},
         "verdict": verdict,
@@ -165,7 +166,7 @@ def raw_report(folder: Path, trials: list[int], cases: tuple[str, ...] = ("flash
                 results.append(entry)
     (folder / "raw").mkdir(parents=True, exist_ok=True)
     path = folder / "raw" / f"trials-{trials[0]:03d}-{trials[-1]:03d}.json"
-    document = {"device": {"name": "GPU", "uuid": "GPU-b"}, "results": results,
+    document = {"schema": "attnperf-results/2", "device": {"name": "GPU", "uuid": "GPU-b"}, "results": results,
                 "gate_validation": {"trials": trials, "exit": 1, "command": f"gate {trials[0]}"}}  # fmt: skip
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
@@ -215,13 +216,22 @@ def test_summarise_refuses_what_cannot_be_gathered(tmp_path: Path) -> None:
     (tmp_path / "d" / "raw" / "trials-000-000.json").write_text('{"results": [', encoding="utf-8")  # cut off
     with pytest.raises(SystemExit, match=r"trials-000-000\.json: not a JSON report of pytest --attnperf"):
         live.main(["summarise", "--out", str(tmp_path / "d")])
+    edited = json.loads(raw_report(tmp_path / "e", [0]).read_text(encoding="utf-8"))
+    edited["results"][2]["samples_ms"] = ["1.05"] * 5  # a raw file edited by hand: refused by field, not a traceback
+    (tmp_path / "e" / "raw" / "trials-000-000.json").write_text(json.dumps(edited), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"trials-000-000\.json: .*field 'samples_ms' is \["):
+        live.main(["summarise", "--out", str(tmp_path / "e")])
+    edited = {**json.loads(raw_report(tmp_path / "f", [0]).read_text(encoding="utf-8")), "gate_validation": [0]}
+    (tmp_path / "f" / "raw" / "trials-000-000.json").write_text(json.dumps(edited), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"its gate_validation is \[0\]; expected an object"):
+        live.main(["summarise", "--out", str(tmp_path / "f")])
 
 
 def test_the_one_process_a_trial_reports_are_still_read(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     for trial in range(2):  # raw/trial-N.json, ids without the trial (the December 2026 run)
         results = [record("eager-4K", row, 1.0, "ok") for row in live_cases.ROWS]
-        document = {"device": {"name": "GPU", "uuid": "GPU-a"}, "results": results}
+        document = {"schema": "attnperf-results/2", "device": {"name": "GPU", "uuid": "GPU-a"}, "results": results}
         (tmp_path / "raw" / f"trial-{trial}.json").write_text(json.dumps(document), encoding="utf-8")
     assert [trial["trial"] for trial in live.gathered([tmp_path])] == [0, 1]
     assert sorted(live.trials_on_disk(tmp_path / "raw")) == [0, 1]
@@ -390,7 +400,8 @@ ids = list(yaml.safe_load(open(path, encoding="utf-8"))["entries"])  # the items
 template = json.loads(os.environ["FAKE_RECORD"])
 results = [{**template, "test_id": test_id} for test_id in ids]
 cost = {"first_test_at": 100.0, "last_test_at": 100.0 + 0.01 * len(ids)}
-json.dump({"device": {"name": "GPU", "uuid": "GPU-b"}, "results": results, "cost": cost}, open(report, "w"))
+json.dump({"schema": "attnperf-results/2", "device": {"name": "GPU", "uuid": "GPU-b"}, "results": results, "cost": cost},
+          open(report, "w"))
 sys.exit(int(os.environ.get("FAKE_EXIT", "1")))
 """
 
