@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_PREFIX = "attnperf-results/"
+SCHEMA_VERSION = 2  # the newest report layout these readers know (report.py writes it)
 
 
 class ReportError(ValueError):
@@ -108,6 +109,12 @@ def report_from_document(document: object, path: Path) -> StoredReport:
             "--attnperf-json writes)"
         )
     assert isinstance(document, dict)
+    version = str(document["schema"]).removeprefix(SCHEMA_PREFIX)
+    if not version.isdigit() or not 1 <= int(version) <= SCHEMA_VERSION:
+        raise ReportError(
+            f"{path}: a report of schema {document['schema']!r}; this pytest-attnperf reads {SCHEMA_PREFIX}1 to "
+            f"{SCHEMA_PREFIX}{SCHEMA_VERSION}: read it with the version that wrote it, or upgrade"
+        )
     results = document.get("results")
     if not isinstance(results, list) or not all(isinstance(case, dict) and case.get("test_id") for case in results):
         raise ReportError(f"{path}: 'results' must be a list of cases, each with a test_id")

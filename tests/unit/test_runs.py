@@ -296,6 +296,14 @@ def test_every_report_reader_refuses_a_case_of_the_wrong_type_by_name(
         assert re.search(f"{re.escape(str(path))}: .*{message}", err), (argv, err)
 
 
+def test_a_report_of_a_newer_schema_is_refused_rather_than_misread(tmp_path: Path) -> None:
+    for schema in ("attnperf-results/3", "attnperf-results/two"):
+        document = {**real(), "schema": schema}
+        with pytest.raises(ReportError, match=f"a report of schema '{schema}'; this pytest-attnperf reads "
+                           "attnperf-results/1 to attnperf-results/2"):  # fmt: skip
+            report_from_document(document, tmp_path / "r.json")
+
+
 def test_a_damaged_report_in_a_folder_stops_history_rather_than_being_skipped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
