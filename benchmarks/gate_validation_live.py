@@ -151,13 +151,25 @@ def record(arguments: argparse.Namespace, baselines: Path) -> None:
 def alias_extra_rows(baselines: Path) -> None:
     """The +3/+5 % rows' entries: the unchanged row's (the same kernel, before the extra work)."""
     for path in baseline_files(baselines):
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = baseline_document(path)
         entries = document["entries"]
         for test_id in list(entries):
             for row in EXTRA:
                 if test_id.endswith("-unchanged]"):
                     entries[test_id.replace("-unchanged]", f"-{row}]")] = entries[test_id]
         _write_baseline(path, document)
+
+
+def baseline_document(path: Path) -> dict[str, Any]:
+    """A baseline file's YAML, its entries an object of objects; a broken one is refused by name."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise SystemExit(f"{path}: not a readable baseline file ({error})") from None
+    entries = document.get("entries") if isinstance(document, dict) else None
+    if not isinstance(entries, dict) or not all(isinstance(entry, dict) for entry in entries.values()):
+        raise SystemExit(f"{path}: not a baseline file written by attnperf update (expected an object with entries)")
+    return document
 
 
 def baseline_files(baselines: Path) -> list[Path]:
@@ -173,9 +185,9 @@ def trial_baselines(baselines: Path, into: Path, trials: list[int]) -> None:
     the plugin looks an entry up by the item's id, and every trial is gated against the same recorded one."""
     into.mkdir(parents=True, exist_ok=True)
     for path in baseline_files(baselines):
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = baseline_document(path)
         copies: dict[str, Any] = {}
-        for test_id, entry in (document.get("entries") or {}).items():
+        for test_id, entry in document["entries"].items():
             try:
                 case, row, trial = parse_item_id(test_id)
             except ValueError as error:
@@ -424,8 +436,8 @@ def summarise(
     )
     uuids = sorted({str(trial["device"]["uuid"]) for trial in trials if trial["device"].get("uuid")})
     files = sorted(baselines.glob("*.yaml")) if baselines is not None else []
-    recorded = sorted({u for path in files for e in (yaml.safe_load(path.read_text()) or {})
-                       .get("entries", {}).values() for u in e.get("gpu_uuids") or []})  # fmt: skip
+    recorded = sorted({u for path in files for e in baseline_document(path)["entries"].values()
+                       for u in e.get("gpu_uuids") or []})  # fmt: skip
     commands = list(dict.fromkeys(str(trial.get("command") or ALL_COMMAND) for trial in trials))
     return {
         "default_tolerance": "auto",
@@ -575,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
         folders = list(named.values()) or [arguments.out]
         trials = gathered(folders)
         out_folder(arguments.out)
+        if arguments.baselines is not None:  # named: it must hold the files (else "no baseline file" by mistake)
+            baseline_files(arguments.baselines)
         baselines = arguments.baselines or gated_against(folders)
         write_outputs(arguments.out, trials, summarise(trials, _cases_of(trials), baselines, arguments.command_line))
         return 0

@@ -474,3 +474,17 @@ def test_a_folder_named_twice_is_summarised_once(tmp_path: Path) -> None:
     assert live.main(["summarise", "--out", str(tmp_path / "all"), folder, folder + "/"]) == 0
     summary = json.loads((tmp_path / "all" / "gate-validation-live.json").read_text(encoding="utf-8"))
     assert summary["gated_runs"]["runs"] == 2
+
+
+def test_a_broken_or_missing_baselines_folder_is_refused_by_name(tmp_path: Path) -> None:
+    raw_report(tmp_path / "call1", [0])
+    broken = baseline_file(tmp_path / "call1" / "baselines", ["flash-attn-32K-unchanged"])
+    broken.write_text("entries: [unclosed\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"gpu.yaml: not a readable baseline file \(while parsing"):
+        live.main(["summarise", "--out", str(tmp_path / "all"), str(tmp_path / "call1")])
+    broken.write_text("- a list\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"gpu.yaml: not a baseline file written by attnperf update"):
+        live.trial_baselines(broken.parent, tmp_path / "derived", [0])
+    with pytest.raises(SystemExit, match=r"no baseline file \(\*.yaml\) in .*nowhere"):  # named, so it must exist
+        live.main(["summarise", "--out", str(tmp_path / "all"), str(tmp_path / "call1"), "--baselines",
+                   str(tmp_path / "nowhere")])  # fmt: skip
