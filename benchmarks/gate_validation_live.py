@@ -91,7 +91,11 @@ class Pace:
 
     def fitting(self, wanted: int, left_s: float) -> int:
         """The most trials (up to wanted) one process can run and end within left_s."""
-        return max((count for count in range(1, wanted + 1) if self.predict_s(count) <= left_s), default=0)
+        low, high = 0, wanted  # predict_s grows with the trials: bisected, as wanted may be any TRIALS_PER_PROCESS
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if self.predict_s(middle) <= left_s else (low, middle - 1)
+        return low
 
     def learn(self, wall_s: float, cost: dict[str, Any] | None, trials: int) -> None:
         first, last = (cost or {}).get("first_test_at"), (cost or {}).get("last_test_at")
@@ -147,13 +151,25 @@ def record(arguments: argparse.Namespace, baselines: Path) -> None:
 def alias_extra_rows(baselines: Path) -> None:
     """The +3/+5 % rows' entries: the unchanged row's (the same kernel, before the extra work)."""
     for path in baseline_files(baselines):
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = baseline_document(path)
         entries = document["entries"]
         for test_id in list(entries):
             for row in EXTRA:
                 if test_id.endswith("-unchanged]"):
                     entries[test_id.replace("-unchanged]", f"-{row}]")] = entries[test_id]
         _write_baseline(path, document)
+
+
+def baseline_document(path: Path) -> dict[str, Any]:
+    """A baseline file's YAML, its entries an object of objects; a broken one is refused by name."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise SystemExit(f"{path}: not a readable baseline file ({error})") from None
+    entries = document.get("entries") if isinstance(document, dict) else None
+    if not isinstance(entries, dict) or not all(isinstance(entry, dict) for entry in entries.values()):
+        raise SystemExit(f"{path}: not a baseline file written by attnperf update (expected an object with entries)")
+    return document
 
 
 def baseline_files(baselines: Path) -> list[Path]:
@@ -169,9 +185,9 @@ def trial_baselines(baselines: Path, into: Path, trials: list[int]) -> None:
     the plugin looks an entry up by the item's id, and every trial is gated against the same recorded one."""
     into.mkdir(parents=True, exist_ok=True)
     for path in baseline_files(baselines):
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = baseline_document(path)
         copies: dict[str, Any] = {}
-        for test_id, entry in (document.get("entries") or {}).items():
+        for test_id, entry in document["entries"].items():
             try:
                 case, row, trial = parse_item_id(test_id)
             except ValueError as error:
@@ -290,11 +306,7 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
         if not reports:
             raise SystemExit(f"no gated trials in {folder / 'raw'} (expected the gate stage's trials-A-B.json)")
         for path in reports:
-            try:
-                document = json.loads(path.read_text(encoding="utf-8"))
-                results, device = document["results"], document["device"]
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise SystemExit(f"{path}: not a JSON report of pytest --attnperf ({error!r})") from None
+            document, results, device = _raw_report(path)
             old = OLD_RAW_FILE.match(path.name)
             groups: dict[int, list[dict[str, Any]]] = {}
             for record in results:
@@ -313,10 +325,28 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
                     raise SystemExit(f"trial {index} is in both {seen[index]} and {path}: gather folders whose "
                                      "trials were numbered apart (--first-trial)")  # fmt: skip
                 seen[index] = path
-                run = document.get("gate_validation") or {}
+                run = document.get("gate_validation") or {}  # checked by _raw_report
                 trials.append({"trial": index, "exit": run.get("exit"), "results": records, "device": device,
                                "raw": f"{folder.name}/raw/{path.name}", "command": run.get("command")})  # fmt: skip
     return sorted(trials, key=lambda trial: int(trial["trial"]))
+
+
+def _raw_report(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A gated process's report, read as the plugin's report readers read one (every case a whole record, each
+    field of its type), with its device record and gate_validation key; anything else refused by name."""
+    from pytest_attnperf.runs.stored import ReportError, load_report
+
+    try:
+        report = load_report(path)
+    except ReportError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        raise SystemExit(f"{path}: not a JSON report of pytest --attnperf ({reason})") from None
+    device, run = report.document.get("device"), report.document.get("gate_validation")
+    if not isinstance(device, dict):
+        raise SystemExit(f"{path}: its device is {json.dumps(device)[:60]}; expected the device record (an object)")
+    if run is not None and not isinstance(run, dict):
+        raise SystemExit(f"{path}: its gate_validation is {json.dumps(run)[:60]}; expected an object")
+    return report.document, report.cases, device
 
 
 def _contents(baselines: Path) -> tuple[tuple[str, bytes], ...]:
@@ -406,8 +436,8 @@ def summarise(
     )
     uuids = sorted({str(trial["device"]["uuid"]) for trial in trials if trial["device"].get("uuid")})
     files = sorted(baselines.glob("*.yaml")) if baselines is not None else []
-    recorded = sorted({u for path in files for e in (yaml.safe_load(path.read_text()) or {})
-                       .get("entries", {}).values() for u in e.get("gpu_uuids") or []})  # fmt: skip
+    recorded = sorted({u for path in files for e in baseline_document(path)["entries"].values()
+                       for u in e.get("gpu_uuids") or []})  # fmt: skip
     commands = list(dict.fromkeys(str(trial.get("command") or ALL_COMMAND) for trial in trials))
     return {
         "default_tolerance": "auto",
@@ -468,6 +498,20 @@ def _seconds(text: str) -> float:
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (here or in BUDGET_S), not {text!r}")
     return value
+
+
+def out_folder(out: Path) -> None:
+    """--out made (with its parents) and written to once, or refused by name before anything is measured."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out}: is a file; give a folder (made if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise SystemExit(
+            f"--out {out}: cannot write there ({error.strerror or error}); give a folder you can write"
+        ) from None
 
 
 def write_outputs(out: Path, trials: list[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -533,11 +577,18 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_intermixed_args(argv)  # summarise --out DIR A B
     if arguments.folders and arguments.stage != "summarise":
         parser.error(f"folders are for summarise only, not {arguments.stage}")
+    if arguments.out.exists() and not arguments.out.is_dir():
+        parser.error(f"--out {arguments.out}: is a file; give a folder (made if missing)")
     arguments.command_line = _command_line(arguments, argv)
     if arguments.stage == "summarise":
-        folders = arguments.folders or [arguments.out]
+        named: dict[Path, Path] = {}
+        for folder in arguments.folders:  # a folder named twice is gathered once
+            named.setdefault(folder.resolve(), folder)
+        folders = list(named.values()) or [arguments.out]
         trials = gathered(folders)
-        arguments.out.mkdir(parents=True, exist_ok=True)
+        out_folder(arguments.out)
+        if arguments.baselines is not None:  # named: it must hold the files (else "no baseline file" by mistake)
+            baseline_files(arguments.baselines)
         baselines = arguments.baselines or gated_against(folders)
         write_outputs(arguments.out, trials, summarise(trials, _cases_of(trials), baselines, arguments.command_line))
         return 0
@@ -559,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.stage == "gate":
         baseline_files(baselines)
     print_estimate(arguments, cases, first)
-    arguments.out.mkdir(parents=True, exist_ok=True)
+    out_folder(arguments.out)
     if arguments.stage in ("record", "all"):
         baselines.mkdir(parents=True, exist_ok=True)
         record(arguments, baselines)

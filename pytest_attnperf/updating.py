@@ -24,7 +24,7 @@ import pytest
 
 from .gate.results import CaseRecord
 from .spec.device_info import SOFTWARE_KEYS
-from .update_process import SteeringError, UpdateRun, update_run
+from .update_process import SteeringError, UpdateRun, run_file_name, update_run
 
 if TYPE_CHECKING:
     from .gate.baselines import BaselineEntry, Change
@@ -93,7 +93,22 @@ def _device_record(result: CaseRecord) -> dict[str, Any]:
 
 
 def _earlier_runs(run: UpdateRun) -> list[list[CaseRecord]]:
-    return [[CaseRecord.from_dict(record) for record in records] for records in run.earlier_runs()]
+    """Runs 1..k-1's records; one that does not read back as a record refuses the merge, naming its run file."""
+    runs = []
+    for index, records in enumerate(run.earlier_runs(), start=1):
+        path = run.folder / run_file_name(index)
+        try:
+            results = [CaseRecord.from_dict(record) for record in records]
+        except ValueError as error:
+            raise SteeringError(f"{path} holds a record this run cannot read: {error}; nothing merged") from None
+        seen: set[tuple[str, str]] = set()
+        for result in results:  # a run measures a test once (runner.py refuses a second measurement)
+            key = (result.identity.device_slug, result.identity.test_id)
+            if key in seen:
+                raise SteeringError(f"{path} holds {key[1]} twice; one run measures a test once: nothing merged")
+            seen.add(key)
+        runs.append(results)
+    return runs
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ record flat (:meth:`CaseRecord.flat`), the layout it has always had.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -117,6 +120,74 @@ PARTS = {
 PART_OF = {item.name: part for part, kind in PARTS.items() for item in fields(kind)}
 KNOWN = {part: {item.name for item in fields(kind)} for part, kind in PARTS.items()}
 REQUIRED = tuple(item.name for item in fields(CaseIdentity) if item.name != "device_id")
+Check = Callable[[Any], bool]
+
+
+def _check_of(hint: Any) -> Check:
+    """Whether a JSON value has the declared type; a number must be finite (the plugin never writes NaN or inf).
+
+    Built once per field: a record is read for every case (the xdist controller, each stored report)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return _finite
+    if origin in (typing.Union, types.UnionType):
+        checks = [_check_of(arg) for arg in args]
+        if len(args) == 2 and args[1] is type(None):  # X | None, the common case, in one call
+            check = checks[0]
+            return lambda value: value is None or check(value)
+        return lambda value: any(check(value) for check in checks)
+    if hint is type(None):
+        return lambda value: value is None
+    if hint is bool or hint is str:
+        return lambda value: isinstance(value, hint)
+    if hint is int:
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return lambda value: (
+            (isinstance(value, float) and math.isfinite(value))
+            or (isinstance(value, int) and not isinstance(value, bool))
+        )
+    if origin is list:
+        item = _check_of(args[0])
+        return lambda value: isinstance(value, list) and all(map(item, value))
+    if origin is dict:
+        item = _check_of(args[1])
+        return lambda value: (
+            isinstance(value, dict) and all(isinstance(key, str) and item(entry) for key, entry in value.items())
+        )
+    raise TypeError(f"no JSON check for the type {hint!r}")  # a new field's type: teach this function
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    return True
+
+
+# Each field's declared type and its check, run on every record read back: a hand-edited or foreign record is
+# refused by field rather than failing later, deep in the gate or the baseline update, on a value it never expected.
+HINTS = {part: typing.get_type_hints(kind) for part, kind in PARTS.items()}
+CHECKS = {part: {name: _check_of(hint) for name, hint in hints.items()} for part, hints in HINTS.items()}
+
+
+def _part(part: str, values: Mapping[str, Any], test_id: object) -> Any:
+    """One part from its JSON fields (unknown ones ignored: a later record may add fields); a wrong type raises."""
+    known = {key: value for key, value in values.items() if key in KNOWN[part]}
+    for name, value in known.items():
+        hint = HINTS[part][name]
+        if not CHECKS[part][name](value):
+            expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+            raise ValueError(
+                f"an attnperf record whose {part} field {name!r} is {json.dumps(value)[:80]} (test {test_id!r}); "
+                f"expected {expected}"
+                + ("" if _finite(value) else ", every number finite")
+                + ": not a case record written by pytest-attnperf"
+            )
+    return PARTS[part](**known)
 
 
 def _identity(values: Mapping[str, Any]) -> CaseIdentity:
@@ -126,7 +197,8 @@ def _identity(values: Mapping[str, Any]) -> CaseIdentity:
             f"an attnperf record without {', '.join(missing)} (test {values.get('test_id')!r}): not a case record "
             "written by pytest-attnperf"
         )
-    return CaseIdentity(**{key: value for key, value in values.items() if key in KNOWN["identity"]})
+    identity: CaseIdentity = _part("identity", values, values.get("test_id"))
+    return identity
 
 
 @dataclass(frozen=True)
@@ -222,11 +294,12 @@ class CaseRecord:
         for name, value in data.items():
             if name in PART_OF:
                 parts[PART_OF[name]][name] = value
+        identity = _identity(parts["identity"])
         return cls(
-            identity=_identity(parts["identity"]),
-            measurement=MeasurementRecord(**parts["measurement"]),
-            decision=DecisionRecord(**parts["decision"]),
-            provenance=Provenance(**parts["provenance"]),
+            identity=identity,
+            measurement=_part("measurement", parts["measurement"], identity.test_id),
+            decision=_part("decision", parts["decision"], identity.test_id),
+            provenance=_part("provenance", parts["provenance"], identity.test_id),
             record_version=int(data.get("record_version", 1)),
         )
 
@@ -249,23 +322,34 @@ class CaseRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CaseRecord:
-        """A record from its JSON form: nested (version 3) or flat (versions 1 and 2, a JSON report's case)."""
-        nested = isinstance(data.get("identity"), dict)
+        """A record from its JSON form: nested (version 3) or flat (versions 1 and 2, a JSON report's case).
+
+        Anything else raises ValueError naming the test and what is wrong: not an object, a version other than
+        1 to 3, a part of a version-3 record missing or not an object, a field of the wrong type or not finite."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an attnperf record that is a JSON {type(data).__name__}, not an object")
+        nested = "identity" in data
         version = data.get("record_version", 1)
-        if not isinstance(version, int) or version > RECORD_VERSION:
-            test_id = data["identity"].get("test_id") if nested else data.get("test_id")
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= RECORD_VERSION:
+            who = data["identity"] if nested and isinstance(data["identity"], Mapping) else data
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > RECORD_VERSION
             raise ValueError(
-                f"an attnperf record of version {version!r} (test {test_id!r}): this pytest-attnperf reads "
-                f"versions 1 to {RECORD_VERSION}; upgrade it (every process of a run must use the same version)"
+                f"an attnperf record of version {version!r} (test {who.get('test_id')!r}): this pytest-attnperf "
+                f"reads versions 1 to {RECORD_VERSION}"
+                + ("; upgrade it (every process of a run must use the same version)" if newer else "")
             )
         if not nested:
             return cls.from_flat({**data, "record_version": version})
-        parts: dict[str, Any] = {
-            part: kind(**{key: value for key, value in data[part].items() if key in KNOWN[part]})
-            for part, kind in PARTS.items()
-            if part != "identity" and isinstance(data.get(part), dict)
-        }
-        return cls(_identity(data["identity"]), **parts, record_version=version)
+        identity = _identity(data["identity"] if isinstance(data["identity"], Mapping) else {})
+        broken = [part for part in PARTS if not isinstance(data.get(part), Mapping)]
+        if broken:
+            raise ValueError(
+                f"an attnperf record of version {version} without its {', '.join(broken)} as an object "
+                f"(test {identity.test_id!r}): a version-{RECORD_VERSION} record has all of "
+                f"{', '.join(PARTS)}; not a case record written by pytest-attnperf"
+            )
+        parts = {part: _part(part, data[part], identity.test_id) for part in PARTS if part != "identity"}
+        return cls(identity, **parts, record_version=version)
 
     def junit_properties(self) -> list[tuple[str, object]]:
         """Flat properties that CI systems show next to the test case."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..spec.units import format_ms
 from .drift import DriftRule, Trend, trend
-from .stored import ReportError, StoredReport, gpu_of, load_report, short_id
+from .stored import NotAReportError, ReportError, StoredReport, gpu_of, load_report, short_id
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -71,7 +71,7 @@ def find_reports(paths: Sequence[Path]) -> tuple[list[StoredReport], list[Path]]
         for candidate in sorted([*path.rglob("*.json"), *path.rglob("*.json.gz")]):
             try:
                 report = load_report(candidate)
-            except ReportError:
+            except NotAReportError:  # other JSON; a damaged report is an error, never quietly left out
                 skipped.append(candidate)
                 continue
             reports.append(report)

@@ -10,16 +10,23 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 SCHEMA_PREFIX = "attnperf-results/"
+SCHEMA_VERSION = 2  # the newest report layout these readers know (report.py writes it)
 
 
 class ReportError(ValueError):
     """A file is not a usable attnperf JSON report; the message names the file and why."""
+
+
+class NotAReportError(ReportError):
+    """A file that is no attnperf report at all (other JSON, not JSON): a folder's reader may skip it, not a
+    damaged report."""
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,16 @@ def load_report(path: Path) -> StoredReport:
         raise ReportError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ReportError(f"{path}: is a folder; give a JSON report written by --attnperf-json") from None
-    except (OSError, EOFError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise NotAReportError(
+            f"{path}: not text ({error.reason}); expected a report written by --attnperf-json"
+        ) from None
+    except (OSError, EOFError) as error:
         raise ReportError(f"{path}: cannot read it: {getattr(error, 'strerror', None) or error}") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ReportError(
+        raise NotAReportError(
             f"{path}: not JSON ({error.msg} at line {error.lineno}); expected a report written by --attnperf-json"
         ) from None
     return report_from_document(document, path)
@@ -93,15 +104,72 @@ def report_from_document(document: object, path: Path) -> StoredReport:
         found = (
             f"schema {document.get('schema')!r}" if isinstance(document, dict) else f"a JSON {type(document).__name__}"
         )
-        raise ReportError(
+        raise NotAReportError(
             f"{path}: not an attnperf JSON report ({found}; expected an object with schema '{SCHEMA_PREFIX}N', as "
             "--attnperf-json writes)"
         )
     assert isinstance(document, dict)
+    version = str(document["schema"]).removeprefix(SCHEMA_PREFIX)
+    if not version.isdigit() or not 1 <= int(version) <= SCHEMA_VERSION:
+        raise ReportError(
+            f"{path}: a report of schema {document['schema']!r}; this pytest-attnperf reads {SCHEMA_PREFIX}1 to "
+            f"{SCHEMA_PREFIX}{SCHEMA_VERSION}: read it with the version that wrote it, or upgrade"
+        )
     results = document.get("results")
     if not isinstance(results, list) or not all(isinstance(case, dict) and case.get("test_id") for case in results):
         raise ReportError(f"{path}: 'results' must be a list of cases, each with a test_id")
+    for name, kind, what in REPORT_FIELDS:
+        if document.get(name) is not None and not kind(document[name]):
+            raise ReportError(f"{path}: its {name!r} is {json.dumps(document[name])[:80]}; expected {what}")
+    for case in results:
+        _check_case(case, path)
     return StoredReport(path=path, document=document)
+
+
+# The report's own fields the readers use, each with its check and the accepted form said in words.
+REPORT_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("device", lambda value: isinstance(value, dict), "an object (the device record)"),
+    (
+        "devices",
+        lambda value: isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()),
+        "an object of device records",
+    ),
+    ("created_at", lambda value: isinstance(value, str), "an ISO 8601 time"),
+    ("commit", lambda value: isinstance(value, str), "a commit hash"),
+    (
+        "environment_changes",
+        lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "a list of strings",
+    ),
+)
+# What a report shows of a case beyond its record's fields (report.py's results_document).
+DERIVED: dict[str, type | tuple[type, ...]] = {
+    "latency_ratio": (int, float),
+    "normalised_ratio": (int, float),
+    "memory_ratio": (int, float),
+    "verdict": str,
+}
+
+
+def _check_case(case: dict[str, Any], path: Path) -> None:
+    """A case must read back as a case record (every field of its declared type, finite), so no reader trips on it."""
+    from ..gate.results import CaseRecord
+
+    try:
+        CaseRecord.from_dict(case)
+    except ValueError as error:
+        raise ReportError(f"{path}: {error}") from None
+    for name, kind in DERIVED.items():
+        value = case.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind) or not _finite(value)):
+            raise ReportError(
+                f"{path}: case {case['test_id']!r} has {name} {json.dumps(value)[:80]}; expected "
+                f"{'a string' if kind is str else 'a finite number'} or null"
+            )
+
+
+def _finite(value: object) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def gpu_of(case: Mapping[str, Any]) -> str:

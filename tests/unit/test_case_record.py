@@ -154,3 +154,56 @@ def test_a_record_without_its_identity_is_refused_by_name(layout: str) -> None:
 def test_a_misspelt_field_of_a_record_built_by_name_raises() -> None:
     with pytest.raises(TypeError, match="a case record has no field 'median'"):
         flat_record("t.py::test[x]", "eager", "cpu", "cpu", "forward", None, 64, median=1.0)
+
+
+def _nested(**changes: object) -> dict[str, object]:
+    data: dict[str, object] = json.loads(_record(samples_ms=[1.0, 1.1]).to_json())
+    for path, value in changes.items():
+        part, _, name = path.partition("__")
+        if name:
+            data[part][name] = value  # type: ignore[index]
+        elif value is None:
+            del data[part]
+        else:
+            data[part] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"measurement__median_ms": "fast"}, r"measurement field 'median_ms' is \"fast\" .*expected float \| None"),
+        ({"measurement__samples_ms": [1.0, "x"]}, r"field 'samples_ms' is \[1.0, \"x\"\].*expected list\[float\]"),
+        ({"measurement__fits": "no"}, "field 'fits' is \"no\".*expected bool"),
+        ({"decision__verdicts": ["ok"]}, r"decision field 'verdicts' is \[\"ok\"\].*expected dict\[str, str\]"),
+        ({"identity__test_id": 3}, "identity field 'test_id' is 3 .*expected str"),
+        ({"identity__seqlen": 64.5}, "field 'seqlen' is 64.5 .*expected int"),
+        ({"measurement__median_ms": float("nan")}, "field 'median_ms' is NaN.*every number finite"),
+        ({"provenance__timing_settings": {"rep_ms": float("inf")}}, "field 'timing_settings' is .*Infinity"),
+        ({"measurement": None}, "version 3 without its measurement as an object .*all of identity, measurement"),
+        ({"decision": [1], "provenance": None}, "without its decision, provenance as an object"),
+        ({"record_version": 0}, r"version 0 \(test 't.py::test\[x\]'\): this pytest-attnperf reads versions 1 to 3$"),
+        ({"record_version": True}, "version True"),
+    ],
+)
+def test_a_record_with_a_wrong_or_missing_field_is_refused_by_name(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CaseRecord.from_dict(_nested(**changes))
+
+
+def test_a_record_that_is_no_object_is_refused_and_nan_in_its_json_too() -> None:
+    with pytest.raises(ValueError, match="an attnperf record that is a JSON list, not an object"):
+        CaseRecord.from_json("[1]")
+    text = _record().to_json().replace('"median_ms": 1.0', '"median_ms": NaN')
+    with pytest.raises(ValueError, match="'median_ms' is NaN"):
+        CaseRecord.from_json(text)
+    flat = {**_record().flat(), "peak_bytes": "4 KiB"}  # the flat layout is checked the same way
+    with pytest.raises(ValueError, match=r"measurement field 'peak_bytes' is .4 KiB.*expected int"):
+        CaseRecord.from_dict(flat)
+
+
+def test_unknown_fields_are_ignored_and_a_long_sample_list_reads_back() -> None:
+    data = _nested(measurement__later_field={"x": 1}, measurement__samples_ms=[1.0] * 100_000)
+    data["later_part"] = {}
+    record = CaseRecord.from_dict(data)
+    assert len(record.measurement.samples_ms or []) == 100_000

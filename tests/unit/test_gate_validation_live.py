@@ -66,6 +66,7 @@ def test_one_session_runs_several_trials_one_after_the_other(monkeypatch: pytest
 def record(case: str, row: str, raw: float, verdict: str, clock: float = 1500.0) -> dict[str, Any]:
     return {
         "test_id": f"benchmarks/gate_validation/test_live_gate.py::test_gate[{case}-{row}]",
+        **{"backend": "eager", "device": "GPU", "device_slug": "gpu", "mode": "forward", "shape": None, "seqlen": 4096},
         "stages": [{"raw_ratio": raw, "decided_by": "machine"}],
         "verdicts": {"latency": verdict},
         "verdict": verdict,
@@ -165,7 +166,7 @@ def raw_report(folder: Path, trials: list[int], cases: tuple[str, ...] = ("flash
                 results.append(entry)
     (folder / "raw").mkdir(parents=True, exist_ok=True)
     path = folder / "raw" / f"trials-{trials[0]:03d}-{trials[-1]:03d}.json"
-    document = {"device": {"name": "GPU", "uuid": "GPU-b"}, "results": results,
+    document = {"schema": "attnperf-results/2", "device": {"name": "GPU", "uuid": "GPU-b"}, "results": results,
                 "gate_validation": {"trials": trials, "exit": 1, "command": f"gate {trials[0]}"}}  # fmt: skip
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
@@ -215,13 +216,22 @@ def test_summarise_refuses_what_cannot_be_gathered(tmp_path: Path) -> None:
     (tmp_path / "d" / "raw" / "trials-000-000.json").write_text('{"results": [', encoding="utf-8")  # cut off
     with pytest.raises(SystemExit, match=r"trials-000-000\.json: not a JSON report of pytest --attnperf"):
         live.main(["summarise", "--out", str(tmp_path / "d")])
+    edited = json.loads(raw_report(tmp_path / "e", [0]).read_text(encoding="utf-8"))
+    edited["results"][2]["samples_ms"] = ["1.05"] * 5  # a raw file edited by hand: refused by field, not a traceback
+    (tmp_path / "e" / "raw" / "trials-000-000.json").write_text(json.dumps(edited), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"trials-000-000\.json: .*field 'samples_ms' is \["):
+        live.main(["summarise", "--out", str(tmp_path / "e")])
+    edited = {**json.loads(raw_report(tmp_path / "f", [0]).read_text(encoding="utf-8")), "gate_validation": [0]}
+    (tmp_path / "f" / "raw" / "trials-000-000.json").write_text(json.dumps(edited), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"its gate_validation is \[0\]; expected an object"):
+        live.main(["summarise", "--out", str(tmp_path / "f")])
 
 
 def test_the_one_process_a_trial_reports_are_still_read(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     for trial in range(2):  # raw/trial-N.json, ids without the trial (the December 2026 run)
         results = [record("eager-4K", row, 1.0, "ok") for row in live_cases.ROWS]
-        document = {"device": {"name": "GPU", "uuid": "GPU-a"}, "results": results}
+        document = {"schema": "attnperf-results/2", "device": {"name": "GPU", "uuid": "GPU-a"}, "results": results}
         (tmp_path / "raw" / f"trial-{trial}.json").write_text(json.dumps(document), encoding="utf-8")
     assert [trial["trial"] for trial in live.gathered([tmp_path])] == [0, 1]
     assert sorted(live.trials_on_disk(tmp_path / "raw")) == [0, 1]
@@ -390,7 +400,8 @@ ids = list(yaml.safe_load(open(path, encoding="utf-8"))["entries"])  # the items
 template = json.loads(os.environ["FAKE_RECORD"])
 results = [{**template, "test_id": test_id} for test_id in ids]
 cost = {"first_test_at": 100.0, "last_test_at": 100.0 + 0.01 * len(ids)}
-json.dump({"device": {"name": "GPU", "uuid": "GPU-b"}, "results": results, "cost": cost}, open(report, "w"))
+json.dump({"schema": "attnperf-results/2", "device": {"name": "GPU", "uuid": "GPU-b"}, "results": results, "cost": cost},
+          open(report, "w"))
 sys.exit(int(os.environ.get("FAKE_EXIT", "1")))
 """
 
@@ -432,3 +443,48 @@ def test_the_gate_runs_the_trials_k_a_process_and_a_later_call_continues(
     assert live.main(["gate", "--out", str(tmp_path), "--trials", "7"]) == 1
     assert "pytest exited 2; its report is set aside as trials-006-006.json.exit-2; stopping" in capsys.readouterr().out
     assert [trial["trial"] for trial in live.gathered([tmp_path])] == [0, 1, 2, 3, 4, 5]
+
+
+def test_any_trials_per_process_is_planned_at_once() -> None:
+    pace = live.Pace(["eager-256"])
+    one_trial = live.PER_TEST_S * len(live_cases.ROWS)
+    assert pace.fitting(10**12, live.START_S + 2.5 * one_trial) == 2  # bisected: no loop over 10**12 counts
+    assert pace.fitting(10**12, 10.0**15) == 10**12
+    assert pace.plan(0, 10**12, 10**12, live.START_S + 3 * one_trial) == [3]
+
+
+def test_an_out_that_is_a_file_or_under_one_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw_report(tmp_path / "call1", [0, 1])
+    taken = tmp_path / "report.json"
+    taken.write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit) as raised:
+        live.main(["summarise", "--out", str(taken), str(tmp_path / "call1")])
+    assert raised.value.code == 2
+    assert f"--out {taken}: is a file; give a folder (made if missing)" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"--out .*report.json/summary: cannot write there \(Not a directory\)"):
+        live.main(["summarise", "--out", str(taken / "summary"), str(tmp_path / "call1")])
+    assert taken.read_text(encoding="utf-8") == "{}"
+
+
+def test_a_folder_named_twice_is_summarised_once(tmp_path: Path) -> None:
+    raw_report(tmp_path / "call1", [0, 1])
+    folder = str(tmp_path / "call1")
+    assert live.main(["summarise", "--out", str(tmp_path / "all"), folder, folder + "/"]) == 0
+    summary = json.loads((tmp_path / "all" / "gate-validation-live.json").read_text(encoding="utf-8"))
+    assert summary["gated_runs"]["runs"] == 2
+
+
+def test_a_broken_or_missing_baselines_folder_is_refused_by_name(tmp_path: Path) -> None:
+    raw_report(tmp_path / "call1", [0])
+    broken = baseline_file(tmp_path / "call1" / "baselines", ["flash-attn-32K-unchanged"])
+    broken.write_text("entries: [unclosed\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"gpu.yaml: not a readable baseline file \(while parsing"):
+        live.main(["summarise", "--out", str(tmp_path / "all"), str(tmp_path / "call1")])
+    broken.write_text("- a list\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"gpu.yaml: not a baseline file written by attnperf update"):
+        live.trial_baselines(broken.parent, tmp_path / "derived", [0])
+    with pytest.raises(SystemExit, match=r"no baseline file \(\*.yaml\) in .*nowhere"):  # named, so it must exist
+        live.main(["summarise", "--out", str(tmp_path / "all"), str(tmp_path / "call1"), "--baselines",
+                   str(tmp_path / "nowhere")])  # fmt: skip

@@ -13,6 +13,7 @@ import copy
 import datetime
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -262,6 +263,58 @@ def test_compare_refuses_a_file_that_is_not_a_report(tmp_path: Path, capsys: pyt
     code, out, err = cli(capsys, "compare", str(REAL), str(broken))
     assert (code, out) == (2, "")
     assert f"{broken}: not JSON" in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("median_ms", "fast", r"measurement field 'median_ms' is \"fast\" \(test '.*'\); expected float \| None"),
+        ("median_ms", float("nan"), "'median_ms' is NaN .*every number finite"),
+        ("peak_bytes", "4k", "field 'peak_bytes' is \"4k\" .*expected int"),
+        ("shape", "big", "identity field 'shape' is \"big\""),
+        ("verdicts", ["x"], "decision field 'verdicts' is"),
+        ("verdict", 3, "has verdict 3; expected a string or null"),
+        ("latency_ratio", float("inf"), "has latency_ratio Infinity; expected a finite number or null"),
+        ("record_version", 4, "record of version 4 .*upgrade it"),
+    ],
+)
+def test_every_report_reader_refuses_a_case_of_the_wrong_type_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object, message: str
+) -> None:
+    document = real()
+    document["results"][1][field] = value
+    path = write(tmp_path, "edited.json", document)
+    for argv in (
+        ["export", "--format", "bmf", str(path)],
+        ["export", "--format", "github-benchmark", str(path)],
+        ["compare", str(REAL), str(path)],
+        ["history", str(path)],
+        ["merge", "-o", str(tmp_path / "merged.json"), str(path)],
+    ):
+        code, out, err = cli(capsys, *argv)
+        assert (code, out) == (2, ""), argv
+        assert re.search(f"{re.escape(str(path))}: .*{message}", err), (argv, err)
+
+
+def test_a_report_of_a_newer_schema_is_refused_rather_than_misread(tmp_path: Path) -> None:
+    for schema in ("attnperf-results/3", "attnperf-results/two"):
+        document = {**real(), "schema": schema}
+        with pytest.raises(ReportError, match=f"a report of schema '{schema}'; this pytest-attnperf reads "
+                           "attnperf-results/1 to attnperf-results/2"):  # fmt: skip
+            report_from_document(document, tmp_path / "r.json")
+
+
+def test_a_damaged_report_in_a_folder_stops_history_rather_than_being_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, "run-01.json", real())
+    document = real()
+    document["device"] = "cpu"
+    damaged = write(tmp_path, "run-02.json", document)
+    write(tmp_path, "study.json", {"schema": "attnperf-study/1"})  # other JSON is still skipped
+    code, _, err = cli(capsys, "history", str(tmp_path))
+    assert code == 2
+    assert f"{damaged}: its 'device' is \"cpu\"; expected an object (the device record)" in err
 
 
 # ---------------------------------------------------------------- history

@@ -155,6 +155,29 @@ def test_a_run_of_a_live_update_is_steered_and_merges_only_its_own_run_files(
         run.earlier_runs()
 
 
+def test_a_tampered_record_in_an_earlier_run_file_refuses_the_merge_naming_the_file(
+    folder: tuple[Path, dict[str, str]],
+) -> None:
+    from pytest_attnperf.gate.results import flat_record
+    from pytest_attnperf.updating import _earlier_runs
+
+    path, environ = folder
+    run = update_run(environ, parent=os.getpid())
+    assert run is not None
+    record = json.loads(flat_record("t.py::test", "eager", "cpu", "cpu", "forward", None, 64, median_ms=1.0).to_json())
+    UpdateRun(1, 2, path, run.token, os.getpid(), None).keep([record])
+    assert [[item.measurement.median_ms for item in records] for records in _earlier_runs(run)] == [[1.0]]
+    UpdateRun(1, 2, path, run.token, os.getpid(), None).keep([record, record])  # one run's record counted twice
+    with pytest.raises(SteeringError, match=r"run-1.json holds t.py::test twice; one run measures a test once"):
+        _earlier_runs(run)
+    del record["measurement"]  # the run file edited between runs, its token kept
+    UpdateRun(1, 2, path, run.token, os.getpid(), None).keep([record])
+    with pytest.raises(
+        SteeringError, match=r"run-1.json holds a record this run cannot read: .*without its measurement"
+    ):
+        _earlier_runs(run)
+
+
 def test_a_wrong_token_or_a_dead_update_is_refused(folder: tuple[Path, dict[str, str]]) -> None:
     path, environ = folder
     with pytest.raises(SteeringError, match="do not name the private folder and token of a live update"):
