@@ -15,7 +15,8 @@ from .spec.units import argparse_type, positive_int
 
 def command_export(arguments: argparse.Namespace) -> int:
     """A stored JSON report in a dashboard's format (the same converter --attnperf-bmf uses)."""
-    from .runs.exports import ExportError, export_text, write_atomically
+    from .gate.baselines import write_atomic
+    from .runs.exports import ExportError, export_text
 
     target = output_file(arguments.output, "-o")
     report = stored_report(arguments.report)
@@ -26,7 +27,7 @@ def command_export(arguments: argparse.Namespace) -> int:
     if target is None:
         sys.stdout.write(text)
     else:
-        write_atomically(target, text)
+        write_atomic(target, text)
         print(f"wrote {target}")
     return 0
 
@@ -42,9 +43,9 @@ def command_compare(arguments: argparse.Namespace) -> int:
     if target is None:
         sys.stdout.write(text)
     else:
-        from .runs.exports import write_atomically
+        from .gate.baselines import write_atomic
 
-        write_atomically(target, text)
+        write_atomic(target, text)
         print(f"wrote {target}")
     return exit_status(rows)
 
@@ -93,7 +94,7 @@ def command_history(arguments: argparse.Namespace) -> int:
 
 def command_merge(arguments: argparse.Namespace) -> int:
     """Several runners' reports of one run as one report, each case under its GPU model."""
-    from .runs.exports import write_atomically
+    from .gate.baselines import write_atomic
     from .runs.merge import MergeError, merge_reports, merge_summary
 
     target = output_file(arguments.output, "-o")
@@ -103,7 +104,7 @@ def command_merge(arguments: argparse.Namespace) -> int:
         document = merge_reports(reports)
     except MergeError as error:
         raise CommandError(str(error)) from None
-    write_atomically(target, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    write_atomic(target, json.dumps(document, indent=2, allow_nan=False) + "\n")
     for line in merge_summary(document):
         print(line)
     print(f"wrote {target}")

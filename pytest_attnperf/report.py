@@ -243,7 +243,8 @@ def write_outputs(run: RunReport) -> tuple[list[Path], list[str]]:
     The paths were checked at the start of the run; what fails only now (a full disk) is reported by
     name instead of ending the run with a traceback.
     """
-    from .runs.exports import ExportError, export_targets, export_text, write_atomically
+    from .gate.baselines import write_atomic
+    from .runs.exports import ExportError, export_targets, export_text
 
     written: list[Path] = []
     errors: list[str] = []
@@ -260,7 +261,7 @@ def write_outputs(run: RunReport) -> tuple[list[Path], list[str]]:
             errors.append(f"--attnperf-json: cannot write {shown(settings.json_path)}: {error.strerror or error}")
     for fmt, path, source in exports:
         try:
-            write_atomically(path, export_text(document, fmt))
+            write_atomic(path, export_text(document, fmt))
             written.append(path)
         except ExportError as error:
             errors.append(f"{source}: {error}")

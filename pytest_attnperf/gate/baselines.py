@@ -189,13 +189,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a temp file next to ``path``, fsync it, rename it over ``path``, fsync the folder."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write a temp file next to ``path``, fsync it, rename it over ``path``, fsync the folder: a reader (or a run
+    killed mid-write) never sees half a file. Every file the plugin rewrites goes through here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         if path.exists():

@@ -16,9 +16,7 @@ Both read the document ``--attnperf-json`` writes, so a stored report converts t
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,19 +129,6 @@ def export_text(document: Mapping[str, Any], fmt: str) -> str:
     if fmt not in CONVERTERS:
         raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     return json.dumps(CONVERTERS[fmt](document), indent=2, allow_nan=False) + "\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def export_targets(bmf: Path | None, github: Path | None) -> Sequence[tuple[str, Path, str]]:

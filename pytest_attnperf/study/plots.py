@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,20 +219,13 @@ def _plot(study: Record, config: Record, kind: str, path: Path) -> None:
 
 
 def _save_whole(figure: Figure, path: Path) -> None:
-    """Drawn in memory, then through a temporary file and a rename: a run killed mid-save (a study's time limit)
-    leaves the last whole plot, never a cut-off PNG."""
+    """Drawn in memory, then written whole: a run killed mid-save (a study's time limit) leaves the last whole plot,
+    never a cut-off PNG."""
+    from ..gate.baselines import write_atomic
+
     drawn = io.BytesIO()
     figure.savefig(drawn, format="png", dpi=130, bbox_inches="tight")
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(drawn.getvalue())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
+    write_atomic(path, drawn.getvalue())
 
 
 def render_plots(study: Mapping[str, Any], out_dir: Path) -> list[Path]:
