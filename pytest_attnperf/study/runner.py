@@ -9,7 +9,6 @@ the bytes each step must move, and measures where a whole model's KV cache stops
 from __future__ import annotations
 
 import copy
-import datetime
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TextIO
@@ -17,6 +16,7 @@ from typing import Any, TextIO
 import torch
 
 from ..backends.registry import REGISTRY, Backend, Unsupported
+from ..gate.baselines import now_iso
 from ..measure import case as measuring
 from ..measure.bandwidth import copy_bandwidth_gbps
 from ..measure.inputs import make_qkv, torch_dtype
@@ -154,10 +154,6 @@ def plan_of(
     )
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def run_study(
     device: torch.device,
     info: DeviceInfo,
@@ -193,12 +189,12 @@ def run_study(
     if unknown:
         raise ValueError(f"run_study: measure names configurations not in the study: {sorted(unknown)}")
     todo = [config for config in configs if config.name in wanted and config.name not in done]
-    run: dict[str, Any] = {"started": _now(), "command": command, "uuid": info.uuid, "parts": []}
+    run: dict[str, Any] = {"started": now_iso(), "command": command, "uuid": info.uuid, "parts": []}
 
     def finish(part: str) -> None:
         if not run["parts"]:  # a run that finished nothing is not one of the study's runs
             study["runs"].append(run)
-        run["parts"].append({"name": part, "finished": _now()})
+        run["parts"].append({"name": part, "finished": now_iso()})
         # The same model and software as the earlier runs (checked); the card and command of the latest run.
         study["gpu"], study["command"], study["created"] = info.as_dict(), command, run["started"]
         _order_by_plan(study, [config.name for config in configs])
@@ -267,7 +263,7 @@ def _start_document(
     return {
         "schema": "attnperf-study/1",
         "command": command,
-        "created": _now(),
+        "created": now_iso(),
         "gpu": info.as_dict(),
         "plan": plan,
         "runs": [],
