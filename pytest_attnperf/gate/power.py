@@ -5,9 +5,10 @@ counter, ~0.1-0.2 s a case) decides no verdict. It is recorded into a baseline (
 between the runs) and said in a gated case's verdict next to the baseline's, where a change of power
 explains a change of clock: at the power cap. So ``--attnperf-power=auto`` measures it when recording
 (``--attnperf-update``, ``attnperf update``; not ``attnperf calibrate``, which stores only detection limits)
-and, in a gated run, only for a case whose latency is gated against a baseline entry with a recorded power
-and whose kernel is long enough to reach the cap; ``on`` always, ``off`` never. A case that skips it says
-why in its record.
+and, in a gated run, only for a case whose latency is gated against a baseline entry with a recorded power,
+whose kernel is long enough to reach the cap, and whose median is slower than the baseline's by more than
+``EXPLAIN_FROM``: an unchanged kernel has no change for its power to explain; ``on`` always, ``off`` never.
+A case that skips it says why in its record.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from ..spec.options import POWER_CHOICES
 # spending most of their time power-capped start at 2-4 ms. 1 ms keeps a margin of 3.5x under the first.
 # benchmarks/experiments/power_window_policy.py prints this from the reports (power-window-policy.md there).
 CAP_KERNEL_MS = 1.0
+# A third of the smallest latency tolerance (3 %): a median within it of the baseline's has no slowdown for its
+# power to explain. On the unchanged H100 cost run this skips the window of most capped cases, its largest part.
+EXPLAIN_FROM = 0.01
 
 
 def power_window_skip(
@@ -29,11 +33,12 @@ def power_window_skip(
     gated: bool,
     baseline_power_w: float | None,
     median_ms: float,
+    baseline_median_ms: float | None = None,
 ) -> str | None:
     """None to measure the power window of this case; otherwise why it is skipped (its record says it).
 
     ``recording``: the run writes baseline entries (update); ``gated``: the case's latency is judged
-    against a baseline entry; ``baseline_power_w``: that entry's recorded power, if any.
+    against a baseline entry; ``baseline_power_w``, ``baseline_median_ms``: that entry's recorded power and median.
     """
     if setting not in POWER_CHOICES:
         raise ValueError(f"power window setting {setting!r} is not one of: {', '.join(POWER_CHOICES)}")
@@ -47,4 +52,9 @@ def power_window_skip(
         return "auto: the baseline entry has no recorded power to compare with"
     if median_ms < CAP_KERNEL_MS:
         return f"auto: a {median_ms:.3g} ms kernel stays under the power cap (measured from {CAP_KERNEL_MS:g} ms)"
+    if baseline_median_ms and median_ms <= baseline_median_ms * (1 + EXPLAIN_FROM):
+        return (
+            f"auto: x{median_ms / baseline_median_ms:.3f} the baseline's median, no slowdown to explain "
+            f"(measured from x{1 + EXPLAIN_FROM:g})"
+        )
     return None

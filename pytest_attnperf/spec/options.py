@@ -212,7 +212,7 @@ OPTIONS: tuple[Option, ...] = (
         "power",
         "when to measure each case's mean power while running (calls back to back after its sampling): auto (when "
         "recording baselines with --attnperf-update, and when gating a kernel long enough to reach the power cap whose baseline has a "
-        "recorded power), on or off (default auto)",
+        "recorded power and which is more than 1 % slower than it), on or off (default auto)",
         choice("power window", POWER_CHOICES),
         "WHEN",
         default="auto",

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_attnperf.case_gate import CaseGate
 from pytest_attnperf.gate.baseline_schema import BaselineEntry
-from pytest_attnperf.gate.power import CAP_KERNEL_MS, power_window_skip
+from pytest_attnperf.gate.power import CAP_KERNEL_MS, EXPLAIN_FROM, power_window_skip
 from pytest_attnperf.measure.measurement import never_power, power_fields
 from pytest_attnperf.measure.nvml import busy_power
 from pytest_attnperf.spec.marks import GateMarks, LatencySpec
@@ -64,8 +64,9 @@ def test_no_counter_or_a_counter_that_does_not_step_gives_no_power() -> None:
 
 
 def _skip(setting: str = "auto", *, recording: bool = False, gated: bool = True, power: float | None = 600.0,
-          median_ms: float = 5.0) -> str | None:  # fmt: skip
-    return power_window_skip(setting, recording=recording, gated=gated, baseline_power_w=power, median_ms=median_ms)
+          median_ms: float = 5.0, baseline_ms: float | None = None) -> str | None:  # fmt: skip
+    return power_window_skip(setting, recording=recording, gated=gated, baseline_power_w=power, median_ms=median_ms,
+                             baseline_median_ms=baseline_ms)  # fmt: skip
 
 
 def test_auto_measures_a_gated_kernel_at_the_power_cap_whose_baseline_has_a_power() -> None:
@@ -83,6 +84,19 @@ def test_auto_measures_a_gated_kernel_at_the_power_cap_whose_baseline_has_a_powe
 )
 def test_auto_skips_a_gated_case_whose_power_informs_nothing(case: dict[str, Any], reason: str) -> None:
     assert _skip(**case) == reason
+
+
+def test_auto_measures_a_capped_case_only_when_it_is_slower_than_its_baseline_by_more_than_a_third_of_3_percent(
+) -> None:  # fmt: skip
+    assert EXPLAIN_FROM == 0.01
+    assert _skip(median_ms=5.06, baseline_ms=5.0) is None  # 1.2 % slower: its power may explain it
+    assert _skip(median_ms=5.04, baseline_ms=5.0) == (
+        "auto: x1.008 the baseline's median, no slowdown to explain (measured from x1.01)"
+    )
+    assert _skip(median_ms=4.0, baseline_ms=5.0) is not None  # faster: nothing fails, nothing to explain
+    assert _skip(median_ms=5.0, baseline_ms=None) is None  # no baseline median: as before
+    assert _skip(recording=True, median_ms=5.0, baseline_ms=5.0) is None  # a recording run stores every power
+    assert _skip("on", median_ms=5.0, baseline_ms=5.0) is None
 
 
 def test_auto_measures_every_case_of_a_recording_run_and_on_and_off_override_it() -> None:
@@ -140,9 +154,10 @@ def _gate(power: str = "auto", *, update: bool = False, calibrate: bool = False,
 
 
 def test_the_case_gate_asks_for_the_window_from_its_baseline_entry_and_the_run() -> None:
-    assert _gate().power_window(5.0) is None
+    assert _gate().power_window(5.5) is None  # 10 % slower than the entry's 5 ms
+    assert _gate().power_window(5.0) == "auto: x1.000 the baseline's median, no slowdown to explain (measured from x1.01)"
     assert _gate().power_window(0.2) == "auto: a 0.2 ms kernel stays under the power cap (measured from 1 ms)"
-    assert _gate(entry_power=None).power_window(5.0) == "auto: the baseline entry has no recorded power to compare with"
+    assert _gate(entry_power=None).power_window(5.5) == "auto: the baseline entry has no recorded power to compare with"
     # A test without a latency gate against its baseline never says the power next to a baseline's.
     assert _gate(latency=None).power_window(5.0) == "auto: no baseline latency to compare it with"
     assert _gate(latency=LatencySpec(budget_ms=9.0, use_baseline=False)).power_window(5.0) is not None
