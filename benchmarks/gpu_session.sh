@@ -118,21 +118,22 @@ stage_cost() {
   # The kernel suite gated, before and after the cost work, on this card back to back: before = the code at f421200
   # (carry .old: `git archive f421200 pyproject.toml pytest_attnperf tests/suite tests/conftest.py baselines`), run from
   # its own tree with its compile caches in a fresh folder (cold); after = this code, cold then warm (its
-  # --attnperf-cache-dir). Each run's JSON report, log, wall time and cost.json (benchmarks/gate_cost.py --cost).
+  # --attnperf-cache-dir). Each run's JSON report, log, wall time and cost.json (benchmarks/gate_cost.py --cost). Each
+  # run is bounded by the call's deadline, so a slow card cuts the last run short rather than losing the call.
   local suite=tests/suite/test_attention.py here=$PWD
   rm -rf /tmp/cc-before /tmp/cc-after
   (cd .old && python3 -c "import pytest_attnperf, sys; print('before: the package at', pytest_attnperf.__file__)") \
     | tee "$OUT/cost/which.txt"
   local start=$(date +%s.%N)
   (cd .old && TORCHINDUCTOR_CACHE_DIR=/tmp/cc-before/inductor TRITON_CACHE_DIR=/tmp/cc-before/triton \
-    python3 -m pytest --attnperf -p no:cacheprovider -q $suite --attnperf-json="$OUT/cost/before-cold.json" \
+    bounded python3 -m pytest --attnperf -p no:cacheprovider -q $suite --attnperf-json="$OUT/cost/before-cold.json" \
     >"$OUT/cost/before-cold.log" 2>&1)
   local before=$(python3 -c "import time; print(round(time.time() - $start, 1))")
   echo "before cold: wall $before s, $(tail -1 "$OUT/cost/before-cold.log")" | tee -a "$OUT/cost/walls.txt"
   for cache in cold warm; do
     start=$(date +%s.%N)
-    env -u TORCHINDUCTOR_CACHE_DIR -u TRITON_CACHE_DIR python3 -m pytest --attnperf -p no:cacheprovider -q $suite \
-      --attnperf-cache-dir=/tmp/cc-after --attnperf-json="$OUT/cost/after-$cache.json" >"$OUT/cost/after-$cache.log" 2>&1
+    (unset TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR; bounded python3 -m pytest --attnperf -p no:cacheprovider -q -rfE \
+      $suite --attnperf-cache-dir=/tmp/cc-after --attnperf-json="$OUT/cost/after-$cache.json" >"$OUT/cost/after-$cache.log" 2>&1)
     echo "after $cache: wall $(python3 -c "import time; print(round(time.time() - $start, 1))") s, $(tail -1 "$OUT/cost/after-$cache.log")" \
       | tee -a "$OUT/cost/walls.txt"
   done
