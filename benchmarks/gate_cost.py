@@ -130,6 +130,8 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
         "wall_s": round(wall, 3),
         "sampled_kernel_s": round(totals["kernel"], 3),
         "startup_s": round(startup, 3),
+        # start-up's parts: the interpreter, imports and collection; then from collection's end to the first test
+        "startup_split_s": _startup_split(block, started, first_test),
         "phases_s": phases,
         "lead_spin_s": round(totals["lead_spin"], 3),
         "warmup_kernel_s": round(totals["warmup_kernel"], 3),
@@ -142,6 +144,13 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
         "test_setup_top": sorted(([t, round(s, 3)] for t, s in setups.items()), key=lambda row: -row[1])[:10],
         "first_call_by_backend": first_call_by_backend(document),  # which compilers the first calls wait on
     }
+
+
+def _startup_split(block: dict[str, Any], started: float, first_test: float) -> dict[str, float] | None:
+    collected = block.get("collected_at")
+    if not isinstance(collected, (int, float)):
+        return None  # a report from before the timestamp
+    return {"to_collected": round(collected - started, 3), "collected_to_first_test": round(first_test - collected, 3)}
 
 
 def first_call_by_backend(document: dict[str, Any]) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -168,6 +169,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if errors:
             raise pytest.UsageError("invalid attnperf marker arguments:\n  " + "\n  ".join(errors))
     if state.settings.enabled:
+        state.cost.collected_at = time.time()  # start-up's split: interpreter, imports and collection before this
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:

@@ -81,6 +81,7 @@ class RunCost:
 
     process_started_at: float | None = field(default_factory=process_started_at)
     plugin_loaded_at: float = PLUGIN_LOADED_AT
+    collected_at: float | None = None  # when collection ended (the session's own start comes in the first set-up)
     test_spans: list[tuple[float, float]] = field(default_factory=list)  # each test's setup start, teardown stop
     test_ids: list[str] = field(default_factory=list)
     compile_cache: dict[str, Any] | None = None
@@ -109,6 +110,7 @@ class RunCost:
         return {
             "process_started_at": self.process_started_at,
             "plugin_loaded_at": self.plugin_loaded_at,
+            "collected_at": self.collected_at,
             "first_test_at": spans[0][0] if spans else None,
             "last_test_at": spans[-1][1] if spans else None,
             "tests_s": round(sum(stop - start for start, stop in spans), 3),

@@ -94,6 +94,7 @@ def test_a_run_reports_its_cost_and_gate_cost_accounts_for_all_of_it(
     document = json.loads(report.read_text(encoding="utf-8"))
     block = document["cost"]
     assert block["plugin_loaded_at"] <= block["first_test_at"] <= block["last_test_at"] <= block["finished_at"]
+    assert block["plugin_loaded_at"] <= block["collected_at"] <= block["first_test_at"]  # start-up's split
     assert block["tests"] == 1
     assert block["compile_cache"]["dir"] == str(cache)
     assert block["compile_cache"]["state"] == "unused"  # eager compiles nothing
