@@ -19,7 +19,9 @@
 # from the -q progress line); the machine was then taken back. Next, in this order: the kernel suite gated on this
 # code (`SUITE=tests/suite/test_attention.py RUNS=2 gated_suite`: -v and the deadline name any failure; is it the
 # other unit?), `cost`, the whole suite gated five times, gate_live with all eight cases (TRIALS=20
-# TRIALS_PER_PROCESS=10 BUDGET_S=520, two calls), the study's other configurations (resumable).
+# TRIALS_PER_PROCESS=10 BUDGET_S=520, two calls), the study's other configurations (resumable). The session of
+# 2026-12-07 ran, on whatever card came: fa4_lib (two calls), `fa4 cost` (carry .whl and .old: the cost stage's
+# after runs are also kernel-suite gated runs against the committed baselines), then gate_live.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
