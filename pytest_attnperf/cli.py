@@ -109,10 +109,12 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
     saves: list[list[Path]] = []  # what each save wrote: README and plots always show everything gathered
     # --fresh over an earlier study: its plots go with it at the first save, not left beside another study's README.
     replaced_plots = plots_in(out) if arguments.fresh and saved.is_file() else set()
+    drawn: set[str] = set()  # the parts whose plots this run drew: a save draws only the parts new since (the first,
+    # every part it holds, so a study resumed from another folder's copy gets them all)
 
-    def write(document: dict[str, Any]) -> list[Path]:
+    def write(document: dict[str, Any], parts: set[str] | None = None) -> list[Path]:
         try:
-            return write_study(document, out, plots=plots)
+            return write_study(document, out, plots=plots, parts=parts)
         except OSError as error:  # a full disk, a folder removed mid-run: one line, after minutes of measuring
             raise CommandError(
                 f"cannot save the study into {out}: {error.strerror or error}; {saved} is whole as last saved, "
@@ -120,7 +122,9 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
             ) from None
 
     def save(document: dict[str, Any]) -> None:
-        saves.append(write(document))
+        new_parts = set(finished_parts(document)) - drawn
+        saves.append(write(document, new_parts))
+        drawn.update(new_parts)
         for stale in replaced_plots - set(saves[-1]):
             stale.unlink(missing_ok=True)
         replaced_plots.clear()
@@ -152,8 +156,8 @@ def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any,
         if saves or previous is not None:
             print(f"attnperf report: interrupted; {saved} keeps the parts finished, and the same command goes on")
         raise
-    for path in saves[-1] if saves else write(study):  # this run measured nothing: drawn anew
-        print(f"wrote {path}")
+    for path in dict.fromkeys(path for paths in saves for path in paths) if saves else write(study):
+        print(f"wrote {path}")  # every file the saves wrote, once; a run that measured nothing draws them anew
     missing = missing_parts(study)
     if missing:
         print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,11 @@ def plots_in(folder: Path) -> set[Path]:
     return {path for kind in ("latency", "memory", "decode") for path in folder.glob(f"{kind}-*.png")}
 
 
-def write_study(study: Mapping[str, Any], out_dir: Path | str, *, plots: bool = True) -> list[Path]:
-    """Write study.json, README.md and (with ``plots`` and matplotlib) the plots into ``out_dir``; return the paths."""
+def write_study(
+    study: Mapping[str, Any], out_dir: Path | str, *, plots: bool = True, parts: Collection[str] | None = None
+) -> list[Path]:
+    """Write study.json, README.md and (with ``plots`` and matplotlib) the plots into ``out_dir``; return the paths.
+    ``parts``: draw only these parts' plots (the others are already in ``out_dir``); None draws every one."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     # Through a temporary file and a rename: a run killed mid-write (a time limit) leaves the last whole study.
@@ -35,5 +38,5 @@ def write_study(study: Mapping[str, Any], out_dir: Path | str, *, plots: bool = 
     if plots and plots_available():
         from .plots import render_plots
 
-        written += render_plots(study, folder)
+        written += render_plots(study, folder, parts)
     return written

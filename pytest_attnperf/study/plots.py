@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from .document import (
     ran,
     records,
 )
+from .plan import DECODE_PART
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -228,8 +229,11 @@ def _save_whole(figure: Figure, path: Path) -> None:
     write_atomic(path, drawn.getvalue())
 
 
-def render_plots(study: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Write latency-<config>.png and memory-<config>.png per config, decode-<config>.png per decode config."""
+def render_plots(study: Mapping[str, Any], out_dir: Path, parts: Collection[str] | None = None) -> list[Path]:
+    """Write latency-<config>.png and memory-<config>.png per config, decode-<config>.png per decode config.
+
+    ``parts`` (configuration names, ``DECODE_PART``): draw only those; a resumable study saves after each part, and
+    a part's plots read nothing of the others (the device comes from the study), so the rest are already drawn."""
     import matplotlib
 
     # Headless: CI runners and pytest sessions have no display.
@@ -242,11 +246,14 @@ def render_plots(study: Mapping[str, Any], out_dir: Path) -> list[Path]:
         if slug in used:
             slug = f"{slug}-{index + 1}"
         used.add(slug)
+        if parts is not None and as_text(config.get("name")) not in parts:
+            continue
         for kind in ("latency", "memory"):
             path = out_dir / f"{kind}-{slug}.png"
             _plot(study, config, kind, path)
             written.append(path)
-    for index, config in enumerate(records(mapping(study.get("decode")).get("configs"))):
+    decode = records(mapping(study.get("decode")).get("configs")) if parts is None or DECODE_PART in parts else []
+    for index, config in enumerate(decode):
         # Decode: latency against the KV cache's length, one plot per batch and workload.
         path = out_dir / f"decode-{slugify(as_text(config.get('name')) or '', default=f'config-{index + 1}')}.png"
         _plot(study, config, "latency", path)

@@ -571,7 +571,7 @@ def _fake_study(monkeypatch: pytest.MonkeyPatch, run_study: object) -> None:
     import pytest_attnperf.study.runner as study_runner
 
     monkeypatch.setattr(study_runner, "run_study", run_study)
-    monkeypatch.setattr(study_output, "write_study", lambda study, out, plots: [])
+    monkeypatch.setattr(study_output, "write_study", lambda study, out, **options: [])
 
 
 def test_report_seqlens_bound_the_decode_section_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -104,6 +104,32 @@ def test_a_cut_off_run_has_drawn_the_plots_of_what_it_finished(tmp_path: Path, m
     assert drawn == ["latency-fp32-causal-d64.png", "memory-fp32-causal-d64.png"]
 
 
+def test_each_save_draws_only_the_plots_of_the_parts_new_since_the_last_and_the_end_lists_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_attnperf.study import plots as study_plots
+
+    drawn: list[list[str]] = []
+
+    def render(study: dict[str, Any], out: Path, parts: Any = None) -> list[Path]:
+        names = sorted(parts) if parts is not None else ["every part"]
+        drawn.append(names)
+        return [out / f"plot-{name}.png" for name in names]
+
+    monkeypatch.setattr(study_output, "plots_available", lambda: True)
+    monkeypatch.setattr(study_plots, "render_plots", render)
+    assert _report(tmp_path, "--configs", "1-2") == 0
+    assert drawn == [[NAMES[0]], [NAMES[1]], [DECODE_PART]]  # one part each: a save redraws nothing already drawn
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert said == [f"wrote {tmp_path / name}" for name in ("study.json", "README.md")] + [
+        f"wrote {tmp_path / f'plot-{name}.png'}" for name in (*NAMES[:2], DECODE_PART)
+    ]
+    # Resumed (the earlier folder's copy, plots or not): its first save draws every part it holds, once.
+    drawn.clear()
+    assert _report(tmp_path, "--configs", "3") == 0
+    assert drawn == [sorted([*NAMES[:3], DECODE_PART])]
+
+
 def test_the_next_run_measures_only_what_is_missing_and_keeps_the_first_byte_for_byte(
     cut_after_first: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -506,11 +532,11 @@ def test_a_full_disk_at_a_save_is_one_line_and_keeps_the_last_whole_study(
     write = study_output.write_study
     saves: list[int] = []
 
-    def full_at_the_second(study: dict[str, Any], out: Path, *, plots: bool) -> list[Path]:
+    def full_at_the_second(study: dict[str, Any], out: Path, **options: Any) -> list[Path]:
         saves.append(1)
         if len(saves) == 2:
             raise OSError(28, "No space left on device")
-        return write(study, out, plots=plots)
+        return write(study, out, **options)
 
     monkeypatch.setattr(study_output, "write_study", full_at_the_second)
     assert _report(tmp_path, "--configs", "1-2", "--only", "prefill") == 2
