@@ -129,7 +129,7 @@ def _check_of(hint: Any) -> Check:
     Built once per field: a record is read for every case (the xdist controller, each stored report)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
-        return _finite
+        return all_finite
     if origin in (typing.Union, types.UnionType):
         checks = [_check_of(arg) for arg in args]
         if len(args) == 2 and args[1] is type(None):  # X | None, the common case, in one call
@@ -158,13 +158,14 @@ def _check_of(hint: Any) -> Check:
     raise TypeError(f"no JSON check for the type {hint!r}")  # a new field's type: teach this function
 
 
-def _finite(value: Any) -> bool:
+def all_finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a JSON value (its lists and objects searched)."""
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, list):
-        return all(_finite(item) for item in value)
+        return all(all_finite(item) for item in value)
     if isinstance(value, dict):
-        return all(_finite(item) for item in value.values())
+        return all(all_finite(item) for item in value.values())
     return True
 
 
@@ -184,7 +185,7 @@ def _part(part: str, values: Mapping[str, Any], test_id: object) -> Any:
             raise ValueError(
                 f"an attnperf record whose {part} field {name!r} is {json.dumps(value)[:80]} (test {test_id!r}); "
                 f"expected {expected}"
-                + ("" if _finite(value) else ", every number finite")
+                + ("" if all_finite(value) else ", every number finite")
                 + ": not a case record written by pytest-attnperf"
             )
     return PARTS[part](**known)

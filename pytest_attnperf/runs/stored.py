@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..gate.results import all_finite
 
 SCHEMA_PREFIX = "attnperf-results/"
 SCHEMA_VERSION = 2  # the newest report layout these readers know (report.py writes it)
@@ -161,15 +162,11 @@ def _check_case(case: dict[str, Any], path: Path) -> None:
         raise ReportError(f"{path}: {error}") from None
     for name, kind in DERIVED.items():
         value = case.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, kind) or not _finite(value)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind) or not all_finite(value)):
             raise ReportError(
                 f"{path}: case {case['test_id']!r} has {name} {json.dumps(value)[:80]}; expected "
                 f"{'a string' if kind is str else 'a finite number'} or null"
             )
-
-
-def _finite(value: object) -> bool:
-    return not isinstance(value, float) or math.isfinite(value)
 
 
 def gpu_of(case: Mapping[str, Any]) -> str:
