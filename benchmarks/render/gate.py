@@ -231,3 +231,51 @@ def gate_cost(ctx: Context, rows: list[list[str]]) -> list[str]:
     header = ["code", "compile cache", "cases", "wall s", "sampled kernel s", *(c for c, _ in COST_PHASES),
               "of which lead spin s", "wall / kernel"]  # fmt: skip
     return table(header, rows, right=range(2, len(header)))
+
+
+GATED_LINE = re.compile(r"^run (\d+): exit (\d+), wall ([\d.]+) s, cache (\w+), (.*)$")
+
+
+def gated_suite_runs(ctx: Context, name: str) -> list[dict[str, Any]]:
+    """gated_suite/gated.txt's runs (gpu_session.sh gated_suite), each with its cost-N.json where it ran any test."""
+    runs = []
+    for line in ctx.read(name).splitlines():
+        match = GATED_LINE.match(line)
+        if not match:
+            continue
+        run = int(match[1])
+        cost_file = f"gated_suite/cost-{run}.json"
+        runs.append({
+            "run": run, "exit": int(match[2]), "wall_s": float(match[3]), "cache": match[4],
+            "summary": match[5].strip(" ="), "cost": ctx.load(cost_file) if ctx.exists(cost_file) else None,
+        })  # fmt: skip
+    if not runs:
+        raise ctx.error("no 'run N: exit ...' line")
+    return runs
+
+
+def gated_suite(ctx: Context, runs: list[dict[str, Any]]) -> list[str]:
+    """Back-to-back gated runs of a suite on one card: the unit, each run's outcome, its failures and its cost."""
+    gpu = next((line for line in ctx.read("gated_suite/gated.txt").splitlines() if ", GPU-" in line), "an unnamed GPU")
+    header = ["run", "compile cache", "pytest", "failed", "wall s", "sampled kernel s", *(c for c, _ in COST_PHASES),
+              "wall / kernel"]  # fmt: skip
+    rows = []
+    for run in runs:
+        cost = run["cost"]
+        if cost is None or not cost.get("cases"):
+            said = f"cut off by the call's end: {run['summary']}" if run["exit"] == 124 else run["summary"]
+            rows.append([str(run["run"]), run["cache"], said, "–", f"{run['wall_s']:.1f}", *["–"] * 9])
+            continue
+        try:
+            phases, kernel = cost["phases_s"], float(cost["sampled_kernel_s"])
+            failed = ", ".join(f"`{test_id.split('::')[-1]}`" for test_id in cost["failures"]) or "none"
+            cells = [f"{float(cost['startup_s']):.1f}"] + [
+                f"{sum(float(phases.get(key, 0.0)) for key in keys):.1f}" for _, keys in COST_PHASES[1:]
+            ]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ctx.error(f"not a gate_cost.py cost.json ({error!r} missing or malformed)",
+                            f"gated_suite/cost-{run['run']}.json") from None  # fmt: skip
+        wall = float(cost["wall_s"])
+        rows.append([str(run["run"]), run["cache"], run["summary"], failed, f"{wall:.1f}", f"{kernel:.1f}", *cells,
+                     f"{wall / kernel:.1f}×" if kernel else "-"])  # fmt: skip
+    return [f"On {gpu.strip()}:", "", *table(header, rows, right=range(4, len(header)))]

@@ -17,6 +17,8 @@ STAGE_COMMANDS = {
     "record_h100_transformers": "SUITE=tests/suite/test_transformers.py RECORD_SECONDS=380 bash benchmarks/gpu_session.sh record",
     "gate_live_h100": "GATE_VALIDATION_CASES=flash-attn-32K,sdpa-cudnn-16K,sdpa-flash-4K,decode-flash-attn-16K "
     "TRIALS=5 BUDGET_S=230 bash benchmarks/gpu_session.sh gate_live",
+    "gated_suite_h100": "SUITE=tests/suite/test_attention.py RUNS=3 CALL_SECONDS=370 bash benchmarks/gpu_session.sh env "
+    "gated_suite",
     "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
@@ -66,6 +68,14 @@ KINDS: dict[str, Kind] = {
     "suite-decode": Kind(suite.decode, RECORDED_REPORT, option="report"),
     "suite-transformers": Kind(suite.transformers, RECORDED_BASELINES, option="baseline"),
     "h200-record": Kind(suite.record, {"record/record.txt": "record", **RECORDED_REPORT}),
+    "gated-suite": Kind(
+        gate.gated_suite,
+        {
+            "gated_suite/gated.txt": "gated_suite_h100",
+            **{f"gated_suite/cost-{run}.json": "gated_suite_h100" for run in range(1, 11)},
+        },
+        gate.gated_suite_runs,
+    ),
     "gated-runs": Kind(suite.gated_runs, {f"gated/gate-forward-{run}.log": "gated" for run in (1, 2)}),
     "load-tax": Kind(cpu.load_tax, {"load-tax.txt": "load_tax"}),
     "foreign-suite": Kind(cpu.foreign_suite, {"foreign-suite.md": "foreign_suite"}, first_table),
