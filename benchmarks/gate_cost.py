@@ -147,10 +147,24 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
 
 
 def _startup_split(block: dict[str, Any], started: float, first_test: float) -> dict[str, float] | None:
-    collected = block.get("collected_at")
-    if not isinstance(collected, (int, float)):
-        return None  # a report from before the timestamp
-    return {"to_collected": round(collected - started, 3), "collected_to_first_test": round(first_test - collected, 3)}
+    """Start-up's parts: interpreter and imports up to the session's start; the session's start (torch, CUDA, the
+    spin-up, the machine reference); collection; then up to the first test."""
+    marks = [block.get(name) for name in ("session_start_at", "session_ready_at", "collected_at")]
+    if not all(isinstance(mark, (int, float)) for mark in marks):
+        collected = block.get("collected_at")
+        if not isinstance(collected, (int, float)):
+            return None  # a report from before the timestamps
+        return {
+            "to_collected": round(collected - started, 3),
+            "collected_to_first_test": round(first_test - collected, 3),
+        }
+    session_start, session_ready, collected = marks
+    return {
+        "to_session_start": round(session_start - started, 3),
+        "session_start": round(session_ready - session_start, 3),
+        "collection": round(collected - session_ready, 3),
+        "collected_to_first_test": round(first_test - collected, 3),
+    }
 
 
 def first_call_by_backend(document: dict[str, Any]) -> dict[str, float]:

@@ -85,10 +85,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # torch's structured-trace logger emits DEBUG records meant for TORCH_TRACE files; through
         # pytest's log capture they would bury every failure report under hundreds of lines.
         logging.getLogger("torch.__trace").propagate = False
+        state.cost.session_start_at = time.time()
         try:
             state.start()  # device, its description and its baseline file: bad ones stop the run here
         except ValueError as error:
             raise pytest.UsageError(str(error)) from None
+        state.cost.session_ready_at = time.time()  # torch, CUDA, the spin-up and the machine reference in between
 
 
 # ---------------------------------------------------------------- collection

@@ -81,7 +81,9 @@ class RunCost:
 
     process_started_at: float | None = field(default_factory=process_started_at)
     plugin_loaded_at: float = PLUGIN_LOADED_AT
-    collected_at: float | None = None  # when collection ended (the session's own start comes in the first set-up)
+    session_start_at: float | None = None  # the session's start (torch, CUDA, spin-up, machine reference) ...
+    session_ready_at: float | None = None  # ... and its end, both before collection
+    collected_at: float | None = None  # when collection ended
     test_spans: list[tuple[float, float]] = field(default_factory=list)  # each test's setup start, teardown stop
     test_ids: list[str] = field(default_factory=list)
     compile_cache: dict[str, Any] | None = None
@@ -110,6 +112,8 @@ class RunCost:
         return {
             "process_started_at": self.process_started_at,
             "plugin_loaded_at": self.plugin_loaded_at,
+            "session_start_at": self.session_start_at,
+            "session_ready_at": self.session_ready_at,
             "collected_at": self.collected_at,
             "first_test_at": spans[0][0] if spans else None,
             "last_test_at": spans[-1][1] if spans else None,

@@ -94,7 +94,9 @@ def test_a_run_reports_its_cost_and_gate_cost_accounts_for_all_of_it(
     document = json.loads(report.read_text(encoding="utf-8"))
     block = document["cost"]
     assert block["plugin_loaded_at"] <= block["first_test_at"] <= block["last_test_at"] <= block["finished_at"]
-    assert block["plugin_loaded_at"] <= block["collected_at"] <= block["first_test_at"]  # start-up's split
+    # start-up's split: the session's start (torch, the device, the baselines), then collection
+    assert block["plugin_loaded_at"] <= block["session_start_at"] <= block["session_ready_at"] <= block["collected_at"]
+    assert block["collected_at"] <= block["first_test_at"]
     assert block["tests"] == 1
     assert block["compile_cache"]["dir"] == str(cache)
     assert block["compile_cache"]["state"] == "unused"  # eager compiles nothing
@@ -214,3 +216,19 @@ def test_each_tests_time_outside_its_phases_is_named() -> None:
     ]
     assert load_script("gate_cost").first_call_by_backend(document) == {"flex": 2.0, "eager": 0.02, "-": 0.0}
     assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"])
+
+
+def test_start_up_is_split_at_the_sessions_start_its_end_and_collection() -> None:
+    document = {
+        "cost": {"process_started_at": 0.0, "plugin_loaded_at": 0.5, "first_test_at": 10.0, "finished_at": 12.0,
+                 "tests_s": 2.0, "test_s": {}},
+        "results": [],
+    }  # fmt: skip
+    gate_cost = load_script("gate_cost")
+    assert gate_cost.cost_record(document)["startup_split_s"] is None  # a report from before the timestamps
+    document["cost"]["collected_at"] = 9.5
+    assert gate_cost.cost_record(document)["startup_split_s"] == {"to_collected": 9.5, "collected_to_first_test": 0.5}
+    document["cost"].update(session_start_at=1.0, session_ready_at=8.0)
+    assert gate_cost.cost_record(document)["startup_split_s"] == {
+        "to_session_start": 1.0, "session_start": 7.0, "collection": 1.5, "collected_to_first_test": 0.5,
+    }  # fmt: skip
