@@ -220,15 +220,15 @@ def test_each_tests_time_outside_its_phases_is_named() -> None:
 
 def test_start_up_is_split_at_the_sessions_start_its_end_and_collection() -> None:
     document = {
-        "cost": {"process_started_at": 0.0, "plugin_loaded_at": 0.5, "first_test_at": 10.0, "finished_at": 12.0,
+        "cost": {"process_started_at": 0.25, "plugin_loaded_at": 0.5, "first_test_at": 10.0, "finished_at": 12.0,
                  "tests_s": 2.0, "test_s": {}},
         "results": [],
     }  # fmt: skip
     gate_cost = load_script("gate_cost")
     assert gate_cost.cost_record(document)["startup_split_s"] is None  # a report from before the timestamps
     document["cost"]["collected_at"] = 9.5
-    assert gate_cost.cost_record(document)["startup_split_s"] == {"to_collected": 9.5, "collected_to_first_test": 0.5}
+    assert gate_cost.cost_record(document)["startup_split_s"] == {"to_collected": 9.25, "collected_to_first_test": 0.5}
     document["cost"].update(session_start_at=1.0, session_ready_at=8.0)
     assert gate_cost.cost_record(document)["startup_split_s"] == {
-        "to_session_start": 1.0, "session_start": 7.0, "collection": 1.5, "collected_to_first_test": 0.5,
+        "to_session_start": 0.75, "session_start": 7.0, "collection": 1.5, "collected_to_first_test": 0.5,
     }  # fmt: skip
