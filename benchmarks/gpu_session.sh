@@ -19,9 +19,11 @@
 # from the -q progress line); the machine was then taken back. Next, in this order: the kernel suite gated on this
 # code (`SUITE=tests/suite/test_attention.py RUNS=2 gated_suite`: -v and the deadline name any failure; is it the
 # other unit?), `cost`, the whole suite gated five times, gate_live with all eight cases (TRIALS=20
-# TRIALS_PER_PROCESS=10 BUDGET_S=520, two calls), the study's other configurations (resumable). The session of
-# 2026-12-07 ran, on whatever card came: fa4_lib (two calls), `fa4 cost` (carry .whl and .old: the cost stage's
-# after runs are also kernel-suite gated runs against the committed baselines), then gate_live.
+# TRIALS_PER_PROCESS=10 BUDGET_S=520, two calls), the study's other configurations (resumable). The session after
+# got one call, on a fifth H100 unit (GPU-e1aaaaaa), without FlashAttention-4: `SUITE=tests/suite/test_attention.py
+# RUNS=3 CALL_SECONDS=370 env gated_suite` (docs/results/h100/2026-12/unit-e1aaaaaa/; two runs fitted). That order
+# still stands: fa4_lib x2, `fa4 cost` (carry .whl and .old), gate_live, the whole suite gated five times, study_parts,
+# and an H200 transformers `record` whenever an H200 comes.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
