@@ -81,10 +81,9 @@ class CaseGate:
         return power_window_skip(
             settings.power,
             recording=settings.update,
-            gated=entry is not None and entry.median_ms is not None,
+            baseline_median_ms=entry.median_ms if entry is not None else None,
             baseline_power_w=entry.power_w if entry is not None else None,
             median_ms=median_ms,
-            baseline_median_ms=entry.median_ms if entry is not None else None,
         )
 
     def again(self, result: CaseRecord) -> CaseRecord | None:

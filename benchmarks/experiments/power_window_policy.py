@@ -67,10 +67,9 @@ def _saving(reports: list[Path], baselines: Path) -> list[str]:
             skip = power_window_skip(
                 "auto",
                 recording=False,
-                gated=entry is not None and entry.median_ms is not None,
+                baseline_median_ms=entry.median_ms if entry is not None else None,
                 baseline_power_w=entry.power_w if entry is not None else None,
                 median_ms=result.get("median_ms") or 0.0,
-                baseline_median_ms=entry.median_ms if entry is not None else None,
             )
             kept += spent if skip is None else 0.0
         if total:

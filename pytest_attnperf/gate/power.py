@@ -30,15 +30,14 @@ def power_window_skip(
     setting: str,
     *,
     recording: bool,
-    gated: bool,
+    baseline_median_ms: float | None,
     baseline_power_w: float | None,
     median_ms: float,
-    baseline_median_ms: float | None = None,
 ) -> str | None:
     """None to measure the power window of this case; otherwise why it is skipped (its record says it).
 
-    ``recording``: the run writes baseline entries (update); ``gated``: the case's latency is judged
-    against a baseline entry; ``baseline_power_w``, ``baseline_median_ms``: that entry's recorded power and median.
+    ``recording``: the run writes baseline entries (update); ``baseline_median_ms``, ``baseline_power_w``: the
+    recorded median and power of the baseline entry the case's latency is judged against (no median: not gated).
     """
     if setting not in POWER_CHOICES:
         raise ValueError(f"power window setting {setting!r} is not one of: {', '.join(POWER_CHOICES)}")
@@ -46,13 +45,13 @@ def power_window_skip(
         return "--attnperf-power=off"
     if setting == "on" or recording:
         return None
-    if not gated:
+    if baseline_median_ms is None:
         return "auto: no baseline latency to compare it with"
     if baseline_power_w is None:
         return "auto: the baseline entry has no recorded power to compare with"
     if median_ms < CAP_KERNEL_MS:
         return f"auto: a {median_ms:.3g} ms kernel stays under the power cap (measured from {CAP_KERNEL_MS:g} ms)"
-    if baseline_median_ms and median_ms <= baseline_median_ms * (1 + EXPLAIN_FROM):
+    if median_ms <= baseline_median_ms * (1 + EXPLAIN_FROM):
         return (
             f"auto: x{median_ms / baseline_median_ms:.3f} the baseline's median, no slowdown to explain "
             f"(measured from x{1 + EXPLAIN_FROM:g})"

@@ -64,9 +64,11 @@ def test_no_counter_or_a_counter_that_does_not_step_gives_no_power() -> None:
 
 
 def _skip(setting: str = "auto", *, recording: bool = False, gated: bool = True, power: float | None = 600.0,
-          median_ms: float = 5.0, baseline_ms: float | None = None) -> str | None:  # fmt: skip
-    return power_window_skip(setting, recording=recording, gated=gated, baseline_power_w=power, median_ms=median_ms,
-                             baseline_median_ms=baseline_ms)  # fmt: skip
+          median_ms: float = 5.0, baseline_ms: float = 0.5) -> str | None:  # fmt: skip
+    """``gated``: against a baseline entry whose median is ``baseline_ms`` (by default far under the run's: a
+    slowdown for the power to explain)."""
+    return power_window_skip(setting, recording=recording, baseline_median_ms=baseline_ms if gated else None,
+                             baseline_power_w=power, median_ms=median_ms)  # fmt: skip
 
 
 def test_auto_measures_a_gated_kernel_at_the_power_cap_whose_baseline_has_a_power() -> None:
@@ -94,7 +96,7 @@ def test_auto_measures_a_capped_case_only_when_it_is_slower_than_its_baseline_by
         "auto: x1.008 the baseline's median, no slowdown to explain (measured from x1.01)"
     )
     assert _skip(median_ms=4.0, baseline_ms=5.0) is not None  # faster: nothing fails, nothing to explain
-    assert _skip(median_ms=5.0, baseline_ms=None) is None  # no baseline median: as before
+    assert _skip(median_ms=5.0, gated=False) == "auto: no baseline latency to compare it with"  # no median: not gated
     assert _skip(recording=True, median_ms=5.0, baseline_ms=5.0) is None  # a recording run stores every power
     assert _skip("on", median_ms=5.0, baseline_ms=5.0) is None
 
