@@ -236,10 +236,13 @@ def gate_cost(ctx: Context, rows: list[list[str]]) -> list[str]:
 GATED_LINE = re.compile(r"^run (\d+): exit (\d+), wall ([\d.]+) s, cache (\w+), (.*)$")
 
 
-def gated_suite_runs(ctx: Context, name: str) -> list[dict[str, Any]]:
-    """gated_suite/gated.txt's runs (gpu_session.sh gated_suite), each with its cost-N.json where it ran any test."""
+def gated_suite_runs(ctx: Context, name: str) -> dict[str, Any]:
+    """gated_suite/gated.txt (gpu_session.sh gated_suite): its GPU line, and its runs, each with its cost-N.json where
+    it ran any test."""
+    text = ctx.read(name)
+    gpu = next((line.strip() for line in text.splitlines() if ", GPU-" in line), "an unnamed GPU")
     runs = []
-    for line in ctx.read(name).splitlines():
+    for line in text.splitlines():
         match = GATED_LINE.match(line)
         if not match:
             continue
@@ -251,16 +254,15 @@ def gated_suite_runs(ctx: Context, name: str) -> list[dict[str, Any]]:
         })  # fmt: skip
     if not runs:
         raise ctx.error("no 'run N: exit ...' line")
-    return runs
+    return {"gpu": gpu, "runs": runs}
 
 
-def gated_suite(ctx: Context, runs: list[dict[str, Any]]) -> list[str]:
+def gated_suite(ctx: Context, data: dict[str, Any]) -> list[str]:
     """Back-to-back gated runs of a suite on one card: the unit, each run's outcome, its failures and its cost."""
-    gpu = next((line for line in ctx.read("gated_suite/gated.txt").splitlines() if ", GPU-" in line), "an unnamed GPU")
     header = ["run", "compile cache", "pytest", "failed", "wall s", "sampled kernel s", *(c for c, _ in COST_PHASES),
               "wall / kernel"]  # fmt: skip
     rows = []
-    for run in runs:
+    for run in data["runs"]:
         cost = run["cost"]
         if cost is None or not cost.get("cases"):
             said = f"cut off by the call's end: {run['summary']}" if run["exit"] == 124 else run["summary"]
@@ -278,4 +280,4 @@ def gated_suite(ctx: Context, runs: list[dict[str, Any]]) -> list[str]:
         wall = float(cost["wall_s"])
         rows.append([str(run["run"]), run["cache"], run["summary"], failed, f"{wall:.1f}", f"{kernel:.1f}", *cells,
                      f"{wall / kernel:.1f}×" if kernel else "-"])  # fmt: skip
-    return [f"On {gpu.strip()}:", "", *table(header, rows, right=range(4, len(header)))]
+    return [f"On {data['gpu']}:", "", *table(header, rows, right=range(4, len(header)))]
