@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..gate.results import all_finite
+from ..gate.results import CaseRecord, all_finite
 
 SCHEMA_PREFIX = "attnperf-results/"
 SCHEMA_VERSION = 2  # the newest report layout these readers know (report.py writes it)
@@ -154,8 +154,6 @@ DERIVED: dict[str, type | tuple[type, ...]] = {
 
 def _check_case(case: dict[str, Any], path: Path) -> None:
     """A case must read back as a case record (every field of its declared type, finite), so no reader trips on it."""
-    from ..gate.results import CaseRecord
-
     try:
         CaseRecord.from_dict(case)
     except ValueError as error:
