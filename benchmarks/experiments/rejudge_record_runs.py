@@ -8,6 +8,13 @@ the plugin before it fails).
 With ``--live SAMPLES BASELINES`` it judges instead the first measurement of each trial of a live gate validation
 (``gate-validation-samples.json.gz`` against the baseline file it recorded), counting each row's verdicts: what the
 current gate says of the same samples.
+
+With ``--gated BASELINES REPORT...`` it judges the first measurement of every case of gated runs (their
+``--attnperf-json`` reports, gzipped or not) against the baseline file they were gated on: each case's stage-1 ratio
+as the run decided it beside the current gate's, and the verdicts of both.
+
+    python benchmarks/experiments/rejudge_record_runs.py --gated baselines/nvidia-h100-80gb-hbm3.yaml \
+        docs/results/h100/2026-12/unit-e1aaaaaa/gated_suite/gated-*.json.gz > docs/results/h100/2026-12/unit-e1aaaaaa/rejudged.md
 """
 
 from __future__ import annotations
@@ -73,11 +80,59 @@ def live_rows(samples: Path, baselines: Path) -> dict[str, Counter[str]]:
     return rows
 
 
+def gated_rows(baselines: Path, reports: list[Path]) -> list[tuple[str, str, float, float, float, str, str]]:
+    """(report, case, raw ratio, the run's stage-1 ratio, the current gate's, the run's first verdict, the current
+    gate's) for every gated case of the reports."""
+    baseline = load_baseline(baselines)
+    assert baseline is not None, baselines
+    rows = []
+    for report in reports:
+        opener = gzip.open if report.suffix == ".gz" else open
+        with opener(report, "rt", encoding="utf-8") as handle:
+            records = json.load(handle)["results"]
+        for record in records:
+            first = next((stage for stage in record.get("stages") or [] if stage.get("stage") == 1), None)
+            entry = baseline.entries.get(record["test_id"])
+            if first is None or entry is None or record.get("median_ms") is None:
+                continue
+            result = CaseRecord.from_dict(record).with_fields(stages=[], verdicts={}, notes=[])
+            decision = decide(result, MARKS, entry, POLICY, GateContext(record["test_id"], "-", "-"))
+            latency = decision.latency
+            assert latency is not None
+            rows.append((
+                report.name.split(".")[0], record["test_id"].split("::", 1)[-1], first["raw_ratio"], first["ratio"],
+                latency.ratio, first["verdict"], str(latency.verdict.value),
+            ))  # fmt: skip
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("record", type=Path, nargs="?", help="a record stage's folder (report-run<k>.json.gz)")
     parser.add_argument("--live", type=Path, nargs=2, metavar=("SAMPLES", "BASELINES"))
+    parser.add_argument("--gated", type=Path, nargs="+", metavar="BASELINES REPORT")
     arguments = parser.parse_args()
+    if arguments.gated:
+        baselines, *reports = arguments.gated
+        rows = gated_rows(baselines, reports)
+        moved = [row for row in rows if abs(row[4] / row[3] - 1) > 0.002 or row[5] != row[6]]
+        print(f"# Gated runs' first measurements judged again by the current gate, against {baselines.as_posix()}\n")
+        for name in sorted({row[0] for row in rows}):
+            mine = [row for row in rows if row[0] == name]
+            over = {label: sum(1 for row in mine if row[index] > 1.03) for label, index in (("then", 3), ("now", 4))}
+            not_pass = {
+                label: sum(1 for row in mine if row[index] != "pass") for label, index in (("then", 5), ("now", 6))
+            }
+            print(
+                f"- `{name}`: {len(mine)} cases; first measurements over x1.030: {over['then']} then, {over['now']} now; "
+                f"not passed at once: {not_pass['then']} then, {not_pass['now']} now"
+            )
+        print(f"\n{len(moved)} first measurements whose ratio moved by more than 0.2 % or whose verdict changed:\n")
+        print("| run | case | raw ratio | ratio then | ratio now | verdict then | verdict now |")
+        print("|---|---|---:|---:|---:|---|---|")
+        for name, case, raw_ratio, then, now, verdict_then, verdict_now in sorted(moved, key=lambda row: -row[3]):
+            print(f"| {name} | `{case}` | {raw_ratio:.3f} | {then:.3f} | {now:.3f} | {verdict_then} | {verdict_now} |")
+        return 0
     if arguments.live:
         print(f"# The live trials' first measurements ({arguments.live[0].as_posix()}) judged by the current gate\n")
         print("| case and row | verdicts |")

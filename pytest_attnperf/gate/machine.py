@@ -8,18 +8,23 @@ matmul loop at the power cap), next to the case, when the baseline is recorded a
 gated. Its clock ratio (now over then) is the clock the machine explains; its time ratio beyond
 what that clock explains (``residual``: time ratio x clock ratio, the reference being
 compute-bound) is the unit's own offset, which applies to every case, but only on another unit
-than the baseline's: on the same unit a slower reference means a slower software stack (a
-matmul library in a torch upgrade), which must excuse nothing.
+than the baseline's (on the same unit a slower reference means a slower software stack, a
+matmul library in a torch upgrade, which must excuse nothing), and only between readings at a
+like clock (``LIKE_CLOCK``: the reference's time follows its clock only roughly, so readings far
+apart in clock would make an offset of the same silicon).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 RESIDUAL_LIMITS = (0.9, 1.1)  # a reference slower or faster than this at its clock: another kind of machine
+# The unit's offset is read only between readings this close in clock. The reference's time does not follow its clock
+# exactly: on three H100 units its time x clock was 281 (k MHz ms) at the cap (1,100-1,400 MHz) on every unit, 288 at
+# a cool session's start (1,600 MHz), so readings 15 % apart in clock made a 2.7 % "offset" of the same silicon.
+LIKE_CLOCK = 0.05
 CLOCK_LIMITS = (0.8, 1.25)  # the same extrapolation limits the power law has
 
 
@@ -59,14 +64,24 @@ class MachineShift:
     clock_ratio: float | None  # None: no clock was read (then the whole time ratio is the residual)
 
     @property
-    def residual(self) -> float:
-        """The reference's slowdown its clock does not explain (1.0: the same unit at another clock)."""
+    def cycles_ratio(self) -> float:
+        """The reference's time ratio at its clock (time x clock): the comparability check reads it."""
         return self.time_ratio * (self.clock_ratio or 1.0)
+
+    @property
+    def like_clock(self) -> bool:
+        return self.clock_ratio is None or abs(self.clock_ratio - 1) <= LIKE_CLOCK
+
+    @property
+    def residual(self) -> float:
+        """The unit's slowdown at the same clock (1.0: the same unit at another clock), normalised on another unit;
+        1.0 where the two readings' clocks are too far apart to tell it from the reference's own clock dependence."""
+        return self.cycles_ratio if self.like_clock else 1.0
 
     def trusted(self, other_unit: bool) -> bool:
         """Within the limits where one machine is comparable with the other at all (the residual: another unit's)."""
         clock_ok = self.clock_ratio is None or CLOCK_LIMITS[0] <= self.clock_ratio <= CLOCK_LIMITS[1]
-        return clock_ok and (not other_unit or RESIDUAL_LIMITS[0] <= self.residual <= RESIDUAL_LIMITS[1])
+        return clock_ok and (not other_unit or RESIDUAL_LIMITS[0] <= self.cycles_ratio <= RESIDUAL_LIMITS[1])
 
     def describe(self) -> str:
         clock = f"clock x{self.clock_ratio:.3f}, " if self.clock_ratio is not None else ""
@@ -82,21 +97,18 @@ def machine_shift(run: Reference | None, baseline: Reference | None) -> MachineS
 
 
 def median_reference(readings: list[Reference]) -> Reference | None:
-    """The element-wise median of several readings (a baseline's runs); None for none."""
+    """Several readings (a baseline's runs) as one: the reading whose clock is the median (the lower middle of an
+    even count), its time and power with it; by time where no reading has a clock. None for none.
+
+    A reading's time goes with its clock: the middle time of one reading beside the middle clock of another is a
+    machine nobody measured.
+    """
     if not readings:
         return None
-
-    def middle(values: list[float | None]) -> float | None:
-        known = [value for value in values if value is not None]
-        return statistics.median(known) if known else None
-
-    ms = middle([reading.ms for reading in readings])
-    assert ms is not None
-    return Reference(
-        ms,
-        middle([reading.clock_mhz for reading in readings]),
-        middle([reading.power_w for reading in readings]),
-    )
+    clocked = [reading for reading in readings if reading.clock_mhz is not None]
+    if clocked:
+        return sorted(clocked, key=lambda reading: reading.clock_mhz or 0.0)[(len(clocked) - 1) // 2]
+    return sorted(readings, key=lambda reading: reading.ms)[(len(readings) - 1) // 2]
 
 
 def other_unit(run_uuid: str | None, baseline_uuids: tuple[str, ...]) -> bool:
@@ -114,4 +126,12 @@ def unit_note(run_uuid: str | None, baseline_uuids: tuple[str, ...], shift: Mach
             f"measured on {run_uuid}, the baseline on {recorded}: no machine reference in both, so nothing corrects "
             "a unit-to-unit offset (record the baseline with this plugin version)"
         )
-    return f"measured on {run_uuid}, the baseline on {recorded}: {shift.describe()}, and that offset is normalised"
+    if not shift.like_clock:
+        return (
+            f"measured on {run_uuid}, the baseline on {recorded}: {shift.describe()}; their clocks are too far apart "
+            "to read the unit's offset, so none is normalised"
+        )
+    return (
+        f"measured on {run_uuid}, the baseline on {recorded}: {shift.describe()}, and that offset "
+        f"(x{shift.residual:.3f} at a like clock) is normalised"
+    )

@@ -8,6 +8,7 @@ three stages the plugin uses (a first measurement, then re-measurements while am
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pytest
 
 from pytest_attnperf.gate.baselines import BaselineEntry
 from pytest_attnperf.gate.latency import decide_latency
-from pytest_attnperf.gate.machine import machine_shift, reference_of, unit_note
+from pytest_attnperf.gate.machine import Reference, machine_shift, median_reference, reference_of, unit_note
 from pytest_attnperf.gate.normalise import bounded_beta, fit_beta
 from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.gate.statistics import Verdict
@@ -233,7 +234,7 @@ def test_another_unit_is_named_in_the_notes() -> None:
     decision = decide_latency(run(rng, Machine(offset=1.02, uuid="GPU-B")), entry(), None, 1)
     (note,) = [note for note in decision.notes if "GPU-B" in note]
     assert "the baseline on GPU-A" in note
-    assert "offset is normalised" in note
+    assert "at a like clock) is normalised" in note
     shift = machine_shift(reference_of({"ms": 0.306}), reference_of({"ms": 0.3}))
     assert unit_note("GPU-B", ("GPU-A",), None) is not None
     assert "nothing corrects" in str(unit_note("GPU-B", ("GPU-A",), None))
@@ -257,3 +258,54 @@ def test_on_the_same_unit_a_slower_reference_excuses_nothing() -> None:
         assert verdict(entry(), lambda: run(rng, same_unit)) is Verdict.REGRESSION
     other_unit = Machine(offset=1.05, uuid="GPU-B")
     assert verdict(entry(), lambda: run(rng, other_unit)) is Verdict.PASS
+
+
+def test_a_baselines_readings_are_one_reading_the_middle_by_clock() -> None:
+    """A reading's time goes with its clock: the middle time of one reading beside the middle clock of another
+    would be a machine nobody measured."""
+    readings = [Reference(0.1800, 1602.0, 700.0), Reference(0.2083, 1348.0, 690.0), Reference(0.1781, 1560.0, 650.0)]
+    assert median_reference(readings) == readings[2]
+    assert median_reference(readings[:2]) == readings[1]  # the lower middle of an even count
+    assert median_reference([]) is None
+    assert median_reference([Reference(0.2), Reference(0.3), Reference(0.25)]) == Reference(0.25)
+    assert median_reference([Reference(0.3), Reference(0.2, 1500.0)]) == Reference(0.2, 1500.0)
+
+
+def test_the_units_offset_is_read_only_at_a_like_clock() -> None:
+    """Readings of three H100 units (December 2026): the reference's time x clock was 281 k MHz ms at the cap on
+    every unit and 288 at a cool session's start (1,600 MHz). A baseline read at the start against a run read at the
+    cap on another unit made an offset of x0.973 and judged every case 2.7 % slower than it ran."""
+    session_start, at_cap = Reference(288.6 / 1599.2, 1599.2), Reference(281.5 / 1362.1, 1362.1)
+    other_unit_at_cap = Reference(280.9 / 1351.9, 1351.9)
+    far = machine_shift(other_unit_at_cap, session_start)
+    assert far is not None
+    assert far.cycles_ratio == pytest.approx(0.973, abs=0.001)
+    assert far.residual == 1.0
+    assert far.trusted(True)
+    note = unit_note("GPU-B", ("GPU-A",), far)
+    assert note is not None
+    assert "too far apart" in note
+    assert "none is normalised" in note
+    like = machine_shift(other_unit_at_cap, at_cap)
+    assert like is not None
+    assert like.residual == pytest.approx(280.9 / 281.5)
+    assert "at a like clock) is normalised" in str(unit_note("GPU-B", ("GPU-A",), like))
+    slower_unit = machine_shift(Reference(1.03 * 281.5 / 1340.0, 1340.0), at_cap)
+    assert slower_unit is not None
+    assert slower_unit.residual == pytest.approx(1.03)
+
+
+@pytest.mark.parametrize("run_clock", [1351.9, 1450.0])
+def test_an_unchanged_kernel_at_full_clock_on_another_unit_is_judged_on_its_own_time(run_clock: float) -> None:
+    """The fifth H100 unit's first gated run: eager 16K ran at the baseline's clock, raw x1.001, and was judged
+    x1.027 through the offset of two reference readings 15 % apart in clock."""
+    rng = random.Random(int(run_clock))
+    baseline = dataclasses.replace(
+        entry(t0=3.4, beta=None, ci=None), reference={"ms": 288.6 / 1599.2, "clock_mhz": 1599.2}
+    )
+    record = run(rng, Machine(uuid="GPU-B"), t0=3.4, beta=0.0)
+    reading = {"reference": {"ms": 280.9 / run_clock, "clock_mhz": run_clock}}
+    record = dataclasses.replace(record, measurement=dataclasses.replace(record.measurement, gpu=reading))
+    decision = decide_latency(record, baseline, None, 1)
+    assert decision.ratio == pytest.approx(decision.raw_ratio)
+    assert decision.verdict is Verdict.PASS
