@@ -25,7 +25,6 @@ RESIDUAL_LIMITS = (0.9, 1.1)  # a reference slower or faster than this at its cl
 # exactly: on three H100 units its time x clock was 281 (k MHz ms) at the cap (1,100-1,400 MHz) on every unit, 288 at
 # a cool session's start (1,600 MHz), so readings 15 % apart in clock made a 2.7 % "offset" of the same silicon.
 LIKE_CLOCK = 0.05
-CLOCK_LIMITS = (0.8, 1.25)  # the same extrapolation limits the power law has
 
 
 @dataclass(frozen=True)
@@ -79,9 +78,9 @@ class MachineShift:
         return self.cycles_ratio if self.like_clock else 1.0
 
     def trusted(self, other_unit: bool) -> bool:
-        """Within the limits where one machine is comparable with the other at all (the residual: another unit's)."""
-        clock_ok = self.clock_ratio is None or CLOCK_LIMITS[0] <= self.clock_ratio <= CLOCK_LIMITS[1]
-        return clock_ok and (not other_unit or RESIDUAL_LIMITS[0] <= self.cycles_ratio <= RESIDUAL_LIMITS[1])
+        """Whether one machine is comparable with the other at all: another unit's reference within RESIDUAL_LIMITS
+        at its clock. (Its clock alone decides nothing here: the gate credits the machine with a bounded share.)"""
+        return not other_unit or RESIDUAL_LIMITS[0] <= self.cycles_ratio <= RESIDUAL_LIMITS[1]
 
     def describe(self) -> str:
         clock = f"clock x{self.clock_ratio:.3f}, " if self.clock_ratio is not None else ""

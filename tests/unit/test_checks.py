@@ -451,9 +451,9 @@ def test_a_kernel_whose_own_clock_fell_further_than_the_machines_is_judged_on_th
 
 
 def test_the_clock_the_machine_explains_is_normalised_and_the_message_says_so() -> None:
-    """The machine's reference fell to 0.91 of its clock too: the case's drop is the machine's, excused."""
+    """The machine's reference fell to 0.98 of its clock too: the case's drop is the machine's, excused."""
     result = _result(
-        median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"reference": {"ms": 0.2 / 0.9089, "clock_mhz": 1636.0}}
+        median_ms=1.02, clock_mhz=[1764.0] * 10, gpu={"reference": {"ms": 0.2 / 0.98, "clock_mhz": 1764.0}}
     )
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
     outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
@@ -461,17 +461,31 @@ def test_the_clock_the_machine_explains_is_normalised_and_the_message_says_so() 
     assert outcome.latency is not None
     assert outcome.latency.decided_by == "machine"
     assert result.normalised_ratio == pytest.approx(1.0, abs=1e-3)
-    assert outcome.latency.explanation().startswith("decided on the normalised ratio x1.000 (raw x1.100")
+    assert outcome.latency.explanation().startswith("decided on the normalised ratio x1.000 (raw x1.020")
+
+
+def test_the_machine_is_credited_with_a_bounded_clock_drop_and_the_message_says_so() -> None:
+    """The reference fell to 0.91 of its clock and so did the case: the machine is credited with 3 %, the rest is
+    the case's (a reading that low came with unchanged kernels within 3 % on the H100)."""
+    result = _result(
+        median_ms=1.1, clock_mhz=[1636.0] * 10, gpu={"reference": {"ms": 0.2 / 0.9089, "clock_mhz": 1636.0}}
+    )
+    entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
+    outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
+    (violation,) = outcome.violations
+    assert result.normalised_ratio == pytest.approx(1.1 * 0.97)
+    assert any("credited with at most a 3% lower clock (x0.970)" in note for note in result.decision.notes)
+    assert "normalised by what the machine explains: x1.031 excused" in violation.message
 
 
 def test_a_regression_message_says_raw_normalised_what_the_machine_excused_and_which_decided() -> None:
-    machine = {"ms": 0.2 / 0.95, "clock_mhz": 1710.0}  # the machine's reference 5 % lower in clock, as slow as that
-    result = _result(median_ms=1.2, clock_mhz=[1710.0] * 10, gpu={"reference": machine})
+    machine = {"ms": 0.2 / 0.98, "clock_mhz": 1764.0}  # the machine's reference 2 % lower in clock, as slow as that
+    result = _result(median_ms=1.2, clock_mhz=[1764.0] * 10, gpu={"reference": machine})
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, **THREE_RUNS)
     (violation,) = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)[0].violations
     assert (
-        "x1.200 raw, x1.140 at the baseline's clock (1710 MHz; normalised) (+14.0 %); decided on the normalised ratio "
-        "x1.140 (raw x1.200; normalised by what the machine explains: x1.053 excused)"
+        "x1.200 raw, x1.176 at the baseline's clock (1764 MHz; normalised) (+17.6 %); decided on the normalised ratio "
+        "x1.176 (raw x1.200; normalised by what the machine explains: x1.020 excused)"
     ) in violation.message
 
 
