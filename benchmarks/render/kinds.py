@@ -21,7 +21,7 @@ STAGE_COMMANDS = {
     "gated_suite",
     "gate_live_h100_all": "TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=520 CALL_SECONDS=590 bash benchmarks/gpu_session.sh env "
     "gate_live",
-    "gate_live_cross_h100": "FIRST_TRIAL=9 TRIALS=20 TRIALS_PER_PROCESS=11 BUDGET_S=545 "
+    "gate_live_cross_h100": "FIRST_TRIAL=9 TRIALS=20 TRIALS_PER_PROCESS=8 BUDGET_S=285 "
     "LIVE_BASELINES=docs/results/h100/2026-12/live-a0d7a657/baselines bash benchmarks/gpu_session.sh env gate_live_cross",
     "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
