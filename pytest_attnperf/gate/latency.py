@@ -111,6 +111,12 @@ def baseline_beta(baseline: BaselineEntry) -> float | None:
     return baseline.beta
 
 
+def measured_on_another_unit(result: CaseRecord, baseline: BaselineEntry) -> bool:
+    """Whether the GPU that measured is known and not one the baseline was recorded on."""
+    uuid = (result.provenance.device_info or {}).get("uuid")
+    return other_unit(str(uuid) if uuid else None, tuple(baseline.gpu_uuids))
+
+
 def run_shift(result: CaseRecord, baseline: BaselineEntry) -> MachineShift | None:
     """The machine's shift between the baseline's reference and the one measured next to this run."""
     measured_reference = reference_of((result.measurement.gpu or {}).get("reference"))
@@ -137,7 +143,7 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
     shift = run_shift(result, baseline)
     uuid = (result.provenance.device_info or {}).get("uuid")
     run_uuid = str(uuid) if uuid else None
-    another = other_unit(run_uuid, tuple(baseline.gpu_uuids))
+    another = measured_on_another_unit(result, baseline)
     note = unit_note(run_uuid, tuple(baseline.gpu_uuids), shift)
     if note:
         notes.append(note)
@@ -198,7 +204,8 @@ def decide_latency(
     assert baseline.median_ms is not None
     normalisation = normalise_result(result, baseline)
     notes, basis = list(normalisation.notes), normalisation.basis
-    tol = tolerance(baseline.runs, baseline.spread, requested, params)
+    fleet = measured_on_another_unit(result, baseline)
+    tol = tolerance(baseline.runs, baseline.spread, requested, params, fleet=fleet)
     raw_ratio = result.measurement.median_ms / baseline.median_ms
     median_at_clock = normalisation.normalised_median_ms
     normalised = median_at_clock / baseline.median_ms if median_at_clock else None
@@ -220,6 +227,11 @@ def decide_latency(
         verdict = final_verdict(ratio, tol)
     if tol.raised:
         notes.append(f"tolerance {tol.describe()}")
+    elif fleet and requested is None:
+        notes.append(
+            f"tolerance {tol.describe()}: on another unit than the baseline's; a baseline recorded on this unit gates "
+            f"it at {tolerance(baseline.runs, baseline.spread, None, params).tau * 100:.1f} %"
+        )
     elif tol.capped:
         notes.append(
             f"tolerance {tol.describe()}: this case's between-run spread is too wide for its baseline "

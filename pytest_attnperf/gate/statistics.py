@@ -35,6 +35,10 @@ class GateParams:
     prior_sd: float = 0.0075  # suite-wide between-run log-sd the case's own spread is shrunk towards
     prior_df: float = 4.0  # weight of that prior, in degrees of freedom
     sd_floor: float = 0.004  # the spread is never assumed below this
+    # Gated on another unit than the baseline's: the unit-to-unit spread of a case's median at the same clock, which
+    # a baseline's runs (all on one unit) cannot hold. Two pairs of H100 units, December 2026: log-RMS 1.2 % over
+    # the kernel suite's 119 cases and over the live validation's 8 (docs/measurement.md, "Units of one model").
+    fleet_sd: float = 0.012
     alpha: float = 0.01  # one-sided false-alarm level per stage
     ambiguous_width: float = 1.0  # a confirmation this many predictive sds under the line passes outright
     clear_margin: float = 3.0  # a first measurement this many predictive sds over the line fails at once
@@ -54,6 +58,7 @@ class Tolerance:
     requested: float | None  # the marker's or option's tolerance; None: automatic
     raised: bool  # requested below the noise bound: gated at the bound instead
     capped: bool  # the noise bound is over the cap: gated at the cap anyway (false alarms possible)
+    fleet: bool = False  # gated on another unit than the baseline's: the unit-to-unit spread is in predictive_sd
 
     @property
     def line(self) -> float:
@@ -66,6 +71,8 @@ class Tolerance:
             return f"raised from the requested {(self.requested or 0) * 100:.1f} % to this case's noise bound {self.tau * 100:.1f} %"
         if self.capped:
             return f"{self.tau * 100:.1f} % (capped: this case's noise would need {self.noise_bound * 100:.1f} %)"
+        if self.requested is None and self.fleet:
+            return f"{self.tau * 100:.1f} % (auto, from the baseline's spread and the unit-to-unit spread of a fleet)"
         if self.requested is None:
             return f"{self.tau * 100:.1f} % (auto, from the baseline's spread)"
         return f"{self.tau * 100:.1f} %"
@@ -88,18 +95,27 @@ def shrunk_sd(runs: int, spread: float | None, params: GateParams = DEFAULT_PARA
 
 
 def tolerance(
-    runs: int, spread: float | None, requested: float | None = None, params: GateParams = DEFAULT_PARAMS
+    runs: int,
+    spread: float | None,
+    requested: float | None = None,
+    params: GateParams = DEFAULT_PARAMS,
+    *,
+    fleet: bool = False,
 ) -> Tolerance:
-    """The threshold of one case: automatic (from its spread, within floor and cap) or requested."""
+    """The threshold of one case: automatic (from its spread, within floor and cap) or requested. ``fleet``: gated
+    on another unit than the baseline's, so a new run also differs by the unit-to-unit spread (``fleet_sd``)."""
     sd, df = shrunk_sd(runs, spread, params)
-    predictive = sd * math.sqrt(1.0 + 1.0 / runs)
+    variance = sd**2 * (1.0 + 1.0 / runs) + (params.fleet_sd**2 if fleet else 0.0)
+    predictive = math.sqrt(variance)
     noise_bound = math.expm1(float(_t().ppf(1.0 - params.alpha, df)) * predictive)
     if requested is None:
         tau = min(max(noise_bound, params.floor), params.cap)
-        return Tolerance(tau, noise_bound, predictive, df, None, raised=False, capped=noise_bound > params.cap)
+        capped = noise_bound > params.cap
+        return Tolerance(tau, noise_bound, predictive, df, None, raised=False, capped=capped, fleet=fleet)
     ceiling = max(requested, params.cap)
     tau = min(max(requested, noise_bound), ceiling)
-    return Tolerance(tau, noise_bound, predictive, df, requested, raised=tau > requested, capped=noise_bound > ceiling)
+    raised, capped = tau > requested, noise_bound > ceiling
+    return Tolerance(tau, noise_bound, predictive, df, requested, raised=raised, capped=capped, fleet=fleet)
 
 
 def first_verdict(ratio: float, tol: Tolerance, params: GateParams = DEFAULT_PARAMS) -> Verdict:

@@ -241,9 +241,10 @@ def test_a_unit_slower_across_the_board_raises_no_false_alarm(offset: float, clo
 
 
 def test_without_the_reference_the_same_unit_fails_and_with_it_a_regression_is_still_caught() -> None:
-    """A unit 4 % slower fails a memory-bound case (beta 0: no clock excuses it) unless the reference says why."""
+    """A unit 6 % slower (past the fleet's allowance) fails a memory-bound case (beta 0: no clock excuses it) unless
+    the reference says why."""
     rng = random.Random(11)
-    unit = Machine(offset=1.04, uuid="GPU-B")
+    unit = Machine(offset=1.06, uuid="GPU-B")
     no_reference = entry(t0=0.3, beta=None, ci=None, ref=False)
     assert verdict(no_reference, lambda: run(rng, unit, t0=0.3, beta=0.0, with_reference=False)) is Verdict.REGRESSION
     baseline = entry(t0=0.3, beta=None, ci=None)
@@ -256,6 +257,12 @@ def test_another_unit_is_named_in_the_notes() -> None:
     decision = decide_latency(run(rng, Machine(offset=1.02, uuid="GPU-B")), entry(), None, 1)
     (note,) = [note for note in decision.notes if "GPU-B" in note]
     assert "the baseline on GPU-A" in note
+    assert decision.tolerance.fleet
+    assert any(
+        "on another unit than the baseline's; a baseline recorded on this unit gates it at 3.0 %" in note
+        for note in decision.notes
+    )
+    assert not decide_latency(run(rng, Machine(uuid="GPU-A")), entry(), None, 1).tolerance.fleet
     assert "at a like clock) is normalised" in note
     shift = machine_shift(reference_of({"ms": 0.306}), reference_of({"ms": 0.3}))
     assert unit_note("GPU-B", ("GPU-A",), None) is not None
