@@ -47,6 +47,31 @@ def test_the_window_runs_from_tick_to_tick_and_gives_the_true_power(tick_s: floa
     assert gpu.launched > 3  # the queue was kept full while the counter was read
 
 
+class BurstingGpu(FakeGpu):
+    """Over its power limit for the first ``burst_s`` of back-to-back load (the limit is held over a longer average)."""
+
+    def __init__(self, watts: float, burst_w: float, burst_s: float, tick_s: float) -> None:
+        super().__init__(watts, tick_s)
+        self.burst_w, self.burst_s, self.began = burst_w, burst_s, self.t
+
+    def energy(self) -> float:
+        ticked = int(self.t / self.tick_s) * self.tick_s
+        over = min(max(ticked - self.began, 0.0), self.burst_s)
+        return (ticked * self.watts + over * (self.burst_w - self.watts)) * 1e3
+
+
+@pytest.mark.parametrize("tick_s", [0.001, 0.02])
+def test_the_window_opens_after_the_load_has_settled(tick_s: float) -> None:
+    gpu = BurstingGpu(watts=690.0, burst_w=950.0, burst_s=0.08, tick_s=tick_s)
+    settled = busy_power(gpu.energy, gpu.launch, min_window_s=0.05, max_s=0.5, settle_s=0.1, now=gpu.now)
+    assert settled is not None
+    assert settled.power_w == pytest.approx(690.0, rel=0.02)
+    gpu = BurstingGpu(watts=690.0, burst_w=950.0, burst_s=0.08, tick_s=tick_s)
+    at_once = busy_power(gpu.energy, gpu.launch, min_window_s=0.05, max_s=0.5, settle_s=0.0, now=gpu.now)
+    assert at_once is not None
+    assert at_once.power_w > 800.0  # what windows opened at once read on a 700 W card
+
+
 @pytest.mark.parametrize("queue", [2, 3])
 def test_the_queue_holds_as_many_chunks_as_asked(queue: int) -> None:
     gpu = FakeGpu(watts=650.0, tick_s=10.0)
