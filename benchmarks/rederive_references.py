@@ -26,7 +26,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from pytest_attnperf.gate.baselines import load_baseline, round_significant, write_atomic
+from pytest_attnperf.gate.baselines import BaselineFileError, load_baseline, round_significant, write_atomic
 from pytest_attnperf.gate.machine import Reference, median_reference, reference_of
 
 
@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", type=Path, nargs="+", help="folders of report-run*.json.gz")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if an entry would change")
     arguments = parser.parse_args(argv)
-    baseline = load_baseline(arguments.baseline)
+    try:
+        baseline = load_baseline(arguments.baseline)
+    except BaselineFileError as error:
+        raise SystemExit(str(error)) from None
     if baseline is None:
         raise SystemExit(f"{arguments.baseline}: no such baseline file")
     readings = readings_by_test(arguments.folders)

@@ -114,6 +114,8 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.gated:
         baselines, *reports = arguments.gated
+        if not reports:
+            parser.error("--gated needs the baseline file, then one or more --attnperf-json reports")
         rows = gated_rows(baselines, reports)
         moved = [row for row in rows if abs(row[4] / row[3] - 1) > 0.002 or row[5] != row[6]]
         print(f"# Gated runs' first measurements judged again by the current gate, against {baselines.as_posix()}\n")
