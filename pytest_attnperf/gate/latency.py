@@ -5,9 +5,11 @@ machine's part of the change (:mod:`.machine`): a reference workload measured ne
 now and when the baseline was recorded, says how far the machine's clock moved and how much
 slower the unit is at its clock (``residual``, used only on another unit than the baseline's).
 Each sample is normalised to the baseline's clock
-with the case's beta, but its clock is floored at the clock the machine explains: a kernel whose
-own clock fell further (a kernel that draws more energy per cycle, at the power cap) is judged on
-that extra drop. The normalised ratio is then divided by the residual. Normalisation is refused,
+with the case's beta, but its clock is floored at the clock the machine explains, never more than
+``MACHINE_BAND`` under the baseline's: a kernel whose own clock fell further (a kernel that draws
+more energy per cycle, at the power cap) is judged on that extra drop. The normalised ratio is then
+divided by the residual. On another unit the tolerance also holds the fleet's unit-to-unit spread
+(:func:`.statistics.tolerance`), which no reference sees. Normalisation is refused,
 and the raw ratio decides, when the clock is too far from the baseline's to extrapolate (< 0.8 or
 > 1.25 of it) or the machine is not comparable at all. A baseline (or a run) without a machine
 reference falls back to the case's own clock, the old rule, and the verdict says so.
@@ -43,7 +45,7 @@ THROTTLED = 0.9  # below this clock ratio a pass that only normalisation gives i
 OWN_DROP_NOTE = 0.01  # the case's clock this far under the machine's is said in the verdict
 # The most the machine is credited with lowering a case's clock. Live on an H100 (nine interleaved trials, December
 # 2026), the reference's clock read x0.74 to x0.99 of its baseline's within one session while every unchanged kernel at
-# the cap stayed within x0.969 of its own (x0.947 on another unit, which the unit's reading explains): a reading that
+# the cap stayed within x0.969 of its own (x0.947 on the fifth unit against the first's baselines): a reading that
 # low excused whole power-heavier regressions (sdpa-cudnn +9 to +14 % in wall time passed in 4 of 9 trials).
 MACHINE_BAND = 0.03
 
@@ -111,10 +113,15 @@ def baseline_beta(baseline: BaselineEntry) -> float | None:
     return baseline.beta
 
 
+def run_unit(result: CaseRecord) -> str | None:
+    """The UUID of the GPU that measured, where known."""
+    uuid = (result.provenance.device_info or {}).get("uuid")
+    return str(uuid) if uuid else None
+
+
 def measured_on_another_unit(result: CaseRecord, baseline: BaselineEntry) -> bool:
     """Whether the GPU that measured is known and not one the baseline was recorded on."""
-    uuid = (result.provenance.device_info or {}).get("uuid")
-    return other_unit(str(uuid) if uuid else None, tuple(baseline.gpu_uuids))
+    return other_unit(run_unit(result), tuple(baseline.gpu_uuids))
 
 
 def run_shift(result: CaseRecord, baseline: BaselineEntry) -> MachineShift | None:
@@ -141,10 +148,8 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
         return Normalisation(median_ms, clock, reference, choice.beta, choice.source, tuple(notes), basis)
 
     shift = run_shift(result, baseline)
-    uuid = (result.provenance.device_info or {}).get("uuid")
-    run_uuid = str(uuid) if uuid else None
     another = measured_on_another_unit(result, baseline)
-    note = unit_note(run_uuid, tuple(baseline.gpu_uuids), shift)
+    note = unit_note(run_unit(result), tuple(baseline.gpu_uuids), shift)
     if note:
         notes.append(note)
     if not samples:
