@@ -417,9 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ordered = table_rows([rows[number] for number in sorted(rows)], ctx)
     command = "python benchmarks/hostile_probe.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     families = tuple(dict.fromkeys(probe.family for probe in probes))
-    run = RunInfo(
-        started.strftime("%Y-%m-%d %H:%M UTC"), (time.perf_counter() - clock) / 60, commit, command, families
-    )
+    run = RunInfo(started.strftime("%Y-%m-%d %H:%M UTC"), (time.perf_counter() - clock) / 60, commit, command, families)
     runs, table = [run], ordered
     if earlier is not None:
         runs, table = merge(earlier[0], earlier[1], run, ordered)

@@ -107,7 +107,9 @@ def check_baselines_folder(folder: Path, source: str, *, updating: bool) -> None
     except OSError as error:
         raise OutputPathError(f"{source}: cannot use the baselines folder {shown(folder)}: {_reason(error)}") from None
     if status is not None and not folder.is_dir():
-        raise OutputPathError(f"{source}: cannot use {shown(folder)} as the baselines folder: it is a file, not a folder")
+        raise OutputPathError(
+            f"{source}: cannot use {shown(folder)} as the baselines folder: it is a file, not a folder"
+        )
     if updating:
         check_folder_target(folder, source)
     elif status is None and folder.is_symlink():

@@ -43,7 +43,19 @@ class RunReport:
     cost: dict[str, Any] | None = None  # the run's timestamps and compile cache (run_cost.RunCost.record)
 
 
-COLUMNS = ("test", "backend", "len", "median", "TFLOP/s", "GB/s", "peak mem", "baseline", "ratio", "at clock", "verdict")
+COLUMNS = (
+    "test",
+    "backend",
+    "len",
+    "median",
+    "TFLOP/s",
+    "GB/s",
+    "peak mem",
+    "baseline",
+    "ratio",
+    "at clock",
+    "verdict",
+)
 
 
 def _ratio(value: float | None) -> str:

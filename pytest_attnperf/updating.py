@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .spec.settings import Settings
 
 
-
 def run_position() -> tuple[int, int] | None:
     """(k, N) when this process is run k of a live `attnperf update --runs N`; None for a run of its own.
 

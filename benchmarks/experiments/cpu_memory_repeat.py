@@ -47,7 +47,9 @@ def run_suite(repo: Path, tests: str, baselines: Path, json_path: Path, extra: S
     ]
     completed = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=False)
     if not json_path.exists():
-        raise SystemExit(f"cpu_memory_repeat: the run wrote no JSON (exit {completed.returncode}):\n{completed.stdout[-4000:]}")
+        raise SystemExit(
+            f"cpu_memory_repeat: the run wrote no JSON (exit {completed.returncode}):\n{completed.stdout[-4000:]}"
+        )
     return completed.returncode
 
 
@@ -59,13 +61,21 @@ def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value / 2**20:.3f}"
 
 
-def render(baseline: dict[str, dict[str, Any]], runs: list[dict[str, dict[str, Any]]], exits: list[int], meta: dict[str, str]) -> str:
-    memory_alarms = [sum(case.get("verdicts", {}).get("memory") == "REGRESSION" for case in run.values()) for run in runs]
-    latency_alarms = [sum(case.get("verdicts", {}).get("latency") == "REGRESSION" for case in run.values()) for run in runs]
+def render(
+    baseline: dict[str, dict[str, Any]], runs: list[dict[str, dict[str, Any]]], exits: list[int], meta: dict[str, str]
+) -> str:
+    memory_alarms = [
+        sum(case.get("verdicts", {}).get("memory") == "REGRESSION" for case in run.values()) for run in runs
+    ]
+    latency_alarms = [
+        sum(case.get("verdicts", {}).get("latency") == "REGRESSION" for case in run.values()) for run in runs
+    ]
     rows = []
     worst = 0.0
     for test_id, recorded in baseline.items():
-        peaks = [run[test_id]["peak_bytes"] for run in runs if test_id in run and run[test_id].get("peak_bytes") is not None]
+        peaks = [
+            run[test_id]["peak_bytes"] for run in runs if test_id in run and run[test_id].get("peak_bytes") is not None
+        ]
         base = recorded.get("peak_bytes")
         alarms = sum(run.get(test_id, {}).get("verdicts", {}).get("memory") == "REGRESSION" for run in runs)
         if base and peaks:
@@ -112,12 +122,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="attnperf-memory-repeat-") as scratch:
         folder = Path(scratch)
-        run_suite(arguments.repo, arguments.tests, folder / "baselines", folder / "update.json", arguments.extra, update=True)
+        run_suite(
+            arguments.repo, arguments.tests, folder / "baselines", folder / "update.json", arguments.extra, update=True
+        )
         baseline = results(folder / "update.json")
         runs, exits = [], []
         for index in range(arguments.runs):
             path = folder / f"run-{index}.json"
-            exits.append(run_suite(arguments.repo, arguments.tests, folder / "baselines", path, arguments.extra, update=False))
+            exits.append(
+                run_suite(arguments.repo, arguments.tests, folder / "baselines", path, arguments.extra, update=False)
+            )
             runs.append(results(path))
             alarms = sum(case.get("verdicts", {}).get("memory") == "REGRESSION" for case in runs[-1].values())
             print(f"run {index + 1}/{arguments.runs}: exit {exits[-1]}, {alarms} memory REGRESSION", file=sys.stderr)

@@ -249,5 +249,3 @@ def cli_probes() -> list[Probe]:
         ),
     ]
     return probes
-
-

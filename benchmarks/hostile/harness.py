@@ -615,5 +615,3 @@ def realistic_entry(index: int) -> str:
 def big_baseline(count: int) -> Callable[[Ctx], str]:
     """This CPU's valid baseline file: TEST_ID plus ``count - 1`` realistic entries."""
     return lambda ctx: baseline(ctx, extra_entries="".join(realistic_entry(index) for index in range(count - 1)))
-
-

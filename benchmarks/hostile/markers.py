@@ -90,5 +90,3 @@ def marker_probes() -> list[Probe]:
         ),
     ]
     return probes
-
-

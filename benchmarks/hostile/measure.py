@@ -194,5 +194,3 @@ def measurement_probes() -> list[Probe]:
             },
         ),
     ]
-
-

@@ -146,5 +146,3 @@ def fails_no_longer_fits(outcome: Outcome) -> tuple[str, str]:
     if has(outcome.out, r"can't allocate memory|Cannot allocate memory"):
         return "DEFECT", "raw allocation error instead of 'no longer fits in memory' against the baseline"
     return "DEFECT", f"exit {outcome.rc} without 'no longer fits'"
-
-

@@ -319,5 +319,3 @@ def seed_overflow(outcome: Outcome) -> tuple[str, str]:
     if has(outcome.out, r"Overflow|RuntimeError|OverflowError"):
         return "DEFECT", "raw overflow error inside the qkv fixture instead of a usage error naming --attnperf-seed"
     return "acceptable", f"exit {outcome.rc}"
-
-

@@ -367,5 +367,3 @@ def symlink_kept(outcome: Outcome) -> tuple[str, str]:
             "the update replaced the symlink by a regular file: the shared file it pointed to keeps the old entries"
         )
     return "acceptable", "wrote through the link"
-
-

@@ -145,5 +145,3 @@ def perf_probes() -> list[Probe]:
             weight=15,
         ),
     ]
-
-

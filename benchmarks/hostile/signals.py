@@ -75,5 +75,3 @@ def kill_probes() -> list[Probe]:
             signal_plan=SignalPlan(signal.SIGTERM, "glob:baselines/.*.tmp"),
         ),
     ]
-
-

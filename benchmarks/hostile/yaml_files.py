@@ -343,5 +343,3 @@ def mismatched_entry(outcome: Outcome) -> tuple[str, str]:
         "compared with a baseline recorded for another mode/shape/backend without a word "
         f"(exit {outcome.rc}); a real regression up to x10,000 would pass"
     )
-
-

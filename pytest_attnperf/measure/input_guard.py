@@ -76,9 +76,7 @@ class InputGuard:
         changed = self._changed_originals(qkv)
         given = dict(zip(_COPY_NAMES, qkv.in_layout(layout), strict=True))
         changed += [
-            f"{name} (its {layout} copy)"
-            for name, before in self._copies.items()
-            if _state(given[name]) != before
+            f"{name} (its {layout} copy)" for name, before in self._copies.items() if _state(given[name]) != before
         ]
         return changed
 

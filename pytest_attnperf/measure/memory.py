@@ -154,5 +154,3 @@ def cuda_peak_memory(workload: Workload, device: torch.device) -> tuple[Any, int
     output = workload()
     torch.cuda.synchronize(device)
     return output, torch.cuda.max_memory_allocated(device) - allocated_before
-
-

@@ -353,6 +353,8 @@ MARKERS: dict[str, Callable[..., Any]] = {
     "attnperf_backends": attnperf_backends,
     "attnperf_shape": attnperf_shape,
 }
+
+
 def evaluate_marker(mark: pytest.Mark, where: str) -> Any:
     """Call the marker's function with the mark's arguments; a bad argument becomes a MarkerError."""
     function = MARKERS[mark.name]

@@ -95,7 +95,9 @@ def test_a_projects_own_qkv_next_to_our_backend_is_still_theirs(pytester: pytest
 
 def _imported_after(code: str, cwd: Path) -> list[str]:
     """Which heavy modules are in sys.modules after running ``code`` in a fresh interpreter."""
-    probe = textwrap.dedent(code) + f"\nimport sys\nprint('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    probe = (
+        textwrap.dedent(code) + f"\nimport sys\nprint('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
     completed = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=120)
     marker = [line for line in completed.stdout.splitlines() if line.startswith("HEAVY=")]
     assert marker, completed.stdout + completed.stderr

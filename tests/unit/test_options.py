@@ -69,7 +69,13 @@ def test_the_table_covers_every_option_with_an_ini_key() -> None:
     paths = {"attnperf_baselines", "attnperf_bmf", "attnperf_github_benchmark", "attnperf_cache_dir"}
     covered = {_dest(name) for name, *_ in SETTINGS_TABLE} | paths | {"attnperf_allow_busy_cpu"}
     assert covered == set(INI_KEYS)
-    assert {option.name for option in OPTIONS if not option.ini} == {"update", "calibrate", "json", "markdown", "report"}
+    assert {option.name for option in OPTIONS if not option.ini} == {
+        "update",
+        "calibrate",
+        "json",
+        "markdown",
+        "report",
+    }
 
 
 def test_allow_busy_cpu_is_a_flag_with_an_ini_key(pytester: pytest.Pytester) -> None:
@@ -149,9 +155,14 @@ def test_relative_paths_are_taken_from_the_current_folder_or_the_ini_files(tmp_p
     settings = resolve_settings(cli, {}, rootdir=project, inifile=ini, invocation_dir=here)
     assert settings.baselines_dir == project / "b"
     assert (settings.json_path, settings.report_dir) == (here / "r.json", here / "study")
-    from_ini = resolve_settings({}, {"attnperf_baselines": "../perf"}, rootdir=project, inifile=ini, invocation_dir=here)
+    from_ini = resolve_settings(
+        {}, {"attnperf_baselines": "../perf"}, rootdir=project, inifile=ini, invocation_dir=here
+    )
     assert from_ini.baselines_dir == project / "perf"
-    assert resolve_settings({}, {}, rootdir=project, inifile=ini, invocation_dir=here).baselines_dir == project / "baselines"
+    assert (
+        resolve_settings({}, {}, rootdir=project, inifile=ini, invocation_dir=here).baselines_dir
+        == project / "baselines"
+    )
 
 
 def test_a_relative_baselines_folder_is_the_users_when_run_from_a_subfolder(pytester: pytest.Pytester) -> None:
@@ -495,5 +506,7 @@ def test_a_marked_head_count_below_the_kv_heads_option_fails_naming_it(pytester:
 
 
 def test_kv_heads_refusal_names_where_each_value_came_from(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match=r"^ini key attnperf_kv_heads=4 does not fit the 2 query heads \(--attnperf-heads=2\)"):
+    with pytest.raises(
+        SettingsError, match=r"^ini key attnperf_kv_heads=4 does not fit the 2 query heads \(--attnperf-heads=2\)"
+    ):
         resolve_settings({"attnperf_heads": 2}, {"attnperf_kv_heads": "4"}, rootdir=tmp_path)

@@ -118,7 +118,9 @@ def test_the_markdown_target_and_where_it_came_from(tmp_path: Path) -> None:
     assert markdown_target(plain, {}) is None
     assert markdown_target(plain, {"GITHUB_STEP_SUMMARY": " "}) is None
     assert markdown_target(plain, {"GITHUB_STEP_SUMMARY": "/s.md"}) == (Path("/s.md"), "$GITHUB_STEP_SUMMARY")
-    given = resolve_settings({"attnperf": True, "attnperf_markdown": "m.md"}, {}, rootdir=tmp_path, invocation_dir=tmp_path)
+    given = resolve_settings(
+        {"attnperf": True, "attnperf_markdown": "m.md"}, {}, rootdir=tmp_path, invocation_dir=tmp_path
+    )
     assert markdown_target(given, {"GITHUB_STEP_SUMMARY": "/s.md"}) == (tmp_path / "m.md", "--attnperf-markdown")
     (tmp_path / "d").mkdir()
     problem = _problem(check_output_paths, plain, {"GITHUB_STEP_SUMMARY": str(tmp_path / "d")})
@@ -130,7 +132,10 @@ def test_the_markdown_target_and_where_it_came_from(tmp_path: Path) -> None:
     [  # paths inside the current folder are shown relative to it, as the user wrote them
         ("--attnperf-json=.", "ERROR: --attnperf-json: cannot write .: it is a folder; give a file name"),
         ("--attnperf-markdown=test_gate.py/s.md", "ERROR: --attnperf-markdown: cannot write test_gate.py/s.md: Not a"),
-        ("--attnperf-report=test_gate.py", "ERROR: --attnperf-report: cannot use test_gate.py as a folder: it is a file"),
+        (
+            "--attnperf-report=test_gate.py",
+            "ERROR: --attnperf-report: cannot use test_gate.py as a folder: it is a file",
+        ),
         (
             "--attnperf-baselines=test_gate.py",
             "ERROR: the baselines folder (--attnperf-baselines): cannot use test_gate.py as the baselines folder",
@@ -203,7 +208,9 @@ def test_a_baseline_file_that_is_a_loop_of_links_is_a_usage_error(pytester: pyte
     assert "cannot be read: Too many levels of symbolic links" in result.stderr.str()
 
 
-def test_ctrl_c_while_the_baselines_are_written_is_one_line(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_while_the_baselines_are_written_is_one_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # It used to end the run with a raw KeyboardInterrupt traceback (the files stayed whole).
     import pytest_attnperf.gate.baselines as baselines
 

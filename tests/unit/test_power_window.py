@@ -182,7 +182,9 @@ def _gate(power: str = "auto", *, update: bool = False, calibrate: bool = False,
 
 def test_the_case_gate_asks_for_the_window_from_its_baseline_entry_and_the_run() -> None:
     assert _gate().power_window(5.5) is None  # 10 % slower than the entry's 5 ms
-    assert _gate().power_window(5.0) == "auto: x1.000 the baseline's median, no slowdown to explain (measured from x1.01)"
+    assert (
+        _gate().power_window(5.0) == "auto: x1.000 the baseline's median, no slowdown to explain (measured from x1.01)"
+    )
     assert _gate().power_window(0.2) == "auto: a 0.2 ms kernel stays under the power cap (measured from 1 ms)"
     assert _gate(entry_power=None).power_window(5.5) == "auto: the baseline entry has no recorded power to compare with"
     # A test without a latency gate against its baseline never says the power next to a baseline's.

@@ -15,7 +15,17 @@ FAST = ("--attnperf", *FAST_OPTIONS)
 
 def test_values_given_apart() -> None:
     flags = {"--attnperf-baselines", "--attnperf-json"}
-    args = ["--attnperf-baselines", "b", "--attnperf-json=r.json", "tests", "--attnperf-json", "-x", "--", "--attnperf-json", "z"]
+    args = [
+        "--attnperf-baselines",
+        "b",
+        "--attnperf-json=r.json",
+        "tests",
+        "--attnperf-json",
+        "-x",
+        "--",
+        "--attnperf-json",
+        "z",
+    ]
     assert values_given_apart(args, flags) == [("--attnperf-baselines", "b")]
     assert values_given_apart(["--attnperf-baselines"], flags) == []
     assert {"--attnperf-baselines", "--attnperf-json", "--attnperf-seqlens"} <= VALUED_FLAGS
@@ -39,7 +49,9 @@ def test_a_value_outside_the_project_that_moves_the_rootdir_is_refused(
     result = pytester.runpytest_inprocess("--attnperf-baselines", str(outside), "test_gate.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     error = result.stderr.str()
-    assert f"ERROR: --attnperf-baselines {outside}: written with a space, pytest took the value for a test path" in error
+    assert (
+        f"ERROR: --attnperf-baselines {outside}: written with a space, pytest took the value for a test path" in error
+    )
     assert f"(from {project})" in error
     assert f"Write --attnperf-baselines={outside}" in error
     # The '=' spelling is the fix, and keeps the ids.

@@ -162,7 +162,9 @@ def test_the_fingerprint_is_profiled_only_where_it_can_change_the_verdict(pytest
     assert "fingerprint" in case()["phases_ms"]  # type: ignore[operator]
 
 
-def test_the_cache_dir_setting_defaults_to_the_users_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_dir_setting_defaults_to_the_users_cache_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pytest_attnperf.spec.settings import resolve_settings
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -20,7 +20,9 @@ from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.shapes import AttnShape
 
 SHAPE = AttnShape(q_len=32, k_len=32, batch=1, heads=2, kv_heads=2, head_dim=16, dtype="float32")
-QUICK = TimingConfig(warmup_ms=1.0, rep_ms=2.0, min_samples=3)  # 3: the fewest a median is kept from, however slow the CPU
+QUICK = TimingConfig(
+    warmup_ms=1.0, rep_ms=2.0, min_samples=3
+)  # 3: the fewest a median is kept from, however slow the CPU
 
 
 class KeepingGate:
@@ -82,7 +84,9 @@ def test_a_bad_mode_is_refused_before_anything_runs() -> None:
 @pytest.mark.parametrize("flops", [math.nan, math.inf, -1.0, 0, "many", True])
 def test_bad_flops_are_refused_naming_them(flops: Any) -> None:
     # flops=nan used to reach the strict-JSON record: "Out of range float values are not JSON compliant".
-    with pytest.raises(ValueError, match=r"^measure_workload\(name='w'\): flops must be a positive finite number or None"):
+    with pytest.raises(
+        ValueError, match=r"^measure_workload\(name='w'\): flops must be a positive finite number or None"
+    ):
         _runner().measure_workload(lambda: None, name="w", flops=flops)
 
 

@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
     "command",
     [
         pytest.param([sys.executable, "-m", "ruff", "check", "pytest_attnperf", "tests", "benchmarks"], id="ruff"),
+        pytest.param(
+            [sys.executable, "-m", "ruff", "format", "--check", "pytest_attnperf", "tests", "benchmarks"], id="format"
+        ),
         pytest.param([sys.executable, "-m", "mypy"], id="mypy", marks=pytest.mark.slow),  # a minute and more
     ],
 )
