@@ -26,9 +26,11 @@
 # carrying only .whl/flash_attn-*-site.tar.xz): record + trials 0-8 (docs/results/h100/2026-12/live-a0d7a657/), then
 # `FIRST_TRIAL=9 TRIALS=20 TRIALS_PER_PROCESS=8 BUDGET_S=285 LIVE_BASELINES=<those baselines> env gate_live_cross` on a
 # seventh unit (GPU-007cc10a) in a later call, trials 9-13 (docs/results/h100/2026-12/live-cross-007cc10a/): four
-# failed starts had left too little device time for more. Next: the rest of the trials (FIRST_TRIAL=14, LIVE_BASELINES
-# as above, another unit), then fa4_lib x2, `fa4 cost` (carry .whl and .old), the kernel suite gated on another unit,
-# the whole suite gated five times, study_parts, and an H200 transformers `record` whenever an H200 comes.
+# failed starts had left too little device time for more. The gate changed after both calls (the 3 % band after the
+# first, the fleet's line on another unit after the second), so next: the live validation again with the current gate
+# (gate_live, then gate_live_cross on a later machine, FIRST_TRIAL on to 20), the kernel suite gated on another unit,
+# then fa4_lib x2, `fa4 cost` (carry .whl and .old), the whole suite gated five times, study_parts, and an H200
+# transformers `record` whenever an H200 comes.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
