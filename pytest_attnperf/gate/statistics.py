@@ -68,7 +68,11 @@ class Tolerance:
     def describe(self) -> str:
         """How the threshold was chosen, for messages: 'auto 3.0 %' or 'raised from 2.0 % to 3.4 %'."""
         if self.raised:
-            return f"raised from the requested {(self.requested or 0) * 100:.1f} % to this case's noise bound {self.tau * 100:.1f} %"
+            where = " on another unit than the baseline's (the fleet's unit-to-unit spread in it)" if self.fleet else ""
+            return (
+                f"raised from the requested {(self.requested or 0) * 100:.1f} % to this case's noise bound "
+                f"{self.tau * 100:.1f} %{where}"
+            )
         if self.capped:
             return f"{self.tau * 100:.1f} % (capped: this case's noise would need {self.noise_bound * 100:.1f} %)"
         if self.requested is None and self.fleet:

@@ -94,7 +94,10 @@ def test_on_another_unit_the_unit_to_unit_spread_joins_the_prediction() -> None:
     assert other.fleet
     assert not same.fleet
     assert "unit-to-unit spread of a fleet" in other.describe()
-    assert tolerance(3, 0.003, 0.03, fleet=True).raised  # a requested 3 % cannot hold on another unit: said
+    raised = tolerance(3, 0.003, 0.03, fleet=True)  # a requested 3 % cannot hold on another unit: said
+    assert raised.raised
+    assert raised.describe().endswith("on another unit than the baseline's (the fleet's unit-to-unit spread in it)")
+    assert "another unit" not in tolerance(3, 0.05, 0.03).describe()
 
 
 @pytest.mark.parametrize("offset_sd", [0.008, 0.012])
