@@ -185,7 +185,7 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
     if shift.clock_ratio < credited:
         notes.append(
             f"the machine's reference ran at x{shift.clock_ratio:.3f} of its clock then; the machine is credited with "
-            f"at most a {MACHINE_BAND:.0%} lower clock (x{credited:.3f}), as far as unchanged kernels at the cap moved"
+            f"at most a {MACHINE_BAND * 100:.0f} % lower clock (x{credited:.3f}), as far as unchanged kernels at the cap moved"
         )
     floor = credited * reference
     floored = [max(f, floor) if f is not None and f > 0 else floor for f in sample_clocks]

@@ -474,7 +474,7 @@ def test_the_machine_is_credited_with_a_bounded_clock_drop_and_the_message_says_
     outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     (violation,) = outcome.violations
     assert result.normalised_ratio == pytest.approx(1.1 * 0.97)
-    assert any("credited with at most a 3% lower clock (x0.970)" in note for note in result.decision.notes)
+    assert any("credited with at most a 3 % lower clock (x0.970)" in note for note in result.decision.notes)
     assert "normalised by what the machine explains: x1.031 excused" in violation.message
 
 
