@@ -114,9 +114,8 @@ def qkv(request: pytest.FixtureRequest, attn_shape: AttnShape) -> QKV | InputsDo
         if not is_out_of_memory(error):
             raise
         reason = f"the inputs ({attn_shape.input_bytes():,} bytes) cannot be allocated: {describe_error(error)}"
-    release_memory(
-        state.device, thorough=True
-    )  # outside the except block: its traceback no longer holds the partial tensors
+    # Outside the except block: its traceback no longer holds the partial tensors.
+    release_memory(state.device, thorough=True)
     # The inputs themselves do not fit: attnperf.measure records "does not fit", as for the kernel's own memory.
     return InputsDoNotFit(attn_shape, state.settings.seed, reason)
 

@@ -118,91 +118,44 @@ def round3_update_probes() -> list[Probe]:
     update_one = pytest_argv("--attnperf-update")
     stale_run = '[{"test_id": "' + TEST_ID + '", "latency_ms": {"median": 100000.0}}]'
     unbusy = pytest_argv("--attnperf-update", drop=("--attnperf-allow-busy-cpu",))
+    # A table of probes, one or two lines each: kept as written.
+    # fmt: off
     return [
         *(
-            Probe(
-                "round3-update",
-                f"`attnperf update --runs 2`, {signal.Signals(signum).name} to it during run 2",
-                UPDATE_RUNS,
-                cancelled_cleanly,
-                files=files,
-                setup=copy,
-                timeout=300,
-                weight=6,
-                signal_plan=SignalPlan(signum, "glob:marker.json"),
-            )
+            Probe("round3-update", f"`attnperf update --runs 2`, {signal.Signals(signum).name} to it during run 2",
+                  UPDATE_RUNS, cancelled_cleanly, files=files, setup=copy, timeout=300, weight=6,
+                  signal_plan=SignalPlan(signum, "glob:marker.json"))
             for signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP)
         ),
-        Probe(
-            "round3-update",
-            "Ctrl-C (SIGINT) during `pytest --attnperf --attnperf-update`, after the measured test",
-            update_one,
-            cancelled_cleanly,
-            files=files,
-            setup=copy,
-            timeout=300,
-            weight=4,
-            signal_plan=SignalPlan(signal.SIGINT, "glob:marker.json"),
-        ),
-        Probe(
-            "round3-update",
-            "stray ATTNPERF_RUN=1/2 in the shell of `pytest --attnperf --attnperf-update`",
-            pytest_argv("--attnperf-update", "test_a.py"),
-            unchanged_refusal("ATTNPERF_RUN=1/2", "not started by `attnperf update`", codes=(4,)),
-            files=files,
-            setup=copy,
-            env={"ATTNPERF_RUN": "1/2"},
-        ),
-        Probe(
-            "round3-update",
-            "stray ATTNPERF_RUN=2/2 ATTNPERF_RUNS_DIR=. with a stale run-1.json (1000x medians)",
-            pytest_argv("--attnperf-update", "test_a.py"),
-            unchanged_refusal("ATTNPERF_RUN=2/2", "not started by `attnperf update`", codes=(4,)),
-            files={**files, "run-1.json": stale_run},
-            setup=copy,
-            env={"ATTNPERF_RUN": "2/2", "ATTNPERF_RUNS_DIR": "."},
-        ),
-        Probe(
-            "round3-update",
-            "the baseline's lock held by another process (a hung update) during an update",
-            HOLD_LOCK + shell([*update_one, "test_a.py"]) + "; rc=$?; kill $holder; exit $rc",
-            unchanged_refusal(r"waiting for the lock .*\.lock \(held by", r"gave up after \d+ s", "delete", codes=(1,)),
-            files=files,
-            setup=copy,
-            timeout=400,
-            weight=8,
-        ),
-        Probe(
-            "round3-update",
-            "`pytest --attnperf --attnperf-update` with nproc+1 busy loops on the CPU",
-            SPIN + shell([*unbusy, "test_a.py"]) + "; rc=$?; kill $(jobs -p); exit $rc",
-            unchanged_refusal(
-                "CPU busy", "not recording baselines measured on a busy CPU", "--attnperf-allow-busy-cpu", codes=(1,)
-            ),
-            files=files,
-            setup=copy,
-            timeout=300,
-            weight=4,
-        ),
-        Probe(
-            "round3-update",
-            "`attnperf update --runs 2 --runs-dir runs` SIGTERMed in run 2 (a job's time limit), then again",
-            shell([*UPDATE_RUNS, "--runs-dir", "runs"]) + " & pid=$!; while [ ! -e marker.json ]; do sleep 0.2; done; "
-            'kill -TERM $pid; wait $pid; echo "first call: exit $?"; rm marker.json; '
-            + shell([*UPDATE_RUNS, "--runs-dir", "runs"]),
-            accepts(r"first call: exit 143", r"run 1 of 2: kept in .*runs by an earlier call", r"wrote 1 entries"),
-            files=files,
-            timeout=400,
-            weight=6,
-            show=r"run 1 of 2: kept in .*",
-        ),
-        Probe(
-            "round3-update",
-            "the same with --attnperf-allow-busy-cpu (recorded, with the warning)",
-            SPIN + shell([*unbusy, "--attnperf-allow-busy-cpu", "test_a.py"]) + "; rc=$?; kill $(jobs -p); exit $rc",
-            accepts("CPU busy", "1 passed", "wrote 1 entries"),
-            files=files,
-            timeout=300,
-            weight=4,
-        ),
+        Probe("round3-update", "Ctrl-C (SIGINT) during `pytest --attnperf --attnperf-update`, after the measured test",
+              update_one, cancelled_cleanly, files=files, setup=copy, timeout=300, weight=4,
+              signal_plan=SignalPlan(signal.SIGINT, "glob:marker.json")),
+        Probe("round3-update", "stray ATTNPERF_RUN=1/2 in the shell of `pytest --attnperf --attnperf-update`",
+              pytest_argv("--attnperf-update", "test_a.py"),
+              unchanged_refusal("ATTNPERF_RUN=1/2", "not started by `attnperf update`", codes=(4,)),
+              files=files, setup=copy, env={"ATTNPERF_RUN": "1/2"}),
+        Probe("round3-update", "stray ATTNPERF_RUN=2/2 ATTNPERF_RUNS_DIR=. with a stale run-1.json (1000x medians)",
+              pytest_argv("--attnperf-update", "test_a.py"),
+              unchanged_refusal("ATTNPERF_RUN=2/2", "not started by `attnperf update`", codes=(4,)),
+              files={**files, "run-1.json": stale_run}, setup=copy, env={"ATTNPERF_RUN": "2/2", "ATTNPERF_RUNS_DIR": "."}),
+        Probe("round3-update", "the baseline's lock held by another process (a hung update) during an update",
+              HOLD_LOCK + shell([*update_one, "test_a.py"]) + "; rc=$?; kill $holder; exit $rc",
+              unchanged_refusal(r"waiting for the lock .*\.lock \(held by", r"gave up after \d+ s", "delete",
+                                codes=(1,)),
+              files=files, setup=copy, timeout=400, weight=8),
+        Probe("round3-update", "`pytest --attnperf --attnperf-update` with nproc+1 busy loops on the CPU",
+              SPIN + shell([*unbusy, "test_a.py"]) + "; rc=$?; kill $(jobs -p); exit $rc",
+              unchanged_refusal("CPU busy", "not recording baselines measured on a busy CPU",
+                                "--attnperf-allow-busy-cpu", codes=(1,)),
+              files=files, setup=copy, timeout=300, weight=4),
+        Probe("round3-update", "`attnperf update --runs 2 --runs-dir runs` SIGTERMed in run 2 (a job's time limit), then again",
+              shell([*UPDATE_RUNS, "--runs-dir", "runs"]) + " & pid=$!; while [ ! -e marker.json ]; do sleep 0.2; done; "
+              "kill -TERM $pid; wait $pid; echo \"first call: exit $?\"; rm marker.json; "
+              + shell([*UPDATE_RUNS, "--runs-dir", "runs"]),
+              accepts(r"first call: exit 143", r"run 1 of 2: kept in .*runs by an earlier call", r"wrote 1 entries"),
+              files=files, timeout=400, weight=6, show=r"run 1 of 2: kept in .*"),
+        Probe("round3-update", "the same with --attnperf-allow-busy-cpu (recorded, with the warning)",
+              SPIN + shell([*unbusy, "--attnperf-allow-busy-cpu", "test_a.py"]) + "; rc=$?; kill $(jobs -p); exit $rc",
+              accepts("CPU busy", "1 passed", "wrote 1 entries"), files=files, timeout=300, weight=4),
     ]
+    # fmt: on
