@@ -61,6 +61,7 @@ class Normalisation:
     beta_source: str | None = None
     notes: tuple[str, ...] = ()
     basis: str = "raw"  # what normalised it: raw (nothing), machine or own-clock
+    other_unit: bool = False  # measured on a GPU the baseline was not recorded on (its tolerance holds the fleet's)
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,12 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
     clock = median_clock(sample_clocks)
     reference = baseline.clock_mhz
     notes: list[str] = []
-
-    def normalised(median_ms: float | None, basis: str) -> Normalisation:
-        return Normalisation(median_ms, clock, reference, choice.beta, choice.source, tuple(notes), basis)
-
     shift = run_shift(result, baseline)
     another = measured_on_another_unit(result, baseline)
+
+    def normalised(median_ms: float | None, basis: str) -> Normalisation:
+        return Normalisation(median_ms, clock, reference, choice.beta, choice.source, tuple(notes), basis, another)
+
     note = unit_note(run_unit(result), tuple(baseline.gpu_uuids), shift)
     if note:
         notes.append(note)
@@ -209,7 +210,7 @@ def decide_latency(
     assert baseline.median_ms is not None
     normalisation = normalise_result(result, baseline)
     notes, basis = list(normalisation.notes), normalisation.basis
-    fleet = measured_on_another_unit(result, baseline)
+    fleet = normalisation.other_unit
     tol = tolerance(baseline.runs, baseline.spread, requested, params, fleet=fleet)
     raw_ratio = result.measurement.median_ms / baseline.median_ms
     median_at_clock = normalisation.normalised_median_ms
