@@ -13,8 +13,9 @@ process start, each test's span and the end, so the phases add up to the wall ti
 estimated: start-up (interpreter, torch, plugin, collection) to the first test; each step of the cases;
 ``test_setup`` and ``test_teardown`` (the fixtures: inputs, a backend's import; the caches freed between
 modules); ``tests_other`` (what is left inside the tests' calls: the input guard, the test's own checks, the
-memory handed back after a case); ``outside_tests``
-(between and after them: the baseline merge, the report). ``lead_spin_s`` and ``warmup_kernel_s`` are
+memory handed back after a case); ``held_first_runs`` and ``cool_down`` (the first measurements of the
+ambiguous items the session re-measured at its end, and the cool-downs before those re-runs, whose own time
+is among the tests'); ``outside_tests`` (between and after them: the baseline merge, the report). ``lead_spin_s`` and ``warmup_kernel_s`` are
 parts of the warm-up and sampling phases, named apart.
 """
 
@@ -119,7 +120,11 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
     phases["test_setup"], phases["test_teardown"] = round(setup, 3), round(teardown, 3)
     in_cases = sum(totals[phase] for phase in CASE_PHASES)
     phases["tests_other"] = round(block.get("tests_s", 0.0) - in_cases - setup - teardown, 3)
-    phases["outside_tests"] = round(wall - startup - block.get("tests_s", 0.0), 3)
+    # the first runs of the items re-measured at the session's end (not among the tests' spans: the re-runs
+    # are) and the cool-downs before those re-runs; a report from before they were recorded keeps them outside
+    held, cooling = block.get("held_s", 0.0), block.get("cool_down_s", 0.0)
+    phases["held_first_runs"], phases["cool_down"] = round(held, 3), round(cooling, 3)
+    phases["outside_tests"] = round(wall - startup - block.get("tests_s", 0.0) - held - cooling, 3)
     compile_cache = block.get("compile_cache") or {}
     in_no_phase = {}
     setups = block.get("test_setup_s") or {}

@@ -10,6 +10,7 @@ once. Interrupted before that, the held reports are logged as they were.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -54,7 +55,11 @@ class Deferrer:
             if interrupted:
                 _log(item, deferred.reports)
                 continue
+            # the first run is not logged (the re-run's reports replace it): its time is counted here
+            self.state.cost.held_s += deferred.reports[-1].stop - deferred.reports[0].start
+            cooling = time.perf_counter()
             self.state.cool_down()
+            self.state.cost.cool_down_s += time.perf_counter() - cooling
             # the re-run records itself afresh: drop the first run's record and JUnit properties
             item.user_properties[:] = [
                 (name, value) for name, value in item.user_properties if not str(name).startswith("attnperf_")

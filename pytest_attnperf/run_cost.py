@@ -91,6 +91,10 @@ class RunCost:
     # teardowns (the caches freed between modules), so the time in a call outside its case's phases stands alone.
     setup_s: dict[str, float] = field(default_factory=dict)
     teardown_s: float = 0.0
+    # Items held for a re-measurement at the session's end: their first runs are never logged (the re-run's reports
+    # replace them), so their time is counted here, and the cool-downs before the re-runs beside it.
+    held_s: float = 0.0
+    cool_down_s: float = 0.0
 
     def note(self, when: str, start: float, stop: float, test_id: str = "") -> None:
         """A test phase's report (setup, call, teardown): a test's span runs from its setup to its teardown."""
@@ -121,6 +125,8 @@ class RunCost:
             "tests": len(spans),
             "setup_s": round(sum(self.setup_s.values()), 3),
             "teardown_s": round(self.teardown_s, 3),
+            "held_s": round(self.held_s, 3),
+            "cool_down_s": round(self.cool_down_s, 3),
             "test_s": by_test,  # each test's wall time, set-up to teardown
             "test_setup_s": {test_id: round(seconds, 3) for test_id, seconds in self.setup_s.items()},
             "finished_at": time.time(),

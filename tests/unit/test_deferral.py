@@ -162,3 +162,22 @@ def test_under_xdist_a_deferred_case_is_reported_once(pytester: pytest.Pytester)
     assert sorted(_junit(pytester)) == [("test_after", "passed"), ("test_gated", "failure")]
     assert [stage["verdict"] for stage in _record(pytester)["stages"]] == ["ambiguous", "regression"]  # type: ignore[union-attr]
     assert Path(pytester.path / "junit.xml").read_text(encoding="utf-8").count('name="test_gated"') == 1
+
+
+def test_a_held_first_run_and_its_cool_down_are_in_the_runs_cost(
+    pytester: pytest.Pytester, scripted: list[float]
+) -> None:
+    """The first run of a held item is never logged (its re-run is): the cost block counts it apart, so the
+    run's phases still add up to its wall time."""
+    from benchmark_scripts import load_script
+
+    scripted.extend([1.05, 0.99])
+    pytester.runpytest_inprocess(*ARGS)
+    document = json.loads((pytester.path / "attnperf.json").read_text(encoding="utf-8"))
+    block = document["cost"]
+    assert block["tests"] == 2  # the held item once: its re-run
+    assert block["held_s"] > 0
+    assert block["cool_down_s"] >= 0  # no GPU to wait for here
+    cost = load_script("gate_cost").cost_record(document)
+    assert cost["phases_s"]["held_first_runs"] == pytest.approx(block["held_s"], abs=1e-3)
+    assert cost["startup_s"] + sum(cost["phases_s"].values()) == pytest.approx(cost["wall_s"], abs=0.01)
