@@ -27,10 +27,16 @@
 # `FIRST_TRIAL=9 TRIALS=20 TRIALS_PER_PROCESS=8 BUDGET_S=285 LIVE_BASELINES=<those baselines> env gate_live_cross` on a
 # seventh unit (GPU-007cc10a) in a later call, trials 9-13 (docs/results/h100/2026-12/live-cross-007cc10a/): four
 # failed starts had left too little device time for more. The gate changed after both calls (the 3 % band after the
-# first, the fleet's line on another unit after the second), so next: the live validation again with the current gate
-# (gate_live, then gate_live_cross on a later machine, FIRST_TRIAL on to 20), the kernel suite gated on another unit,
-# then fa4_lib x2, `fa4 cost` (carry .whl and .old), the whole suite gated five times, study_parts, and an H200
-# transformers `record` whenever an H200 comes.
+# first, the fleet's line on another unit after the second). The session after (five failed starts first) got one
+# machine, an eighth unit (GPU-de84f1cb), for two calls kept warm between them, with the current gate: `TRIALS=20
+# TRIALS_PER_PROCESS=10 BUDGET_S=520 CALL_SECONDS=590 env gate_live` (record + trials 0-7,
+# docs/results/h100/2026-12/live-de84f1cb/), then `SUITE=tests/suite/test_attention.py RUNS=3 CALL_SECONDS=485 env
+# gated_suite` (three runs, none failed: docs/results/h100/2026-12/unit-de84f1cb/). Next, with the gate unchanged
+# (gate/ and measure/ as at that commit, so all twenty trials are judged by one version): `FIRST_TRIAL=8 TRIALS=20
+# TRIALS_PER_PROCESS=10 BUDGET_S=520 CALL_SECONDS=590 LIVE_BASELINES=docs/results/h100/2026-12/live-de84f1cb/baselines
+# env gate_live_cross` on a fresh machine (another unit), then `summarise` over both folders; then fa4_lib x2,
+# `fa4 cost` (carry .whl and .old), the whole suite gated five times, study_parts, and an H200 transformers `record`
+# whenever an H200 comes.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min

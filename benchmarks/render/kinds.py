@@ -23,6 +23,10 @@ STAGE_COMMANDS = {
     "gate_live",
     "gate_live_cross_h100": "FIRST_TRIAL=9 TRIALS=20 TRIALS_PER_PROCESS=8 BUDGET_S=285 "
     "LIVE_BASELINES=docs/results/h100/2026-12/live-a0d7a657/baselines bash benchmarks/gpu_session.sh env gate_live_cross",
+    # The eighth unit (GPU-de84f1cb), its machine kept warm between the two calls: gate_live as gate_live_h100_all,
+    # then the kernel suite gated against the committed baselines (recorded on the third unit)
+    "gated_suite_h100_de84f1cb": "SUITE=tests/suite/test_attention.py RUNS=3 CALL_SECONDS=485 bash benchmarks/gpu_session.sh "
+    "env gated_suite",
     "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
