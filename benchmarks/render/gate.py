@@ -282,3 +282,18 @@ def gated_suite(ctx: Context, data: dict[str, Any]) -> list[str]:
         rows.append([str(run["run"]), run["cache"], run["summary"], failed, f"{wall:.1f}", f"{kernel:.1f}", *cells,
                      f"{wall / kernel:.1f}×" if kernel else "-"])  # fmt: skip
     return [f"On {data['gpu']}:", "", *table(header, rows, right=range(4, len(header)))]
+
+
+LIVE_DRIFT_COLUMNS = (
+    "case", "trials", "unchanged: raw ratio, median (range)", "machine credit, largest",
+    "power-heavier: raw ratio, median (range)", "power-heavier caught", "unchanged mean power W, median (largest)",
+)  # fmt: skip
+
+
+def live_drift(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
+    """benchmarks/experiments/live_drift.py's table: the unchanged rows' drift, the machine's credit, the power."""
+    missing = [column for column in LIVE_DRIFT_COLUMNS if column not in rows[0]]
+    if missing:
+        raise ctx.error(f"not live_drift.py's table (no column {missing[0]!r})")
+    body = [[row[column] for column in LIVE_DRIFT_COLUMNS] for row in rows]
+    return table(list(LIVE_DRIFT_COLUMNS), body, right=range(1, len(LIVE_DRIFT_COLUMNS)))

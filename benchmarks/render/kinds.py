@@ -27,6 +27,8 @@ STAGE_COMMANDS = {
     # then the kernel suite gated against the committed baselines (recorded on the third unit)
     "gated_suite_h100_de84f1cb": "SUITE=tests/suite/test_attention.py RUNS=3 CALL_SECONDS=485 bash benchmarks/gpu_session.sh "
     "env gated_suite",
+    "live_drift": "python benchmarks/experiments/live_drift.py docs/results/h100/2026-12/live-de84f1cb "
+    "> docs/results/h100/2026-12/live-de84f1cb/drift.md",
     "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
     "gated": "pytest --attnperf --attnperf-missing=fail -q tests/suite/test_attention.py::test_forward",
     "hostile": "python benchmarks/hostile_probe.py --jobs 2 --out docs/results/cpu/hostile-probe.md",
@@ -76,6 +78,7 @@ KINDS: dict[str, Kind] = {
     "suite-decode": Kind(suite.decode, RECORDED_REPORT, option="report"),
     "suite-transformers": Kind(suite.transformers, RECORDED_BASELINES, option="baseline"),
     "h200-record": Kind(suite.record, {"record/record.txt": "record", **RECORDED_REPORT}),
+    "live-drift": Kind(gate.live_drift, {"drift.md": "live_drift"}, first_table),
     "gated-suite": Kind(
         gate.gated_suite,
         {

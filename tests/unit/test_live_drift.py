@@ -1,0 +1,59 @@
+"""benchmarks/experiments/live_drift.py: the live trials' unchanged drift, the machine's credit and the power."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from benchmark_scripts import BENCHMARKS
+
+
+def _record(row: str, trial: int, raw: float, normalised: float, verdict: str, watts: float) -> dict[str, object]:
+    return {
+        "test_id": f"benchmarks/gate_validation/test_live_gate.py::test_gate[flash-attn-16K-{row}-t{trial}]",
+        "latency_ratio": raw,
+        "normalised_ratio": normalised,
+        "verdict": verdict,
+        "gpu": {"burst_power_w": watts},
+        "session_gpu_state": {"power_limit_w": 700.0},
+    }
+
+
+@pytest.fixture
+def live_drift() -> Iterator[ModuleType]:
+    sys.path.insert(0, str(BENCHMARKS / "experiments"))
+    try:
+        yield importlib.import_module("live_drift")
+    finally:
+        sys.path.remove(str(BENCHMARKS / "experiments"))
+
+
+def test_a_cases_row_says_its_drift_credit_and_power(
+    tmp_path: Path, live_drift: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "raw").mkdir()
+    records = [
+        _record("unchanged", 0, 1.01, 1.00, "ok", 690.0),
+        _record("unchanged", 1, 1.04, 1.01, "ok", 710.0),
+        _record("power", 0, 1.08, 1.05, "REGRESSION", 700.0),
+        _record("power", 1, 1.04, 1.01, "ok", 700.0),
+    ]
+    (tmp_path / "raw" / "trials-000-001.json").write_text(json.dumps({"results": records}), encoding="utf-8")
+    assert live_drift.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "power limit: 700 W" in out
+    row = next(line for line in out.splitlines() if line.startswith("| flash-attn-16K"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells == ["flash-attn-16K", "2", "x1.025 (x1.010-x1.040)", "x1.030", "x1.060 (x1.040-x1.080)", "1 of 2",
+                     "700 (710)"]  # fmt: skip
+
+
+def test_a_folder_without_reports_is_a_usage_error(tmp_path: Path, live_drift: ModuleType) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        live_drift.main([str(tmp_path)])
+    assert exit_info.value.code == 2
