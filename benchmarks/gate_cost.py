@@ -15,8 +15,8 @@ estimated: start-up (interpreter, torch, plugin, collection) to the first test; 
 modules); ``tests_other`` (what is left inside the tests' calls: the input guard, the test's own checks, the
 memory handed back after a case); ``held_first_runs`` and ``cool_down`` (the first measurements of the
 ambiguous items the session re-measured at its end, and the cool-downs before those re-runs, whose own time
-is among the tests'); ``outside_tests`` (between and after them: the baseline merge, the report). ``lead_spin_s`` and ``warmup_kernel_s`` are
-parts of the warm-up and sampling phases, named apart.
+is among the tests'); ``outside_tests`` (between and after them: the baseline merge, the report).
+``lead_spin_s`` and ``warmup_kernel_s`` are parts of the warm-up and sampling phases, named apart.
 """
 
 from __future__ import annotations
