@@ -26,8 +26,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from pytest_attnperf.gate.baselines import BaselineFileError, load_baseline, round_significant, write_atomic
+from pytest_attnperf.gate.baselines import BaselineFileError, load_baseline, write_atomic
 from pytest_attnperf.gate.machine import Reference, median_reference, reference_of
+from pytest_attnperf.gate.recording import stored_reference
 
 
 def readings_by_test(folders: list[Path]) -> dict[str, list[Reference]]:
@@ -46,11 +47,6 @@ def readings_by_test(folders: list[Path]) -> dict[str, list[Reference]]:
     return readings
 
 
-def stored_form(reference: Reference) -> dict[str, float]:
-    """As the recorder writes it: four significant digits."""
-    return {key: round_significant(value, 5) for key, value in reference.as_dict().items()}
-
-
 def element_wise(readings: list[Reference]) -> dict[str, float]:
     """The old rule, to recognise the runs that made an entry."""
 
@@ -60,7 +56,9 @@ def element_wise(readings: list[Reference]) -> dict[str, float]:
 
     ms = middle([reading.ms for reading in readings])
     assert ms is not None
-    return stored_form(Reference(ms, middle([r.clock_mhz for r in readings]), middle([r.power_w for r in readings])))
+    return stored_reference(
+        Reference(ms, middle([r.clock_mhz for r in readings]), middle([r.power_w for r in readings]))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     for test_id, entry in baseline.entries.items():
         found = readings.get(test_id, [])
         new = median_reference(found)
-        made_by_them = new is not None and dict(entry.reference or {}) in (element_wise(found), stored_form(new))
+        made_by_them = new is not None and dict(entry.reference or {}) in (element_wise(found), stored_reference(new))
         if entry.reference is None or len(found) != entry.runs or not made_by_them:
             kept.append(test_id)
             continue
         assert new is not None
-        new_form = stored_form(new)
+        new_form = stored_reference(new)
         if new_form != dict(entry.reference):
             old_cycles = entry.reference["ms"] * entry.reference.get("clock_mhz", 1.0)
             changed.append((test_id, old_cycles, new.ms * (new.clock_mhz or 1.0)))

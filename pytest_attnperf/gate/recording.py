@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .baseline_schema import BaselineEntry, round_significant
-from .machine import median_reference, reference_of
+from .machine import Reference, median_reference, reference_of
 from .normalise import fit_beta, median_clock, normalised_median
 from .results import CaseRecord, MeasurementRecord
 from .statistics import geometric_mean, log_spread
@@ -108,7 +108,7 @@ def entry_from_runs(results: Sequence[CaseRecord], recorded_at: str) -> Baseline
         beta_ci=(round(fit.low, 3), round(fit.high, 3)) if beta is not None and fit is not None else None,
         power_w=round_significant(statistics.median(powers)) if powers else None,
         power_spread=round_significant(power_spread, 3) if power_spread is not None else None,
-        reference=({key: round_significant(value, 5) for key, value in machine.as_dict().items()} if machine else None),
+        reference=stored_reference(machine) if machine else None,
         **common,
     )
 
@@ -126,3 +126,8 @@ def runs_note(results: Sequence[CaseRecord]) -> str | None:
     if 0 < measured < len(results):
         return f"measured in {measured} of {len(results)} runs (the others did not fit or failed)"
     return None
+
+
+def stored_reference(reference: Reference) -> dict[str, float]:
+    """A machine reference as a baseline entry stores it: five significant digits (its clock's precision)."""
+    return {key: round_significant(value, 5) for key, value in reference.as_dict().items()}
