@@ -120,11 +120,6 @@ def run_unit(result: CaseRecord) -> str | None:
     return str(uuid) if uuid else None
 
 
-def measured_on_another_unit(result: CaseRecord, baseline: BaselineEntry) -> bool:
-    """Whether the GPU that measured is known and not one the baseline was recorded on."""
-    return other_unit(run_unit(result), tuple(baseline.gpu_uuids))
-
-
 def run_shift(result: CaseRecord, baseline: BaselineEntry) -> MachineShift | None:
     """The machine's shift between the baseline's reference and the one measured next to this run."""
     measured_reference = reference_of((result.measurement.gpu or {}).get("reference"))
@@ -145,12 +140,13 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
     reference = baseline.clock_mhz
     notes: list[str] = []
     shift = run_shift(result, baseline)
-    another = measured_on_another_unit(result, baseline)
+    unit, recorded_on = run_unit(result), tuple(baseline.gpu_uuids)
+    another = other_unit(unit, recorded_on)
 
     def normalised(median_ms: float | None, basis: str) -> Normalisation:
         return Normalisation(median_ms, clock, reference, choice.beta, choice.source, tuple(notes), basis, another)
 
-    note = unit_note(run_unit(result), tuple(baseline.gpu_uuids), shift)
+    note = unit_note(unit, recorded_on, shift)
     if note:
         notes.append(note)
     if not samples:
