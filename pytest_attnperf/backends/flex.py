@@ -2,7 +2,8 @@
 packed varlen batches through a document mask, soft-capping as a ``score_mod``.
 
 Everything a call needs besides the kernel (block masks, the page table's mapping) is made on its first,
-untimed call and kept: dense masks in a small cache by shape, paged and varlen ones with the case's index.
+untimed call and kept: dense masks in a small cache by shape, paged and varlen ones with the case's index
+(the varlen one from the sequences' boundaries, :mod:`.packed_mask`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from ..measure.inputs import PackedSeqs, PagedKV
 from ..spec.shapes import AttnShape, mask_bounds
+from .packed_mask import packed_block_mask
 from .registry import Unsupported
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -182,5 +184,8 @@ def _packed(q: torch.Tensor, shape: AttnShape, packed: PackedSeqs) -> Any:
             rule = band(offset[sequence], shape.causal, shape.window)
             return (sequence == k_sequence[kv_idx]) & rule(q_position[q_idx], k_position[kv_idx])  # type: ignore[no-any-return]
 
-        packed.memo["flex"] = block_mask(mask_mod, None, q_sequence.numel(), k_sequence.numel(), str(device))
+        # From the sequences' boundaries: create_block_mask would evaluate mask_mod on every pair (2^30 at 32K)
+        packed.memo["flex"] = packed_block_mask(
+            mask_mod, shape.q_lens, shape.k_lens, shape.causal, shape.window, device
+        )
     return packed.memo["flex"]

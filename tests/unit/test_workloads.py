@@ -242,13 +242,38 @@ def test_flex_runs_paged_and_varlen_through_its_own_machinery(workload: str) -> 
     assert not qkv.index.memo  # type: ignore[union-attr]
 
 
-def test_a_large_packed_mask_is_built_by_a_compiled_create_block_mask(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a GPU a varlen batch's mask spans every sequence (8G elements at 4 x 32K): it must not be materialised."""
+def test_a_large_paged_mask_is_built_by_a_compiled_create_block_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU a paged batch's mask spans every sequence's slots: it must not be materialised. (Inductor's CPU
+    code for a compiled create_block_mask does not build here, so the compiled one is stood in for.)"""
+    from torch.nn.attention.flex_attention import create_block_mask
+
     from pytest_attnperf.backends import flex
 
+    compiled: list[tuple[int, ...]] = []
+
+    def stand_in(*arguments: Any, **options: Any) -> Any:
+        compiled.append(arguments[1:5])
+        return create_block_mask(*arguments, **options)
+
     monkeypatch.setattr(flex, "_EAGER_MASK_ELEMENTS", 1)  # this toy mask counts as large
+    monkeypatch.setattr(flex, "_compiled_create_block_mask", lambda: stand_in)
+    shape = case("paged", 40, q_len=3)
+    qkv = make_qkv(shape, seed=0)
+    output = qkv.canonical_output(flex.flex(*qkv.call_arguments("bhsd")), "bhsd")
+    assert len(compiled) == 1
+    assert torch.allclose(output.double(), reference_output(qkv, torch.float64), atol=1e-5)
+
+
+def test_a_packed_mask_is_never_evaluated_element_by_element(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A varlen batch's mask (8G elements at 4 x 32K) comes from the sequences' boundaries (backends/packed_mask)."""
+    from pytest_attnperf.backends import flex
+
+    def refused(*arguments: object, **options: object) -> None:
+        raise AssertionError("create_block_mask evaluated the packed mask element by element")
+
+    monkeypatch.setattr(flex, "block_mask", refused)
+    monkeypatch.setattr("torch.nn.attention.flex_attention.create_block_mask", refused)
     shape = case("varlen", 40, q_len=3)
     qkv = make_qkv(shape, seed=0)
     output = qkv.canonical_output(flex.flex(*qkv.call_arguments("bhsd")), "bhsd")
-    assert flex._compiled_create_block_mask.cache_info().currsize == 1
     assert torch.allclose(output.double(), reference_output(qkv, torch.float64), atol=1e-5)
