@@ -132,33 +132,43 @@ stage_calibrate() {
 }
 
 stage_cost() {
-  # The kernel suite gated, before and after the cost work, on this card back to back: before = the code at f421200
-  # (carry .old: `git archive f421200 pyproject.toml pytest_attnperf tests/suite tests/conftest.py baselines`), run from
-  # its own tree with its compile caches in a fresh folder (cold); after = this code, cold then warm (its
-  # --attnperf-cache-dir). Each run's JSON report, log, wall time and cost.json (benchmarks/gate_cost.py --cost). Each
-  # run is bounded by the call's deadline, so a slow card cuts the last run short rather than losing the call.
-  local suite=tests/suite/test_attention.py here=$PWD
-  rm -rf /tmp/cc-before /tmp/cc-after
-  (cd .old && python3 -c "import pytest_attnperf, sys; print('before: the package at', pytest_attnperf.__file__)") \
-    | tee "$OUT/cost/which.txt"
-  local start=$(date +%s.%N)
-  (cd .old && TORCHINDUCTOR_CACHE_DIR=/tmp/cc-before/inductor TRITON_CACHE_DIR=/tmp/cc-before/triton \
-    bounded python3 -m pytest --attnperf -p no:cacheprovider -q $suite --attnperf-json="$OUT/cost/before-cold.json" \
-    >"$OUT/cost/before-cold.log" 2>&1)
-  local before=$(python3 -c "import time; print(round(time.time() - $start, 1))")
-  echo "before cold: wall $before s, $(tail -1 "$OUT/cost/before-cold.log")" | tee -a "$OUT/cost/walls.txt"
-  for cache in cold warm; do
-    start=$(date +%s.%N)
-    (unset TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR; bounded python3 -m pytest --attnperf -p no:cacheprovider -q -rfE \
-      $suite --attnperf-cache-dir=/tmp/cc-after --attnperf-json="$OUT/cost/after-$cache.json" >"$OUT/cost/after-$cache.log" 2>&1)
-    echo "after $cache: wall $(python3 -c "import time; print(round(time.time() - $start, 1))") s, $(tail -1 "$OUT/cost/after-$cache.log")" \
-      | tee -a "$OUT/cost/walls.txt"
+  # The kernel suite gated, before and after the cost work, on this card back to back: before = the code in .old
+  # (carry it: `git archive <commit> pyproject.toml pytest_attnperf tests/suite tests/conftest.py baselines` and the
+  # commit in .old/COMMIT), run from its own tree; after = this code. COST_RUNS lists the runs in order, each
+  # <before|after>-<cold|warm>: a cold run empties the compile caches first (--attnperf-cache-dir, one folder for
+  # both, so a warm run reuses what the runs before it compiled). Each run's JSON report, log, wall time and cost
+  # JSON (benchmarks/gate_cost.py --cost); each is bounded by the call's deadline, so a slow card cuts the last run
+  # short rather than losing the call.
+  local suite=tests/suite/test_attention.py cache=/tmp/cc-cost
+  (cd .old && python3 -c "import pytest_attnperf; print('before: the package at', pytest_attnperf.__file__)" \
+    && echo "before: commit $(cat COMMIT 2>/dev/null)") | tee "$OUT/cost/which.txt"
+  rm -rf "$cache"
+  for run in ${COST_RUNS:-before-cold before-warm after-warm after-cold}; do
+    local tree=. state=${run#*-}
+    [ "${run%-*}" = before ] && tree=.old
+    [ "$state" = cold ] && rm -rf "$cache"
+    local start=$(date +%s.%N)
+    (cd "$tree" && bounded python3 -m pytest --attnperf -p no:cacheprovider -q -rfE $suite --attnperf-cache-dir="$cache" \
+      --attnperf-json="$OUT/cost/$run.json" >"$OUT/cost/$run.log" 2>&1)
+    local wall=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+    echo "$run: wall $wall s, $(tail -1 "$OUT/cost/$run.log")" | tee -a "$OUT/cost/walls.txt"
+    [ -s "$OUT/cost/$run.json" ] && python3 benchmarks/gate_cost.py "$OUT/cost/$run.json" --wall "$wall" \
+      --cache "$state" --cost "$OUT/cost/cost-$run.json" >>"$OUT/cost/cost.md" 2>&1
   done
-  python3 benchmarks/gate_cost.py "$OUT/cost/before-cold.json" --wall "$before" --cache cold \
-    --cost "$OUT/cost/cost-before-cold.json" | tee "$OUT/cost/cost.md"
-  python3 benchmarks/gate_cost.py "$OUT/cost/after-cold.json" "$OUT/cost/after-warm.json" \
-    --cost "$OUT/cost/cost-after-cold.json" "$OUT/cost/cost-after-warm.json" | tee -a "$OUT/cost/cost.md"
-  cd "$here"
+}
+
+stage_profile() {
+  # A gated run of the kernel suite under cProfile, on the compile caches the cost stage's runs left (warm after
+  # them): which code holds each phase's host time. The profiler slows Python-heavy steps, so the wall times come
+  # from the cost stage; this says where inside them. benchmarks/experiments/profile_summary.py writes summary.md.
+  local suite=tests/suite/test_attention.py state=cold
+  [ -d /tmp/cc-cost ] && state=warm
+  local start=$(date +%s.%N)
+  bounded python3 -m cProfile -o "$OUT/profile/run.prof" -m pytest --attnperf -p no:cacheprovider -q $suite \
+    --attnperf-cache-dir=/tmp/cc-cost --attnperf-json="$OUT/profile/run.json" >"$OUT/profile/run.log" 2>&1
+  echo "profiled run: wall $(python3 -c "import time; print(round(time.time() - $start, 1))") s, cache $state," \
+    "$(tail -1 "$OUT/profile/run.log")" | tee "$OUT/profile/profile.txt"
+  python3 benchmarks/experiments/profile_summary.py "$OUT/profile/run.prof" --top 60 >"$OUT/profile/summary.md" 2>&1
 }
 
 stage_main() {
@@ -254,7 +264,7 @@ stage_gated_suite() {
   # RUNS back-to-back gated runs of $SUITE against the committed baselines, or against what a record stage of an
   # earlier call on this machine recorded (/tmp/attnperf-recorded); on another unit of the same model they are the
   # cross-card runs. Every failure is a false alarm. Each run's JSON, log and cost.json (benchmarks/gate_cost.py
-  # --cost); the compile caches in CACHE_DIR (shared with the cost stage's after runs), cold if it is empty.
+  # --cost); the compile caches in CACHE_DIR, cold if it is empty.
   # FIRST_RUN numbers the runs on from an earlier call.
   local cache=${CACHE_DIR:-/tmp/cc-after}
   if ls /tmp/attnperf-recorded/*.yaml >/dev/null 2>&1; then
