@@ -133,8 +133,8 @@ stage_calibrate() {
 
 stage_cost() {
   # The kernel suite gated, before and after the cost work, on this card back to back: before = the code in .old
-  # (carry it: `git archive <commit> pyproject.toml pytest_attnperf tests/suite tests/conftest.py baselines` and the
-  # commit in .old/COMMIT), run from its own tree; after = this code. COST_RUNS lists the runs in order, each
+  # (carry it: `git archive <commit> pyproject.toml pytest_attnperf benchmarks tests/suite tests/conftest.py baselines`,
+  # the commit in .old/COMMIT), run from its own tree; after = this code. COST_RUNS lists the runs in order, each
   # <before|after>-<cold|warm>: a cold run empties the compile caches first (--attnperf-cache-dir, one folder for
   # both, so a warm run reuses what the runs before it compiled). Each run's JSON report, log, wall time and cost
   # JSON (benchmarks/gate_cost.py --cost); each is bounded by the call's deadline, so a slow card cuts the last run
@@ -295,9 +295,16 @@ stage_gate_live() {
 }
 
 stage_gate_live_cross() {
-  # The same trials on another machine against the baselines a gate_live stage recorded (LIVE_BASELINES, carried).
-  python3 benchmarks/gate_validation_live.py gate --out "$OUT/gate_live_cross" --baselines "${LIVE_BASELINES:?}" 2>&1 \
-    | tail -60 | tee "$OUT/gate_live_cross/live.log"
+  # The same trials on another machine against the baselines a gate_live stage recorded (LIVE_BASELINES, carried),
+  # run from LIVE_TREE (default: this tree): a frozen copy of the code that ran the first trials (carry .old, made by
+  # `git archive <commit> pyproject.toml pytest_attnperf benchmarks tests/suite tests/conftest.py baselines`, the
+  # commit in .old/COMMIT), so that every trial of a row is judged by one version of the gate.
+  local baselines tree=${LIVE_TREE:-.}
+  baselines=$(realpath "${LIVE_BASELINES:?}") || return 1
+  (cd "$tree" && python3 -c "import pytest_attnperf; print('the trials run', pytest_attnperf.__file__)" \
+    && echo "commit: $(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)") | tee "$OUT/gate_live_cross/which.txt"
+  (cd "$tree" && python3 benchmarks/gate_validation_live.py gate --out "$OUT/gate_live_cross" --baselines "$baselines") \
+    2>&1 | tail -60 | tee "$OUT/gate_live_cross/live.log"
 }
 
 stage_xdist() {
