@@ -5,7 +5,10 @@ kernel at the power cap in the same session. This reads the raw reports of one o
 (``benchmarks/gate_validation_live.py``: ``raw/trials-*.json``) and prints, per case, the unchanged rows' raw ratio
 (the deciding measurement's median over the baseline's centre) and the machine's credit (raw over normalised ratio),
 the power-heavier rows' raw ratio and verdicts, and the unchanged rows' mean power while running
-(``burst_power_w``, the window opened into the back-to-back load) against the card's power limit.
+(``burst_power_w``, the window opened into the back-to-back load) against the card's power limit. A second table
+says what moves an unchanged kernel within the session: the machine reference's clock next to it over the one
+recorded next to its baseline (``baselines/`` of the folder), and how far the later half of its samples sits from
+the earlier half (the power cap's own swing, which no machine reference sees).
 
     python benchmarks/experiments/live_drift.py docs/results/h100/2026-12/live-de84f1cb \\
         > docs/results/h100/2026-12/live-de84f1cb/drift.md
@@ -72,6 +75,49 @@ def table(records: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def _half_shift(samples: list[float]) -> float | None:
+    """How far the later half of a case's samples sits from the earlier half (median over median, minus one)."""
+    if len(samples) < 6:
+        return None
+    half = len(samples) // 2
+    return statistics.median(samples[half:]) / statistics.median(samples[:half]) - 1
+
+
+def movers(records: dict[tuple[str, str], list[dict[str, Any]]], references: dict[str, float]) -> list[str]:
+    """What moves an unchanged kernel within a session: the machine reference's clock next to it (over the one next
+    to its baseline) and the samples themselves, later half against earlier half (the power cap's own swing)."""
+    header = [
+        "case", "trials", "machine reference clock, now over the baseline's: median (range)",
+        "samples' later half over earlier half: median absolute shift (largest)",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for case in dict.fromkeys(case for case, _ in records):
+        unchanged = records.get((case, "unchanged"), [])
+        then = references.get(case)
+        now = [((r.get("gpu") or {}).get("reference") or {}).get("clock_mhz") for r in unchanged]
+        clock = [value / then for value in now if value and then]
+        shifts = [abs(shift) for r in unchanged if (shift := _half_shift(r.get("samples_ms") or [])) is not None]
+        moved = f"{statistics.median(shifts):.1%} ({max(shifts):.1%})" if shifts else "–"
+        lines.append(f"| {case} | {len(unchanged)} | {_ratio(clock)} | {moved} |")
+    return lines
+
+
+def baseline_references(folders: list[Path]) -> dict[str, float]:
+    """Each case's unchanged baseline: the machine reference's clock recorded next to it (the folders' baselines/)."""
+    import yaml
+
+    clocks: dict[str, float] = {}
+    for folder in folders:
+        for path in sorted((folder / "baselines").glob("*.yaml")):
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for test_id, entry in (document.get("entries") or {}).items():
+                case, row, _ = parse_item_id(test_id)
+                clock = ((entry or {}).get("reference") or {}).get("clock_mhz")
+                if row == "unchanged" and clock:
+                    clocks.setdefault(case, float(clock))
+    return clocks
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="live validation folders (each with raw/)")
@@ -85,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"The card's power limit: {limit}. A raw ratio is the deciding measurement's median over the baseline's")
     print("centre; the machine's credit is the raw ratio over the normalised one (at most the 3 % band at the cap).\n")
     print("\n".join(table(records)))
+    references = baseline_references(arguments.folders)
+    print("\nWhat moves an unchanged kernel within the session: the machine reference's clock next to it, over the one")
+    print("next to its baseline (what the machine is credited from), and the spread of its own samples at the cap.\n")
+    print("\n".join(movers(records, references)))
     return 0
 
 

@@ -57,3 +57,22 @@ def test_a_folder_without_reports_is_a_usage_error(tmp_path: Path, live_drift: M
     with pytest.raises(SystemExit) as exit_info:
         live_drift.main([str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+def test_the_machine_reference_and_the_samples_own_swing_are_tabled_per_case(
+    tmp_path: Path, live_drift: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "baselines").mkdir()
+    steady = {**_record("unchanged", 0, 1.0, 1.0, "ok", 700.0), "samples_ms": [10.0] * 8}
+    steady["gpu"] = {**steady["gpu"], "reference": {"clock_mhz": 1200.0}}  # type: ignore[dict-item]
+    swinging = {**_record("unchanged", 1, 1.0, 1.0, "ok", 700.0), "samples_ms": [10.0] * 4 + [10.4] * 4}
+    swinging["gpu"] = {**swinging["gpu"], "reference": {"clock_mhz": 1500.0}}  # type: ignore[dict-item]
+    (tmp_path / "raw" / "trials-000-001.json").write_text(json.dumps({"results": [steady, swinging]}))
+    test_id = "benchmarks/gate_validation/test_live_gate.py::test_gate[flash-attn-16K-unchanged]"
+    (tmp_path / "baselines" / "h100.yaml").write_text(f"entries:\n  {test_id}:\n    reference: {{clock_mhz: 1500.0}}\n")
+    assert live_drift.main([str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| flash-attn-16K")]
+    cells = [cell.strip() for cell in rows[1].strip("|").split("|")]
+    # the reference read x0.8 and x1.0 of its baseline's clock; one case's samples moved 4 % between its halves
+    assert cells == ["flash-attn-16K", "2", "x0.900 (x0.800-x1.000)", "2.0% (4.0%)"]
