@@ -143,21 +143,36 @@ stage_cost() {
   # both, so a warm run reuses what the runs before it compiled). Each run's JSON report, log, wall time and cost
   # JSON (benchmarks/gate_cost.py --cost); each is bounded by the call's deadline, so a slow card cuts the last run
   # short rather than losing the call.
-  local suite=tests/suite/test_attention.py cache=/tmp/cc-cost
-  (cd .old && python3 -c "import pytest_attnperf; print('before: the package at', pytest_attnperf.__file__)" \
-    && echo "before: commit $(cat COMMIT 2>/dev/null)") | tee "$OUT/cost/which.txt"
+  local suite=tests/suite/test_attention.py cache=/tmp/cc-cost runs=${COST_RUNS:-before-cold before-warm after-warm after-cold}
+  local run
+  for run in $runs; do
+    case $run in before-cold|before-warm|after-cold|after-warm) ;; *)
+      echo "cost: COST_RUNS holds '$run'; each run is before-cold, before-warm, after-cold or after-warm"; return 2 ;;
+    esac
+  done
+  if [[ " $runs" == *" before-"* ]]; then
+    [ -f .old/pyproject.toml ] || { echo "cost: a before run needs the code before in .old (carry it)"; return 2; }
+    (cd .old && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
+      && python3 -c "import pytest_attnperf; print('before: the package at', pytest_attnperf.__file__)" \
+      && echo "before: commit $(cat COMMIT 2>/dev/null)") | tee "$OUT/cost/which.txt"
+  fi
   rm -rf "$cache"
-  for run in ${COST_RUNS:-before-cold before-warm after-warm after-cold}; do
+  for run in $runs; do
     local tree=. state=${run#*-}
     [ "${run%-*}" = before ] && tree=.old
     [ "$state" = cold ] && rm -rf "$cache"
     local start=$(date +%s.%N)
-    (cd "$tree" && bounded python3 -m pytest --attnperf -p no:cacheprovider -q -rfE $suite --attnperf-cache-dir="$cache" \
+    # Only --attnperf-cache-dir places the compile caches: an inherited TORCHINDUCTOR_CACHE_DIR would win over it.
+    (cd "$tree" && unset TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
+      && bounded python3 -m pytest --attnperf -p no:cacheprovider -q -rfE $suite --attnperf-cache-dir="$cache" \
       --attnperf-json="$OUT/cost/$run.json" >"$OUT/cost/$run.log" 2>&1)
-    local wall=$(python3 -c "import time; print(round(time.time() - $start, 1))")
-    echo "$run: wall $wall s, $(tail -1 "$OUT/cost/$run.log")" | tee -a "$OUT/cost/walls.txt"
-    [ -s "$OUT/cost/$run.json" ] && python3 benchmarks/gate_cost.py "$OUT/cost/$run.json" --wall "$wall" \
-      --cache "$state" --cost "$OUT/cost/cost-$run.json" >>"$OUT/cost/cost.md" 2>&1
+    local status=$? wall=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+    # exit 2 or more: interrupted at the call's deadline (its report holds only the cases that finished) or not run
+    echo "$run: exit $status, wall $wall s, $(tail -1 "$OUT/cost/$run.log")" | tee -a "$OUT/cost/walls.txt"
+    if [ "$status" -le 1 ] && [ -s "$OUT/cost/$run.json" ]; then
+      python3 benchmarks/gate_cost.py "$OUT/cost/$run.json" --wall "$wall" --cache "$state" \
+        --cost "$OUT/cost/cost-$run.json" >>"$OUT/cost/cost.md" 2>&1
+    fi
   done
 }
 
@@ -168,8 +183,9 @@ stage_profile() {
   local suite=tests/suite/test_attention.py state=cold
   [ -d /tmp/cc-cost ] && state=warm
   local start=$(date +%s.%N)
-  bounded python3 -m cProfile -o "$OUT/profile/run.prof" -m pytest --attnperf -p no:cacheprovider -q $suite \
-    --attnperf-cache-dir=/tmp/cc-cost --attnperf-json="$OUT/profile/run.json" >"$OUT/profile/run.log" 2>&1
+  (unset TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR
+   bounded python3 -m cProfile -o "$OUT/profile/run.prof" -m pytest --attnperf -p no:cacheprovider -q $suite \
+    --attnperf-cache-dir=/tmp/cc-cost --attnperf-json="$OUT/profile/run.json" >"$OUT/profile/run.log" 2>&1)
   echo "profiled run: wall $(python3 -c "import time; print(round(time.time() - $start, 1))") s, cache $state," \
     "$(tail -1 "$OUT/profile/run.log")" | tee "$OUT/profile/profile.txt"
   python3 benchmarks/experiments/profile_summary.py "$OUT/profile/run.prof" --top 60 >"$OUT/profile/summary.md" 2>&1
@@ -305,9 +321,13 @@ stage_gate_live_cross() {
   # commit in .old/COMMIT), so that every trial of a row is judged by one version of the gate.
   local baselines tree=${LIVE_TREE:-.}
   baselines=$(realpath "${LIVE_BASELINES:?}") || return 1
-  (cd "$tree" && python3 -c "import pytest_attnperf; print('the trials run', pytest_attnperf.__file__)" \
+  # The tree first on the import path: a script's own folder comes first otherwise, and the editable install's
+  # package (this tree's) would serve the script while only its pytest children ran the frozen one.
+  (cd "$tree" && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
+    && python3 -c "import pytest_attnperf; print('the trials run', pytest_attnperf.__file__)" \
     && echo "commit: $(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)") | tee "$OUT/gate_live_cross/which.txt"
-  (cd "$tree" && python3 benchmarks/gate_validation_live.py gate --out "$OUT/gate_live_cross" --baselines "$baselines") \
+  (cd "$tree" && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
+    && python3 benchmarks/gate_validation_live.py gate --out "$OUT/gate_live_cross" --baselines "$baselines") \
     2>&1 | tail -60 | tee "$OUT/gate_live_cross/live.log"
 }
 
