@@ -16,7 +16,7 @@ import torch
 
 from ..measure.inputs import PackedSeqs, PagedKV
 from ..spec.shapes import AttnShape, mask_bounds
-from .packed_mask import packed_block_mask
+from . import packed_mask
 from .registry import Unsupported
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -184,8 +184,10 @@ def _packed(q: torch.Tensor, shape: AttnShape, packed: PackedSeqs) -> Any:
             rule = band(offset[sequence], shape.causal, shape.window)
             return (sequence == k_sequence[kv_idx]) & rule(q_position[q_idx], k_position[kv_idx])  # type: ignore[no-any-return]
 
-        # From the sequences' boundaries: create_block_mask would evaluate mask_mod on every pair (2^30 at 32K)
-        packed.memo["flex"] = packed_block_mask(
-            mask_mod, shape.q_lens, shape.k_lens, shape.causal, shape.window, device
-        )
+        if packed_mask.available():  # from the sequences' boundaries, not mask_mod on every pair (2^30 at 32K)
+            packed.memo["flex"] = packed_mask.packed_block_mask(
+                mask_mod, shape.q_lens, shape.k_lens, shape.causal, shape.window, device
+            )
+        else:
+            packed.memo["flex"] = block_mask(mask_mod, None, q_sequence.numel(), k_sequence.numel(), str(device))
     return packed.memo["flex"]

@@ -10,6 +10,8 @@ with the same mask function for the kernel to apply inside partial tiles.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +41,15 @@ def key_intervals(
     last = diagonal + right if right >= 0 else k[sequence] - 1
     first, last = first.clamp(min=0), torch.minimum(last, k[sequence] - 1)
     return k_starts[sequence] + first, k_starts[sequence] + last
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this torch's BlockMask.from_kv_blocks takes ``seq_lengths`` (torch 2.6 on): without it a mask's
+    lengths would be rounded up to whole tiles, so torch 2.5 keeps create_block_mask."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    return "seq_lengths" in inspect.signature(BlockMask.from_kv_blocks).parameters
 
 
 def _ordered(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ TRANSPOSED = ("q_num_blocks", "q_indices", "full_q_num_blocks", "full_q_indices"
 def assert_same_mask(got: BlockMask, expected: BlockMask) -> None:
     for name in (*LAYOUT, *TRANSPOSED):
         assert torch.equal(getattr(got, name), getattr(expected, name)), name
+        assert getattr(got, name).dtype == getattr(expected, name).dtype, name  # torch.equal ignores dtypes
     assert got.seq_lengths == expected.seq_lengths
     assert got.BLOCK_SIZE == expected.BLOCK_SIZE
 
@@ -57,6 +58,20 @@ def test_the_varlen_block_mask_is_the_one_create_block_mask_makes(shape: AttnSha
     got = flex._packed(qkv.q, shape, qkv.index)  # the backend's own path (kept in the case's index)
     expected = create_block_mask(got.mask_mod, None, None, sum(shape.q_lens), sum(shape.k_lens), device="cpu")
     assert_same_mask(got, expected)
+
+
+def test_a_torch_without_seq_lengths_keeps_create_block_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_attnperf.backends import packed_mask
+
+    assert packed_mask.available()  # this torch (2.6 or later) takes seq_lengths
+    made: list[int] = []
+    monkeypatch.setattr(packed_mask, "available", lambda: False)
+    monkeypatch.setattr(flex, "block_mask", lambda *arguments, **options: made.append(1) or "the element-wise mask")
+    shape = AttnShape(3, 5, batch=2, heads=1, kv_heads=1, head_dim=16, dtype="float32", workload="varlen",
+                      q_lens=(3, 2), k_lens=(5, 4))  # fmt: skip
+    qkv = make_qkv(shape, seed=0)
+    assert flex._packed(qkv.q, shape, qkv.index) == "the element-wise mask"
+    assert made == [1]
 
 
 def test_each_query_sees_one_interval_of_its_own_sequence() -> None:
