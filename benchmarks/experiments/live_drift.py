@@ -39,7 +39,7 @@ def rows_by_case(folders: list[Path]) -> tuple[dict[tuple[str, str], list[dict[s
             document = json.loads(path.read_text(encoding="utf-8"))
             for record in document["results"]:
                 case, row, _trial = parse_item_id(record["test_id"])
-                records[(case, row)].append(record)
+                records[(case, row)].append({**record, "_folder": folder})  # whose baselines it was gated against
                 limit = (record.get("session_gpu_state") or {}).get("power_limit_w")
                 if limit:
                     limits.add(float(limit))
@@ -83,9 +83,12 @@ def _half_shift(samples: list[float]) -> float | None:
     return statistics.median(samples[half:]) / statistics.median(samples[:half]) - 1
 
 
-def movers(records: dict[tuple[str, str], list[dict[str, Any]]], references: dict[str, float]) -> list[str]:
+def movers(
+    records: dict[tuple[str, str], list[dict[str, Any]]], references: dict[tuple[Path, str], float]
+) -> list[str]:
     """What moves an unchanged kernel within a session: the machine reference's clock next to it (over the one next
-    to its baseline) and the samples themselves, later half against earlier half (the power cap's own swing)."""
+    to its baseline, in its own folder's baselines/) and the samples themselves, later half against earlier half
+    (the power cap's own swing)."""
     header = [
         "case", "trials", "machine reference clock, now over the baseline's: median (range)",
         "samples' later half over earlier half: median absolute shift (largest)",
@@ -93,28 +96,37 @@ def movers(records: dict[tuple[str, str], list[dict[str, Any]]], references: dic
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for case in dict.fromkeys(case for case, _ in records):
         unchanged = records.get((case, "unchanged"), [])
-        then = references.get(case)
-        now = [((r.get("gpu") or {}).get("reference") or {}).get("clock_mhz") for r in unchanged]
-        clock = [value / then for value in now if value and then]
+        clock = []
+        for record in unchanged:
+            now = ((record.get("gpu") or {}).get("reference") or {}).get("clock_mhz")
+            then = references.get((record["_folder"], case))
+            if now and then:
+                clock.append(now / then)
         shifts = [abs(shift) for r in unchanged if (shift := _half_shift(r.get("samples_ms") or [])) is not None]
         moved = f"{statistics.median(shifts):.1%} ({max(shifts):.1%})" if shifts else "–"
         lines.append(f"| {case} | {len(unchanged)} | {_ratio(clock)} | {moved} |")
     return lines
 
 
-def baseline_references(folders: list[Path]) -> dict[str, float]:
-    """Each case's unchanged baseline: the machine reference's clock recorded next to it (the folders' baselines/)."""
+def baseline_references(folders: list[Path]) -> dict[tuple[Path, str], float]:
+    """Per folder and case, the machine reference's clock recorded next to the unchanged baseline (its baselines/)."""
     import yaml
 
-    clocks: dict[str, float] = {}
+    clocks: dict[tuple[Path, str], float] = {}
     for folder in folders:
         for path in sorted((folder / "baselines").glob("*.yaml")):
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            for test_id, entry in (document.get("entries") or {}).items():
-                case, row, _ = parse_item_id(test_id)
-                clock = ((entry or {}).get("reference") or {}).get("clock_mhz")
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            entries = document.get("entries") if isinstance(document, dict) else None
+            if not isinstance(entries, dict):
+                raise SystemExit(f"{path}: not a baseline file (no mapping of entries)")
+            for test_id, entry in entries.items():
+                try:
+                    case, row, _ = parse_item_id(str(test_id))
+                except ValueError:
+                    continue  # another suite's entry in the same file
+                clock = ((entry or {}).get("reference") or {}).get("clock_mhz") if isinstance(entry, dict) else None
                 if row == "unchanged" and clock:
-                    clocks.setdefault(case, float(clock))
+                    clocks[(folder, case)] = float(clock)
     return clocks
 
 

@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.profile}: no such profile file")
     try:
         stats = pstats.Stats(str(args.profile))
-    except (OSError, ValueError, TypeError, EOFError) as error:
+        everything = rows(stats)
+    except (OSError, ValueError, TypeError, EOFError, AttributeError) as error:
         parser.error(f"{args.profile}: not a cProfile file ({error})")
-    everything = rows(stats)
     total = stats.total_tt  # type: ignore[attr-defined]
     cumulative = sorted((row for row in everything if OWN_CODE.search(row[0])), key=lambda row: -row[4])
     own = sorted(everything, key=lambda row: -row[3])

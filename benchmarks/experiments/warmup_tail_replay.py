@@ -4,8 +4,8 @@ The warm-up runs the sampling's own loop until the median of its last three bloc
 before them (``measure.sampling.warm_up``). If those last blocks were the steady state, they could count as samples
 and the warm-up would cost less (issue 22). This regroups each case's recorded warm-up samples into the rule's
 blocks (``measure.sampling.BLOCK_MS``/``BLOCK_SAMPLES``) and compares the median of the samples with the median of
-the samples plus the warm-up's last three blocks, by kernel length: a shift near zero would make the reuse free; a
-shift that grows with the kernel says the long kernels were still moving when the warm-up stopped.
+the samples plus the warm-up's last three blocks, by kernel length: a shift near zero would make the reuse free, and
+the last column says how much warm-up time it would save.
 
     python benchmarks/experiments/warmup_tail_replay.py docs/results/h100/2026-12/unit-de84f1cb/gated_suite/gated-2.json.gz \\
         docs/results/h100/2026-12/unit-de84f1cb/gated_suite/gated-3.json.gz > docs/results/h100/2026-12/unit-de84f1cb/warmup-tail.md
@@ -47,7 +47,7 @@ def case_shift(record: dict[str, Any]) -> dict[str, Any] | None:
     tail = [time for block in grouped[-HALF:] for time in block]
     median = statistics.median(samples)
     return {
-        "test": record["test_id"].split("::")[-1],
+        "test": str(record.get("test_id", "?")).split("::")[-1],
         "median_ms": median,
         "shift": statistics.median(tail + samples) / median - 1,
         "tail_samples": len(tail),

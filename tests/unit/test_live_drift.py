@@ -76,3 +76,13 @@ def test_the_machine_reference_and_the_samples_own_swing_are_tabled_per_case(
     cells = [cell.strip() for cell in rows[1].strip("|").split("|")]
     # the reference read x0.8 and x1.0 of its baseline's clock; one case's samples moved 4 % between its halves
     assert cells == ["flash-attn-16K", "2", "x0.900 (x0.800-x1.000)", "2.0% (4.0%)"]
+
+
+def test_a_baseline_file_that_is_not_one_is_named(tmp_path: Path, live_drift: ModuleType) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "baselines").mkdir()
+    record = _record("unchanged", 0, 1.0, 1.0, "ok", 700.0)
+    (tmp_path / "raw" / "trials-000-000.json").write_text(json.dumps({"results": [record]}))
+    (tmp_path / "baselines" / "h100.yaml").write_text("- not\n- a baseline\n")
+    with pytest.raises(SystemExit, match=r"h100\.yaml: not a baseline file"):
+        live_drift.main([str(tmp_path)])

@@ -49,8 +49,11 @@ def test_paths_are_shortened_to_their_package(profile_summary: ModuleType) -> No
 
 
 def test_a_missing_or_foreign_file_is_a_usage_error(tmp_path: Path, profile_summary: ModuleType) -> None:
-    with pytest.raises(SystemExit):
-        profile_summary.main([str(tmp_path / "absent.prof")])
+    import marshal
+
     (tmp_path / "text.prof").write_text("not a profile")
-    with pytest.raises(SystemExit):
-        profile_summary.main([str(tmp_path / "text.prof")])
+    (tmp_path / "list.prof").write_bytes(marshal.dumps([1, 2, 3]))  # marshal, but not a profile's table
+    for name in ("absent.prof", "text.prof", "list.prof"):
+        with pytest.raises(SystemExit) as exit_info:
+            profile_summary.main([str(tmp_path / name)])
+        assert exit_info.value.code == 2, name
