@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -19,3 +22,15 @@ def load_script(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def experiment(name: str) -> Iterator[ModuleType]:
+    """benchmarks/experiments/<name>.py imported as ``name``, its folder on the import path meanwhile (an experiment
+    may import its neighbours)."""
+    folder = str(BENCHMARKS / "experiments")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)

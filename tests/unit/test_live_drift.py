@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from benchmark_scripts import BENCHMARKS
+from benchmark_scripts import experiment
 
 
 def _record(row: str, trial: int, raw: float, normalised: float, verdict: str, watts: float) -> dict[str, object]:
@@ -26,11 +24,8 @@ def _record(row: str, trial: int, raw: float, normalised: float, verdict: str, w
 
 @pytest.fixture
 def live_drift() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCHMARKS / "experiments"))
-    try:
-        yield importlib.import_module("live_drift")
-    finally:
-        sys.path.remove(str(BENCHMARKS / "experiments"))
+    with experiment("live_drift") as module:
+        yield module
 
 
 def test_a_cases_row_says_its_drift_credit_and_power(

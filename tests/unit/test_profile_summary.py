@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import cProfile
-import importlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from benchmark_scripts import BENCHMARKS
+from benchmark_scripts import experiment
 
 from pytest_attnperf.spec.shapes import length_id
 
 
 @pytest.fixture
 def profile_summary() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCHMARKS / "experiments"))
-    try:
-        yield importlib.import_module("profile_summary")
-    finally:
-        sys.path.remove(str(BENCHMARKS / "experiments"))
+    with experiment("profile_summary") as module:
+        yield module
 
 
 def test_a_profile_becomes_its_cumulative_and_own_time_tables(

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from benchmark_scripts import BENCHMARKS
+from benchmark_scripts import experiment
 
 
 @pytest.fixture
 def replay() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(BENCHMARKS / "experiments"))
-    try:
-        yield importlib.import_module("warmup_tail_replay")
-    finally:
-        sys.path.remove(str(BENCHMARKS / "experiments"))
+    with experiment("warmup_tail_replay") as module:
+        yield module
 
 
 def _record(test: str, warmup: list[float], samples: list[float], steady: bool = True) -> dict[str, object]:
