@@ -94,6 +94,14 @@ def current(device: torch.device, *, now: float | None = None) -> Reference | No
     return last[1]
 
 
+def age_s(device: torch.device, *, now: float | None = None) -> float | None:
+    """Seconds since the latest reading was taken (a case is credited from a reading up to INTERVAL_S old)."""
+    last = _latest.get(device)
+    if last is None:
+        return None
+    return (time.monotonic() if now is None else now) - last[0]
+
+
 def refresh(device: torch.device) -> Reference | None:
     """Measure now (session start), whatever the age of the last reading."""
     _latest.pop(device, None)

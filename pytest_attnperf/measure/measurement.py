@@ -92,6 +92,7 @@ def measure(
             memory_note = None
             nvml = nvml_for(device)
             reference = machine_reference.current(device)  # the machine's state next to this case (gate/machine.py)
+            reference_age_s = machine_reference.age_s(device)
             lap("machine_reference")
             start = nvml.snapshot() if nvml else None
             timing = time_cuda(workload, device, config, max_clock_mhz=nvml.max_sm_clock_mhz() if nvml else None)
@@ -99,6 +100,8 @@ def measure(
                 gpu = case_summary(start, nvml.snapshot(), timing.calls)
             if reference is not None:
                 gpu["reference"] = reference.as_dict()
+                if reference_age_s is not None:  # how long before this case it was read: what the credit stands on
+                    gpu["reference_age_s"] = round(reference_age_s, 2)
             if nvml is not None and timing.samples_ms:
                 lap("timing")
                 median_ms = timing.median_ms

@@ -21,8 +21,12 @@ def test_it_is_measured_at_most_every_interval_and_anew_at_session_start(monkeyp
     device = torch.device("cuda", 0)
     first = machine_reference.current(device, now=100.0)
     assert machine_reference.current(device, now=100.0 + machine_reference.INTERVAL_S) is first
+    # the age a case records beside its reading: how long before it the reading was taken
+    assert machine_reference.age_s(device, now=100.0 + machine_reference.INTERVAL_S) == machine_reference.INTERVAL_S
     later = machine_reference.current(device, now=101.0 + machine_reference.INTERVAL_S)
     assert later is not first
+    assert machine_reference.age_s(device, now=101.5 + machine_reference.INTERVAL_S) == 0.5
+    assert machine_reference.age_s(torch.device("cuda", 1)) is None  # no reading on that device yet
     assert len(readings) == 2
     machine_reference.refresh(device)
     assert len(readings) == 3
