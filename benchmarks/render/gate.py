@@ -175,8 +175,14 @@ def validation(ctx: Context, data: Any) -> list[str]:
     runs = data["gated_runs"]
     cards = ""
     if data.get("recorded_on") and data.get("gated_on"):
-        same = set(data["recorded_on"]) == set(data["gated_on"])
-        cards = f", {'on the card that recorded the baselines' if same else 'on another card than the one that recorded them'}"
+        recorded, gated = set(data["recorded_on"]), set(data["gated_on"])
+        cards = (
+            ", on the card that recorded the baselines"
+            if gated == recorded
+            else ", on the card that recorded the baselines and on another"
+            if gated & recorded
+            else ", on another card than the one that recorded them"
+        )
     header = ["case", "row", "delivered (wall time)", "in cycles", "detected", "false alarms (unchanged)", "tolerance"]
     return [
         *table(header, rows, right=range(2, 7)),
