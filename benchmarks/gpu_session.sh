@@ -31,16 +31,15 @@
 # machine, an eighth unit (GPU-de84f1cb), for two calls kept warm between them, with the current gate: `TRIALS=20
 # TRIALS_PER_PROCESS=10 BUDGET_S=520 CALL_SECONDS=590 env gate_live` (record + trials 0-7,
 # docs/results/h100/2026-12/live-de84f1cb/), then `SUITE=tests/suite/test_attention.py RUNS=3 CALL_SECONDS=485 env
-# gated_suite` (three runs, none failed: docs/results/h100/2026-12/unit-de84f1cb/). The session after got no machine
-# (four failed starts, then lending paused). Next, in this order: the live trials 8-19 from a frozen archive of the
-# code that ran trials 0-7, so that all twenty are judged by one gate (carry .old, made by `git archive 0a04b37
-# pyproject.toml pytest_attnperf benchmarks tests/suite tests/conftest.py baselines` with 0a04b37 in .old/COMMIT, and
-# .whl/flash_attn-*-site.tar.xz): `LIVE_TREE=.old FIRST_TRIAL=8 TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=520
-# CALL_SECONDS=590 LIVE_BASELINES=docs/results/h100/2026-12/live-de84f1cb/baselines env gate_live_cross` on a fresh
-# machine, a second call from the trial its log names, then `summarise` over both folders; on the same warm machine
-# `COST_RUNS="before-cold before-warm after-warm" env cost profile` (the same .old as "before": the varlen block mask
-# and where a warm run's host time goes); then fa4_lib x2, `fa4 cost`, the whole suite gated five times, study_parts,
-# and an H200 transformers `record` whenever an H200 comes.
+# gated_suite` (three runs, none failed: docs/results/h100/2026-12/unit-de84f1cb/). The session after got one machine
+# after nine failed starts, a ninth unit (GPU-6c21f585), and ran trials 8-19 as below in two calls (the second
+# FIRST_TRIAL=19 BUDGET_S=150 CALL_SECONDS=250): docs/results/h100/2026-12/live-cross-6c21f585/ and live-20-trials/.
+# They ran from a frozen archive of the code that ran trials 0-7 (LIVE_TREE=.old, carrying .old made by `git archive
+# 0a04b37 pyproject.toml pytest_attnperf benchmarks tests/suite tests/conftest.py baselines` with 0a04b37 in
+# .old/COMMIT, and .whl/flash_attn-*-site.tar.xz), so all twenty are judged by one gate. Next, in this order:
+# `COST_RUNS="before-cold before-warm after-warm" env cost profile` with the same .old as "before" (the varlen block
+# mask, and where a warm run's host time goes); then fa4_lib x2, `fa4 cost`, the whole suite gated five times,
+# study_parts, and an H200 transformers `record` whenever an H200 comes.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min

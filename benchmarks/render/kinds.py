@@ -27,6 +27,12 @@ STAGE_COMMANDS = {
     # then the kernel suite gated against the committed baselines (recorded on the third unit)
     "gated_suite_h100_de84f1cb": "SUITE=tests/suite/test_attention.py RUNS=3 CALL_SECONDS=485 bash benchmarks/gpu_session.sh "
     "env gated_suite",
+    # Trials 8-19 of that gate on a ninth unit (GPU-6c21f585), from a frozen archive of its code (.old at 0a04b37), in
+    # two calls on one machine (the second FIRST_TRIAL=19 BUDGET_S=150), then the twenty summarised together
+    "gate_live_h100_20": "LIVE_TREE=.old FIRST_TRIAL=8 TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=520 CALL_SECONDS=590 "
+    "LIVE_BASELINES=docs/results/h100/2026-12/live-de84f1cb/baselines bash benchmarks/gpu_session.sh env gate_live_cross, "
+    "then python benchmarks/gate_validation_live.py summarise --out docs/results/h100/2026-12/live-20-trials "
+    "docs/results/h100/2026-12/live-de84f1cb docs/results/h100/2026-12/live-cross-6c21f585",
     "live_drift": "python benchmarks/experiments/live_drift.py docs/results/h100/2026-12/live-de84f1cb "
     "> docs/results/h100/2026-12/live-de84f1cb/drift.md",
     "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
