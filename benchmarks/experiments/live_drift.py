@@ -26,8 +26,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "gate_validation"))
+sys.path.insert(0, str(HERE))
 
 from live_cases import parse_item_id  # noqa: E402
+from render.gate import LIVE_DRIFT_COLUMNS  # noqa: E402  (the columns the README's renderer reads)
 
 
 def rows_by_case(folders: list[Path]) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], set[float]]:
@@ -51,11 +53,7 @@ def _ratio(values: list[float]) -> str:
 
 
 def table(records: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
-    header = [
-        "case", "trials", "unchanged: raw ratio, median (range)", "machine credit, largest",
-        "power-heavier: raw ratio, median (range)", "power-heavier caught", "unchanged mean power W, median (largest)",
-    ]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(LIVE_DRIFT_COLUMNS) + " |", "|" + "---|" * len(LIVE_DRIFT_COLUMNS)]
     for case in dict.fromkeys(case for case, _ in records):
         unchanged, heavier = records.get((case, "unchanged"), []), records.get((case, "power"), [])
         raw = [r["latency_ratio"] for r in unchanged if r.get("latency_ratio")]
