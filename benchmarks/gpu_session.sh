@@ -58,6 +58,18 @@ bounded() {  # bounded COMMAND...: run it, interrupted at the call's deadline
   if [ "$left" -le 5 ]; then echo "not started (the call's deadline): $*"; return 124; fi
   timeout -s INT -k 20 "$left" "$@"
 }
+# in_tree TREE COMMAND...: run it from TREE (a frozen copy of older code, .old) with TREE first on the import path: a
+# script's own folder comes first otherwise, and the editable install would serve this tree's package to the script
+# while only its pytest children ran TREE's. tree_package TREE: which package and commit that gives (for which.txt).
+in_tree() {
+  local tree=$1
+  shift
+  (cd "$tree" && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" && "$@")
+}
+tree_package() {
+  in_tree "$1" python3 -c "import pytest_attnperf; print('the package at', pytest_attnperf.__file__)"
+  echo "commit: $(cat "$1/COMMIT" 2>/dev/null || git -C "$1" rev-parse --short HEAD 2>/dev/null)"
+}
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -151,9 +163,7 @@ stage_cost() {
   done
   if [[ " $runs" == *" before-"* ]]; then
     [ -f .old/pyproject.toml ] || { echo "cost: a before run needs the code before in .old (carry it)"; return 2; }
-    (cd .old && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
-      && python3 -c "import pytest_attnperf; print('before: the package at', pytest_attnperf.__file__)" \
-      && echo "before: commit $(cat COMMIT 2>/dev/null)") | tee "$OUT/cost/which.txt"
+    tree_package .old | sed 's/^/before: /' | tee "$OUT/cost/which.txt"
   fi
   rm -rf "$cache"
   for run in $runs; do
@@ -162,9 +172,9 @@ stage_cost() {
     [ "$state" = cold ] && rm -rf "$cache"
     local start=$(date +%s.%N)
     # Only --attnperf-cache-dir places the compile caches: an inherited TORCHINDUCTOR_CACHE_DIR would win over it.
-    (cd "$tree" && unset TORCHINDUCTOR_CACHE_DIR TRITON_CACHE_DIR && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
-      && bounded python3 -m pytest --attnperf -p no:cacheprovider -q -rfE $suite --attnperf-cache-dir="$cache" \
-      --attnperf-json="$OUT/cost/$run.json" >"$OUT/cost/$run.log" 2>&1)
+    in_tree "$tree" bounded env -u TORCHINDUCTOR_CACHE_DIR -u TRITON_CACHE_DIR python3 -m pytest --attnperf \
+      -p no:cacheprovider -q -rfE $suite --attnperf-cache-dir="$cache" --attnperf-json="$OUT/cost/$run.json" \
+      >"$OUT/cost/$run.log" 2>&1
     local status=$? wall=$(python3 -c "import time; print(round(time.time() - $start, 1))")
     # exit 2 or more: interrupted at the call's deadline (its report holds only the cases that finished) or not run
     echo "$run: exit $status, wall $wall s, $(tail -1 "$OUT/cost/$run.log")" | tee -a "$OUT/cost/walls.txt"
@@ -320,13 +330,8 @@ stage_gate_live_cross() {
   # commit in .old/COMMIT), so that every trial of a row is judged by one version of the gate.
   local baselines tree=${LIVE_TREE:-.}
   baselines=$(realpath "${LIVE_BASELINES:?}") || return 1
-  # The tree first on the import path: a script's own folder comes first otherwise, and the editable install's
-  # package (this tree's) would serve the script while only its pytest children ran the frozen one.
-  (cd "$tree" && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
-    && python3 -c "import pytest_attnperf; print('the trials run', pytest_attnperf.__file__)" \
-    && echo "commit: $(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)") | tee "$OUT/gate_live_cross/which.txt"
-  (cd "$tree" && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
-    && python3 benchmarks/gate_validation_live.py gate --out "$OUT/gate_live_cross" --baselines "$baselines") \
+  tree_package "$tree" | tee "$OUT/gate_live_cross/which.txt"
+  in_tree "$tree" python3 benchmarks/gate_validation_live.py gate --out "$OUT/gate_live_cross" --baselines "$baselines" \
     2>&1 | tail -60 | tee "$OUT/gate_live_cross/live.log"
 }
 
