@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from render.format import f1, fmt_pct, fmt_ratio, join, plural, seqlen_label, span, table
+from render.format import f1, fmt_pct, fmt_range, fmt_ratio, join, plural, seqlen_label, span, table
 from render.source import Context, PytestSummary, RenderError, first_int
 
 GatedRuns = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # (the runs, what their JSON reports held)
@@ -160,7 +160,10 @@ def validation(ctx: Context, data: Any) -> list[str]:
             intended = LIVE_ROWS.get(str(row.get("row"))) or (intended if intended == "–" else f"{intended} work")
         delivered = [_pct(row["injected"]), *([_pct(row.get("injected_cycles"))] if live else [])]
         counts = [f"{row['detected']} of {row['trials']}", f"{row['false_alarms']} of {row['false_alarm_trials']}"]
-        rows.append([row["case"], intended, *delivered, *counts, _pct(row.get("tolerance"), sign=False)])
+        tolerance = _pct(row.get("tolerance"), sign=False)
+        if row.get("tolerance_max"):  # verdicts at two lines (another unit is judged at the fleet's)
+            tolerance = fmt_range(tolerance.removesuffix(" %"), _pct(row["tolerance_max"], sign=False))
+        rows.append([row["case"], intended, *delivered, *counts, tolerance])
     if not live:
         runs = data.get("gated_runs") or {"runs": 0}
         header = ["case", "intended", "delivered (at the baseline's clock, not wall time)", "detected", "false alarms",

@@ -63,7 +63,9 @@ def test_one_session_runs_several_trials_one_after_the_other(monkeypatch: pytest
         live_cases.parse_item_id("x::test_gate[nope-unchanged-t1]")
 
 
-def record(case: str, row: str, raw: float, verdict: str, clock: float = 1500.0) -> dict[str, Any]:
+def record(
+    case: str, row: str, raw: float, verdict: str, clock: float = 1500.0, tolerance: float = 0.03
+) -> dict[str, Any]:
     return {
         "test_id": f"benchmarks/gate_validation/test_live_gate.py::test_gate[{case}-{row}]",
         **{"backend": "eager", "device": "GPU", "device_slug": "gpu", "mode": "forward", "shape": None, "seqlen": 4096},
@@ -74,7 +76,7 @@ def record(case: str, row: str, raw: float, verdict: str, clock: float = 1500.0)
         "clock_mhz": [clock] * 5,
         "clock_ref_mhz": 1500.0,
         "baseline_median_ms": 1.0,
-        "tolerance": 0.03,
+        "tolerance": tolerance,
         "gpu": {"burst_power_w": 600.0},
     }
 
@@ -86,7 +88,7 @@ def test_the_summary_gives_wall_time_and_cycles_and_counts_verdicts(tmp_path: Pa
             "device": {"name": "GPU", "uuid": "GPU-b"},
             "results": [
                 record("flash-attn-32K", "unchanged", 1.0, "ok"),
-                record("flash-attn-32K", "plus5", 1.05, "REGRESSION"),
+                record("flash-attn-32K", "plus5", 1.05, "REGRESSION", tolerance=0.03 + 0.015 * index),
                 record("flash-attn-32K", "plus3", 1.03, "ok" if index else "REGRESSION"),
                 record("flash-attn-32K", "power", 1.08, "REGRESSION", clock=1500.0 / 1.08),
             ],
@@ -98,6 +100,8 @@ def test_the_summary_gives_wall_time_and_cycles_and_counts_verdicts(tmp_path: Pa
     assert rows["plus5"]["injected"] == pytest.approx(0.05)
     assert rows["plus5"]["detected"] == 2
     assert rows["plus3"]["detected"] == 1
+    assert (rows["plus5"]["tolerance"], rows["plus5"]["tolerance_max"]) == (0.03, 0.045)  # another unit's line too
+    assert (rows["plus3"]["tolerance"], rows["plus3"]["tolerance_max"]) == (0.03, None)
     assert rows["power"]["injected"] == pytest.approx(0.08)  # wall time, against its own (rounded-input) baseline
     assert rows["power"]["injected_cycles"] == pytest.approx(0.0, abs=1e-9)  # the same cycles
     assert rows["power"]["false_alarms"] == 0

@@ -409,7 +409,8 @@ LIVE = {
         {"case": "flash-attn 32K", "row": "power", "intended": None, "injected": 0.086, "injected_cycles": 0.003,
          "detected": 5, "trials": 5, "false_alarms": 0, "false_alarm_trials": 5, "tolerance": 0.03},
         {"case": "flash-attn 32K", "row": "plus3", "intended": 0.03, "injected": 0.031, "injected_cycles": None,
-         "detected": 4, "trials": 5, "false_alarms": 0, "false_alarm_trials": 5, "tolerance": 0.03},
+         "detected": 4, "trials": 5, "false_alarms": 0, "false_alarm_trials": 5, "tolerance": 0.03,
+         "tolerance_max": 0.045},
     ],
     "gated_runs": {"runs": 5, "failed": 0, "through_pytest": True},
     "recorded_on": ["GPU-a"],
@@ -430,7 +431,7 @@ def test_the_live_validation_renders_wall_time_and_cycles_and_names_the_cards(tm
     text = rendered(tmp_path)
     assert "| case | row | delivered (wall time) | in cycles |" in text
     assert "| flash-attn 32K | power-heavier | +8.6 % | +0.3 % | 5 of 5 | 0 of 5 | 3.0 % |" in text
-    assert "| flash-attn 32K | +3 % work | +3.1 % | – | 4 of 5 | 0 of 5 | 3.0 % |" in text
+    assert "| flash-attn 32K | +3 % work | +3.1 % | – | 4 of 5 | 0 of 5 | 3.0–4.5 % |" in text  # two units' lines
     assert "5 gated runs through `pytest --attnperf`, on another card than the one that recorded them" in text
     assert "gate_validation_live.py all" in text
 
