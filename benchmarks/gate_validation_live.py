@@ -134,10 +134,13 @@ def _write_baseline(path: Path, document: dict[str, Any]) -> None:
 
 def record(arguments: argparse.Namespace, baselines: Path) -> None:
     env = {**os.environ, "GATE_VALIDATION_PHASE": "record", "GATE_VALIDATION_ROWS": "unchanged,power"}
+    (arguments.out / "record").mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "pytest_attnperf.cli", "update", "--runs", str(arguments.record_runs),
         f"--attnperf-baselines={baselines}", f"--attnperf-device={arguments.device}", "-p", "no:cacheprovider",
         "-q", "--attnperf-fingerprint=off", str(SUITE / "test_live_gate.py"),
+        # each record run's report (report-run1.json, ...): the readings the baselines were made from
+        f"--attnperf-json={arguments.out / 'record' / 'report.json'}",
     ]  # fmt: skip
     if arguments.device == "cpu":  # the script's own CPU run, on a shared machine: its medians are not the point
         command.append("--attnperf-allow-busy-cpu")

@@ -147,6 +147,7 @@ def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) 
         references=state.references,
         input_guard=state.input_guard,
         gpu_state=state.gpu_state_record(),
+        reference_policy=state.settings.machine_reference,
         benchmark=request.getfixturevalue("benchmark") if _benchmark_output_requested(request.config) else None,
     )
     item.stash[RUNNER_KEY] = runner

@@ -97,7 +97,7 @@ def plugin_version() -> str:
         return __version__
 
 
-def timing_settings(config: TimingConfig) -> dict[str, Any]:
+def timing_settings(config: TimingConfig, reference_policy: str = "periodic") -> dict[str, Any]:
     """The timing settings a baseline records (a change of method is named when it gates)."""
     return {
         "warmup": "steady",
@@ -108,6 +108,7 @@ def timing_settings(config: TimingConfig) -> dict[str, Any]:
         "median_precision": PRECISION,  # sampling stops once the median's 95 % interval is within this
         "flush_l2": config.flush_l2,
         "cuda_graph": config.cuda_graph,
+        "machine_reference": reference_policy,  # when the machine reference was read: a verdict compares like ones
     }
 
 
@@ -191,6 +192,7 @@ class AttnPerf:
     input_guard: InputGuard  # the run's: the pristine state of the inputs every backend is handed
     benchmark: Any = None  # pytest-benchmark's fixture, when its output was asked for
     gpu_state: dict[str, Any] | None = None  # this process's GPU state at session start
+    reference_policy: str = "periodic"  # when the machine reference is read (--attnperf-machine-reference)
     result: CaseRecord | None = None
 
     def measure(self, backend: Backend, qkv: QKV | InputsDoNotFit, *, mode: Mode | None = None) -> CaseRecord:
@@ -218,6 +220,7 @@ class AttnPerf:
                 bytes_moved=moved,
                 free_caches=lambda: self._free_caches(qkv.release_layouts),
                 power_skip=self.gate.power_window,
+                reference_policy=self.reference_policy,
             )
         except (Unsupported, NotCapturable) as unsupported:
             pytest.skip(str(unsupported))
@@ -296,6 +299,7 @@ class AttnPerf:
             flops=flops,
             free_caches=self._free_caches,
             power_skip=self.gate.power_window,
+            reference_policy=self.reference_policy,
         )
         if not measured.fits:
             return self._store(recorded(identity, measured))
@@ -322,7 +326,7 @@ class AttnPerf:
                 device_info=self.info.as_dict(),
                 session_gpu_state=self.gpu_state,
                 plugin_version=plugin_version(),
-                timing_settings=timing_settings(self.timing),
+                timing_settings=timing_settings(self.timing, self.reference_policy),
             ),
         )
 
@@ -356,6 +360,7 @@ class AttnPerf:
                 flops=flops,
                 bytes_moved=bytes_moved,
                 power_skip=self.gate.power_window,
+                reference_policy=self.reference_policy,
             )
             measured = measured.followed_by(again)
             first_median_ms = staged.measurement.first_median_ms or result.measurement.median_ms

@@ -120,6 +120,14 @@ def run_unit(result: CaseRecord) -> str | None:
     return str(uuid) if uuid else None
 
 
+def reference_policies(result: CaseRecord, baseline: BaselineEntry) -> tuple[str, str]:
+    """When the machine reference was read for the run and for the baseline (--attnperf-machine-reference; an
+    older record, without the setting, read it periodically)."""
+    run = (result.provenance.timing_settings or {}).get("machine_reference") or "periodic"
+    recorded = (baseline.timing or {}).get("machine_reference") or "periodic"
+    return str(run), str(recorded)
+
+
 def run_shift(result: CaseRecord, baseline: BaselineEntry) -> MachineShift | None:
     """The machine's shift between the baseline's reference and the one measured next to this run."""
     measured_reference = reference_of((result.measurement.gpu or {}).get("reference"))
@@ -149,6 +157,12 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
     note = unit_note(unit, recorded_on, shift)
     if note:
         notes.append(note)
+    run_policy, baseline_policy = reference_policies(result, baseline)
+    if shift is not None and run_policy != baseline_policy:
+        notes.append(
+            f"the machine reference was read {run_policy} in this run and {baseline_policy} for the baseline: the two "
+            "readings may be of different states (record and gate with one --attnperf-machine-reference)"
+        )
     if not samples:
         return normalised(None, "raw")
     if shift is not None and not shift.trusted(another):

@@ -122,13 +122,15 @@ def measure_case(
     bytes_moved: int | None = None,
     free_caches: Callable[[], None] = lambda: None,
     power_skip: PowerWindowSkip = never_power,
+    reference_policy: str = "periodic",
 ) -> CaseMeasurement:
     """Measure ``workload``; an out-of-memory is retried once after ``free_caches`` and the plugin's own buffers.
 
-    ``power_skip``: whether the power window is measured, from the median (``measure``)."""
+    ``power_skip``: whether the power window is measured, from the median; ``reference_policy``: when the machine
+    reference is read (``measure``)."""
     started = time.perf_counter()
     try:
-        measurement = measure(workload, device, config, power_skip=power_skip)
+        measurement = measure(workload, device, config, power_skip=power_skip, reference_policy=reference_policy)
     except DoesNotFit:
         # measure() already collected every cycle (a thorough release) before it raised; what is freed now goes by
         # reference counting, so a plain release hands it back without walking every object once more.
@@ -136,7 +138,9 @@ def measure_case(
         free_flush_buffers()
         release_memory(device)
         try:
-            measurement = measure(workload, device, config, retry_follows=False, power_skip=power_skip)
+            measurement = measure(
+                workload, device, config, retry_follows=False, power_skip=power_skip, reference_policy=reference_policy
+            )
         except DoesNotFit as oom:  # again, in a clean state: it does not fit
             return does_not_fit(str(oom)).with_phase("out_of_memory", (time.perf_counter() - started) * 1e3)
         retry_ms = sum(ms for phase, ms in measurement.phases_ms.items() if phase != "lead_spin")  # inside others

@@ -8,6 +8,10 @@ of GPU time and until its chunk time is steady (the boost -> power-cap step come
 sustained load; at most ``SETTLE_MAX_MS``), then runs ``MEASURE_MS`` timed with events and
 bracketed by the SM-0 clock stamps. It is measured at session start and then before a case
 whenever the last reading is older than ``INTERVAL_S``: ~0.15-0.3 s every 20 s, about 1 % of a run.
+With ``--attnperf-machine-reference=adjacent`` it is also read right before and right after each case
+whose first timed call took ``LONG_CALL_MS`` or more (the kernels that reach the power cap), so that a
+baseline's reading and a gated run's are taken in the same state: next to the same case, not in
+whatever state the last 20 s left (a cool session start, say).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ CHUNK = 8  # matmuls per launch batch while settling
 SETTLE_MS, SETTLE_MAX_MS, MEASURE_MS = 100.0, 300.0, 40.0
 STEADY = 0.01  # the median of the last 5 chunks within 1 % of the 5 before them
 INTERVAL_S = 20.0
+# Adjacent readings are for cases whose first timed call (the peak-memory call, wall time) took this long: on an
+# H100 every case at the power cap for most of its timing took 5.5 ms or more there, and none under 5 ms did
+# (docs/results/h100/2026-12/unit-de84f1cb, besides three sub-millisecond kernels whose NVML flag is an artefact).
+LONG_CALL_MS = 5.0
 
 _latest: dict[torch.device, tuple[float, Reference]] = {}
 
@@ -102,7 +110,12 @@ def age_s(device: torch.device, *, now: float | None = None) -> float | None:
     return (time.monotonic() if now is None else now) - last[0]
 
 
+def adjacent(policy: str, first_call_ms: float | None) -> bool:
+    """Whether a case is read right before and after (``policy`` from --attnperf-machine-reference)."""
+    return policy == "adjacent" and first_call_ms is not None and first_call_ms >= LONG_CALL_MS
+
+
 def refresh(device: torch.device) -> Reference | None:
-    """Measure now (session start), whatever the age of the last reading."""
+    """Measure now (session start, or next to a long case), whatever the age of the last reading."""
     _latest.pop(device, None)
     return current(device)

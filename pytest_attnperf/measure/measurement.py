@@ -58,6 +58,7 @@ def measure(
     *,
     retry_follows: bool = True,
     power_skip: PowerWindowSkip = never_power,
+    reference_policy: str = "periodic",
 ) -> Measurement:
     """Peak memory of one call (whose output is kept), then the timing; OOM -> DoesNotFit.
 
@@ -66,6 +67,8 @@ def measure(
     thorough release); what it leaves is new, unfrozen objects, so a plain release frees their cycles.
     ``power_skip`` says, from the median, whether the power window is measured; a skipped one is recorded as
     ``burst_power_w: None`` with the reason in ``burst_power_skipped``, so no reader takes it for zero.
+    ``reference_policy`` (--attnperf-machine-reference): "adjacent" reads the machine reference right before and
+    right after a long case (``machine_reference.adjacent``), the second kept as ``gpu.reference_after``.
     """
     failure: str | None = None
     peak_bytes: int | None
@@ -91,7 +94,9 @@ def measure(
             lap("peak_call")
             memory_note = None
             nvml = nvml_for(device)
-            reference = machine_reference.current(device)  # the machine's state next to this case (gate/machine.py)
+            # the machine's state next to this case (gate/machine.py): read now for a long case when adjacent
+            adjacent = machine_reference.adjacent(reference_policy, phases.get("peak_call"))
+            reference = machine_reference.refresh(device) if adjacent else machine_reference.current(device)
             reference_age_s = machine_reference.age_s(device)
             lap("machine_reference")
             start = nvml.snapshot() if nvml else None
@@ -107,6 +112,12 @@ def measure(
                 median_ms = timing.median_ms
                 gpu.update(power_fields(power_skip, median_ms, lambda: _busy_power(workload, device, nvml, median_ms)))
                 lap("power")
+            if adjacent:  # and right after (after its power window, which it must not disturb): the state it left
+                lap("timing")
+                after = machine_reference.refresh(device)
+                if after is not None:
+                    gpu["reference_after"] = after.as_dict()
+                lap("machine_reference")
         else:
             output, cpu_peak, memory_note = cpu_peak_memory(workload)
             lap("peak_call")

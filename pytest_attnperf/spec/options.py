@@ -25,6 +25,9 @@ from .units import (
 from .workloads import MODES, WORKLOADS
 
 POWER_CHOICES = ("auto", "on", "off")  # when the power window is measured (gate/power.py)
+# when the machine reference is read (measure/machine_reference.py): every 20 s, or also right before and after each
+# case long enough to reach the power cap
+MACHINE_REFERENCE_CHOICES = ("periodic", "adjacent")
 MissingPolicy = Literal["fail", "skip", "warn"]
 MISSING_POLICIES: tuple[MissingPolicy, ...] = ("fail", "skip", "warn")
 # Full-size problems on a GPU. A CPU run is a smoke run: one short context, since most of its time is
@@ -216,6 +219,16 @@ OPTIONS: tuple[Option, ...] = (
         choice("power window", POWER_CHOICES),
         "WHEN",
         default="auto",
+    ),
+    Option(
+        "machine-reference",
+        "when the machine reference workload is read, which says how far the machine explains a case's clock: "
+        "periodic (at the session's start, then before a case when the last reading is over 20 s old) or adjacent "
+        "(also right before and right after each case whose first timed call takes 5 ms or more, the kernels that "
+        "reach the power cap; about 0.3 s each). Record and gate with the same one (default periodic)",
+        choice("machine reference", MACHINE_REFERENCE_CHOICES),
+        "WHEN",
+        default="periodic",
     ),
     Option(
         "calibrate",

@@ -65,6 +65,7 @@ class Settings:
     allow_busy_cpu: bool = False
     compile_cache_dir: Path | None = None  # where torch.compile and Triton keep their kernels (None: theirs)
     power: str = "auto"  # when the power window is measured: auto, on, off (gate/power.py)
+    machine_reference: str = "periodic"  # when the machine reference is read: periodic, adjacent
 
     def seqlens_for(self, is_cuda: bool) -> tuple[int, ...]:
         return self.seqlens or (GPU_SEQLENS if is_cuda else CPU_SEQLENS)
@@ -203,6 +204,7 @@ def resolve_settings(
         calibrate=bool(values["attnperf_calibrate"]),
         fingerprint=values["attnperf_fingerprint"],
         power=values["attnperf_power"],
+        machine_reference=values["attnperf_machine_reference"],
         latency_tolerance=None
         if values["attnperf_latency_tolerance"] == "auto"
         else values["attnperf_latency_tolerance"],

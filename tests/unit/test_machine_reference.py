@@ -38,3 +38,11 @@ def test_the_settling_waits_for_a_steady_chunk_time() -> None:
     assert machine_reference._steady([1.0] * 10)
     assert not machine_reference._steady([1.0] * 5 + [1.05] * 5)  # the step to the power cap
     assert machine_reference._steady([1.0] * 5 + [1.05] * 10)
+
+
+def test_adjacent_readings_are_for_long_cases_only_and_only_when_asked() -> None:
+    long_call = machine_reference.LONG_CALL_MS
+    assert machine_reference.adjacent("adjacent", long_call)
+    assert not machine_reference.adjacent("adjacent", long_call - 0.1)  # a short kernel stays below the power cap
+    assert not machine_reference.adjacent("adjacent", None)  # no first call timed (the CPU)
+    assert not machine_reference.adjacent("periodic", 100.0)

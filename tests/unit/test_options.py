@@ -50,6 +50,7 @@ SETTINGS_TABLE: list[tuple[str, str, Any, str, Any, Any, str]] = [
     ("cuda-graph", "false", False, "on", True, False, "timing.cuda_graph"),
     ("fingerprint", "fail", "fail", "off", "off", "warn", "fingerprint"),
     ("power", "on", "on", "off", "off", "auto", "power"),
+    ("machine-reference", "periodic", "periodic", "adjacent", "adjacent", "periodic", "machine_reference"),
 ]
 INI_KEYS = [option.dest for option in OPTIONS if option.ini]
 
