@@ -190,10 +190,13 @@ def test_a_baseline_file_that_is_a_symbolic_link_is_read_and_updated_through_it(
     written = load_baseline(shared)
     assert written is not None
     assert list(written.entries) == ["test_gate.py::test_forward[eager-64]"]
-    # The point is reading through the link; a loaded CPU's latency must not decide it.
+    # The point is reading through the link; a loaded CPU's latency must not decide it (a 2-core machine under load
+    # once gave 3 samples of a 0.2 ms kernel a 20 ms median: a time slice, past any tolerance), so either verdict
+    # is a run that read the entry through the link and gated the case against it.
     gated = pytester.runpytest_inprocess(*FAST, "--attnperf-latency-tolerance=1000%")
-    assert gated.ret == pytest.ExitCode.OK, gated.stdout.str()
+    assert gated.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), gated.stdout.str()
     gated.stdout.fnmatch_lines([f"attnperf: baselines baselines/{link.name} (1 entries, *"])
+    gated.stdout.fnmatch_lines(["test_forward[[]eager-64[]]  eager * ms * x* x* *"])  # a ratio to the linked entry
 
 
 def test_a_baseline_file_that_is_a_loop_of_links_is_a_usage_error(pytester: pytest.Pytester) -> None:
