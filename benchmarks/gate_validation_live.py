@@ -135,6 +135,8 @@ def _write_baseline(path: Path, document: dict[str, Any]) -> None:
 def record(arguments: argparse.Namespace, baselines: Path) -> None:
     env = {**os.environ, "GATE_VALIDATION_PHASE": "record", "GATE_VALIDATION_ROWS": "unchanged,power"}
     (arguments.out / "record").mkdir(parents=True, exist_ok=True)
+    for stale in (arguments.out / "record").glob("report-run*.json"):  # an earlier record's: not these baselines'
+        stale.unlink()
     command = [
         sys.executable, "-m", "pytest_attnperf.cli", "update", "--runs", str(arguments.record_runs),
         f"--attnperf-baselines={baselines}", f"--attnperf-device={arguments.device}", "-p", "no:cacheprovider",
@@ -421,7 +423,7 @@ def summarise(
             )
             decided = [str((r.get("stages") or [{}])[-1].get("decided_by")) for r in records]
             # each verdict's own tolerance: another unit is judged at the fleet's line, so one row can hold two
-            taus = sorted({float(t) for r in records if (t := r.get("tolerance")) is not None})
+            taus = sorted({round(float(t), 4) for r in records if (t := r.get("tolerance")) is not None})
             power = [r["gpu"]["burst_power_w"] for r in records if (r.get("gpu") or {}).get("burst_power_w")]
             rows.append({
                 "case": case.replace("-16K", " 16K").replace("-32K", " 32K").replace("-4K", " 4K"),

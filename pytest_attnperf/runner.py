@@ -370,7 +370,9 @@ class AttnPerf:
             from .calibration import calibrate_case
 
             def trial(slowed: Workload) -> CaseRecord:
-                slowed_measurement = measure_case(slowed, self.device, self.timing)  # a trial's power: read by none
+                slowed_measurement = measure_case(  # a trial's power: read by none
+                    slowed, self.device, self.timing, reference_policy=self.reference_policy
+                )
                 if not slowed_measurement.fits:
                     raise DoesNotFit(slowed_measurement.reason or "out of memory")
                 return recorded(

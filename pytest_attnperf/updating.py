@@ -223,11 +223,16 @@ def write_detection_limits(
                 "baseline unchanged: re-record it with `attnperf update` on a quiet machine)"
             )
             continue
-        lines.append(
-            f"{name}: detects >= {limit * 100:.1f} % (predicted from its spread: {calibration['predicted'] * 100:.1f} %)"
-            if limit is not None
-            else f"{name}: not caught in every trial up to {tried * 100:.1f} % delivered"
-        )
+        if limit is not None:
+            line = f"{name}: detects >= {limit * 100:.1f} % (predicted from its spread: {calibration['predicted'] * 100:.1f} %)"
+        elif tried > 0:
+            line = f"{name}: not caught in every trial up to {tried * 100:.1f} % delivered"
+        else:  # the injected work never showed above the run-to-run noise (a loaded CPU): no level was measured
+            line = (
+                f"{name}: no detection limit: no trial delivered a slowdown above the noise (the most was "
+                f"{tried * 100:.1f} %): calibrate on a quiet machine"
+            )
+        lines.append(line)
         try:
             baseline = load_baseline(baseline_path_of(identity.device_slug))
         except BaselineFileError as error:

@@ -162,7 +162,7 @@ def validation(ctx: Context, data: Any) -> list[str]:
         counts = [f"{row['detected']} of {row['trials']}", f"{row['false_alarms']} of {row['false_alarm_trials']}"]
         tolerance = _pct(row.get("tolerance"), sign=False)
         if row.get("tolerance_max"):  # verdicts at two lines (another unit is judged at the fleet's)
-            tolerance = fmt_range(tolerance.removesuffix(" %"), _pct(row["tolerance_max"], sign=False))
+            tolerance = fmt_range(tolerance, _pct(row["tolerance_max"], sign=False)).replace(" %–", "–")
         rows.append([row["case"], intended, *delivered, *counts, tolerance])
     if not live:
         runs = data.get("gated_runs") or {"runs": 0}

@@ -120,10 +120,10 @@ def run_unit(result: CaseRecord) -> str | None:
     return str(uuid) if uuid else None
 
 
-def reference_policies(result: CaseRecord, baseline: BaselineEntry) -> tuple[str, str]:
-    """When the machine reference was read for the run and for the baseline (--attnperf-machine-reference; an
-    older record, without the setting, read it periodically)."""
-    run = (result.provenance.timing_settings or {}).get("machine_reference") or "periodic"
+def reference_placements(result: CaseRecord, baseline: BaselineEntry) -> tuple[str, str]:
+    """How this case's machine reference was read in the run and in the baseline's runs (periodic or adjacent:
+    --attnperf-machine-reference; a record or baseline from before the setting read it periodically)."""
+    run = (result.measurement.gpu or {}).get("reference_placement") or "periodic"
     recorded = (baseline.timing or {}).get("machine_reference") or "periodic"
     return str(run), str(recorded)
 
@@ -157,11 +157,12 @@ def normalise_result(result: CaseRecord, baseline: BaselineEntry) -> Normalisati
     note = unit_note(unit, recorded_on, shift)
     if note:
         notes.append(note)
-    run_policy, baseline_policy = reference_policies(result, baseline)
-    if shift is not None and run_policy != baseline_policy:
+    run_placement, baseline_placement = reference_placements(result, baseline)
+    if shift is not None and run_placement != baseline_placement:
         notes.append(
-            f"the machine reference was read {run_policy} in this run and {baseline_policy} for the baseline: the two "
-            "readings may be of different states (record and gate with one --attnperf-machine-reference)"
+            f"this case's machine reference was read {run_placement} in this run and {baseline_placement} in its "
+            "baseline's: the two readings may be of different states (record and gate with one "
+            "--attnperf-machine-reference)"
         )
     if not samples:
         return normalised(None, "raw")

@@ -52,7 +52,7 @@ def entry_from_runs(results: Sequence[CaseRecord], recorded_at: str) -> Baseline
             sorted({str(uuid) for result in results if (uuid := (result.provenance.device_info or {}).get("uuid"))})
         ),
         "plugin_version": last.provenance.plugin_version,
-        "timing": {**settings, "clock_source": last.measurement.clock_source}
+        "timing": {**settings, "clock_source": last.measurement.clock_source, **_placement(runs)}
         if (settings := last.provenance.timing_settings)
         else None,
         "fingerprint": _fingerprint(runs),
@@ -126,6 +126,15 @@ def runs_note(results: Sequence[CaseRecord]) -> str | None:
     if 0 < measured < len(results):
         return f"measured in {measured} of {len(results)} runs (the others did not fit or failed)"
     return None
+
+
+def _placement(runs: list[MeasurementRecord]) -> dict[str, str]:
+    """How this case's machine references were read (``gpu.reference_placement``: periodic or adjacent; "mixed" when
+    its runs differ), in place of the run-wide setting: under ``adjacent`` only the long cases are read next to them."""
+    placements = {str(p) for run in runs if (p := (run.gpu or {}).get("reference_placement"))}
+    if not placements:
+        return {}
+    return {"machine_reference": placements.pop() if len(placements) == 1 else "mixed"}
 
 
 def stored_reference(reference: Reference) -> dict[str, float]:

@@ -9,9 +9,11 @@ sustained load; at most ``SETTLE_MAX_MS``), then runs ``MEASURE_MS`` timed with 
 bracketed by the SM-0 clock stamps. It is measured at session start and then before a case
 whenever the last reading is older than ``INTERVAL_S``: ~0.15-0.3 s every 20 s, about 1 % of a run.
 With ``--attnperf-machine-reference=adjacent`` it is also read right before and right after each case
-whose first timed call took ``LONG_CALL_MS`` or more (the kernels that reach the power cap), so that a
-baseline's reading and a gated run's are taken in the same state: next to the same case, not in
-whatever state the last 20 s left (a cool session start, say).
+whose peak-memory call (the second call, after the first one's GPU work has finished) took
+``LONG_CALL_MS`` or more of wall time (the kernels that may reach the power cap), so that a baseline's
+reading and a gated run's are taken in the same state: next to the same case, not in whatever state
+the last 20 s left (a cool session start, say). The reading after a long case is the latest one, so
+the shorter cases that follow within 20 s are judged by it.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ CHUNK = 8  # matmuls per launch batch while settling
 SETTLE_MS, SETTLE_MAX_MS, MEASURE_MS = 100.0, 300.0, 40.0
 STEADY = 0.01  # the median of the last 5 chunks within 1 % of the 5 before them
 INTERVAL_S = 20.0
-# Adjacent readings are for cases whose first timed call (the peak-memory call, wall time) took this long: on an
-# H100 every case at the power cap for most of its timing took 5.5 ms or more there, and none under 5 ms did
-# (docs/results/h100/2026-12/unit-de84f1cb, besides three sub-millisecond kernels whose NVML flag is an artefact).
-LONG_CALL_MS = 5.0
+# Adjacent readings are for cases whose peak-memory call (wall time: the kernel and its launch) took this long. On an
+# H100 every case at the power cap for most of its timing had a median of 2.6 ms or more, and so do some that never
+# reach it (docs/results/h100/2026-12/unit-de84f1cb, besides sub-millisecond kernels whose NVML flag is an artefact).
+LONG_CALL_MS = 2.5
 
 _latest: dict[torch.device, tuple[float, Reference]] = {}
 

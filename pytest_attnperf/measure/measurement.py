@@ -87,6 +87,8 @@ def measure(
     lap("release")
     try:
         workload()  # first call: compile/autotune, so it is not counted as the workload's peak
+        if device.type == "cuda":  # its GPU time too, so the peak call's wall time is the kernel's (plus a launch)
+            torch.cuda.synchronize(device)
         lap("first_call")
         if device.type == "cuda":
             free_bytes = int(torch.cuda.mem_get_info(device)[0])
@@ -97,6 +99,7 @@ def measure(
             # the machine's state next to this case (gate/machine.py): read now for a long case when adjacent
             adjacent = machine_reference.adjacent(reference_policy, phases.get("peak_call"))
             reference = machine_reference.refresh(device) if adjacent else machine_reference.current(device)
+            placement = "adjacent" if adjacent else "periodic"
             reference_age_s = machine_reference.age_s(device)
             lap("machine_reference")
             start = nvml.snapshot() if nvml else None
@@ -105,6 +108,7 @@ def measure(
                 gpu = case_summary(start, nvml.snapshot(), timing.calls)
             if reference is not None:
                 gpu["reference"] = reference.as_dict()
+                gpu["reference_placement"] = placement  # how this case's reading was taken: a verdict compares like
                 if reference_age_s is not None:  # how long before this case it was read: what the credit stands on
                     gpu["reference_age_s"] = round(reference_age_s, 2)
             if nvml is not None and timing.samples_ms:
@@ -114,9 +118,7 @@ def measure(
                 lap("power")
             if adjacent:  # and right after (after its power window, which it must not disturb): the state it left
                 lap("timing")
-                after = machine_reference.refresh(device)
-                if after is not None:
-                    gpu["reference_after"] = after.as_dict()
+                gpu.update(_reading_after(device))
                 lap("machine_reference")
         else:
             output, cpu_peak, memory_note = cpu_peak_memory(workload)
@@ -148,6 +150,19 @@ def measure(
         free_bytes=free_bytes,
         phases_ms=phases,
     )
+
+
+def _reading_after(device: torch.device) -> dict[str, Any]:
+    """The reading right after a long case; its operands (96 MiB) beside the case's output may not fit, and a case
+    that fit must not become "does not fit" for it: then the reading is missing, and why."""
+    try:
+        after = machine_reference.refresh(device)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        release_memory(device)
+        return {"reference_after": None, "reference_after_skipped": describe_error(error)}
+    return {"reference_after": after.as_dict()} if after is not None else {}
 
 
 def power_fields(

@@ -478,21 +478,29 @@ def test_the_machine_is_credited_with_a_bounded_clock_drop_and_the_message_says_
     assert "normalised by what the machine explains: x1.031 excused" in violation.message
 
 
-@pytest.mark.parametrize(("run", "recorded", "noted"), [("adjacent", "adjacent", False), ("adjacent", None, True)])
-def test_references_read_another_way_than_the_baselines_are_said(run: str, recorded: str | None, noted: bool) -> None:
-    """--attnperf-machine-reference=adjacent against a baseline read periodically (or recorded before the setting):
-    the two readings may be of different states, and the verdict says so."""
-    result = _result(median_ms=1.0, clock_mhz=[1800.0] * 10, gpu={"reference": REFERENCE})
-    result = result.with_fields(timing_settings={"machine_reference": run})
+@pytest.mark.parametrize(
+    ("run", "recorded", "noted"),
+    [("adjacent", "adjacent", False), ("periodic", None, False), ("adjacent", None, True), (None, "adjacent", True)],
+)
+def test_a_reading_taken_another_way_than_the_baselines_is_said(
+    run: str | None, recorded: str | None, noted: bool
+) -> None:
+    """--attnperf-machine-reference=adjacent reads a long case's reference next to it: against a baseline read
+    periodically (or recorded before the setting) the two readings may be of different states, and the verdict
+    says so; a short case, read periodically under either setting, says nothing."""
+    gpu: dict[str, object] = {"reference": REFERENCE, **({"reference_placement": run} if run else {})}
+    result = _result(median_ms=1.0, clock_mhz=[1800.0] * 10, gpu=gpu)
     timing = {"machine_reference": recorded} if recorded else {"rep_ms": 100.0}
     entry = _entry(clock_mhz=1800.0, beta=1.0, reference=REFERENCE, timing=timing, **THREE_RUNS)
     outcome, result = evaluate_gate(result, LATENCY, entry, _policy(latency_tolerance=None), CONTEXT)
     assert not outcome.violations
     said = [note for note in result.decision.notes if "machine reference was read" in note]
-    assert said == (
-        ["the machine reference was read adjacent in this run and periodic for the baseline: the two readings may be "
-         "of different states (record and gate with one --attnperf-machine-reference)"] if noted else []
-    )  # fmt: skip
+    expected = (
+        f"this case's machine reference was read {run or 'periodic'} in this run and {recorded or 'periodic'} in its "
+        "baseline's: the two readings may be of different states (record and gate with one "
+        "--attnperf-machine-reference)"
+    )
+    assert said == ([expected] if noted else [])
 
 
 def test_a_regression_message_says_raw_normalised_what_the_machine_excused_and_which_decided() -> None:

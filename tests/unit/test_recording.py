@@ -100,6 +100,28 @@ def test_three_runs_become_one_consistent_entry_with_their_spread() -> None:
     assert parse_baseline_text(written.to_text(), Path("x.yaml")) == written  # what is written reads back
 
 
+@pytest.mark.parametrize(
+    ("placements", "stored"),
+    [((None, None, None), None), (("adjacent",) * 3, "adjacent"), (("adjacent", "periodic", "adjacent"), "mixed")],
+)
+def test_an_entry_says_how_its_cases_references_were_read(
+    placements: tuple[str | None, ...], stored: str | None
+) -> None:
+    """Under --attnperf-machine-reference=adjacent only the long cases are read next to them: each entry stores how
+    its own runs' readings were taken, which a verdict compares with the run's."""
+    rng = random.Random(7)
+
+    def placed(result: CaseRecord, placement: str | None) -> CaseRecord:
+        measured = result.measurement
+        gpu = {**measured.gpu, **({"reference_placement": placement} if placement else {})}
+        return dataclasses.replace(result, measurement=dataclasses.replace(measured, gpu=gpu))
+
+    results = [placed(run(1.0, "GPU-0", rng), placement) for placement in placements]
+    timing = entry_from_runs(results, "2026-12-01T00:00:00Z").timing
+    assert timing is not None
+    assert timing.get("machine_reference") == stored
+
+
 def test_runs_that_did_not_fit_are_left_out_and_said() -> None:
     rng = random.Random(4)
     results = [run(1.0, "GPU-0", rng), run(1.0, "GPU-0", rng)]
@@ -253,7 +275,8 @@ def test_calibrate_measures_and_stores_a_detection_limit_per_case(pytester: pyte
             r".*attnperf: detection limits \(attnperf calibrate\).*",
             r"test_gate\[eager-64\]: (detects >= [0-9.]+ % \(predicted from its spread: [0-9.]+ %\)"
             r"|not caught in every trial up to [0-9.]+ % delivered"
-            r"|no detection limit: every trial failed with no slowdown delivered .*)$",  # a loaded CPU
+            r"|no detection limit: every trial failed with no slowdown delivered .*"  # a loaded CPU
+            r"|no detection limit: no trial delivered a slowdown above the noise .*)$",  # a loaded CPU too
         ]
     )
     entry = load_baseline(baseline_path(pytester.path / "baselines", CPU.slug)).entries[
@@ -322,3 +345,24 @@ def test_a_beta_confidently_over_one_is_stored_as_fitted_and_reads_back() -> Non
     assert entry.beta == pytest.approx(1.2, abs=0.05)
     written = BaselineFile(Path("x.yaml"), {"name": "x"}, {}, {"t": entry})
     assert parse_baseline_text(written.to_text(), Path("x.yaml")).entries["t"].beta == entry.beta
+
+
+@pytest.mark.parametrize(
+    ("calibration", "said"),
+    [
+        ({"detection_limit": 0.04, "predicted": 0.03, "levels": [{"delivered": 0.05}]}, "detects >= 4.0 %"),
+        ({"detection_limit": None, "levels": [{"delivered": 0.08}]}, "not caught in every trial up to 8.0 % delivered"),
+        (  # a loaded CPU: the noise swallowed every injected level
+            {"detection_limit": None, "levels": [{"delivered": -0.12}, {"delivered": -0.02}]},
+            "no detection limit: no trial delivered a slowdown above the noise (the most was -2.0 %)",
+        ),
+    ],
+)
+def test_the_calibration_line_never_claims_a_negative_slowdown_was_tried(
+    tmp_path: Path, calibration: dict[str, object], said: str
+) -> None:
+    from pytest_attnperf.updating import write_detection_limits
+
+    result = flat_record("t.py::test[eager-64]", "eager", "cpu", "cpu", "forward", None, 64, calibration=calibration)
+    outcome = write_detection_limits([result], lambda slug: tmp_path / f"{slug}.yaml")
+    assert outcome.lines[0].startswith(f"test[eager-64]: {said}"), outcome.lines
