@@ -83,6 +83,17 @@ def case_phases(document: dict[str, Any]) -> dict[str, float]:
     return totals
 
 
+def _cache_state(compile_cache: dict[str, Any]) -> str:
+    """warm or cold, as the run found the compile cache: a cold run hits graphs it compiled itself a little ("mixed"
+    with misses the most), a warm run after a code change compiles the changed graphs anew (mixed, hits the most)."""
+    state = compile_cache.get("state")
+    if state != "mixed":
+        return "cold" if state == "cold" else "warm"
+    return (
+        "cold" if int(compile_cache.get("graph_misses") or 0) >= int(compile_cache.get("graph_hits") or 0) else "warm"
+    )
+
+
 def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: str | None = None) -> dict[str, Any]:
     """The run's cost.json, from its report's cost block (and the wall time, when measured outside).
 
@@ -140,7 +151,7 @@ def cost_record(document: dict[str, Any], wall_s: float | None = None, cache: st
         "phases_s": phases,
         "lead_spin_s": round(totals["lead_spin"], 3),
         "warmup_kernel_s": round(totals["warmup_kernel"], 3),
-        "cache": "cold" if compile_cache.get("state") in ("cold", "mixed") else "warm",
+        "cache": _cache_state(compile_cache),
         "compile_cache": compile_cache,
         "cases": len(document["results"]),
         "failures": failures(document),

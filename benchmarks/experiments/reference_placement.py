@@ -176,8 +176,13 @@ def markdown(run: LiveRun) -> str:
         "| case | row | before | after | measured again (not judged here) |",
         "|---|---|---|---|---|",
     ]
-    for key, counts in sorted(run.verdicts().items()):
-        cells = [", ".join(f"{name} {count}" for name, count in sorted(counts[p].items())) for p in PLACEMENTS]
+    verdicts = run.verdicts()
+    for key in sorted({*verdicts, *run.remeasured}):  # a row whose every item was measured again is listed too
+        counts = verdicts.get(key, {})
+        cells = [
+            ", ".join(f"{name} {count}" for name, count in sorted(counts.get(p, Counter()).items())) or "–"
+            for p in PLACEMENTS
+        ]
         lines.append(f"| {key[0]} | {key[1]} | {cells[0]} | {cells[1]} | {run.remeasured.get(key, 0)} |")
     return "\n".join(lines) + "\n"
 

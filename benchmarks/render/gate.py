@@ -211,6 +211,15 @@ COST_PHASES = [  # (column, the phases_s keys it sums)
 ]
 
 
+def _cache_label(report: dict[str, Any]) -> str:
+    """The run's compile cache; a warm one that still compiled some graphs (a changed code path) says how many."""
+    block = report.get("compile_cache") or {}
+    misses, hits = int(block.get("graph_misses") or 0), int(block.get("graph_hits") or 0)
+    if report["cache"] == "warm" and misses:
+        return f"warm ({misses} of {misses + hits} graphs compiled)"
+    return str(report["cache"])
+
+
 def cost_rows(ctx: Context, first: str) -> list[list[str]]:
     """One table row per cost/cost-{before,after}-{cold,warm}.json of the folder (``first`` is one of them)."""
     rows = []
@@ -226,7 +235,7 @@ def cost_rows(ctx: Context, first: str) -> list[list[str]]:
                 f"{sum(float(phases.get(key, 0.0)) for key in keys):.1f}" for _, keys in COST_PHASES[1:]
             ]
             rows.append(
-                [run, report["cache"], str(report["cases"]), f"{wall:.1f}", f"{kernel:.1f}", *cells,
+                [run, _cache_label(report), str(report["cases"]), f"{wall:.1f}", f"{kernel:.1f}", *cells,
                  f"{float(report.get('lead_spin_s', 0.0)):.1f}", f"{wall / kernel:.1f}×" if kernel else "-"]
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as error:

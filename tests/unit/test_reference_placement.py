@@ -69,6 +69,7 @@ def test_each_placement_rebuilds_the_baselines_and_judges_the_trials_again(
         _record("power", 1.05, 1800.0 / 1.05, 1350.0, 1400.0, trial=0),
         # measured again (ambiguous at first): its record holds the last measurement only, so it is counted apart
         _record("power", 1.0, 1800.0, 1350.0, 1400.0, trial=1, stages=2),
+        _record("plus5", 1.06, 1800.0, 1350.0, 1400.0, trial=0, stages=2),  # a row all of whose items were
     ]
     _report(tmp_path / "raw" / "trials-000-001.json", trials)
     assert placement.main([str(tmp_path)]) == 0
@@ -76,6 +77,7 @@ def test_each_placement_rebuilds_the_baselines_and_judges_the_trials_again(
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in out.splitlines()}
     assert "| flash-attn-16K | power | ok 1 | ambiguous 1 | 1 |" in out, out  # ambiguous: the plugin measures again
     assert "| flash-attn-16K | unchanged | ok 1 | ok 1 | 0 |" in out
+    assert "| flash-attn-16K | plus5 | – | – | 1 |" in out  # ... measured again is listed, none judged
     assert rows[("flash-attn-16K", "1")].startswith("| flash-attn-16K | 1 | x1.000 | x0.900 | – | x1.000 | – |")
 
 

@@ -491,14 +491,15 @@ def test_gate_cost_renders_each_cost_json_of_the_folder(tmp_path: Path) -> None:
               "cache": "cold", "cases": 124}  # fmt: skip
     (folder / "cost-before-cold.json").write_text(json.dumps(before), encoding="utf-8")
     (folder / "cost-after-warm.json").write_text(
-        json.dumps({**before, "wall_s": 60.0, "cache": "warm"}), encoding="utf-8"
+        json.dumps({**before, "wall_s": 60.0, "cache": "warm", "compile_cache": {"graph_hits": 21, "graph_misses": 1}}),
+        encoding="utf-8",
     )
     (tmp_path / "README.md").write_text(
         "<!-- results:gate-cost h100 -->\n<!-- /results:gate-cost -->\n", encoding="utf-8"
     )
     text = rendered(tmp_path)
     assert "| before | cold | 124 | 138.0 | 18.5 | 14.0 | 50.0 | 10.0 | 40.0 | 11.0 | 4.0 | 9.0 | 20.0 | 7.5× |" in text
-    assert "| after | warm | 124 | 60.0 |" in text
+    assert "| after | warm (1 of 22 graphs compiled) | 124 | 60.0 |" in text  # a changed code path compiled anew
     assert "cost-before-cold.json" in text
     assert "benchmarks/gate_cost.py" in text
     (folder / "cost-after-warm.json").write_text(json.dumps({"wall_s": 1}), encoding="utf-8")

@@ -234,3 +234,20 @@ def test_start_up_is_split_at_the_sessions_start_its_end_and_collection() -> Non
     assert gate_cost.cost_record(document)["startup_split_s"] == {
         "to_session_start": 0.75, "session_start": 7.0, "collection": 1.5, "collected_to_first_test": 0.5,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("state", "hits", "misses", "cache"),
+    [
+        ("cold", 0, 22, "cold"),
+        ("warm", 24, 0, "warm"),
+        ("mixed", 2, 22, "cold"),  # a cold run hits a few graphs it compiled itself
+        ("mixed", 21, 1, "warm"),  # a warm run after a code change compiles the changed graph anew
+        ("unused", 0, 0, "warm"),
+    ],
+)
+def test_a_runs_compile_cache_is_warm_or_cold_by_what_it_mostly_found(
+    state: str, hits: int, misses: int, cache: str
+) -> None:
+    block = {"state": state, "graph_hits": hits, "graph_misses": misses}
+    assert load_script("gate_cost")._cache_state(block) == cache
