@@ -36,14 +36,17 @@
 # FIRST_TRIAL=19 BUDGET_S=150 CALL_SECONDS=250): docs/results/h100/2026-12/live-cross-6c21f585/ and live-20-trials/.
 # They ran from a frozen archive of the code that ran trials 0-7 (LIVE_TREE=.old, carrying .old made by `git archive
 # 0a04b37 pyproject.toml pytest_attnperf benchmarks tests/suite tests/conftest.py baselines` with 0a04b37 in
-# .old/COMMIT, and .whl/flash_attn-*-site.tar.xz), so all twenty are judged by one gate. Next, in this order:
-# `COST_RUNS="before-cold before-warm after-warm" env cost profile` with the same .old as "before" (the varlen block
-# mask, and where a warm run's host time goes); then, for where the machine reference is read (issue 21),
-# `PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1 TRIALS=20 TRIALS_PER_PROCESS=10
-# BUDGET_S=520 CALL_SECONDS=590 env gate_live` (a reading right before and right after each long case, recorded and
-# gated alike; the power-heavier baselines on inputs rounded to 1 bit, so that row adds >= 5 % of wall time at 16K
-# too), judged again by benchmarks/experiments/reference_placement.py; then fa4_lib x2, `fa4 cost`, the whole suite
-# gated five times, study_parts, and an H200 transformers `record` whenever an H200 comes.
+# .old/COMMIT, and .whl/flash_attn-*-site.tar.xz), so all twenty are judged by one gate. The session after got one
+# machine after seven failed starts, a tenth unit (GPU-6ae8ce14), for two calls kept warm between them:
+# `COST_RUNS="before-cold before-warm after-warm" CALL_SECONDS=590 env cost profile` with .old (0a04b37) as "before"
+# (docs/results/h100/2026-12/unit-6ae8ce14/; the profiled run is cut off by the call's end: give it a call of its own
+# or CALL_SECONDS to spare), then `PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1
+# TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=450 CALL_SECONDS=530 gate_live` (trials 0-5:
+# docs/results/h100/2026-12/live-adjacent-6ae8ce14/, judged again by benchmarks/experiments/reference_placement.py).
+# Next, in this order: fa4_lib x2 then `fa4 cost` (FlashAttention-4 has not been in a gated run since the first
+# machines); the whole suite gated five times; the adjacent live run's trials 6-19 on another unit (gate_live_cross
+# with LIVE_BASELINES=docs/results/h100/2026-12/live-adjacent-6ae8ce14/baselines and the same PYTEST_ADDOPTS and
+# rounding); study_parts; and an H200 transformers `record` whenever an H200 comes.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min

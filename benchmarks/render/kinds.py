@@ -33,6 +33,12 @@ STAGE_COMMANDS = {
     "LIVE_BASELINES=docs/results/h100/2026-12/live-de84f1cb/baselines bash benchmarks/gpu_session.sh env gate_live_cross, "
     "then python benchmarks/gate_validation_live.py summarise --out docs/results/h100/2026-12/live-20-trials "
     "docs/results/h100/2026-12/live-de84f1cb docs/results/h100/2026-12/live-cross-6c21f585",
+    # A tenth unit (GPU-6ae8ce14), two calls on one machine: the cost stage with .old = the code at 0a04b37 as
+    # "before", then the live validation with adjacent machine-reference readings
+    "cost_h100_6ae8ce14": 'COST_RUNS="before-cold before-warm after-warm" CALL_SECONDS=590 bash benchmarks/gpu_session.sh '
+    "env cost profile",
+    "gate_live_h100_adjacent": "PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1 "
+    "TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=450 CALL_SECONDS=530 bash benchmarks/gpu_session.sh gate_live",
     "live_drift": "python benchmarks/experiments/live_drift.py docs/results/h100/2026-12/live-de84f1cb "
     "> docs/results/h100/2026-12/live-de84f1cb/drift.md",
     "rejudge": "python benchmarks/experiments/rejudge_sensitivity.py docs/results/h200 --baselines docs/results/h200/record/nvidia-h200.yaml",
