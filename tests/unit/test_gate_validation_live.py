@@ -370,7 +370,7 @@ def test_the_script_on_the_cpu_over_two_calls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Record and two trials in one process, then a third trial in another call against the same baselines, then
-    both gathered: the summary has the form of the committed one-process-a-trial run's."""
+    both gathered: the summary has the form of the committed twenty-trial summary's."""
     monkeypatch.setenv("GATE_VALIDATION_CASES", "eager-256")
     first, second = tmp_path / "call1", tmp_path / "call2"
     common = ["--device", "cpu", "--trials-per-process", "2"]
@@ -387,7 +387,8 @@ def test_the_script_on_the_cpu_over_two_calls(
     assert sorted(path.name for path in (first / "raw").iterdir()) == ["trials-000-001.json"]
     assert live.main(["summarise", "--out", str(tmp_path / "all"), str(first), str(second)]) == 0
     summary = json.loads((tmp_path / "all" / "gate-validation-live.json").read_text(encoding="utf-8"))
-    committed = json.loads((ROOT / "docs/results/h100/2026-12/gate-validation-live.json").read_text(encoding="utf-8"))
+    committed_file = ROOT / "docs/results/h100/2026-12/live-20-trials/gate-validation-live.json"
+    committed = json.loads(committed_file.read_text(encoding="utf-8"))
     assert summary.keys() == committed.keys()
     assert [row.keys() for row in summary["sensitivity"]] == [committed["sensitivity"][0].keys()] * 3
     assert summary["gated_runs"]["runs"] == 3
