@@ -37,7 +37,7 @@
 # They ran from a frozen archive of the code that ran trials 0-7 (LIVE_TREE=.old, carrying .old made by `git archive
 # 0a04b37 pyproject.toml pytest_attnperf benchmarks tests/suite tests/conftest.py baselines` with 0a04b37 in
 # .old/COMMIT, and .whl/flash_attn-*-site.tar.xz), so all twenty are judged by one gate. The session after got one
-# machine after seven failed starts, a tenth unit (GPU-6ae8ce14), for two calls kept warm between them:
+# machine after six failed starts, a tenth unit (GPU-6ae8ce14), for two calls kept warm between them:
 # `COST_RUNS="before-cold before-warm after-warm" CALL_SECONDS=590 env cost profile` with .old (0a04b37) as "before"
 # (docs/results/h100/2026-12/unit-6ae8ce14/; the profiled run is cut off by the call's end: give it a call of its own
 # or CALL_SECONDS to spare), then `PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1

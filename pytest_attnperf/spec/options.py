@@ -225,7 +225,7 @@ OPTIONS: tuple[Option, ...] = (
         "when the machine reference workload is read, which says how far the machine explains a case's clock: "
         "periodic (at the session's start, then before a case when the last reading is over 20 s old) or adjacent "
         "(also right before and right after each case whose peak-memory call, the kernel and its launch, takes 2.5 ms "
-        "or more: the kernels that may reach the power cap; about 0.3 s each). Record and gate with the same one "
+        "or more: the kernels that may reach the power cap; about 0.15 s each). Record and gate with the same one "
         "(default periodic)",
         choice("machine reference", MACHINE_REFERENCE_CHOICES),
         "WHEN",
