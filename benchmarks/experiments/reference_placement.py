@@ -30,15 +30,18 @@ from pytest_attnperf.gate.results import CaseRecord
 from pytest_attnperf.runs.stored import ReportError, load_report
 from pytest_attnperf.spec.marks import GateMarks, LatencySpec
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gate_validation"))
+from live_cases import EXTRA, parse_item_id  # the live validation's ids and rows
+
 MARKS = GateMarks(latency=LatencySpec(), memory=None, equivalence=None)
 POLICY = GatePolicy(latency_tolerance=None, memory_tolerance=0.05, missing="warn", updating=False)
 PLACEMENTS = ("before", "after")
-EXTRA_ROWS = ("plus3", "plus5")  # gated against the unchanged row's entry (the same kernel before the extra work)
 Key = tuple[str, str]  # (case, row)
 
 
 def records_of(folder: Path, pattern: str) -> list[dict[str, Any]]:
-    """Every case record of the reports matching ``pattern`` (gzipped or not) in ``folder``; a bad one by name."""
+    """Every case record of the reports matching ``pattern`` (gzipped or not) in ``folder``; a bad one by name (a
+    report, or a record whose id is no live validation item's)."""
     paths = sorted({*folder.glob(pattern), *folder.glob(pattern + ".gz")})
     if not paths:
         raise SystemExit(f"{folder}: no {pattern}[.gz] (a gate_live stage's output, run with adjacent readings)")
@@ -51,6 +54,10 @@ def records_of(folder: Path, pattern: str) -> list[dict[str, Any]]:
         for record in cases:
             if not isinstance(record, dict) or not isinstance(record.get("test_id"), str):
                 raise SystemExit(f"{path}: a result without a test_id: not a report of the live validation")
+            try:
+                parse_item_id(record["test_id"])
+            except ValueError as error:
+                raise SystemExit(f"{path}: {error}") from None
         records += cases
     return records
 
@@ -65,10 +72,8 @@ def placed(record: dict[str, Any], placement: str) -> CaseRecord:
 
 def case_and_row(test_id: str) -> Key:
     """('flash-attn-16K', 'unchanged') from '...::test_gate[flash-attn-16K-unchanged-t3]' (trial or not)."""
-    parts = test_id.split("[", 1)[-1].rstrip("]").split("-")
-    if parts[-1].startswith("t") and parts[-1][1:].isdigit():
-        parts = parts[:-1]
-    return "-".join(parts[:-1]), parts[-1]
+    case, row, _trial = parse_item_id(test_id)
+    return case, row
 
 
 def long_case(record: dict[str, Any]) -> bool:
@@ -103,7 +108,7 @@ class LiveRun:
         entries = {key: entry_from_runs(records, "replay") for key, records in runs.items()}
         for (case, row), entry in list(entries.items()):
             if row == "unchanged":
-                entries.update({(case, extra): entry for extra in EXTRA_ROWS})
+                entries.update({(case, extra): entry for extra in EXTRA})
         return entries
 
     def verdicts(self) -> dict[Key, dict[str, Counter[str]]]:

@@ -112,9 +112,10 @@ def age_s(device: torch.device, *, now: float | None = None) -> float | None:
     return (time.monotonic() if now is None else now) - last[0]
 
 
-def adjacent(policy: str, first_call_ms: float | None) -> bool:
-    """Whether a case is read right before and after (``policy`` from --attnperf-machine-reference)."""
-    return policy == "adjacent" and first_call_ms is not None and first_call_ms >= LONG_CALL_MS
+def adjacent(policy: str, peak_call_ms: float | None) -> bool:
+    """Whether a case is read right before and after (``policy`` from --attnperf-machine-reference; ``peak_call_ms``:
+    the wall time of its peak-memory call, None where none was timed)."""
+    return policy == "adjacent" and peak_call_ms is not None and peak_call_ms >= LONG_CALL_MS
 
 
 def refresh(device: torch.device) -> Reference | None:

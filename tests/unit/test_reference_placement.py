@@ -100,3 +100,14 @@ def test_a_damaged_report_is_named(tmp_path: Path, placement: ModuleType) -> Non
     (tmp_path / "record" / "report-run1.json.gz").write_bytes(b"\x1f\x8b truncated")
     with pytest.raises(SystemExit, match=r"report-run1\.json\.gz"):
         placement.main([str(tmp_path)])
+
+
+def test_a_record_that_is_no_live_validation_item_is_named(tmp_path: Path, placement: ModuleType) -> None:
+    (tmp_path / "record").mkdir()
+    record = {
+        **_record("unchanged", 1.0, 1800.0, 1500.0, 1400.0),
+        "test_id": "tests/suite/t.py::test_forward[eager-1K]",
+    }
+    _report(tmp_path / "record" / "report-run1.json", [record])
+    with pytest.raises(SystemExit, match=r"report-run1\.json: .*is not an id of test_gate"):
+        placement.main([str(tmp_path)])
