@@ -222,7 +222,7 @@ def decide_latency(
     normalisation = normalise_result(result, baseline)
     notes, basis = list(normalisation.notes), normalisation.basis
     fleet = normalisation.other_unit
-    tol = tolerance(baseline.runs, baseline.spread, requested, params, fleet=fleet)
+    tol = tolerance(baseline.runs, baseline.spread, requested, params, fleet=fleet, median_ms=baseline.median_ms)
     raw_ratio = result.measurement.median_ms / baseline.median_ms
     median_at_clock = normalisation.normalised_median_ms
     normalised = median_at_clock / baseline.median_ms if median_at_clock else None
@@ -245,9 +245,15 @@ def decide_latency(
     if tol.raised:
         notes.append(f"tolerance {tol.describe()}")
     elif fleet and requested is None:
+        constant = params.fleet_abs_ms / baseline.median_ms
+        short = (
+            f" (units also differ by about {params.fleet_abs_ms * 1e3:.1f} us a step, {constant * 100:.1f} % of this one)"
+            if constant > params.fleet_sd
+            else ""
+        )
         notes.append(
-            f"tolerance {tol.describe()}: on another unit than the baseline's; a baseline recorded on this unit gates "
-            f"it at {tolerance(baseline.runs, baseline.spread, None, params).tau * 100:.1f} %"
+            f"tolerance {tol.describe()}: on another unit than the baseline's{short}; a baseline recorded on this unit "
+            f"gates it at {tolerance(baseline.runs, baseline.spread, None, params).tau * 100:.1f} %"
         )
     elif tol.capped:
         notes.append(

@@ -39,6 +39,11 @@ class GateParams:
     # a baseline's runs (all on one unit) cannot hold. Two pairs of H100 units, December 2026: log-RMS 1.2 % over
     # the kernel suite's 119 cases and over the live validation's 8 (docs/measurement.md, "Units of one model").
     fleet_sd: float = 0.012
+    # ... and a constant part, in ms, that a short step feels most: the kernel suite on three more units against the
+    # recording one (December 2026), steps under 100 us differed by a log-RMS of about 2.8 %, by up to 2.5-3 us on
+    # 20-50 us steps; a fit of sd^2 = 1.2 %^2 + (c / median)^2 gives c = 1.0 us (docs/measurement.md, "Units of one
+    # model"; benchmarks/experiments/fleet_spread.py).
+    fleet_abs_ms: float = 0.001
     alpha: float = 0.01  # one-sided false-alarm level per stage
     ambiguous_width: float = 1.0  # a confirmation this many predictive sds under the line passes outright
     clear_margin: float = 3.0  # a first measurement this many predictive sds over the line fails at once
@@ -98,6 +103,12 @@ def shrunk_sd(runs: int, spread: float | None, params: GateParams = DEFAULT_PARA
     return max(math.sqrt(variance), params.sd_floor), df
 
 
+def fleet_variance(median_ms: float | None, params: GateParams = DEFAULT_PARAMS) -> float:
+    """The unit-to-unit variance of log(median) for a step of ``median_ms``: a relative part and a constant one."""
+    constant = (params.fleet_abs_ms / median_ms) ** 2 if median_ms else 0.0
+    return params.fleet_sd**2 + constant
+
+
 def tolerance(
     runs: int,
     spread: float | None,
@@ -105,18 +116,24 @@ def tolerance(
     params: GateParams = DEFAULT_PARAMS,
     *,
     fleet: bool = False,
+    median_ms: float | None = None,
 ) -> Tolerance:
     """The threshold of one case: automatic (from its spread, within floor and cap) or requested. ``fleet``: gated
-    on another unit than the baseline's, so a new run also differs by the unit-to-unit spread (``fleet_sd``)."""
+    on another unit than the baseline's, so a new run also differs by the unit-to-unit spread (``fleet_variance`` of
+    the baseline's ``median_ms``). The cap bounds what the baseline's own spread may add, not the fleet's part, which
+    joins it as the variances join: a 20 us step differs between units by more than 10 %, and no baseline recorded
+    on one unit can gate it tighter on another."""
     sd, df = shrunk_sd(runs, spread, params)
-    variance = sd**2 * (1.0 + 1.0 / runs) + (params.fleet_sd**2 if fleet else 0.0)
-    predictive = math.sqrt(variance)
-    noise_bound = math.expm1(float(_t().ppf(1.0 - params.alpha, df)) * predictive)
+    unit_variance = fleet_variance(median_ms, params) if fleet else 0.0
+    predictive = math.sqrt(sd**2 * (1.0 + 1.0 / runs) + unit_variance)
+    quantile = float(_t().ppf(1.0 - params.alpha, df))
+    noise_bound = math.expm1(quantile * predictive)
+    cap = math.expm1(math.hypot(math.log1p(params.cap), quantile * math.sqrt(unit_variance)))  # joined like the sds
     if requested is None:
-        tau = min(max(noise_bound, params.floor), params.cap)
-        capped = noise_bound > params.cap
+        tau = min(max(noise_bound, params.floor), cap)
+        capped = noise_bound > cap
         return Tolerance(tau, noise_bound, predictive, df, None, raised=False, capped=capped, fleet=fleet)
-    ceiling = max(requested, params.cap)
+    ceiling = max(requested, cap)
     tau = min(max(requested, noise_bound), ceiling)
     raised, capped = tau > requested, noise_bound > ceiling
     return Tolerance(tau, noise_bound, predictive, df, requested, raised=raised, capped=capped, fleet=fleet)

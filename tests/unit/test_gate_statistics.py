@@ -100,6 +100,23 @@ def test_on_another_unit_the_unit_to_unit_spread_joins_the_prediction() -> None:
     assert "another unit" not in tolerance(3, 0.05, 0.03).describe()
 
 
+def test_on_another_unit_a_short_step_gains_the_fleets_constant_offset() -> None:
+    """Units also differ by a constant microsecond or so per step (decode steps of 20-50 us moved by 2.5-3 us on one
+    unit): the line of a 20 us step rises past the cap, as far as the fleet alone needs; a 1 ms step barely moves."""
+    quantile = stats.t.ppf(0.99, 6)
+    short = tolerance(3, 0.003, fleet=True, median_ms=0.02)
+    fleet_only = quantile * math.sqrt(P.fleet_sd**2 + (P.fleet_abs_ms / 0.02) ** 2)
+    assert short.tau == pytest.approx(math.expm1(quantile * short.predictive_sd), rel=1e-12)
+    assert P.cap < math.expm1(fleet_only) < short.tau < 0.2
+    assert not short.capped
+    assert tolerance(3, 0.003, median_ms=0.02).tau == P.floor  # the recording unit keeps its line
+    long_step = tolerance(3, 0.003, fleet=True, median_ms=1.0).tau
+    assert long_step == pytest.approx(tolerance(3, 0.003, fleet=True).tau, abs=0.001)
+    noisy = tolerance(3, 1.0, fleet=True, median_ms=0.02)  # the cap still bounds what the baseline's spread adds
+    assert noisy.capped
+    assert noisy.tau == pytest.approx(math.expm1(math.hypot(math.log1p(P.cap), fleet_only)), rel=1e-12)
+
+
 @pytest.mark.parametrize("offset_sd", [0.008, 0.012])
 def test_a_fleet_of_units_with_their_own_offsets_raises_few_false_alarms_at_the_fleet_line(offset_sd: float) -> None:
     """Simulated: 124 unchanged cases on 40 other units, each case offset by N(0, offset_sd) on each unit (not

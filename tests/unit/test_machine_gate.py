@@ -252,6 +252,25 @@ def test_without_the_reference_the_same_unit_fails_and_with_it_a_regression_is_s
         assert verdict(baseline, lambda: run(rng, unit, t0=0.3, beta=0.0, slowdown=1.05)) is Verdict.REGRESSION
 
 
+def test_a_short_step_a_few_microseconds_slower_on_another_unit_passes_there_and_fails_on_its_own() -> None:
+    """FlexAttention decode at 1K, 19.4 us on the recording unit, measured 2.45 us slower on another at the same
+    clock (a constant offset the reference cannot see): no false alarm from the fleet; on the recording unit the same
+    step 12 % slower is a regression, and so is a 5 % slowdown of a long step on the other unit."""
+    rng = random.Random(5)
+    short = entry(t0=0.0194, beta=None, ci=None)
+    slower = (0.0194 + 0.00245) / 0.0194
+    other = Machine(uuid="GPU-B")
+    for _ in range(10):
+        assert verdict(short, lambda: run(rng, other, t0=0.0194, beta=0.0, slowdown=slower)) is Verdict.PASS
+        assert verdict(short, lambda: run(rng, Machine(), t0=0.0194, beta=0.0, slowdown=slower)) is Verdict.REGRESSION
+    long_step = entry(t0=3.466, beta=None, ci=None)
+    for _ in range(10):
+        assert verdict(long_step, lambda: run(rng, other, beta=0.0, slowdown=1.06)) is Verdict.REGRESSION
+    notes = decide_latency(run(rng, other, t0=0.0194, beta=0.0), short, None, 1).notes
+    assert any("units also differ by about 1.0 us a step, 5.2 % of this one" in note for note in notes)
+    assert not any("us a step" in note for note in decide_latency(run(rng, other, beta=0.0), long_step, None, 1).notes)
+
+
 def test_another_unit_is_named_in_the_notes() -> None:
     rng = random.Random(2)
     decision = decide_latency(run(rng, Machine(offset=1.02, uuid="GPU-B")), entry(), None, 1)
