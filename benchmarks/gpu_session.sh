@@ -89,10 +89,10 @@ if ls .whl/*-site.tar.xz >/dev/null 2>&1; then
   mkdir -p /tmp/site && for archive in .whl/*-site.tar.xz; do tar -xJf "$archive" -C /tmp/site; done
   export PYTHONPATH=/tmp/site
 fi
-# FlashAttention-4 (flash-attn-4, CuTe DSL): its CUDA 13 library first, in two calls of its own (the fa4_lib stage,
-# carrying .fa4a then .fa4b), then right after them the wheels of .whl/fa4/ laid over flash-attn 2 (carry .whl), which
-# this preamble does whenever they are there. The order matters: flash-attn 2 ships an older flash_attn/cute/ that
-# would replace FlashAttention-4's.
+# FlashAttention-4 (flash-attn-4, CuTe DSL): its CUDA 13 library first, in calls of its own (the fa4_lib stage,
+# carrying .fa4a, .fa4b, .fa4c in turn), then right after them the wheels of .whl/fa4/ laid over flash-attn 2 (carry
+# .whl), which this preamble does whenever they are there. The order matters: flash-attn 2 ships an older
+# flash_attn/cute/ that would replace FlashAttention-4's.
 if ls .whl/fa4/*.whl >/dev/null 2>&1; then
   if [ -d /tmp/site/nvidia_cutlass_dsl/cu13 ]; then
     mkdir -p /tmp/site && for wheel in .whl/fa4/*.whl; do python3 -m zipfile -e "$wheel" /tmp/site; done
@@ -415,17 +415,21 @@ stage_ncu() {
 }
 
 stage_fa4_lib() {
-  # Call 1 of the FlashAttention-4 install: the CuTe DSL's CUDA 13 library (about 61 MiB) does not fit one call beside
-  # the repository (64 MiB a call), so it travels in two halves (split -b 32M -d of its .tar.xz): carry .fa4a (part 00)
-  # in one call and .fa4b (part 01) in the next, right after it (files outside $OUT last only while the machine is
-  # warm); the call that has both parts unpacks them.
+  # The first calls of the FlashAttention-4 install: the CuTe DSL's CUDA 13 library (about 61 MiB) does not fit one
+  # call beside the repository (64 MiB a call, the repository about 33), so it travels in parts (split -b 22M -d of
+  # its .tar.xz), one carry folder each (.fa4a, .fa4b, .fa4c), each holding its part and PARTS (how many there are),
+  # in calls right after each other (files outside $OUT last only while the machine is warm); the call that has
+  # them all unpacks them.
   mkdir -p /tmp/fa4parts /tmp/site
-  cp .fa4a/* .fa4b/* /tmp/fa4parts/ 2>/dev/null
-  if [ -f /tmp/fa4parts/cu13part00 ] && [ -f /tmp/fa4parts/cu13part01 ]; then
-    cat /tmp/fa4parts/cu13part0* | tar -xJ -C /tmp/site && rm -rf /tmp/fa4parts
+  cp .fa4*/* /tmp/fa4parts/ 2>/dev/null
+  local want have
+  want=$(cat /tmp/fa4parts/PARTS 2>/dev/null || echo 2)
+  have=$(find /tmp/fa4parts -name 'cu13part*' | wc -l)
+  if [ "$have" -ge "$want" ]; then
+    cat /tmp/fa4parts/cu13part* | tar -xJ -C /tmp/site && rm -rf /tmp/fa4parts
     ls /tmp/site/nvidia_cutlass_dsl | tee "$OUT/fa4_lib/fa4-lib.txt"
   else
-    ls /tmp/fa4parts | tee "$OUT/fa4_lib/fa4-lib.txt"
+    echo "FlashAttention-4 library: $have of $want parts here" | tee "$OUT/fa4_lib/fa4-lib.txt"
   fi
 }
 
