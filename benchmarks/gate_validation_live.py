@@ -66,7 +66,18 @@ START_S, FLEX_COMPILE_S, PER_TEST_S, MARGIN = 10.0, 15.0, 1.45, 1.05
 RAW_FILE = re.compile(r"^trials-(\d+)-(\d+)\.json$")
 OLD_RAW_FILE = re.compile(r"^trial-(\d+)\.json$")  # one process a trial (the December 2026 run)
 ALL_COMMAND = "python benchmarks/gate_validation_live.py all --out $OUT"
-ENVIRONMENT = ("GATE_VALIDATION_CASES", "TRIALS", "TRIALS_PER_PROCESS", "FIRST_TRIAL", "BUDGET_S", "RECORD_RUNS")
+# The variables that change what a call does, shown in its command line: the plugin's options (PYTEST_ADDOPTS, e.g.
+# the machine reference's placement) and the power-heavier row's rounding among them.
+ENVIRONMENT = (
+    "PYTEST_ADDOPTS",
+    "GATE_VALIDATION_ROUNDING",
+    "GATE_VALIDATION_CASES",
+    "TRIALS",
+    "TRIALS_PER_PROCESS",
+    "FIRST_TRIAL",
+    "BUDGET_S",
+    "RECORD_RUNS",
+)
 
 
 def estimate_s(cases: list[str], rows: int, processes: int) -> float:

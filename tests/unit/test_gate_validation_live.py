@@ -493,3 +493,19 @@ def test_a_broken_or_missing_baselines_folder_is_refused_by_name(tmp_path: Path)
     with pytest.raises(SystemExit, match=r"no baseline file \(\*.yaml\) in .*nowhere"):  # named, so it must exist
         live.main(["summarise", "--out", str(tmp_path / "all"), str(tmp_path / "call1"), "--baselines",
                    str(tmp_path / "nowhere")])  # fmt: skip
+
+
+def test_the_command_line_shows_the_plugins_options_and_the_rounding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call made with the adjacent machine reference and 1-bit rounding says so in its command line."""
+    for name in live.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--attnperf-machine-reference=adjacent")
+    monkeypatch.setenv("GATE_VALIDATION_ROUNDING", "1")
+    arguments = argparse.Namespace(out=tmp_path / "out")
+    line = live._command_line(arguments, ["gate", "--out", str(tmp_path / "out")])
+    assert line == (
+        "PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1 "
+        "python benchmarks/gate_validation_live.py gate --out $OUT"
+    )
