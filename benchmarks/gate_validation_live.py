@@ -63,8 +63,8 @@ from live_cases import ALL_CASES, CASES, EXTRA, ROWS, item_id, parse_item_id  # 
 # START_S + 16 PER_TEST_S = 33 s is on the safe side, as a process cut off by the call's end loses all its trials. Once a process ran, its report's
 # timestamps replace them: its start (wall time outside its tests) and a trial's time, the slowest seen, + 5 %.
 START_S, FLEX_COMPILE_S, PER_TEST_S, MARGIN = 10.0, 15.0, 1.45, 1.05
-RAW_FILE = re.compile(r"^trials-(\d+)-(\d+)\.json$")
-OLD_RAW_FILE = re.compile(r"^trial-(\d+)\.json$")  # one process a trial (the December 2026 run)
+RAW_FILE = re.compile(r"^trials-(\d+)-(\d+)\.json(?:\.gz)?$")  # committed gzipped
+OLD_RAW_FILE = re.compile(r"^trial-(\d+)\.json(?:\.gz)?$")  # one process a trial (the December 2026 run)
 ALL_COMMAND = "python benchmarks/gate_validation_live.py all --out $OUT"
 # The variables that change what a call does, shown in its command line: the plugin's options (PYTEST_ADDOPTS, e.g.
 # the machine reference's placement) and the power-heavier row's rounding among them.
@@ -218,7 +218,7 @@ def trial_baselines(baselines: Path, into: Path, trials: list[int]) -> None:
 def trials_on_disk(raw: Path) -> dict[int, Path]:
     """The trials a folder's reports hold, by their file names."""
     found: dict[int, Path] = {}
-    for path in sorted(raw.glob("*.json")):
+    for path in sorted(raw.glob("*.json*")):
         if match := RAW_FILE.match(path.name):
             found.update((index, path) for index in range(int(match[1]), int(match[2]) + 1))
         elif match := OLD_RAW_FILE.match(path.name):
@@ -318,7 +318,7 @@ def gathered(folders: list[Path]) -> list[dict[str, Any]]:
     seen: dict[int, Path] = {}
     trials: list[dict[str, Any]] = []
     for folder in folders:
-        reports = sorted((folder / "raw").glob("*.json"))
+        reports = sorted(path for path in (folder / "raw").glob("*.json*") if path.name.endswith((".json", ".json.gz")))
         if not reports:
             raise SystemExit(f"no gated trials in {folder / 'raw'} (expected the gate stage's trials-A-B.json)")
         for path in reports:

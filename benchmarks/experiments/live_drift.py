@@ -2,7 +2,7 @@
 
 A power-heavier slowdown (the same cycles at more energy per cycle) can only be told from the drift of an unchanged
 kernel at the power cap in the same session. This reads the raw reports of one or more live validation folders
-(``benchmarks/gate_validation_live.py``: ``raw/trials-*.json``) and prints, per case, the unchanged rows' raw ratio
+(``benchmarks/gate_validation_live.py``: ``raw/trials-*.json``, committed gzipped) and prints, per case, the unchanged rows' raw ratio
 (the deciding measurement's median over the baseline's centre) and the machine's credit (raw over normalised ratio),
 the power-heavier rows' raw ratio and verdicts, and the unchanged rows' mean power while running
 (``burst_power_w``, the window opened into the back-to-back load) against the card's power limit. A second table
@@ -17,6 +17,7 @@ the earlier half (the power cap's own swing, which no machine reference sees).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import statistics
 import sys
@@ -37,8 +38,10 @@ def rows_by_case(folders: list[Path]) -> tuple[dict[tuple[str, str], list[dict[s
     records: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     limits: set[float] = set()
     for folder in folders:
-        for path in sorted((folder / "raw").glob("trials-*.json")):
-            document = json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted((folder / "raw").glob("trials-*.json*")):
+            opener = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="utf-8") as handle:
+                document = json.load(handle)
             for record in document["results"]:
                 case, row, _trial = parse_item_id(record["test_id"])
                 records[(case, row)].append({**record, "_folder": folder})  # whose baselines it was gated against
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     records, limits = rows_by_case(arguments.folders)
     if not records:
-        parser.error(f"no raw/trials-*.json reports under {', '.join(map(str, arguments.folders))}")
+        parser.error(f"no raw/trials-*.json[.gz] reports under {', '.join(map(str, arguments.folders))}")
     names = ", ".join(folder.as_posix() for folder in arguments.folders)
     limit = " / ".join(f"{value:.0f} W" for value in sorted(limits)) or "unknown"
     print(f"# The live trials' unchanged drift and the machine's credit ({names})\n")

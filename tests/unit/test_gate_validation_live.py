@@ -231,6 +231,19 @@ def test_summarise_refuses_what_cannot_be_gathered(tmp_path: Path) -> None:
         live.main(["summarise", "--out", str(tmp_path / "f")])
 
 
+def test_gzipped_raw_reports_are_read_as_committed(tmp_path: Path) -> None:
+    """The committed raw/ reports are gzipped: the trials they hold count, gathered and numbered as before."""
+    for trials in ([0, 1], [2]):
+        path = raw_report(tmp_path, trials)
+        with gzip.open(path.with_name(path.name + ".gz"), "wt", encoding="utf-8") as handle:
+            handle.write(path.read_text(encoding="utf-8"))
+        path.unlink()
+    assert sorted(live.trials_on_disk(tmp_path / "raw")) == [0, 1, 2]
+    gathered = live.gathered([tmp_path])
+    assert [trial["trial"] for trial in gathered] == [0, 1, 2]
+    assert gathered[2]["raw"].endswith("raw/trials-002-002.json.gz")
+
+
 def test_the_one_process_a_trial_reports_are_still_read(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     for trial in range(2):  # raw/trial-N.json, ids without the trial (the December 2026 run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,20 @@ def test_a_baseline_file_that_is_not_one_is_named(tmp_path: Path, live_drift: Mo
     (tmp_path / "baselines" / "h100.yaml").write_text("- not\n- a baseline\n")
     with pytest.raises(SystemExit, match=r"h100\.yaml: not a baseline file"):
         live_drift.main([str(tmp_path)])
+
+
+def test_a_gzipped_raw_report_is_read_like_a_plain_one(
+    tmp_path: Path, live_drift: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [_record("unchanged", 0, 1.01, 1.00, "ok", 690.0), _record("unchanged", 1, 1.04, 1.01, "ok", 710.0)]
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    for folder in (plain, packed):
+        (folder / "raw").mkdir(parents=True)
+    (plain / "raw" / "trials-000-001.json").write_text(json.dumps({"results": records}), encoding="utf-8")
+    with gzip.open(packed / "raw" / "trials-000-001.json.gz", "wt", encoding="utf-8") as handle:
+        json.dump({"results": records}, handle)
+    assert live_drift.main([str(plain)]) == 0
+    from_plain = capsys.readouterr().out
+    assert live_drift.main([str(packed)]) == 0
+    assert capsys.readouterr().out == from_plain.replace(str(plain), str(packed))  # the title names the folder
+    assert "| flash-attn-16K" in from_plain
