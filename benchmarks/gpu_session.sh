@@ -90,7 +90,7 @@ if ls .whl/*-site.tar.xz >/dev/null 2>&1; then
   export PYTHONPATH=/tmp/site
 fi
 # FlashAttention-4 (flash-attn-4, CuTe DSL): its CUDA 13 library first, in calls of its own (the fa4_lib stage,
-# carrying .fa4a, .fa4b, .fa4c in turn), then right after them the wheels of .whl/fa4/ laid over flash-attn 2 (carry
+# carrying .fa4a, .fa4b in turn), then right after them the wheels of .whl/fa4/ laid over flash-attn 2 (carry
 # .whl), which this preamble does whenever they are there. The order matters: flash-attn 2 ships an older
 # flash_attn/cute/ that would replace FlashAttention-4's.
 if ls .whl/fa4/*.whl >/dev/null 2>&1; then
@@ -416,10 +416,10 @@ stage_ncu() {
 
 stage_fa4_lib() {
   # The first calls of the FlashAttention-4 install: the CuTe DSL's CUDA 13 library (about 61 MiB) does not fit one
-  # call beside the repository (64 MiB a call, the repository about 33), so it travels in parts (split -b 22M -d of
-  # its .tar.xz), one carry folder each (.fa4a, .fa4b, .fa4c), each holding its part and PARTS (how many there are),
-  # in calls right after each other (files outside $OUT last only while the machine is warm); the call that has
-  # them all unpacks them.
+  # call beside the repository (64 MiB a call, the repository about 25), so it travels in parts (split -b 32M -d of
+  # its .tar.xz, or smaller parts should the repository grow), one carry folder each (.fa4a, .fa4b, ...), each
+  # holding its part and PARTS (how many there are), in calls right after each other (files outside $OUT last only
+  # while the machine is warm); the call that has them all unpacks them.
   mkdir -p /tmp/fa4parts /tmp/site
   cp .fa4*/* /tmp/fa4parts/ 2>/dev/null
   local want have
