@@ -4,7 +4,7 @@ Not a one-thread sleep (which draws no power, so the GPU re-boosts around it, an
 cycles, so its length follows the clock): a dense matmul in the workload's dtype for
 compute-bound cases (tensor cores, drawing power as attention does) or a device-to-device copy for
 memory-bound ones, on the same stream, inside the timed span. Its size is calibrated in *time*
-(the injection timed alone, sizes interpolated), and what it delivers is measured: the slowdown
+(the injection timed alone behind a lead spin, as the case's samples are, sizes interpolated), and what it delivers is measured: the slowdown
 a trial reports is the slowed median over the plain one, never the intended fraction.
 """
 
@@ -20,6 +20,12 @@ import torch
 from .memory import Workload
 
 MATMUL_K = 4096  # inner size on a GPU: ~34 GFLOP per 1024 rows, long enough to draw power, fine-grained in rows
+# A matmul of few rows streams its whole K x K right operand (32 MiB at 4096) whatever the rows, so its time does not
+# grow with rows until that is covered: likely why the live validation's +3 % and +5 % rows of sdpa-flash 4K (0.51
+# ms) delivered alike (+3.7 %, +3.6 %). The first target on a GPU picks the widest K whose smallest matmul takes at most a quarter
+# of it.
+INNER_CHOICES = (4096, 2048, 1024, 512, 256)
+FLOOR_SHARE = 0.25
 CPU_MATMUL_K = 128  # a CPU case is a few microseconds: the injection must be able to be that small
 MIN_ROWS, MAX_ROWS = 16, 1 << 16
 COPY_MIN_BYTES, COPY_MAX_BYTES = 1 << 16, 1 << 32
@@ -37,6 +43,7 @@ class Injector:
             self.dtype = torch.float32
         self._buffers: dict[str, torch.Tensor] = {}
         self.inner = MATMUL_K if device.type == "cuda" else CPU_MATMUL_K
+        self.inner_fixed = device.type != "cuda" or kind != "compute"  # a size means rows of one inner size
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         current = self._buffers.get(name)
@@ -70,14 +77,27 @@ class Injector:
 
         return slowed
 
-    def time_ms(self, size: int, repeats: int = 5) -> float:
-        """Median time of the injection alone (events on CUDA)."""
+    LEAD_MS = 0.2  # a spin queued before the start event: longer than the host takes to launch the injection
+
+    def time_ms(self, size: int, repeats: int = 9) -> float:
+        """Median time of the injection alone (events on CUDA, behind a lead spin).
+
+        Without the lead the span would hold the host's launch of the injection too (the GPU reaches the start
+        event at once and waits for the kernel): several microseconds that a small injection (5 % of a 0.3 ms
+        case, or a decode step's copy) would be sized short by, and deliver less than asked.
+        """
         extra = self.injection(size)
         extra()
+        lead_cycles = 0
+        if self.device.type == "cuda":
+            from .timing import cycles_per_ms
+
+            lead_cycles = int(self.LEAD_MS * cycles_per_ms(self.device))
         times = []
         for _ in range(repeats):
             if self.device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda._sleep(lead_cycles)
                 start.record()
                 extra()
                 end.record()
@@ -89,8 +109,21 @@ class Injector:
                 times.append((time.perf_counter() - began) * 1e3)
         return statistics.median(times)
 
+    def fit_inner(self, target_ms: float) -> int:
+        """The widest inner size whose smallest matmul takes at most FLOOR_SHARE of ``target_ms`` (the narrowest
+        if none does); fixed from then on, so every size this injector gave means rows of one inner size."""
+        if not self.inner_fixed:
+            for inner in INNER_CHOICES:
+                self.inner = inner
+                if self.time_ms(MIN_ROWS) <= FLOOR_SHARE * target_ms:
+                    break
+            self.inner_fixed = True
+        return self.inner
+
     def size_for(self, target_ms: float) -> int:
-        """The size whose injection takes about ``target_ms``: timed at two sizes, interpolated linearly."""
+        """The size whose injection takes about ``target_ms``: timed at two sizes, interpolated linearly. The first
+        call on a GPU also picks the matmul's inner size (``fit_inner``): ask for the smallest target first."""
+        self.fit_inner(target_ms)
         low, high = self.limits()
         small = max(low, min(high, low * 4))
         large = small

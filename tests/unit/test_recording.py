@@ -221,6 +221,60 @@ def test_an_injection_is_sized_in_time_and_what_it_delivers_is_measured() -> Non
         Injector(torch.device("cpu"), torch.float32, "sleep")
 
 
+def test_on_a_gpu_the_injection_is_timed_behind_a_lead_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's launch of the injection stays out of its timed span: a spin is queued before the start event
+    (without it a 15 us injection was sized short by its launch and delivered less than asked)."""
+    import pytest_attnperf.measure.timing as timing
+
+    calls: list[str] = []
+    made = iter(["start", "end"] * 3)  # each sample makes its start event, then its end event
+
+    class Event:
+        def __init__(self, enable_timing: bool) -> None:
+            self.name = next(made)
+
+        def record(self) -> None:
+            calls.append(f"record:{self.name}")
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, other: object) -> float:
+            return 0.015
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "_sleep", lambda cycles: calls.append(f"sleep:{cycles}"))
+    monkeypatch.setattr(timing, "cycles_per_ms", lambda device: 1.5e6)
+    injector = Injector(torch.device("cpu"), torch.float32, "compute")
+    injector.device = torch.device("cuda", 0)
+    monkeypatch.setattr(injector, "injection", lambda size: lambda: calls.append("injection"))
+    assert injector.time_ms(64, repeats=3) == pytest.approx(0.015)
+    assert calls[0] == "injection"  # once untimed first
+    assert calls[1:] == ["sleep:300000", "record:start", "injection", "record:end"] * 3
+
+
+def test_on_a_gpu_the_first_target_picks_an_inner_size_whose_floor_it_can_reach(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A few-row matmul streams its K x K operand whatever the rows: at K = 4096 about 11 us on an H100, more than a
+    10 us target. The widest K whose smallest matmul takes a quarter of the first target is kept for later ones."""
+    floors = {4096: 0.011, 2048: 0.004, 1024: 0.0015, 512: 0.001, 256: 0.001}
+    injector = Injector(torch.device("cpu"), torch.float32, "compute")
+    injector.inner_fixed = False  # as on a GPU
+    monkeypatch.setattr(injector, "time_ms", lambda size: floors[injector.inner] + size * 1e-6 * injector.inner / 1024)
+    size = injector.size_for(0.010)
+    assert injector.inner == 1024
+    assert floors[1024] + size * 1e-6 == pytest.approx(0.010, rel=0.01)
+    injector.size_for(0.5)  # a later, larger target keeps the inner size its sizes were made with
+    assert injector.inner == 1024
+    wide = Injector(torch.device("cpu"), torch.float32, "compute")
+    wide.inner_fixed = False
+    monkeypatch.setattr(wide, "time_ms", lambda size: floors[wide.inner] + size * 1e-6)
+    wide.size_for(0.2)
+    assert wide.inner == 4096
+    assert Injector(torch.device("cpu"), torch.float32, "compute").fit_inner(0.001) == 128  # a CPU keeps its own
+
+
 # ---------------------------------------------------------------- end to end
 
 
