@@ -47,10 +47,11 @@
 # (carry .fa4a, then .fa4b: two 32 MiB parts with PARTS) then, carrying .whl, `CALL_SECONDS=590 RUNS=3 fa4 env
 # gated_suite` (the whole suite with FlashAttention-4, which has not been in a gated run since the first machines,
 # judged with the fleet's constant part) and `FIRST_RUN=4 RUNS=2 gated_suite` on the warm machine (five runs back to
-# back); the adjacent live run's trials 6-19 on another unit (gate_live_cross with
-# LIVE_BASELINES=docs/results/h100/2026-12/live-adjacent-6ae8ce14/baselines, the same PYTEST_ADDOPTS and rounding;
-# its +3/+5 % rows now sized by the new injection timing, so compare their delivered columns, not only their
-# verdicts); `fa4 cost` with .old; study_parts; and an H200 transformers `record` whenever an H200 comes.
+# back); the adjacent live run afresh with this code (`PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent
+# GATE_VALIDATION_ROUNDING=1 TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=520 CALL_SECONDS=590 gate_live`, then its trials
+# on another unit with gate_live_cross): the +3/+5 % rows are now sized by the new injection timing, so the earlier
+# run's trials 6-19 would not be like for like with its 0-5; `fa4 cost` with .old; study_parts; and an H200
+# transformers `record` whenever an H200 comes.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
