@@ -4,8 +4,9 @@ Not a one-thread sleep (which draws no power, so the GPU re-boosts around it, an
 cycles, so its length follows the clock): a dense matmul in the workload's dtype for
 compute-bound cases (tensor cores, drawing power as attention does) or a device-to-device copy for
 memory-bound ones, on the same stream, inside the timed span. Its size is calibrated in *time*
-(the injection timed alone behind a lead spin, as the case's samples are, sizes interpolated), and what it delivers is measured: the slowdown
-a trial reports is the slowed median over the plain one, never the intended fraction.
+(the injection timed alone behind a lead spin, as the case's samples are, sizes interpolated), and
+what it delivers is measured: the slowdown a trial reports is the slowed median over the plain one,
+never the intended fraction.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import torch
 from .memory import Workload
 
 MATMUL_K = 4096  # inner size on a GPU: ~34 GFLOP per 1024 rows, long enough to draw power, fine-grained in rows
-# A matmul of few rows streams its whole K x K right operand (32 MiB at 4096) whatever the rows, so its time does not
-# grow with rows until that is covered: likely why the live validation's +3 % and +5 % rows of sdpa-flash 4K (0.51
-# ms) delivered alike (+3.7 %, +3.6 %). The first target on a GPU picks the widest K whose smallest matmul takes at most a quarter
-# of it.
+# A matmul of few rows streams its whole K x K right operand (32 MiB at 4096) whatever the rows, so its time does
+# not grow with rows until that is covered: likely why the live validation's +3 % and +5 % rows of sdpa-flash 4K
+# (0.51 ms) delivered alike (+3.7 %, +3.6 %). The first target on a GPU picks the widest K whose smallest matmul
+# takes at most a quarter of it.
 INNER_CHOICES = (4096, 2048, 1024, 512, 256)
 FLOOR_SHARE = 0.25
 CPU_MATMUL_K = 128  # a CPU case is a few microseconds: the injection must be able to be that small
@@ -83,8 +84,8 @@ class Injector:
         """Median time of the injection alone (events on CUDA, behind a lead spin).
 
         Without the lead the span would hold the host's launch of the injection too (the GPU reaches the start
-        event at once and waits for the kernel): several microseconds that a small injection (5 % of a 0.3 ms
-        case, or a decode step's copy) would be sized short by, and deliver less than asked.
+        event at once and waits for the kernel): microseconds that a small injection (3 % of a 0.5 ms case,
+        or a decode step's copy) would be sized short by, and deliver less than asked.
         """
         extra = self.injection(size)
         extra()
