@@ -247,7 +247,8 @@ def decide_latency(
     elif fleet and requested is None:
         constant = params.fleet_abs_ms / baseline.median_ms
         short = (
-            f" (units also differ by about {params.fleet_abs_ms * 1e3:.1f} us a step, {constant * 100:.1f} % of this one)"
+            f" (units also differ by about {params.fleet_abs_ms * 1e3:.1f} us a step, "
+            f"{constant * 100:.1f} % of this one)"
             if constant > params.fleet_sd
             else ""
         )
