@@ -39,6 +39,8 @@ def rows_by_case(folders: list[Path]) -> tuple[dict[tuple[str, str], list[dict[s
     limits: set[float] = set()
     for folder in folders:
         for path in sorted((folder / "raw").glob("trials-*.json*")):
+            if not path.name.endswith((".json", ".json.gz")):
+                continue  # a cut-off call's .partial, a set-aside .exit-N report
             opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rt", encoding="utf-8") as handle:
                 document = json.load(handle)

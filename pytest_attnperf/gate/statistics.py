@@ -31,7 +31,7 @@ class GateParams:
     """The decision rule's constants (justified in docs/measurement.md, "The decision rule")."""
 
     floor: float = 0.03  # auto tolerance never below this: unit-to-unit and day-to-day effects a baseline cannot see
-    cap: float = 0.10  # auto tolerance never above this: a noisy (or hand-edited) spread cannot switch the gate off
+    cap: float = 0.10  # what a baseline's own spread may raise the auto tolerance to (on another unit the fleet adds)
     prior_sd: float = 0.0075  # suite-wide between-run log-sd the case's own spread is shrunk towards
     prior_df: float = 4.0  # weight of that prior, in degrees of freedom
     sd_floor: float = 0.004  # the spread is never assumed below this
@@ -40,9 +40,9 @@ class GateParams:
     # the kernel suite's 119 cases and over the live validation's 8 (docs/measurement.md, "Units of one model").
     fleet_sd: float = 0.012
     # ... and a constant part, in ms, that a short step feels most: the kernel suite on three more units against the
-    # recording one (December 2026), steps under 100 us differed by a log-RMS of about 2.8 %, by up to 2.5-3 us on
-    # 20-50 us steps; a fit of sd^2 = 1.2 %^2 + (c / median)^2 gives c = 1.0 us (docs/measurement.md, "Units of one
-    # model"; benchmarks/experiments/fleet_spread.py).
+    # recording one (December 2026), steps under 40 us differed by a log-RMS of 2.9 %, by up to 2.5-3 us on
+    # 20-50 us steps; a fit of sd^2 = 1.2 %^2 + (c / median)^2 gives c = 0.95 us, rounded to 1 us
+    # (docs/measurement.md, "Units of one model"; benchmarks/experiments/fleet_spread.py).
     fleet_abs_ms: float = 0.001
     alpha: float = 0.01  # one-sided false-alarm level per stage
     ambiguous_width: float = 1.0  # a confirmation this many predictive sds under the line passes outright

@@ -53,7 +53,9 @@ class Injector:
         return current.flatten()[: torch.Size(shape).numel()].view(shape)
 
     def limits(self) -> tuple[int, int]:
-        return (MIN_ROWS, MAX_ROWS) if self.kind == "compute" else (COPY_MIN_BYTES, COPY_MAX_BYTES)
+        # a narrower inner size needs more rows for the same work: the row limit grows with it
+        rows = MAX_ROWS * max(1, MATMUL_K // self.inner) ** 2 if self.inner < MATMUL_K else MAX_ROWS
+        return (MIN_ROWS, rows) if self.kind == "compute" else (COPY_MIN_BYTES, COPY_MAX_BYTES)
 
     def injection(self, size: int) -> Callable[[], Any]:
         """The extra work alone, of ``size`` rows (compute) or bytes (memory); buffers made now, not while timed."""
