@@ -53,8 +53,9 @@ class Injector:
         return current.flatten()[: torch.Size(shape).numel()].view(shape)
 
     def limits(self) -> tuple[int, int]:
-        # a narrower inner size needs more rows for the same work: the row limit grows with it
-        rows = MAX_ROWS * max(1, MATMUL_K // self.inner) ** 2 if self.inner < MATMUL_K else MAX_ROWS
+        # on a GPU a narrower inner size needs more rows for the same work: the row limit grows with it (a CPU's
+        # inner size is its own, and its limit stays)
+        rows = MAX_ROWS * (MATMUL_K // self.inner) ** 2 if self.device.type == "cuda" else MAX_ROWS
         return (MIN_ROWS, rows) if self.kind == "compute" else (COPY_MIN_BYTES, COPY_MAX_BYTES)
 
     def injection(self, size: int) -> Callable[[], Any]:
