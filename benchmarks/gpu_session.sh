@@ -427,14 +427,21 @@ stage_fa4_lib() {
   # while the machine is warm); the call that has them all unpacks them.
   mkdir -p /tmp/fa4parts /tmp/site
   cp .fa4*/* /tmp/fa4parts/ 2>/dev/null
-  local want have
+  local want missing="" part
   want=$(cat /tmp/fa4parts/PARTS 2>/dev/null || echo 2)
-  have=$(find /tmp/fa4parts -name 'cu13part*' | wc -l)
-  if [ "$have" -ge "$want" ]; then
-    cat /tmp/fa4parts/cu13part* | tar -xJ -C /tmp/site && rm -rf /tmp/fa4parts
+  for part in $(seq -f "cu13part%02g" 0 $((want - 1))); do  # split -d names its parts 00, 01, ...
+    [ -s "/tmp/fa4parts/$part" ] || missing="$missing $part"
+  done
+  if [ -n "$missing" ]; then
+    echo "FlashAttention-4 library: missing$missing of $want parts" | tee "$OUT/fa4_lib/fa4-lib.txt"
+  elif rm -rf /tmp/fa4unpack && mkdir /tmp/fa4unpack && cat /tmp/fa4parts/cu13part* | tar -xJ -C /tmp/fa4unpack; then
+    # Unpacked aside, then laid into the site folder whole: a torn archive never leaves half a library there.
+    cp -a /tmp/fa4unpack/. /tmp/site/ && rm -rf /tmp/fa4parts /tmp/fa4unpack
     ls /tmp/site/nvidia_cutlass_dsl | tee "$OUT/fa4_lib/fa4-lib.txt"
   else
-    echo "FlashAttention-4 library: $have of $want parts here" | tee "$OUT/fa4_lib/fa4-lib.txt"
+    rm -rf /tmp/fa4unpack
+    echo "FlashAttention-4 library: the $want parts did not unpack (a part damaged in transit?)" \
+      | tee "$OUT/fa4_lib/fa4-lib.txt"
   fi
 }
 

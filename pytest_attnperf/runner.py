@@ -88,6 +88,7 @@ class ReferenceCache:
         self._key, self._value = None, None
 
 
+@functools.cache  # importlib.metadata scans sys.path: 255 calls cost 1.5 s of an H100 suite run (its profile)
 def plugin_version() -> str:
     try:
         return importlib.metadata.version("pytest-attnperf")

@@ -163,7 +163,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "latency-tolerance",
         "allowed slowdown over the baseline median, e.g. 0.05 or 5%, or auto: per case from its baseline's "
-        "between-run spread, 3% to 10% (default auto)",
+        "between-run spread, 3% to 10% on the unit it was recorded on, more on another unit for short steps "
+        "(default auto)",
         parse_tolerance,
         "FRACTION",
         default="auto",
