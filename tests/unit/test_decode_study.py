@@ -10,7 +10,7 @@ import pytest
 import torch
 from fast_run import CPU
 
-from pytest_attnperf.cli import build_parser
+from pytest_attnperf.cli.commands import build_parser
 from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.presets import get_preset
 from pytest_attnperf.study.decode_plan import GPU_DECODE, DecodeStudy

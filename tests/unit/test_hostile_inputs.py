@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from fast_run import CPU, FAST_OPTIONS
 
-from pytest_attnperf import cli, cli_env
+from pytest_attnperf.cli import commands as cli
+from pytest_attnperf.cli import env as cli_env
 from pytest_attnperf.gate.baseline_limits import MAX_ITEMS
 from pytest_attnperf.gate.baselines import (
     BaselineEntry,

@@ -18,7 +18,7 @@ from fast_run import CPU  # noqa: F401  (loads torch and scipy before an in-proc
 import pytest_attnperf.study.output as study_output
 import pytest_attnperf.study.resume as study_resume
 import pytest_attnperf.study.runner as study_runner
-from pytest_attnperf import cli
+from pytest_attnperf.cli import commands as cli
 from pytest_attnperf.spec.shapes import AttnShape
 from pytest_attnperf.study.markdown import render_markdown
 from pytest_attnperf.study.plan import DECODE_PART, SelectionError, missing_parts, select_configs
@@ -427,7 +427,7 @@ def test_missing_parts_follow_the_plan_and_a_document_without_one_has_none() -> 
 KILLED_AFTER_FIRST = """
 import os, signal, sys
 import pytest_attnperf.study.runner as runner
-from pytest_attnperf import cli
+from pytest_attnperf.cli import commands as cli
 measure, calls = runner.measure_case, []
 def measure_then_die(*arguments):
     calls.append(1)

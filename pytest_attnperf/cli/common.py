@@ -14,7 +14,7 @@ class CommandError(Exception):
 
 
 def stored_report(path: str) -> Any:
-    from .runs.stored import ReportError, load_report
+    from ..runs.stored import ReportError, load_report
 
     try:
         return load_report(Path(path))
@@ -24,7 +24,7 @@ def stored_report(path: str) -> Any:
 
 def output_file(path: str | None, source: str) -> Path | None:
     """An output path checked before anything is read or written (as a run checks its report paths)."""
-    from .output_paths import OutputPathError, check_file_target
+    from ..output_paths import OutputPathError, check_file_target
 
     if path is None:
         return None
@@ -43,8 +43,8 @@ def attnperf_flags(arguments: argparse.Namespace) -> dict[str, Any]:
 
 def command_device(spec: str | None) -> Any:
     """The torch device --attnperf-device names; one that is not there is an argument error, not a traceback."""
-    from .measure.device import resolve_device
-    from .measure.known_noise import import_quietly
+    from ..measure.device import resolve_device
+    from ..measure.known_noise import import_quietly
 
     try:
         device = resolve_device("auto" if spec is None else spec)  # an empty --attnperf-device= is refused, not auto

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .spec.options import ini_values
-from .spec.settings import Settings, SettingsError, resolve_settings
+from ..spec.options import ini_values
+from ..spec.settings import Settings, SettingsError, resolve_settings
 
 
 def settings_here(flags: Mapping[str, Any]) -> Settings:

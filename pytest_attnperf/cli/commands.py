@@ -1,7 +1,7 @@
 """The ``attnperf`` command: its parser, its table of commands and ``main``; update, calibrate, report, memory.
 
-env is in cli_env.py, show and diff (baseline files) in cli_baselines.py, export, compare, history and merge
-(stored JSON reports) in cli_runs.py.
+env is in env.py, show and diff (baseline files) in baselines.py, export, compare, history and merge
+(stored JSON reports) in reports.py.
 """
 
 from __future__ import annotations
@@ -17,25 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli_baselines import add_baseline_file_commands, command_diff, command_show
-from .cli_common import CommandError, attnperf_flags, command_device
-from .cli_env import add_environment_command, command_env
-from .cli_runs import (
+from ..spec.option_values import path_text
+from ..spec.options import add_argparse_options, to_command_line
+from ..spec.settings import Settings, SettingsError
+from ..spec.units import argparse_type, positive_int
+from .baselines import add_baseline_file_commands, command_diff, command_show
+from .common import CommandError, attnperf_flags, command_device
+from .env import add_environment_command, command_env
+from .project_settings import settings_here
+from .reports import (
     add_run_report_commands,
     command_compare,
     command_export,
     command_history,
     command_merge,
 )
-from .project_settings import settings_here
-from .spec.option_values import path_text
-from .spec.options import add_argparse_options, to_command_line
-from .spec.settings import Settings, SettingsError
-from .spec.units import argparse_type, positive_int
 
 
 def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
-    from .updating import run_update
+    from ..updating import run_update
 
     forwarded = to_command_line(attnperf_flags(arguments))
     runs_dir = Path(os.path.abspath(arguments.runs_dir)) if arguments.runs_dir else None
@@ -50,9 +50,9 @@ def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
 
 
 def command_report(arguments: argparse.Namespace) -> int:
-    from .backends.registry import REGISTRY, BackendError
-    from .output_paths import OutputPathError, check_folder_target
-    from .study.resume import ResumeError, holding_folder
+    from ..backends.registry import REGISTRY, BackendError
+    from ..output_paths import OutputPathError, check_folder_target
+    from ..study.resume import ResumeError, holding_folder
 
     # Every argument is checked before the study measures anything (it takes minutes).
     settings = settings_here(attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
@@ -80,13 +80,13 @@ def command_report(arguments: argparse.Namespace) -> int:
 
 
 def _report_into(arguments: argparse.Namespace, settings: Settings, device: Any, out: Path) -> int:
-    from .measure.device import describe_device
-    from .spec.options import GPU_SEQLENS
-    from .study.configs import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig
-    from .study.decode_plan import CPU_DECODE, GPU_DECODE
-    from .study.output import PLOTS_NEED, plots_available, plots_in, write_study
-    from .study.plan import DECODE_PART, finished_parts, missing_parts
-    from .study.runner import plan_of, run_study, stderr_progress
+    from ..measure.device import describe_device
+    from ..spec.options import GPU_SEQLENS
+    from ..study.configs import CPU_CONFIGS, CPU_STUDY_SEQLENS, GPU_CONFIGS, StudyConfig
+    from ..study.decode_plan import CPU_DECODE, GPU_DECODE
+    from ..study.output import PLOTS_NEED, plots_available, plots_in, write_study
+    from ..study.plan import DECODE_PART, finished_parts, missing_parts
+    from ..study.runner import plan_of, run_study, stderr_progress
 
     plots = plots_available()
     if not plots:  # said before measuring, not after it
@@ -189,7 +189,7 @@ def _terminated_as_interrupted() -> Iterator[None]:
 
 def _chosen_configs(arguments: argparse.Namespace, names: list[str]) -> tuple[str, ...]:
     """The configurations this call measures: --configs, --quick (the first) or all; none with --only decode."""
-    from .study.plan import SelectionError, select_configs
+    from ..study.plan import SelectionError, select_configs
 
     if arguments.configs is not None and (arguments.quick or arguments.only == "decode"):
         other = "--quick" if arguments.quick else "--only decode"
@@ -207,8 +207,8 @@ def _chosen_configs(arguments: argparse.Namespace, names: list[str]) -> tuple[st
 def _earlier_study(saved: Path, plan: dict[str, Any], gpu: dict[str, Any], *, fresh: bool) -> dict[str, Any] | None:
     """The study.json an earlier run left in --out, checked to be this study on this GPU model and software
     (none with --fresh: this run's first part replaces it)."""
-    from .study.plan import finished_parts
-    from .study.resume import ResumeError, check_resumable, read_study
+    from ..study.plan import finished_parts
+    from ..study.resume import ResumeError, check_resumable, read_study
 
     if saved.exists() and not saved.is_file():
         raise CommandError(f"{saved}: not a file, so the study cannot be saved there; choose another --out")
@@ -231,7 +231,7 @@ def _listed(parts: Sequence[str]) -> str:
 
 
 def command_memory(arguments: argparse.Namespace) -> int:
-    from .study.memory_calculator import format_model_memory, model_memory
+    from ..study.memory_calculator import format_model_memory, model_memory
 
     try:
         memory = model_memory(
@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_report_commands(commands)
     unrun = set(commands.choices) ^ set(COMMANDS)
     if unrun:
-        raise RuntimeError(f"attnperf commands without both a parser and an entry in cli.COMMANDS: {sorted(unrun)}")
+        raise RuntimeError(
+            f"attnperf commands without both a parser and an entry in COMMANDS (cli/commands.py): {sorted(unrun)}"
+        )
     return parser
 
 
@@ -436,7 +438,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         sys.stdout = stdout
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli_common import CommandError
-from .gate.baselines import BaselineEntry, BaselineFile, BaselineFileError, load_baseline
-from .gate.diff import DEFAULT_THRESHOLD
-from .spec.option_values import path_text
-from .spec.units import argparse_type, format_bytes, format_ms, parse_fraction
+from ..gate.baselines import BaselineEntry, BaselineFile, BaselineFileError, load_baseline
+from ..gate.diff import DEFAULT_THRESHOLD
+from ..spec.option_values import path_text
+from ..spec.units import argparse_type, format_bytes, format_ms, parse_fraction
+from .common import CommandError
 
 
 def _entry_rows(baseline: BaselineFile) -> list[tuple[str, ...]]:
@@ -48,7 +48,7 @@ def _load_or_exit(path: Path) -> BaselineFile:
 
 
 def command_show(arguments: argparse.Namespace) -> int:
-    from .report import format_table
+    from ..report import format_table
 
     baseline = _load_or_exit(Path(arguments.file))
     print(f"{baseline.path}: {baseline.device.get('name')}, {len(baseline.entries)} entries")
@@ -84,8 +84,8 @@ def _readable_fields(fields: dict[str, Any]) -> str:
 
 
 def command_diff(arguments: argparse.Namespace) -> int:
-    from .gate.diff import device_identity, device_mismatch, diff_baselines
-    from .report import format_table
+    from ..gate.diff import device_identity, device_mismatch, diff_baselines
+    from ..report import format_table
 
     old, new = _load_or_exit(Path(arguments.old)), _load_or_exit(Path(arguments.new))
     mismatch = device_mismatch(old, new)

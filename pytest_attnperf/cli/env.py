@@ -7,22 +7,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cli_common import CommandError, attnperf_flags, command_device
-from .gate.baselines import BaselineFileError, baseline_path, load_baseline
+from ..gate.baselines import BaselineFileError, baseline_path, load_baseline
+from ..spec.device_info import SOFTWARE_KEYS, compute_units
+from ..spec.options import add_argparse_options
+from ..spec.units import format_bytes
+from .common import CommandError, attnperf_flags, command_device
 from .project_settings import settings_here
-from .spec.device_info import SOFTWARE_KEYS, compute_units
-from .spec.options import add_argparse_options
-from .spec.units import format_bytes
 
 
 def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
     """Run a tiny case to prove the backend really works here (catches ABI or driver mismatches)."""
     import torch
 
-    from .backends.registry import REGISTRY, Unsupported
-    from .measure.inputs import make_qkv
-    from .measure.memory import describe_error
-    from .spec.shapes import AttnShape
+    from ..backends.registry import REGISTRY, Unsupported
+    from ..measure.inputs import make_qkv
+    from ..measure.memory import describe_error
+    from ..spec.shapes import AttnShape
 
     backend = REGISTRY.get(name)
     reason = backend.unavailable_reason(info)
@@ -52,8 +52,8 @@ def _probe_backend(name: str, device: Any, info: Any) -> tuple[bool, str]:
 
 def environment_report(device_spec: str, baselines_dir: Path) -> dict[str, Any]:
     """Everything `attnperf env` prints, as data."""
-    from .backends.registry import REGISTRY
-    from .measure.device import describe_device, resolve_device
+    from ..backends.registry import REGISTRY
+    from ..measure.device import describe_device, resolve_device
 
     device = resolve_device(device_spec)
     info = describe_device(device)
@@ -109,7 +109,7 @@ def _print_environment(report: dict[str, Any]) -> None:
 
 
 def command_env(arguments: argparse.Namespace) -> int:
-    from .output_paths import OutputPathError, check_baselines_folder
+    from ..output_paths import OutputPathError, check_baselines_folder
 
     settings = settings_here(attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
     command_device(settings.device)  # a device that is not there is an argument error, not a traceback

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_common import CommandError, output_file, stored_report
-from .spec.units import argparse_type, positive_int
+from ..spec.units import argparse_type, positive_int
+from .common import CommandError, output_file, stored_report
 
 
 def command_export(arguments: argparse.Namespace) -> int:
     """A stored JSON report in a dashboard's format (the same converter --attnperf-bmf uses)."""
-    from .gate.baselines import write_atomic
-    from .runs.exports import ExportError, export_text
+    from ..gate.baselines import write_atomic
+    from ..runs.exports import ExportError, export_text
 
     target = output_file(arguments.output, "-o")
     report = stored_report(arguments.report)
@@ -34,7 +34,7 @@ def command_export(arguments: argparse.Namespace) -> int:
 
 def command_compare(arguments: argparse.Namespace) -> int:
     """BASE vs HEAD as a PR comment's Markdown; exit 1 when HEAD's gate failed a case."""
-    from .runs.compare import exit_status, markdown, pair_cases
+    from ..runs.compare import exit_status, markdown, pair_cases
 
     target = output_file(arguments.output, "-o")
     base, head = stored_report(arguments.base), stored_report(arguments.head)
@@ -43,7 +43,7 @@ def command_compare(arguments: argparse.Namespace) -> int:
     if target is None:
         sys.stdout.write(text)
     else:
-        from .gate.baselines import write_atomic
+        from ..gate.baselines import write_atomic
 
         write_atomic(target, text)
         print(f"wrote {target}")
@@ -52,11 +52,11 @@ def command_compare(arguments: argparse.Namespace) -> int:
 
 def command_history(arguments: argparse.Namespace) -> int:
     """Each case's medians across the stored reports of CI runs, per GPU model, with a drift flag."""
-    from .output_paths import OutputPathError, check_folder_target
-    from .runs.drift import DriftRule
-    from .runs.history import build_series, drifting, find_reports, history_json, history_markdown, history_text
-    from .runs.plots import PLOTS_NEED, plot_families, plots_available
-    from .runs.stored import ReportError
+    from ..output_paths import OutputPathError, check_folder_target
+    from ..runs.drift import DriftRule
+    from ..runs.history import build_series, drifting, find_reports, history_json, history_markdown, history_text
+    from ..runs.plots import PLOTS_NEED, plot_families, plots_available
+    from ..runs.stored import ReportError
 
     plot_dir = Path(os.path.abspath(arguments.plot_dir)) if arguments.plot_dir else None
     if plot_dir is not None:
@@ -94,8 +94,8 @@ def command_history(arguments: argparse.Namespace) -> int:
 
 def command_merge(arguments: argparse.Namespace) -> int:
     """Several runners' reports of one run as one report, each case under its GPU model."""
-    from .gate.baselines import write_atomic
-    from .runs.merge import MergeError, merge_reports, merge_summary
+    from ..gate.baselines import write_atomic
+    from ..runs.merge import MergeError, merge_reports, merge_summary
 
     target = output_file(arguments.output, "-o")
     assert target is not None
@@ -113,8 +113,8 @@ def command_merge(arguments: argparse.Namespace) -> int:
 
 def add_run_report_commands(commands: Any) -> None:
     """export, compare, history, merge: they read the JSON reports that --attnperf-json writes."""
-    from .runs.drift import DriftRule
-    from .spec.units import parse_fraction
+    from ..runs.drift import DriftRule
+    from ..spec.units import parse_fraction
 
     export = commands.add_parser(
         "export",
