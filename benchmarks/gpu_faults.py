@@ -11,7 +11,7 @@ Run on the GPU machine: python3 benchmarks/gpu_faults.py > gpu-faults.md   (abou
     pytest references a failed test's traceback until the next garbage collection.
 
 Prints a short Markdown report; the exit status is 1 when a check fails. Uses only
-``pytest_attnperf.measure.measure`` and ``pytest_attnperf.runner.make_workload``, as the plugin does.
+``pytest_attnperf.measure.measure`` and ``pytest_attnperf.session.case_runner.make_workload``, as the plugin does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pytest_attnperf.measure.inputs import make_qkv
 from pytest_attnperf.measure.measurement import measure
 from pytest_attnperf.measure.memory import DoesNotFit, release_memory
 from pytest_attnperf.measure.timing import spin_up
-from pytest_attnperf.runner import make_workload
+from pytest_attnperf.session.case_runner import make_workload
 from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.shapes import AttnShape
 from pytest_attnperf.spec.units import format_bytes

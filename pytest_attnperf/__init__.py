@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from .backends.registry import REGISTRY, Backend, BackendError, Unsupported, register_backend
     from .gate.results import CaseRecord, CaseResult
     from .measure.inputs import QKV, make_qkv
-    from .runner import AttnPerf
+    from .session.case_runner import AttnPerf
     from .spec.device_info import DeviceInfo
     from .spec.marks import EquivalenceSpec, LatencySpec, MemorySpec
     from .spec.shapes import AttnShape
@@ -28,7 +28,7 @@ _WHERE = {
     "CaseResult": ".gate.results",
     "QKV": ".measure.inputs",
     "make_qkv": ".measure.inputs",
-    "AttnPerf": ".runner",
+    "AttnPerf": ".session.case_runner",
     "DeviceInfo": ".spec.device_info",
     "EquivalenceSpec": ".spec.marks",
     "LatencySpec": ".spec.marks",

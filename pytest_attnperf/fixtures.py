@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .session import session_of
+from .session.state import session_of
 
 if TYPE_CHECKING:
     from .backends.registry import Backend
     from .integrations.transformers import HFModel
     from .measure.inputs import QKV
     from .measure.memory import InputsDoNotFit
-    from .runner import AttnPerf
+    from .session.case_runner import AttnPerf
     from .spec.device_info import DeviceInfo
     from .spec.shapes import AttnShape, Mode
 
@@ -123,8 +123,8 @@ def qkv(request: pytest.FixtureRequest, attn_shape: AttnShape) -> QKV | InputsDo
 @pytest.fixture
 def attnperf(request: pytest.FixtureRequest, _attnperf_variant: dict[str, Any]) -> AttnPerf:
     """Measures a backend on seeded inputs (``attnperf.measure(attn_backend, qkv)``) under this test's marks."""
-    from .case_gate import CaseGate
-    from .runner import AttnPerf
+    from .session.case_gate import CaseGate
+    from .session.case_runner import AttnPerf
     from .spec.marks import item_marks
 
     state = session_of(request.config)

@@ -19,9 +19,9 @@ import pytest
 
 from . import fixtures
 from .fixtures import BENCHMARK_FIXTURES, RUNNER_KEY, plugin_fixture_names
-from .output_paths import OutputPathError, check_output_paths
-from .rootdir_guard import check_option_spelling
-from .session import SESSION_KEY, AttnPerfSession, session_of
+from .session.output_paths import OutputPathError, check_output_paths
+from .session.rootdir_guard import check_option_spelling
+from .session.state import SESSION_KEY, AttnPerfSession, session_of
 from .spec.marker_text import MARKER_HELP, MARKER_USAGE
 from .spec.options import VALUED_FLAGS, add_pytest_options, ini_values
 from .spec.settings import SettingsError, resolve_settings
@@ -54,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except OutputPathError as error:
             raise pytest.UsageError(str(error)) from None
     if settings.update and not is_worker:
-        from .update_process import SteeringError, join_update
+        from .session.update_process import SteeringError, join_update
 
         try:
             join_update()  # steered only by a live `attnperf update`; stray ATTNPERF_RUN* variables are refused
@@ -67,14 +67,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "attnperf-fixtures")
     if settings.enabled:
         if settings.compile_cache_dir is not None:  # before torch compiles anything
-            from .run_cost import use_compile_cache
+            from .session.cost import use_compile_cache
 
             try:
                 state.cost.compile_cache = use_compile_cache(settings.compile_cache_dir)
             except ValueError as error:
                 raise pytest.UsageError(str(error)) from None
         config.pluginmanager.register(ResultCollector(state), "attnperf-results")
-        from .deferral import Deferrer
+        from .session.deferral import Deferrer
 
         state.deferrer = Deferrer(state)
 
@@ -216,7 +216,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     state = session_of(item.config)
     if state.deferrer is None:
         return None
-    from .deferral import wants_protocol
+    from .session.deferral import wants_protocol
     from .spec.marks import item_marks
 
     if not wants_protocol(state, item_marks(item).gate.latency is not None):
@@ -286,7 +286,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = session_of(config)
     if state.is_worker or not state.settings.enabled:
         return
-    from .report import skip_reason_lines, terminal_summary
+    from .session.report import skip_reason_lines, terminal_summary
 
     terminal_summary(terminalreporter, state.report())
     reasons = [_skip_reason(report) for report in terminalreporter.stats.get("skipped", [])]

@@ -19,7 +19,7 @@ from pytest_attnperf.measure.inputs import make_qkv
 from pytest_attnperf.measure.measurement import measure
 from pytest_attnperf.measure.memory import DoesNotFit, release_memory
 from pytest_attnperf.measure.timing import spin_up
-from pytest_attnperf.runner import make_workload
+from pytest_attnperf.session.case_runner import make_workload
 from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.shapes import AttnShape
 

@@ -21,7 +21,7 @@ from pytest_attnperf import AttnPerf
 from pytest_attnperf.backends.registry import REGISTRY, Backend
 from pytest_attnperf.measure.injection import Injector
 from pytest_attnperf.measure.inputs import QKV, make_qkv
-from pytest_attnperf.session import session_of
+from pytest_attnperf.session.state import session_of
 
 _injectors: dict[str, tuple[Injector, int]] = {}
 

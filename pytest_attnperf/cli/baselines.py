@@ -48,7 +48,7 @@ def _load_or_exit(path: Path) -> BaselineFile:
 
 
 def command_show(arguments: argparse.Namespace) -> int:
-    from ..report import format_table
+    from ..session.report import format_table
 
     baseline = _load_or_exit(Path(arguments.file))
     print(f"{baseline.path}: {baseline.device.get('name')}, {len(baseline.entries)} entries")
@@ -85,7 +85,7 @@ def _readable_fields(fields: dict[str, Any]) -> str:
 
 def command_diff(arguments: argparse.Namespace) -> int:
     from ..gate.diff import device_identity, device_mismatch, diff_baselines
-    from ..report import format_table
+    from ..session.report import format_table
 
     old, new = _load_or_exit(Path(arguments.old)), _load_or_exit(Path(arguments.new))
     mismatch = device_mismatch(old, new)

@@ -35,7 +35,7 @@ from .reports import (
 
 
 def command_update(arguments: argparse.Namespace, extra: list[str]) -> int:
-    from ..updating import run_update
+    from ..session.baseline_update import run_update
 
     forwarded = to_command_line(attnperf_flags(arguments))
     runs_dir = Path(os.path.abspath(arguments.runs_dir)) if arguments.runs_dir else None
@@ -51,7 +51,7 @@ def command_calibrate(arguments: argparse.Namespace, extra: list[str]) -> int:
 
 def command_report(arguments: argparse.Namespace) -> int:
     from ..backends.registry import REGISTRY, BackendError
-    from ..output_paths import OutputPathError, check_folder_target
+    from ..session.output_paths import OutputPathError, check_folder_target
     from ..study.resume import ResumeError, holding_folder
 
     # Every argument is checked before the study measures anything (it takes minutes).

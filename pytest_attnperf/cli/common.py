@@ -24,7 +24,7 @@ def stored_report(path: str) -> Any:
 
 def output_file(path: str | None, source: str) -> Path | None:
     """An output path checked before anything is read or written (as a run checks its report paths)."""
-    from ..output_paths import OutputPathError, check_file_target
+    from ..session.output_paths import OutputPathError, check_file_target
 
     if path is None:
         return None

@@ -109,7 +109,7 @@ def _print_environment(report: dict[str, Any]) -> None:
 
 
 def command_env(arguments: argparse.Namespace) -> int:
-    from ..output_paths import OutputPathError, check_baselines_folder
+    from ..session.output_paths import OutputPathError, check_baselines_folder
 
     settings = settings_here(attnperf_flags(arguments))  # a bad ini value: SettingsError, exit 2
     command_device(settings.device)  # a device that is not there is an argument error, not a traceback

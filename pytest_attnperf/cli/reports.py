@@ -52,11 +52,11 @@ def command_compare(arguments: argparse.Namespace) -> int:
 
 def command_history(arguments: argparse.Namespace) -> int:
     """Each case's medians across the stored reports of CI runs, per GPU model, with a drift flag."""
-    from ..output_paths import OutputPathError, check_folder_target
     from ..runs.drift import DriftRule
     from ..runs.history import build_series, drifting, find_reports, history_json, history_markdown, history_text
     from ..runs.plots import PLOTS_NEED, plot_families, plots_available
     from ..runs.stored import ReportError
+    from ..session.output_paths import OutputPathError, check_folder_target
 
     plot_dir = Path(os.path.abspath(arguments.plot_dir)) if arguments.plot_dir else None
     if plot_dir is not None:

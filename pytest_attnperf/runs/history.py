@@ -162,7 +162,7 @@ def _span(series: Sequence[Series]) -> str:
 
 def history_text(series: Sequence[Series], rule: DriftRule) -> list[str]:
     """The trend table per GPU model, as plain text."""
-    from ..report import format_table
+    from ..session.report import format_table
 
     lines: list[str] = []
     for gpu, entries in _by_gpu(series).items():

@@ -18,7 +18,7 @@ from typing import Any
 from ..gate.results import CaseRecord, all_finite
 
 SCHEMA_PREFIX = "attnperf-results/"
-SCHEMA_VERSION = 2  # the newest report layout these readers know (report.py writes it)
+SCHEMA_VERSION = 2  # the newest report layout these readers know (session/report.py writes it)
 
 
 class ReportError(ValueError):
@@ -143,7 +143,7 @@ REPORT_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         "a list of strings",
     ),
 )
-# What a report shows of a case beyond its record's fields (report.py's results_document).
+# What a report shows of a case beyond its record's fields (session/report.py's results_document).
 DERIVED: dict[str, type | tuple[type, ...]] = {
     "latency_ratio": (int, float),
     "normalised_ratio": (int, float),

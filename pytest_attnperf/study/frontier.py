@@ -11,7 +11,7 @@ import torch
 from ..backends.registry import Backend
 from ..measure.inputs import make_qkv
 from ..measure.memory import cuda_peak_memory, is_out_of_memory, release_memory
-from ..runner import make_workload
+from ..session.case_runner import make_workload
 from ..spec.shapes import AttnShape
 from . import peak_model
 from .configs import StudyConfig

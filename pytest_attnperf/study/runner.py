@@ -22,7 +22,7 @@ from ..measure.bandwidth import copy_bandwidth_gbps
 from ..measure.inputs import make_qkv, torch_dtype
 from ..measure.measurement import measure
 from ..measure.memory import DoesNotFit, describe_error, is_out_of_memory, release_memory
-from ..runner import make_workload
+from ..session.case_runner import make_workload
 from ..spec.device_info import DeviceInfo
 from ..spec.options import TimingConfig
 from ..spec.presets import get_preset

@@ -18,7 +18,7 @@ from pytest_attnperf import AttnPerf
 from pytest_attnperf.integrations.hf_equivalence import check_equivalence
 from pytest_attnperf.integrations.transformers import HFModel, check_dispatch, decode, forward_flops, prefill
 from pytest_attnperf.measure.memory import is_out_of_memory, release_memory
-from pytest_attnperf.session import session_of
+from pytest_attnperf.session.state import session_of
 
 PRESETS = ("Llama-2-7B", "Llama-3-8B")
 IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")

@@ -16,8 +16,8 @@ from pytest_attnperf.gate.results import (
     Provenance,
     flat_record,
 )
-from pytest_attnperf.report import RunReport, results_document
 from pytest_attnperf.runs.stored import load_report, report_from_document
+from pytest_attnperf.session.report import RunReport, results_document
 from pytest_attnperf.spec.settings import resolve_settings
 
 ROOT = Path(__file__).parents[2]

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_attnperf import REGISTRY, update_process
+from pytest_attnperf import REGISTRY
 from pytest_attnperf.cli import commands as cli
 from pytest_attnperf.cli import env as cli_env
 from pytest_attnperf.gate.baselines import BaselineEntry, BaselineFile, baseline_path
 from pytest_attnperf.measure.device import describe_device
-from pytest_attnperf.output_paths import shown
+from pytest_attnperf.session import update_process
+from pytest_attnperf.session.output_paths import shown
 from pytest_attnperf.spec.options import OPTIONS, add_argparse_options
 
 CPU = describe_device(torch.device("cpu"))

@@ -10,7 +10,7 @@ from pytest_attnperf.backends.registry import REGISTRY
 from pytest_attnperf.measure.inputs import make_qkv
 from pytest_attnperf.measure.measurement import measure
 from pytest_attnperf.measure.memory import DoesNotFit, cpu_peak_memory, is_out_of_memory
-from pytest_attnperf.runner import make_workload
+from pytest_attnperf.session.case_runner import make_workload
 from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.shapes import AttnShape
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from fast_run import FAST_OPTIONS
 
-from pytest_attnperf.session import session_of
+from pytest_attnperf.session.state import session_of
 from pytest_attnperf.spec.marks import MARKER_HELP, MARKER_USAGE
 from pytest_attnperf.spec.options import (
     CPU_SEQLENS,

@@ -10,7 +10,7 @@ import pytest
 from fast_run import CPU, FAST_OPTIONS
 
 from pytest_attnperf.gate.baselines import baseline_path, load_baseline
-from pytest_attnperf.output_paths import (
+from pytest_attnperf.session.output_paths import (
     OutputPathError,
     check_baselines_folder,
     check_file_target,

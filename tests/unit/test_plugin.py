@@ -18,7 +18,7 @@ from pytest_attnperf.backends.registry import ENTRY_POINT_GROUP, BackendRegistry
 from pytest_attnperf.fixtures import BENCHMARK_FIXTURES
 from pytest_attnperf.gate.baselines import BaselineEntry, baseline_path, merge_entries
 from pytest_attnperf.plugin import SKIP_REASON
-from pytest_attnperf.report import skip_reason_lines
+from pytest_attnperf.session.report import skip_reason_lines
 from pytest_attnperf.spec.shapes import AttnShape
 
 FAST = FAST_OPTIONS

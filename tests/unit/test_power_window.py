@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from pytest_attnperf.case_gate import CaseGate
 from pytest_attnperf.gate.baseline_schema import BaselineEntry
 from pytest_attnperf.gate.power import CAP_KERNEL_MS, EXPLAIN_FROM, power_window_skip
 from pytest_attnperf.measure.measurement import never_power, power_fields
 from pytest_attnperf.measure.nvml import busy_power
+from pytest_attnperf.session.case_gate import CaseGate
 from pytest_attnperf.spec.marks import GateMarks, LatencySpec
 
 

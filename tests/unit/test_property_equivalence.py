@@ -22,7 +22,7 @@ from pytest_attnperf.measure.device import describe_device
 from pytest_attnperf.measure.equivalence import describe_mismatch, measure_equivalence
 from pytest_attnperf.measure.inputs import QKV, make_qkv, torch_dtype
 from pytest_attnperf.measure.reference import band_mask, reference_attention
-from pytest_attnperf.runner import ReferenceCache, make_workload
+from pytest_attnperf.session.case_runner import ReferenceCache, make_workload
 from pytest_attnperf.spec.marks import EquivalenceSpec
 from pytest_attnperf.spec.shapes import AttnShape
 

@@ -21,9 +21,9 @@ from pytest_attnperf.gate.recording import entry_from_runs, runs_note
 from pytest_attnperf.gate.results import CaseRecord, flat_record
 from pytest_attnperf.gate.statistics import geometric_mean, log_spread
 from pytest_attnperf.measure.injection import Injector, delivered
-from pytest_attnperf.session import AttnPerfSession
+from pytest_attnperf.session.baseline_update import update_baselines
+from pytest_attnperf.session.state import AttnPerfSession
 from pytest_attnperf.spec.settings import resolve_settings
-from pytest_attnperf.updating import update_baselines
 
 H200 = {"device": "cuda:0", "name": "NVIDIA H200", "slug": "nvidia-h200", "uuid": "GPU-aaaa", "sm_count": 132}
 
@@ -354,7 +354,7 @@ def test_the_cpu_fingerprint_names_the_kernel_sdpa_chose() -> None:
 
 def test_the_update_report_says_what_was_replaced_and_what_was_refused() -> None:
     from pytest_attnperf.gate.baselines import BaselineEntry, Change
-    from pytest_attnperf.report import change_lines
+    from pytest_attnperf.session.report import change_lines
 
     old = BaselineEntry("eager", {"heads": 8, "dtype": "float32"}, "forward", {"median": 1.0}, 10, True, "", {})
     new = BaselineEntry(
@@ -374,8 +374,8 @@ def test_the_update_report_says_what_was_replaced_and_what_was_refused() -> None
 
 def test_the_software_versions_are_listed_once_and_kept_out_of_the_device_block() -> None:
     """flash_attn_4 was missing from a second list in updating.py and leaked into the H200 file's device: block."""
+    from pytest_attnperf.session.baseline_update import _device_record
     from pytest_attnperf.spec.device_info import SOFTWARE_KEYS, DeviceInfo
-    from pytest_attnperf.updating import _device_record
 
     assert set(SOFTWARE_KEYS) <= {field.name for field in dataclasses.fields(DeviceInfo)}
     versions = {key: f"{key}-1.0" for key in SOFTWARE_KEYS}
@@ -415,7 +415,7 @@ def test_a_beta_confidently_over_one_is_stored_as_fitted_and_reads_back() -> Non
 def test_the_calibration_line_never_claims_a_negative_slowdown_was_tried(
     tmp_path: Path, calibration: dict[str, object], said: str
 ) -> None:
-    from pytest_attnperf.updating import write_detection_limits
+    from pytest_attnperf.session.baseline_update import write_detection_limits
 
     result = flat_record("t.py::test[eager-64]", "eager", "cpu", "cpu", "forward", None, 64, calibration=calibration)
     outcome = write_detection_limits([result], lambda slug: tmp_path / f"{slug}.yaml")

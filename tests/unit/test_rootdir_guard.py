@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fast_run import FAST_OPTIONS
 
-from pytest_attnperf.rootdir_guard import values_given_apart
+from pytest_attnperf.session.rootdir_guard import values_given_apart
 from pytest_attnperf.spec.options import VALUED_FLAGS
 
 FAST = ("--attnperf", *FAST_OPTIONS)

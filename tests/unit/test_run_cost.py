@@ -10,7 +10,7 @@ import pytest
 from benchmark_scripts import load_script
 from fast_run import FAST_OPTIONS
 
-from pytest_attnperf.run_cost import RunCost, compile_cache_state, process_started_at, use_compile_cache
+from pytest_attnperf.session.cost import RunCost, compile_cache_state, process_started_at, use_compile_cache
 
 MEASURING_TEST = """
     import os

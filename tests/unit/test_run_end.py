@@ -9,10 +9,10 @@ import pytest
 
 from pytest_attnperf.gate.baselines import baseline_path, load_baseline
 from pytest_attnperf.gate.results import CaseRecord, flat_record
-from pytest_attnperf.output_paths import shown
-from pytest_attnperf.report import RunReport
-from pytest_attnperf.run_end import RunEnd, finish_run
-from pytest_attnperf.session import AttnPerfSession
+from pytest_attnperf.session.end import RunEnd, finish_run
+from pytest_attnperf.session.output_paths import shown
+from pytest_attnperf.session.report import RunReport
+from pytest_attnperf.session.state import AttnPerfSession
 from pytest_attnperf.spec.settings import Settings, resolve_settings
 
 

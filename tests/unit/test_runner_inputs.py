@@ -15,7 +15,7 @@ from pytest_attnperf.gate.results import CaseRecord
 from pytest_attnperf.measure.input_guard import InputGuard, bits_checksum
 from pytest_attnperf.measure.inputs import make_qkv
 from pytest_attnperf.measure.reference import eager_attention
-from pytest_attnperf.runner import AttnPerf, ReferenceCache
+from pytest_attnperf.session.case_runner import AttnPerf, ReferenceCache
 from pytest_attnperf.spec.options import TimingConfig
 from pytest_attnperf.spec.shapes import AttnShape
 
@@ -216,7 +216,7 @@ def test_the_backend_after_an_inplace_one_sees_the_seeded_inputs(pytester: pytes
 
 
 def test_the_runner_asks_its_gate_whether_to_measure_the_power_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pytest_attnperf.runner as runner
+    import pytest_attnperf.session.case_runner as runner
 
     asked: list[Any] = []
     measure_case = runner.measure_case

@@ -18,7 +18,7 @@ from fast_run import CPU, FAST_OPTIONS
 from pytest_attnperf.gate.baselines import BaselineFileError, lock_holder, locked
 from pytest_attnperf.measure import cpu_load
 from pytest_attnperf.measure.cpu_load import CpuLoad, contention_problems
-from pytest_attnperf.update_process import (
+from pytest_attnperf.session.update_process import (
     PIPE_ENV,
     RUN_ENV,
     RUNS_DIR_ENV,
@@ -159,7 +159,7 @@ def test_a_tampered_record_in_an_earlier_run_file_refuses_the_merge_naming_the_f
     folder: tuple[Path, dict[str, str]],
 ) -> None:
     from pytest_attnperf.gate.results import flat_record
-    from pytest_attnperf.updating import _earlier_runs
+    from pytest_attnperf.session.baseline_update import _earlier_runs
 
     path, environ = folder
     run = update_run(environ, parent=os.getpid())
@@ -349,8 +349,8 @@ def test_a_busy_loop_on_the_same_cpu_is_detected() -> None:
 def test_a_cancel_during_a_run_ends_the_update_with_the_signal_and_removes_its_folder(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from pytest_attnperf.update_process import Cancelled
-    from pytest_attnperf.updating import run_update
+    from pytest_attnperf.session.baseline_update import run_update
+    from pytest_attnperf.session.update_process import Cancelled
 
     folders: list[Path] = []
 
@@ -369,8 +369,8 @@ def test_a_cancel_during_a_run_ends_the_update_with_the_signal_and_removes_its_f
 def test_an_update_with_a_runs_dir_goes_on_from_the_runs_an_earlier_call_finished(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_attnperf.update_process import Cancelled
-    from pytest_attnperf.updating import run_update
+    from pytest_attnperf.session.baseline_update import run_update
+    from pytest_attnperf.session.update_process import Cancelled
 
     started: list[int] = []
 

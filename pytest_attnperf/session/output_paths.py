@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .spec.settings import Settings
+    from ..spec.settings import Settings
 
 
 class OutputPathError(ValueError):

@@ -18,23 +18,23 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 import torch
 
-from .backends.registry import Backend, Unsupported
-from .gate.results import CaseIdentity, CaseRecord, Provenance
-from .integrations.pytest_benchmark import feed_samples
-from .measure.case import CaseMeasurement, does_not_fit, measure_case
-from .measure.equivalence import Equivalence, measure_equivalence
-from .measure.input_guard import InputGuard
-from .measure.inputs import QKV, seeded_normal, torch_dtype
-from .measure.memory import DoesNotFit, InputsDoNotFit, Workload, describe_error, is_out_of_memory, release_memory
-from .measure.reference import reference_output
-from .measure.sampling import PRECISION
-from .measure.timing import NotCapturable
-from .spec.device_info import DeviceInfo
-from .spec.marks import EquivalenceSpec
-from .spec.option_values import parse_mode
-from .spec.options import TimingConfig
-from .spec.shapes import Mode
-from .spec.workloads import TRAINABLE_WORKLOADS
+from ..backends.registry import Backend, Unsupported
+from ..gate.results import CaseIdentity, CaseRecord, Provenance
+from ..integrations.pytest_benchmark import feed_samples
+from ..measure.case import CaseMeasurement, does_not_fit, measure_case
+from ..measure.equivalence import Equivalence, measure_equivalence
+from ..measure.input_guard import InputGuard
+from ..measure.inputs import QKV, seeded_normal, torch_dtype
+from ..measure.memory import DoesNotFit, InputsDoNotFit, Workload, describe_error, is_out_of_memory, release_memory
+from ..measure.reference import reference_output
+from ..measure.sampling import PRECISION
+from ..measure.timing import NotCapturable
+from ..spec.device_info import DeviceInfo
+from ..spec.marks import EquivalenceSpec
+from ..spec.option_values import parse_mode
+from ..spec.options import TimingConfig
+from ..spec.shapes import Mode
+from ..spec.workloads import TRAINABLE_WORKLOADS
 
 if TYPE_CHECKING:
     from .calibration import Calibration
@@ -93,7 +93,7 @@ def plugin_version() -> str:
     try:
         return importlib.metadata.version("pytest-attnperf")
     except importlib.metadata.PackageNotFoundError:
-        from . import __version__
+        from .. import __version__
 
         return __version__
 
@@ -347,7 +347,7 @@ class AttnPerf:
     ) -> tuple[CaseRecord, CaseMeasurement]:
         """The dispatch fingerprint (after all timing), ambiguous re-measurements, and calibration if asked."""
         if self.gate.fingerprint:
-            from .measure.fingerprint import capture
+            from ..measure.fingerprint import capture
 
             started = time.perf_counter()
             measured = dataclasses.replace(measured, fingerprint=capture(workload, self.device))

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .gate.results import CaseRecord
+from ..gate.results import CaseRecord
+from ..spec.settings import Settings
+from ..spec.units import format_bytes, format_ms
 from .output_paths import markdown_target, shown
-from .spec.settings import Settings
-from .spec.units import format_bytes, format_ms
 
 if TYPE_CHECKING:
-    from .gate.baselines import Change
+    from ..gate.baselines import Change
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RunReport:
     update_notes: list[str] = field(default_factory=list)
     calibration_lines: list[str] = field(default_factory=list)
     output_errors: list[str] = field(default_factory=list)
-    cost: dict[str, Any] | None = None  # the run's timestamps and compile cache (run_cost.RunCost.record)
+    cost: dict[str, Any] | None = None  # the run's timestamps and compile cache (cost.RunCost.record)
 
 
 COLUMNS = (
@@ -106,7 +106,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[s
 
 def change_lines(changes: Sequence[Change]) -> list[str]:
     """'old -> new' for every updated entry; a replaced entry of another problem and a refused one say so."""
-    from .gate.identity import problem_differences
+    from ..gate.identity import problem_differences
 
     lines = []
     for change in changes:
@@ -255,8 +255,8 @@ def write_outputs(run: RunReport) -> tuple[list[Path], list[str]]:
     The paths were checked at the start of the run; what fails only now (a full disk) is reported by
     name instead of ending the run with a traceback.
     """
-    from .gate.baselines import write_atomic
-    from .runs.exports import ExportError, export_targets, export_text
+    from ..gate.baselines import write_atomic
+    from ..runs.exports import ExportError, export_targets, export_text
 
     written: list[Path] = []
     errors: list[str] = []

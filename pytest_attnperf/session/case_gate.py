@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from ..gate.checks import GateContext
+from ..gate.evaluate import Decision, GatePolicy, decide
+from ..gate.power import power_window_skip
+from ..gate.results import RECORD_PROPERTY, CaseRecord
+from ..spec.marks import GateMarks
 from .calibration import Calibration
-from .gate.checks import GateContext
-from .gate.evaluate import Decision, GatePolicy, decide
-from .gate.power import power_window_skip
-from .gate.results import RECORD_PROPERTY, CaseRecord
-from .session import AttnPerfSession
-from .spec.marks import GateMarks
+from .state import AttnPerfSession
 
 
 @dataclass

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .gate.baselines import BaselineEntry
-from .gate.latency import decide_latency
-from .gate.normalise import fit_beta
-from .gate.results import CaseRecord
-from .gate.statistics import DEFAULT_PARAMS, GateParams, Verdict, predicted_detection_limit, tolerance
+from ..gate.baselines import BaselineEntry
+from ..gate.latency import decide_latency
+from ..gate.normalise import fit_beta
+from ..gate.results import CaseRecord
+from ..gate.statistics import DEFAULT_PARAMS, GateParams, Verdict, predicted_detection_limit, tolerance
 
 if TYPE_CHECKING:
-    from .measure.memory import Workload
+    from ..measure.memory import Workload
 
 LEVELS = (0.02, 0.03, 0.04, 0.05, 0.075, 0.10, 0.15, 0.20, 0.30)
 TRIALS = 3
@@ -78,7 +78,7 @@ def calibrate_case(
     dtype: Any,
 ) -> dict[str, Any]:
     """Inject growing slowdowns until every trial is caught; the record of each level and the limit."""
-    from .measure.injection import Injector, delivered
+    from ..measure.injection import Injector, delivered
 
     reference = _reference(calibration, plain)
     params = calibration.params

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .gate.results import CaseRecord
-from .spec.device_info import SOFTWARE_KEYS
+from ..gate.results import CaseRecord
+from ..spec.device_info import SOFTWARE_KEYS
 from .update_process import SteeringError, UpdateRun, run_file_name, update_run
 
 if TYPE_CHECKING:
-    from .gate.baselines import BaselineEntry, Change
-    from .spec.settings import Settings
+    from ..gate.baselines import BaselineEntry, Change
+    from ..spec.settings import Settings
 
 
 def run_position() -> tuple[int, int] | None:
@@ -101,7 +101,7 @@ def _earlier_runs(run: UpdateRun) -> list[list[CaseRecord]]:
         except ValueError as error:
             raise SteeringError(f"{path} holds a record this run cannot read: {error}; nothing merged") from None
         seen: set[tuple[str, str]] = set()
-        for result in results:  # a run measures a test once (runner.py refuses a second measurement)
+        for result in results:  # a run measures a test once (case_runner.py refuses a second measurement)
             key = (result.identity.device_slug, result.identity.test_id)
             if key in seen:
                 raise SteeringError(f"{path} holds {key[1]} twice; one run measures a test once: nothing merged")
@@ -133,8 +133,8 @@ def update_baselines(
     ``baseline_path_of`` maps a device slug to its baseline file; ``interrupted`` and ``cpu_problems`` (a busy
     CPU, measure/cpu_load.py) can refuse the whole update (:func:`update_refusal`).
     """
-    from .gate.baselines import BaselineFileError, merge_entries, now_iso
-    from .gate.recording import entry_from_runs, runs_note
+    from ..gate.baselines import BaselineFileError, merge_entries, now_iso
+    from ..gate.recording import entry_from_runs, runs_note
 
     refusal = update_refusal(settings, results, interrupted=interrupted, cpu_problems=cpu_problems)
     if refusal is not None:
@@ -201,8 +201,8 @@ def write_detection_limits(
     results: Sequence[CaseRecord], baseline_path_of: Callable[[str], Path]
 ) -> CalibrationOutcome:
     """`attnperf calibrate`: store each case's measured detection limit in its baseline entry, and say it."""
-    from .gate.baselines import BaselineFileError, load_baseline, merge_entries
-    from .gate.identity import problem_differences
+    from ..gate.baselines import BaselineFileError, load_baseline, merge_entries
+    from ..gate.identity import problem_differences
 
     lines: list[str] = []
     errors: list[str] = []

@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .run_cost import RunCost
+from .cost import RunCost
 
 if TYPE_CHECKING:
     import torch
 
-    from .gate.baselines import BaselineEntry, BaselineFile
-    from .gate.results import CaseRecord
-    from .measure.guards import GpuState
-    from .measure.input_guard import InputGuard
-    from .measure.inputs import QKV
+    from ..gate.baselines import BaselineEntry, BaselineFile
+    from ..gate.results import CaseRecord
+    from ..measure.guards import GpuState
+    from ..measure.input_guard import InputGuard
+    from ..measure.inputs import QKV
+    from ..spec.device_info import DeviceInfo
+    from ..spec.settings import Settings
+    from ..spec.shapes import AttnShape
+    from .case_runner import ReferenceCache
+    from .end import RunEnd
     from .report import RunReport
-    from .run_end import RunEnd
-    from .runner import ReferenceCache
-    from .spec.device_info import DeviceInfo
-    from .spec.settings import Settings
-    from .spec.shapes import AttnShape
 
 SESSION_KEY = pytest.StashKey["AttnPerfSession"]()
 
@@ -65,7 +65,7 @@ class AttnPerfSession:
         self._device: torch.device | None = None
         self._baselines: dict[str, BaselineFile | None] = {}
         self.results: list[CaseRecord] = []
-        self.end: RunEnd | None = None  # what the end of the run did (run_end.finish_run), for the report
+        self.end: RunEnd | None = None  # what the end of the run did (end.finish_run), for the report
         self.gpu_state: GpuState | None = None
         self.guard_problems: list[str] = []
         self.cpu_problems: list[str] = []  # a busy CPU (measure/cpu_load.py): warned, and no baseline is recorded
@@ -83,7 +83,7 @@ class AttnPerfSession:
         if self._device is None:
             import torch
 
-            from .measure.device import resolve_device
+            from ..measure.device import resolve_device
 
             gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
             self._device = resolve_device(worker_device(self.settings.device, gpu_count))
@@ -93,7 +93,7 @@ class AttnPerfSession:
 
     @property
     def info(self) -> DeviceInfo:
-        from .measure.device import describe_device
+        from ..measure.device import describe_device
 
         return describe_device(self.device)
 
@@ -104,15 +104,15 @@ class AttnPerfSession:
 
     def start(self) -> None:
         """Resolve the device, load its baseline file (a bad one raises), bring the GPU to speed."""
-        from .measure.guards import read_gpu_state, state_problems
-        from .measure.known_noise import import_quietly
+        from ..measure.guards import read_gpu_state, state_problems
+        from ..measure.known_noise import import_quietly
 
         import_quietly()  # torch modules that warn about themselves at import, imported now with that one filtered
         self.settings.shape_defaults(self.is_cuda)  # --attnperf-kv-heads against this device's default heads
         self.baseline_for(self.info.slug)
         if self.device.type == "cuda":
-            from .measure.machine_reference import refresh
-            from .measure.timing import spin_up
+            from ..measure.machine_reference import refresh
+            from ..measure.timing import spin_up
 
             self.gpu_state = read_gpu_state(self.device)  # before our own load, which throttles by design
             spin_up(self.device)
@@ -126,7 +126,7 @@ class AttnPerfSession:
                     "refusing to time on this GPU (--attnperf-guard=refuse): " + "; ".join(self.guard_problems)
                 )
         if self.device.type == "cpu" and self.settings.guard != "off":
-            from .measure.cpu_load import cpu_contention
+            from ..measure.cpu_load import cpu_contention
 
             self.cpu_problems = [f"at the start: {problem}" for problem in cpu_contention()]
             if self.cpu_problems and self.settings.guard == "refuse":
@@ -137,13 +137,13 @@ class AttnPerfSession:
     # ------------------------------------------------------------ baselines
 
     def baseline_path(self, slug: str | None = None) -> Path:
-        from .gate.baselines import baseline_path
+        from ..gate.baselines import baseline_path
 
         return baseline_path(self.settings.baselines_dir, slug or self.info.slug)
 
     def baseline_for(self, slug: str) -> BaselineFile | None:
         if slug not in self._baselines:
-            from .gate.baselines import load_baseline
+            from ..gate.baselines import load_baseline
 
             self._baselines[slug] = load_baseline(self.baseline_path(slug))
         return self._baselines[slug]
@@ -168,8 +168,8 @@ class AttnPerfSession:
 
     def environment_changes(self) -> tuple[str, ...]:
         """Versions (the plugin's too) that differ from the ones the baseline file was recorded with."""
-        from .runner import plugin_version
-        from .updating import run_environment
+        from .baseline_update import run_environment
+        from .case_runner import plugin_version
 
         baseline = self.baseline_for(self.info.slug)
         if baseline is None:
@@ -189,7 +189,7 @@ class AttnPerfSession:
         """Before a re-measurement: wait (at most 2 s) until the GPU is back near its session-start temperature."""
         if self._device is None or self._device.type != "cuda":
             return
-        from .measure.nvml import nvml_for
+        from ..measure.nvml import nvml_for
 
         nvml = nvml_for(self._device)
         if nvml is not None:
@@ -210,7 +210,7 @@ class AttnPerfSession:
     def references(self) -> ReferenceCache:
         """The reference outputs of the current shape, shared by every backend of it (made on first use: torch)."""
         if self._references is None:
-            from .runner import ReferenceCache
+            from .case_runner import ReferenceCache
 
             self._references = ReferenceCache()
         return self._references
@@ -219,7 +219,7 @@ class AttnPerfSession:
     def input_guard(self) -> InputGuard:
         """The pristine state of the inputs in use, so a backend that writes to them is caught."""
         if self._input_guard is None:
-            from .measure.input_guard import InputGuard
+            from ..measure.input_guard import InputGuard
 
             self._input_guard = InputGuard()
         return self._input_guard
@@ -231,8 +231,8 @@ class AttnPerfSession:
         self._inputs, self._inputs_key = None, None
         if self._device is None:
             return  # nothing was measured in this process
-        from .backends.builtin import forget_compiled_kernels
-        from .measure.memory import release_memory
+        from ..backends.builtin import forget_compiled_kernels
+        from ..measure.memory import release_memory
 
         if self._references is not None:
             self._references.clear()
@@ -250,8 +250,8 @@ class AttnPerfSession:
 
     def report(self, end: RunEnd | None = None) -> RunReport:
         """What this run has to show, for the terminal summary and the report files (``end``: so far)."""
+        from .end import RunEnd
         from .report import RunReport
-        from .run_end import RunEnd
 
         end = end if end is not None else (self.end or RunEnd())
         measured = self._device is not None or not self.distributing
@@ -280,8 +280,8 @@ class AttnPerfSession:
         return {**records[0], "device": "pytest-xdist workers"} if records and same_model else {"name": names}
 
     def finish(self, session: pytest.Session) -> None:
-        """The end of the run (run_end.finish_run), and the exit status it asks for: the one place it is set."""
-        from .run_end import finish_run
+        """The end of the run (end.finish_run), and the exit status it asks for: the one place it is set."""
+        from .end import finish_run
 
         if self.settings.update:
             self.cpu_problems += self._cpu_problems_at_end()
@@ -300,19 +300,19 @@ class AttnPerfSession:
     def _cpu_problems_at_end(self) -> list[str]:
         """A busy CPU checked again before recording: the start's check saw only the start (and the xdist
         controller measured nothing)."""
-        from .updating import measured_on_cpu
+        from .baseline_update import measured_on_cpu
 
         if self.settings.guard == "off" or not measured_on_cpu(self.results):
             return []
-        from .measure.cpu_load import cpu_contention
+        from ..measure.cpu_load import cpu_contention
 
         return [f"at the end: {problem}" for problem in cpu_contention()]
 
     def _write_study(self, out_dir: Path) -> list[Path]:
         """--attnperf-report: the study for this device, with this run's backends, lengths and timing."""
-        from .study.decode_plan import CPU_DECODE, GPU_DECODE
-        from .study.output import plots_available, write_study
-        from .study.runner import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress
+        from ..study.decode_plan import CPU_DECODE, GPU_DECODE
+        from ..study.output import plots_available, write_study
+        from ..study.runner import CPU_CONFIGS, GPU_CONFIGS, run_study, stderr_progress
 
         study = run_study(
             self.device,

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .gate.results import CaseRecord
-from .spec.settings import Settings
+from ..gate.results import CaseRecord
+from ..spec.settings import Settings
 
 if TYPE_CHECKING:
-    from .gate.baselines import Change
+    from ..gate.baselines import Change
     from .report import RunReport
 
 
@@ -59,9 +59,9 @@ def finish_run(
     ``write_study`` measures and writes the study into a folder (the only step that needs the device);
     ``interrupted`` and ``cpu_problems`` (a busy CPU) keep the baselines as they are.
     """
+    from .baseline_update import update_baselines, write_detection_limits
     from .output_paths import shown
     from .report import write_outputs
-    from .updating import update_baselines, write_detection_limits
 
     end = RunEnd()
     if settings.update:

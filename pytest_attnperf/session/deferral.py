@@ -17,7 +17,7 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from .case_gate import DEFERRABLE_KEY, DEFERRED_KEY
-from .session import AttnPerfSession
+from .state import AttnPerfSession
 
 
 def _log(item: pytest.Item, reports: Sequence[pytest.TestReport]) -> None:
