@@ -315,3 +315,18 @@ def live_drift(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
         raise ctx.error(f"not live_drift.py's table (no column {missing[0]!r})")
     body = [[row[column] for column in LIVE_DRIFT_COLUMNS] for row in rows]
     return table(list(LIVE_DRIFT_COLUMNS), body, right=range(1, len(LIVE_DRIFT_COLUMNS)))
+
+
+STARVED_LEAD_COLUMNS = (
+    "report", "cases with a lead", "starved", "failed", "failed and starved", "starved after the rule",
+    "extra lead spin s",
+)  # fmt: skip
+
+
+def starved_lead(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
+    """benchmarks/experiments/starved_lead.py's first table: each gated run's starved cases beside its failures."""
+    missing = [column for column in STARVED_LEAD_COLUMNS if column not in rows[0]]
+    if missing:
+        raise ctx.error(f"not starved_lead.py's table (no column {missing[0]!r})")
+    body = [[row[column] for column in STARVED_LEAD_COLUMNS] for row in rows]
+    return table(list(STARVED_LEAD_COLUMNS), body, right=range(1, len(STARVED_LEAD_COLUMNS)))

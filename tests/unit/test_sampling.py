@@ -214,6 +214,34 @@ def test_the_lead_covers_the_hosts_launch_time_not_a_fixed_millisecond() -> None
     assert lead_for([0.005], CudaSource.LEAD_MARGIN, CudaSource.LEAD_SLACK_MS)[1] < CudaSource.MIN_LEAD_MS * 2
 
 
+def test_past_its_cover_the_lead_covers_what_the_kernels_do_not_hide() -> None:
+    """A host-bound step (a Hugging Face decode step: about 8.4 ms of launch for 2.3 ms of kernels) starved behind
+    a lead capped at 5 ms, and its spans took in the host's hiccups (x2.2 in a gated run on an H100); a GPU-bound
+    one (a 32K prefill: 77 ms of launch, 110 ms of kernels) needs no more than it had."""
+    margin, slack, cover = CudaSource.LEAD_MARGIN, CudaSource.LEAD_SLACK_MS, CudaSource.COVER_MS
+    host_bound = lead_for([8.4] * 20, margin, slack, spans_ms=[2.3] * 20, cover_ms=cover)[1]
+    assert host_bound == pytest.approx(margin * 8.4 + slack - 2.3)
+    assert host_bound + 2.3 > 8.4  # the host finishes launching while the kernels still run
+    assert lead_for([77.0] * 20, margin, slack, spans_ms=[110.0] * 20, cover_ms=cover)[1] == cover
+    # under the cover nothing changed: a single kernel's launch comes all before it, and is covered whole
+    assert lead_for([0.40] * 20, margin, slack, spans_ms=[5.0] * 20, cover_ms=cover)[1] == pytest.approx(0.51)
+    assert lead_for([8.4] * 20, margin, slack, cover_ms=cover)[1] == cover  # no spans yet: the cover
+
+
+def test_the_warm_up_finds_a_host_bound_steps_lead_from_its_starved_spans() -> None:
+    """The first spans of a starved step are the host's (launch time less the lead): the lead grows call by call
+    until the kernels' own span shows, within a few warm-up calls."""
+    host_ms, kernels_ms = 8.4, 2.3
+    lead, hosts, spans = 0.05, [], []
+    for _ in range(4):
+        hosts.append(host_ms)
+        spans.append(max(kernels_ms, host_ms - lead))  # the GPU waits for the host past the lead
+        _, lead = lead_for(hosts, CudaSource.LEAD_MARGIN, CudaSource.LEAD_SLACK_MS, spans_ms=spans, cover_ms=5.0)
+        lead = min(max(lead, CudaSource.MIN_LEAD_MS), CudaSource.MAX_LEAD_MS)
+    assert max(kernels_ms, host_ms - lead) == kernels_ms
+    assert spans[-1] == kernels_ms
+
+
 def test_cpu_timing_runs_the_same_rules_and_records_how() -> None:
     timing = time_cpu(lambda: sum(range(100)), TimingConfig(warmup_ms=5.0, rep_ms=2.0, min_samples=5))
     assert len(timing.samples_ms) >= 5
