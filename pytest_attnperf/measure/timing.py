@@ -253,7 +253,7 @@ class CudaSource:
         samples = [Sample(float(s.elapsed_time(e)), c) for s, e, c in zip(starts, ends, clocks, strict=True)]
         if not self.fixed:
             self.host_times = (self.host_times + hosts)[-self.HOST_WINDOW :]
-            self.span_times = (self.span_times + [sample.ms for sample in samples])[-self.HOST_WINDOW :]
+            self.span_times = (self.span_times + [sample.time_ms for sample in samples])[-self.HOST_WINDOW :]
             self.host_ms, lead = lead_for(
                 self.host_times, self.LEAD_MARGIN, self.LEAD_SLACK_MS, spans_ms=self.span_times, cover_ms=self.COVER_MS
             )

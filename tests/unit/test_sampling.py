@@ -426,3 +426,44 @@ def test_without_triton_the_clock_falls_back_to_the_timed_spin_and_says_so(monke
     assert clock.probe_note(device) == (
         "SM clock read with timed spins: the timestamps kernel is unavailable (No module named 'triton')"
     )
+
+
+def test_a_cuda_sources_warm_up_grows_a_host_bound_steps_lead_past_the_cover(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CudaSource.take on a simulated GPU: a step launched in about 8 ms whose kernels take 2 ms. Its spans are the
+    events' (2 ms each); after a few warm-up calls the lead covers what the kernels do not hide, past COVER_MS."""
+    import time as clock
+
+    import pytest_attnperf.measure.timing as timing
+    from pytest_attnperf.measure.clock import NoClock
+
+    class Event:
+        def __init__(self, enable_timing: bool) -> None:
+            pass
+
+        def record(self, stream: object = None) -> None:
+            pass
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, other: object) -> float:
+            return 2.0
+
+    spins: list[int] = []
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "_sleep", spins.append)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(timing, "cycles_per_ms", lambda device: 1.0e6)
+    source = CudaSource(lambda: clock.sleep(0.008), torch.device("cuda", 0), NoClock(), None)
+    for _ in range(4):
+        samples = source.take(1)
+    assert samples[0].time_ms == 2.0
+    assert source.host_ms >= 8.0
+    assert source.lead_ms == pytest.approx(1.25 * source.host_ms + 0.01 - 2.0)
+    assert source.lead_ms > CudaSource.COVER_MS
+    source.fix_lead()
+    fixed = source.lead_ms
+    source.take(2)
+    assert source.lead_ms == fixed  # the samples keep the warm-up's lead
+    assert spins[-2:] == [int(fixed * 1.0e6)] * 2  # spun before each of them
