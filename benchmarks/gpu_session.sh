@@ -43,15 +43,20 @@
 # or CALL_SECONDS to spare), then `PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1
 # TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=450 CALL_SECONDS=530 gate_live` (trials 0-5:
 # docs/results/h100/2026-12/live-adjacent-6ae8ce14/, judged again by benchmarks/experiments/reference_placement.py).
-# The session of 2026-12-08 got no machine (failed starts, then no machine lent). Next, in this order: fa4_lib x2
-# (carry .fa4a, then .fa4b: two 32 MiB parts with PARTS) then, carrying .whl, `CALL_SECONDS=590 RUNS=3 fa4 env
-# gated_suite` (the whole suite with FlashAttention-4, which has not been in a gated run since the first machines,
-# judged with the fleet's constant part) and `FIRST_RUN=4 RUNS=2 gated_suite` on the warm machine (five runs back to
-# back); the adjacent live run afresh with this code (`PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent
-# GATE_VALIDATION_ROUNDING=1 TRIALS=20 TRIALS_PER_PROCESS=10 BUDGET_S=520 CALL_SECONDS=590 gate_live`, then its trials
-# on another unit with gate_live_cross): the +3/+5 % rows are now sized by the new injection timing, so the earlier
-# run's trials 6-19 would not be like for like with its 0-5; `fa4 cost` with .old; study_parts; and an H200
-# transformers `record` whenever an H200 comes.
+# The session of 2026-12-08 got no machine (failed starts, then no machine lent). The session after got an eleventh
+# unit (GPU-91514054) for four calls kept warm: fa4_lib x2 (carry .fa4a, then .fa4b), then carrying .whl
+# `CALL_SECONDS=585 RUNS=3 fa4 env gated_suite` and `FIRST_RUN=3 CALL_SECONDS=470 RUNS=2 gated_suite` (the whole suite
+# with FlashAttention-4, four runs: docs/results/h100/2026-12/unit-91514054/; no kernel case failed, five transformers
+# steps did, all starved behind the lead's old 5 ms cap, which the lead rule now lifts). The machine was lost before
+# a fifth call, and later starts failed. Next, in this order: the transformers suite with the new lead, recorded
+# (`SUITE=tests/suite/test_transformers.py RECORD_SECONDS=380 record`: the H100 file's transformers entries, or the
+# H200 file's when an H200 comes) then gated on the warm machine (`SUITE=tests/suite/test_transformers.py RUNS=2
+# gated_suite`: python benchmarks/experiments/starved_lead.py on its folder must show no starved case); the whole suite
+# gated five times back to back (fa4_lib x2 first); the adjacent live run afresh with this code
+# (`PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1 TRIALS=20 TRIALS_PER_PROCESS=10
+# BUDGET_S=520 CALL_SECONDS=590 gate_live`, then its trials on another unit with gate_live_cross): the +3/+5 % rows
+# are now sized by the new injection timing, so the earlier run's trials 6-19 would not be like for like with its
+# 0-5; `fa4 cost` with .old; study_parts.
 # The GPU proof of the clock-aware gate (issue 15), estimated on one H200 (each call at most 10 minutes):
 #   bash benchmarks/gpu_session.sh clockcheck baseline          # ~1 + ~3 min per suite run x 3 (kernels+transformers)
 #   bash benchmarks/gpu_session.sh sensitivity                  # 8 cases x 3 rows x 20 trials: ~5-7 min
