@@ -140,6 +140,8 @@ def timed(
         info["lead_ms"] = round(lead_ms, 4)
         info["lead_total_ms"] = round(source.lead_total_ms, 3)  # GPU time spent spinning, warm-up included
         info["host_launch_ms"] = round(source.host_ms, 4)
+        if collected.kept:  # the GPU waited for the host inside the spans: they hold part of the launch
+            info["host_wait_ms"] = round(max(0.0, source.host_ms - lead_ms - min(s.time_ms for s in collected.kept)), 4)
     return Timing(
         samples_ms=tuple(sample.time_ms for sample in collected.kept),
         clock=timer,
