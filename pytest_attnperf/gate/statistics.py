@@ -128,7 +128,9 @@ def tolerance(
     predictive = math.sqrt(sd**2 * (1.0 + 1.0 / runs) + unit_variance)
     quantile = float(_t().ppf(1.0 - params.alpha, df))
     noise_bound = math.expm1(quantile * predictive)
-    cap = math.expm1(math.hypot(math.log1p(params.cap), quantile * math.sqrt(unit_variance)))  # joined like the sds
+    cap = params.cap
+    if unit_variance:  # joined like the sds
+        cap = math.expm1(math.hypot(math.log1p(params.cap), quantile * math.sqrt(unit_variance)))
     if requested is None:
         tau = min(max(noise_bound, params.floor), cap)
         capped = noise_bound > cap
