@@ -308,13 +308,18 @@ LIVE_DRIFT_COLUMNS = (
 )  # fmt: skip
 
 
+def script_table(script: str, columns: tuple[str, ...], rows: list[dict[str, str]], ctx: Context) -> list[str]:
+    """An experiment's first Markdown table as it printed it, its columns checked (the first one left-aligned)."""
+    missing = [column for column in columns if column not in rows[0]]
+    if missing:
+        raise ctx.error(f"not {script}'s table (no column {missing[0]!r})")
+    body = [[row[column] for column in columns] for row in rows]
+    return table(list(columns), body, right=range(1, len(columns)))
+
+
 def live_drift(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
     """benchmarks/experiments/live_drift.py's table: the unchanged rows' drift, the machine's credit, the power."""
-    missing = [column for column in LIVE_DRIFT_COLUMNS if column not in rows[0]]
-    if missing:
-        raise ctx.error(f"not live_drift.py's table (no column {missing[0]!r})")
-    body = [[row[column] for column in LIVE_DRIFT_COLUMNS] for row in rows]
-    return table(list(LIVE_DRIFT_COLUMNS), body, right=range(1, len(LIVE_DRIFT_COLUMNS)))
+    return script_table("live_drift.py", LIVE_DRIFT_COLUMNS, rows, ctx)
 
 
 STARVED_LEAD_COLUMNS = (
@@ -325,8 +330,4 @@ STARVED_LEAD_COLUMNS = (
 
 def starved_lead(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
     """benchmarks/experiments/starved_lead.py's first table: each gated run's starved cases beside its failures."""
-    missing = [column for column in STARVED_LEAD_COLUMNS if column not in rows[0]]
-    if missing:
-        raise ctx.error(f"not starved_lead.py's table (no column {missing[0]!r})")
-    body = [[row[column] for column in STARVED_LEAD_COLUMNS] for row in rows]
-    return table(list(STARVED_LEAD_COLUMNS), body, right=range(1, len(STARVED_LEAD_COLUMNS)))
+    return script_table("starved_lead.py", STARVED_LEAD_COLUMNS, rows, ctx)
