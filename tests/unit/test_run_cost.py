@@ -157,7 +157,10 @@ def test_the_fingerprint_is_profiled_only_where_it_can_change_the_verdict(pytest
     assert case()["fingerprint"]
     (baseline,) = (pytester.path / "baselines").glob("*.yaml")
     assert "fingerprint:" in baseline.read_text(encoding="utf-8")
-    pytester.runpytest_subprocess(*options).assert_outcomes(passed=1)
+    # Its latency verdict is not the question: a one-run CPU baseline's median moves when another process takes
+    # the second core (x266 seen under a parallel test run), and the profile is taken either way.
+    gated = pytester.runpytest_subprocess(*options).parseoutcomes()
+    assert gated.get("passed", 0) + gated.get("failed", 0) == 1
     assert case()["fingerprint"]
     assert "fingerprint" in case()["phases_ms"]  # type: ignore[operator]
 
