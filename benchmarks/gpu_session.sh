@@ -51,7 +51,7 @@
 # a fifth call, and later starts failed. Next, in this order: the transformers suite with the new lead, recorded
 # (`SUITE=tests/suite/test_transformers.py RECORD_SECONDS=380 record`: the H100 file's transformers entries, or the
 # H200 file's when an H200 comes) then gated on the warm machine (`SUITE=tests/suite/test_transformers.py RUNS=2
-# gated_suite`: python benchmarks/experiments/starved_lead.py on its folder must show no starved case); the whole suite
+# gated_suite`: its between-run spread against unit-91514054's, and each step's lead_overrun_share); the whole suite
 # gated five times back to back (fa4_lib x2 first); the adjacent live run afresh with this code
 # (`PYTEST_ADDOPTS=--attnperf-machine-reference=adjacent GATE_VALIDATION_ROUNDING=1 TRIALS=20 TRIALS_PER_PROCESS=10
 # BUDGET_S=520 CALL_SECONDS=590 gate_live`, then its trials on another unit with gate_live_cross): the +3/+5 % rows
@@ -432,17 +432,26 @@ stage_fa4_lib() {
   # while the machine is warm); the call that has them all unpacks them.
   mkdir -p /tmp/fa4parts /tmp/site
   cp .fa4*/* /tmp/fa4parts/ 2>/dev/null
-  local want missing="" part
-  want=$(cat /tmp/fa4parts/PARTS 2>/dev/null || echo 2)
+  local want missing="" part parts=()
+  want=$(tr -d '[:space:]' < /tmp/fa4parts/PARTS 2>/dev/null || echo 2)
+  if ! [[ $want =~ ^[1-9][0-9]*$ ]]; then
+    echo "FlashAttention-4 library: PARTS says '$want', not a count of parts" | tee "$OUT/fa4_lib/fa4-lib.txt"
+    return 1
+  fi
   for part in $(seq -f "cu13part%02g" 0 $((want - 1))); do  # split -d names its parts 00, 01, ...
+    parts+=("/tmp/fa4parts/$part")
     [ -s "/tmp/fa4parts/$part" ] || missing="$missing $part"
   done
   if [ -n "$missing" ]; then
     echo "FlashAttention-4 library: missing$missing of $want parts" | tee "$OUT/fa4_lib/fa4-lib.txt"
-  elif rm -rf /tmp/fa4unpack && mkdir /tmp/fa4unpack && cat /tmp/fa4parts/cu13part* | tar -xJ -C /tmp/fa4unpack; then
+  elif rm -rf /tmp/fa4unpack && mkdir /tmp/fa4unpack && cat "${parts[@]}" | tar -xJ -C /tmp/fa4unpack; then
     # Unpacked aside, then laid into the site folder whole: a torn archive never leaves half a library there.
-    cp -a /tmp/fa4unpack/. /tmp/site/ && rm -rf /tmp/fa4parts /tmp/fa4unpack
-    ls /tmp/site/nvidia_cutlass_dsl | tee "$OUT/fa4_lib/fa4-lib.txt"
+    if cp -a /tmp/fa4unpack/. /tmp/site/; then
+      rm -rf /tmp/fa4parts /tmp/fa4unpack
+      ls /tmp/site/nvidia_cutlass_dsl | tee "$OUT/fa4_lib/fa4-lib.txt"
+    else
+      echo "FlashAttention-4 library: unpacked, but not copied into /tmp/site" | tee "$OUT/fa4_lib/fa4-lib.txt"
+    fi
   else
     rm -rf /tmp/fa4unpack
     echo "FlashAttention-4 library: the $want parts did not unpack (a part damaged in transit?)" \

@@ -7,7 +7,7 @@ registered backend (flash-attn, flash-attn-3, sdpa-flash/efficient/cudnn, flex, 
 batch, heads, grouped KV heads, head_dim, unequal and odd query/key lengths (mostly up to 96, some up to
 600 so kernels cross their tile boundaries), causal, sliding windows and softmax scales. Each backend must
 agree with the reference by the project's rule (``checks.measure_equivalence`` with ``EquivalenceSpec()``,
-references built as ``runner.ReferenceCache.get`` builds them), and rows that see no key must be exactly
+references built as ``session.case_runner.ReferenceCache.get`` builds them), and rows that see no key must be exactly
 zero; or it is skipped with a reason (``unsupported_reason``, or ``Unsupported`` raised at run time).
 
 Hypothesis drives the shapes (derandomized: the same shapes on every run); failures are recorded, not
@@ -89,7 +89,7 @@ def attention_shapes(draw: st.DrawFn) -> AttnShape:
 
 
 def references(qkv: QKV) -> tuple[torch.Tensor, torch.Tensor]:
-    """(high-precision reference, input-dtype reference), as runner.ReferenceCache.get builds them."""
+    """(high-precision reference, input-dtype reference), as session.case_runner.ReferenceCache.get builds them."""
     shape = qkv.shape
     high = torch.float64 if torch_dtype(shape.dtype) == torch.float32 else torch.float32
     return tuple(  # type: ignore[return-value]

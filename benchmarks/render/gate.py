@@ -310,6 +310,8 @@ LIVE_DRIFT_COLUMNS = (
 
 def script_table(script: str, columns: tuple[str, ...], rows: list[dict[str, str]], ctx: Context) -> list[str]:
     """An experiment's first Markdown table as it printed it, its columns checked (the first one left-aligned)."""
+    if not rows:
+        raise ctx.error(f"{script}'s table has no rows")
     missing = [column for column in columns if column not in rows[0]]
     if missing:
         raise ctx.error(f"not {script}'s table (no column {missing[0]!r})")
@@ -322,10 +324,7 @@ def live_drift(ctx: Context, rows: list[dict[str, str]]) -> list[str]:
     return script_table("live_drift.py", LIVE_DRIFT_COLUMNS, rows, ctx)
 
 
-STARVED_LEAD_COLUMNS = (
-    "report", "cases with a lead", "starved", "failed", "failed and starved", "starved after the rule",
-    "extra lead spin s",
-)  # fmt: skip
+STARVED_LEAD_COLUMNS = ("report", "cases with a lead", "starved", "failed", "failed and starved", "extra lead spin s")
 
 
 def starved_lead(ctx: Context, rows: list[dict[str, str]]) -> list[str]:

@@ -25,10 +25,6 @@ STAGE_COMMANDS = {
     "LIVE_BASELINES=docs/results/h100/2026-12/live-a0d7a657/baselines bash benchmarks/gpu_session.sh env gate_live_cross",
     # The eighth unit (GPU-de84f1cb), its machine kept warm between the two calls: gate_live as gate_live_h100_all,
     # then the kernel suite gated against the committed baselines (recorded on the third unit)
-    # An eleventh unit (GPU-91514054), after fa4_lib in two calls, the whole suite with FlashAttention-4 in two calls
-    "gated_suite_h100_91514054": "CALL_SECONDS=585 RUNS=3 bash benchmarks/gpu_session.sh fa4 env gated_suite, then "
-    "FIRST_RUN=3 CALL_SECONDS=470 RUNS=2 bash benchmarks/gpu_session.sh gated_suite on the warm machine",
-    "starved_lead": "python benchmarks/experiments/starved_lead.py docs/results/h100/2026-12/unit-91514054/gated_suite",
     "gated_suite_h100_de84f1cb": "SUITE=tests/suite/test_attention.py RUNS=3 CALL_SECONDS=485 bash benchmarks/gpu_session.sh "
     "env gated_suite",
     # Trials 8-19 of that gate on a ninth unit (GPU-6c21f585), from a frozen archive of its code (.old at 0a04b37), in
@@ -54,6 +50,10 @@ STAGE_COMMANDS = {
     "cpu_history": "python benchmarks/history_runs.py --runs 6 --out docs/results/cpu/history",
     "gate_cost": "pytest --attnperf tests/suite/test_attention.py --attnperf-json=cost/RUN.json, then "
     "python benchmarks/gate_cost.py cost/RUN.json --cost cost/cost-RUN.json",
+    # An eleventh unit (GPU-91514054), after fa4_lib in two calls, the whole suite with FlashAttention-4 in two calls
+    "gated_suite_h100_91514054": "CALL_SECONDS=585 RUNS=3 bash benchmarks/gpu_session.sh fa4 env gated_suite, then "
+    "FIRST_RUN=3 CALL_SECONDS=470 RUNS=2 bash benchmarks/gpu_session.sh gated_suite on the warm machine",
+    "starved_lead": "python benchmarks/experiments/starved_lead.py docs/results/h100/2026-12/unit-91514054/gated_suite",
 }
 
 

@@ -271,19 +271,6 @@ def _faster(decision: LatencyDecision) -> str | None:
     )
 
 
-def _host_wait(result: CaseRecord) -> str | None:
-    """A case whose lead spin ended before its launch did (past the lead's 50 ms limit): its spans hold host time."""
-    info = result.measurement.timing_info or {}
-    wait = info.get("host_wait_ms")
-    if not isinstance(wait, (int, float)) or wait <= 0:
-        return None
-    return (
-        f"the GPU waited for the host inside its timed spans (launched in {info.get('host_launch_ms')} ms behind a "
-        f"lead of {info.get('lead_ms')} ms: about {wait:.2f} ms of each span is launch), so its time moves with the "
-        "host's CPU as well as the GPU's kernels"
-    )
-
-
 def _latency(
     result: CaseRecord,
     marks: GateMarks,
@@ -311,9 +298,9 @@ def _latency(
     decision = decide_latency(result, baseline, requested, policy.stage, policy.params)
     answer.latency = decision
     answer.notes.extend(decision.notes)
-    # Notes (the terminal's attnperf section, the reports), not PytestWarnings: a suite run with -W error must not
-    # fail a case for passing.
-    answer.notes.extend(note for note in (_faster(decision), _host_wait(result)) if note)
+    faster = _faster(decision)
+    if faster:  # a note (the terminal's attnperf section, the reports), not a PytestWarning: -W error must not fail it
+        answer.notes.append(faster)
     if spec.tolerance is not None and baseline.detection_limit and spec.tolerance < baseline.detection_limit:
         warning = (
             f"{result.identity.test_id}: the marker asks to catch slowdowns over {spec.tolerance * 100:.1f} %, but "

@@ -2,7 +2,7 @@
 
 The rule is the project's (FACTS §3, ``checks.measure_equivalence`` with ``EquivalenceSpec()``): the output
 is within 2x the error of the same reference run in the input dtype, against a float64 reference for
-float32 inputs and a float32 one for bfloat16, as ``runner.ReferenceCache.get`` builds them. A query row
+float32 inputs and a float32 one for bfloat16, as ``session.case_runner.ReferenceCache.get`` builds them. A query row
 that sees no key (causal with q_len > k_len, or a sliding window past the keys) must be exactly zero,
 FlashAttention's convention. The same property runs on a GPU, with many more shapes and every CUDA
 backend, in benchmarks/property_gpu.py.
@@ -72,7 +72,7 @@ def attention_shapes(draw: st.DrawFn, dtypes: tuple[str, ...] = ("float32", "bfl
 
 
 def references(qkv: QKV) -> tuple[torch.Tensor, torch.Tensor]:
-    """(high-precision reference, input-dtype reference), built as runner.ReferenceCache.get builds them."""
+    """(high-precision reference, input-dtype reference), built as session.case_runner.ReferenceCache.get builds them."""
     shape = qkv.shape
     high = torch.float64 if torch_dtype(shape.dtype) == torch.float32 else torch.float32
     return tuple(  # type: ignore[return-value]

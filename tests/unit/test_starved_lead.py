@@ -29,7 +29,7 @@ def _record(case: str, host: float, lead: float, spans: list[float], outcome: st
     }
 
 
-def test_a_step_launched_longer_than_its_lead_and_kernels_is_starved_and_the_rule_covers_it(
+def test_a_step_launched_longer_than_its_lead_and_kernels_is_flagged_with_the_rules_lead(
     tmp_path: Path, starved_lead: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "gated_suite"
@@ -48,13 +48,12 @@ def test_a_step_launched_longer_than_its_lead_and_kernels_is_starved_and_the_rul
     flex, prefill = cases[0], cases[1]
     assert flex["starved"]
     assert flex["failed"]
-    assert flex["covered"]
     assert flex["rule"] == pytest.approx(1.25 * 8.4 + 0.01 - 2.31)
     assert not prefill["starved"]
     assert prefill["rule"] == 5.0
     assert prefill["extra_s"] == 0.0
 
     table = starved_lead.summarise(starved_lead.reports(folder))
-    assert "| gated-1.json.gz | 2 | 1 | 1 | 1 | 0 |" in table
+    assert "| gated-1.json.gz | 2 | 1 | 1 | 1 | 0.2 |" in table  # (8.20 - 5.0) ms more lead x 50 calls
     assert "| `test_prefill[flex-1K]` | 1 | 8.40 | 5.00 | 2.31 | 2.21 F | 8.20 |" in table
     assert "sdpa-32K" not in table
