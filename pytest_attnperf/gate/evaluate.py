@@ -264,10 +264,11 @@ def _faster(decision: LatencyDecision) -> str | None:
     to it would pass unseen. Said, so that the baseline is recorded again."""
     if decision.verdict is not Verdict.PASS or decision.ratio * (1.0 + decision.tolerance.tau) >= 1.0:
         return None
+    unit = " (or this GPU unit is faster than the one it was recorded on)" if decision.tolerance.fleet else ""
     return (
         f"faster than its baseline, x{decision.ratio:.3f}, by more than its tolerance of "
-        f"{decision.tolerance.tau * 100:.1f} %: a slowdown back to the baseline would pass unseen; record it again "
-        "(`attnperf update`) to gate from here"
+        f"{decision.tolerance.tau * 100:.1f} %{unit}: a slowdown back to the baseline would pass unseen; record it "
+        "again (`attnperf update`) to gate from here"
     )
 
 
