@@ -17,7 +17,6 @@ the earlier half (the power cap's own swing, which no machine reference sees).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import statistics
 import sys
@@ -32,6 +31,8 @@ sys.path.insert(0, str(HERE))
 from live_cases import parse_item_id  # noqa: E402
 from render.gate import LIVE_DRIFT_COLUMNS  # noqa: E402  (the columns the README's renderer reads)
 
+from pytest_attnperf.runs.stored import read_text  # noqa: E402
+
 
 def rows_by_case(folders: list[Path]) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], set[float]]:
     """Every gated record of the folders' raw reports by (case, row), and the power limits their sessions read."""
@@ -41,9 +42,7 @@ def rows_by_case(folders: list[Path]) -> tuple[dict[tuple[str, str], list[dict[s
         for path in sorted((folder / "raw").glob("trials-*.json*")):
             if not path.name.endswith((".json", ".json.gz")):
                 continue  # a cut-off call's .partial, a set-aside .exit-N report
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt", encoding="utf-8") as handle:
-                document = json.load(handle)
+            document = json.loads(read_text(path))
             for record in document["results"]:
                 case, row, _trial = parse_item_id(record["test_id"])
                 records[(case, row)].append({**record, "_folder": folder})  # whose baselines it was gated against

@@ -19,18 +19,12 @@ Whether the rule's lead removes the wait is for a GPU run to show (``lead_overru
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 from pytest_attnperf.measure.timing import CudaSource, lead_for
-
-
-def load(path: Path) -> dict[str, Any]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        return json.load(handle)  # type: ignore[no-any-return]
+from pytest_attnperf.runs.stored import read_text
 
 
 def reports(folder: Path) -> list[Path]:
@@ -61,7 +55,10 @@ def lead_case(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def summarise(paths: list[Path]) -> str:
-    runs = [(path.name, [case for r in load(path).get("results", []) if (case := lead_case(r))]) for path in paths]
+    runs = [
+        (path.name, [case for r in json.loads(read_text(path)).get("results", []) if (case := lead_case(r))])
+        for path in paths
+    ]
     lines = [
         "| report | cases with a lead | starved | failed | failed and starved | extra lead spin s |",
         "|---|---:|---:|---:|---:|---:|",

@@ -66,7 +66,8 @@ def parse_timestamp(text: object) -> datetime.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A report's text, gzipped (``.gz``, as committed results are) or not."""
     if path.name.endswith(".gz"):
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             return handle.read()
@@ -80,7 +81,7 @@ def is_report(document: object) -> bool:
 def load_report(path: Path) -> StoredReport:
     """Read one report; ReportError names the file when it cannot be read or is not a report."""
     try:
-        text = _read_text(path)
+        text = read_text(path)
     except FileNotFoundError:
         raise ReportError(f"{path}: no such file") from None
     except IsADirectoryError:
